@@ -1,0 +1,269 @@
+//! The rules of API keys that do not need a database: kinds, names, expiry, descriptions,
+//! network restrictions, and human durations (`30d`). Each constructor only yields valid
+//! values; its error is the reason, ready to be put beside the field's name.
+
+use crate::token::TokenKind;
+use ipnet::IpNet;
+use std::net::IpAddr;
+use time::{Duration, OffsetDateTime, format_description::well_known::Rfc3339};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KeyKind {
+    Personal,
+    Team,
+    Organization,
+    Integration,
+}
+
+impl KeyKind {
+    pub const ALL: [KeyKind; 4] = [
+        KeyKind::Personal,
+        KeyKind::Team,
+        KeyKind::Organization,
+        KeyKind::Integration,
+    ];
+
+    pub fn name(self) -> &'static str {
+        self.token_kind().name()
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        KeyKind::ALL.into_iter().find(|k| k.name() == s)
+    }
+
+    pub fn token_kind(self) -> TokenKind {
+        match self {
+            KeyKind::Personal => TokenKind::Personal,
+            KeyKind::Team => TokenKind::Team,
+            KeyKind::Organization => TokenKind::Organization,
+            KeyKind::Integration => TokenKind::Integration,
+        }
+    }
+
+    pub fn from_token_kind(k: TokenKind) -> Option<Self> {
+        KeyKind::ALL.into_iter().find(|kind| kind.token_kind() == k)
+    }
+}
+
+pub const MAX_NAME_CHARS: usize = 200;
+pub const MAX_DESCRIPTION_CHARS: usize = 1000;
+pub const MAX_EXPIRY_YEARS: i32 = 5;
+pub const MAX_GRACE_SECONDS: i64 = 604_800;
+pub const DEFAULT_GRACE_SECONDS: i64 = 86_400;
+
+/// A key (or team, or integration) name: trimmed, 1-200 characters, no control characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyName(String);
+
+impl KeyName {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        if t.is_empty() {
+            return Err("must not be empty or only spaces".into());
+        }
+        let n = t.chars().count();
+        if n > MAX_NAME_CHARS {
+            return Err(format!(
+                "is {n} characters long; at most {MAX_NAME_CHARS} are allowed"
+            ));
+        }
+        if let Some(c) = t.chars().find(|c| c.is_control()) {
+            return Err(format!(
+                "contains the control character U+{:04X}; names must be printable",
+                c as u32
+            ));
+        }
+        Ok(KeyName(t.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The form uniqueness is decided on: names differing only in case collide.
+    pub fn folded(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
+pub fn parse_description(s: Option<&str>) -> Result<String, String> {
+    let s = s.unwrap_or("").trim();
+    let n = s.chars().count();
+    if n > MAX_DESCRIPTION_CHARS {
+        return Err(format!(
+            "is {n} characters long; at most {MAX_DESCRIPTION_CHARS} are allowed"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// The latest expiry allowed when creating at `now`: five years, or an organization's lower maximum.
+pub fn max_expiry(now: OffsetDateTime, org_max_days: Option<i64>) -> OffsetDateTime {
+    let five_years = now
+        .replace_year(now.year() + MAX_EXPIRY_YEARS)
+        .unwrap_or_else(|_| now + Duration::days(365 * 5 + 1));
+    match org_max_days {
+        Some(days) => five_years.min(now + Duration::days(days)),
+        None => five_years,
+    }
+}
+
+pub fn parse_expires_at(
+    s: Option<&str>,
+    now: OffsetDateTime,
+    org_max_days: Option<i64>,
+) -> Result<OffsetDateTime, String> {
+    let s = s.ok_or_else(|| {
+        "is required: every key expires (RFC 3339, e.g. 2027-01-31T00:00:00Z)".to_string()
+    })?;
+    let t = OffsetDateTime::parse(s, &Rfc3339)
+        .map_err(|_| format!("`{s}` is not an RFC 3339 time such as 2027-01-31T00:00:00Z"))?;
+    check_expiry(t, now, org_max_days)?;
+    Ok(t.to_offset(time::UtcOffset::UTC))
+}
+
+pub fn check_expiry(
+    t: OffsetDateTime,
+    now: OffsetDateTime,
+    org_max_days: Option<i64>,
+) -> Result<(), String> {
+    if t <= now {
+        return Err("must be in the future".into());
+    }
+    let max = max_expiry(now, org_max_days);
+    if t > max {
+        let limit = match org_max_days {
+            Some(d) if now + Duration::days(d) < max_expiry(now, None) => {
+                format!("{d} days (this organization's maximum)")
+            }
+            _ => format!("{MAX_EXPIRY_YEARS} years"),
+        };
+        return Err(format!(
+            "is more than {limit} ahead; the latest allowed now is {}",
+            fmt_rfc3339(max)
+        ));
+    }
+    Ok(())
+}
+
+pub fn parse_cidrs(items: &[String]) -> Result<Vec<IpNet>, String> {
+    let mut out = Vec::with_capacity(items.len());
+    let mut bad = Vec::new();
+    for item in items {
+        let item = item.trim();
+        match item.parse::<IpNet>() {
+            Ok(net) => out.push(net.trunc()),
+            Err(_) => match item.parse::<IpAddr>() {
+                Ok(ip) => out.push(IpNet::from(ip)),
+                Err(_) => bad.push(format!("`{item}`")),
+            },
+        }
+    }
+    if bad.is_empty() {
+        Ok(out)
+    } else {
+        Err(format!(
+            "{} not a CIDR such as 10.0.0.0/8 or 2001:db8::/32",
+            bad.join(", ") + if bad.len() == 1 { " is" } else { " are" }
+        ))
+    }
+}
+
+/// `30d`, `12h`, `90m`, `2w`, `1y` (365 days).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: i64 = n
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration such as 30d, 12h or 1y"))?;
+    let d = match unit {
+        "s" => Duration::seconds(n),
+        "m" => Duration::minutes(n),
+        "h" => Duration::hours(n),
+        "d" => Duration::days(n),
+        "w" => Duration::weeks(n),
+        "y" => Duration::days(365 * n),
+        _ => return Err(format!("`{s}` has an unknown unit; use s, m, h, d, w or y")),
+    };
+    Ok(d)
+}
+
+pub fn fmt_rfc3339(t: OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(
+            KeyName::parse("  deploy bot ").unwrap().as_str(),
+            "deploy bot"
+        );
+        assert!(KeyName::parse("   ").is_err());
+        assert!(
+            KeyName::parse(&"x".repeat(201))
+                .unwrap_err()
+                .contains("201")
+        );
+        assert!(KeyName::parse(&"é".repeat(200)).is_ok());
+        assert!(KeyName::parse("a\u{7}b").unwrap_err().contains("U+0007"));
+        assert_eq!(
+            KeyName::parse("Deploy").unwrap().folded(),
+            KeyName::parse("deploy").unwrap().folded()
+        );
+    }
+
+    #[test]
+    fn expiry() {
+        let now = OffsetDateTime::now_utc();
+        let f = |t: OffsetDateTime| fmt_rfc3339(t);
+        assert!(
+            parse_expires_at(None, now, None)
+                .unwrap_err()
+                .contains("required")
+        );
+        assert!(
+            parse_expires_at(Some("tomorrow"), now, None)
+                .unwrap_err()
+                .contains("RFC 3339")
+        );
+        assert!(
+            parse_expires_at(Some(&f(now - Duration::hours(1))), now, None)
+                .unwrap_err()
+                .contains("future")
+        );
+        assert!(
+            parse_expires_at(Some(&f(now + Duration::days(365 * 5 + 3))), now, None)
+                .unwrap_err()
+                .contains("5 years")
+        );
+        assert!(parse_expires_at(Some(&f(now + Duration::days(365 * 5 - 3))), now, None).is_ok());
+        assert!(
+            parse_expires_at(Some(&f(now + Duration::days(40))), now, Some(30))
+                .unwrap_err()
+                .contains("30 days")
+        );
+    }
+
+    #[test]
+    fn cidrs_and_durations() {
+        assert_eq!(
+            parse_cidrs(&["10.1.2.3/8".into(), "192.0.2.7".into()]).unwrap()[0].to_string(),
+            "10.0.0.0/8"
+        );
+        assert!(
+            parse_cidrs(&["nope".into()])
+                .unwrap_err()
+                .contains("`nope`")
+        );
+        assert_eq!(parse_duration("30d").unwrap(), Duration::days(30));
+        assert_eq!(parse_duration("1y").unwrap(), Duration::days(365));
+        assert!(parse_duration("3 fortnights").is_err());
+    }
+}

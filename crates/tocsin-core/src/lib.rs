@@ -1,0 +1,14 @@
+//! Tocsin's domain, kept pure: no IO, no async, no HTTP, no SQL.
+//! Every rule about tokens, permissions, roles and keys lives here so the
+//! server and the store can only use them, never restate them.
+
+pub mod ids;
+pub mod key;
+pub mod permission;
+pub mod policy;
+pub mod role;
+pub mod token;
+pub mod validation;
+
+pub use ids::*;
+pub use permission::{PermSet, Permission};
