@@ -1,0 +1,392 @@
+//! The audit trail: events in one hash chain per organization. Each event's hash covers
+//! its predecessor's hash and its own fields, so editing or deleting a row breaks the chain
+//! at that event, which `verify_chain` names.
+
+use crate::{Page, Result, Store, from_ms, ms, on_db, paginate, safe};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use tocsin_core::{AuditEventId, KeyId, OrgId};
+
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditActor {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditTarget {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+}
+
+/// An event as recorded; the chain fields are added by the writer.
+#[derive(Clone, Debug)]
+pub struct AuditRecord {
+    pub id: AuditEventId,
+    pub occurred_at: OffsetDateTime,
+    /// `None` for refusals that could not be tied to an organization.
+    pub org_id: Option<OrgId>,
+    pub actor: Option<AuditActor>,
+    pub api_key_id: Option<KeyId>,
+    pub token_hint: Option<String>,
+    pub action: String,
+    pub method: Option<String>,
+    pub route: Option<String>,
+    pub target: Option<AuditTarget>,
+    pub outcome: String,
+    pub status: Option<u16>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl AuditRecord {
+    pub fn new(
+        org_id: Option<OrgId>,
+        action: impl Into<String>,
+        outcome: impl Into<String>,
+    ) -> Self {
+        AuditRecord {
+            id: AuditEventId::generate(),
+            occurred_at: OffsetDateTime::now_utc(),
+            org_id,
+            actor: None,
+            api_key_id: None,
+            token_hint: None,
+            action: action.into(),
+            method: None,
+            route: None,
+            target: None,
+            outcome: outcome.into(),
+            status: None,
+            ip: None,
+            user_agent: None,
+            request_id: None,
+        }
+    }
+
+    pub fn chain(&self) -> &str {
+        self.org_id.as_ref().map(|o| o.as_str()).unwrap_or("")
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct AuditEvent {
+    pub record: AuditRecord,
+    pub seq: i64,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// The hash of an event: SHA-256 over the previous hash and the event's fields in a fixed order.
+pub fn event_hash(prev_hash: &str, seq: i64, r: &AuditRecord) -> String {
+    let fields = serde_json::json!([
+        seq,
+        r.id.as_str(),
+        ms(r.occurred_at),
+        r.chain(),
+        r.actor.as_ref().map(|a| [&a.kind, &a.id, &a.name]),
+        r.api_key_id.as_ref().map(|k| k.as_str()),
+        r.token_hint,
+        r.action,
+        r.method,
+        r.route,
+        r.target.as_ref().map(|t| [&t.kind, &t.id]),
+        r.outcome,
+        r.status,
+        r.ip,
+        r.user_agent,
+        r.request_id,
+    ]);
+    let mut h = Sha256::new();
+    h.update(prev_hash.as_bytes());
+    h.update(b"\n");
+    h.update(fields.to_string().as_bytes());
+    hex::encode(h.finalize())
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    chain: String,
+    seq: i64,
+    id: String,
+    occurred_at: i64,
+    actor_type: Option<String>,
+    actor_id: Option<String>,
+    actor_name: Option<String>,
+    api_key_id: Option<String>,
+    token_hint: Option<String>,
+    action: String,
+    method: Option<String>,
+    route: Option<String>,
+    target_type: Option<String>,
+    target_id: Option<String>,
+    outcome: String,
+    status: Option<i64>,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    request_id: Option<String>,
+    prev_hash: String,
+    hash: String,
+}
+
+impl From<EventRow> for AuditEvent {
+    fn from(r: EventRow) -> Self {
+        AuditEvent {
+            seq: r.seq,
+            prev_hash: r.prev_hash,
+            hash: r.hash,
+            record: AuditRecord {
+                id: AuditEventId::from_trusted(r.id),
+                occurred_at: from_ms(r.occurred_at),
+                org_id: (!r.chain.is_empty()).then(|| OrgId::from_trusted(r.chain)),
+                actor: match (r.actor_type, r.actor_id, r.actor_name) {
+                    (Some(kind), Some(id), Some(name)) => Some(AuditActor { kind, id, name }),
+                    _ => None,
+                },
+                api_key_id: r.api_key_id.map(KeyId::from_trusted),
+                token_hint: r.token_hint,
+                action: r.action,
+                method: r.method,
+                route: r.route,
+                target: match (r.target_type, r.target_id) {
+                    (Some(kind), Some(id)) => Some(AuditTarget { kind, id }),
+                    _ => None,
+                },
+                outcome: r.outcome,
+                status: r.status.and_then(|s| u16::try_from(s).ok()),
+                ip: r.ip,
+                user_agent: r.user_agent,
+                request_id: r.request_id,
+            },
+        }
+    }
+}
+
+const COLUMNS: &str = "chain, seq, id, occurred_at, actor_type, actor_id, actor_name, api_key_id, token_hint, action,
+    method, route, target_type, target_id, outcome, status, ip, user_agent, request_id, prev_hash, hash";
+
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub api_key_id: Option<String>,
+    pub actor_id: Option<String>,
+    pub action: Option<String>,
+    pub outcome: Option<String>,
+    pub since: Option<OffsetDateTime>,
+    pub until: Option<OffsetDateTime>,
+}
+
+/// The result of checking one chain.
+#[derive(Clone, Debug, Serialize)]
+pub struct ChainReport {
+    pub chain: String,
+    pub events: i64,
+    /// The first event whose stored hash or link does not match, with why.
+    pub broken_at: Option<BrokenLink>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BrokenLink {
+    pub event_id: String,
+    pub seq: i64,
+    pub reason: String,
+}
+
+impl Store {
+    /// Appends records to their chains in one transaction.
+    pub async fn append_audit(&self, records: &[AuditRecord]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        on_db!(&self.db, |pool| {
+            let mut tx = pool.begin().await?;
+            let mut heads: std::collections::HashMap<&str, (i64, String)> = Default::default();
+            for r in records {
+                let chain = r.chain();
+                if !heads.contains_key(chain) {
+                    let head: Option<(i64, String)> =
+                        sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE chain = $1")
+                            .bind(chain)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    heads.insert(chain, head.unwrap_or((0, GENESIS.to_owned())));
+                }
+                let (seq, prev) = heads.get_mut(chain).expect("inserted above");
+                *seq += 1;
+                let hash = event_hash(prev, *seq, r);
+                sqlx::query(
+                    "INSERT INTO audit_events (chain, seq, id, occurred_at, actor_type, actor_id, actor_name, api_key_id,
+                       token_hint, action, method, route, target_type, target_id, outcome, status, ip, user_agent,
+                       request_id, prev_hash, hash)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
+                )
+                .bind(chain)
+                .bind(*seq)
+                .bind(r.id.as_str())
+                .bind(ms(r.occurred_at))
+                .bind(r.actor.as_ref().map(|a| a.kind.as_str()))
+                .bind(r.actor.as_ref().map(|a| a.id.as_str()))
+                .bind(r.actor.as_ref().map(|a| a.name.as_str()))
+                .bind(r.api_key_id.as_ref().map(|k| k.as_str()))
+                .bind(r.token_hint.as_deref())
+                .bind(&r.action)
+                .bind(r.method.as_deref())
+                .bind(r.route.as_deref())
+                .bind(r.target.as_ref().map(|t| t.kind.as_str()))
+                .bind(r.target.as_ref().map(|t| t.id.as_str()))
+                .bind(&r.outcome)
+                .bind(r.status.map(i64::from))
+                .bind(r.ip.as_deref())
+                .bind(r.user_agent.as_deref())
+                .bind(r.request_id.as_deref())
+                .bind(prev.as_str())
+                .bind(&hash)
+                .execute(&mut *tx)
+                .await?;
+                *prev = hash;
+            }
+            for (chain, (seq, hash)) in &heads {
+                sqlx::query(
+                    "INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, $2, $3)
+                     ON CONFLICT (chain) DO UPDATE SET seq = $2, hash = $3",
+                )
+                .bind(*chain)
+                .bind(*seq)
+                .bind(hash)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    pub async fn list_audit(
+        &self,
+        org: &OrgId,
+        filter: &AuditFilter,
+        limit: usize,
+        cursor: Option<i64>,
+    ) -> Result<Page<AuditEvent>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM audit_events WHERE chain = $1
+               AND ($2 IS NULL OR api_key_id = $2) AND ($3 IS NULL OR actor_id = $3) AND ($4 IS NULL OR action = $4)
+               AND ($5 IS NULL OR outcome = $5) AND ($6 IS NULL OR occurred_at >= $6) AND ($7 IS NULL OR occurred_at < $7)
+               AND ($8 IS NULL OR seq < $8)
+             ORDER BY seq DESC LIMIT $9"
+        );
+        let rows: Vec<EventRow> = on_db!(&self.db, |pool| {
+            sqlx::query_as(safe(&sql))
+                .bind(org.as_str())
+                .bind(filter.api_key_id.as_deref())
+                .bind(filter.actor_id.as_deref())
+                .bind(filter.action.as_deref())
+                .bind(filter.outcome.as_deref())
+                .bind(filter.since.map(ms))
+                .bind(filter.until.map(ms))
+                .bind(cursor)
+                .bind(limit as i64 + 1)
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(paginate(
+            rows.into_iter().map(AuditEvent::from).collect(),
+            limit,
+            |e: &AuditEvent| e.seq.to_string(),
+        ))
+    }
+
+    /// Every chain present: organization ids, and '' for unattributed refusals.
+    pub async fn audit_chains(&self) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> = on_db!(&self.db, |pool| {
+            sqlx::query_as("SELECT DISTINCT chain FROM audit_events ORDER BY chain")
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows.into_iter().map(|(c,)| c).collect())
+    }
+
+    /// Recomputes a chain from its first event and reports the first break.
+    pub async fn verify_chain(&self, chain: &str) -> Result<ChainReport> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM audit_events WHERE chain = $1 AND seq > $2 ORDER BY seq LIMIT 1000"
+        );
+        let mut prev = GENESIS.to_owned();
+        let mut expected_seq = 1i64;
+        let mut count = 0i64;
+        loop {
+            let rows: Vec<EventRow> = on_db!(&self.db, |pool| {
+                sqlx::query_as(safe(&sql))
+                    .bind(chain)
+                    .bind(expected_seq - 1)
+                    .fetch_all(pool)
+                    .await?
+            });
+            if rows.is_empty() {
+                break;
+            }
+            for row in rows {
+                let e = AuditEvent::from(row);
+                let broken = |reason: String| ChainReport {
+                    chain: chain.to_owned(),
+                    events: count,
+                    broken_at: Some(BrokenLink {
+                        event_id: e.record.id.to_string(),
+                        seq: e.seq,
+                        reason,
+                    }),
+                };
+                if e.seq != expected_seq {
+                    return Ok(broken(format!(
+                        "sequence jumps from {} to {}: events were removed",
+                        expected_seq - 1,
+                        e.seq
+                    )));
+                }
+                if e.prev_hash != prev {
+                    return Ok(broken("its link to the previous event does not match: an earlier event was changed or removed".into()));
+                }
+                if event_hash(&prev, e.seq, &e.record) != e.hash {
+                    return Ok(broken(
+                        "its contents do not match its hash: this event was edited".into(),
+                    ));
+                }
+                prev = e.hash;
+                expected_seq += 1;
+                count += 1;
+            }
+        }
+        let head: Option<(i64, String)> = on_db!(&self.db, |pool| {
+            sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE chain = $1")
+                .bind(chain)
+                .fetch_optional(pool)
+                .await?
+        });
+        if let Some((seq, hash)) = head
+            && (seq != count || hash != prev)
+        {
+            return Ok(ChainReport {
+                chain: chain.to_owned(),
+                events: count,
+                broken_at: Some(BrokenLink {
+                    event_id: String::new(),
+                    seq,
+                    reason: format!(
+                        "the chain head records {seq} events but {count} were found: the newest events were removed"
+                    ),
+                }),
+            });
+        }
+        Ok(ChainReport {
+            chain: chain.to_owned(),
+            events: count,
+            broken_at: None,
+        })
+    }
+}

@@ -1,0 +1,208 @@
+//! Persistence for Tocsin. One `Store` over an `enum Db` of typed sqlx pools; every query
+//! is written once, with `$N` placeholders that SQLite and PostgreSQL both accept, and the
+//! `on_db!` macro runs the same body on whichever pool is configured. Every query that reads
+//! tenant data takes the organization id as its first argument.
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+pub mod audit;
+pub mod keys;
+pub mod orgs;
+pub mod roles;
+pub mod teams;
+pub mod users;
+pub mod writer;
+
+pub use writer::{AuditWriter, LastUsedTracker};
+
+/// The configured database. PostgreSQL joins as a second arm; the query code does not change.
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite(sqlx::SqlitePool),
+}
+
+/// Runs `$body` with `$pool` bound to the configured typed pool.
+#[macro_export]
+macro_rules! on_db {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::Db::Sqlite($pool) => $body,
+        }
+    };
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness constraint refused the write; the string names the constraint's columns.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Db(sqlx::Error),
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Config(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(db.message().to_owned())
+            }
+            _ => StoreError::Db(e),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: Db,
+}
+
+pub fn ms(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+pub fn from_ms(v: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(v as i128 * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+pub fn now_ms() -> i64 {
+    ms(OffsetDateTime::now_utc())
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("plain data serializes")
+}
+
+pub(crate) fn from_json<T: serde::de::DeserializeOwned + Default>(s: &str) -> T {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+impl Store {
+    /// Opens (creating if needed) the store a `--database-url` names.
+    pub async fn connect(url: &str) -> Result<Store> {
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            return Store::open_sqlite(Path::new(path)).await;
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Err(StoreError::Config(
+                "database-url: PostgreSQL is not implemented yet in this build; use the embedded SQLite default (omit --database-url) or a sqlite:// URL".into(),
+            ));
+        }
+        Err(StoreError::Config(format!(
+            "database-url: `{}` is neither sqlite://PATH nor postgres://...",
+            url.split('@').next_back().unwrap_or("")
+        )))
+    }
+
+    /// The embedded default: a SQLite file in WAL mode with `synchronous=FULL`, so a
+    /// committed write survives both a killed process and a lost machine.
+    pub async fn open_sqlite(path: &Path) -> Result<Store> {
+        let opts = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(StoreError::Db)?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .min_connections(1)
+            .connect_with(opts)
+            .await?;
+        Ok(Store {
+            db: Db::Sqlite(pool),
+        })
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub async fn migrate(&self) -> Result<()> {
+        on_db!(&self.db, |pool| sqlx::migrate!("migrations/sqlite")
+            .run(pool)
+            .await?);
+        Ok(())
+    }
+
+    /// True when the database answers a trivial query.
+    pub async fn ping(&self) -> bool {
+        on_db!(&self.db, |pool| sqlx::query("SELECT 1")
+            .execute(pool)
+            .await
+            .is_ok())
+    }
+
+    pub async fn close(&self) {
+        on_db!(&self.db, |pool| pool.close().await)
+    }
+
+    pub async fn meta_get(&self, key: &str) -> Result<Option<String>> {
+        let v: Option<(String,)> = on_db!(&self.db, |pool| {
+            sqlx::query_as("SELECT value FROM meta WHERE key = $1")
+                .bind(key)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(v.map(|(v,)| v))
+    }
+
+    pub async fn meta_set(&self, key: &str, value: &str) -> Result<()> {
+        on_db!(&self.db, |pool| {
+            sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = $2")
+                .bind(key)
+                .bind(value)
+                .execute(pool)
+                .await?
+        });
+        Ok(())
+    }
+}
+
+/// A page of a list: newest first, with an opaque cursor for the next page.
+#[derive(Clone, Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// Cuts `rows` (fetched with `limit + 1`) to `limit` and derives the next cursor.
+pub(crate) fn paginate<T>(
+    mut rows: Vec<T>,
+    limit: usize,
+    cursor_of: impl Fn(&T) -> String,
+) -> Page<T> {
+    let next_cursor = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(cursor_of)
+    } else {
+        None
+    };
+    Page {
+        items: rows,
+        next_cursor,
+    }
+}
+
+/// Marks a statement assembled with `format!` as safe: such strings only ever splice in
+/// column lists and placeholder numbers from this crate, never a value.
+pub(crate) fn safe(sql: &str) -> sqlx::AssertSqlSafe<&str> {
+    sqlx::AssertSqlSafe(sql)
+}

@@ -1,0 +1,116 @@
+//! Custom roles, per organization. Built-in roles live in code (tocsin-core) and are not stored.
+
+use crate::{Result, Store, StoreError, from_json, now_ms, on_db, to_json};
+use tocsin_core::OrgId;
+use tocsin_core::permission::{PermSet, Permission};
+use tocsin_core::role::{Role, RoleScope};
+
+#[derive(sqlx::FromRow)]
+struct RoleRow {
+    name: String,
+    description: String,
+    scope: String,
+    permissions: String,
+}
+
+impl From<RoleRow> for Role {
+    fn from(r: RoleRow) -> Self {
+        let names: Vec<String> = from_json(&r.permissions);
+        Role {
+            name: r.name,
+            description: r.description,
+            scope: RoleScope::parse(&r.scope).unwrap_or(RoleScope::Team),
+            permissions: names
+                .iter()
+                .filter_map(|n| Permission::parse(n))
+                .collect::<PermSet>(),
+            builtin: false,
+        }
+    }
+}
+
+impl Store {
+    pub async fn list_custom_roles(&self, org: &OrgId) -> Result<Vec<Role>> {
+        let rows: Vec<RoleRow> = on_db!(&self.db, |pool| {
+            sqlx::query_as("SELECT name, description, scope, permissions FROM roles WHERE org_id = $1 ORDER BY name")
+                .bind(org.as_str())
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    pub async fn insert_role(&self, org: &OrgId, role: &Role) -> Result<()> {
+        on_db!(&self.db, |pool| {
+            sqlx::query(
+                "INSERT INTO roles (org_id, name, description, scope, permissions, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
+            )
+            .bind(org.as_str())
+            .bind(&role.name)
+            .bind(&role.description)
+            .bind(role.scope.name())
+            .bind(to_json(&role.permissions.names()))
+            .bind(now_ms())
+            .execute(pool)
+            .await?
+        });
+        Ok(())
+    }
+
+    pub async fn update_role(&self, org: &OrgId, role: &Role) -> Result<()> {
+        let n = on_db!(&self.db, |pool| {
+            sqlx::query(
+                "UPDATE roles SET description = $3, scope = $4, permissions = $5, updated_at = $6 WHERE org_id = $1 AND name = $2",
+            )
+            .bind(org.as_str())
+            .bind(&role.name)
+            .bind(&role.description)
+            .bind(role.scope.name())
+            .bind(to_json(&role.permissions.names()))
+            .bind(now_ms())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if n == 0 {
+            Err(StoreError::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Where a role is still used: users, memberships and live keys that name it.
+    pub async fn role_usage(&self, org: &OrgId, name: &str) -> Result<i64> {
+        let quoted = format!("%{}%", to_json(&name));
+        let (n,): (i64,) = on_db!(&self.db, |pool| {
+            sqlx::query_as(
+                "SELECT (SELECT COUNT(*) FROM users WHERE org_id = $1 AND role_name = $2)
+                      + (SELECT COUNT(*) FROM team_members WHERE org_id = $1 AND team_role_names LIKE $3)
+                      + (SELECT COUNT(*) FROM api_keys WHERE org_id = $1 AND revoked_at IS NULL
+                           AND (role_names LIKE $3 OR team_role_names LIKE $3))",
+            )
+            .bind(org.as_str())
+            .bind(name)
+            .bind(&quoted)
+            .fetch_one(pool)
+            .await?
+        });
+        Ok(n)
+    }
+
+    pub async fn delete_role(&self, org: &OrgId, name: &str) -> Result<()> {
+        let n = on_db!(&self.db, |pool| {
+            sqlx::query("DELETE FROM roles WHERE org_id = $1 AND name = $2")
+                .bind(org.as_str())
+                .bind(name)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if n == 0 {
+            Err(StoreError::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! Teams and memberships (each with its team roles).
+
+use crate::{
+    Page, Result, Store, StoreError, from_json, from_ms, ms, now_ms, on_db, paginate, safe, to_json,
+};
+use time::OffsetDateTime;
+use tocsin_core::{OrgId, TeamId, UserId};
+
+#[derive(Clone, Debug)]
+pub struct Team {
+    pub id: TeamId,
+    pub org_id: OrgId,
+    pub name: String,
+    pub description: String,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+#[derive(Clone, Debug)]
+pub struct Membership {
+    pub team_id: TeamId,
+    pub user_id: UserId,
+    pub team_role_names: Vec<String>,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(sqlx::FromRow)]
+struct TeamRow {
+    id: String,
+    org_id: String,
+    name: String,
+    description: String,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl From<TeamRow> for Team {
+    fn from(r: TeamRow) -> Self {
+        Team {
+            id: TeamId::from_trusted(r.id),
+            org_id: OrgId::from_trusted(r.org_id),
+            name: r.name,
+            description: r.description,
+            created_at: from_ms(r.created_at),
+            updated_at: from_ms(r.updated_at),
+        }
+    }
+}
+
+const COLUMNS: &str = "id, org_id, name, description, created_at, updated_at";
+
+impl Store {
+    pub async fn insert_team(&self, team: &Team) -> Result<()> {
+        on_db!(&self.db, |pool| {
+            sqlx::query(
+                "INSERT INTO teams (id, org_id, name, name_folded, description, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(team.id.as_str())
+            .bind(team.org_id.as_str())
+            .bind(&team.name)
+            .bind(team.name.to_lowercase())
+            .bind(&team.description)
+            .bind(ms(team.created_at))
+            .bind(ms(team.updated_at))
+            .execute(pool)
+            .await?
+        });
+        Ok(())
+    }
+
+    pub async fn get_team(&self, org: &OrgId, id: &TeamId) -> Result<Team> {
+        let sql = format!("SELECT {COLUMNS} FROM teams WHERE org_id = $1 AND id = $2");
+        let row: TeamRow = on_db!(&self.db, |pool| sqlx::query_as(safe(&sql))
+            .bind(org.as_str())
+            .bind(id.as_str())
+            .fetch_one(pool)
+            .await?);
+        Ok(row.into())
+    }
+
+    pub async fn list_teams(
+        &self,
+        org: &OrgId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Team>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM teams WHERE org_id = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+        );
+        let rows: Vec<TeamRow> = on_db!(&self.db, |pool| {
+            sqlx::query_as(safe(&sql))
+                .bind(org.as_str())
+                .bind(cursor)
+                .bind(limit as i64 + 1)
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(paginate(
+            rows.into_iter().map(Team::from).collect(),
+            limit,
+            |t: &Team| t.id.to_string(),
+        ))
+    }
+
+    pub async fn update_team(
+        &self,
+        org: &OrgId,
+        id: &TeamId,
+        name: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<Team> {
+        let n = on_db!(&self.db, |pool| {
+            sqlx::query(
+                "UPDATE teams SET name = COALESCE($3, name), name_folded = COALESCE($4, name_folded),
+                 description = COALESCE($5, description), updated_at = $6 WHERE org_id = $1 AND id = $2",
+            )
+            .bind(org.as_str())
+            .bind(id.as_str())
+            .bind(name)
+            .bind(name.map(str::to_lowercase))
+            .bind(description)
+            .bind(now_ms())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        self.get_team(org, id).await
+    }
+
+    pub async fn delete_team(&self, org: &OrgId, id: &TeamId) -> Result<()> {
+        let n = on_db!(&self.db, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query("DELETE FROM team_members WHERE org_id = $1 AND team_id = $2")
+                .bind(org.as_str())
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+            let n = sqlx::query("DELETE FROM teams WHERE org_id = $1 AND id = $2")
+                .bind(org.as_str())
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            n
+        });
+        if n == 0 {
+            Err(StoreError::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Adds or replaces a membership.
+    pub async fn put_member(
+        &self,
+        org: &OrgId,
+        team: &TeamId,
+        user: &UserId,
+        roles: &[String],
+    ) -> Result<()> {
+        on_db!(&self.db, |pool| {
+            sqlx::query(
+                "INSERT INTO team_members (org_id, team_id, user_id, team_role_names, created_at) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (team_id, user_id) DO UPDATE SET team_role_names = $4",
+            )
+            .bind(org.as_str())
+            .bind(team.as_str())
+            .bind(user.as_str())
+            .bind(to_json(&roles))
+            .bind(now_ms())
+            .execute(pool)
+            .await?
+        });
+        Ok(())
+    }
+
+    pub async fn delete_member(&self, org: &OrgId, team: &TeamId, user: &UserId) -> Result<()> {
+        let n = on_db!(&self.db, |pool| {
+            sqlx::query(
+                "DELETE FROM team_members WHERE org_id = $1 AND team_id = $2 AND user_id = $3",
+            )
+            .bind(org.as_str())
+            .bind(team.as_str())
+            .bind(user.as_str())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if n == 0 {
+            Err(StoreError::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub async fn list_members(&self, org: &OrgId, team: &TeamId) -> Result<Vec<Membership>> {
+        self.memberships(org, "team_id", team.as_str()).await
+    }
+
+    pub async fn memberships_of(&self, org: &OrgId, user: &UserId) -> Result<Vec<Membership>> {
+        self.memberships(org, "user_id", user.as_str()).await
+    }
+
+    async fn memberships(
+        &self,
+        org: &OrgId,
+        column: &'static str,
+        value: &str,
+    ) -> Result<Vec<Membership>> {
+        let sql = format!(
+            "SELECT team_id, user_id, team_role_names, created_at FROM team_members WHERE org_id = $1 AND {column} = $2 ORDER BY created_at, team_id"
+        );
+        let rows: Vec<(String, String, String, i64)> =
+            on_db!(&self.db, |pool| sqlx::query_as(safe(&sql))
+                .bind(org.as_str())
+                .bind(value)
+                .fetch_all(pool)
+                .await?);
+        Ok(rows
+            .into_iter()
+            .map(|(team, user, roles, at)| Membership {
+                team_id: TeamId::from_trusted(team),
+                user_id: UserId::from_trusted(user),
+                team_role_names: from_json(&roles),
+                created_at: from_ms(at),
+            })
+            .collect())
+    }
+}

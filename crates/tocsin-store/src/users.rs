@@ -1,0 +1,206 @@
+//! Users (people in an organization) and their login sessions.
+
+use crate::{Page, Result, Store, StoreError, from_ms, ms, on_db, paginate, safe};
+use time::OffsetDateTime;
+use tocsin_core::token::TokenDigest;
+use tocsin_core::{OrgId, SessionId, UserId};
+
+#[derive(Clone, Debug)]
+pub struct User {
+    pub id: UserId,
+    pub org_id: OrgId,
+    pub email: String,
+    pub name: String,
+    pub role_name: String,
+    pub active: bool,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// A user with the password hash, for the login check only.
+#[derive(Clone)]
+pub struct UserCredentials {
+    pub user: User,
+    pub password_hash: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: String,
+    org_id: String,
+    email: String,
+    name: String,
+    role_name: String,
+    active: bool,
+    created_at: i64,
+    updated_at: i64,
+    password_hash: Option<String>,
+}
+
+impl UserRow {
+    fn into_credentials(self) -> UserCredentials {
+        UserCredentials {
+            password_hash: self.password_hash,
+            user: User {
+                id: UserId::from_trusted(self.id),
+                org_id: OrgId::from_trusted(self.org_id),
+                email: self.email,
+                name: self.name,
+                role_name: self.role_name,
+                active: self.active,
+                created_at: from_ms(self.created_at),
+                updated_at: from_ms(self.updated_at),
+            },
+        }
+    }
+}
+
+const COLUMNS: &str =
+    "id, org_id, email, name, role_name, active, created_at, updated_at, password_hash";
+
+#[derive(Clone, Debug, Default)]
+pub struct UserPatch {
+    pub name: Option<String>,
+    pub role_name: Option<String>,
+    pub active: Option<bool>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub id: SessionId,
+    pub org_id: OrgId,
+    pub user_id: UserId,
+    pub expires_at: OffsetDateTime,
+}
+
+impl Store {
+    pub async fn insert_user(&self, user: &User, password_hash: Option<&str>) -> Result<()> {
+        on_db!(&self.db, |pool| {
+            sqlx::query(
+                "INSERT INTO users (id, org_id, email, email_folded, name, role_name, password_hash, active, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(user.id.as_str())
+            .bind(user.org_id.as_str())
+            .bind(&user.email)
+            .bind(user.email.to_lowercase())
+            .bind(&user.name)
+            .bind(&user.role_name)
+            .bind(password_hash)
+            .bind(user.active)
+            .bind(ms(user.created_at))
+            .bind(ms(user.updated_at))
+            .execute(pool)
+            .await?
+        });
+        Ok(())
+    }
+
+    pub async fn get_user(&self, org: &OrgId, id: &UserId) -> Result<User> {
+        let sql = format!("SELECT {COLUMNS} FROM users WHERE org_id = $1 AND id = $2");
+        let row: UserRow = on_db!(&self.db, |pool| sqlx::query_as(safe(&sql))
+            .bind(org.as_str())
+            .bind(id.as_str())
+            .fetch_one(pool)
+            .await?);
+        Ok(row.into_credentials().user)
+    }
+
+    /// Emails are unique across the deployment, so a login needs no organization.
+    pub async fn find_user_by_email(&self, email: &str) -> Result<Option<UserCredentials>> {
+        let sql = format!("SELECT {COLUMNS} FROM users WHERE email_folded = $1");
+        let row: Option<UserRow> = on_db!(&self.db, |pool| sqlx::query_as(safe(&sql))
+            .bind(email.to_lowercase())
+            .fetch_optional(pool)
+            .await?);
+        Ok(row.map(UserRow::into_credentials))
+    }
+
+    pub async fn list_users(
+        &self,
+        org: &OrgId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<User>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM users WHERE org_id = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+        );
+        let rows: Vec<UserRow> = on_db!(&self.db, |pool| {
+            sqlx::query_as(safe(&sql))
+                .bind(org.as_str())
+                .bind(cursor)
+                .bind(limit as i64 + 1)
+                .fetch_all(pool)
+                .await?
+        });
+        let users = rows
+            .into_iter()
+            .map(|r| r.into_credentials().user)
+            .collect();
+        Ok(paginate(users, limit, |u: &User| u.id.to_string()))
+    }
+
+    pub async fn count_users(&self, org: &OrgId) -> Result<i64> {
+        let (n,): (i64,) = on_db!(&self.db, |pool| {
+            sqlx::query_as("SELECT COUNT(*) FROM users WHERE org_id = $1")
+                .bind(org.as_str())
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(n)
+    }
+
+    pub async fn update_user(&self, org: &OrgId, id: &UserId, patch: &UserPatch) -> Result<User> {
+        let done = on_db!(&self.db, |pool| {
+            sqlx::query(
+                "UPDATE users SET name = COALESCE($3, name), role_name = COALESCE($4, role_name),
+                 active = COALESCE($5, active), updated_at = $6 WHERE org_id = $1 AND id = $2",
+            )
+            .bind(org.as_str())
+            .bind(id.as_str())
+            .bind(patch.name.as_deref())
+            .bind(patch.role_name.as_deref())
+            .bind(patch.active)
+            .bind(crate::now_ms())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if done == 0 {
+            return Err(StoreError::NotFound);
+        }
+        self.get_user(org, id).await
+    }
+
+    pub async fn insert_session(&self, session: &Session, digest: &TokenDigest) -> Result<()> {
+        on_db!(&self.db, |pool| {
+            sqlx::query(
+                "INSERT INTO sessions (digest, id, org_id, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&digest[..])
+            .bind(session.id.as_str())
+            .bind(session.org_id.as_str())
+            .bind(session.user_id.as_str())
+            .bind(crate::now_ms())
+            .bind(ms(session.expires_at))
+            .execute(pool)
+            .await?
+        });
+        Ok(())
+    }
+
+    pub async fn find_session(&self, digest: &TokenDigest) -> Result<Option<Session>> {
+        let row: Option<(String, String, String, i64)> = on_db!(&self.db, |pool| {
+            sqlx::query_as("SELECT id, org_id, user_id, expires_at FROM sessions WHERE digest = $1")
+                .bind(&digest[..])
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row.map(|(id, org, user, exp)| Session {
+            id: SessionId::from_trusted(id),
+            org_id: OrgId::from_trusted(org),
+            user_id: UserId::from_trusted(user),
+            expires_at: from_ms(exp),
+        }))
+    }
+}
