@@ -15,6 +15,8 @@ use tokio::sync::{mpsc, oneshot};
 const QUEUE: usize = 65_536;
 const BATCH: usize = 2_000;
 
+// Nearly every message is an event, so boxing it would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Msg {
     Event(AuditRecord, Option<oneshot::Sender<()>>),
     Flush(oneshot::Sender<()>),

@@ -1,0 +1,479 @@
+//! The one door every route passes: credential -> `Principal` (cache first, store on a miss),
+//! checked in the fixed order of SPEC section 4, then an audit event for the request.
+
+use crate::error::{ApiError, ApiResult, ErrorInfo};
+use crate::state::{App, AppState};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderMap, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use time::OffsetDateTime;
+use tocsin_core::key::KeyKind;
+use tocsin_core::permission::{PermSet, Permission};
+use tocsin_core::policy::{self, CredentialState, Describe, Grants, Refusal, Resource};
+use tocsin_core::role::{Role, builtin_roles};
+use tocsin_core::token::{Token, TokenDigest, TokenKind};
+use tocsin_core::{OrgId, TeamId};
+use tocsin_store::audit::{AuditActor, AuditRecord};
+use tocsin_store::keys::{Actor, ApiKey};
+use tocsin_store::users::User;
+
+/// Who is calling, with everything a handler needs to authorize and attribute.
+#[derive(Debug)]
+pub struct Principal {
+    pub org_id: OrgId,
+    /// `None` for a login session.
+    pub key: Option<ApiKey>,
+    pub user: Option<User>,
+    pub grants: Grants,
+    pub describe: Describe,
+    /// How the audit trail names this principal.
+    pub actor: AuditActor,
+    /// How objects this principal creates name their creator.
+    pub creator: Actor,
+    pub state: CredentialState,
+    pub token_hint: String,
+    /// Unix seconds of the last use handed to the last-used tracker (throttles it to once a minute... ish).
+    last_reported: AtomicI64,
+}
+
+impl Principal {
+    pub fn key_kind(&self) -> Option<KeyKind> {
+        self.key.as_ref().map(|k| k.kind)
+    }
+
+    pub fn is_session(&self) -> bool {
+        self.key.is_none()
+    }
+
+    /// Checks a permission on a resource; the refusal names the key and its roles.
+    pub fn require(&self, permission: Permission, resource: &Resource) -> ApiResult<()> {
+        match policy::authorize(&self.grants, permission, resource) {
+            policy::Decision::Allowed => Ok(()),
+            denied => Err(ApiError::refused(
+                Refusal::Denied(denied),
+                Some(self.describe.clone()),
+            )),
+        }
+    }
+
+    /// Whether the principal acts as a user holding the `owner` or `admin` account role.
+    pub fn is_owner_or_admin(&self) -> bool {
+        let user_role = self.user.as_ref().map(|u| u.role_name.as_str());
+        let personal = matches!(self.key_kind(), None | Some(KeyKind::Personal));
+        personal
+            && matches!(user_role, Some("owner" | "admin"))
+            && self.grants.account == PermSet::all()
+    }
+}
+
+/// Built-in and custom roles of one organization, by name.
+pub struct RoleBook(HashMap<String, Role>);
+
+impl RoleBook {
+    pub async fn load(app: &App, org: &OrgId) -> ApiResult<RoleBook> {
+        let mut map: HashMap<String, Role> = builtin_roles()
+            .into_iter()
+            .map(|r| (r.name.clone(), r))
+            .collect();
+        for r in app.store.list_custom_roles(org).await? {
+            map.insert(r.name.clone(), r);
+        }
+        Ok(RoleBook(map))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Role> {
+        self.0.get(name)
+    }
+
+    pub fn perms(&self, names: &[String]) -> PermSet {
+        names
+            .iter()
+            .filter_map(|n| self.0.get(n))
+            .fold(PermSet::EMPTY, |acc, r| acc.union(r.permissions))
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Role> {
+        self.0.values()
+    }
+
+    /// A user's current grants: the account role, plus each membership's team roles.
+    pub async fn user_grants(&self, app: &App, user: &User) -> ApiResult<Grants> {
+        let mut g = Grants::account(self.perms(std::slice::from_ref(&user.role_name)));
+        for m in app.store.memberships_of(&user.org_id, &user.id).await? {
+            g.add_team(m.team_id, self.perms(&m.team_role_names));
+        }
+        Ok(g)
+    }
+
+    /// The grants a key holds by its own definition (before any user narrowing).
+    pub fn key_grants(&self, key: &ApiKey) -> Grants {
+        match key.kind {
+            KeyKind::Team => {
+                let mut g = Grants::account(self.perms(&key.role_names));
+                if let Some(team) = &key.team_id {
+                    g.add_team(team.clone(), self.perms(&key.team_role_names));
+                }
+                g
+            }
+            KeyKind::Organization => {
+                let mut g = Grants::account(self.perms(&key.role_names));
+                for team in &key.team_ids {
+                    g.add_team(team.clone(), self.perms(&key.team_role_names));
+                }
+                g
+            }
+            KeyKind::Personal | KeyKind::Integration => Grants::default(),
+        }
+    }
+}
+
+/// Builds the principal for a key: personal keys follow their user's current permissions.
+pub async fn principal_for_key(
+    app: &App,
+    key: ApiKey,
+    grace: Option<OffsetDateTime>,
+) -> ApiResult<Principal> {
+    let roles = RoleBook::load(app, &key.org_id).await?;
+    let cidrs = key
+        .allowed_cidrs
+        .iter()
+        .filter_map(|c| c.parse().ok())
+        .collect();
+    let mut state = CredentialState {
+        expires_at: key.expires_at,
+        revoked_at: key.revoked_at,
+        revoked_by_name: key.revoked_by.as_ref().map(|a| a.name.clone()),
+        grace_period_ends_at: grace,
+        disabled_reason: None,
+        allowed_cidrs: cidrs,
+    };
+    let describe = Describe {
+        kind: format!("{} key", key.kind.name()),
+        name: key.name.clone(),
+        role_names: key.role_names.clone(),
+        team_role_names: key.team_role_names.clone(),
+    };
+    let key_actor = Actor {
+        kind: "api_key".into(),
+        id: key.id.to_string(),
+        name: key.name.clone(),
+    };
+    let (grants, user, actor, creator) = match key.kind {
+        KeyKind::Personal => {
+            let user_id = key
+                .user_id
+                .clone()
+                .ok_or_else(|| ApiError::Internal("personal key without user".into()))?;
+            let user = app.store.get_user(&key.org_id, &user_id).await?;
+            if !user.active {
+                state.disabled_reason = Some(format!("its user {} is deactivated", user.email));
+            }
+            let mut grants = roles.user_grants(app, &user).await?;
+            if !key.role_names.is_empty() || !key.team_role_names.is_empty() {
+                let mask = roles
+                    .perms(&key.role_names)
+                    .union(roles.perms(&key.team_role_names));
+                grants = grants.narrowed(mask);
+            }
+            let actor = AuditActor {
+                kind: "user".into(),
+                id: user.id.to_string(),
+                name: user.email.clone(),
+            };
+            let creator = Actor {
+                kind: "user".into(),
+                id: user.id.to_string(),
+                name: user.email.clone(),
+            };
+            (grants, Some(user), actor, creator)
+        }
+        KeyKind::Team | KeyKind::Organization => {
+            let sa = key
+                .service_account_id
+                .clone()
+                .ok_or_else(|| ApiError::Internal("key without service account".into()))?;
+            let name = app.store.get_service_account_name(&key.org_id, &sa).await?;
+            let actor = AuditActor {
+                kind: "service_account".into(),
+                id: sa.to_string(),
+                name,
+            };
+            (roles.key_grants(&key), None, actor, key_actor)
+        }
+        KeyKind::Integration => {
+            state.disabled_reason =
+                Some("integration keys are not served by this version yet".into());
+            let actor = AuditActor {
+                kind: "integration".into(),
+                id: key.integration_id.clone().unwrap_or_default(),
+                name: key.name.clone(),
+            };
+            (Grants::default(), None, actor, key_actor)
+        }
+    };
+    Ok(Principal {
+        org_id: key.org_id.clone(),
+        token_hint: key.token_hint.clone(),
+        key: Some(key),
+        user,
+        grants,
+        describe,
+        actor,
+        creator,
+        state,
+        last_reported: AtomicI64::new(0),
+    })
+}
+
+async fn principal_for_session(
+    app: &App,
+    digest: &TokenDigest,
+    hint: String,
+) -> ApiResult<Option<Principal>> {
+    let Some(session) = app.store.find_session(digest).await? else {
+        return Ok(None);
+    };
+    let user = app
+        .store
+        .get_user(&session.org_id, &session.user_id)
+        .await?;
+    let roles = RoleBook::load(app, &session.org_id).await?;
+    let grants = roles.user_grants(app, &user).await?;
+    let state = CredentialState {
+        expires_at: session.expires_at,
+        revoked_at: None,
+        revoked_by_name: None,
+        grace_period_ends_at: None,
+        disabled_reason: (!user.active).then(|| format!("user {} is deactivated", user.email)),
+        allowed_cidrs: vec![],
+    };
+    let describe = Describe {
+        kind: "session of user".into(),
+        name: user.email.clone(),
+        role_names: vec![user.role_name.clone()],
+        team_role_names: vec![],
+    };
+    let actor = AuditActor {
+        kind: "user".into(),
+        id: user.id.to_string(),
+        name: user.email.clone(),
+    };
+    let creator = Actor {
+        kind: "user".into(),
+        id: user.id.to_string(),
+        name: user.email.clone(),
+    };
+    Ok(Some(Principal {
+        org_id: session.org_id,
+        key: None,
+        user: Some(user),
+        grants,
+        describe,
+        actor,
+        creator,
+        state,
+        token_hint: hint,
+        last_reported: AtomicI64::new(0),
+    }))
+}
+
+/// Looks a parsed token up: the cache, or the store on a miss.
+pub async fn lookup(app: &App, token: &Token) -> ApiResult<Option<Arc<Principal>>> {
+    let digest = app.hasher.digest(token);
+    if let Some(hit) = app.cache.get(&digest) {
+        app.cache_hits.fetch_add(1, Ordering::Relaxed);
+        return Ok(hit);
+    }
+    app.cache_misses.fetch_add(1, Ordering::Relaxed);
+    let generation = app.generation.load(Ordering::SeqCst);
+    let found = if token.kind() == TokenKind::Session {
+        principal_for_session(app, &digest, token.hint())
+            .await?
+            .map(Arc::new)
+    } else {
+        match app.store.find_key_by_digest(&digest).await? {
+            Some((key, m)) if KeyKind::from_token_kind(token.kind()) == Some(key.kind) => {
+                let grace = if m.is_current {
+                    None
+                } else {
+                    m.grace_ends_at.or(Some(OffsetDateTime::UNIX_EPOCH))
+                };
+                Some(Arc::new(principal_for_key(app, key, grace).await?))
+            }
+            _ => None,
+        }
+    };
+    if app.generation.load(Ordering::SeqCst) == generation {
+        app.cache.insert(digest, found.clone());
+    }
+    Ok(found)
+}
+
+/// The credential of a request, from `Authorization: Bearer|GenieKey <token>`.
+pub fn credential(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = value.split_once(' ')?;
+    if scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("geniekey") {
+        Some(rest.trim_start_matches(' '))
+    } else {
+        None
+    }
+}
+
+/// Runs the checks up to (not including) the permission check.
+pub async fn authenticate(
+    app: &App,
+    headers: &HeaderMap,
+    ip: Option<IpAddr>,
+) -> Result<Arc<Principal>, (Refusal, Option<Arc<Principal>>)> {
+    let raw = match credential(headers) {
+        Some(raw) => raw,
+        None if headers.contains_key(header::AUTHORIZATION) => {
+            return Err((Refusal::MissingCredentials, None));
+        }
+        None => return Err((Refusal::MissingCredentials, None)),
+    };
+    let token = Token::parse(raw).map_err(|e| (Refusal::MalformedToken(e), None))?;
+    if token.region() != app.settings.region {
+        let region = token.region().to_owned();
+        let url = app.settings.regions.get(&region).cloned();
+        return Err((Refusal::WrongRegion { region, url }, None));
+    }
+    let principal = match lookup(app, &token).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return Err((Refusal::UnknownKey, None)),
+        Err(e) => {
+            tracing::error!(error = ?e, "credential lookup failed");
+            return Err((Refusal::UnknownKey, None));
+        }
+    };
+    match policy::check_state(&principal.state, OffsetDateTime::now_utc(), ip) {
+        Ok(()) => Ok(principal),
+        Err(refusal) => Err((refusal, Some(principal))),
+    }
+}
+
+/// Routes that need no credential (SPEC: login; operations endpoints).
+pub fn is_public(route: &str) -> bool {
+    matches!(
+        route,
+        "/v1/auth/login" | "/healthz" | "/readyz" | "/metrics" | "/openapi.json"
+    )
+}
+
+pub fn client_ip(req: &Request) -> Option<IpAddr> {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+const REFUSAL_CODES: &[&str] = &[
+    "missing_credentials",
+    "malformed_token",
+    "wrong_region",
+    "unknown_key",
+    "revoked_key",
+    "key_disabled",
+    "expired_key",
+    "ip_not_allowed",
+    "permission_denied",
+    "scope_denied",
+    "escalation_denied",
+];
+
+/// The auth layer: authenticates, runs the handler, records the audit event and last use.
+pub async fn layer(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let Some(route) = route else {
+        return next.run(req).await;
+    };
+    if is_public(&route) {
+        return next.run(req).await;
+    }
+    let started = std::time::Instant::now();
+    let ip = client_ip(&req);
+    let method = req.method().to_string();
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(256).collect());
+    let request_id = req
+        .extensions()
+        .get::<crate::envelope::RequestId>()
+        .map(|r| r.0.clone());
+    let outcome = authenticate(&app, req.headers(), ip).await;
+    metrics::histogram!("tocsin_key_verification_seconds").record(started.elapsed().as_secs_f64());
+    let record = |principal: Option<&Principal>, outcome: &str, status: u16| {
+        let mut r = AuditRecord::new(principal.map(|p| p.org_id.clone()), "http.request", outcome);
+        if let Some(p) = principal {
+            r.actor = Some(p.actor.clone());
+            r.api_key_id = p.key.as_ref().map(|k| k.id.clone());
+            r.token_hint = Some(p.token_hint.clone());
+        }
+        r.method = Some(method.clone());
+        r.route = Some(route.clone());
+        r.status = Some(status);
+        r.ip = ip.map(|i| i.to_string());
+        r.user_agent = user_agent.clone();
+        r.request_id = request_id.clone();
+        r
+    };
+    let principal = match outcome {
+        Ok(p) => p,
+        Err((refusal, principal)) => {
+            metrics::counter!("tocsin_auth_outcomes_total", "code" => refusal.code()).increment(1);
+            let describe = principal.as_ref().map(|p| p.describe.clone());
+            let resp = ApiError::refused(refusal.clone(), describe).into_response();
+            let event = record(principal.as_deref(), refusal.code(), resp.status().as_u16());
+            app.audit.record(event).await;
+            return resp;
+        }
+    };
+    metrics::counter!("tocsin_auth_outcomes_total", "code" => "allowed").increment(1);
+    note_use(&app, &principal, ip);
+    req.extensions_mut().insert(principal.clone());
+    let resp = next.run(req).await;
+    let outcome = resp
+        .extensions()
+        .get::<ErrorInfo>()
+        .map(|e| e.code)
+        .filter(|c| REFUSAL_CODES.contains(c))
+        .unwrap_or("allowed");
+    let event = record(Some(&principal), outcome, resp.status().as_u16());
+    app.audit.record(event).await;
+    resp
+}
+
+/// Hands a use to the last-used tracker at most once every 30 seconds per credential.
+fn note_use(app: &App, p: &Principal, ip: Option<IpAddr>) {
+    let Some(key) = &p.key else { return };
+    let now = OffsetDateTime::now_utc();
+    let secs = now.unix_timestamp();
+    let last = p.last_reported.load(Ordering::Relaxed);
+    if secs - last >= 30
+        && p.last_reported
+            .compare_exchange(last, secs, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        app.last_used
+            .record(&key.id, now, &ip.map(|i| i.to_string()).unwrap_or_default());
+    }
+}
+
+/// The teams of a key, for team-scoped grants ("a key is a team's when it is that team's team key").
+pub fn key_teams(key: &ApiKey) -> Vec<TeamId> {
+    match key.kind {
+        KeyKind::Team => key.team_id.iter().cloned().collect(),
+        KeyKind::Organization => key.team_ids.clone(),
+        _ => vec![],
+    }
+}

@@ -1,0 +1,209 @@
+//! First start: the server secret, and `init` / `orgs create` (an organization, its owner
+//! and the owner's first personal key, whose token is returned exactly once).
+
+use crate::config::Settings;
+use anyhow::{Context, bail};
+use std::io::Write;
+use std::path::PathBuf;
+use time::{Duration, OffsetDateTime};
+use tocsin_core::key::KeyKind;
+use tocsin_core::token::{Token, TokenHasher, generate_secret_hex};
+use tocsin_core::{KeyId, OrgId, UserId};
+use tocsin_store::Store;
+use tocsin_store::audit::{AuditActor, AuditRecord, AuditTarget};
+use tocsin_store::keys::{Actor, ApiKey};
+use tocsin_store::orgs::Organization;
+use tocsin_store::users::User;
+
+/// Writes `contents` to a new file only its owner can read.
+pub fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// The server secret: `--secret-file`, or `<data-dir>/secret`, generated on first start.
+pub fn load_secret(settings: &Settings) -> anyhow::Result<Vec<u8>> {
+    let path: PathBuf = match &settings.secret_file {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| {
+                format!("invalid setting `secret-file`: cannot read {}", p.display())
+            })?;
+            let text = text.trim();
+            if text.len() < 32 {
+                bail!(
+                    "invalid setting `secret-file`: {} holds fewer than 32 characters",
+                    p.display()
+                );
+            }
+            return Ok(text.as_bytes().to_vec());
+        }
+        None => settings.data_dir.join("secret"),
+    };
+    if !path.exists() {
+        write_private(&path, &generate_secret_hex())?;
+    }
+    Ok(std::fs::read_to_string(&path)?.trim().as_bytes().to_vec())
+}
+
+/// Opens the store (creating the data directory) and migrates it.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+        format!(
+            "invalid setting `data-dir`: cannot create {}",
+            settings.data_dir.display()
+        )
+    })?;
+    let store = Store::connect(&settings.database_url())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+    Ok(store)
+}
+
+/// Refuses to run with a secret other than the one the database was initialized with.
+pub async fn check_secret(store: &Store, secret: &[u8]) -> anyhow::Result<()> {
+    let fp = TokenHasher::secret_fingerprint(secret);
+    match store.meta_get("secret_fingerprint").await? {
+        Some(stored) if stored != fp => bail!(
+            "invalid setting `secret-file`: this database was set up with another server secret (fingerprint {stored}, this one is {fp}); every key would be unknown. Use the original secret file."
+        ),
+        Some(_) => Ok(()),
+        None => Ok(store.meta_set("secret_fingerprint", &fp).await?),
+    }
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct Created {
+    pub organization_id: OrgId,
+    pub user_id: UserId,
+    pub api_key_id: KeyId,
+    pub token: String,
+}
+
+pub async fn is_initialized(store: &Store) -> anyhow::Result<bool> {
+    Ok(store.meta_get("initialized_at").await?.is_some())
+}
+
+/// `tocsin init`: the first organization. Refuses when the data is already initialized.
+pub async fn init(
+    store: &Store,
+    hasher: &TokenHasher,
+    region: &str,
+    org: &str,
+    email: &str,
+    password_hash: Option<&str>,
+) -> anyhow::Result<Created> {
+    if is_initialized(store).await? {
+        bail!(
+            "this deployment is already initialized; use `tocsin orgs create` to add an organization"
+        );
+    }
+    let created = create_org(store, hasher, region, org, email, password_hash).await?;
+    store
+        .meta_set(
+            "initialized_at",
+            &OffsetDateTime::now_utc().unix_timestamp().to_string(),
+        )
+        .await?;
+    Ok(created)
+}
+
+/// An organization with its owner and the owner's first personal key (one year).
+pub async fn create_org(
+    store: &Store,
+    hasher: &TokenHasher,
+    region: &str,
+    org_name: &str,
+    email: &str,
+    password_hash: Option<&str>,
+) -> anyhow::Result<Created> {
+    let name = tocsin_core::key::KeyName::parse(org_name)
+        .map_err(|r| anyhow::anyhow!("invalid `--org`: {r}"))?;
+    if !email.contains('@') {
+        bail!("invalid `--email`: `{email}` is not an email address");
+    }
+    if store.find_user_by_email(email).await?.is_some() {
+        bail!("invalid `--email`: a user with the email {email} already exists");
+    }
+    let now = OffsetDateTime::now_utc();
+    let org = Organization {
+        id: OrgId::generate(),
+        name: name.as_str().to_owned(),
+        max_key_days: None,
+        alerts_require_integration_key: false,
+        created_at: now,
+    };
+    store.insert_org(&org).await?;
+    let user = User {
+        id: UserId::generate(),
+        org_id: org.id.clone(),
+        email: email.to_owned(),
+        name: "Owner".into(),
+        role_name: "owner".into(),
+        active: true,
+        created_at: now,
+        updated_at: now,
+    };
+    store.insert_user(&user, password_hash).await?;
+    let token = Token::generate(KeyKind::Personal.token_kind(), region);
+    let key = ApiKey {
+        id: KeyId::generate(),
+        org_id: org.id.clone(),
+        kind: KeyKind::Personal,
+        name: "owner key".into(),
+        description: "Created by tocsin init.".into(),
+        user_id: Some(user.id.clone()),
+        team_id: None,
+        integration_id: None,
+        service_account_id: None,
+        role_names: vec![],
+        team_ids: vec![],
+        team_role_names: vec![],
+        allowed_cidrs: vec![],
+        region: region.to_owned(),
+        token_hint: token.hint(),
+        created_at: now,
+        updated_at: now,
+        created_by: Actor {
+            kind: "user".into(),
+            id: user.id.to_string(),
+            name: user.email.clone(),
+        },
+        expires_at: now + Duration::days(365),
+        token_last_issued_at: now,
+        grace_period_ends_at: None,
+        last_used_at: None,
+        last_used_ip: None,
+        revoked_at: None,
+        revoked_by: None,
+    };
+    store.insert_key(&key, &hasher.digest(&token), None).await?;
+    let mut event = AuditRecord::new(Some(org.id.clone()), "api_key.created", "allowed");
+    event.actor = Some(AuditActor {
+        kind: "user".into(),
+        id: user.id.to_string(),
+        name: user.email.clone(),
+    });
+    event.target = Some(AuditTarget {
+        kind: "api_key".into(),
+        id: key.id.to_string(),
+    });
+    store.append_audit(&[event]).await?;
+    Ok(Created {
+        organization_id: org.id,
+        user_id: user.id,
+        api_key_id: key.id,
+        token: token.expose().to_owned(),
+    })
+}

@@ -1,0 +1,224 @@
+//! Settings (SPEC section 10): defaults, then a TOML file, then `TOCSIN_*` variables, then
+//! flags, each later source winning. The binary parses flags and the environment with clap
+//! and hands `Overrides` here; a bad value stops the start with one line naming the setting.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// `None`: SQLite at `<data_dir>/tocsin.db`.
+    pub database_url: Option<String>,
+    pub region: String,
+    pub regions: BTreeMap<String, String>,
+    pub public_url: String,
+    pub secret_file: Option<PathBuf>,
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Values from one source; `None` leaves the setting to a lower source.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub region: Option<String>,
+    pub regions: Option<String>,
+    pub public_url: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    pub log_format: Option<String>,
+}
+
+impl Overrides {
+    fn or(self, lower: Overrides) -> Overrides {
+        Overrides {
+            listen: self.listen.or(lower.listen),
+            data_dir: self.data_dir.or(lower.data_dir),
+            database_url: self.database_url.or(lower.database_url),
+            region: self.region.or(lower.region),
+            regions: self.regions.or(lower.regions),
+            public_url: self.public_url.or(lower.public_url),
+            secret_file: self.secret_file.or(lower.secret_file),
+            log_format: self.log_format.or(lower.log_format),
+        }
+    }
+}
+
+/// A setting that cannot be used, with why: printed as one line.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting `{setting}`: {reason}")]
+pub struct SettingError {
+    pub setting: &'static str,
+    pub reason: String,
+}
+
+fn bad(setting: &'static str, reason: impl Into<String>) -> SettingError {
+    SettingError {
+        setting,
+        reason: reason.into(),
+    }
+}
+
+pub fn valid_region(r: &str) -> bool {
+    (2..=8).contains(&r.len())
+        && r.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+impl Settings {
+    /// Merges `cli` (flags and environment, already merged by clap) over the TOML file.
+    pub fn load(
+        config_file: Option<&std::path::Path>,
+        cli: Overrides,
+    ) -> Result<Settings, SettingError> {
+        let file = match config_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| bad("config", format!("cannot read {}: {e}", path.display())))?;
+                toml::from_str::<Overrides>(&text)
+                    .map_err(|e| bad("config", format!("{}: {}", path.display(), e.message())))?
+            }
+            None => Overrides::default(),
+        };
+        Settings::from_overrides(cli.or(file))
+    }
+
+    pub fn from_overrides(o: Overrides) -> Result<Settings, SettingError> {
+        let listen_text = o.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            bad(
+                "listen",
+                format!("`{listen_text}` is not an address such as 127.0.0.1:8080"),
+            )
+        })?;
+        let region = o.region.unwrap_or_else(|| "us".into());
+        if !valid_region(&region) {
+            return Err(bad(
+                "region",
+                format!("`{region}` must be 2-8 lowercase letters or digits"),
+            ));
+        }
+        let mut regions = BTreeMap::new();
+        for pair in o
+            .regions
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            let (id, url) = pair.split_once('=').ok_or_else(|| {
+                bad(
+                    "regions",
+                    format!("`{pair}` is not REGION=URL (eu=https://eu.example.com)"),
+                )
+            })?;
+            if !valid_region(id) {
+                return Err(bad(
+                    "regions",
+                    format!("region id `{id}` must be 2-8 lowercase letters or digits"),
+                ));
+            }
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(bad(
+                    "regions",
+                    format!("the URL of region `{id}` must start with http:// or https://"),
+                ));
+            }
+            regions.insert(id.to_owned(), url.trim_end_matches('/').to_owned());
+        }
+        let public_url = match o.public_url {
+            Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
+                u.trim_end_matches('/').to_owned()
+            }
+            Some(u) => {
+                return Err(bad(
+                    "public-url",
+                    format!("`{u}` must start with http:// or https://"),
+                ));
+            }
+            None => format!("http://{listen}"),
+        };
+        let log_format = match o.log_format.as_deref().unwrap_or("text") {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(bad(
+                    "log-format",
+                    format!("`{other}` is not `text` or `json`"),
+                ));
+            }
+        };
+        if let Some(url) = &o.database_url
+            && !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+        {
+            return Err(bad(
+                "database-url",
+                "must be sqlite://PATH or postgres://USER@HOST/DB",
+            ));
+        }
+        Ok(Settings {
+            listen,
+            data_dir: o.data_dir.unwrap_or_else(|| PathBuf::from("./tocsin-data")),
+            database_url: o.database_url,
+            region,
+            regions,
+            public_url,
+            secret_file: o.secret_file,
+            log_format,
+        })
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("tocsin.db").display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn later_sources_win_and_bad_values_name_the_setting() {
+        let flags = Overrides {
+            region: Some("eu".into()),
+            ..Default::default()
+        };
+        let file = Overrides {
+            region: Some("us".into()),
+            listen: Some("0.0.0.0:9000".into()),
+            ..Default::default()
+        };
+        let s = Settings::from_overrides(flags.or(file)).unwrap();
+        assert_eq!(s.region, "eu");
+        assert_eq!(s.listen.port(), 9000);
+        assert_eq!(s.public_url, "http://0.0.0.0:9000");
+        let e = Settings::from_overrides(Overrides {
+            regions: Some("eu".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(e.setting, "regions");
+        let e = Settings::from_overrides(Overrides {
+            log_format: Some("xml".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("log-format"));
+    }
+}

@@ -1,0 +1,108 @@
+//! The outermost layer: gives every request an id (the `X-Request-Id` header), and renders
+//! every error, including the framework's own 404/405/413, as JSON in the envelope of its
+//! route family: `/v1` gets `{"error": {...}, "request_id"}`, `/v2` Opsgenie's
+//! `{"message", "code"?, "took", "requestId"}` with the `/v1` error object alongside.
+
+use crate::error::ErrorInfo;
+use axum::Json;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+use std::time::Instant;
+use tracing::Instrument;
+
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+pub async fn layer(mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = uuid::Uuid::new_v4().to_string();
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let opsgenie = req.uri().path().starts_with("/v2/");
+    let path = req.uri().path().to_owned();
+    let span =
+        tracing::info_span!("request", request_id = %id, method = %req.method(), path = %path);
+    let resp = next.run(req).instrument(span).await;
+    let status = resp.status();
+    let mut resp = if let Some(info) = resp.extensions().get::<ErrorInfo>().cloned() {
+        render(&info, &id, opsgenie, started)
+    } else if status.is_client_error() || status.is_server_error() {
+        // A framework answer with no ErrorInfo (unmatched method, oversized body...).
+        render(&framework_error(status), &id, opsgenie, started)
+    } else {
+        resp
+    };
+    if status.is_server_error() {
+        tracing::error!(request_id = %id, status = status.as_u16(), path = %path, "request failed");
+    }
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+fn framework_error(status: StatusCode) -> ErrorInfo {
+    let (code, message) = match status {
+        StatusCode::NOT_FOUND => (
+            "not_found",
+            "No route matches this path; GET /openapi.json lists every route.",
+        ),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "This route does not accept this HTTP method; GET /openapi.json lists the methods of each route.",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload_too_large",
+            "The request body is larger than this server accepts.",
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported_media_type",
+            "Send JSON with Content-Type: application/json.",
+        ),
+        StatusCode::REQUEST_TIMEOUT => (
+            "request_timeout",
+            "The request took too long to arrive or to answer.",
+        ),
+        s if s.is_server_error() => (
+            "internal_error",
+            "Something went wrong on our side; the request id identifies it in the server's log.",
+        ),
+        _ => ("bad_request", "The request could not be processed."),
+    };
+    ErrorInfo {
+        status,
+        code,
+        message: message.into(),
+        details: Map::new(),
+    }
+}
+
+fn render(info: &ErrorInfo, request_id: &str, opsgenie: bool, started: Instant) -> Response {
+    let mut error = Map::new();
+    error.insert("code".into(), json!(info.code));
+    error.insert("message".into(), json!(info.message));
+    for (k, v) in &info.details {
+        error.insert(k.clone(), v.clone());
+    }
+    let body = if opsgenie {
+        let mut body = Map::new();
+        body.insert("message".into(), json!(info.message));
+        if info.status == StatusCode::FORBIDDEN {
+            body.insert("code".into(), json!(40301));
+        }
+        if let Some(Value::Object(fields)) = info.details.get("fields") {
+            body.insert("errors".into(), Value::Object(fields.clone()));
+        }
+        body.insert("took".into(), json!(started.elapsed().as_secs_f64()));
+        body.insert("requestId".into(), json!(request_id));
+        body.insert("error".into(), Value::Object(error));
+        Value::Object(body)
+    } else {
+        json!({"error": error, "request_id": request_id})
+    };
+    let mut resp = (info.status, Json(body)).into_response();
+    resp.extensions_mut().insert(info.clone());
+    resp
+}

@@ -1,0 +1,211 @@
+//! One error type for every handler. `ApiError` decides the status, code and message once;
+//! the envelope middleware (`envelope.rs`) then renders it as the `/v1` body or Opsgenie's
+//! `/v2` body, and adds the request id, so no handler formats an error itself.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+use tocsin_core::policy::{Describe, MissingGrant, Refusal, describe_refusal};
+use tocsin_core::validation::Problems;
+use tocsin_store::StoreError;
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// Boxed: refusals carry a description of the key, and most results are `Ok`.
+    Refused(Box<(Refusal, Option<Describe>)>),
+    Escalation(Vec<MissingGrant>),
+    Validation(Problems),
+    NotFound(&'static str),
+    Conflict {
+        code: &'static str,
+        message: String,
+    },
+    Forbidden {
+        code: &'static str,
+        message: String,
+    },
+    Unauthorized {
+        code: &'static str,
+        message: String,
+    },
+    NotImplemented(String),
+    BadRequest(String),
+    Internal(String),
+}
+
+/// The rendered error, carried to the envelope middleware as a response extension.
+#[derive(Clone, Debug)]
+pub struct ErrorInfo {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// Extra fields of the `/v1` error object (`fixes`, `fields`, `missing`...).
+    pub details: Map<String, Value>,
+}
+
+impl ApiError {
+    pub fn info(&self) -> ErrorInfo {
+        let mut details = Map::new();
+        let (status, code, message) = match self {
+            ApiError::Refused(boxed) => {
+                let (refusal, who) = &**boxed;
+                let (message, fixes) = describe_refusal(refusal, who.as_ref());
+                details.insert("fixes".into(), json!(fixes));
+                if let Refusal::WrongRegion { region, url } = refusal {
+                    details.insert("region".into(), json!(region));
+                    details.insert("region_url".into(), json!(url));
+                }
+                if let Refusal::Denied(tocsin_core::policy::Decision::PermissionDenied { required }) = refusal {
+                    details.insert("required_permission".into(), json!(required.name()));
+                    details.insert("roles_granting".into(), json!(tocsin_core::policy::roles_granting(*required)));
+                }
+                let status = StatusCode::from_u16(refusal.http_status()).unwrap_or(StatusCode::FORBIDDEN);
+                (status, refusal.code(), message)
+            }
+            ApiError::Escalation(missing) => {
+                let parts: Vec<String> = missing
+                    .iter()
+                    .map(|m| match &m.team {
+                        None => format!("{} (account-wide)", m.permissions.names().join(", ")),
+                        Some(t) => format!("{} (in team {t})", m.permissions.names().join(", ")),
+                    })
+                    .collect();
+                details.insert(
+                    "missing".into(),
+                    json!(missing
+                        .iter()
+                        .map(|m| json!({"team_id": m.team.as_ref().map(|t| t.as_str()), "permissions": m.permissions.names()}))
+                        .collect::<Vec<_>>()),
+                );
+                details.insert(
+                    "fixes".into(),
+                    json!(["Ask for fewer roles, or have someone who holds these permissions create the key."]),
+                );
+                (
+                    StatusCode::FORBIDDEN,
+                    "escalation_denied",
+                    format!("A key cannot hold permissions its creator lacks; you lack: {}.", parts.join("; ")),
+                )
+            }
+            ApiError::Validation(problems) => {
+                let mut fields = Map::new();
+                for p in &problems.0 {
+                    fields.insert(p.field.clone(), json!(p.reason));
+                }
+                details.insert("fields".into(), Value::Object(fields));
+                (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", format!("The request is invalid: {}.", problems.summary()))
+            }
+            ApiError::NotFound(what) => (StatusCode::NOT_FOUND, "not_found", format!("No {what} with this id exists.")),
+            ApiError::Conflict { code, message } => (StatusCode::CONFLICT, *code, message.clone()),
+            ApiError::Forbidden { code, message } => (StatusCode::FORBIDDEN, *code, message.clone()),
+            ApiError::Unauthorized { code, message } => (StatusCode::UNAUTHORIZED, *code, message.clone()),
+            ApiError::NotImplemented(what) => {
+                (StatusCode::NOT_IMPLEMENTED, "not_implemented", format!("{what} is not implemented yet."))
+            }
+            ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, "bad_request", message.clone()),
+            ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "Something went wrong on our side; the request id identifies it in the server's log.".into(),
+            ),
+        };
+        ErrorInfo {
+            status,
+            code,
+            message,
+            details,
+        }
+    }
+
+    pub fn refused(refusal: Refusal, who: Option<Describe>) -> ApiError {
+        ApiError::Refused(Box::new((refusal, who)))
+    }
+
+    pub fn validation(field: &str, reason: impl Into<String>) -> ApiError {
+        ApiError::Validation(Problems::single(field, reason))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(detail) = &self {
+            // Logged here, with the request id added by the trace span; never sent.
+            tracing::error!(error = %detail, "internal error");
+        }
+        let info = self.info();
+        let mut resp = info.status.into_response();
+        resp.extensions_mut().insert(info);
+        resp
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::NotFound("object"),
+            StoreError::Conflict(c) => ApiError::Conflict {
+                code: "conflict",
+                message: format!("A conflicting object exists ({c})."),
+            },
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// A JSON body whose problems become `validation_failed` (naming the field where serde can)
+/// or `bad_request` (for JSON that does not parse), never a framework text page.
+/// An empty body is read as `{}`, as Opsgenie clients send empty-bodied POSTs.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                ApiError::BadRequest(format!("The request body could not be read: {e}."))
+            })?;
+        let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
+            axum::body::Bytes::from_static(b"{}")
+        } else {
+            bytes
+        };
+        match serde_json::from_slice::<T>(&bytes) {
+            Ok(v) => Ok(JsonBody(v)),
+            Err(e) if e.is_syntax() || e.is_eof() => Err(ApiError::BadRequest(format!(
+                "The request body is not valid JSON: {e}."
+            ))),
+            Err(e) => {
+                let msg = e.to_string();
+                let field = msg
+                    .split('`')
+                    .nth(1)
+                    .filter(|_| {
+                        msg.starts_with("missing field") || msg.starts_with("unknown field")
+                    })
+                    .unwrap_or("body")
+                    .to_owned();
+                let reason = msg.split(" at line").next().unwrap_or(&msg).to_owned();
+                Err(ApiError::validation(&field, reason))
+            }
+        }
+    }
+}
+
+/// For handlers that keep axum's `Json` extractor.
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        ApiError::BadRequest(r.body_text())
+    }
+}
+
+pub fn created<T: serde::Serialize>(body: T) -> Response {
+    (StatusCode::CREATED, Json(body)).into_response()
+}

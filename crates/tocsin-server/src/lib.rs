@@ -1,0 +1,216 @@
+//! Tocsin's HTTP server: the router behind the request-id/envelope layer and the auth door,
+//! background writers, and a graceful shutdown that drains requests and flushes batches.
+
+pub mod auth;
+pub mod bootstrap;
+pub mod config;
+pub mod envelope;
+pub mod error;
+pub mod routes;
+pub mod state;
+pub mod views;
+
+use crate::config::Settings;
+use crate::state::{App, AppState};
+use axum::middleware;
+use quick_cache::sync::Cache;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tocsin_core::token::TokenHasher;
+use tocsin_store::audit::{AuditRecord, AuditTarget};
+use tocsin_store::{AuditWriter, LastUsedTracker};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+
+pub struct ServeOptions {
+    /// Initialize an empty database (SPEC "Bootstrap"); `serve --no-init` turns it off.
+    pub init: bool,
+    pub owner_email: String,
+    pub org_name: String,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            init: true,
+            owner_email: "owner@localhost".into(),
+            org_name: "Default".into(),
+        }
+    }
+}
+
+/// A server that is listening. Dropping it does not stop it; call `shutdown`.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub app: AppState,
+    stop: tokio::sync::oneshot::Sender<()>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        let _ = self.done.await;
+    }
+
+    /// Resolves when the server has stopped (after a signal, or `shutdown`).
+    pub async fn wait(self) {
+        let _ = self.done.await;
+    }
+
+    pub fn stopper(&self) -> &tokio::sync::oneshot::Sender<()> {
+        &self.stop
+    }
+}
+
+pub fn app_router(state: AppState) -> axum::Router {
+    routes::router(state.clone())
+        .layer(middleware::from_fn_with_state(state, auth::layer))
+        .layer(RequestBodyLimitLayer::new(1024 * 1024))
+        .layer(CatchPanicLayer::new())
+        .layer(middleware::from_fn(envelope::layer))
+}
+
+/// Opens the store, initializes it if empty, binds, and serves until `shutdown` or SIGTERM/ctrl-c.
+pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Running> {
+    let store = bootstrap::open_store(&settings).await?;
+    let secret = bootstrap::load_secret(&settings)?;
+    bootstrap::check_secret(&store, &secret).await?;
+    let hasher = TokenHasher::new(Some(&secret));
+    if opts.init && !bootstrap::is_initialized(&store).await? {
+        let created = bootstrap::init(
+            &store,
+            &hasher,
+            &settings.region,
+            &opts.org_name,
+            &opts.owner_email,
+            None,
+        )
+        .await?;
+        let path = settings.data_dir.join("owner-token");
+        bootstrap::write_private(&path, &format!("{}\n", created.token))?;
+        tracing::info!(path = %path.display(), organization_id = %created.organization_id,
+            "initialized a new deployment; the owner's first API key token was written to this file (mode 0600)");
+    }
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "invalid setting `listen`: cannot bind {}: {e}",
+                settings.listen
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    let (audit, audit_task) = AuditWriter::spawn(store.clone());
+    let app: AppState = Arc::new(App {
+        store: store.clone(),
+        settings,
+        hasher,
+        cache: Cache::new(100_000),
+        generation: AtomicU64::new(0),
+        audit,
+        last_used: LastUsedTracker::default(),
+        cache_hits: AtomicU64::new(0),
+        cache_misses: AtomicU64::new(0),
+    });
+    routes::ops::prometheus();
+    let router = app_router(app.clone());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let background = tokio::spawn(background(app.clone()));
+    let app2 = app.clone();
+    let done = tokio::spawn(async move {
+        let signal = async {
+            tokio::select! {
+                _ = stopped => {}
+                _ = shutdown_signal() => {}
+            }
+        };
+        let server = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal);
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "server error");
+        }
+        background.abort();
+        if let Err(e) = app2.last_used.flush(&app2.store).await {
+            tracing::error!(error = %e, "could not record last use at shutdown");
+        }
+        app2.audit.flush().await;
+        drop(app2);
+        // The writer ends once every handle is gone; the state may still hold one, so flushing
+        // above is what guarantees the events are committed.
+        audit_task.abort();
+        tracing::info!("stopped; batched writes flushed");
+    });
+    tracing::info!(%addr, "listening");
+    Ok(Running {
+        addr,
+        app,
+        stop,
+        done,
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Periodic work: flush last-used times, record key expiries in the audit trail.
+async fn background(app: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(15));
+    loop {
+        tick.tick().await;
+        if let Err(e) = app.last_used.flush(&app.store).await {
+            tracing::error!(error = %e, "could not record last use");
+        }
+        match app
+            .store
+            .take_newly_expired(time::OffsetDateTime::now_utc())
+            .await
+        {
+            Ok(keys) => {
+                for k in keys {
+                    let mut r =
+                        AuditRecord::new(Some(k.org_id.clone()), "api_key.expired", "allowed");
+                    r.target = Some(AuditTarget {
+                        kind: "api_key".into(),
+                        id: k.id.to_string(),
+                    });
+                    app.audit.record(r).await;
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "could not sweep expired keys"),
+        }
+        let _ = app.generation.load(Ordering::Relaxed);
+    }
+}
+
+/// Installs the log subscriber (text or JSON). Query strings are never logged: spans carry the path only.
+pub fn init_logging(format: config::LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("TOCSIN_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        config::LogFormat::Json => builder.json().try_init(),
+        config::LogFormat::Text => builder.try_init(),
+    };
+}

@@ -1,0 +1,74 @@
+//! `GET /v1/audit_events`: the organization's audit trail, newest first.
+
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::routes::ListParams;
+use crate::state::AppState;
+use crate::views;
+use axum::Json;
+use axum::extract::{Extension, Query, State};
+use serde::Deserialize;
+use std::sync::Arc;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tocsin_core::permission::Permission;
+use tocsin_core::policy::Resource;
+use tocsin_store::audit::AuditFilter;
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    api_key_id: Option<String>,
+    actor_id: Option<String>,
+    action: Option<String>,
+    outcome: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    #[serde(flatten)]
+    page: ListParams,
+}
+
+fn time_param(field: &str, v: Option<&str>) -> ApiResult<Option<OffsetDateTime>> {
+    v.map(|s| {
+        OffsetDateTime::parse(s, &Rfc3339).map_err(|_| {
+            ApiError::validation(
+                field,
+                format!("`{s}` is not an RFC 3339 time such as 2026-11-23T00:00:00Z"),
+            )
+        })
+    })
+    .transpose()
+}
+
+pub async fn list(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Json<views::List>> {
+    p.require(Permission::AuditRead, &Resource::Org)?;
+    let limit = q.page.limit()?;
+    let cursor = match q.page.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(
+            c.parse::<i64>()
+                .map_err(|_| ApiError::validation("cursor", "is not a cursor this API returned"))?,
+        ),
+    };
+    let filter = AuditFilter {
+        api_key_id: q.api_key_id,
+        actor_id: q.actor_id,
+        action: q.action,
+        outcome: q.outcome,
+        since: time_param("since", q.since.as_deref())?,
+        until: time_param("until", q.until.as_deref())?,
+    };
+    // Events queued before this request are visible to it.
+    app.audit.flush().await;
+    let page = app
+        .store
+        .list_audit(&p.org_id, &filter, limit, cursor)
+        .await?;
+    Ok(Json(views::List {
+        data: page.items.iter().map(views::audit_event).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}

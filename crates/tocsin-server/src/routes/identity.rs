@@ -1,0 +1,173 @@
+//! `whoami` and `explain`: what the calling credential is, and what it (or another key) may do.
+
+use crate::auth::{Principal, key_teams, principal_for_key};
+use crate::error::{ApiError, ApiResult, JsonBody};
+use crate::routes::{Needs, match_route};
+use crate::state::AppState;
+use crate::views;
+use axum::Json;
+use axum::extract::{Extension, State};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use time::OffsetDateTime;
+use tocsin_core::permission::Permission;
+use tocsin_core::policy::{self, Decision, Resource, explain_outcome};
+use tocsin_core::{KeyId, TeamId};
+
+pub async fn whoami(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+) -> ApiResult<Json<Value>> {
+    let org = app.store.get_org(&p.org_id).await?;
+    let (permissions, team_permissions) = views::permission_fields(&p.grants);
+    let organization = json!({"id": org.id, "name": org.name});
+    let body = match &p.key {
+        Some(k) => json!({
+            "id": k.id, "name": k.name, "kind": k.kind.name(), "organization": organization,
+            "team_id": k.team_id, "team_ids": k.team_ids, "integration_id": k.integration_id, "user_id": k.user_id,
+            "service_account_id": k.service_account_id, "region": k.region,
+            "role_names": k.role_names, "team_role_names": k.team_role_names,
+            "permissions": permissions, "team_permissions": team_permissions,
+            "expires_at": views::t(k.expires_at), "grace_period_ends_at": views::ot(p.state.grace_period_ends_at),
+            "created_by": k.created_by, "token_hint": k.token_hint, "actor": p.actor,
+        }),
+        None => {
+            let u = p
+                .user
+                .as_ref()
+                .ok_or_else(|| ApiError::Internal("session without user".into()))?;
+            json!({
+                "id": null, "name": u.email, "kind": "session", "organization": organization, "user_id": u.id,
+                "region": app.settings.region, "role_names": [u.role_name], "team_role_names": [],
+                "permissions": permissions, "team_permissions": team_permissions,
+                "expires_at": views::t(p.state.expires_at), "grace_period_ends_at": null, "created_by": null,
+                "token_hint": p.token_hint, "actor": p.actor,
+            })
+        }
+    };
+    Ok(Json(body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainRequest {
+    method: Option<String>,
+    path: Option<String>,
+    permission: Option<String>,
+    team_id: Option<String>,
+    key_id: Option<String>,
+}
+
+/// Explains without performing: the same checks, in the same order, as a real request.
+pub async fn explain(
+    State(app): State<AppState>,
+    Extension(caller): Extension<Arc<Principal>>,
+    JsonBody(req): JsonBody<ExplainRequest>,
+) -> ApiResult<Json<Value>> {
+    // Whose decision: the caller's, or (for holders of api_keys:read) another key's.
+    let subject: Arc<Principal> = match &req.key_id {
+        None => caller.clone(),
+        Some(raw) => {
+            let id = KeyId::parse(raw).ok_or(ApiError::NotFound("API key"))?;
+            let key = app.store.get_key(&caller.org_id, &id).await?;
+            caller.require(Permission::ApiKeysRead, &Resource::Teams(key_teams(&key)))?;
+            let grace = key.grace_period_ends_at;
+            let mut p = principal_for_key(&app, key, None).await?;
+            // Explaining a key means its current token; note a pending grace end only as information.
+            p.state.grace_period_ends_at = None;
+            let _ = grace;
+            Arc::new(p)
+        }
+    };
+    let (permission, resource, route_note) = match (&req.method, &req.path, &req.permission) {
+        (Some(method), Some(path), None) => {
+            let Some((route, params)) = match_route(method, path) else {
+                return Err(ApiError::validation(
+                    "path",
+                    format!(
+                        "no route matches {} {path}; GET /openapi.json lists every route",
+                        method.to_uppercase()
+                    ),
+                ));
+            };
+            let id = params
+                .iter()
+                .find(|(n, _)| *n == "id")
+                .map(|(_, v)| v.clone());
+            let (permission, resource) = match route.needs {
+                Needs::Public | Needs::Authenticated => {
+                    let note = if matches!(route.needs, Needs::Public) {
+                        "needs no credential"
+                    } else {
+                        "needs any valid credential"
+                    };
+                    let outcome =
+                        policy::check_state(&subject.state, OffsetDateTime::now_utc(), None);
+                    let allowed = outcome.is_ok();
+                    let (reasons, fixes, code) = match outcome {
+                        Ok(()) => (
+                            vec![format!("{} {} {note}.", route.method, route.path)],
+                            vec![],
+                            None,
+                        ),
+                        Err(r) => {
+                            let (m, f) = policy::describe_refusal(&r, Some(&subject.describe));
+                            (vec![m], f, Some(r.code()))
+                        }
+                    };
+                    return Ok(Json(
+                        json!({"allowed": allowed, "code": code, "route": route.path, "permission": null, "reasons": reasons, "fixes": fixes}),
+                    ));
+                }
+                Needs::Org(p) => (p, Resource::Org),
+                Needs::AnyTeam(p) => (p, Resource::AnyTeam),
+                Needs::Team(p) => (
+                    p,
+                    Resource::Teams(id.and_then(|i| TeamId::parse(&i)).into_iter().collect()),
+                ),
+                Needs::Key(p) => {
+                    let teams = match id.and_then(|i| KeyId::parse(&i)) {
+                        Some(kid) => match app.store.get_key(&caller.org_id, &kid).await {
+                            Ok(k) => key_teams(&k),
+                            Err(_) => vec![],
+                        },
+                        None => vec![],
+                    };
+                    (p, Resource::Teams(teams))
+                }
+            };
+            (permission, resource, Some(route.path))
+        }
+        (None, None, Some(name)) => {
+            let p = Permission::parse(name).ok_or_else(|| {
+                ApiError::validation(
+                    "permission",
+                    format!("`{name}` is not in the catalog; GET /v1/permissions lists it"),
+                )
+            })?;
+            let resource = match &req.team_id {
+                Some(t) => Resource::Teams(vec![
+                    TeamId::parse(t)
+                        .ok_or_else(|| ApiError::validation("team_id", "is not a team id"))?,
+                ]),
+                None => Resource::Org,
+            };
+            (p, resource, None)
+        }
+        _ => {
+            return Err(ApiError::validation(
+                "body",
+                "send either {\"method\", \"path\"} or {\"permission\", \"team_id\"?}, optionally with \"key_id\"",
+            ));
+        }
+    };
+    let outcome = policy::check_state(&subject.state, OffsetDateTime::now_utc(), None)
+        .map(|()| policy::authorize(&subject.grants, permission, &resource));
+    let e = explain_outcome(outcome.clone(), &subject.describe, permission);
+    debug_assert_eq!(e.allowed, matches!(outcome, Ok(Decision::Allowed)));
+    Ok(Json(json!({
+        "allowed": e.allowed, "code": e.code, "route": route_note, "permission": permission.name(),
+        "reasons": e.reasons, "fixes": e.fixes,
+    })))
+}

@@ -1,0 +1,179 @@
+//! The router, and the route table that the OpenAPI document and `explain` are built from.
+//! One module per resource; request types live beside their handlers.
+
+pub mod api_keys;
+pub mod audit;
+pub mod identity;
+pub mod ops;
+pub mod roles;
+pub mod teams;
+pub mod users;
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use axum::Router;
+use axum::routing::{get, post, put};
+use serde::Deserialize;
+use tocsin_core::permission::Permission;
+
+/// What a route needs, as `explain` reports it.
+#[derive(Clone, Copy, Debug)]
+pub enum Needs {
+    /// No credential at all.
+    Public,
+    /// Any valid credential.
+    Authenticated,
+    /// A permission on the organization.
+    Org(Permission),
+    /// A permission on the collection (team grants see their part).
+    AnyTeam(Permission),
+    /// A permission on the team named by the path's `{id}`.
+    Team(Permission),
+    /// A permission on the key named by the path's `{id}` (its team, if any).
+    Key(Permission),
+}
+
+pub struct RouteInfo {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub summary: &'static str,
+    pub needs: Needs,
+}
+
+macro_rules! routes_table {
+    ($( $method:literal $path:literal $needs:expr, $summary:literal; )+) => {
+        pub const ROUTES: &[RouteInfo] = &[ $( RouteInfo { method: $method, path: $path, needs: $needs, summary: $summary } ),+ ];
+    };
+}
+
+use Needs::*;
+use Permission::*;
+routes_table! {
+    "GET" "/healthz" Public, "Process is up";
+    "GET" "/readyz" Public, "Database is reachable";
+    "GET" "/metrics" Public, "Prometheus metrics";
+    "GET" "/openapi.json" Public, "This OpenAPI document";
+    "POST" "/v1/auth/login" Public, "Log in with email and password; returns a 12-hour session token";
+    "GET" "/v1/auth/whoami" Authenticated, "The calling credential, its roles and effective permissions";
+    "POST" "/v1/auth/explain" Authenticated, "Would a route or permission be allowed, and why";
+    "GET" "/v1/permissions" Authenticated, "The permission catalog";
+    "GET" "/v1/users" Org(UsersRead), "List users";
+    "POST" "/v1/users" Org(UsersWrite), "Create a user";
+    "GET" "/v1/users/{id}" Org(UsersRead), "Get a user";
+    "PATCH" "/v1/users/{id}" Org(UsersWrite), "Change a user's name, role or active flag";
+    "GET" "/v1/teams" AnyTeam(TeamsRead), "List teams";
+    "POST" "/v1/teams" Org(TeamsWrite), "Create a team";
+    "GET" "/v1/teams/{id}" Team(TeamsRead), "Get a team";
+    "PATCH" "/v1/teams/{id}" Team(TeamsWrite), "Change a team";
+    "DELETE" "/v1/teams/{id}" Org(TeamsWrite), "Delete a team";
+    "GET" "/v1/teams/{id}/members" Team(TeamsRead), "List a team's members";
+    "PUT" "/v1/teams/{id}/members/{user_id}" Team(TeamsWrite), "Add a member or set their team roles";
+    "DELETE" "/v1/teams/{id}/members/{user_id}" Team(TeamsWrite), "Remove a member";
+    "GET" "/v1/roles" AnyTeam(RolesRead), "List built-in and custom roles";
+    "POST" "/v1/roles" Org(RolesWrite), "Create a custom role";
+    "PATCH" "/v1/roles/{name}" Org(RolesWrite), "Change a custom role";
+    "DELETE" "/v1/roles/{name}" Org(RolesWrite), "Delete a custom role";
+    "POST" "/v1/api_keys" Authenticated, "Create an API key; the token is shown once";
+    "GET" "/v1/api_keys" Authenticated, "List the keys the caller may see";
+    "GET" "/v1/api_keys/{id}" Key(ApiKeysRead), "Get a key (never its token)";
+    "PATCH" "/v1/api_keys/{id}" Key(ApiKeysWrite), "Change a key's name, description, roles, networks or expiry";
+    "POST" "/v1/api_keys/{id}/rotate" Key(ApiKeysWrite), "Issue a new token; the old one works until the grace period ends";
+    "POST" "/v1/api_keys/{id}/revoke" Key(ApiKeysWrite), "Revoke a key at once (idempotent)";
+    "GET" "/v1/audit_events" Org(AuditRead), "The audit trail, newest first";
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .route("/v1/auth/login", post(users::login))
+        .route("/v1/auth/whoami", get(identity::whoami))
+        .route("/v1/auth/explain", post(identity::explain))
+        .route("/v1/permissions", get(roles::permissions))
+        .route("/v1/users", get(users::list).post(users::create))
+        .route("/v1/users/{id}", get(users::show).patch(users::update))
+        .route("/v1/teams", get(teams::list).post(teams::create))
+        .route(
+            "/v1/teams/{id}",
+            get(teams::show).patch(teams::update).delete(teams::delete),
+        )
+        .route("/v1/teams/{id}/members", get(teams::members))
+        .route(
+            "/v1/teams/{id}/members/{user_id}",
+            put(teams::put_member).delete(teams::delete_member),
+        )
+        .route("/v1/roles", get(roles::list).post(roles::create))
+        .route(
+            "/v1/roles/{name}",
+            axum::routing::patch(roles::update).delete(roles::delete),
+        )
+        .route("/v1/api_keys", get(api_keys::list).post(api_keys::create))
+        .route(
+            "/v1/api_keys/{id}",
+            get(api_keys::show).patch(api_keys::update),
+        )
+        .route("/v1/api_keys/{id}/rotate", post(api_keys::rotate))
+        .route("/v1/api_keys/{id}/revoke", post(api_keys::revoke))
+        .route("/v1/audit_events", get(audit::list))
+        .fallback(|| async { ApiError::NotFound("route") })
+        .with_state(state)
+}
+
+/// Finds the route a method and concrete path would take, with the path's parameters.
+pub fn match_route(
+    method: &str,
+    path: &str,
+) -> Option<(&'static RouteInfo, Vec<(&'static str, String)>)> {
+    let path = path.split('?').next().unwrap_or(path);
+    let segs: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    ROUTES
+        .iter()
+        .filter(|r| r.method.eq_ignore_ascii_case(method))
+        .find_map(|r| {
+            let tsegs: Vec<&str> = r.path.split('/').collect();
+            if tsegs.len() != segs.len() {
+                return None;
+            }
+            let mut params = Vec::new();
+            for (t, s) in tsegs.iter().zip(&segs) {
+                if let Some(name) = t.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
+                    if s.is_empty() {
+                        return None;
+                    }
+                    params.push((name, (*s).to_owned()));
+                } else if t != s {
+                    return None;
+                }
+            }
+            Some((r, params))
+        })
+}
+
+/// `limit` (default 50, at most 500) and `cursor` of every `/v1` list.
+#[derive(Deserialize, Default)]
+pub struct ListParams {
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+impl ListParams {
+    pub fn limit(&self) -> ApiResult<usize> {
+        match &self.limit {
+            None => Ok(50),
+            Some(s) => match s.parse::<usize>() {
+                Ok(n) if (1..=500).contains(&n) => Ok(n),
+                _ => Err(ApiError::validation(
+                    "limit",
+                    format!("`{s}` must be a whole number from 1 to 500"),
+                )),
+            },
+        }
+    }
+}
+
+/// Parses a path id of the expected type; anything else is the same 404 as a missing object.
+pub fn path_id<T>(raw: &str, parse: fn(&str) -> Option<T>, what: &'static str) -> ApiResult<T> {
+    parse(raw).ok_or(ApiError::NotFound(what))
+}

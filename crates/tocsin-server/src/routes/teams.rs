@@ -1,0 +1,245 @@
+//! Teams and their members. A team admin manages their own team's members.
+
+use crate::auth::{Principal, RoleBook};
+use crate::error::{ApiError, ApiResult, JsonBody, created};
+use crate::routes::{ListParams, path_id};
+use crate::state::AppState;
+use crate::views;
+use axum::Json;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use time::OffsetDateTime;
+use tocsin_core::key::{KeyName, parse_description};
+use tocsin_core::permission::Permission;
+use tocsin_core::policy::{MissingGrant, Resource};
+use tocsin_core::validation::Problems;
+use tocsin_core::{TeamId, UserId};
+use tocsin_store::StoreError;
+use tocsin_store::teams::Team;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamBody {
+    name: Option<String>,
+    description: Option<String>,
+}
+
+fn name_taken(name: &str) -> impl FnOnce(StoreError) -> ApiError + '_ {
+    move |e| match e {
+        StoreError::Conflict(_) => ApiError::Conflict {
+            code: "name_taken",
+            message: format!("A team named `{name}` already exists (names ignore case)."),
+        },
+        other => other.into(),
+    }
+}
+
+pub async fn create(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    JsonBody(req): JsonBody<TeamBody>,
+) -> ApiResult<Response> {
+    p.require(Permission::TeamsWrite, &Resource::Org)?;
+    let mut problems = Problems::new();
+    let name = problems.take("name", KeyName::parse(req.name.as_deref().unwrap_or("")));
+    let description = problems.take("description", parse_description(req.description.as_deref()));
+    problems.into_result().map_err(ApiError::Validation)?;
+    let (name, description) = (name.expect("checked"), description.expect("checked"));
+    let now = OffsetDateTime::now_utc();
+    let team = Team {
+        id: TeamId::generate(),
+        org_id: p.org_id.clone(),
+        name: name.as_str().to_owned(),
+        description,
+        created_at: now,
+        updated_at: now,
+    };
+    app.store
+        .insert_team(&team)
+        .await
+        .map_err(name_taken(&team.name))?;
+    Ok(created(views::team(&team)))
+}
+
+pub async fn list(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Query(q): Query<ListParams>,
+) -> ApiResult<Json<views::List>> {
+    p.require(Permission::TeamsRead, &Resource::AnyTeam)?;
+    let page = app
+        .store
+        .list_teams(&p.org_id, q.limit()?, q.cursor.as_deref())
+        .await?;
+    Ok(Json(views::List {
+        data: page.items.iter().map(views::team).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+async fn load(app: &AppState, p: &Principal, raw: &str) -> ApiResult<Team> {
+    let id = path_id(raw, TeamId::parse, "team")?;
+    app.store
+        .get_team(&p.org_id, &id)
+        .await
+        .map_err(|_| ApiError::NotFound("team"))
+}
+
+pub async fn show(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let team = load(&app, &p, &id).await?;
+    p.require(
+        Permission::TeamsRead,
+        &Resource::Teams(vec![team.id.clone()]),
+    )?;
+    Ok(Json(views::team(&team)))
+}
+
+pub async fn update(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<TeamBody>,
+) -> ApiResult<Json<Value>> {
+    let team = load(&app, &p, &id).await?;
+    p.require(
+        Permission::TeamsWrite,
+        &Resource::Teams(vec![team.id.clone()]),
+    )?;
+    let mut problems = Problems::new();
+    let name = req
+        .name
+        .as_deref()
+        .and_then(|n| problems.take("name", KeyName::parse(n)));
+    let description = req
+        .description
+        .as_deref()
+        .and_then(|d| problems.take("description", parse_description(Some(d))));
+    problems.into_result().map_err(ApiError::Validation)?;
+    let name = name.map(|n| n.as_str().to_owned());
+    let team = app
+        .store
+        .update_team(&p.org_id, &team.id, name.as_deref(), description.as_deref())
+        .await
+        .map_err(name_taken(name.as_deref().unwrap_or("")))?;
+    Ok(Json(views::team(&team)))
+}
+
+pub async fn delete(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let team = load(&app, &p, &id).await?;
+    p.require(Permission::TeamsWrite, &Resource::Org)?;
+    app.store.delete_team(&p.org_id, &team.id).await?;
+    app.invalidate_credentials();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn members(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let team = load(&app, &p, &id).await?;
+    p.require(
+        Permission::TeamsRead,
+        &Resource::Teams(vec![team.id.clone()]),
+    )?;
+    let members = app.store.list_members(&p.org_id, &team.id).await?;
+    Ok(Json(
+        json!({"data": members.iter().map(views::member).collect::<Vec<_>>(), "next_cursor": null}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberBody {
+    team_role_names: Option<Vec<String>>,
+}
+
+pub async fn put_member(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path((id, user_id)): Path<(String, String)>,
+    JsonBody(req): JsonBody<MemberBody>,
+) -> ApiResult<Json<Value>> {
+    let team = load(&app, &p, &id).await?;
+    p.require(
+        Permission::TeamsWrite,
+        &Resource::Teams(vec![team.id.clone()]),
+    )?;
+    let user_id = path_id(&user_id, UserId::parse, "user")?;
+    let user = app
+        .store
+        .get_user(&p.org_id, &user_id)
+        .await
+        .map_err(|_| ApiError::NotFound("user"))?;
+    let roles = RoleBook::load(&app, &p.org_id).await?;
+    let names = req.team_role_names.unwrap_or_default();
+    let mut problems = Problems::new();
+    if names.is_empty() {
+        problems.add(
+            "team_role_names",
+            "must name at least one team role, such as responder or team_admin",
+        );
+    }
+    let bad: Vec<&str> = names
+        .iter()
+        .filter(|n| !roles.get(n).is_some_and(|r| r.scope.allows_team()))
+        .map(String::as_str)
+        .collect();
+    if !bad.is_empty() {
+        problems.add(
+            "team_role_names",
+            format!(
+                "not team roles: {} (GET /v1/roles lists them)",
+                bad.join(", ")
+            ),
+        );
+    }
+    problems.into_result().map_err(ApiError::Validation)?;
+    let wanted = roles.perms(&names);
+    let held = p.grants.account.union(p.grants.team(&team.id));
+    let missing = wanted.minus(held);
+    if !missing.is_empty() {
+        return Err(ApiError::Escalation(vec![MissingGrant {
+            team: Some(team.id.clone()),
+            permissions: missing,
+        }]));
+    }
+    app.store
+        .put_member(&p.org_id, &team.id, &user.id, &names)
+        .await?;
+    app.invalidate_credentials();
+    Ok(Json(
+        json!({"team_id": team.id, "user_id": user.id, "team_role_names": names}),
+    ))
+}
+
+pub async fn delete_member(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path((id, user_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let team = load(&app, &p, &id).await?;
+    p.require(
+        Permission::TeamsWrite,
+        &Resource::Teams(vec![team.id.clone()]),
+    )?;
+    let user_id = path_id(&user_id, UserId::parse, "member")?;
+    app.store
+        .delete_member(&p.org_id, &team.id, &user_id)
+        .await
+        .map_err(|_| ApiError::NotFound("member"))?;
+    app.invalidate_credentials();
+    Ok(StatusCode::NO_CONTENT)
+}

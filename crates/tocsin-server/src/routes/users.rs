@@ -1,0 +1,298 @@
+//! Users, and login with email and password (Argon2id), which yields a 12-hour session token.
+
+use crate::auth::{Principal, RoleBook};
+use crate::error::{ApiError, ApiResult, JsonBody, created};
+use crate::routes::{ListParams, path_id};
+use crate::state::AppState;
+use crate::views;
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use axum::Json;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::{Arc, OnceLock};
+use time::{Duration, OffsetDateTime};
+use tocsin_core::permission::Permission;
+use tocsin_core::policy::Resource;
+use tocsin_core::token::{Token, TokenKind};
+use tocsin_core::validation::Problems;
+use tocsin_core::{SessionId, UserId};
+use tocsin_store::users::{Session, User, UserPatch};
+
+pub const SESSION_HOURS: i64 = 12;
+
+pub fn hash_password(password: &str) -> ApiResult<String> {
+    // A salt need only be unique: 122 random bits from a v4 UUID will do.
+    let salt = SaltString::encode_b64(uuid::Uuid::new_v4().as_bytes())
+        .map_err(|e| ApiError::Internal(format!("salt: {e}")))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| ApiError::Internal(format!("argon2: {e}")))
+}
+
+/// Verifies against `hash`, or against a fixed dummy hash when there is none, so an unknown
+/// email costs the same time as a wrong password.
+fn verify_password(password: &str, hash: Option<&str>) -> bool {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    let dummy = DUMMY.get_or_init(|| hash_password("not a real password").unwrap_or_default());
+    let real = hash.is_some();
+    let Ok(parsed) = PasswordHash::new(hash.unwrap_or(dummy)) else {
+        return false;
+    };
+    Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok()
+        && real
+}
+
+fn check_email(p: &mut Problems, email: &str) {
+    let e = email.trim();
+    if e.len() > 254
+        || !e.contains('@')
+        || e.starts_with('@')
+        || e.ends_with('@')
+        || e.chars().any(char::is_whitespace)
+    {
+        p.add("email", "must be an email address such as ann@example.com");
+    }
+}
+
+fn check_password(p: &mut Problems, password: Option<&str>) {
+    if let Some(pw) = password
+        && pw.chars().count() < 8
+    {
+        p.add("password", "must be at least 8 characters");
+    }
+}
+
+/// Validates an account role name against the organization's roles and the caller's rights.
+fn check_account_role(p: &mut Problems, roles: &RoleBook, name: &str) {
+    match roles.get(name) {
+        None => p.add(
+            "role_name",
+            format!("`{name}` is not a role; GET /v1/roles lists them"),
+        ),
+        Some(r) if !r.scope.allows_account() => p.add(
+            "role_name",
+            format!("`{name}` is a team role, not an account role"),
+        ),
+        Some(_) => {}
+    }
+}
+
+/// Only an owner may make an owner; nobody may hand out an account role beyond their own.
+fn check_role_grant(caller: &Principal, roles: &RoleBook, name: &str) -> ApiResult<()> {
+    if name == "owner" && caller.user.as_ref().map(|u| u.role_name.as_str()) != Some("owner") {
+        return Err(ApiError::Forbidden {
+            code: "escalation_denied",
+            message: "Only an owner can make another user an owner.".into(),
+        });
+    }
+    let wanted = roles.perms(&[name.to_owned()]);
+    let missing = wanted.minus(caller.grants.account);
+    if !missing.is_empty() {
+        return Err(ApiError::Escalation(vec![
+            tocsin_core::policy::MissingGrant {
+                team: None,
+                permissions: missing,
+            },
+        ]));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    email: Option<String>,
+    name: Option<String>,
+    role_name: Option<String>,
+    password: Option<String>,
+}
+
+pub async fn create(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    JsonBody(req): JsonBody<CreateUser>,
+) -> ApiResult<Response> {
+    p.require(Permission::UsersWrite, &Resource::Org)?;
+    let roles = RoleBook::load(&app, &p.org_id).await?;
+    let mut problems = Problems::new();
+    let email = req.email.unwrap_or_default();
+    check_email(&mut problems, &email);
+    let name = problems.take(
+        "name",
+        tocsin_core::key::KeyName::parse(req.name.as_deref().unwrap_or(&email)),
+    );
+    let role_name = req.role_name.unwrap_or_else(|| "responder".into());
+    check_account_role(&mut problems, &roles, &role_name);
+    check_password(&mut problems, req.password.as_deref());
+    problems.into_result().map_err(ApiError::Validation)?;
+    check_role_grant(&p, &roles, &role_name)?;
+    let hash = req.password.as_deref().map(hash_password).transpose()?;
+    let now = OffsetDateTime::now_utc();
+    let user = User {
+        id: UserId::generate(),
+        org_id: p.org_id.clone(),
+        email: email.trim().to_owned(),
+        name: name.map(|n| n.as_str().to_owned()).unwrap_or_default(),
+        role_name,
+        active: true,
+        created_at: now,
+        updated_at: now,
+    };
+    app.store
+        .insert_user(&user, hash.as_deref())
+        .await
+        .map_err(|e| match e {
+            tocsin_store::StoreError::Conflict(_) => ApiError::Conflict {
+                code: "email_taken",
+                message: format!("A user with the email {} already exists.", user.email),
+            },
+            other => other.into(),
+        })?;
+    Ok(created(views::user(&user)))
+}
+
+pub async fn list(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Query(q): Query<ListParams>,
+) -> ApiResult<Json<views::List>> {
+    p.require(Permission::UsersRead, &Resource::Org)?;
+    let page = app
+        .store
+        .list_users(&p.org_id, q.limit()?, q.cursor.as_deref())
+        .await?;
+    Ok(Json(views::List {
+        data: page.items.iter().map(views::user).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+pub async fn show(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = path_id(&id, UserId::parse, "user")?;
+    if p.user.as_ref().map(|u| &u.id) != Some(&id) {
+        p.require(Permission::UsersRead, &Resource::Org)?;
+    }
+    let user = app
+        .store
+        .get_user(&p.org_id, &id)
+        .await
+        .map_err(|_| ApiError::NotFound("user"))?;
+    Ok(Json(views::user(&user)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    name: Option<String>,
+    role_name: Option<String>,
+    active: Option<bool>,
+}
+
+pub async fn update(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<UpdateUser>,
+) -> ApiResult<Json<Value>> {
+    p.require(Permission::UsersWrite, &Resource::Org)?;
+    let id = path_id(&id, UserId::parse, "user")?;
+    let target = app
+        .store
+        .get_user(&p.org_id, &id)
+        .await
+        .map_err(|_| ApiError::NotFound("user"))?;
+    let roles = RoleBook::load(&app, &p.org_id).await?;
+    let mut problems = Problems::new();
+    let name = req
+        .name
+        .as_deref()
+        .and_then(|n| problems.take("name", tocsin_core::key::KeyName::parse(n)));
+    if let Some(r) = &req.role_name {
+        check_account_role(&mut problems, &roles, r);
+    }
+    if target.role_name == "owner"
+        && (req.active == Some(false) || req.role_name.as_deref().is_some_and(|r| r != "owner"))
+        && p.user.as_ref().map(|u| u.role_name.as_str()) != Some("owner")
+    {
+        problems.add(
+            "role_name",
+            "only an owner can demote or deactivate an owner",
+        );
+    }
+    problems.into_result().map_err(ApiError::Validation)?;
+    if let Some(r) = &req.role_name {
+        check_role_grant(&p, &roles, r)?;
+    }
+    let patch = UserPatch {
+        name: name.map(|n| n.as_str().to_owned()),
+        role_name: req.role_name,
+        active: req.active,
+    };
+    let user = app.store.update_user(&p.org_id, &id, &patch).await?;
+    // A demoted or deactivated user's keys change at once.
+    app.invalidate_credentials();
+    Ok(Json(views::user(&user)))
+}
+
+#[derive(Deserialize)]
+pub struct Login {
+    email: Option<String>,
+    password: Option<String>,
+}
+
+pub async fn login(
+    State(app): State<AppState>,
+    JsonBody(req): JsonBody<Login>,
+) -> ApiResult<Response> {
+    let mut problems = Problems::new();
+    if req.email.as_deref().unwrap_or("").is_empty() {
+        problems.add("email", "is required");
+    }
+    if req.password.as_deref().unwrap_or("").is_empty() {
+        problems.add("password", "is required");
+    }
+    problems.into_result().map_err(ApiError::Validation)?;
+    let email = req.email.unwrap_or_default();
+    let password = req.password.unwrap_or_default();
+    let found = app.store.find_user_by_email(email.trim()).await?;
+    let hash = found.as_ref().and_then(|c| c.password_hash.clone());
+    let ok = tokio::task::spawn_blocking(move || verify_password(&password, hash.as_deref()))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let user = match found {
+        Some(c) if ok && c.user.active => c.user,
+        _ => return Err(login_refused()),
+    };
+    let token = Token::generate(TokenKind::Session, &app.settings.region);
+    let session = Session {
+        id: SessionId::generate(),
+        org_id: user.org_id.clone(),
+        user_id: user.id.clone(),
+        expires_at: OffsetDateTime::now_utc() + Duration::hours(SESSION_HOURS),
+    };
+    app.store
+        .insert_session(&session, &app.hasher.digest(&token))
+        .await?;
+    let body = json!({
+        "session_token": token.expose(), "expires_at": views::t(session.expires_at), "user": views::user(&user),
+    });
+    Ok((StatusCode::OK, Json(body)).into_response())
+}
+
+fn login_refused() -> ApiError {
+    ApiError::Unauthorized {
+        code: "invalid_credentials",
+        message: "The email or password is wrong, or the user is deactivated.".into(),
+    }
+}

@@ -1,0 +1,839 @@
+//! Black-box tests: a real server on a real port with a fresh SQLite file, driven over HTTP.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use time::{Duration, OffsetDateTime, format_description::well_known::Rfc3339};
+use tocsin_server::config::{Overrides, Settings};
+
+struct TestApp {
+    base: String,
+    owner: String,
+    http: reqwest::Client,
+    dir: tempfile::TempDir,
+    running: Option<tocsin_server::Running>,
+}
+
+fn in_days(d: i64) -> String {
+    (OffsetDateTime::now_utc() + Duration::days(d))
+        .format(&Rfc3339)
+        .unwrap()
+}
+
+impl TestApp {
+    async fn spawn() -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings::from_overrides(Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            data_dir: Some(dir.path().to_path_buf()),
+            regions: Some("eu=https://eu.tocsin.example".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let running = tocsin_server::start(settings, Default::default())
+            .await
+            .unwrap();
+        let owner = std::fs::read_to_string(dir.path().join("owner-token"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        TestApp {
+            base: format!("http://{}", running.addr),
+            owner,
+            http: reqwest::Client::new(),
+            dir,
+            running: Some(running),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call("GET", path, Some(token), None).await
+    }
+
+    async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call("POST", path, Some(token), Some(body)).await
+    }
+
+    async fn team(&self, name: &str) -> String {
+        let (s, b) = self
+            .post("/v1/teams", &self.owner, json!({"name": name}))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        b["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a key with `body` (plus a 30-day expiry), returning (id, token).
+    async fn key(&self, creator: &str, mut body: Value) -> (String, String) {
+        body["expires_at"] = json!(in_days(30));
+        let (s, b) = self.post("/v1/api_keys", creator, body).await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        (
+            b["api_key"]["id"].as_str().unwrap().to_owned(),
+            b["token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    async fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+}
+
+fn code(b: &Value) -> &str {
+    b["error"]["code"].as_str().unwrap_or("")
+}
+
+#[tokio::test]
+async fn bootstrap_writes_a_private_owner_token_that_authenticates() {
+    let app = TestApp::spawn().await;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(app.data_dir().join("owner-token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let (s, b) = app.get("/v1/auth/whoami", &app.owner).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["kind"], "personal");
+    assert!(
+        b["permissions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "api_keys:write")
+    );
+    // Opsgenie clients send GenieKey.
+    let resp = app
+        .http
+        .get(format!("{}/v1/auth/whoami", app.base))
+        .header("Authorization", format!("GenieKey {}", app.owner))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers().contains_key("x-request-id"));
+}
+
+#[tokio::test]
+async fn every_refusal_before_the_permission_check_has_its_code() {
+    let app = TestApp::spawn().await;
+    let (s, b) = app.call("GET", "/v1/auth/whoami", None, None).await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::UNAUTHORIZED, "missing_credentials"),
+        "{b}"
+    );
+    assert!(b["error"]["message"].as_str().unwrap().contains("GenieKey"));
+    assert!(b["request_id"].is_string());
+
+    let truncated = &app.owner[..app.owner.len() - 2];
+    let (s, b) = app.get("/v1/auth/whoami", truncated).await;
+    assert_eq!((s, code(&b)), (StatusCode::UNAUTHORIZED, "malformed_token"));
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("truncated")
+    );
+
+    let eu = tocsin_core::token::Token::generate(tocsin_core::token::TokenKind::Personal, "eu");
+    let (s, b) = app.get("/v1/auth/whoami", eu.expose()).await;
+    assert_eq!((s, code(&b)), (StatusCode::UNAUTHORIZED, "wrong_region"));
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("https://eu.tocsin.example")
+    );
+
+    let unknown =
+        tocsin_core::token::Token::generate(tocsin_core::token::TokenKind::Personal, "us");
+    let (s, b) = app.get("/v1/auth/whoami", unknown.expose()).await;
+    assert_eq!((s, code(&b)), (StatusCode::UNAUTHORIZED, "unknown_key"));
+
+    let (id, token) = app.key(&app.owner, json!({"name": "soon revoked"})).await;
+    let (s, _) = app
+        .post(&format!("/v1/api_keys/{id}/revoke"), &app.owner, json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, b) = app.get("/v1/auth/whoami", &token).await;
+    assert_eq!((s, code(&b)), (StatusCode::UNAUTHORIZED, "revoked_key"));
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("owner@localhost")
+    );
+
+    let (_, token) = app
+        .key(
+            &app.owner,
+            json!({"name": "office only", "allowed_cidrs": ["10.0.0.0/8"]}),
+        )
+        .await;
+    let (s, b) = app.get("/v1/auth/whoami", &token).await;
+    assert_eq!((s, code(&b)), (StatusCode::FORBIDDEN, "ip_not_allowed"));
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("127.0.0.1")
+    );
+}
+
+#[tokio::test]
+async fn expired_keys_and_rotated_out_tokens_are_refused() {
+    let app = TestApp::spawn().await;
+    let soon = (OffsetDateTime::now_utc() + Duration::seconds(2))
+        .format(&Rfc3339)
+        .unwrap();
+    let (s, b) = app
+        .post(
+            "/v1/api_keys",
+            &app.owner,
+            json!({"name": "short", "expires_at": soon}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let token = b["token"].as_str().unwrap().to_owned();
+    assert_eq!(app.get("/v1/auth/whoami", &token).await.0, StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let (s, b) = app.get("/v1/auth/whoami", &token).await;
+    assert_eq!((s, code(&b)), (StatusCode::UNAUTHORIZED, "expired_key"));
+    assert!(b["error"]["message"].as_str().unwrap().contains("expired"));
+
+    // Rotation: both tokens work during the grace period; at most two are ever valid.
+    let (id, first) = app.key(&app.owner, json!({"name": "rotating"})).await;
+    let (s, b) = app
+        .post(
+            &format!("/v1/api_keys/{id}/rotate"),
+            &app.owner,
+            json!({"grace_period_seconds": 1}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let second = b["token"].as_str().unwrap().to_owned();
+    assert!(b["api_key"]["grace_period_ends_at"].is_string());
+    assert_eq!(app.get("/v1/auth/whoami", &first).await.0, StatusCode::OK);
+    assert_eq!(app.get("/v1/auth/whoami", &second).await.0, StatusCode::OK);
+    let (_, b) = app
+        .post(
+            &format!("/v1/api_keys/{id}/rotate"),
+            &app.owner,
+            json!({"grace_period_seconds": 600}),
+        )
+        .await;
+    let third = b["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        code(&app.get("/v1/auth/whoami", &first).await.1),
+        "unknown_key"
+    );
+    assert_eq!(app.get("/v1/auth/whoami", &second).await.0, StatusCode::OK);
+    assert_eq!(app.get("/v1/auth/whoami", &third).await.0, StatusCode::OK);
+    let (_, b) = app
+        .post(
+            &format!("/v1/api_keys/{id}/rotate"),
+            &app.owner,
+            json!({"grace_period_seconds": 0}),
+        )
+        .await;
+    let fourth = b["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        code(&app.get("/v1/auth/whoami", &third).await.1),
+        "unknown_key"
+    );
+    assert_eq!(app.get("/v1/auth/whoami", &fourth).await.0, StatusCode::OK);
+    let (s, b) = app
+        .post(
+            &format!("/v1/api_keys/{id}/rotate"),
+            &app.owner,
+            json!({"grace_period_seconds": 604801}),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+    );
+    assert!(b["error"]["fields"]["grace_period_seconds"].is_string());
+
+    // A grace period that has run out answers expired_key and says how to proceed.
+    let (id, old) = app.key(&app.owner, json!({"name": "grace ends"})).await;
+    app.post(
+        &format!("/v1/api_keys/{id}/rotate"),
+        &app.owner,
+        json!({"grace_period_seconds": 1}),
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (s, b) = app.get("/v1/auth/whoami", &old).await;
+    assert_eq!((s, code(&b)), (StatusCode::UNAUTHORIZED, "expired_key"));
+    assert!(b["error"]["message"].as_str().unwrap().contains("rotation"));
+}
+
+#[tokio::test]
+async fn key_validation_names_each_field() {
+    let app = TestApp::spawn().await;
+    let (s, b) = app
+        .post("/v1/api_keys", &app.owner, json!({"name": "x"}))
+        .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+    );
+    assert!(
+        b["error"]["fields"]["expires_at"]
+            .as_str()
+            .unwrap()
+            .contains("required")
+    );
+    let past = in_days(-1);
+    let (_, b) = app
+        .post(
+            "/v1/api_keys",
+            &app.owner,
+            json!({"name": "x", "expires_at": past}),
+        )
+        .await;
+    assert!(
+        b["error"]["fields"]["expires_at"]
+            .as_str()
+            .unwrap()
+            .contains("future")
+    );
+    let (_, b) = app
+        .post(
+            "/v1/api_keys",
+            &app.owner,
+            json!({"name": "x", "expires_at": in_days(365 * 5 + 5)}),
+        )
+        .await;
+    assert!(
+        b["error"]["fields"]["expires_at"]
+            .as_str()
+            .unwrap()
+            .contains("5 years")
+    );
+    let (_, b) = app
+        .post(
+            "/v1/api_keys",
+            &app.owner,
+            json!({"name": "x".repeat(201), "expires_at": in_days(1)}),
+        )
+        .await;
+    assert!(
+        b["error"]["fields"]["name"]
+            .as_str()
+            .unwrap()
+            .contains("201")
+    );
+    let (_, b) = app
+        .post(
+            "/v1/api_keys",
+            &app.owner,
+            json!({"name": "a\u{1b}b", "expires_at": in_days(1)}),
+        )
+        .await;
+    assert!(
+        b["error"]["fields"]["name"]
+            .as_str()
+            .unwrap()
+            .contains("control")
+    );
+    let (_, b) = app
+        .post(
+            "/v1/api_keys",
+            &app.owner,
+            json!({"name": "x", "expires_at": in_days(1), "role_names": ["wizard"]}),
+        )
+        .await;
+    assert!(
+        b["error"]["fields"]["role_names"]
+            .as_str()
+            .unwrap()
+            .contains("wizard")
+    );
+
+    app.key(&app.owner, json!({"name": "Deploy"})).await;
+    let (s, b) = app
+        .post(
+            "/v1/api_keys",
+            &app.owner,
+            json!({"name": "deploy", "expires_at": in_days(1)}),
+        )
+        .await;
+    assert_eq!((s, code(&b)), (StatusCode::CONFLICT, "name_taken"));
+
+    let team = app.team("payments").await;
+    let (s, b) = app
+        .post(
+            "/v1/api_keys",
+            &app.owner,
+            json!({"name": "org", "kind": "organization", "expires_at": in_days(1), "team_ids": [team]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        b["error"]["fields"]["team_role_names"]
+            .as_str()
+            .unwrap()
+            .contains("together")
+    );
+    let (_, b) = app
+        .post(
+            "/v1/api_keys",
+            &app.owner,
+            json!({"name": "t", "kind": "team", "team_id": team, "expires_at": in_days(1)}),
+        )
+        .await;
+    assert!(b["error"]["fields"]["team_role_names"].is_string());
+    // Malformed JSON is a clear 400, never a framework page.
+    let resp = app
+        .http
+        .post(format!("{}/v1/api_keys", app.base))
+        .header("Authorization", format!("Bearer {}", app.owner))
+        .header("Content-Type", "application/json")
+        .body("{nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let b: Value = resp.json().await.unwrap();
+    assert_eq!(code(&b), "bad_request");
+}
+
+#[tokio::test]
+async fn team_keys_stay_in_their_team_and_cannot_escalate() {
+    let app = TestApp::spawn().await;
+    let payments = app.team("payments").await;
+    let search = app.team("search").await;
+    let (_, tk) = app
+        .key(&app.owner, json!({"name": "pay bot", "kind": "team", "team_id": payments, "team_role_names": ["team_admin"]}))
+        .await;
+    let (s, b) = app.get(&format!("/v1/teams/{payments}"), &tk).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = app.get(&format!("/v1/teams/{search}"), &tk).await;
+    assert_eq!((s, code(&b)), (StatusCode::FORBIDDEN, "scope_denied"));
+    assert!(b["error"]["message"].as_str().unwrap().contains(&payments));
+    let (s, b) = app.get("/v1/users", &tk).await;
+    assert_eq!((s, code(&b)), (StatusCode::FORBIDDEN, "permission_denied"));
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("users:read")
+    );
+
+    // A team key may make team keys for its team with its own rights, never more.
+    let (s, b) = app
+        .post(
+            "/v1/api_keys",
+            &tk,
+            json!({"name": "child", "kind": "team", "team_id": payments, "team_role_names": ["responder"], "expires_at": in_days(3)}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(b["api_key"]["created_by"]["type"], "api_key");
+    let (s, b) = app
+        .post(
+            "/v1/api_keys",
+            &tk,
+            json!({"name": "greedy", "kind": "team", "team_id": payments, "team_role_names": ["responder"], "role_names": ["viewer"], "expires_at": in_days(3)}),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::FORBIDDEN, "escalation_denied"),
+        "{b}"
+    );
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("teams:read")
+    );
+    let (s, b) = app
+        .post(
+            "/v1/api_keys",
+            &tk,
+            json!({"name": "other team", "kind": "team", "team_id": search, "team_role_names": ["viewer"], "expires_at": in_days(3)}),
+        )
+        .await;
+    assert_eq!((s, code(&b)), (StatusCode::FORBIDDEN, "scope_denied"));
+    // Team keys cannot create personal or organization keys.
+    let (s, _) = app
+        .post(
+            "/v1/api_keys",
+            &tk,
+            json!({"name": "me", "expires_at": in_days(3)}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = app
+        .post("/v1/api_keys", &tk, json!({"name": "org", "kind": "organization", "role_names": ["viewer"], "expires_at": in_days(3)}))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn personal_keys_follow_their_user() {
+    let app = TestApp::spawn().await;
+    let (s, b) = app
+        .post("/v1/users", &app.owner, json!({"email": "ann@example.com", "name": "Ann", "role_name": "admin", "password": "correct horse"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let ann = b["id"].as_str().unwrap().to_owned();
+    let (s, b) = app
+        .call(
+            "POST",
+            "/v1/auth/login",
+            None,
+            Some(json!({"email": "ann@example.com", "password": "correct horse"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let session = b["session_token"].as_str().unwrap().to_owned();
+    assert!(session.starts_with("tcs_s_us_"));
+    let (s, b) = app
+        .call(
+            "POST",
+            "/v1/auth/login",
+            None,
+            Some(json!({"email": "ann@example.com", "password": "wrong one"})),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::UNAUTHORIZED, "invalid_credentials")
+    );
+
+    let (kid, key) = app.key(&session, json!({"name": "ann laptop"})).await;
+    assert_eq!(app.get("/v1/users", &key).await.0, StatusCode::OK);
+    // Narrowed to viewer: reads users, cannot write them.
+    let (_, narrow) = app
+        .key(
+            &session,
+            json!({"name": "ann viewer", "role_names": ["viewer"]}),
+        )
+        .await;
+    assert_eq!(app.get("/v1/users", &narrow).await.0, StatusCode::OK);
+    let (s, b) = app
+        .post("/v1/teams", &narrow, json!({"name": "nope"}))
+        .await;
+    assert_eq!((s, code(&b)), (StatusCode::FORBIDDEN, "permission_denied"));
+
+    // Demotion narrows at once; deactivation stops the key at once.
+    let (s, _) = app
+        .call(
+            "PATCH",
+            &format!("/v1/users/{ann}"),
+            Some(&app.owner),
+            Some(json!({"role_name": "viewer"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, b) = app
+        .post("/v1/teams", &key, json!({"name": "blocked"}))
+        .await;
+    assert_eq!((s, code(&b)), (StatusCode::FORBIDDEN, "permission_denied"));
+    let (s, _) = app
+        .call(
+            "PATCH",
+            &format!("/v1/users/{ann}"),
+            Some(&app.owner),
+            Some(json!({"active": false})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, b) = app.get("/v1/auth/whoami", &key).await;
+    assert_eq!((s, code(&b)), (StatusCode::UNAUTHORIZED, "key_disabled"));
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("deactivated")
+    );
+    let (s, b) = app.get(&format!("/v1/api_keys/{kid}"), &app.owner).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(b.get("token").is_none());
+    assert_eq!(b["created_by"]["type"], "user");
+}
+
+#[tokio::test]
+async fn explain_agrees_with_the_real_decision() {
+    let app = TestApp::spawn().await;
+    let payments = app.team("payments").await;
+    let (_, viewer) = app
+        .key(
+            &app.owner,
+            json!({"name": "reader", "kind": "organization", "role_names": ["viewer"]}),
+        )
+        .await;
+    let (_, tk) = app
+        .key(&app.owner, json!({"name": "pay", "kind": "team", "team_id": payments, "team_role_names": ["viewer"]}))
+        .await;
+    let cases = [
+        (&viewer, "GET", "/v1/users".to_owned()),
+        (&viewer, "POST", "/v1/teams".to_owned()),
+        (&viewer, "GET", "/v1/audit_events".to_owned()),
+        (&tk, "GET", format!("/v1/teams/{payments}")),
+        (&tk, "GET", "/v1/users".to_owned()),
+    ];
+    for (token, method, path) in cases {
+        let (real, body) = app
+            .call(
+                method,
+                &path,
+                Some(token),
+                Some(json!({"name": "explained"})),
+            )
+            .await;
+        let (s, e) = app
+            .post(
+                "/v1/auth/explain",
+                token,
+                json!({"method": method, "path": path}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{e}");
+        assert_eq!(
+            e["allowed"].as_bool().unwrap(),
+            real.is_success(),
+            "{method} {path}: {e} vs {body}"
+        );
+        if !real.is_success() {
+            assert_eq!(e["code"], body["error"]["code"]);
+            assert!(!e["fixes"].as_array().unwrap().is_empty());
+        }
+    }
+    let (_, e) = app
+        .post(
+            "/v1/auth/explain",
+            &viewer,
+            json!({"permission": "alerts:delete"}),
+        )
+        .await;
+    assert_eq!(e["allowed"], false);
+    assert!(e["reasons"][0].as_str().unwrap().contains("alert_admin"));
+}
+
+#[tokio::test]
+async fn tenants_never_see_each_other() {
+    let app = TestApp::spawn().await;
+    let team = app.team("payments").await;
+    let (kid, _) = app.key(&app.owner, json!({"name": "mine"})).await;
+    let store = &app.running.as_ref().unwrap().app.store;
+    let hasher = &app.running.as_ref().unwrap().app.hasher;
+    let other = tocsin_server::bootstrap::create_org(
+        store,
+        hasher,
+        "us",
+        "Other",
+        "boss@other.example",
+        None,
+    )
+    .await
+    .unwrap();
+    for path in [format!("/v1/teams/{team}"), format!("/v1/api_keys/{kid}")] {
+        let (s, b) = app.get(&path, &other.token).await;
+        assert_eq!(
+            (s, code(&b)),
+            (StatusCode::NOT_FOUND, "not_found"),
+            "{path}"
+        );
+    }
+    let (_, b) = app.get("/v1/api_keys", &other.token).await;
+    assert!(
+        b["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["id"] != kid.as_str())
+    );
+    let (s, _) = app
+        .post(
+            &format!("/v1/api_keys/{kid}/revoke"),
+            &other.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, b) = app.get(&format!("/v1/api_keys/{kid}"), &app.owner).await;
+    assert_eq!(b["status"], "active");
+}
+
+#[tokio::test]
+async fn audit_trail_records_requests_and_verifies() {
+    let mut app = TestApp::spawn().await;
+    let (id, token) = app.key(&app.owner, json!({"name": "audited"})).await;
+    app.get("/v1/auth/whoami", &token).await;
+    app.post(&format!("/v1/api_keys/{id}/revoke"), &app.owner, json!({}))
+        .await;
+    app.get("/v1/auth/whoami", &token).await;
+    let (s, b) = app
+        .get(&format!("/v1/audit_events?api_key_id={id}"), &app.owner)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let outcomes: Vec<&str> = b["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, vec!["revoked_key", "allowed"]);
+    assert_eq!(b["data"][0]["route"], "/v1/auth/whoami");
+    assert_eq!(
+        b["data"][0]["token_hint"].as_str().unwrap(),
+        &token[token.len() - 4..]
+    );
+    let (_, b) = app
+        .get("/v1/audit_events?action=api_key.revoked", &app.owner)
+        .await;
+    assert_eq!(b["data"].as_array().unwrap().len(), 1);
+    let (_, b) = app.get("/v1/audit_events?limit=2", &app.owner).await;
+    let cursor = b["next_cursor"].as_str().unwrap().to_owned();
+    let (_, b2) = app
+        .get(
+            &format!("/v1/audit_events?limit=2&cursor={cursor}"),
+            &app.owner,
+        )
+        .await;
+    assert_ne!(b["data"][0]["id"], b2["data"][0]["id"]);
+    let (s, b) = app
+        .get("/v1/audit_events?since=yesterday", &app.owner)
+        .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+    );
+    app.stop().await;
+
+    let store = tocsin_store::Store::open_sqlite(&app.data_dir().join("tocsin.db"))
+        .await
+        .unwrap();
+    for chain in store.audit_chains().await.unwrap() {
+        let report = store.verify_chain(&chain).await.unwrap();
+        assert!(report.broken_at.is_none(), "{report:?}");
+        assert!(report.events > 0);
+    }
+}
+
+#[tokio::test]
+async fn no_token_is_stored_in_the_data_directory() {
+    let mut app = TestApp::spawn().await;
+    let team = app.team("ops").await;
+    let mut tokens = vec![app.owner.clone()];
+    let (id, t) = app.key(&app.owner, json!({"name": "p"})).await;
+    tokens.push(t.clone());
+    app.get("/v1/auth/whoami", &t).await;
+    let (_, b) = app
+        .post(&format!("/v1/api_keys/{id}/rotate"), &app.owner, json!({}))
+        .await;
+    tokens.push(b["token"].as_str().unwrap().to_owned());
+    let (_, t) = app
+        .key(
+            &app.owner,
+            json!({"name": "t", "kind": "team", "team_id": team, "team_role_names": ["viewer"]}),
+        )
+        .await;
+    app.get("/v1/auth/whoami", &t).await;
+    tokens.push(t);
+    app.stop().await;
+    // owner-token is the one file meant to hold a token, for the operator to pick up.
+    for entry in std::fs::read_dir(app.data_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap() == "owner-token" {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        for t in &tokens {
+            let secret = &t.as_bytes()[9..];
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret),
+                "a token is in {}",
+                path.display()
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_documented_route_exists_and_errors_are_json() {
+    let app = TestApp::spawn().await;
+    let (s, doc) = app.call("GET", "/openapi.json", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    for r in tocsin_server::routes::ROUTES {
+        let path = r
+            .path
+            .replace("{id}", "x")
+            .replace("{user_id}", "x")
+            .replace("{name}", "x");
+        assert!(
+            doc["paths"][r.path][r.method.to_lowercase()].is_object(),
+            "{} {} undocumented",
+            r.method,
+            r.path
+        );
+        let (s, b) = app
+            .call(r.method, &path, Some(&app.owner), Some(json!({})))
+            .await;
+        assert_ne!(s, StatusCode::METHOD_NOT_ALLOWED, "{} {}", r.method, r.path);
+        if !(b["error"]["code"] == "not_found") {
+            assert!(
+                s != StatusCode::NOT_FOUND,
+                "{} {} not routed",
+                r.method,
+                r.path
+            );
+        }
+    }
+    let (s, b) = app
+        .call("GET", "/v1/nothing-here", Some(&app.owner), None)
+        .await;
+    assert_eq!((s, code(&b)), (StatusCode::NOT_FOUND, "not_found"));
+    let (s, b) = app
+        .call("DELETE", "/v1/auth/whoami", Some(&app.owner), None)
+        .await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(code(&b), "method_not_allowed");
+    let (s, m) = app.call("GET", "/metrics", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(m.as_str().unwrap().contains("tocsin_auth_outcomes_total"));
+    assert_eq!(
+        app.call("GET", "/readyz", None, None).await.0,
+        StatusCode::OK
+    );
+}
