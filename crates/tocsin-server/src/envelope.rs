@@ -22,10 +22,17 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
     req.extensions_mut().insert(RequestId(id.clone()));
     let opsgenie = req.uri().path().starts_with("/v2/");
     let path = req.uri().path().to_owned();
+    // Route templates only (bounded label values), never raw paths.
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
     let span =
         tracing::info_span!("request", request_id = %id, method = %req.method(), path = %path);
     let resp = next.run(req).instrument(span).await;
     let status = resp.status();
+    metrics::counter!("tocsin_http_requests_total", "route" => route, "status" => status.as_u16().to_string()).increment(1);
     let mut resp = if let Some(info) = resp.extensions().get::<ErrorInfo>().cloned() {
         render(&info, &id, opsgenie, started)
     } else if status.is_client_error() || status.is_server_error() {

@@ -837,3 +837,318 @@ async fn every_documented_route_exists_and_errors_are_json() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn organization_maximum_expiry_and_custom_roles() {
+    let app = TestApp::spawn().await;
+    let (s, b) = app
+        .call(
+            "PATCH",
+            "/v1/organization",
+            Some(&app.owner),
+            Some(json!({"max_key_days": 30})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["max_key_days"], 30);
+    let (s, b) = app
+        .post(
+            "/v1/api_keys",
+            &app.owner,
+            json!({"name": "long", "expires_at": in_days(60)}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        b["error"]["fields"]["expires_at"]
+            .as_str()
+            .unwrap()
+            .contains("30 days")
+    );
+    let (s, _) = app
+        .call(
+            "PATCH",
+            "/v1/organization",
+            Some(&app.owner),
+            Some(json!({"max_key_days": null})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    app.key(
+        &app.owner,
+        json!({"name": "long again", "expires_at": in_days(60)}),
+    )
+    .await;
+
+    // A custom team role, used in a membership; it cannot be deleted while in use.
+    let (s, b) = app
+        .post("/v1/roles", &app.owner, json!({"name": "pager", "scope": "team", "permissions": ["alerts:read", "alerts:write"]}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (_, b) = app
+        .post(
+            "/v1/roles",
+            &app.owner,
+            json!({"name": "viewer", "scope": "team", "permissions": ["alerts:read"]}),
+        )
+        .await;
+    assert_eq!(code(&b), "validation_failed");
+    let (_, b) = app
+        .post(
+            "/v1/roles",
+            &app.owner,
+            json!({"name": "bad", "scope": "team", "permissions": ["alerts:fly"]}),
+        )
+        .await;
+    assert!(
+        b["error"]["fields"]["permissions"]
+            .as_str()
+            .unwrap()
+            .contains("alerts:fly")
+    );
+    let team = app.team("ops").await;
+    let (_, b) = app
+        .post(
+            "/v1/users",
+            &app.owner,
+            json!({"email": "bo@example.com", "role_name": "viewer"}),
+        )
+        .await;
+    let bo = b["id"].as_str().unwrap().to_owned();
+    let (s, b) = app
+        .call(
+            "PUT",
+            &format!("/v1/teams/{team}/members/{bo}"),
+            Some(&app.owner),
+            Some(json!({"team_role_names": ["pager"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = app
+        .call("DELETE", "/v1/roles/pager", Some(&app.owner), None)
+        .await;
+    assert_eq!((s, code(&b)), (StatusCode::CONFLICT, "role_in_use"));
+    let (_, b) = app.get("/v1/roles", &app.owner).await;
+    let names: Vec<&str> = b["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"pager") && names.contains(&"team_admin"));
+    let (_, b) = app.get("/v1/permissions", &app.owner).await;
+    assert_eq!(
+        b["data"].as_array().unwrap().len(),
+        tocsin_core::Permission::ALL.len()
+    );
+}
+
+#[tokio::test]
+async fn team_admins_manage_their_own_team_only() {
+    let app = TestApp::spawn().await;
+    let mine = app.team("mine").await;
+    let theirs = app.team("theirs").await;
+    let (_, b) = app
+        .post(
+            "/v1/users",
+            &app.owner,
+            json!({"email": "cy@example.com", "role_name": "viewer"}),
+        )
+        .await;
+    let cy = b["id"].as_str().unwrap().to_owned();
+    let (_, admin) = app
+        .key(&app.owner, json!({"name": "mine admin", "kind": "team", "team_id": mine, "team_role_names": ["team_admin"]}))
+        .await;
+    let (s, b) = app
+        .call(
+            "PUT",
+            &format!("/v1/teams/{mine}/members/{cy}"),
+            Some(&admin),
+            Some(json!({"team_role_names": ["responder"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = app
+        .call(
+            "PUT",
+            &format!("/v1/teams/{theirs}/members/{cy}"),
+            Some(&admin),
+            Some(json!({"team_role_names": ["responder"]})),
+        )
+        .await;
+    assert_eq!((s, code(&b)), (StatusCode::FORBIDDEN, "scope_denied"));
+    let (_, b) = app.get(&format!("/v1/teams/{mine}/members"), &admin).await;
+    assert_eq!(b["data"][0]["user_id"], cy.as_str());
+    let (s, _) = app
+        .call(
+            "DELETE",
+            &format!("/v1/teams/{mine}/members/{cy}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    // The team admin sees its team's keys, not the owner's personal keys.
+    let (_, b) = app.get("/v1/api_keys", &admin).await;
+    assert!(
+        b["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["kind"] == "team")
+    );
+    let (_, b) = app.get("/v1/api_keys?kind=personal", &app.owner).await;
+    assert!(
+        b["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["kind"] == "personal")
+    );
+    let (_, b) = app.get("/v1/api_keys?kind=wizard", &app.owner).await;
+    assert!(b["error"]["fields"]["kind"].is_string());
+}
+
+#[tokio::test]
+async fn revocation_is_idempotent_and_listed_with_include_revoked() {
+    let app = TestApp::spawn().await;
+    let (id, _) = app.key(&app.owner, json!({"name": "gone"})).await;
+    let (_, first) = app
+        .post(&format!("/v1/api_keys/{id}/revoke"), &app.owner, json!({}))
+        .await;
+    let (s, second) = app
+        .post(&format!("/v1/api_keys/{id}/revoke"), &app.owner, json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(first["revoked_at"], second["revoked_at"]);
+    assert_eq!(second["status"], "revoked");
+    assert_eq!(second["revoked_by"]["name"], "owner@localhost");
+    let (_, b) = app.get("/v1/api_keys", &app.owner).await;
+    assert!(
+        b["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["id"] != id.as_str())
+    );
+    let (_, b) = app
+        .get("/v1/api_keys?include_revoked=true", &app.owner)
+        .await;
+    assert!(
+        b["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["id"] == id.as_str())
+    );
+    // The name is free again once its key is revoked.
+    app.key(&app.owner, json!({"name": "gone"})).await;
+    let (s, b) = app
+        .call(
+            "PATCH",
+            &format!("/v1/api_keys/{id}"),
+            Some(&app.owner),
+            Some(json!({"name": "x"})),
+        )
+        .await;
+    assert_eq!((s, code(&b)), (StatusCode::CONFLICT, "key_revoked"));
+}
+
+#[tokio::test]
+async fn patch_changes_roles_without_escalation_and_explain_can_name_a_key() {
+    let app = TestApp::spawn().await;
+    let team = app.team("ops").await;
+    let (id, token) = app
+        .key(
+            &app.owner,
+            json!({"name": "bot", "kind": "organization", "role_names": ["viewer"]}),
+        )
+        .await;
+    assert_eq!(
+        app.post("/v1/teams", &token, json!({"name": "x"})).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (_, e) = app
+        .post(
+            "/v1/auth/explain",
+            &app.owner,
+            json!({"key_id": id, "permission": "teams:write"}),
+        )
+        .await;
+    assert_eq!(e["allowed"], false);
+    assert_eq!(e["code"], "permission_denied");
+    let (s, b) = app
+        .call(
+            "PATCH",
+            &format!("/v1/api_keys/{id}"),
+            Some(&app.owner),
+            Some(json!({"role_names": ["admin"], "description": "more"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["description"], "more");
+    // Takes effect at once.
+    assert_eq!(
+        app.post("/v1/teams", &token, json!({"name": "x"})).await.0,
+        StatusCode::CREATED
+    );
+    let (_, e) = app
+        .post(
+            "/v1/auth/explain",
+            &app.owner,
+            json!({"key_id": id, "permission": "teams:write", "team_id": team}),
+        )
+        .await;
+    assert_eq!(e["allowed"], true);
+    // A team-scoped key cannot lift another key above itself.
+    let (tid, tk) = app
+        .key(&app.owner, json!({"name": "t", "kind": "team", "team_id": team, "team_role_names": ["team_admin"]}))
+        .await;
+    let (s, b) = app
+        .call(
+            "PATCH",
+            &format!("/v1/api_keys/{tid}"),
+            Some(&tk),
+            Some(json!({"role_names": ["admin"]})),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::FORBIDDEN, "escalation_denied"),
+        "{b}"
+    );
+    // Expiry may move later only within the maximum.
+    let (_, b) = app
+        .call(
+            "PATCH",
+            &format!("/v1/api_keys/{id}"),
+            Some(&app.owner),
+            Some(json!({"expires_at": in_days(365 * 6)})),
+        )
+        .await;
+    assert!(b["error"]["fields"]["expires_at"].is_string());
+}
+
+#[tokio::test]
+async fn last_use_is_recorded_without_a_write_per_request() {
+    let mut app = TestApp::spawn().await;
+    let (id, token) = app.key(&app.owner, json!({"name": "used"})).await;
+    for _ in 0..5 {
+        assert_eq!(app.get("/v1/auth/whoami", &token).await.0, StatusCode::OK);
+    }
+    app.stop().await;
+    let store = tocsin_store::Store::open_sqlite(&app.data_dir().join("tocsin.db"))
+        .await
+        .unwrap();
+    let org = tocsin_core::OrgId::from_trusted(app_org(&store).await);
+    let key = store
+        .get_key(&org, &tocsin_core::KeyId::parse(&id).unwrap())
+        .await
+        .unwrap();
+    assert!(key.last_used_at.is_some());
+    assert_eq!(key.last_used_ip.as_deref(), Some("127.0.0.1"));
+}
+
+async fn app_org(store: &tocsin_store::Store) -> String {
+    store.list_orgs().await.unwrap()[0].id.to_string()
+}

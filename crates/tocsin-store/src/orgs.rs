@@ -79,3 +79,27 @@ impl Store {
         Ok(n)
     }
 }
+
+impl Store {
+    /// Changes the name and/or the key expiry maximum (`Some(None)` clears the maximum).
+    pub async fn update_org(
+        &self,
+        org: &OrgId,
+        name: Option<&str>,
+        max_key_days: Option<Option<i64>>,
+    ) -> Result<Organization> {
+        on_db!(&self.db, |pool| {
+            sqlx::query(
+                "UPDATE organizations SET name = COALESCE($2, name),
+                   max_key_days = CASE WHEN $3 THEN $4 ELSE max_key_days END WHERE id = $1",
+            )
+            .bind(org.as_str())
+            .bind(name)
+            .bind(max_key_days.is_some())
+            .bind(max_key_days.flatten())
+            .execute(pool)
+            .await?
+        });
+        self.get_org(org).await
+    }
+}

@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod identity;
 pub mod ops;
+pub mod organization;
 pub mod roles;
 pub mod teams;
 pub mod users;
@@ -57,6 +58,8 @@ routes_table! {
     "GET" "/v1/auth/whoami" Authenticated, "The calling credential, its roles and effective permissions";
     "POST" "/v1/auth/explain" Authenticated, "Would a route or permission be allowed, and why";
     "GET" "/v1/permissions" Authenticated, "The permission catalog";
+    "GET" "/v1/organization" Authenticated, "The caller's organization and its settings";
+    "PATCH" "/v1/organization" Org(SettingsWrite), "Change the organization's name or key expiry maximum (max_key_days)";
     "GET" "/v1/users" Org(UsersRead), "List users";
     "POST" "/v1/users" Org(UsersWrite), "Create a user";
     "GET" "/v1/users/{id}" Org(UsersRead), "Get a user";
@@ -92,6 +95,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/auth/whoami", get(identity::whoami))
         .route("/v1/auth/explain", post(identity::explain))
         .route("/v1/permissions", get(roles::permissions))
+        .route(
+            "/v1/organization",
+            get(organization::show).patch(organization::update),
+        )
         .route("/v1/users", get(users::list).post(users::create))
         .route("/v1/users/{id}", get(users::show).patch(users::update))
         .route("/v1/teams", get(teams::list).post(teams::create))
