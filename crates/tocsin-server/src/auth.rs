@@ -60,15 +60,6 @@ impl Principal {
             )),
         }
     }
-
-    /// Whether the principal acts as a user holding the `owner` or `admin` account role.
-    pub fn is_owner_or_admin(&self) -> bool {
-        let user_role = self.user.as_ref().map(|u| u.role_name.as_str());
-        let personal = matches!(self.key_kind(), None | Some(KeyKind::Personal));
-        personal
-            && matches!(user_role, Some("owner" | "admin"))
-            && self.grants.account == PermSet::all()
-    }
 }
 
 /// Built-in and custom roles of one organization, by name.
@@ -325,36 +316,41 @@ pub fn credential(headers: &HeaderMap) -> Option<&str> {
     }
 }
 
-/// Runs the checks up to (not including) the permission check.
+/// Why a request was not authenticated.
+pub enum AuthFailure {
+    /// A refusal, with the principal when the key was identified (for the audit trail).
+    Refused(Refusal, Option<Arc<Principal>>),
+    /// The store could not be asked; never reported as an unknown key.
+    Unavailable(ApiError),
+}
+
+/// Runs the checks up to (not including) the permission check, in SPEC order.
 pub async fn authenticate(
     app: &App,
     headers: &HeaderMap,
     ip: Option<IpAddr>,
-) -> Result<Arc<Principal>, (Refusal, Option<Arc<Principal>>)> {
-    let raw = match credential(headers) {
-        Some(raw) => raw,
-        None if headers.contains_key(header::AUTHORIZATION) => {
-            return Err((Refusal::MissingCredentials, None));
-        }
-        None => return Err((Refusal::MissingCredentials, None)),
+) -> Result<Arc<Principal>, AuthFailure> {
+    let Some(raw) = credential(headers) else {
+        return Err(AuthFailure::Refused(Refusal::MissingCredentials, None));
     };
-    let token = Token::parse(raw).map_err(|e| (Refusal::MalformedToken(e), None))?;
+    let token =
+        Token::parse(raw).map_err(|e| AuthFailure::Refused(Refusal::MalformedToken(e), None))?;
     if token.region() != app.settings.region {
         let region = token.region().to_owned();
         let url = app.settings.regions.get(&region).cloned();
-        return Err((Refusal::WrongRegion { region, url }, None));
+        return Err(AuthFailure::Refused(
+            Refusal::WrongRegion { region, url },
+            None,
+        ));
     }
     let principal = match lookup(app, &token).await {
         Ok(Some(p)) => p,
-        Ok(None) => return Err((Refusal::UnknownKey, None)),
-        Err(e) => {
-            tracing::error!(error = ?e, "credential lookup failed");
-            return Err((Refusal::UnknownKey, None));
-        }
+        Ok(None) => return Err(AuthFailure::Refused(Refusal::UnknownKey, None)),
+        Err(e) => return Err(AuthFailure::Unavailable(e)),
     };
     match policy::check_state(&principal.state, OffsetDateTime::now_utc(), ip) {
         Ok(()) => Ok(principal),
-        Err(refusal) => Err((refusal, Some(principal))),
+        Err(refusal) => Err(AuthFailure::Refused(refusal, Some(principal))),
     }
 }
 
@@ -429,7 +425,8 @@ pub async fn layer(State(app): State<AppState>, mut req: Request, next: Next) ->
     };
     let principal = match outcome {
         Ok(p) => p,
-        Err((refusal, principal)) => {
+        Err(AuthFailure::Unavailable(e)) => return e.into_response(),
+        Err(AuthFailure::Refused(refusal, principal)) => {
             metrics::counter!("tocsin_auth_outcomes_total", "code" => refusal.code()).increment(1);
             let describe = principal.as_ref().map(|p| p.describe.clone());
             let resp = ApiError::refused(refusal.clone(), describe).into_response();

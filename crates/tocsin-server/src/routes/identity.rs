@@ -72,12 +72,8 @@ pub async fn explain(
             let id = KeyId::parse(raw).ok_or(ApiError::NotFound("API key"))?;
             let key = app.store.get_key(&caller.org_id, &id).await?;
             caller.require(Permission::ApiKeysRead, &Resource::Teams(key_teams(&key)))?;
-            let grace = key.grace_period_ends_at;
-            let mut p = principal_for_key(&app, key, None).await?;
-            // Explaining a key means its current token; note a pending grace end only as information.
-            p.state.grace_period_ends_at = None;
-            let _ = grace;
-            Arc::new(p)
+            // Explained as its current token would be judged.
+            Arc::new(principal_for_key(&app, key, None).await?)
         }
     };
     let (permission, resource, route_note) = match (&req.method, &req.path, &req.permission) {
