@@ -119,7 +119,7 @@ pub fn parse_expires_at(
     let t = OffsetDateTime::parse(s, &Rfc3339)
         .map_err(|_| format!("`{s}` is not an RFC 3339 time such as 2027-01-31T00:00:00Z"))?;
     check_expiry(t, now, org_max_days)?;
-    Ok(t.to_offset(time::UtcOffset::UTC))
+    Ok(to_millis(t.to_offset(time::UtcOffset::UTC)))
 }
 
 pub fn check_expiry(
@@ -189,10 +189,20 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// RFC 3339 in UTC with milliseconds (`2026-11-23T08:56:39.322Z`), the precision Tocsin stores.
 pub fn fmt_rfc3339(t: OffsetDateTime) -> String {
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'_>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
     t.to_offset(time::UtcOffset::UTC)
-        .format(&Rfc3339)
+        .format(FORMAT)
         .unwrap_or_else(|_| t.to_string())
+}
+
+/// Drops precision below a millisecond, so what is answered equals what is stored.
+pub fn to_millis(t: OffsetDateTime) -> OffsetDateTime {
+    let ns = t.unix_timestamp_nanos();
+    OffsetDateTime::from_unix_timestamp_nanos(ns - ns.rem_euclid(1_000_000)).unwrap_or(t)
 }
 
 #[cfg(test)]

@@ -140,6 +140,8 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
             tracing::error!(error = %e, "could not record last use at shutdown");
         }
         app2.audit.flush().await;
+        // Closing the pool checkpoints the WAL into the database file.
+        app2.store.close().await;
         drop(app2);
         // The writer ends once every handle is gone; the state may still hold one, so flushing
         // above is what guarantees the events are committed.

@@ -6,9 +6,10 @@ use crate::routes::{Needs, match_route};
 use crate::state::AppState;
 use crate::views;
 use axum::Json;
-use axum::extract::{Extension, State};
+use axum::extract::{ConnectInfo, Extension, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use time::OffsetDateTime;
 use tocsin_core::permission::Permission;
@@ -62,6 +63,7 @@ pub struct ExplainRequest {
 /// Explains without performing: the same checks, in the same order, as a real request.
 pub async fn explain(
     State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Extension(caller): Extension<Arc<Principal>>,
     JsonBody(req): JsonBody<ExplainRequest>,
 ) -> ApiResult<Json<Value>> {
@@ -98,8 +100,11 @@ pub async fn explain(
                     } else {
                         "needs any valid credential"
                     };
-                    let outcome =
-                        policy::check_state(&subject.state, OffsetDateTime::now_utc(), None);
+                    let outcome = policy::check_state(
+                        &subject.state,
+                        OffsetDateTime::now_utc(),
+                        Some(peer.ip()),
+                    );
                     let allowed = outcome.is_ok();
                     let (reasons, fixes, code) = match outcome {
                         Ok(()) => (
@@ -158,7 +163,7 @@ pub async fn explain(
             ));
         }
     };
-    let outcome = policy::check_state(&subject.state, OffsetDateTime::now_utc(), None)
+    let outcome = policy::check_state(&subject.state, OffsetDateTime::now_utc(), Some(peer.ip()))
         .map(|()| policy::authorize(&subject.grants, permission, &resource));
     let e = explain_outcome(outcome.clone(), &subject.describe, permission);
     debug_assert_eq!(e.allowed, matches!(outcome, Ok(Decision::Allowed)));

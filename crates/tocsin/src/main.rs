@@ -1,0 +1,305 @@
+//! The `tocsin` binary: the server (`serve`, `init`, `orgs create`, `migrate`,
+//! `audit verify`) and the HTTP client commands (`client.rs`).
+
+mod client;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tocsin_server::config::{Overrides, Settings};
+
+#[derive(Parser)]
+#[command(
+    name = "tocsin",
+    version,
+    about = "Incident alerting with first-class API keys"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The settings of SPEC section 10: flags, then `TOCSIN_*` variables, then `--config`.
+#[derive(Args, Clone, Default)]
+pub(crate) struct ServerArgs {
+    /// TOML file with any of the settings below (lowest precedence).
+    #[arg(long, env = "TOCSIN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to serve on [default: 127.0.0.1:8080].
+    #[arg(long, env = "TOCSIN_LISTEN")]
+    listen: Option<String>,
+    /// SQLite file, owner token, local state [default: ./tocsin-data].
+    #[arg(long, env = "TOCSIN_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// sqlite://PATH (default: SQLite in the data dir) or postgres://...
+    #[arg(long, env = "TOCSIN_DATABASE_URL")]
+    database_url: Option<String>,
+    /// This deployment's region id [default: us].
+    #[arg(long, env = "TOCSIN_REGION")]
+    region: Option<String>,
+    /// Other regions' base URLs: eu=https://eu.example.com,ap=...
+    #[arg(long, env = "TOCSIN_REGIONS")]
+    regions: Option<String>,
+    /// This deployment's base URL as clients see it [default: from --listen].
+    #[arg(long, env = "TOCSIN_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Server secret for token HMACs [default: generated in the data dir].
+    #[arg(long, env = "TOCSIN_SECRET_FILE")]
+    secret_file: Option<PathBuf>,
+    /// text or json [default: text].
+    #[arg(long, env = "TOCSIN_LOG_FORMAT")]
+    log_format: Option<String>,
+}
+
+impl ServerArgs {
+    fn settings(&self) -> Result<Settings, String> {
+        let cli = Overrides {
+            listen: self.listen.clone(),
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            region: self.region.clone(),
+            regions: self.regions.clone(),
+            public_url: self.public_url.clone(),
+            secret_file: self.secret_file.clone(),
+            log_format: self.log_format.clone(),
+        };
+        Settings::load(self.config.as_deref(), cli).map_err(|e| e.to_string())
+    }
+}
+
+#[derive(Args)]
+struct OrgArgs {
+    /// Organization name.
+    #[arg(long, default_value = "Default")]
+    org: String,
+    /// The owner's email.
+    #[arg(long, default_value = "owner@localhost")]
+    email: String,
+    /// The owner's password for logging in (optional; keys work without it).
+    #[arg(long, env = "TOCSIN_OWNER_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// Print {"organization_id", "user_id", "api_key_id", "token"}.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (initializes an empty data directory unless --no-init).
+    Serve {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Do not initialize an empty database.
+        #[arg(long)]
+        no_init: bool,
+    },
+    /// Create the first organization, its owner and the owner's first key; prints the token once.
+    Init {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        org: OrgArgs,
+    },
+    /// Organizations (tenants).
+    Orgs {
+        #[command(subcommand)]
+        cmd: OrgsCommand,
+    },
+    /// Create or update the database schema, then exit.
+    Migrate {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    #[command(flatten)]
+    Client(client::ClientCommand),
+}
+
+#[derive(Subcommand)]
+enum OrgsCommand {
+    /// Add an organization with its owner and the owner's first key.
+    Create {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        org: OrgArgs,
+    },
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(2)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { server, no_init } => serve(server, no_init).await,
+        Command::Init { server, org } => create_org(server, org, true).await,
+        Command::Orgs {
+            cmd: OrgsCommand::Create { server, org },
+        } => create_org(server, org, false).await,
+        Command::Migrate { server } => {
+            let settings = match server.settings() {
+                Ok(s) => s,
+                Err(e) => return fail(e),
+            };
+            match tocsin_server::bootstrap::open_store(&settings).await {
+                Ok(_) => {
+                    println!(
+                        "database is up to date: {}",
+                        redact_url(&settings.database_url())
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Command::Client(cmd) => ExitCode::from(client::run(cmd).await.clamp(0, 255) as u8),
+    }
+}
+
+fn redact_url(url: &str) -> String {
+    match url.split_once('@') {
+        Some((scheme_user, host)) => format!(
+            "{}://…@{host}",
+            scheme_user.split("://").next().unwrap_or("")
+        ),
+        None => url.to_owned(),
+    }
+}
+
+async fn serve(server: ServerArgs, no_init: bool) -> ExitCode {
+    let settings = match server.settings() {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    tocsin_server::init_logging(settings.log_format);
+    let opts = tocsin_server::ServeOptions {
+        init: !no_init,
+        ..Default::default()
+    };
+    match tocsin_server::start(settings, opts).await {
+        Ok(running) => {
+            running.wait().await;
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+async fn create_org(server: ServerArgs, org: OrgArgs, first: bool) -> ExitCode {
+    let settings = match server.settings() {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let result = async {
+        let store = tocsin_server::bootstrap::open_store(&settings).await?;
+        let secret = tocsin_server::bootstrap::load_secret(&settings)?;
+        tocsin_server::bootstrap::check_secret(&store, &secret).await?;
+        let hasher = tocsin_core::token::TokenHasher::new(Some(&secret));
+        let hash = match &org.password {
+            Some(p) if p.chars().count() < 8 => {
+                anyhow::bail!("invalid `--password`: must be at least 8 characters")
+            }
+            Some(p) => Some(
+                tocsin_server::routes::users::hash_password(p)
+                    .map_err(|e| anyhow::anyhow!("{e:?}"))?,
+            ),
+            None => None,
+        };
+        if first {
+            tocsin_server::bootstrap::init(
+                &store,
+                &hasher,
+                &settings.region,
+                &org.org,
+                &org.email,
+                hash.as_deref(),
+            )
+            .await
+        } else {
+            if !tocsin_server::bootstrap::is_initialized(&store).await? {
+                anyhow::bail!("this deployment is not initialized yet; run `tocsin init` first");
+            }
+            tocsin_server::bootstrap::create_org(
+                &store,
+                &hasher,
+                &settings.region,
+                &org.org,
+                &org.email,
+                hash.as_deref(),
+            )
+            .await
+        }
+    }
+    .await;
+    match result {
+        Ok(created) => {
+            if org.json {
+                println!("{}", serde_json::to_string(&created).unwrap_or_default());
+            } else {
+                println!("{}", created.token);
+                eprintln!(
+                    "Organization {} and owner {} created. The line above is the owner's API key token: it is shown only this once.",
+                    created.organization_id, org.email
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// `tocsin audit verify`: exit 0 when every chain is intact, 1 when one is broken, 2 on error.
+pub(crate) async fn audit_verify(server: ServerArgs, json: bool) -> i32 {
+    let settings = match server.settings() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let result = async {
+        let store = tocsin_server::bootstrap::open_store(&settings).await?;
+        let mut reports = Vec::new();
+        for chain in store.audit_chains().await? {
+            reports.push(store.verify_chain(&chain).await?);
+        }
+        anyhow::Ok(reports)
+    }
+    .await;
+    let reports = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let broken = reports.iter().any(|r| r.broken_at.is_some());
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"intact": !broken, "chains": reports})
+        );
+    } else {
+        for r in &reports {
+            let name = if r.chain.is_empty() {
+                "(unattributed refusals)"
+            } else {
+                &r.chain
+            };
+            match &r.broken_at {
+                None => println!("{name}: intact, {} events", r.events),
+                Some(b) => println!(
+                    "{name}: BROKEN at event {} (seq {}): {}",
+                    b.event_id, b.seq, b.reason
+                ),
+            }
+        }
+        if reports.is_empty() {
+            println!("no audit events yet");
+        }
+    }
+    i32::from(broken)
+}
