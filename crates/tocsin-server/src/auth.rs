@@ -18,7 +18,7 @@ use tocsin_core::policy::{self, CredentialState, Describe, Grants, Refusal, Reso
 use tocsin_core::role::{Role, builtin_roles};
 use tocsin_core::token::{Token, TokenDigest, TokenKind};
 use tocsin_core::{OrgId, TeamId};
-use tocsin_store::audit::{AuditActor, AuditRecord};
+use tocsin_store::audit::{AuditActor, AuditRecord, AuditTarget};
 use tocsin_store::keys::{Actor, ApiKey};
 use tocsin_store::users::User;
 
@@ -406,6 +406,7 @@ pub async fn layer(State(app): State<AppState>, mut req: Request, next: Next) ->
         .extensions()
         .get::<crate::envelope::RequestId>()
         .map(|r| r.0.clone());
+    let target = target_of(&route, req.uri().path());
     let outcome = authenticate(&app, req.headers(), ip).await;
     metrics::histogram!("tocsin_key_verification_seconds").record(started.elapsed().as_secs_f64());
     let record = |principal: Option<&Principal>, outcome: &str, status: u16| {
@@ -421,6 +422,7 @@ pub async fn layer(State(app): State<AppState>, mut req: Request, next: Next) ->
         r.ip = ip.map(|i| i.to_string());
         r.user_agent = user_agent.clone();
         r.request_id = request_id.clone();
+        r.target = target.clone();
         r
     };
     let principal = match outcome {
@@ -473,4 +475,28 @@ pub fn key_teams(key: &ApiKey) -> Vec<TeamId> {
         KeyKind::Organization => key.team_ids.clone(),
         _ => vec![],
     }
+}
+
+/// The object a request addresses, from its route and path: `/v1/api_keys/{id}/rotate`
+/// targets the API key `{id}`.
+fn target_of(route: &str, path: &str) -> Option<AuditTarget> {
+    let mut template = route.split('/');
+    let mut actual = path.split('/');
+    let (_, _, collection) = (template.next()?, template.next()?, template.next()?);
+    let (_, _, _) = (actual.next()?, actual.next()?, actual.next()?);
+    let (param, id) = (template.next()?, actual.next()?);
+    if !param.starts_with('{') || id.is_empty() || id.len() > 200 {
+        return None;
+    }
+    let kind = match collection {
+        "api_keys" => "api_key",
+        "teams" => "team",
+        "users" => "user",
+        "roles" => "role",
+        other => other,
+    };
+    Some(AuditTarget {
+        kind: kind.to_owned(),
+        id: id.to_owned(),
+    })
 }

@@ -41,6 +41,8 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
     } else {
         resp
     };
+    // The access log: the path only, never the query string (legacy clients put keys there).
+    tracing::debug!(request_id = %id, status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, path = %path, "request");
     if status.is_server_error() {
         tracing::error!(request_id = %id, status = status.as_u16(), path = %path, "request failed");
     }

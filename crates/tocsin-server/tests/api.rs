@@ -736,6 +736,23 @@ async fn audit_trail_records_requests_and_verifies() {
         &token[token.len() - 4..]
     );
     let (_, b) = app
+        .get(&format!("/v1/audit_events?target_id={id}"), &app.owner)
+        .await;
+    let events = b["data"].as_array().unwrap();
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(
+        actions.contains(&"api_key.revoked") && actions.contains(&"api_key.created"),
+        "{actions:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["route"] == "/v1/api_keys/{id}/revoke")
+    );
+    let (_, b) = app
         .get("/v1/audit_events?action=api_key.revoked", &app.owner)
         .await;
     assert_eq!(b["data"].as_array().unwrap().len(), 1);

@@ -175,6 +175,8 @@ const COLUMNS: &str = "chain, seq, id, occurred_at, actor_type, actor_id, actor_
 #[derive(Clone, Debug, Default)]
 pub struct AuditFilter {
     pub api_key_id: Option<String>,
+    /// Events about an object (a key's rotations and revocation, requests addressing it).
+    pub target_id: Option<String>,
     pub actor_id: Option<String>,
     pub action: Option<String>,
     pub outcome: Option<String>,
@@ -278,7 +280,7 @@ impl Store {
             "SELECT {COLUMNS} FROM audit_events WHERE chain = $1
                AND ($2 IS NULL OR api_key_id = $2) AND ($3 IS NULL OR actor_id = $3) AND ($4 IS NULL OR action = $4)
                AND ($5 IS NULL OR outcome = $5) AND ($6 IS NULL OR occurred_at >= $6) AND ($7 IS NULL OR occurred_at < $7)
-               AND ($8 IS NULL OR seq < $8)
+               AND ($8 IS NULL OR seq < $8) AND ($10 IS NULL OR target_id = $10)
              ORDER BY seq DESC LIMIT $9"
         );
         let rows: Vec<EventRow> = on_db!(&self.db, |pool| {
@@ -292,6 +294,7 @@ impl Store {
                 .bind(filter.until.map(ms))
                 .bind(cursor)
                 .bind(limit as i64 + 1)
+                .bind(filter.target_id.as_deref())
                 .fetch_all(pool)
                 .await?
         });

@@ -239,6 +239,9 @@ pub struct AuditFilter {
     pub api_key_id: Option<String>,
     #[arg(long)]
     pub actor_id: Option<String>,
+    /// Events about this object (a key id: its rotations, revocation, requests addressing it).
+    #[arg(long)]
+    pub target_id: Option<String>,
     /// e.g. api_key.created, http.request.
     #[arg(long)]
     pub action: Option<String>,
@@ -651,6 +654,7 @@ fn audit_query(f: &AuditFilter, now: OffsetDateTime) -> Query {
     let fields = [
         ("api_key_id", &f.api_key_id),
         ("actor_id", &f.actor_id),
+        ("target_id", &f.target_id),
         ("action", &f.action),
         ("outcome", &f.outcome),
     ];

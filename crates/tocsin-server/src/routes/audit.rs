@@ -18,6 +18,7 @@ use tocsin_store::audit::AuditFilter;
 #[derive(Deserialize)]
 pub struct AuditQuery {
     api_key_id: Option<String>,
+    target_id: Option<String>,
     actor_id: Option<String>,
     action: Option<String>,
     outcome: Option<String>,
@@ -55,6 +56,7 @@ pub async fn list(
     };
     let filter = AuditFilter {
         api_key_id: q.api_key_id,
+        target_id: q.target_id,
         actor_id: q.actor_id,
         action: q.action,
         outcome: q.outcome,
