@@ -158,6 +158,15 @@ impl From<StoreError> for ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// Maps a uniqueness conflict from the store to a 409 with this code and message; any other
+/// store error maps as usual. For `.map_err(conflict("name_taken", "..."))`.
+pub fn conflict(code: &'static str, message: String) -> impl FnOnce(StoreError) -> ApiError {
+    move |e| match e {
+        StoreError::Conflict(_) => ApiError::Conflict { code, message },
+        other => other.into(),
+    }
+}
+
 /// A JSON body whose problems become `validation_failed` (naming the field where serde can)
 /// or `bad_request` (for JSON that does not parse), never a framework text page.
 /// An empty body is read as `{}`, as Opsgenie clients send empty-bodied POSTs.

@@ -1032,6 +1032,29 @@ async fn team_admins_manage_their_own_team_only() {
         )
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
+    // A team with live keys on it is not deleted from under them.
+    let (s, b) = app
+        .call(
+            "DELETE",
+            &format!("/v1/teams/{mine}"),
+            Some(&app.owner),
+            None,
+        )
+        .await;
+    assert_eq!((s, code(&b)), (StatusCode::CONFLICT, "team_in_use"));
+    let (s, _) = app
+        .call(
+            "DELETE",
+            &format!("/v1/teams/{theirs}"),
+            Some(&app.owner),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get(&format!("/v1/teams/{theirs}"), &app.owner).await.0,
+        StatusCode::NOT_FOUND
+    );
     // The team admin sees its team's keys, not the owner's personal keys.
     let (_, b) = app.get("/v1/api_keys", &admin).await;
     assert!(

@@ -125,38 +125,40 @@ enum OrgsCommand {
     },
 }
 
-fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {msg}");
-    ExitCode::from(2)
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let result = match cli.command {
         Command::Serve { server, no_init } => serve(server, no_init).await,
         Command::Init { server, org } => create_org(server, org, true).await,
         Command::Orgs {
             cmd: OrgsCommand::Create { server, org },
         } => create_org(server, org, false).await,
-        Command::Migrate { server } => {
-            let settings = match server.settings() {
-                Ok(s) => s,
-                Err(e) => return fail(e),
-            };
-            match tocsin_server::bootstrap::open_store(&settings).await {
-                Ok(_) => {
-                    println!(
-                        "database is up to date: {}",
-                        redact_url(&settings.database_url())
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(e),
-            }
+        Command::Migrate { server } => migrate(server).await,
+        Command::Client(cmd) => Ok(client::run(cmd).await),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            // One line that says what is wrong; settings errors name the setting.
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
         }
-        Command::Client(cmd) => ExitCode::from(client::run(cmd).await.clamp(0, 255) as u8),
     }
+}
+
+fn settings(server: &ServerArgs) -> anyhow::Result<Settings> {
+    server.settings().map_err(anyhow::Error::msg)
+}
+
+async fn migrate(server: ServerArgs) -> anyhow::Result<i32> {
+    let settings = settings(&server)?;
+    tocsin_server::bootstrap::open_store(&settings).await?;
+    println!(
+        "database is up to date: {}",
+        redact_url(&settings.database_url())
+    );
+    Ok(0)
 }
 
 fn redact_url(url: &str) -> String {
@@ -169,113 +171,72 @@ fn redact_url(url: &str) -> String {
     }
 }
 
-async fn serve(server: ServerArgs, no_init: bool) -> ExitCode {
-    let settings = match server.settings() {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
+async fn serve(server: ServerArgs, no_init: bool) -> anyhow::Result<i32> {
+    let settings = settings(&server)?;
     tocsin_server::init_logging(settings.log_format);
     let opts = tocsin_server::ServeOptions {
         init: !no_init,
         ..Default::default()
     };
-    match tocsin_server::start(settings, opts).await {
-        Ok(running) => {
-            running.wait().await;
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(e),
-    }
+    tocsin_server::start(settings, opts).await?.wait().await;
+    Ok(0)
 }
 
-async fn create_org(server: ServerArgs, org: OrgArgs, first: bool) -> ExitCode {
-    let settings = match server.settings() {
-        Ok(s) => s,
-        Err(e) => return fail(e),
+async fn create_org(server: ServerArgs, org: OrgArgs, first: bool) -> anyhow::Result<i32> {
+    use tocsin_server::bootstrap;
+    let settings = settings(&server)?;
+    let store = bootstrap::open_store(&settings).await?;
+    let secret = bootstrap::load_secret(&settings)?;
+    bootstrap::check_secret(&store, &secret).await?;
+    let hasher = tocsin_core::token::TokenHasher::new(Some(&secret));
+    let hash = match &org.password {
+        Some(p) if p.chars().count() < 8 => {
+            anyhow::bail!("invalid `--password`: must be at least 8 characters")
+        }
+        Some(p) => Some(
+            tocsin_server::routes::users::hash_password(p).map_err(|e| anyhow::anyhow!("{e:?}"))?,
+        ),
+        None => None,
     };
-    let result = async {
-        let store = tocsin_server::bootstrap::open_store(&settings).await?;
-        let secret = tocsin_server::bootstrap::load_secret(&settings)?;
-        tocsin_server::bootstrap::check_secret(&store, &secret).await?;
-        let hasher = tocsin_core::token::TokenHasher::new(Some(&secret));
-        let hash = match &org.password {
-            Some(p) if p.chars().count() < 8 => {
-                anyhow::bail!("invalid `--password`: must be at least 8 characters")
-            }
-            Some(p) => Some(
-                tocsin_server::routes::users::hash_password(p)
-                    .map_err(|e| anyhow::anyhow!("{e:?}"))?,
-            ),
-            None => None,
-        };
-        if first {
-            tocsin_server::bootstrap::init(
-                &store,
-                &hasher,
-                &settings.region,
-                &org.org,
-                &org.email,
-                hash.as_deref(),
-            )
-            .await
-        } else {
-            if !tocsin_server::bootstrap::is_initialized(&store).await? {
-                anyhow::bail!("this deployment is not initialized yet; run `tocsin init` first");
-            }
-            tocsin_server::bootstrap::create_org(
-                &store,
-                &hasher,
-                &settings.region,
-                &org.org,
-                &org.email,
-                hash.as_deref(),
-            )
-            .await
+    let (region, name, email) = (&settings.region, &org.org, &org.email);
+    let created = if first {
+        bootstrap::init(&store, &hasher, region, name, email, hash.as_deref()).await?
+    } else {
+        if !bootstrap::is_initialized(&store).await? {
+            anyhow::bail!("this deployment is not initialized yet; run `tocsin init` first");
         }
+        bootstrap::create_org(&store, &hasher, region, name, email, hash.as_deref()).await?
+    };
+    if org.json {
+        println!("{}", serde_json::to_string(&created)?);
+    } else {
+        println!("{}", created.token);
+        eprintln!(
+            "Organization {} and owner {} created. The line above is the owner's API key token: it is shown only this once.",
+            created.organization_id, org.email
+        );
     }
-    .await;
-    match result {
-        Ok(created) => {
-            if org.json {
-                println!("{}", serde_json::to_string(&created).unwrap_or_default());
-            } else {
-                println!("{}", created.token);
-                eprintln!(
-                    "Organization {} and owner {} created. The line above is the owner's API key token: it is shown only this once.",
-                    created.organization_id, org.email
-                );
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(e),
-    }
+    Ok(0)
 }
 
 /// `tocsin audit verify`: exit 0 when every chain is intact, 1 when one is broken, 2 on error.
 pub(crate) async fn audit_verify(server: ServerArgs, json: bool) -> i32 {
-    let settings = match server.settings() {
-        Ok(s) => s,
+    match verify_chains(server, json).await {
+        Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
+            eprintln!("error: {e:#}");
+            2
         }
-    };
-    let result = async {
-        let store = tocsin_server::bootstrap::open_store(&settings).await?;
-        let mut reports = Vec::new();
-        for chain in store.audit_chains().await? {
-            reports.push(store.verify_chain(&chain).await?);
-        }
-        anyhow::Ok(reports)
     }
-    .await;
-    let reports = match result {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
-    };
+}
+
+async fn verify_chains(server: ServerArgs, json: bool) -> anyhow::Result<i32> {
+    let settings = settings(&server)?;
+    let store = tocsin_server::bootstrap::open_store(&settings).await?;
+    let mut reports = Vec::new();
+    for chain in store.audit_chains().await? {
+        reports.push(store.verify_chain(&chain).await?);
+    }
     let broken = reports.iter().any(|r| r.broken_at.is_some());
     if json {
         println!(
@@ -301,5 +262,5 @@ pub(crate) async fn audit_verify(server: ServerArgs, json: bool) -> i32 {
             println!("no audit events yet");
         }
     }
-    i32::from(broken)
+    Ok(i32::from(broken))
 }

@@ -2,7 +2,7 @@
 //! The token appears once, in the create or rotate response.
 
 use crate::auth::{Principal, RoleBook, key_teams};
-use crate::error::{ApiError, ApiResult, JsonBody, created};
+use crate::error::{ApiError, ApiResult, JsonBody, conflict, created};
 use crate::routes::{ListParams, path_id};
 use crate::state::{App, AppState};
 use crate::views;
@@ -123,16 +123,13 @@ fn lifecycle(p: &Principal, action: &str, key: &ApiKey) -> AuditRecord {
 }
 
 fn name_taken(kind: KeyKind) -> impl FnOnce(StoreError) -> ApiError {
-    move |e| match e {
-        StoreError::Conflict(_) => ApiError::Conflict {
-            code: "name_taken",
-            message: format!(
-                "A live {} key with this name already exists in the same scope (names ignore case); choose another name or revoke that key.",
-                kind.name()
-            ),
-        },
-        other => other.into(),
-    }
+    conflict(
+        "name_taken",
+        format!(
+            "A live {} key with this name already exists in the same scope (names ignore case); choose another name or revoke that key.",
+            kind.name()
+        ),
+    )
 }
 
 pub async fn create(

@@ -1,7 +1,7 @@
 //! Roles (built-in, read-only; custom, per organization) and the permission catalog.
 
 use crate::auth::{Principal, RoleBook};
-use crate::error::{ApiError, ApiResult, JsonBody, created};
+use crate::error::{ApiError, ApiResult, JsonBody, conflict, created};
 use crate::state::AppState;
 use crate::views;
 use axum::Json;
@@ -84,13 +84,10 @@ pub async fn create(
     app.store
         .insert_role(&p.org_id, &role)
         .await
-        .map_err(|e| match e {
-            tocsin_store::StoreError::Conflict(_) => ApiError::Conflict {
-                code: "name_taken",
-                message: format!("A custom role named `{}` already exists.", role.name),
-            },
-            other => other.into(),
-        })?;
+        .map_err(conflict(
+            "name_taken",
+            format!("A custom role named `{}` already exists.", role.name),
+        ))?;
     Ok(created(views::role(&role)))
 }
 

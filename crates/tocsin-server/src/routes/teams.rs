@@ -1,7 +1,7 @@
 //! Teams and their members. A team admin manages their own team's members.
 
 use crate::auth::{Principal, RoleBook};
-use crate::error::{ApiError, ApiResult, JsonBody, created};
+use crate::error::{ApiError, ApiResult, JsonBody, conflict, created};
 use crate::routes::{ListParams, path_id};
 use crate::state::AppState;
 use crate::views;
@@ -28,14 +28,11 @@ pub struct TeamBody {
     description: Option<String>,
 }
 
-fn name_taken(name: &str) -> impl FnOnce(StoreError) -> ApiError + '_ {
-    move |e| match e {
-        StoreError::Conflict(_) => ApiError::Conflict {
-            code: "name_taken",
-            message: format!("A team named `{name}` already exists (names ignore case)."),
-        },
-        other => other.into(),
-    }
+fn name_taken(name: &str) -> impl FnOnce(StoreError) -> ApiError {
+    conflict(
+        "name_taken",
+        format!("A team named `{name}` already exists (names ignore case)."),
+    )
 }
 
 pub async fn create(
@@ -81,12 +78,16 @@ pub async fn list(
     }))
 }
 
-async fn load(app: &AppState, p: &Principal, raw: &str) -> ApiResult<Team> {
+/// Loads a team of the caller's organization that the caller holds `permission` on.
+async fn load(app: &AppState, p: &Principal, raw: &str, permission: Permission) -> ApiResult<Team> {
     let id = path_id(raw, TeamId::parse, "team")?;
-    app.store
+    let team = app
+        .store
         .get_team(&p.org_id, &id)
         .await
-        .map_err(|_| ApiError::NotFound("team"))
+        .map_err(|_| ApiError::NotFound("team"))?;
+    p.require(permission, &Resource::Teams(vec![team.id.clone()]))?;
+    Ok(team)
 }
 
 pub async fn show(
@@ -94,11 +95,7 @@ pub async fn show(
     Extension(p): Extension<Arc<Principal>>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let team = load(&app, &p, &id).await?;
-    p.require(
-        Permission::TeamsRead,
-        &Resource::Teams(vec![team.id.clone()]),
-    )?;
+    let team = load(&app, &p, &id, Permission::TeamsRead).await?;
     Ok(Json(views::team(&team)))
 }
 
@@ -108,11 +105,7 @@ pub async fn update(
     Path(id): Path<String>,
     JsonBody(req): JsonBody<TeamBody>,
 ) -> ApiResult<Json<Value>> {
-    let team = load(&app, &p, &id).await?;
-    p.require(
-        Permission::TeamsWrite,
-        &Resource::Teams(vec![team.id.clone()]),
-    )?;
+    let team = load(&app, &p, &id, Permission::TeamsWrite).await?;
     let mut problems = Problems::new();
     let name = req
         .name
@@ -137,8 +130,18 @@ pub async fn delete(
     Extension(p): Extension<Arc<Principal>>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let team = load(&app, &p, &id).await?;
     p.require(Permission::TeamsWrite, &Resource::Org)?;
+    let team = load(&app, &p, &id, Permission::TeamsWrite).await?;
+    let keys = app.store.count_live_team_keys(&p.org_id, &team.id).await?;
+    if keys > 0 {
+        return Err(ApiError::Conflict {
+            code: "team_in_use",
+            message: format!(
+                "{keys} live API key(s) are granted on this team; revoke them (GET /v1/api_keys?team_id={}) before deleting it.",
+                team.id
+            ),
+        });
+    }
     app.store.delete_team(&p.org_id, &team.id).await?;
     app.invalidate_credentials();
     Ok(StatusCode::NO_CONTENT)
@@ -149,11 +152,7 @@ pub async fn members(
     Extension(p): Extension<Arc<Principal>>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let team = load(&app, &p, &id).await?;
-    p.require(
-        Permission::TeamsRead,
-        &Resource::Teams(vec![team.id.clone()]),
-    )?;
+    let team = load(&app, &p, &id, Permission::TeamsRead).await?;
     let members = app.store.list_members(&p.org_id, &team.id).await?;
     Ok(Json(
         json!({"data": members.iter().map(views::member).collect::<Vec<_>>(), "next_cursor": null}),
@@ -172,11 +171,7 @@ pub async fn put_member(
     Path((id, user_id)): Path<(String, String)>,
     JsonBody(req): JsonBody<MemberBody>,
 ) -> ApiResult<Json<Value>> {
-    let team = load(&app, &p, &id).await?;
-    p.require(
-        Permission::TeamsWrite,
-        &Resource::Teams(vec![team.id.clone()]),
-    )?;
+    let team = load(&app, &p, &id, Permission::TeamsWrite).await?;
     let user_id = path_id(&user_id, UserId::parse, "user")?;
     let user = app
         .store
@@ -230,11 +225,7 @@ pub async fn delete_member(
     Extension(p): Extension<Arc<Principal>>,
     Path((id, user_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let team = load(&app, &p, &id).await?;
-    p.require(
-        Permission::TeamsWrite,
-        &Resource::Teams(vec![team.id.clone()]),
-    )?;
+    let team = load(&app, &p, &id, Permission::TeamsWrite).await?;
     let user_id = path_id(&user_id, UserId::parse, "member")?;
     app.store
         .delete_member(&p.org_id, &team.id, &user_id)

@@ -1,7 +1,7 @@
 //! Users, and login with email and password (Argon2id), which yields a 12-hour session token.
 
 use crate::auth::{Principal, RoleBook};
-use crate::error::{ApiError, ApiResult, JsonBody, created};
+use crate::error::{ApiError, ApiResult, JsonBody, conflict, created};
 use crate::routes::{ListParams, path_id};
 use crate::state::AppState;
 use crate::views;
@@ -148,13 +148,10 @@ pub async fn create(
     app.store
         .insert_user(&user, hash.as_deref())
         .await
-        .map_err(|e| match e {
-            tocsin_store::StoreError::Conflict(_) => ApiError::Conflict {
-                code: "email_taken",
-                message: format!("A user with the email {} already exists.", user.email),
-            },
-            other => other.into(),
-        })?;
+        .map_err(conflict(
+            "email_taken",
+            format!("A user with the email {} already exists.", user.email),
+        ))?;
     Ok(created(views::user(&user)))
 }
 
