@@ -390,6 +390,23 @@ impl Store {
         let now = now_ms();
         on_db!(&self.db, |pool| {
             let mut tx = pool.begin().await?;
+            // The key row first: only a live key of this organization is rotated, and
+            // nothing else is touched (the transaction rolls back) when there is none.
+            let found = sqlx::query(
+                "UPDATE api_keys SET token_hint = $3, token_last_issued_at = $4, grace_period_ends_at = $5, updated_at = $4
+                 WHERE org_id = $1 AND id = $2 AND revoked_at IS NULL",
+            )
+            .bind(org.as_str())
+            .bind(id.as_str())
+            .bind(hint)
+            .bind(now)
+            .bind(grace_ends_at.map(ms))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if found == 0 {
+                return Err(StoreError::NotFound);
+            }
             sqlx::query(
                 "DELETE FROM api_key_tokens WHERE org_id = $1 AND key_id = $2 AND is_current = $3",
             )
@@ -419,17 +436,6 @@ impl Store {
                 }
             }
             insert_token!(tx, id, org, digest, hint);
-            sqlx::query(
-                "UPDATE api_keys SET token_hint = $3, token_last_issued_at = $4, grace_period_ends_at = $5, updated_at = $4
-                 WHERE org_id = $1 AND id = $2",
-            )
-            .bind(org.as_str())
-            .bind(id.as_str())
-            .bind(hint)
-            .bind(now)
-            .bind(grace_ends_at.map(ms))
-            .execute(&mut *tx)
-            .await?;
             tx.commit().await?;
         });
         self.get_key(org, id).await
