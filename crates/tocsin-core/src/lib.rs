@@ -3,6 +3,7 @@
 //! server and the store can only use them, never restate them.
 
 pub mod ids;
+pub mod integration;
 pub mod key;
 pub mod permission;
 pub mod policy;

@@ -17,8 +17,9 @@ use tocsin_core::permission::{PermSet, Permission};
 use tocsin_core::policy::{self, CredentialState, Describe, Grants, Refusal, Resource};
 use tocsin_core::role::{Role, builtin_roles};
 use tocsin_core::token::{Token, TokenDigest, TokenKind};
-use tocsin_core::{OrgId, TeamId};
+use tocsin_core::{IntegrationId, OrgId, TeamId};
 use tocsin_store::audit::{AuditActor, AuditRecord, AuditTarget};
+use tocsin_store::integrations::Integration;
 use tocsin_store::keys::{Actor, ApiKey};
 use tocsin_store::users::User;
 
@@ -29,6 +30,8 @@ pub struct Principal {
     /// `None` for a login session.
     pub key: Option<ApiKey>,
     pub user: Option<User>,
+    /// Set for integration keys.
+    pub integration: Option<Integration>,
     pub grants: Grants,
     pub describe: Describe,
     /// How the audit trail names this principal.
@@ -123,25 +126,90 @@ impl RoleBook {
     }
 }
 
-/// Builds the principal for a key: personal keys follow their user's current permissions.
+/// What a key may do right now, and whether something switched it off: personal keys follow
+/// their user's current permissions, integration keys their integration's current flags.
+pub struct Standing {
+    pub grants: Grants,
+    pub user: Option<User>,
+    pub integration: Option<Integration>,
+    pub disabled_reason: Option<String>,
+}
+
+pub async fn standing(app: &App, roles: &RoleBook, key: &ApiKey) -> ApiResult<Standing> {
+    let mut s = Standing {
+        grants: Grants::default(),
+        user: None,
+        integration: None,
+        disabled_reason: None,
+    };
+    match key.kind {
+        KeyKind::Personal => {
+            let user_id = key
+                .user_id
+                .as_ref()
+                .ok_or_else(|| ApiError::Internal("personal key without user".into()))?;
+            let user = app.store.get_user(&key.org_id, user_id).await?;
+            if !user.active {
+                s.disabled_reason = Some(format!("its user {} is deactivated", user.email));
+            }
+            s.grants = roles.user_grants(app, &user).await?;
+            if !key.role_names.is_empty() || !key.team_role_names.is_empty() {
+                s.grants = s.grants.narrowed(
+                    roles
+                        .perms(&key.role_names)
+                        .union(roles.perms(&key.team_role_names)),
+                );
+            }
+            s.user = Some(user);
+        }
+        KeyKind::Team | KeyKind::Organization => s.grants = roles.key_grants(key),
+        KeyKind::Integration => {
+            let id = key
+                .integration_id
+                .as_deref()
+                .and_then(IntegrationId::parse)
+                .ok_or_else(|| ApiError::Internal("integration key without integration".into()))?;
+            match app.store.get_integration(&key.org_id, &id).await {
+                Ok(integration) => {
+                    if !integration.enabled {
+                        s.disabled_reason = Some(format!(
+                            "its integration `{}` is disabled",
+                            integration.name
+                        ));
+                    }
+                    s.grants = integration.flags.grants(integration.team_id.as_ref());
+                    s.integration = Some(integration);
+                }
+                // Deleting an integration revokes its keys; this only covers the moment between.
+                Err(tocsin_store::StoreError::NotFound) => {
+                    s.disabled_reason = Some("its integration was deleted".into());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(s)
+}
+
+/// Builds the principal for a key.
 pub async fn principal_for_key(
     app: &App,
     key: ApiKey,
     grace: Option<OffsetDateTime>,
 ) -> ApiResult<Principal> {
     let roles = RoleBook::load(app, &key.org_id).await?;
-    let cidrs = key
-        .allowed_cidrs
-        .iter()
-        .filter_map(|c| c.parse().ok())
-        .collect();
-    let mut state = CredentialState {
+    let standing = standing(app, &roles, &key).await?;
+    let state = CredentialState {
         expires_at: key.expires_at,
         revoked_at: key.revoked_at,
         revoked_by_name: key.revoked_by.as_ref().map(|a| a.name.clone()),
         grace_period_ends_at: grace,
-        disabled_reason: None,
-        allowed_cidrs: cidrs,
+        disabled_reason: standing.disabled_reason,
+        allowed_cidrs: key
+            .allowed_cidrs
+            .iter()
+            .filter_map(|c| c.parse().ok())
+            .collect(),
     };
     let describe = Describe {
         kind: format!("{} key", key.kind.name()),
@@ -154,65 +222,54 @@ pub async fn principal_for_key(
         id: key.id.to_string(),
         name: key.name.clone(),
     };
-    let (grants, user, actor, creator) = match key.kind {
-        KeyKind::Personal => {
-            let user_id = key
-                .user_id
-                .clone()
-                .ok_or_else(|| ApiError::Internal("personal key without user".into()))?;
-            let user = app.store.get_user(&key.org_id, &user_id).await?;
-            if !user.active {
-                state.disabled_reason = Some(format!("its user {} is deactivated", user.email));
-            }
-            let mut grants = roles.user_grants(app, &user).await?;
-            if !key.role_names.is_empty() || !key.team_role_names.is_empty() {
-                let mask = roles
-                    .perms(&key.role_names)
-                    .union(roles.perms(&key.team_role_names));
-                grants = grants.narrowed(mask);
-            }
-            let actor = AuditActor {
+    let (actor, creator) = match (&standing.user, key.kind) {
+        (Some(user), _) => (
+            AuditActor {
                 kind: "user".into(),
                 id: user.id.to_string(),
                 name: user.email.clone(),
-            };
-            let creator = Actor {
+            },
+            Actor {
                 kind: "user".into(),
                 id: user.id.to_string(),
                 name: user.email.clone(),
-            };
-            (grants, Some(user), actor, creator)
-        }
-        KeyKind::Team | KeyKind::Organization => {
+            },
+        ),
+        (None, KeyKind::Integration) => (
+            AuditActor {
+                kind: "integration".into(),
+                id: key.integration_id.clone().unwrap_or_default(),
+                name: standing
+                    .integration
+                    .as_ref()
+                    .map(|i| i.name.clone())
+                    .unwrap_or_else(|| key.name.clone()),
+            },
+            key_actor,
+        ),
+        (None, _) => {
             let sa = key
                 .service_account_id
                 .clone()
                 .ok_or_else(|| ApiError::Internal("key without service account".into()))?;
             let name = app.store.get_service_account_name(&key.org_id, &sa).await?;
-            let actor = AuditActor {
-                kind: "service_account".into(),
-                id: sa.to_string(),
-                name,
-            };
-            (roles.key_grants(&key), None, actor, key_actor)
-        }
-        KeyKind::Integration => {
-            state.disabled_reason =
-                Some("integration keys are not served by this version yet".into());
-            let actor = AuditActor {
-                kind: "integration".into(),
-                id: key.integration_id.clone().unwrap_or_default(),
-                name: key.name.clone(),
-            };
-            (Grants::default(), None, actor, key_actor)
+            (
+                AuditActor {
+                    kind: "service_account".into(),
+                    id: sa.to_string(),
+                    name,
+                },
+                key_actor,
+            )
         }
     };
     Ok(Principal {
         org_id: key.org_id.clone(),
         token_hint: key.token_hint.clone(),
         key: Some(key),
-        user,
-        grants,
+        user: standing.user,
+        integration: standing.integration,
+        grants: standing.grants,
         describe,
         actor,
         creator,
@@ -263,6 +320,7 @@ async fn principal_for_session(
         org_id: session.org_id,
         key: None,
         user: Some(user),
+        integration: None,
         grants,
         describe,
         actor,
@@ -346,7 +404,11 @@ pub async fn authenticate(
     let principal = match lookup(app, &token).await {
         Ok(Some(p)) => p,
         Ok(None) => return Err(AuthFailure::Refused(Refusal::UnknownKey, None)),
-        Err(e) => return Err(AuthFailure::Unavailable(e)),
+        Err(e) => {
+            return Err(AuthFailure::Unavailable(ApiError::Internal(format!(
+                "credential lookup failed: {e:?}"
+            ))));
+        }
     };
     match policy::check_state(&principal.state, OffsetDateTime::now_utc(), ip) {
         Ok(()) => Ok(principal),
@@ -471,7 +533,8 @@ fn note_use(app: &App, p: &Principal, ip: Option<IpAddr>) {
 /// The teams of a key, for team-scoped grants ("a key is a team's when it is that team's team key").
 pub fn key_teams(key: &ApiKey) -> Vec<TeamId> {
     match key.kind {
-        KeyKind::Team => key.team_id.iter().cloned().collect(),
+        // An integration key records its integration's team as its team_id.
+        KeyKind::Team | KeyKind::Integration => key.team_id.iter().cloned().collect(),
         KeyKind::Organization => key.team_ids.clone(),
         _ => vec![],
     }

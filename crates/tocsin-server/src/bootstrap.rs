@@ -157,37 +157,22 @@ pub async fn create_org(
     };
     store.insert_user(&user, password_hash).await?;
     let token = Token::generate(KeyKind::Personal.token_kind(), region);
-    let key = ApiKey {
-        id: KeyId::generate(),
-        org_id: org.id.clone(),
-        kind: KeyKind::Personal,
-        name: "owner key".into(),
-        description: "Created by tocsin init.".into(),
-        user_id: Some(user.id.clone()),
-        team_id: None,
-        integration_id: None,
-        service_account_id: None,
-        role_names: vec![],
-        team_ids: vec![],
-        team_role_names: vec![],
-        allowed_cidrs: vec![],
-        region: region.to_owned(),
-        token_hint: token.hint(),
-        created_at: now,
-        updated_at: now,
-        created_by: Actor {
-            kind: "user".into(),
-            id: user.id.to_string(),
-            name: user.email.clone(),
-        },
-        expires_at: now + Duration::days(365),
-        token_last_issued_at: now,
-        grace_period_ends_at: None,
-        last_used_at: None,
-        last_used_ip: None,
-        revoked_at: None,
-        revoked_by: None,
+    let owner = Actor {
+        kind: "user".into(),
+        id: user.id.to_string(),
+        name: user.email.clone(),
     };
+    let mut key = ApiKey::new(
+        org.id.clone(),
+        KeyKind::Personal,
+        "owner key".into(),
+        owner,
+        now + Duration::days(365),
+        region.to_owned(),
+        token.hint(),
+    );
+    key.description = "Created by tocsin init.".into();
+    key.user_id = Some(user.id.clone());
     store.insert_key(&key, &hasher.digest(&token), None).await?;
     let mut event = AuditRecord::new(Some(org.id.clone()), "api_key.created", "allowed");
     event.actor = Some(AuditActor {

@@ -1219,3 +1219,146 @@ async fn last_use_is_recorded_without_a_write_per_request() {
 async fn app_org(store: &tocsin_store::Store) -> String {
     store.list_orgs().await.unwrap()[0].id.to_string()
 }
+
+#[tokio::test]
+async fn integrations_issue_keys_whose_rights_follow_their_flags() {
+    let app = TestApp::spawn().await;
+    let team = app.team("payments").await;
+    let (s, b) = app
+        .post(
+            "/v1/integrations",
+            &app.owner,
+            json!({"name": "Prometheus", "type": "API", "team_id": team}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let iid = b["integration"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(b["integration"]["allow_write"], true);
+    assert_eq!(b["integration"]["allow_delete"], false);
+    let key = b["token"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("tcs_i_us_"));
+    assert_eq!(b["api_key"]["team_id"], team.as_str());
+
+    let (s, me) = app.get("/v1/auth/whoami", &key).await;
+    assert_eq!(s, StatusCode::OK, "{me}");
+    assert_eq!(me["kind"], "integration");
+    assert_eq!(
+        me["team_permissions"][&team],
+        json!(["alerts:read", "alerts:write"])
+    );
+    assert_eq!(me["actor"]["type"], "integration");
+
+    // Flags change what the keys may do at once.
+    let (_, e) = app
+        .post(
+            "/v1/auth/explain",
+            &key,
+            json!({"permission": "alerts:delete", "team_id": team}),
+        )
+        .await;
+    assert_eq!(e["allowed"], false);
+    let (s, b) = app
+        .call(
+            "PATCH",
+            &format!("/v1/integrations/{iid}"),
+            Some(&app.owner),
+            Some(json!({"allow_delete": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (_, e) = app
+        .post(
+            "/v1/auth/explain",
+            &key,
+            json!({"permission": "alerts:delete", "team_id": team}),
+        )
+        .await;
+    assert_eq!(e["allowed"], true, "{e}");
+
+    // A second key for the same integration, for rotation without downtime.
+    let (_, second) = app
+        .key(
+            &app.owner,
+            json!({"name": "second", "kind": "integration", "integration_id": iid}),
+        )
+        .await;
+    assert_eq!(app.get("/v1/auth/whoami", &second).await.0, StatusCode::OK);
+    let (s, b) = app
+        .post("/v1/api_keys", &app.owner, json!({"name": "x", "kind": "integration", "integration_id": iid, "role_names": ["admin"], "expires_at": in_days(1)}))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        b["error"]["fields"]["role_names"]
+            .as_str()
+            .unwrap()
+            .contains("flags")
+    );
+
+    // Disabled: its keys are refused with a message that says so.
+    app.call(
+        "PATCH",
+        &format!("/v1/integrations/{iid}"),
+        Some(&app.owner),
+        Some(json!({"enabled": false})),
+    )
+    .await;
+    let (s, b) = app.get("/v1/auth/whoami", &key).await;
+    assert_eq!((s, code(&b)), (StatusCode::UNAUTHORIZED, "key_disabled"));
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("integration `Prometheus` is disabled")
+    );
+    app.call(
+        "PATCH",
+        &format!("/v1/integrations/{iid}"),
+        Some(&app.owner),
+        Some(json!({"enabled": true})),
+    )
+    .await;
+    assert_eq!(app.get("/v1/auth/whoami", &key).await.0, StatusCode::OK);
+
+    // Names are unique; someone who manages integrations but cannot write alerts cannot mint alert writers.
+    let (s, b) = app
+        .post(
+            "/v1/integrations",
+            &app.owner,
+            json!({"name": "prometheus"}),
+        )
+        .await;
+    assert_eq!((s, code(&b)), (StatusCode::CONFLICT, "name_taken"));
+    let (_, manager) = app
+        .key(
+            &app.owner,
+            json!({"name": "mgr", "kind": "organization", "role_names": ["integrations_manage"]}),
+        )
+        .await;
+    let (s, b) = app
+        .post("/v1/integrations", &manager, json!({"name": "Grafana"}))
+        .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::FORBIDDEN, "escalation_denied"),
+        "{b}"
+    );
+    let (_, b) = app.get("/v1/integrations", &manager).await;
+    assert_eq!(b["data"].as_array().unwrap().len(), 1);
+
+    // Deleting it revokes its keys.
+    let (s, _) = app
+        .call(
+            "DELETE",
+            &format!("/v1/integrations/{iid}"),
+            Some(&app.owner),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, b) = app.get("/v1/auth/whoami", &second).await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::UNAUTHORIZED, "revoked_key"),
+        "{b}"
+    );
+}

@@ -67,6 +67,46 @@ pub struct ApiKey {
 }
 
 impl ApiKey {
+    /// A new, live key with no roles, teams or network limits; callers set what their kind needs.
+    pub fn new(
+        org_id: OrgId,
+        kind: KeyKind,
+        name: String,
+        created_by: Actor,
+        expires_at: OffsetDateTime,
+        region: String,
+        token_hint: String,
+    ) -> ApiKey {
+        let now = OffsetDateTime::now_utc();
+        ApiKey {
+            id: KeyId::generate(),
+            org_id,
+            kind,
+            name,
+            description: String::new(),
+            user_id: None,
+            team_id: None,
+            integration_id: None,
+            service_account_id: None,
+            role_names: vec![],
+            team_ids: vec![],
+            team_role_names: vec![],
+            allowed_cidrs: vec![],
+            region,
+            token_hint,
+            created_at: now,
+            updated_at: now,
+            created_by,
+            expires_at,
+            token_last_issued_at: now,
+            grace_period_ends_at: None,
+            last_used_at: None,
+            last_used_ip: None,
+            revoked_at: None,
+            revoked_by: None,
+        }
+    }
+
     /// The id names are unique within: the user, team, organization or integration.
     pub fn scope_id(&self) -> String {
         match self.kind {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 pub mod audit;
+pub mod integrations;
 pub mod keys;
 pub mod orgs;
 pub mod roles;

@@ -18,7 +18,7 @@ use tocsin_core::permission::{PermSet, Permission};
 use tocsin_core::policy::{Grants, Resource, check_no_escalation};
 use tocsin_core::token::Token;
 use tocsin_core::validation::Problems;
-use tocsin_core::{KeyId, ServiceAccountId, TeamId};
+use tocsin_core::{IntegrationId, KeyId, ServiceAccountId, TeamId};
 use tocsin_store::StoreError;
 use tocsin_store::audit::{AuditRecord, AuditTarget};
 use tocsin_store::keys::{ApiKey, KeyFilter, KeyPatch, KeyVisibility, ServiceAccount};
@@ -36,8 +36,6 @@ pub struct CreateKey {
     team_ids: Vec<String>,
     #[serde(default)]
     team_role_names: Vec<String>,
-    // Read once integration keys land (issue 3); accepted now so the 501 is about the kind.
-    #[allow(dead_code)]
     integration_id: Option<String>,
     expires_at: Option<String>,
     #[serde(default)]
@@ -84,25 +82,7 @@ fn check_roles(p: &mut Problems, roles: &RoleBook, field: &str, names: &[String]
 
 /// The effective grants of a stored key, for its view.
 async fn effective(app: &App, roles: &RoleBook, k: &ApiKey) -> ApiResult<Grants> {
-    Ok(match k.kind {
-        KeyKind::Personal => {
-            let Some(user_id) = &k.user_id else {
-                return Ok(Grants::default());
-            };
-            let user = app.store.get_user(&k.org_id, user_id).await?;
-            let g = roles.user_grants(app, &user).await?;
-            if k.role_names.is_empty() && k.team_role_names.is_empty() {
-                g
-            } else {
-                g.narrowed(
-                    roles
-                        .perms(&k.role_names)
-                        .union(roles.perms(&k.team_role_names)),
-                )
-            }
-        }
-        _ => roles.key_grants(k),
-    })
+    Ok(crate::auth::standing(app, roles, k).await?.grants)
 }
 
 async fn view(app: &App, k: &ApiKey) -> ApiResult<Value> {
@@ -162,15 +142,10 @@ pub async fn create(
     let Some(kind) = kind else {
         return Err(ApiError::Validation(problems));
     };
-    if kind == KeyKind::Integration {
-        return Err(ApiError::NotImplemented(
-            "Creating integration keys (kind \"integration\") arrives with API integrations and"
-                .into(),
-        ));
-    }
 
     let mut team_id = None;
     let mut team_ids = Vec::new();
+    let mut integration = None;
     match kind {
         KeyKind::Personal => {
             check_roles(&mut problems, &roles, "role_names", &req.role_names, false);
@@ -254,7 +229,35 @@ pub async fn create(
                 true,
             );
         }
-        KeyKind::Integration => unreachable!("answered above"),
+        KeyKind::Integration => {
+            match req.integration_id.as_deref() {
+                None => problems.add("integration_id", "is required for an integration key"),
+                Some(raw) => match IntegrationId::parse(raw) {
+                    Some(id) => match app.store.get_integration(&p.org_id, &id).await {
+                        Ok(i) => integration = Some(i),
+                        Err(_) => problems.add(
+                            "integration_id",
+                            format!("no integration `{raw}` exists in this organization"),
+                        ),
+                    },
+                    None => problems.add(
+                        "integration_id",
+                        format!("no integration `{raw}` exists in this organization"),
+                    ),
+                },
+            }
+            let extras = [
+                ("role_names", !req.role_names.is_empty()),
+                ("team_role_names", !req.team_role_names.is_empty()),
+                ("team_id", req.team_id.is_some()),
+                ("team_ids", !req.team_ids.is_empty()),
+            ];
+            for (field, set) in extras {
+                if set {
+                    problems.add(field, "an integration key's rights come from its integration's access flags; change those instead");
+                }
+            }
+        }
     }
     problems.into_result().map_err(ApiError::Validation)?;
     let (name, expires_at, description, cidrs) = (
@@ -292,7 +295,12 @@ pub async fn create(
                 });
             }
         }
-        KeyKind::Integration => unreachable!(),
+        KeyKind::Integration => {
+            let i = integration.as_ref().expect("checked");
+            let scope = Resource::Teams(i.team_id.iter().cloned().collect());
+            p.require(Permission::IntegrationsWrite, &scope)?;
+            team_id = i.team_id.clone();
+        }
     }
 
     let token = Token::generate(kind.token_kind(), &app.settings.region);
@@ -302,57 +310,66 @@ pub async fn create(
             name: format!("{} key: {}", kind.name(), name.as_str()),
             team_id: team_id.clone(),
         });
-    let key = ApiKey {
-        id: KeyId::generate(),
-        org_id: p.org_id.clone(),
+    let mut key = ApiKey::new(
+        p.org_id.clone(),
         kind,
-        name: name.as_str().to_owned(),
-        description,
-        user_id: if kind == KeyKind::Personal {
-            p.user.as_ref().map(|u| u.id.clone())
-        } else {
-            None
-        },
-        team_id,
-        integration_id: None,
-        service_account_id: service_account.as_ref().map(|s| s.id.clone()),
-        role_names: req.role_names,
-        team_ids,
-        team_role_names: req.team_role_names,
-        allowed_cidrs: cidrs.iter().map(ToString::to_string).collect(),
-        region: app.settings.region.clone(),
-        token_hint: token.hint(),
-        created_at: now,
-        updated_at: now,
-        created_by: p.creator.clone(),
+        name.as_str().to_owned(),
+        p.creator.clone(),
         expires_at,
-        token_last_issued_at: now,
-        grace_period_ends_at: None,
-        last_used_at: None,
-        last_used_ip: None,
-        revoked_at: None,
-        revoked_by: None,
+        app.settings.region.clone(),
+        token.hint(),
+    );
+    key.description = description;
+    key.user_id = if kind == KeyKind::Personal {
+        p.user.as_ref().map(|u| u.id.clone())
+    } else {
+        None
     };
-    if kind != KeyKind::Personal {
-        check_no_escalation(&p.grants, &roles.key_grants(&key)).map_err(ApiError::Escalation)?;
+    key.team_id = team_id;
+    key.integration_id = integration.as_ref().map(|i| i.id.to_string());
+    key.service_account_id = service_account.as_ref().map(|s| s.id.clone());
+    key.role_names = req.role_names;
+    key.team_ids = team_ids;
+    key.team_role_names = req.team_role_names;
+    key.allowed_cidrs = cidrs.iter().map(ToString::to_string).collect();
+    // Personal keys are narrowed from their user's rights, so they cannot exceed them.
+    let requested = match &integration {
+        Some(i) => Some(i.flags.grants(i.team_id.as_ref())),
+        None if kind != KeyKind::Personal => Some(roles.key_grants(&key)),
+        None => None,
+    };
+    Ok(created(
+        issue(&app, &p, key, &token, service_account, requested).await?,
+    ))
+}
+
+/// Stores a new key after the no-escalation check, records `api_key.created`, and builds
+/// `{"api_key", "token"}`: the one response that ever carries the token.
+pub async fn issue(
+    app: &App,
+    p: &Principal,
+    key: ApiKey,
+    token: &Token,
+    account: Option<ServiceAccount>,
+    requested: Option<Grants>,
+) -> ApiResult<Value> {
+    if let Some(requested) = requested {
+        check_no_escalation(&p.grants, &requested).map_err(ApiError::Escalation)?;
     }
     app.store
-        .insert_key(&key, &app.hasher.digest(&token), service_account.as_ref())
+        .insert_key(&key, &app.hasher.digest(token), account.as_ref())
         .await
-        .map_err(name_taken(kind))?;
+        .map_err(name_taken(key.kind))?;
     app.audit
-        .record_durable(lifecycle(&p, "api_key.created", &key))
+        .record_durable(lifecycle(p, "api_key.created", &key))
         .await;
-    let body = json!({"api_key": view(&app, &key).await?, "token": token.expose()});
-    Ok(created(body))
+    Ok(json!({"api_key": view(app, &key).await?, "token": token.expose()}))
 }
 
 #[derive(Deserialize)]
 pub struct ListQuery {
     kind: Option<String>,
     team_id: Option<String>,
-    // Read once integration keys land (issue 3); accepted now so the 501 is about the kind.
-    #[allow(dead_code)]
     integration_id: Option<String>,
     include_revoked: Option<String>,
     #[serde(flatten)]
@@ -498,6 +515,16 @@ pub async fn update(
             key::parse_expires_at(Some(e), now, org.max_key_days),
         )
     });
+    if key.kind == KeyKind::Integration {
+        for (field, set) in [
+            ("role_names", req.role_names.is_some()),
+            ("team_role_names", req.team_role_names.is_some()),
+        ] {
+            if set {
+                problems.add(field, "an integration key's rights come from its integration's access flags; change those instead");
+            }
+        }
+    }
     if let Some(r) = &req.role_names {
         check_roles(&mut problems, &roles, "role_names", r, false);
         if key.kind == KeyKind::Organization && r.is_empty() && key.team_ids.is_empty() {

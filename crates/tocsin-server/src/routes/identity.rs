@@ -14,7 +14,7 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 use tocsin_core::permission::Permission;
 use tocsin_core::policy::{self, Decision, Resource, explain_outcome};
-use tocsin_core::{KeyId, TeamId};
+use tocsin_core::{IntegrationId, KeyId, TeamId};
 
 pub async fn whoami(
     State(app): State<AppState>,
@@ -131,6 +131,16 @@ pub async fn explain(
                     let teams = match id.and_then(|i| KeyId::parse(&i)) {
                         Some(kid) => match app.store.get_key(&caller.org_id, &kid).await {
                             Ok(k) => key_teams(&k),
+                            Err(_) => vec![],
+                        },
+                        None => vec![],
+                    };
+                    (p, Resource::Teams(teams))
+                }
+                Needs::Integration(p) => {
+                    let teams = match id.and_then(|i| IntegrationId::parse(&i)) {
+                        Some(iid) => match app.store.get_integration(&caller.org_id, &iid).await {
+                            Ok(i) => i.team_id.into_iter().collect(),
                             Err(_) => vec![],
                         },
                         None => vec![],

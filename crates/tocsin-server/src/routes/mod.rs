@@ -4,6 +4,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod identity;
+pub mod integrations;
 pub mod ops;
 pub mod organization;
 pub mod roles;
@@ -32,6 +33,8 @@ pub enum Needs {
     Team(Permission),
     /// A permission on the key named by the path's `{id}` (its team, if any).
     Key(Permission),
+    /// A permission on the integration named by the path's `{id}` (its team, if any).
+    Integration(Permission),
 }
 
 pub struct RouteInfo {
@@ -83,6 +86,11 @@ routes_table! {
     "POST" "/v1/api_keys/{id}/rotate" Key(ApiKeysWrite), "Issue a new token; the old one works until the grace period ends";
     "POST" "/v1/api_keys/{id}/revoke" Key(ApiKeysWrite), "Revoke a key at once (idempotent)";
     "GET" "/v1/audit_events" Org(AuditRead), "The audit trail, newest first";
+    "GET" "/v1/integrations" AnyTeam(IntegrationsRead), "List API integrations";
+    "POST" "/v1/integrations" Authenticated, "Create an API integration; its first key's token is shown once";
+    "GET" "/v1/integrations/{id}" Integration(IntegrationsRead), "Get an integration";
+    "PATCH" "/v1/integrations/{id}" Integration(IntegrationsWrite), "Change an integration's name, access flags or enabled; its keys follow at once";
+    "DELETE" "/v1/integrations/{id}" Integration(IntegrationsWrite), "Delete an integration and revoke its keys";
 }
 
 pub fn router(state: AppState) -> Router {
@@ -124,6 +132,16 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/api_keys/{id}/rotate", post(api_keys::rotate))
         .route("/v1/api_keys/{id}/revoke", post(api_keys::revoke))
         .route("/v1/audit_events", get(audit::list))
+        .route(
+            "/v1/integrations",
+            get(integrations::list).post(integrations::create),
+        )
+        .route(
+            "/v1/integrations/{id}",
+            get(integrations::show)
+                .patch(integrations::update)
+                .delete(integrations::delete),
+        )
         .fallback(|| async { ApiError::NotFound("route") })
         .with_state(state)
 }

@@ -76,7 +76,11 @@ pub fn openapi_document() -> Value {
                 json!([{"bearer": []}, {"genieKey": []}]),
                 "any valid credential".to_owned(),
             ),
-            Needs::Org(p) | Needs::AnyTeam(p) | Needs::Team(p) | Needs::Key(p) => (
+            Needs::Org(p)
+            | Needs::AnyTeam(p)
+            | Needs::Team(p)
+            | Needs::Key(p)
+            | Needs::Integration(p) => (
                 json!([{"bearer": []}, {"genieKey": []}]),
                 p.name().to_owned(),
             ),

@@ -1,0 +1,349 @@
+//! API integrations (`/v1/integrations`): inbound alert sources whose access flags decide what
+//! their keys may do, at once. Creating one issues its first key, shown once.
+
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult, JsonBody, conflict, created};
+use crate::routes::api_keys::issue;
+use crate::routes::{ListParams, path_id};
+use crate::state::{App, AppState};
+use crate::views;
+use axum::Json;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use time::{Duration, OffsetDateTime};
+use tocsin_core::integration::AccessFlags;
+use tocsin_core::key::{self, KeyKind, KeyName};
+use tocsin_core::permission::Permission;
+use tocsin_core::policy::Resource;
+use tocsin_core::token::Token;
+use tocsin_core::validation::Problems;
+use tocsin_core::{IntegrationId, TeamId};
+use tocsin_store::StoreError;
+use tocsin_store::integrations::{Integration, IntegrationVisibility};
+use tocsin_store::keys::{ApiKey, KeyFilter, KeyVisibility};
+
+pub fn view(i: &Integration) -> Value {
+    json!({
+        "id": i.id, "organization_id": i.org_id, "name": i.name, "type": i.kind, "team_id": i.team_id,
+        "allow_read": i.flags.read, "allow_write": i.flags.write, "allow_delete": i.flags.delete,
+        "allow_configuration": i.flags.configuration, "enabled": i.enabled,
+        "created_at": views::t(i.created_at), "updated_at": views::t(i.updated_at),
+    })
+}
+
+fn resource(i: &Integration) -> Resource {
+    Resource::Teams(i.team_id.iter().cloned().collect())
+}
+
+fn name_taken(name: &str) -> impl FnOnce(StoreError) -> ApiError {
+    conflict(
+        "name_taken",
+        format!("An integration named `{name}` already exists (names ignore case)."),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateIntegration {
+    name: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    team_id: Option<String>,
+    allow_read: Option<bool>,
+    allow_write: Option<bool>,
+    allow_delete: Option<bool>,
+    allow_configuration: Option<bool>,
+    enabled: Option<bool>,
+    key_expires_at: Option<String>,
+}
+
+/// The fields both API families send when creating an integration.
+pub struct NewIntegration {
+    pub name: Option<String>,
+    pub kind: Option<String>,
+    pub team_id: Option<TeamId>,
+    pub team_field: &'static str,
+    pub flags: AccessFlags,
+    pub enabled: bool,
+    pub key_expires_at: Option<String>,
+}
+
+/// Creates an integration and its first key; shared by `/v1` and Opsgenie's `/v2`.
+pub async fn create_with_key(
+    app: &App,
+    p: &Principal,
+    new: NewIntegration,
+) -> ApiResult<(Integration, Value)> {
+    let now = OffsetDateTime::now_utc();
+    let org = app.store.get_org(&p.org_id).await?;
+    let mut problems = Problems::new();
+    let name = problems.take("name", KeyName::parse(new.name.as_deref().unwrap_or("")));
+    let kind = new.kind.unwrap_or_else(|| "API".into());
+    if !kind.eq_ignore_ascii_case("API") {
+        problems.add(
+            "type",
+            format!("`{kind}` is not supported; Tocsin has API integrations (type \"API\")"),
+        );
+    }
+    if let Some(team) = &new.team_id
+        && app.store.get_team(&p.org_id, team).await.is_err()
+    {
+        problems.add(
+            new.team_field,
+            format!("no team `{team}` exists in this organization"),
+        );
+    }
+    let expires_at = match &new.key_expires_at {
+        Some(raw) => problems.take(
+            "key_expires_at",
+            key::parse_expires_at(Some(raw), now, org.max_key_days),
+        ),
+        None => Some(key::to_millis(
+            key::max_expiry(now, org.max_key_days).min(now + Duration::days(365)),
+        )),
+    };
+    problems.into_result().map_err(ApiError::Validation)?;
+    let (name, expires_at) = (name.expect("checked"), expires_at.expect("checked"));
+    let integration = Integration {
+        id: IntegrationId::generate(),
+        org_id: p.org_id.clone(),
+        name: name.as_str().to_owned(),
+        kind: "API".into(),
+        team_id: new.team_id,
+        flags: new.flags,
+        enabled: new.enabled,
+        created_at: now,
+        updated_at: now,
+    };
+    p.require(Permission::IntegrationsWrite, &resource(&integration))?;
+    // Check the key's rights before anything is written.
+    tocsin_core::policy::check_no_escalation(
+        &p.grants,
+        &integration.flags.grants(integration.team_id.as_ref()),
+    )
+    .map_err(ApiError::Escalation)?;
+    app.store
+        .insert_integration(&integration)
+        .await
+        .map_err(name_taken(&integration.name))?;
+    let token = Token::generate(KeyKind::Integration.token_kind(), &app.settings.region);
+    let mut key = ApiKey::new(
+        p.org_id.clone(),
+        KeyKind::Integration,
+        format!("{} key", integration.name),
+        p.creator.clone(),
+        expires_at,
+        app.settings.region.clone(),
+        token.hint(),
+    );
+    key.integration_id = Some(integration.id.to_string());
+    key.team_id = integration.team_id.clone();
+    let issued = issue(app, p, key, &token, None, None).await?;
+    Ok((integration, issued))
+}
+
+pub async fn create(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    JsonBody(req): JsonBody<CreateIntegration>,
+) -> ApiResult<Response> {
+    let team_id = match req.team_id.as_deref() {
+        None => None,
+        Some(raw) => Some(TeamId::parse(raw).ok_or_else(|| {
+            ApiError::validation(
+                "team_id",
+                format!("no team `{raw}` exists in this organization"),
+            )
+        })?),
+    };
+    let defaults = AccessFlags::default();
+    let new = NewIntegration {
+        name: req.name,
+        kind: req.kind,
+        team_id,
+        team_field: "team_id",
+        flags: AccessFlags {
+            read: req.allow_read.unwrap_or(defaults.read),
+            write: req.allow_write.unwrap_or(defaults.write),
+            delete: req.allow_delete.unwrap_or(defaults.delete),
+            configuration: req.allow_configuration.unwrap_or(defaults.configuration),
+        },
+        enabled: req.enabled.unwrap_or(true),
+        key_expires_at: req.key_expires_at,
+    };
+    let (integration, issued) = create_with_key(&app, &p, new).await?;
+    Ok(created(json!({
+        "integration": view(&integration), "api_key": issued["api_key"], "token": issued["token"],
+    })))
+}
+
+#[derive(Deserialize)]
+pub struct ListIntegrations {
+    team_id: Option<String>,
+    #[serde(flatten)]
+    page: ListParams,
+}
+
+/// What the caller may list: everything with an account grant, else its teams' integrations.
+pub fn visibility(p: &Principal) -> ApiResult<IntegrationVisibility> {
+    p.require(Permission::IntegrationsRead, &Resource::AnyTeam)?;
+    Ok(IntegrationVisibility {
+        all: p.grants.account.contains(Permission::IntegrationsRead),
+        teams: p.grants.teams_with(Permission::IntegrationsRead),
+    })
+}
+
+pub async fn list(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Query(q): Query<ListIntegrations>,
+) -> ApiResult<Json<views::List>> {
+    let visible = visibility(&p)?;
+    let team = q
+        .team_id
+        .as_deref()
+        .map(|t| TeamId::from_trusted(t.to_owned()));
+    let page = app
+        .store
+        .list_integrations(
+            &p.org_id,
+            &visible,
+            team.as_ref(),
+            q.page.limit()?,
+            q.page.cursor.as_deref(),
+        )
+        .await?;
+    Ok(Json(views::List {
+        data: page.items.iter().map(view).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Loads an integration of the caller's organization that the caller holds `permission` on.
+pub async fn load(
+    app: &App,
+    p: &Principal,
+    raw: &str,
+    permission: Permission,
+) -> ApiResult<Integration> {
+    let id = path_id(raw, IntegrationId::parse, "integration")?;
+    let i = app
+        .store
+        .get_integration(&p.org_id, &id)
+        .await
+        .map_err(|_| ApiError::NotFound("integration"))?;
+    p.require(permission, &resource(&i))?;
+    Ok(i)
+}
+
+pub async fn show(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(view(
+        &load(&app, &p, &id, Permission::IntegrationsRead).await?,
+    )))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateIntegration {
+    name: Option<String>,
+    allow_read: Option<bool>,
+    allow_write: Option<bool>,
+    allow_delete: Option<bool>,
+    allow_configuration: Option<bool>,
+    enabled: Option<bool>,
+}
+
+/// Applies a change; the integration's keys follow it at once.
+pub async fn apply(
+    app: &App,
+    p: &Principal,
+    mut i: Integration,
+    name: Option<&str>,
+    flags: AccessFlags,
+    enabled: bool,
+) -> ApiResult<Integration> {
+    if let Some(n) = name {
+        i.name = KeyName::parse(n)
+            .map_err(|r| ApiError::validation("name", r))?
+            .as_str()
+            .to_owned();
+    }
+    if flags != i.flags {
+        tocsin_core::policy::check_no_escalation(&p.grants, &flags.grants(i.team_id.as_ref()))
+            .map_err(ApiError::Escalation)?;
+    }
+    i.flags = flags;
+    i.enabled = enabled;
+    let name = i.name.clone();
+    let updated = app
+        .store
+        .update_integration(&i)
+        .await
+        .map_err(name_taken(&name))?;
+    app.invalidate_credentials();
+    Ok(updated)
+}
+
+pub async fn update(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<UpdateIntegration>,
+) -> ApiResult<Json<Value>> {
+    let i = load(&app, &p, &id, Permission::IntegrationsWrite).await?;
+    let flags = AccessFlags {
+        read: req.allow_read.unwrap_or(i.flags.read),
+        write: req.allow_write.unwrap_or(i.flags.write),
+        delete: req.allow_delete.unwrap_or(i.flags.delete),
+        configuration: req.allow_configuration.unwrap_or(i.flags.configuration),
+    };
+    let enabled = req.enabled.unwrap_or(i.enabled);
+    Ok(Json(view(
+        &apply(&app, &p, i, req.name.as_deref(), flags, enabled).await?,
+    )))
+}
+
+/// Deletes an integration after revoking every key it has.
+pub async fn remove(app: &App, p: &Principal, i: &Integration) -> ApiResult<()> {
+    let filter = KeyFilter {
+        integration_id: Some(i.id.to_string()),
+        ..Default::default()
+    };
+    let all = KeyVisibility {
+        all: true,
+        ..Default::default()
+    };
+    loop {
+        let page = app
+            .store
+            .list_keys(&p.org_id, &filter, &all, 500, None)
+            .await?;
+        for k in &page.items {
+            app.store.revoke_key(&p.org_id, &k.id, &p.creator).await?;
+        }
+        if page.next_cursor.is_none() {
+            break;
+        }
+    }
+    app.store.delete_integration(&p.org_id, &i.id).await?;
+    app.invalidate_credentials();
+    Ok(())
+}
+
+pub async fn delete(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let i = load(&app, &p, &id, Permission::IntegrationsWrite).await?;
+    remove(&app, &p, &i).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
