@@ -177,16 +177,20 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let n: i64 = n
         .parse()
         .map_err(|_| format!("`{s}` is not a duration such as 30d, 12h or 1y"))?;
-    let d = match unit {
-        "s" => Duration::seconds(n),
-        "m" => Duration::minutes(n),
-        "h" => Duration::hours(n),
-        "d" => Duration::days(n),
-        "w" => Duration::weeks(n),
-        "y" => Duration::days(365 * n),
+    let seconds_per = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "w" => 604_800,
+        "y" => 365 * 86_400,
         _ => return Err(format!("`{s}` has an unknown unit; use s, m, h, d, w or y")),
     };
-    Ok(d)
+    // Nothing Tocsin times runs longer than a century; larger values are typos.
+    match n.checked_mul(seconds_per) {
+        Some(secs) if secs <= 100 * 365 * 86_400 => Ok(Duration::seconds(secs)),
+        _ => Err(format!("`{s}` is longer than 100 years")),
+    }
 }
 
 /// RFC 3339 in UTC with milliseconds (`2026-11-23T08:56:39.322Z`), the precision Tocsin stores.
@@ -275,5 +279,7 @@ mod tests {
         assert_eq!(parse_duration("30d").unwrap(), Duration::days(30));
         assert_eq!(parse_duration("1y").unwrap(), Duration::days(365));
         assert!(parse_duration("3 fortnights").is_err());
+        assert!(parse_duration("99999999999999999d").is_err());
+        assert!(parse_duration("100000y").is_err());
     }
 }

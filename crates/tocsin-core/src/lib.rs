@@ -2,12 +2,14 @@
 //! Every rule about tokens, permissions, roles and keys lives here so the
 //! server and the store can only use them, never restate them.
 
+pub mod alert;
 pub mod ids;
 pub mod integration;
 pub mod key;
 pub mod permission;
 pub mod policy;
 pub mod role;
+pub mod search;
 pub mod token;
 pub mod validation;
 

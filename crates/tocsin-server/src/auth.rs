@@ -150,15 +150,18 @@ pub async fn standing(app: &App, roles: &RoleBook, key: &ApiKey) -> ApiResult<St
                 .ok_or_else(|| ApiError::Internal("personal key without user".into()))?;
             let user = app.store.get_user(&key.org_id, user_id).await?;
             if !user.active {
-                s.disabled_reason = Some(format!("its user {} is deactivated", user.email));
+                s.disabled_reason = Some(format!("its user {} is deactivated", user.name));
             }
             s.grants = roles.user_grants(app, &user).await?;
             if !key.role_names.is_empty() || !key.team_role_names.is_empty() {
-                s.grants = s.grants.narrowed(
-                    roles
-                        .perms(&key.role_names)
-                        .union(roles.perms(&key.team_role_names)),
-                );
+                // role_names narrow everywhere; team_role_names only what is held within teams.
+                let account_mask = roles.perms(&key.role_names);
+                let team_mask = account_mask.union(roles.perms(&key.team_role_names));
+                let narrowed = s.grants.narrowed(team_mask);
+                s.grants = Grants {
+                    account: s.grants.account.intersect(account_mask),
+                    teams: narrowed.teams,
+                };
             }
             s.user = Some(user);
         }
@@ -227,12 +230,12 @@ pub async fn principal_for_key(
             AuditActor {
                 kind: "user".into(),
                 id: user.id.to_string(),
-                name: user.email.clone(),
+                name: user.name.clone(),
             },
             Actor {
                 kind: "user".into(),
                 id: user.id.to_string(),
-                name: user.email.clone(),
+                name: user.name.clone(),
             },
         ),
         (None, KeyKind::Integration) => (
@@ -297,7 +300,7 @@ async fn principal_for_session(
         revoked_at: None,
         revoked_by_name: None,
         grace_period_ends_at: None,
-        disabled_reason: (!user.active).then(|| format!("user {} is deactivated", user.email)),
+        disabled_reason: (!user.active).then(|| format!("user {} is deactivated", user.name)),
         allowed_cidrs: vec![],
     };
     let describe = Describe {
@@ -309,12 +312,12 @@ async fn principal_for_session(
     let actor = AuditActor {
         kind: "user".into(),
         id: user.id.to_string(),
-        name: user.email.clone(),
+        name: user.name.clone(),
     };
     let creator = Actor {
         kind: "user".into(),
         id: user.id.to_string(),
-        name: user.email.clone(),
+        name: user.name.clone(),
     };
     Ok(Some(Principal {
         org_id: session.org_id,
@@ -352,13 +355,19 @@ pub async fn lookup(app: &App, token: &Token) -> ApiResult<Option<Arc<Principal>
                 } else {
                     m.grace_ends_at.or(Some(OffsetDateTime::UNIX_EPOCH))
                 };
-                Some(Arc::new(principal_for_key(app, key, grace).await?))
+                let mut p = principal_for_key(app, key, grace).await?;
+                // During a grace period the previous token's hint is what was presented.
+                p.token_hint = token.hint();
+                Some(Arc::new(p))
             }
             _ => None,
         }
     };
-    if app.generation.load(Ordering::SeqCst) == generation {
-        app.cache.insert(digest, found.clone());
+    // Insert, then re-check: an invalidation that ran meanwhile may have cleared the cache
+    // before this insert, and the entry would then outlive the change it predates.
+    app.cache.insert(digest, found.clone());
+    if app.generation.load(Ordering::SeqCst) != generation {
+        app.cache.remove(&digest);
     }
     Ok(found)
 }
@@ -535,7 +544,7 @@ pub fn key_teams(key: &ApiKey) -> Vec<TeamId> {
     match key.kind {
         // An integration key records its integration's team as its team_id.
         KeyKind::Team | KeyKind::Integration => key.team_id.iter().cloned().collect(),
-        KeyKind::Organization => key.team_ids.clone(),
+        // An organization key spans teams but belongs to none: only account grants reach it.
         _ => vec![],
     }
 }

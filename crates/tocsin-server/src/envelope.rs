@@ -16,10 +16,15 @@ use tracing::Instrument;
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
 
+/// When the request arrived, for Opsgenie's `took`.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestStart(pub Instant);
+
 pub async fn layer(mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = uuid::Uuid::new_v4().to_string();
     req.extensions_mut().insert(RequestId(id.clone()));
+    req.extensions_mut().insert(RequestStart(started));
     let opsgenie = req.uri().path().starts_with("/v2/");
     let path = req.uri().path().to_owned();
     // Route templates only (bounded label values), never raw paths.

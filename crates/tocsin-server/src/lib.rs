@@ -104,6 +104,7 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
         })?;
     let addr = listener.local_addr()?;
     let (audit, audit_task) = AuditWriter::spawn(store.clone());
+    let (alerts, alerts_task) = tocsin_store::alerts::AlertWriter::spawn(store.clone());
     let app: AppState = Arc::new(App {
         store: store.clone(),
         settings,
@@ -111,6 +112,7 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
         cache: Cache::new(100_000),
         generation: AtomicU64::new(0),
         audit,
+        alerts,
         last_used: LastUsedTracker::default(),
         cache_hits: AtomicU64::new(0),
         cache_misses: AtomicU64::new(0),
@@ -146,6 +148,8 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
         // The writer ends once every handle is gone; the state may still hold one, so flushing
         // above is what guarantees the events are committed.
         audit_task.abort();
+        // Every alert write was answered only after its commit; nothing is pending here.
+        alerts_task.abort();
         tracing::info!("stopped; batched writes flushed");
     });
     tracing::info!(%addr, "listening");

@@ -6,6 +6,7 @@ use quick_cache::sync::Cache;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tocsin_core::token::{TokenDigest, TokenHasher};
+use tocsin_store::alerts::AlertWriter;
 use tocsin_store::{AuditWriter, LastUsedTracker, Store};
 
 pub type AppState = Arc<App>;
@@ -21,6 +22,7 @@ pub struct App {
     /// older generation does not fill the cache.
     pub generation: AtomicU64,
     pub audit: AuditWriter,
+    pub alerts: AlertWriter,
     pub last_used: LastUsedTracker,
     pub cache_hits: AtomicU64,
     pub cache_misses: AtomicU64,

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use time::{Duration, OffsetDateTime, format_description::well_known::Rfc3339};
 use tocsin_server::config::{Overrides, Settings};
 
+#[path = "api/alerts.rs"]
+mod alerts;
+
 struct TestApp {
     base: String,
     owner: String,
@@ -22,6 +25,8 @@ fn in_days(d: i64) -> String {
 
 impl TestApp {
     async fn spawn() -> TestApp {
+        // Server logs show up beside a failing test's output.
+        tocsin_server::init_logging(tocsin_server::config::LogFormat::Text);
         let dir = tempfile::tempdir().unwrap();
         let settings = Settings::from_overrides(Overrides {
             listen: Some("127.0.0.1:0".into()),
@@ -191,11 +196,10 @@ async fn every_refusal_before_the_permission_check_has_its_code() {
     assert_eq!(s, StatusCode::OK);
     let (s, b) = app.get("/v1/auth/whoami", &token).await;
     assert_eq!((s, code(&b)), (StatusCode::UNAUTHORIZED, "revoked_key"));
+    let message = b["error"]["message"].as_str().unwrap();
     assert!(
-        b["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("owner@localhost")
+        message.contains("by Owner") && !message.contains("owner@localhost"),
+        "{message}"
     );
 
     let (_, token) = app
@@ -844,7 +848,9 @@ async fn every_documented_route_exists_and_errors_are_json() {
             .path
             .replace("{id}", "x")
             .replace("{user_id}", "x")
-            .replace("{name}", "x");
+            .replace("{name}", "x")
+            .replace("{identifier}", "x")
+            .replace("{action}", "notes");
         assert!(
             doc["paths"][r.path][r.method.to_lowercase()].is_object(),
             "{} {} undocumented",
@@ -1089,7 +1095,7 @@ async fn revocation_is_idempotent_and_listed_with_include_revoked() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(first["revoked_at"], second["revoked_at"]);
     assert_eq!(second["status"], "revoked");
-    assert_eq!(second["revoked_by"]["name"], "owner@localhost");
+    assert_eq!(second["revoked_by"]["name"], "Owner");
     let (_, b) = app.get("/v1/api_keys", &app.owner).await;
     assert!(
         b["data"]
@@ -1361,4 +1367,193 @@ async fn integrations_issue_keys_whose_rights_follow_their_flags() {
         (StatusCode::UNAUTHORIZED, "revoked_key"),
         "{b}"
     );
+}
+
+#[tokio::test]
+async fn nobody_gets_a_token_stronger_than_themselves() {
+    let app = TestApp::spawn().await;
+    let team = app.team("payments").await;
+    // A user who may only manage keys cannot take over the owner's key by rotating it.
+    let (_, b) = app
+        .post("/v1/users", &app.owner, json!({"email": "kim@example.com", "name": "Kim", "role_name": "api_keys_manage", "password": "long enough"}))
+        .await;
+    let kim = b["id"].as_str().unwrap().to_owned();
+    let (_, b) = app
+        .call(
+            "POST",
+            "/v1/auth/login",
+            None,
+            Some(json!({"email": "kim@example.com", "password": "long enough"})),
+        )
+        .await;
+    let kim_session = b["session_token"].as_str().unwrap().to_owned();
+    let (_, b) = app.get("/v1/api_keys?kind=personal", &app.owner).await;
+    let owner_key = b["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "owner key")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (s, b) = app
+        .post(
+            &format!("/v1/api_keys/{owner_key}/rotate"),
+            &kim_session,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::FORBIDDEN, "permission_denied"),
+        "{b}"
+    );
+    assert!(b.get("token").is_none());
+
+    // A team admin cannot rotate a team key of its team that holds more than it does.
+    let (strong, _) = app
+        .key(&app.owner, json!({"name": "strong", "kind": "team", "team_id": team, "team_role_names": ["viewer"], "role_names": ["admin"]}))
+        .await;
+    let (_, admin) = app
+        .key(&app.owner, json!({"name": "ta", "kind": "team", "team_id": team, "team_role_names": ["team_admin"]}))
+        .await;
+    let (s, b) = app
+        .post(&format!("/v1/api_keys/{strong}/rotate"), &admin, json!({}))
+        .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::FORBIDDEN, "escalation_denied"),
+        "{b}"
+    );
+
+    // Organization keys belong to no team: a team admin neither sees nor touches them.
+    let (org_key, _) = app
+        .key(&app.owner, json!({"name": "org", "kind": "organization", "team_ids": [team], "team_role_names": ["viewer"]}))
+        .await;
+    let (s, b) = app.get(&format!("/v1/api_keys/{org_key}"), &admin).await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::FORBIDDEN, "scope_denied"),
+        "{b}"
+    );
+
+    // A narrowed personal key cannot undo its narrowing, nor mint a wider key.
+    let (narrow_id, narrow) = app
+        .key(
+            &app.owner,
+            json!({"name": "narrow", "role_names": ["viewer"]}),
+        )
+        .await;
+    let (s, b) = app
+        .post(
+            "/v1/api_keys",
+            &narrow,
+            json!({"name": "wide", "expires_at": in_days(3)}),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::FORBIDDEN, "escalation_denied"),
+        "{b}"
+    );
+    let (s, b) = app
+        .call(
+            "PATCH",
+            &format!("/v1/api_keys/{narrow_id}"),
+            Some(&narrow),
+            Some(json!({"role_names": []})),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::FORBIDDEN, "escalation_denied"),
+        "{b}"
+    );
+    let (s, _) = app
+        .post(
+            "/v1/api_keys",
+            &narrow,
+            json!({"name": "also narrow", "role_names": ["viewer"], "expires_at": in_days(3)}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    // Renaming needs no more than the right to change the key.
+    let (s, _) = app
+        .call(
+            "PATCH",
+            &format!("/v1/api_keys/{narrow_id}"),
+            Some(&narrow),
+            Some(json!({"name": "renamed"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+
+    // A key restricted to networks makes only keys restricted as narrowly.
+    let (_, fenced) = app
+        .key(
+            &app.owner,
+            json!({"name": "fenced", "allowed_cidrs": ["127.0.0.0/8"]}),
+        )
+        .await;
+    let (s, b) = app
+        .post(
+            "/v1/api_keys",
+            &fenced,
+            json!({"name": "open", "expires_at": in_days(3)}),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::FORBIDDEN, "escalation_denied"),
+        "{b}"
+    );
+    let (s, _) = app
+        .post("/v1/api_keys", &fenced, json!({"name": "fenced too", "allowed_cidrs": ["127.0.0.1/32"], "expires_at": in_days(3)}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+
+    // users:write alone cannot demote an admin or switch one off.
+    let (_, b) = app
+        .post(
+            "/v1/users",
+            &app.owner,
+            json!({"email": "ada@example.com", "name": "Ada", "role_name": "admin"}),
+        )
+        .await;
+    let ada = b["id"].as_str().unwrap().to_owned();
+    app.post(
+        "/v1/roles",
+        &app.owner,
+        json!({"name": "hr", "scope": "account", "permissions": ["users:read", "users:write"]}),
+    )
+    .await;
+    let (_, hr) = app
+        .key(
+            &app.owner,
+            json!({"name": "hr", "kind": "organization", "role_names": ["hr"]}),
+        )
+        .await;
+    let (s, b) = app
+        .call(
+            "PATCH",
+            &format!("/v1/users/{ada}"),
+            Some(&hr),
+            Some(json!({"active": false})),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::FORBIDDEN, "escalation_denied"),
+        "{b}"
+    );
+    let (s, _) = app
+        .call(
+            "PATCH",
+            &format!("/v1/users/{kim}"),
+            Some(&app.owner),
+            Some(json!({"role_name": "viewer"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
 }

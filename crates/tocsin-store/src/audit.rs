@@ -2,7 +2,7 @@
 //! its predecessor's hash and its own fields, so editing or deleting a row breaks the chain
 //! at that event, which `verify_chain` names.
 
-use crate::{Page, Result, Store, from_ms, ms, on_db, paginate, safe};
+use crate::{BeginWrite, Page, Result, Store, from_ms, ms, on_db, paginate, safe};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -207,7 +207,7 @@ impl Store {
             return Ok(());
         }
         on_db!(&self.db, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let mut heads: std::collections::HashMap<&str, (i64, String)> = Default::default();
             for r in records {
                 let chain = r.chain();
@@ -308,9 +308,12 @@ impl Store {
     /// Every chain present: organization ids, and '' for unattributed refusals.
     pub async fn audit_chains(&self) -> Result<Vec<String>> {
         let rows: Vec<(String,)> = on_db!(&self.db, |pool| {
-            sqlx::query_as("SELECT DISTINCT chain FROM audit_events ORDER BY chain")
-                .fetch_all(pool)
-                .await?
+            sqlx::query_as(
+                // A chain whose every event was deleted still has its head: it must be checked too.
+                "SELECT chain FROM audit_events UNION SELECT chain FROM audit_heads ORDER BY chain",
+            )
+            .fetch_all(pool)
+            .await?
         });
         Ok(rows.into_iter().map(|(c,)| c).collect())
     }

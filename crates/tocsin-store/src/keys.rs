@@ -2,7 +2,8 @@
 //! during a rotation's grace period, one previous token.
 
 use crate::{
-    Page, Result, Store, StoreError, from_json, from_ms, ms, now_ms, on_db, paginate, safe, to_json,
+    BeginWrite, Page, Result, Store, StoreError, from_json, from_ms, ms, now_ms, on_db, paginate,
+    safe, to_json,
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -252,7 +253,7 @@ impl Store {
     ) -> Result<()> {
         let team_ids: Vec<&str> = key.team_ids.iter().map(|t| t.as_str()).collect();
         on_db!(&self.db, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             if let Some(sa) = account {
                 sqlx::query("INSERT INTO service_accounts (id, org_id, name, team_id, created_at) VALUES ($1, $2, $3, $4, $5)")
                     .bind(sa.id.as_str())
@@ -429,7 +430,7 @@ impl Store {
     ) -> Result<ApiKey> {
         let now = now_ms();
         on_db!(&self.db, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             // The key row first: only a live key of this organization is rotated, and
             // nothing else is touched (the transaction rolls back) when there is none.
             let found = sqlx::query(
@@ -507,7 +508,7 @@ impl Store {
             return Ok(());
         }
         on_db!(&self.db, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             for (id, at, ip) in uses {
                 sqlx::query(
                     "UPDATE api_keys SET last_used_at = $2, last_used_ip = $3 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)",
@@ -535,7 +536,7 @@ impl Store {
             .await?);
         let keys: Vec<ApiKey> = rows.into_iter().map(Into::into).collect();
         on_db!(&self.db, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             for k in &keys {
                 sqlx::query("UPDATE api_keys SET expiry_recorded = $2 WHERE id = $1")
                     .bind(k.id.as_str())

@@ -9,6 +9,8 @@ use std::str::FromStr;
 use std::time::Duration;
 use time::OffsetDateTime;
 
+pub mod alert_search;
+pub mod alerts;
 pub mod audit;
 pub mod integrations;
 pub mod keys;
@@ -206,4 +208,26 @@ pub(crate) fn paginate<T>(
 /// column lists and placeholder numbers from this crate, never a value.
 pub(crate) fn safe(sql: &str) -> sqlx::AssertSqlSafe<&str> {
     sqlx::AssertSqlSafe(sql)
+}
+
+/// Opens a write transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`):
+/// a deferred transaction that reads first and writes later fails with "database is locked"
+/// (SQLITE_BUSY_SNAPSHOT) when another writer committed in between, and no busy timeout
+/// retries that. PostgreSQL, when it arrives, keeps a plain `BEGIN`.
+pub(crate) trait BeginWrite {
+    type Database: sqlx::Database;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<
+        Output = std::result::Result<sqlx::Transaction<'static, Self::Database>, sqlx::Error>,
+    >;
+}
+
+impl BeginWrite for sqlx::SqlitePool {
+    type Database = sqlx::Sqlite;
+    async fn begin_write(
+        &self,
+    ) -> std::result::Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.begin_with("BEGIN IMMEDIATE").await
+    }
 }

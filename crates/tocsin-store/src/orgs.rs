@@ -81,22 +81,27 @@ impl Store {
 }
 
 impl Store {
-    /// Changes the name and/or the key expiry maximum (`Some(None)` clears the maximum).
+    /// Changes the name, the key expiry maximum (`Some(None)` clears it) and/or whether alert
+    /// writes need integration keys.
     pub async fn update_org(
         &self,
         org: &OrgId,
         name: Option<&str>,
         max_key_days: Option<Option<i64>>,
+        alerts_require_integration_key: Option<bool>,
     ) -> Result<Organization> {
         on_db!(&self.db, |pool| {
             sqlx::query(
                 "UPDATE organizations SET name = COALESCE($2, name),
-                   max_key_days = CASE WHEN $3 THEN $4 ELSE max_key_days END WHERE id = $1",
+                   max_key_days = CASE WHEN $3 THEN $4 ELSE max_key_days END,
+                   alerts_require_integration_key = COALESCE($5, alerts_require_integration_key)
+                 WHERE id = $1",
             )
             .bind(org.as_str())
             .bind(name)
             .bind(max_key_days.is_some())
             .bind(max_key_days.flatten())
+            .bind(alerts_require_integration_key)
             .execute(pool)
             .await?
         });

@@ -1,7 +1,8 @@
 //! Teams and memberships (each with its team roles).
 
 use crate::{
-    Page, Result, Store, StoreError, from_json, from_ms, ms, now_ms, on_db, paginate, safe, to_json,
+    BeginWrite, Page, Result, Store, StoreError, from_json, from_ms, ms, now_ms, on_db, paginate,
+    safe, to_json,
 };
 use time::OffsetDateTime;
 use tocsin_core::{OrgId, TeamId, UserId};
@@ -132,7 +133,7 @@ impl Store {
 
     pub async fn delete_team(&self, org: &OrgId, id: &TeamId) -> Result<()> {
         let n = on_db!(&self.db, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             sqlx::query("DELETE FROM team_members WHERE org_id = $1 AND team_id = $2")
                 .bind(org.as_str())
                 .bind(id.as_str())

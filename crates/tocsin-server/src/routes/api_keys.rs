@@ -332,19 +332,45 @@ pub async fn create(
     key.team_ids = team_ids;
     key.team_role_names = req.team_role_names;
     key.allowed_cidrs = cidrs.iter().map(ToString::to_string).collect();
-    // Personal keys are narrowed from their user's rights, so they cannot exceed them.
-    let requested = match &integration {
-        Some(i) => Some(i.flags.grants(i.team_id.as_ref())),
-        None if kind != KeyKind::Personal => Some(roles.key_grants(&key)),
-        None => None,
-    };
+    // The new key is checked like a new key of the service account it would create: the
+    // service account row does not exist yet, so only grants and networks are compared.
+    check_within_caller(&app, &p, &key).await?;
     Ok(created(
-        issue(&app, &p, key, &token, service_account, requested).await?,
+        issue(&app, &p, key, &token, service_account, None).await?,
     ))
 }
 
-/// Stores a new key after the no-escalation check, records `api_key.created`, and builds
-/// `{"api_key", "token"}`: the one response that ever carries the token.
+/// Nobody obtains or reshapes a key that could do more than they can: checked when a key is
+/// created, rotated (which hands out a token) or given other roles or networks. A caller
+/// restricted to some networks cannot make a key that is less restricted.
+async fn check_within_caller(app: &App, p: &Principal, key: &ApiKey) -> ApiResult<()> {
+    let roles = RoleBook::load(app, &p.org_id).await?;
+    let grants = crate::auth::standing(app, &roles, key).await?.grants;
+    check_no_escalation(&p.grants, &grants).map_err(ApiError::Escalation)?;
+    check_networks(p, &key.allowed_cidrs)
+}
+
+/// A caller restricted to some networks cannot make a key that is less restricted.
+pub fn check_networks(p: &Principal, cidrs: &[String]) -> ApiResult<()> {
+    let key_cidrs = cidrs;
+    if !p.state.allowed_cidrs.is_empty() {
+        let within = !key_cidrs.is_empty()
+            && key_cidrs.iter().all(|c| {
+                c.parse::<ipnet::IpNet>()
+                    .is_ok_and(|net| p.state.allowed_cidrs.iter().any(|mine| mine.contains(&net)))
+            });
+        if !within {
+            return Err(ApiError::Forbidden {
+                code: "escalation_denied",
+                message: "The calling key is restricted to certain networks (allowed_cidrs); a key it creates, rotates or changes must be restricted to those networks or narrower ones.".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Stores a new key (after `requested`, if given, passes the no-escalation check), records
+/// `api_key.created`, and builds `{"api_key", "token"}`: the one response that carries the token.
 pub async fn issue(
     app: &App,
     p: &Principal,
@@ -364,6 +390,24 @@ pub async fn issue(
         .record_durable(lifecycle(p, "api_key.created", &key))
         .await;
     Ok(json!({"api_key": view(app, &key).await?, "token": token.expose()}))
+}
+
+/// Only a personal key's own user may rotate or reshape it; anyone allowed may revoke it.
+fn check_own_personal(p: &Principal, key: &ApiKey, doing: &str) -> ApiResult<()> {
+    if key.kind == KeyKind::Personal
+        && (key.user_id.is_none()
+            || key.user_id != p.user.as_ref().map(|u| u.id.clone())
+            || !matches!(p.key_kind(), None | Some(KeyKind::Personal)))
+    {
+        return Err(ApiError::Forbidden {
+            code: "permission_denied",
+            message: format!(
+                "A personal key acts as its user, so only that user can {doing} it; you may revoke it instead (POST /v1/api_keys/{}/revoke).",
+                key.id
+            ),
+        });
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -550,9 +594,12 @@ pub async fn update(
     if let Some(r) = &req.team_role_names {
         changed.team_role_names = r.clone();
     }
-    if key.kind != KeyKind::Personal {
-        check_no_escalation(&p.grants, &roles.key_grants(&changed))
-            .map_err(ApiError::Escalation)?;
+    if let Some(c) = &cidrs {
+        changed.allowed_cidrs = c.iter().map(ToString::to_string).collect();
+    }
+    if req.role_names.is_some() || req.team_role_names.is_some() || cidrs.is_some() {
+        check_own_personal(&p, &key, "change the roles or networks of")?;
+        check_within_caller(&app, &p, &changed).await?;
     }
     let patch = KeyPatch {
         name: name.map(|n| n.as_str().to_owned()),
@@ -587,6 +634,9 @@ pub async fn rotate(
     JsonBody(req): JsonBody<RotateKey>,
 ) -> ApiResult<Json<Value>> {
     let key = load(&app, &p, &id, Permission::ApiKeysWrite).await?;
+    // Rotating hands the caller a working token: it must not open more than the caller holds.
+    check_own_personal(&p, &key, "rotate")?;
+    check_within_caller(&app, &p, &key).await?;
     let grace = req
         .grace_period_seconds
         .unwrap_or(key::DEFAULT_GRACE_SECONDS);

@@ -137,6 +137,28 @@ pub async fn explain(
                     };
                     (p, Resource::Teams(teams))
                 }
+                Needs::Alert(p) => {
+                    let ident = params
+                        .iter()
+                        .find(|(n, _)| *n == "identifier")
+                        .map(|(_, v)| v.clone());
+                    let teams = match ident {
+                        Some(i) => match app
+                            .store
+                            .find_alert(
+                                &caller.org_id,
+                                &i,
+                                tocsin_store::alerts::IdentifierType::Id,
+                            )
+                            .await
+                        {
+                            Ok(Some(a)) => a.teams.into_iter().map(TeamId::from_trusted).collect(),
+                            _ => vec![],
+                        },
+                        None => vec![],
+                    };
+                    (p, Resource::Teams(teams))
+                }
                 Needs::Integration(p) => {
                     let teams = match id.and_then(|i| IntegrationId::parse(&i)) {
                         Some(iid) => match app.store.get_integration(&caller.org_id, &iid).await {

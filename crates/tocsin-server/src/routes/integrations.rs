@@ -120,6 +120,7 @@ pub async fn create_with_key(
         updated_at: now,
     };
     p.require(Permission::IntegrationsWrite, &resource(&integration))?;
+    crate::routes::api_keys::check_networks(p, &[])?;
     // Check the key's rights before anything is written.
     tocsin_core::policy::check_no_escalation(
         &p.grants,

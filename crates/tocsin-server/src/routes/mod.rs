@@ -1,6 +1,7 @@
 //! The router, and the route table that the OpenAPI document and `explain` are built from.
 //! One module per resource; request types live beside their handlers.
 
+pub mod alerts;
 pub mod api_keys;
 pub mod audit;
 pub mod identity;
@@ -35,6 +36,8 @@ pub enum Needs {
     Key(Permission),
     /// A permission on the integration named by the path's `{id}` (its team, if any).
     Integration(Permission),
+    /// A permission on the alert named by the path's `{identifier}` (its teams).
+    Alert(Permission),
 }
 
 pub struct RouteInfo {
@@ -91,6 +94,17 @@ routes_table! {
     "GET" "/v1/integrations/{id}" Integration(IntegrationsRead), "Get an integration";
     "PATCH" "/v1/integrations/{id}" Integration(IntegrationsWrite), "Change an integration's name, access flags or enabled; its keys follow at once";
     "DELETE" "/v1/integrations/{id}" Integration(IntegrationsWrite), "Delete an integration and revoke its keys";
+    "POST" "/v2/alerts" AnyTeam(AlertsWrite), "Create an alert (Opsgenie); an open alert with the same alias is counted instead";
+    "GET" "/v2/alerts" AnyTeam(AlertsRead), "List alerts with Opsgenie's query syntax, sort, order, offset and limit";
+    "GET" "/v2/alerts/count" AnyTeam(AlertsRead), "Count the alerts a query matches";
+    "GET" "/v2/alerts/requests/{id}" AnyTeam(AlertsRead), "What became of an asynchronous (202) request";
+    "GET" "/v2/alerts/{identifier}" Alert(AlertsRead), "Get an alert by id, tiny id or alias (identifierType)";
+    "DELETE" "/v2/alerts/{identifier}" Alert(AlertsDelete), "Delete an alert";
+    "POST" "/v2/alerts/{identifier}/{action}" Alert(AlertsWrite), "acknowledge, unacknowledge, close, snooze, escalate, assign, responders, teams, notes, tags, details";
+    "POST" "/v2/alerts/{identifier}/actions/{name}" Alert(AlertsWrite), "Run one of the alert's custom actions";
+    "PUT" "/v2/alerts/{identifier}/{action}" Alert(AlertsWrite), "Update the message, description or priority";
+    "DELETE" "/v2/alerts/{identifier}/{action}" Alert(AlertsWrite), "Remove tags (?tags=a,b) or details (?keys=a,b)";
+    "GET" "/v2/alerts/{identifier}/{action}" Alert(AlertsRead), "notes, logs or recipients of an alert";
 }
 
 pub fn router(state: AppState) -> Router {
@@ -141,6 +155,24 @@ pub fn router(state: AppState) -> Router {
             get(integrations::show)
                 .patch(integrations::update)
                 .delete(integrations::delete),
+        )
+        .route("/v2/alerts", get(alerts::list).post(alerts::create))
+        .route("/v2/alerts/count", get(alerts::count))
+        .route("/v2/alerts/requests/{id}", get(alerts::request_status))
+        .route(
+            "/v2/alerts/{identifier}",
+            get(alerts::show).delete(alerts::delete_alert),
+        )
+        .route(
+            "/v2/alerts/{identifier}/{action}",
+            post(alerts::post_action)
+                .put(alerts::put_field)
+                .delete(alerts::delete_field)
+                .get(alerts::entries),
+        )
+        .route(
+            "/v2/alerts/{identifier}/actions/{name}",
+            post(alerts::custom_action),
         )
         .fallback(|| async { ApiError::NotFound("route") })
         .with_state(state)

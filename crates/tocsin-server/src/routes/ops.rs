@@ -80,7 +80,8 @@ pub fn openapi_document() -> Value {
             | Needs::AnyTeam(p)
             | Needs::Team(p)
             | Needs::Key(p)
-            | Needs::Integration(p) => (
+            | Needs::Integration(p)
+            | Needs::Alert(p) => (
                 json!([{"bearer": []}, {"genieKey": []}]),
                 p.name().to_owned(),
             ),

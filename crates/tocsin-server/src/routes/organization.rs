@@ -36,6 +36,8 @@ pub struct UpdateOrg {
     /// `null` removes the organization's own maximum (five years then applies).
     #[serde(default, with = "serde_with_null")]
     max_key_days: Option<Option<i64>>,
+    /// Opsgenie's rule: only integration keys may create and act on alerts.
+    alerts_require_integration_key: Option<bool>,
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -74,6 +76,7 @@ pub async fn update(
             &p.org_id,
             name.as_ref().map(|n| n.as_str()),
             req.max_key_days,
+            req.alerts_require_integration_key,
         )
         .await?;
     Ok(Json(view(&org)))

@@ -55,7 +55,7 @@ fn check_email(p: &mut Problems, email: &str) {
         || !e.contains('@')
         || e.starts_with('@')
         || e.ends_with('@')
-        || e.chars().any(char::is_whitespace)
+        || e.chars().any(|c| c.is_whitespace() || c.is_control())
     {
         p.add("email", "must be an email address such as ann@example.com");
     }
@@ -133,7 +133,15 @@ pub async fn create(
     check_password(&mut problems, req.password.as_deref());
     problems.into_result().map_err(ApiError::Validation)?;
     check_role_grant(&p, &roles, &role_name)?;
-    let hash = req.password.as_deref().map(hash_password).transpose()?;
+    // Argon2 is deliberately slow: keep it off the async workers.
+    let hash = match req.password.clone() {
+        Some(pw) => Some(
+            tokio::task::spawn_blocking(move || hash_password(&pw))
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))??,
+        ),
+        None => None,
+    };
     let now = OffsetDateTime::now_utc();
     let user = User {
         id: UserId::generate(),
@@ -230,6 +238,20 @@ pub async fn update(
     problems.into_result().map_err(ApiError::Validation)?;
     if let Some(r) = &req.role_name {
         check_role_grant(&p, &roles, r)?;
+    }
+    // Changing someone's role or switching them off needs every right they hold now:
+    // otherwise a holder of users:write alone could demote an admin.
+    if req.role_name.is_some() || req.active.is_some() {
+        let theirs = roles.perms(std::slice::from_ref(&target.role_name));
+        let missing = theirs.minus(p.grants.account);
+        if !missing.is_empty() {
+            return Err(ApiError::Escalation(vec![
+                tocsin_core::policy::MissingGrant {
+                    team: None,
+                    permissions: missing,
+                },
+            ]));
+        }
     }
     let patch = UserPatch {
         name: name.map(|n| n.as_str().to_owned()),

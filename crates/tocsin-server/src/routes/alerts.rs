@@ -1,0 +1,975 @@
+//! Opsgenie's Alert API v2 (`/v2/alerts`): create with alias de-duplication, get, list with
+//! the search syntax, count, the action routes, notes and logs, and request statuses. Every
+//! write is durable before its 202: it goes through the group-commit writer.
+
+use crate::auth::Principal;
+use crate::envelope::{RequestId, RequestStart};
+use crate::error::{ApiError, ApiResult};
+use crate::state::{App, AppState};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Extension, Path, Query as QueryParams, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tocsin_core::TeamId;
+use tocsin_core::alert::{self, NewAlert, Priority, ResponderRef};
+use tocsin_core::key::{KeyKind, fmt_rfc3339};
+use tocsin_core::permission::Permission;
+use tocsin_core::policy::Resource;
+use tocsin_core::search;
+use tocsin_core::validation::Problems;
+use tocsin_store::alerts::{
+    Action, Alert, AlertDraft, AlertIntegration, AlertOp, AlertScope, IdentifierType, OpKind,
+    Responder, SortField,
+};
+
+/// The per-request facts every `/v2` answer needs.
+#[derive(Clone)]
+pub struct V2 {
+    request_id: String,
+    started: std::time::Instant,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for V2 {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, ApiError> {
+        let request_id = parts
+            .extensions
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_default();
+        let started = parts
+            .extensions
+            .get::<RequestStart>()
+            .map(|s| s.0)
+            .unwrap_or_else(std::time::Instant::now);
+        Ok(V2 {
+            request_id,
+            started,
+        })
+    }
+}
+
+impl V2 {
+    fn took(&self) -> f64 {
+        (self.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0
+    }
+
+    fn data(&self, data: Value) -> Response {
+        Json(json!({"data": data, "took": self.took(), "requestId": self.request_id}))
+            .into_response()
+    }
+
+    fn accepted(&self) -> Response {
+        let body = json!({"result": "Request will be processed", "took": self.took(), "requestId": self.request_id});
+        (StatusCode::ACCEPTED, Json(body)).into_response()
+    }
+}
+
+/// The alert as Opsgenie shows it; list items leave out the long fields.
+pub fn view(a: &Alert, full: bool) -> Value {
+    let mut v = json!({
+        "id": a.id, "tinyId": a.tiny_id.to_string(), "alias": a.alias, "message": a.message, "status": a.status,
+        "acknowledged": a.acknowledged, "isSeen": a.is_seen, "tags": a.tags, "snoozed": a.snoozed,
+        "count": a.count, "lastOccurredAt": fmt_rfc3339(a.last_occurred_at), "createdAt": fmt_rfc3339(a.created_at),
+        "updatedAt": fmt_rfc3339(a.updated_at), "source": a.source, "owner": a.owner, "priority": a.priority,
+        "responders": a.responders, "teams": a.teams.iter().map(|t| json!({"id": t})).collect::<Vec<_>>(),
+    });
+    let o = v.as_object_mut().expect("an object");
+    if let Some(until) = a.snoozed_until {
+        o.insert("snoozedUntil".into(), json!(fmt_rfc3339(until)));
+    }
+    if let Some(i) = &a.integration {
+        o.insert("integration".into(), json!(i));
+    }
+    if let Some(t) = &a.owner_team_id {
+        o.insert("ownerTeamId".into(), json!(t));
+    }
+    let mut report = Map::new();
+    if let Some(t) = a.ack_time {
+        report.insert("ackTime".into(), json!(t));
+    }
+    if let Some(t) = a.close_time {
+        report.insert("closeTime".into(), json!(t));
+    }
+    if let Some(b) = &a.acknowledged_by {
+        report.insert("acknowledgedBy".into(), json!(b));
+    }
+    if let Some(b) = &a.closed_by {
+        report.insert("closedBy".into(), json!(b));
+    }
+    o.insert("report".into(), Value::Object(report));
+    if full {
+        o.insert("actions".into(), json!(a.actions));
+        o.insert("entity".into(), json!(a.entity));
+        o.insert("description".into(), json!(a.description));
+        o.insert("details".into(), Value::Object(a.details.clone()));
+    }
+    v
+}
+
+/// What the caller may read: every alert with an account grant, else its teams' alerts.
+fn read_scope(p: &Principal) -> ApiResult<AlertScope> {
+    p.require(Permission::AlertsRead, &Resource::AnyTeam)?;
+    Ok(AlertScope {
+        all: p.grants.account.contains(Permission::AlertsRead),
+        teams: p
+            .grants
+            .teams_with(Permission::AlertsRead)
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+    })
+}
+
+fn alert_resource(a: &Alert) -> Resource {
+    Resource::Teams(
+        a.teams
+            .iter()
+            .map(|t| TeamId::from_trusted(t.clone()))
+            .collect(),
+    )
+}
+
+/// The body of a request as JSON; empty bodies (the Python SDK's action calls) are `{}`.
+fn json_body(bytes: &Bytes) -> ApiResult<Value> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("The request body is not valid JSON: {e}.")))
+}
+
+fn display_name(p: &Principal) -> String {
+    match (&p.user, &p.integration) {
+        (Some(u), _) => u.email.clone(),
+        (None, Some(i)) => i.name.clone(),
+        _ => p.describe.name.clone(),
+    }
+}
+
+/// Opsgenie's refusal for accounts that insist on integration keys for alerts.
+fn require_integration_key(app: &App, p: &Principal) -> impl Future<Output = ApiResult<()>> {
+    let org = p.org_id.clone();
+    let kind = p.key_kind();
+    async move {
+        if kind == Some(KeyKind::Integration) {
+            return Ok(());
+        }
+        let org = app.store.get_org(&org).await?;
+        if org.alerts_require_integration_key {
+            return Err(ApiError::Forbidden {
+                code: "integration_key_required",
+                message: "To perform this action, use an API key from an API integration: this organization requires integration keys for alert writes (alerts_require_integration_key). Create one with POST /v1/integrations (or POST /v1/api_keys with kind \"integration\") and send it as `Authorization: GenieKey <token>`.".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Turns responders (by id or name) into stored responders, and collects the teams among them.
+async fn resolve_responders(
+    app: &App,
+    p: &Principal,
+    refs: &[ResponderRef],
+) -> ApiResult<(Vec<Responder>, Vec<String>)> {
+    let mut team_names: Option<HashMap<String, String>> = None;
+    let mut responders = Vec::new();
+    let mut teams = Vec::new();
+    for r in refs {
+        let id = if r.kind == "team" {
+            let by_id = r.id.as_deref().and_then(TeamId::parse);
+            let found = match by_id {
+                Some(id) => app
+                    .store
+                    .get_team(&p.org_id, &id)
+                    .await
+                    .ok()
+                    .map(|t| t.id.to_string()),
+                None => {
+                    if team_names.is_none() {
+                        let mut names = HashMap::new();
+                        let mut cursor = None;
+                        loop {
+                            let page = app
+                                .store
+                                .list_teams(&p.org_id, 500, cursor.as_deref())
+                                .await?;
+                            for t in &page.items {
+                                names.insert(t.name.to_lowercase(), t.id.to_string());
+                            }
+                            match page.next_cursor {
+                                Some(c) => cursor = Some(c),
+                                None => break,
+                            }
+                        }
+                        team_names = Some(names);
+                    }
+                    let wanted = r
+                        .name
+                        .as_deref()
+                        .or(r.id.as_deref())
+                        .unwrap_or("")
+                        .to_lowercase();
+                    team_names.as_ref().and_then(|n| n.get(&wanted).cloned())
+                }
+            };
+            match found {
+                Some(id) => {
+                    if !teams.contains(&id) {
+                        teams.push(id.clone());
+                    }
+                    id
+                }
+                None => {
+                    let named = r.name.clone().or(r.id.clone()).unwrap_or_default();
+                    return Err(ApiError::validation(
+                        "responders",
+                        format!("no team `{named}` exists in this organization"),
+                    ));
+                }
+            }
+        } else if r.kind == "user" {
+            match (&r.id, &r.name) {
+                (Some(id), _) => id.clone(),
+                (None, Some(name)) => match app.store.find_user_by_email(name).await? {
+                    Some(c) if c.user.org_id == p.org_id => c.user.id.to_string(),
+                    _ => name.clone(),
+                },
+                (None, None) => continue,
+            }
+        } else {
+            r.id.clone().or(r.name.clone()).unwrap_or_default()
+        };
+        let responder = Responder {
+            kind: r.kind.clone(),
+            id,
+        };
+        if !responders.contains(&responder) {
+            responders.push(responder);
+        }
+    }
+    Ok((responders, teams))
+}
+
+pub async fn create(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    v2: V2,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let new = NewAlert::parse(&json_body(&body)?).map_err(ApiError::Validation)?;
+    require_integration_key(&app, &p).await?;
+    let (mut responders, mut teams) = resolve_responders(&app, &p, &new.responders).await?;
+    let (visible_to, _) = resolve_responders(&app, &p, &new.visible_to).await?;
+    // A team integration's alerts belong to its team (Opsgenie overwrites the responders);
+    // a caller that may write alerts only within teams makes its first such team the owner.
+    let owner_team = match &p.integration {
+        Some(i) => i.team_id.as_ref().map(ToString::to_string),
+        None if !p.grants.account.contains(Permission::AlertsWrite) => p
+            .grants
+            .teams_with(Permission::AlertsWrite)
+            .first()
+            .map(ToString::to_string),
+        None => None,
+    };
+    if let Some(team) = &owner_team {
+        if p.integration.is_some() {
+            responders.retain(|r| r.kind != "team");
+            teams.clear();
+        }
+        let r = Responder {
+            kind: "team".into(),
+            id: team.clone(),
+        };
+        if !responders.contains(&r) {
+            responders.insert(0, r);
+        }
+        if !teams.contains(team) {
+            teams.insert(0, team.clone());
+        }
+    }
+    p.require(
+        Permission::AlertsWrite,
+        &Resource::Teams(
+            teams
+                .iter()
+                .map(|t| TeamId::from_trusted(t.clone()))
+                .collect(),
+        ),
+    )?;
+    let details: Map<String, Value> = new
+        .details
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
+    let draft = AlertDraft {
+        message: new.message,
+        alias: new.alias,
+        description: new.description,
+        responders,
+        teams,
+        visible_to,
+        owner_team_id: owner_team,
+        integration: p.integration.as_ref().map(|i| AlertIntegration {
+            id: i.id.to_string(),
+            name: i.name.clone(),
+            kind: i.kind.clone(),
+        }),
+        actions: new.actions,
+        tags: new.tags,
+        details,
+        entity: new.entity,
+        source: new.source.unwrap_or_else(|| peer.ip().to_string()),
+        priority: new.priority.name().to_owned(),
+        user: new.user.unwrap_or_else(|| display_name(&p)),
+        note: new.note,
+        adjustments: new.adjustments,
+    };
+    submit(&app, &p, &v2, OpKind::Create(Box::new(draft))).await
+}
+
+async fn submit(app: &App, p: &Principal, v2: &V2, kind: OpKind) -> ApiResult<Response> {
+    let op = AlertOp {
+        org_id: p.org_id.clone(),
+        request_id: v2.request_id.clone(),
+        integration_id: p.integration.as_ref().map(|i| i.id.to_string()),
+        kind,
+    };
+    app.alerts
+        .submit(op)
+        .await
+        .map_err(|e| ApiError::Internal(format!("alert write: {e}")))?;
+    Ok(v2.accepted())
+}
+
+#[derive(Deserialize, Default)]
+pub struct IdentifierQuery {
+    #[serde(rename = "identifierType")]
+    identifier_type: Option<String>,
+    // DELETE routes carry these in the query string.
+    user: Option<String>,
+    note: Option<String>,
+    tags: Option<String>,
+    keys: Option<String>,
+}
+
+fn identifier_type(q: &IdentifierQuery) -> ApiResult<IdentifierType> {
+    IdentifierType::parse(q.identifier_type.as_deref())
+        .ok_or_else(|| ApiError::validation("identifierType", "must be id, tiny or alias"))
+}
+
+pub async fn show(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path(identifier): Path<String>,
+    QueryParams(q): QueryParams<IdentifierQuery>,
+    v2: V2,
+) -> ApiResult<Response> {
+    let kind = identifier_type(&q)?;
+    let alert = app
+        .store
+        .find_alert(&p.org_id, &identifier, kind)
+        .await?
+        .ok_or(ApiError::NotFound("alert"))?;
+    p.require(Permission::AlertsRead, &alert_resource(&alert))?;
+    Ok(v2.data(view(&alert, true)))
+}
+
+#[derive(Deserialize, Default)]
+pub struct ListQuery {
+    query: Option<String>,
+    #[serde(rename = "searchIdentifier")]
+    search_identifier: Option<String>,
+    offset: Option<String>,
+    limit: Option<String>,
+    sort: Option<String>,
+    order: Option<String>,
+}
+
+fn parse_query(q: Option<&str>) -> ApiResult<search::Query> {
+    search::parse(q.unwrap_or("")).map_err(|e| ApiError::validation("query", e.to_string()))
+}
+
+fn saved_searches_unsupported(q: &ListQuery) -> ApiResult<()> {
+    match &q.search_identifier {
+        Some(_) => Err(ApiError::NotImplemented(
+            "Saved searches (searchIdentifier)".into(),
+        )),
+        None => Ok(()),
+    }
+}
+
+pub async fn list(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    QueryParams(q): QueryParams<ListQuery>,
+    v2: V2,
+) -> ApiResult<Response> {
+    saved_searches_unsupported(&q)?;
+    let scope = read_scope(&p)?;
+    let mut problems = Problems::new();
+    let query = parse_query(q.query.as_deref());
+    let offset = match q.offset.as_deref() {
+        None => 0,
+        Some(s) => s
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .unwrap_or_else(|| {
+                problems.add("offset", format!("`{s}` must be a whole number, 0 or more"));
+                0
+            }),
+    };
+    let limit = match q.limit.as_deref() {
+        None => 20,
+        Some(s) => s
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .unwrap_or_else(|| {
+                problems.add(
+                    "limit",
+                    format!("`{s}` must be a whole number from 1 to 100"),
+                );
+                20
+            }),
+    };
+    let sort_name = q.sort.as_deref().unwrap_or("createdAt");
+    let sort = SortField::parse(sort_name).unwrap_or_else(|| {
+        problems.add("sort", format!("`{sort_name}` is not a sortable field such as createdAt, updatedAt, tinyId or count"));
+        SortField::CreatedAt
+    });
+    let descending = match q.order.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("desc") => true,
+        Some("asc") => false,
+        Some(other) => {
+            problems.add("order", format!("`{other}` is not asc or desc"));
+            true
+        }
+    };
+    let query = match query {
+        Ok(q) => Some(q),
+        Err(ApiError::Validation(mut e)) => {
+            problems.0.append(&mut e.0);
+            None
+        }
+        Err(other) => return Err(other),
+    };
+    problems.into_result().map_err(ApiError::Validation)?;
+    let query = query.expect("checked");
+    let alerts = app
+        .store
+        .list_alerts(&p.org_id, &scope, &query, sort, descending, offset, limit)
+        .await?;
+    let total = app.store.count_alerts(&p.org_id, &scope, &query).await?;
+    let link = |offset: i64| {
+        let mut url = format!("{}/v2/alerts?", app.settings.public_url);
+        let mut pairs = Vec::new();
+        if let Some(query) = &q.query {
+            pairs.push(format!("query={}", encode(query)));
+        }
+        pairs.push(format!(
+            "offset={offset}&limit={limit}&sort={}&order={}",
+            encode(sort_name),
+            if descending { "desc" } else { "asc" }
+        ));
+        url.push_str(&pairs.join("&"));
+        url
+    };
+    let mut paging = Map::new();
+    paging.insert("first".into(), json!(link(0)));
+    if offset + limit < total {
+        paging.insert("next".into(), json!(link(offset + limit)));
+    }
+    if offset > 0 {
+        paging.insert("prev".into(), json!(link((offset - limit).max(0))));
+    }
+    paging.insert(
+        "last".into(),
+        json!(link(((total - 1).max(0) / limit) * limit)),
+    );
+    let data: Vec<Value> = alerts.iter().map(|a| view(a, false)).collect();
+    Ok(
+        Json(
+            json!({"data": data, "paging": paging, "took": v2.took(), "requestId": v2.request_id}),
+        )
+        .into_response(),
+    )
+}
+
+/// Percent-encodes a query-string value.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+pub async fn count(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    QueryParams(q): QueryParams<ListQuery>,
+    v2: V2,
+) -> ApiResult<Response> {
+    saved_searches_unsupported(&q)?;
+    let scope = read_scope(&p)?;
+    let query = parse_query(q.query.as_deref())?;
+    let n = app.store.count_alerts(&p.org_id, &scope, &query).await?;
+    Ok(v2.data(json!({"count": n})))
+}
+
+pub async fn request_status(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path(id): Path<String>,
+    v2: V2,
+) -> ApiResult<Response> {
+    p.require(Permission::AlertsRead, &Resource::AnyTeam)?;
+    let s = app
+        .store
+        .request_status(&p.org_id, &id)
+        .await?
+        .ok_or(ApiError::NotFound("request"))?;
+    Ok(v2.data(json!({
+        "success": s.success, "isSuccess": s.success, "action": s.action, "processedAt": fmt_rfc3339(s.processed_at),
+        "integrationId": s.integration_id.unwrap_or_default(), "status": s.status, "alertId": s.alert_id, "alias": s.alias,
+    })))
+}
+
+/// The action routes: `POST /v2/alerts/{identifier}/{action}` and friends.
+async fn act(
+    app: &App,
+    p: &Principal,
+    v2: &V2,
+    identifier: &str,
+    q: &IdentifierQuery,
+    body: &Value,
+    action: Action,
+) -> ApiResult<Response> {
+    let kind = identifier_type(q)?;
+    let permission = if matches!(action, Action::Delete) {
+        Permission::AlertsDelete
+    } else {
+        Permission::AlertsWrite
+    };
+    if !matches!(action, Action::Delete | Action::AddNote) {
+        require_integration_key(app, p).await?;
+    }
+    let mut problems = Problems::new();
+    let text = |field: &str, max: usize, problems: &mut Problems| -> Option<String> {
+        let v = body.get(field).or_else(|| match field {
+            "user" => q.user.as_ref().map(|_| &Value::Null),
+            _ => None,
+        });
+        match v {
+            Some(Value::String(s)) if !s.is_empty() => {
+                Some(alert::truncate(field, s, max, &mut Vec::new()))
+            }
+            Some(Value::String(_)) | Some(Value::Null) | None => None,
+            Some(_) => {
+                problems.add(field, "must be a string");
+                None
+            }
+        }
+    };
+    let user = text("user", alert::USER_MAX, &mut problems)
+        .or_else(|| q.user.clone())
+        .unwrap_or_else(|| display_name(p));
+    let note = text("note", alert::NOTE_MAX, &mut problems).or_else(|| q.note.clone());
+    problems.into_result().map_err(ApiError::Validation)?;
+    let found = app.store.find_alert(&p.org_id, identifier, kind).await?;
+    let kind = match found {
+        // Opsgenie answers 202 and reports the missing alert in the request status.
+        None => {
+            p.require(permission, &Resource::AnyTeam)?;
+            OpKind::Fail {
+                action: action.name(),
+                status: "Alert does not exist".into(),
+                alias: String::new(),
+            }
+        }
+        Some(a) => {
+            p.require(permission, &alert_resource(&a))?;
+            OpKind::Act {
+                alert_id: a.id,
+                action,
+                user,
+                note,
+            }
+        }
+    };
+    submit(app, p, v2, kind).await
+}
+
+fn required_string(body: &Value, field: &str, max: usize) -> ApiResult<String> {
+    match body.get(field) {
+        Some(Value::String(s)) if !s.trim().is_empty() => {
+            Ok(alert::truncate(field, s, max, &mut Vec::new()))
+        }
+        _ => Err(ApiError::validation(field, format!("{field} is required"))),
+    }
+}
+
+fn string_list(body: &Value, field: &str) -> ApiResult<Vec<String>> {
+    match body.get(field) {
+        Some(Value::Array(items)) if !items.is_empty() => Ok(items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|t| alert::truncate("a tag", t.trim(), alert::TAG_MAX, &mut Vec::new()))
+            .filter(|t| !t.is_empty())
+            .collect()),
+        _ => Err(ApiError::validation(
+            field,
+            format!("{field} must be a non-empty list of strings"),
+        )),
+    }
+}
+
+fn csv(v: Option<&str>, field: &str) -> ApiResult<Vec<String>> {
+    let items: Vec<String> = v
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if items.is_empty() {
+        return Err(ApiError::validation(
+            field,
+            format!("give {field} in the query string, comma-separated"),
+        ));
+    }
+    Ok(items)
+}
+
+pub async fn post_action(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path((identifier, verb)): Path<(String, String)>,
+    QueryParams(q): QueryParams<IdentifierQuery>,
+    v2: V2,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let body = json_body(&body)?;
+    let action = match verb.as_str() {
+        "acknowledge" => Action::Acknowledge,
+        "unacknowledge" => Action::Unacknowledge,
+        "close" => Action::Close,
+        "notes" => {
+            required_string(&body, "note", alert::NOTE_MAX)?;
+            Action::AddNote
+        }
+        "snooze" => {
+            let raw = required_string(&body, "endTime", 64)?;
+            let until = OffsetDateTime::parse(&raw, &Rfc3339).map_err(|_| {
+                ApiError::validation(
+                    "endTime",
+                    format!("`{raw}` is not an ISO 8601 time such as 2026-11-23T10:00:00Z"),
+                )
+            })?;
+            if until <= OffsetDateTime::now_utc() {
+                return Err(ApiError::validation("endTime", "must be in the future"));
+            }
+            Action::Snooze { until }
+        }
+        "tags" => Action::AddTags(string_list(&body, "tags")?),
+        "details" => match body.get("details") {
+            Some(Value::Object(d)) if !d.is_empty() => Action::AddDetails(
+                d.iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            json!(
+                                v.as_str()
+                                    .map(str::to_owned)
+                                    .unwrap_or_else(|| v.to_string())
+                            ),
+                        )
+                    })
+                    .collect(),
+            ),
+            _ => {
+                return Err(ApiError::validation(
+                    "details",
+                    "details must be a non-empty object of strings",
+                ));
+            }
+        },
+        "assign" => {
+            let owner = body
+                .get("owner")
+                .and_then(|o| o.get("username").or_else(|| o.get("id")))
+                .and_then(Value::as_str);
+            match owner {
+                Some(o) if !o.is_empty() => Action::Assign {
+                    owner: o.to_owned(),
+                },
+                _ => {
+                    return Err(ApiError::validation(
+                        "owner",
+                        "owner is required: {\"username\"} or {\"id\"}",
+                    ));
+                }
+            }
+        }
+        "teams" => {
+            let team = body.get("team").cloned().unwrap_or(Value::Null);
+            let r = ResponderRef {
+                kind: "team".into(),
+                id: team.get("id").and_then(Value::as_str).map(str::to_owned),
+                name: team.get("name").and_then(Value::as_str).map(str::to_owned),
+            };
+            if r.id.is_none() && r.name.is_none() {
+                return Err(ApiError::validation(
+                    "team",
+                    "team is required: {\"id\"} or {\"name\"}",
+                ));
+            }
+            let (_, teams) = resolve_responders(&app, &p, &[r]).await?;
+            Action::AddTeam {
+                team_id: teams.into_iter().next().unwrap_or_default(),
+            }
+        }
+        "responders" => {
+            let responder = body.get("responder").cloned().unwrap_or(Value::Null);
+            let mut problems = Problems::new();
+            let refs =
+                alert::parse_responders(Some(&json!([responder])), "responder", &mut problems);
+            problems.into_result().map_err(ApiError::Validation)?;
+            let (resolved, _) = resolve_responders(&app, &p, &refs).await?;
+            match resolved.into_iter().next() {
+                Some(r) => Action::AddResponder(r),
+                None => {
+                    return Err(ApiError::validation(
+                        "responder",
+                        "responder is required: {type, id | name | username}",
+                    ));
+                }
+            }
+        }
+        "escalate" => {
+            let e = body
+                .get("escalation")
+                .and_then(|e| e.get("id").or_else(|| e.get("name")))
+                .and_then(Value::as_str);
+            match e {
+                Some(e) if !e.is_empty() => Action::Escalate {
+                    escalation: e.to_owned(),
+                },
+                _ => {
+                    return Err(ApiError::validation(
+                        "escalation",
+                        "escalation is required: {\"id\"} or {\"name\"}",
+                    ));
+                }
+            }
+        }
+        _ => return Err(ApiError::NotFound("route")),
+    };
+    act(&app, &p, &v2, &identifier, &q, &body, action).await
+}
+
+pub async fn custom_action(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path((identifier, name)): Path<(String, String)>,
+    QueryParams(q): QueryParams<IdentifierQuery>,
+    v2: V2,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let body = json_body(&body)?;
+    act(
+        &app,
+        &p,
+        &v2,
+        &identifier,
+        &q,
+        &body,
+        Action::Custom { name },
+    )
+    .await
+}
+
+pub async fn put_field(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path((identifier, field)): Path<(String, String)>,
+    QueryParams(q): QueryParams<IdentifierQuery>,
+    v2: V2,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let body = json_body(&body)?;
+    let action = match field.as_str() {
+        "message" => Action::SetMessage(required_string(&body, "message", alert::MESSAGE_MAX)?),
+        "description" => Action::SetDescription(
+            body.get("description")
+                .and_then(Value::as_str)
+                .map(|d| alert::truncate("description", d, alert::DESCRIPTION_MAX, &mut Vec::new()))
+                .ok_or_else(|| ApiError::validation("description", "description is required"))?,
+        ),
+        "priority" => {
+            let raw = required_string(&body, "priority", 8)?;
+            let p = Priority::parse(&raw).ok_or_else(|| {
+                ApiError::validation(
+                    "priority",
+                    format!("`{raw}` is not one of P1, P2, P3, P4, P5"),
+                )
+            })?;
+            Action::SetPriority(p.name().to_owned())
+        }
+        _ => return Err(ApiError::NotFound("route")),
+    };
+    act(&app, &p, &v2, &identifier, &q, &body, action).await
+}
+
+pub async fn delete_alert(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path(identifier): Path<String>,
+    QueryParams(q): QueryParams<IdentifierQuery>,
+    v2: V2,
+) -> ApiResult<Response> {
+    act(&app, &p, &v2, &identifier, &q, &json!({}), Action::Delete).await
+}
+
+pub async fn delete_field(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path((identifier, field)): Path<(String, String)>,
+    QueryParams(q): QueryParams<IdentifierQuery>,
+    v2: V2,
+) -> ApiResult<Response> {
+    let action = match field.as_str() {
+        "tags" => Action::RemoveTags(csv(q.tags.as_deref(), "tags")?),
+        "details" => Action::RemoveDetails(csv(q.keys.as_deref(), "keys")?),
+        _ => return Err(ApiError::NotFound("route")),
+    };
+    act(&app, &p, &v2, &identifier, &q, &json!({}), action).await
+}
+
+#[derive(Deserialize, Default)]
+pub struct EntriesQuery {
+    #[serde(rename = "identifierType")]
+    identifier_type: Option<String>,
+    offset: Option<String>,
+    direction: Option<String>,
+    limit: Option<String>,
+    order: Option<String>,
+}
+
+pub async fn entries(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path((identifier, what)): Path<(String, String)>,
+    QueryParams(q): QueryParams<EntriesQuery>,
+    v2: V2,
+) -> ApiResult<Response> {
+    let kind = IdentifierType::parse(q.identifier_type.as_deref())
+        .ok_or_else(|| ApiError::validation("identifierType", "must be id, tiny or alias"))?;
+    let alert = app
+        .store
+        .find_alert(&p.org_id, &identifier, kind)
+        .await?
+        .ok_or(ApiError::NotFound("alert"))?;
+    p.require(Permission::AlertsRead, &alert_resource(&alert))?;
+    if what == "recipients" {
+        // Tocsin does not notify people yet, so no one has been a recipient.
+        return Ok(v2.data(json!([])));
+    }
+    let logs = match what.as_str() {
+        "notes" => false,
+        "logs" => true,
+        _ => return Err(ApiError::NotFound("route")),
+    };
+    let limit = match q.limit.as_deref() {
+        None => 20,
+        Some(s) => s
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| {
+                ApiError::validation(
+                    "limit",
+                    format!("`{s}` must be a whole number from 1 to 100"),
+                )
+            })?,
+    };
+    let desc = !matches!(q.order.as_deref(), Some("asc"));
+    // `direction=prev` walks back towards the start of the order.
+    let walk_desc = if matches!(q.direction.as_deref(), Some("prev")) {
+        !desc
+    } else {
+        desc
+    };
+    let mut items = app
+        .store
+        .alert_entries(
+            &p.org_id,
+            &alert.id,
+            logs,
+            q.offset.as_deref(),
+            walk_desc,
+            limit,
+        )
+        .await?;
+    if walk_desc != desc {
+        items.reverse();
+    }
+    let data: Vec<Value> = items
+        .iter()
+        .map(|e| {
+            if logs {
+                json!({"log": e.text, "type": e.kind, "owner": e.owner, "createdAt": fmt_rfc3339(e.created_at), "offset": e.id})
+            } else {
+                json!({"note": e.text, "owner": e.owner, "createdAt": fmt_rfc3339(e.created_at), "offset": e.id})
+            }
+        })
+        .collect();
+    let mut paging = Map::new();
+    if let Some(last) = items.last() {
+        paging.insert(
+            "next".into(),
+            json!(format!(
+                "{}/v2/alerts/{}/{what}?identifierType=id&offset={}&direction=next&limit={limit}&order={}",
+                app.settings.public_url,
+                encode(&alert.id),
+                encode(&last.id),
+                if desc { "desc" } else { "asc" }
+            )),
+        );
+    }
+    paging.insert(
+        "first".into(),
+        json!(format!(
+            "{}/v2/alerts/{}/{what}?identifierType=id&limit={limit}&order={}",
+            app.settings.public_url,
+            encode(&alert.id),
+            if desc { "desc" } else { "asc" }
+        )),
+    );
+    Ok(
+        Json(
+            json!({"data": data, "paging": paging, "took": v2.took(), "requestId": v2.request_id}),
+        )
+        .into_response(),
+    )
+}

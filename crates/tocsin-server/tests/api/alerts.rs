@@ -1,0 +1,490 @@
+//! Opsgenie's Alert API v2 over HTTP: create and de-duplicate, read, search, act, and the
+//! request statuses behind every 202.
+
+use super::{TestApp, code};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+impl TestApp {
+    /// Calls a `/v2` route with `Authorization: GenieKey`, as Opsgenie clients do.
+    async fn v2(
+        &self,
+        method: &str,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value, String) {
+        let mut req = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base))
+            .header("Authorization", format!("GenieKey {key}"));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let header = resp
+            .headers()
+            .get("x-request-id")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            header,
+        )
+    }
+
+    async fn integration(&self, body: Value) -> (String, String) {
+        let (s, b) = self.post("/v1/integrations", &self.owner, body).await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        (
+            b["integration"]["id"].as_str().unwrap().to_owned(),
+            b["token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// The request status of a 202.
+    async fn status_of(&self, key: &str, request_id: &str) -> Value {
+        let (s, b, _) = self
+            .v2(
+                "GET",
+                &format!("/v2/alerts/requests/{request_id}"),
+                key,
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        b["data"].clone()
+    }
+}
+
+#[tokio::test]
+async fn create_deduplicate_act_and_read_like_opsgenie() {
+    let app = TestApp::spawn().await;
+    let team = app.team("sre").await;
+    let (_, key) = app
+        .integration(json!({"name": "Alertmanager", "team_id": team}))
+        .await;
+
+    let (s, b, header) = app
+        .v2("POST", "/v2/alerts", &key, Some(json!({"message": "Disk full", "alias": "disk-db1", "tags": ["prod"], "priority": "P2", "note": "first"})))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    assert_eq!(b["result"], "Request will be processed");
+    assert!(b["took"].is_number());
+    assert_eq!(
+        b["requestId"].as_str().unwrap(),
+        header,
+        "X-Request-ID equals the body's requestId"
+    );
+    let status = app.status_of(&key, &header).await;
+    assert_eq!(status["isSuccess"], true, "{status}");
+    assert_eq!(status["action"], "Create");
+    let alert_id = status["alertId"].as_str().unwrap().to_owned();
+
+    // Same alias while open: counted, not duplicated, message kept.
+    for _ in 0..2 {
+        let (s, _, _) = app
+            .v2(
+                "POST",
+                "/v2/alerts",
+                &key,
+                Some(json!({"message": "Disk full again", "alias": "disk-db1"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+    }
+    let (s, b, _) = app
+        .v2(
+            "GET",
+            "/v2/alerts/disk-db1?identifierType=alias",
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let a = &b["data"];
+    assert_eq!(a["id"], alert_id.as_str());
+    assert_eq!(a["count"], 3);
+    assert_eq!(a["message"], "Disk full");
+    assert_eq!(a["tinyId"], "1");
+    assert_eq!(a["priority"], "P2");
+    assert_eq!(a["integration"]["name"], "Alertmanager");
+    assert_eq!(a["ownerTeamId"], team.as_str());
+    assert_eq!(a["responders"], json!([{"type": "team", "id": team}]));
+    let (_, b, _) = app
+        .v2("GET", "/v2/alerts/1?identifierType=tiny", &key, None)
+        .await;
+    assert_eq!(b["data"]["id"], alert_id.as_str());
+
+    // Acknowledge with an empty body (the Python SDK sends none), add a note, list notes.
+    let resp = app
+        .http
+        .post(format!("{}/v2/alerts/{alert_id}/acknowledge", app.base))
+        .header("Authorization", format!("GenieKey {key}"))
+        .header("Content-Type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let (s, _, _) = app
+        .v2(
+            "POST",
+            &format!("/v2/alerts/{alert_id}/notes"),
+            &key,
+            Some(json!({"note": "looking", "user": "ann"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let (_, b, _) = app
+        .v2("GET", &format!("/v2/alerts/{alert_id}/notes"), &key, None)
+        .await;
+    let notes: Vec<&str> = b["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["note"].as_str().unwrap())
+        .collect();
+    assert_eq!(notes, vec!["looking", "first"]);
+    let (_, b, _) = app
+        .v2("GET", &format!("/v2/alerts/{alert_id}/logs"), &key, None)
+        .await;
+    assert!(b["data"].as_array().unwrap().len() >= 4, "{b}");
+
+    // Tags, priority, message.
+    app.v2(
+        "POST",
+        &format!("/v2/alerts/{alert_id}/tags"),
+        &key,
+        Some(json!({"tags": ["db"]})),
+    )
+    .await;
+    app.v2(
+        "DELETE",
+        &format!("/v2/alerts/{alert_id}/tags?tags=prod"),
+        &key,
+        None,
+    )
+    .await;
+    app.v2(
+        "PUT",
+        &format!("/v2/alerts/{alert_id}/priority"),
+        &key,
+        Some(json!({"priority": "P1"})),
+    )
+    .await;
+    let (_, b, _) = app
+        .v2("GET", &format!("/v2/alerts/{alert_id}"), &key, None)
+        .await;
+    assert_eq!(b["data"]["tags"], json!(["db"]));
+    assert_eq!(b["data"]["priority"], "P1");
+    assert_eq!(b["data"]["acknowledged"], true);
+    assert!(b["data"]["report"]["ackTime"].is_number());
+
+    // Close by alias; a new create with the alias then opens a fresh alert.
+    let (s, _, rid) = app
+        .v2(
+            "POST",
+            "/v2/alerts/disk-db1/close?identifierType=alias",
+            &key,
+            Some(json!({"source": "am"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    assert_eq!(app.status_of(&key, &rid).await["isSuccess"], true);
+    app.v2(
+        "POST",
+        "/v2/alerts",
+        &key,
+        Some(json!({"message": "Disk full", "alias": "disk-db1"})),
+    )
+    .await;
+    let (_, b, _) = app
+        .v2("GET", "/v2/alerts/count?query=alias%3Adisk-db1", &key, None)
+        .await;
+    assert_eq!(b["data"]["count"], 2);
+    let (_, b, _) = app
+        .v2(
+            "GET",
+            "/v2/alerts/disk-db1?identifierType=alias",
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(b["data"]["status"], "open");
+    assert_eq!(b["data"]["count"], 1);
+
+    // Closing an alias that has no alert: 202, and the request status says why.
+    let (s, _, rid) = app
+        .v2(
+            "POST",
+            "/v2/alerts/nothing-here/close?identifierType=alias",
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let st = app.status_of(&key, &rid).await;
+    assert_eq!(
+        (st["isSuccess"].clone(), st["status"].clone()),
+        (json!(false), json!("Alert does not exist"))
+    );
+}
+
+#[tokio::test]
+async fn list_search_sort_and_page() {
+    let app = TestApp::spawn().await;
+    let (_, key) = app.integration(json!({"name": "Global"})).await;
+    for (i, (m, tag, p)) in [
+        ("api slow", "prod", "P1"),
+        ("db down", "prod", "P2"),
+        ("cache cold", "dev", "P3"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (s, _, _) = app
+            .v2(
+                "POST",
+                "/v2/alerts",
+                &key,
+                Some(json!({"message": m, "alias": format!("a{i}"), "tags": [tag], "priority": p})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+    }
+    let (s, b, _) = app
+        .v2(
+            "GET",
+            "/v2/alerts?query=tag%3Aprod%20AND%20priority%3AP1",
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let msgs: Vec<&str> = b["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(msgs, vec!["api slow"]);
+    assert!(
+        b["data"][0].get("description").is_none(),
+        "list items leave out long fields"
+    );
+    let (_, b, _) = app
+        .v2(
+            "GET",
+            "/v2/alerts?query=status%3Dopen&sort=tinyId&order=asc&limit=2",
+            &key,
+            None,
+        )
+        .await;
+    let tiny: Vec<&str> = b["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["tinyId"].as_str().unwrap())
+        .collect();
+    assert_eq!(tiny, vec!["1", "2"]);
+    assert!(b["paging"]["next"].as_str().unwrap().contains("offset=2"));
+    assert!(b["paging"]["first"].as_str().unwrap().starts_with("http"));
+    let (_, b, _) = app
+        .v2("GET", "/v2/alerts?query=NOT%20tag%3Aprod", &key, None)
+        .await;
+    assert_eq!(b["data"].as_array().unwrap().len(), 1);
+
+    // A bad query is a 422 that says where it breaks, in Opsgenie's envelope.
+    let (s, b, _) = app
+        .v2("GET", "/v2/alerts?query=stauts%3Aopen", &key, None)
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        b["errors"]["query"]
+            .as_str()
+            .unwrap()
+            .contains("at character 0"),
+        "{b}"
+    );
+    assert!(b["requestId"].is_string() && b["took"].is_number() && b["message"].is_string());
+    let (s, b, _) = app.v2("GET", "/v2/alerts?limit=500", &key, None).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(b["errors"]["limit"].is_string());
+}
+
+#[tokio::test]
+async fn team_keys_see_and_touch_only_their_teams_alerts() {
+    let app = TestApp::spawn().await;
+    let sre = app.team("sre").await;
+    let dba = app.team("dba").await;
+    let (_, sre_key) = app
+        .integration(json!({"name": "sre", "team_id": sre}))
+        .await;
+    let (_, dba_key) = app
+        .integration(json!({"name": "dba", "team_id": dba}))
+        .await;
+    let (_, _, rid) = app
+        .v2(
+            "POST",
+            "/v2/alerts",
+            &sre_key,
+            Some(json!({"message": "sre thing", "responders": [{"type": "team", "id": dba}]})),
+        )
+        .await;
+    let sre_alert = app.status_of(&sre_key, &rid).await["alertId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.v2(
+        "POST",
+        "/v2/alerts",
+        &dba_key,
+        Some(json!({"message": "dba thing"})),
+    )
+    .await;
+
+    let (_, b, _) = app.v2("GET", "/v2/alerts", &sre_key, None).await;
+    let msgs: Vec<&str> = b["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        msgs,
+        vec!["sre thing"],
+        "a team integration's responders are its team"
+    );
+    let (s, b, _) = app
+        .v2("GET", &format!("/v2/alerts/{sre_alert}"), &dba_key, None)
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(b["code"], 40301);
+    assert_eq!(b["error"]["code"], "scope_denied");
+    let (s, _, _) = app
+        .v2(
+            "POST",
+            &format!("/v2/alerts/{sre_alert}/close"),
+            &dba_key,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // The owner's personal key sees everything.
+    let (_, b, _) = app.v2("GET", "/v2/alerts", &app.owner, None).await;
+    assert_eq!(b["data"].as_array().unwrap().len(), 2);
+    // Read-only integrations cannot write, and refusals use Opsgenie's envelope.
+    let (_, ro) = app
+        .integration(json!({"name": "ro", "allow_write": false}))
+        .await;
+    let (s, b, _) = app
+        .v2("POST", "/v2/alerts", &ro, Some(json!({"message": "x"})))
+        .await;
+    assert_eq!(
+        (s, b["code"].clone()),
+        (StatusCode::FORBIDDEN, json!(40301))
+    );
+    assert!(b["message"].as_str().unwrap().contains("alerts:write"));
+    let (s, b, _) = app.v2("GET", "/v2/alerts", "tcs_i_us_nope", None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(code(&b), "malformed_token");
+    assert!(b["requestId"].is_string() && b["took"].is_number());
+}
+
+#[tokio::test]
+async fn concurrent_creates_with_one_alias_make_one_alert() {
+    let app = TestApp::spawn().await;
+    let (_, key) = app.integration(json!({"name": "burst"})).await;
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let http = app.http.clone();
+        let url = format!("{}/v2/alerts", app.base);
+        let key = key.clone();
+        tasks.push(tokio::spawn(async move {
+            http.post(url)
+                .header("Authorization", format!("GenieKey {key}"))
+                .json(&json!({"message": "storm", "alias": "storm"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::ACCEPTED);
+    }
+    let (_, b, _) = app
+        .v2("GET", "/v2/alerts/storm?identifierType=alias", &key, None)
+        .await;
+    assert_eq!(b["data"]["count"], 100);
+    let (_, b, _) = app.v2("GET", "/v2/alerts/count", &key, None).await;
+    assert_eq!(b["data"]["count"], 1);
+}
+
+#[tokio::test]
+async fn opsgenie_validation_and_the_integration_key_setting() {
+    let app = TestApp::spawn().await;
+    let (_, key) = app.integration(json!({"name": "v"})).await;
+    let (s, b, _) = app
+        .v2("POST", "/v2/alerts", &key, Some(json!({"message": ""})))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(b["errors"]["message"].is_string(), "{b}");
+    let (s, _, rid) = app.v2("POST", "/v2/alerts", &key, Some(json!({"message": "é".repeat(140), "tags": (0..30).map(|i| format!("t{i}")).collect::<Vec<_>>()}))).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let st = app.status_of(&key, &rid).await;
+    assert!(st["status"].as_str().unwrap().contains("truncated"), "{st}");
+    let (_, b, _) = app
+        .v2(
+            "GET",
+            &format!("/v2/alerts/{}", st["alertId"].as_str().unwrap()),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(b["data"]["message"].as_str().unwrap().chars().count(), 130);
+    assert_eq!(b["data"]["tags"].as_array().unwrap().len(), 20);
+
+    // Any key with alerts:write may create, unless the organization asks for Opsgenie's rule.
+    let (s, _, _) = app
+        .v2(
+            "POST",
+            "/v2/alerts",
+            &app.owner,
+            Some(json!({"message": "by a person"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let (s, _) = app
+        .call(
+            "PATCH",
+            "/v1/organization",
+            Some(&app.owner),
+            Some(json!({"alerts_require_integration_key": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, b, _) = app
+        .v2(
+            "POST",
+            "/v2/alerts",
+            &app.owner,
+            Some(json!({"message": "by a person"})),
+        )
+        .await;
+    assert_eq!(
+        (s, b["code"].clone()),
+        (StatusCode::FORBIDDEN, json!(40301)),
+        "{b}"
+    );
+    assert!(b["message"].as_str().unwrap().contains("API integration"));
+    assert_eq!(
+        app.v2("POST", "/v2/alerts", &key, Some(json!({"message": "ok"})))
+            .await
+            .0,
+        StatusCode::ACCEPTED
+    );
+}

@@ -1,0 +1,1010 @@
+//! Alerts, their notes, logs and request statuses. Every write is an `AlertOp` applied inside
+//! a transaction that the group-commit writer (`AlertWriter`) shares among many requests; a
+//! request is answered only once its batch has committed.
+
+use crate::alert_search::{SqlValue, to_sql};
+use crate::{BeginWrite, Result, Store, StoreError, from_json, from_ms, ms, on_db, safe, to_json};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use time::OffsetDateTime;
+use tocsin_core::OrgId;
+use tocsin_core::search::Query;
+use tokio::sync::{mpsc, oneshot};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Responder {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertIntegration {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Alert {
+    pub id: String,
+    pub org_id: OrgId,
+    pub tiny_id: i64,
+    pub alias: String,
+    pub message: String,
+    pub status: String,
+    pub acknowledged: bool,
+    pub is_seen: bool,
+    pub tags: Vec<String>,
+    pub snoozed: bool,
+    pub snoozed_until: Option<OffsetDateTime>,
+    pub count: i64,
+    pub last_occurred_at: OffsetDateTime,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub source: String,
+    pub owner: String,
+    pub priority: String,
+    pub responders: Vec<Responder>,
+    /// Ids of the teams the alert belongs to: its team responders and owner team.
+    pub teams: Vec<String>,
+    pub visible_to: Vec<Responder>,
+    pub owner_team_id: Option<String>,
+    pub integration: Option<AlertIntegration>,
+    /// Milliseconds from creation to the first acknowledgement and to the close.
+    pub ack_time: Option<i64>,
+    pub close_time: Option<i64>,
+    pub acknowledged_by: Option<String>,
+    pub closed_by: Option<String>,
+    pub actions: Vec<String>,
+    pub entity: String,
+    pub description: String,
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(sqlx::FromRow)]
+struct AlertRow {
+    id: String,
+    org_id: String,
+    tiny_id: i64,
+    alias: String,
+    message: String,
+    status: String,
+    acknowledged: bool,
+    is_seen: bool,
+    tags: String,
+    snoozed: bool,
+    snoozed_until: Option<i64>,
+    count: i64,
+    last_occurred_at: i64,
+    created_at: i64,
+    updated_at: i64,
+    source: String,
+    owner: String,
+    priority: String,
+    responders: String,
+    teams: String,
+    visible_to: String,
+    owner_team_id: Option<String>,
+    integration_id: Option<String>,
+    integration_name: Option<String>,
+    integration_type: Option<String>,
+    ack_time: Option<i64>,
+    close_time: Option<i64>,
+    acknowledged_by: Option<String>,
+    closed_by: Option<String>,
+    actions: String,
+    entity: String,
+    description: String,
+    details: String,
+}
+
+impl From<AlertRow> for Alert {
+    fn from(r: AlertRow) -> Self {
+        Alert {
+            id: r.id,
+            org_id: OrgId::from_trusted(r.org_id),
+            tiny_id: r.tiny_id,
+            alias: r.alias,
+            message: r.message,
+            status: r.status,
+            acknowledged: r.acknowledged,
+            is_seen: r.is_seen,
+            tags: from_json(&r.tags),
+            snoozed: r.snoozed,
+            snoozed_until: r.snoozed_until.map(from_ms),
+            count: r.count,
+            last_occurred_at: from_ms(r.last_occurred_at),
+            created_at: from_ms(r.created_at),
+            updated_at: from_ms(r.updated_at),
+            source: r.source,
+            owner: r.owner,
+            priority: r.priority,
+            responders: from_json(&r.responders),
+            teams: from_json(&r.teams),
+            visible_to: from_json(&r.visible_to),
+            owner_team_id: r.owner_team_id,
+            integration: match (r.integration_id, r.integration_name, r.integration_type) {
+                (Some(id), Some(name), Some(kind)) => Some(AlertIntegration { id, name, kind }),
+                _ => None,
+            },
+            ack_time: r.ack_time,
+            close_time: r.close_time,
+            acknowledged_by: r.acknowledged_by,
+            closed_by: r.closed_by,
+            actions: from_json(&r.actions),
+            entity: r.entity,
+            description: r.description,
+            details: from_json(&r.details),
+        }
+    }
+}
+
+const COLUMNS: &str = "id, org_id, tiny_id, alias, message, status, acknowledged, is_seen, tags, snoozed,
+    snoozed_until, count, last_occurred_at, created_at, updated_at, source, owner, priority, responders, teams,
+    visible_to, owner_team_id, integration_id, integration_name, integration_type, ack_time, close_time,
+    acknowledged_by, closed_by, actions, entity, description, details";
+
+/// How an `{identifier}` names an alert (`identifierType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdentifierType {
+    Id,
+    Tiny,
+    Alias,
+}
+
+impl IdentifierType {
+    pub fn parse(s: Option<&str>) -> Option<IdentifierType> {
+        match s.map(str::to_ascii_lowercase).as_deref() {
+            None | Some("id") => Some(IdentifierType::Id),
+            Some("tiny") => Some(IdentifierType::Tiny),
+            Some("alias") => Some(IdentifierType::Alias),
+            _ => None,
+        }
+    }
+}
+
+/// A fully resolved new alert (teams and responders already looked up by the caller).
+#[derive(Clone, Debug)]
+pub struct AlertDraft {
+    pub message: String,
+    pub alias: Option<String>,
+    pub description: String,
+    pub responders: Vec<Responder>,
+    pub teams: Vec<String>,
+    pub visible_to: Vec<Responder>,
+    pub owner_team_id: Option<String>,
+    pub integration: Option<AlertIntegration>,
+    pub actions: Vec<String>,
+    pub tags: Vec<String>,
+    pub details: serde_json::Map<String, serde_json::Value>,
+    pub entity: String,
+    pub source: String,
+    pub priority: String,
+    pub user: String,
+    pub note: Option<String>,
+    /// Appended to the request status ("message was truncated", ...).
+    pub adjustments: Vec<String>,
+}
+
+/// A change to an existing alert.
+#[derive(Clone, Debug)]
+pub enum Action {
+    Acknowledge,
+    Unacknowledge,
+    Close,
+    AddNote,
+    Snooze { until: OffsetDateTime },
+    AddTags(Vec<String>),
+    RemoveTags(Vec<String>),
+    AddDetails(serde_json::Map<String, serde_json::Value>),
+    RemoveDetails(Vec<String>),
+    SetPriority(String),
+    SetMessage(String),
+    SetDescription(String),
+    Assign { owner: String },
+    AddTeam { team_id: String },
+    AddResponder(Responder),
+    Escalate { escalation: String },
+    Custom { name: String },
+    Delete,
+}
+
+impl Action {
+    /// The `action` a request status reports, in Opsgenie's words.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Acknowledge => "Acknowledge",
+            Action::Unacknowledge => "UnAcknowledge",
+            Action::Close => "Close",
+            Action::AddNote => "AddNote",
+            Action::Snooze { .. } => "Snooze",
+            Action::AddTags(_) => "AddTags",
+            Action::RemoveTags(_) => "RemoveTags",
+            Action::AddDetails(_) => "AddDetails",
+            Action::RemoveDetails(_) => "RemoveDetails",
+            Action::SetPriority(_) => "UpdatePriority",
+            Action::SetMessage(_) => "UpdateMessage",
+            Action::SetDescription(_) => "UpdateDescription",
+            Action::Assign { .. } => "AssignOwnership",
+            Action::AddTeam { .. } => "AddTeam",
+            Action::AddResponder(_) => "AddResponder",
+            Action::Escalate { .. } => "EscalateToNext",
+            Action::Custom { .. } => "ExecuteCustomAction",
+            Action::Delete => "Delete",
+        }
+    }
+}
+
+/// One write, with the request it answers.
+#[derive(Clone, Debug)]
+pub struct AlertOp {
+    pub org_id: OrgId,
+    pub request_id: String,
+    pub integration_id: Option<String>,
+    pub kind: OpKind,
+}
+
+#[derive(Clone, Debug)]
+pub enum OpKind {
+    Create(Box<AlertDraft>),
+    Act {
+        alert_id: String,
+        action: Action,
+        user: String,
+        note: Option<String>,
+    },
+    /// An action whose alert could not be found: only its request status is recorded.
+    Fail {
+        action: &'static str,
+        status: String,
+        alias: String,
+    },
+}
+
+/// What became of a request, as `GET /v2/alerts/requests/{id}` reports it.
+#[derive(Clone, Debug)]
+pub struct RequestStatus {
+    pub id: String,
+    pub action: String,
+    pub success: bool,
+    pub status: String,
+    pub alert_id: String,
+    pub alias: String,
+    pub integration_id: Option<String>,
+    pub processed_at: OffsetDateTime,
+}
+
+#[derive(Clone, Debug)]
+pub struct NoteOrLog {
+    pub id: String,
+    pub text: String,
+    pub kind: String,
+    pub owner: String,
+    pub created_at: OffsetDateTime,
+}
+
+/// What a caller may see of the alerts: everything, or the alerts of some teams.
+#[derive(Clone, Debug, Default)]
+pub struct AlertScope {
+    pub all: bool,
+    pub teams: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortField {
+    CreatedAt,
+    UpdatedAt,
+    TinyId,
+    Alias,
+    Message,
+    Status,
+    Acknowledged,
+    IsSeen,
+    Snoozed,
+    SnoozedUntil,
+    Count,
+    LastOccurredAt,
+    Source,
+    Owner,
+    IntegrationName,
+    IntegrationType,
+    AckTime,
+    CloseTime,
+    AcknowledgedBy,
+    ClosedBy,
+}
+
+impl SortField {
+    pub fn parse(s: &str) -> Option<SortField> {
+        use SortField::*;
+        Some(match s {
+            "createdAt" => CreatedAt,
+            "updatedAt" => UpdatedAt,
+            "tinyId" => TinyId,
+            "alias" => Alias,
+            "message" => Message,
+            "status" => Status,
+            "acknowledged" => Acknowledged,
+            "isSeen" => IsSeen,
+            "snoozed" => Snoozed,
+            "snoozedUntil" => SnoozedUntil,
+            "count" => Count,
+            // The Go SDK spells it this way.
+            "lastOccurredAt" | "lastOccuredAt" => LastOccurredAt,
+            "source" => Source,
+            "owner" => Owner,
+            "integration.name" => IntegrationName,
+            "integration.type" => IntegrationType,
+            "report.ackTime" => AckTime,
+            "report.closeTime" => CloseTime,
+            "report.acknowledgedBy" => AcknowledgedBy,
+            "report.closedBy" => ClosedBy,
+            _ => return None,
+        })
+    }
+
+    fn column(self) -> &'static str {
+        use SortField::*;
+        match self {
+            CreatedAt => "created_at",
+            UpdatedAt => "updated_at",
+            TinyId => "tiny_id",
+            Alias => "alias",
+            Message => "message",
+            Status => "status",
+            Acknowledged => "acknowledged",
+            IsSeen => "is_seen",
+            Snoozed => "snoozed",
+            SnoozedUntil => "snoozed_until",
+            Count => "count",
+            LastOccurredAt => "last_occurred_at",
+            Source => "source",
+            Owner => "owner",
+            IntegrationName => "integration_name",
+            IntegrationType => "integration_type",
+            AckTime => "ack_time",
+            CloseTime => "close_time",
+            AcknowledgedBy => "acknowledged_by",
+            ClosedBy => "closed_by",
+        }
+    }
+}
+
+/// Builds the WHERE clause of a search: organization, scope, then the query, from `$1`.
+fn search_clause(org: &OrgId, scope: &AlertScope, query: &Query) -> (String, Vec<SqlValue>) {
+    let mut params = vec![SqlValue::Text(org.to_string())];
+    let mut clause = "org_id = $1".to_owned();
+    if !scope.all {
+        let mut any = Vec::new();
+        for team in &scope.teams {
+            params.push(SqlValue::Text(format!("%{}%", to_json(team))));
+            any.push(format!("teams LIKE ${}", params.len()));
+        }
+        if any.is_empty() {
+            any.push("1=0".into());
+        }
+        clause.push_str(&format!(" AND ({})", any.join(" OR ")));
+    }
+    let (expr, values) = to_sql(query, params.len() + 1);
+    params.extend(values);
+    clause.push_str(&format!(" AND ({expr})"));
+    (clause, params)
+}
+
+macro_rules! bind_all {
+    ($q:expr, $params:expr) => {{
+        let mut q = $q;
+        for p in $params {
+            q = match p {
+                SqlValue::Text(s) => q.bind(s.clone()),
+                SqlValue::Int(i) => q.bind(*i),
+                SqlValue::Bool(b) => q.bind(*b),
+            };
+        }
+        q
+    }};
+}
+
+/// Applies one op on an open transaction or savepoint; a macro so the same statements serve
+/// whichever typed connection the arm of `on_db!` holds.
+macro_rules! apply_op {
+    ($conn:ident, $op:expr) => {{
+        async {
+            let op: &AlertOp = $op;
+            let now = crate::now_ms();
+            let org = op.org_id.as_str();
+            let done = |action: &str, status: String, alert_id: &str, alias: &str| RequestStatus {
+                id: op.request_id.clone(),
+                action: action.to_owned(),
+                success: true,
+                status,
+                alert_id: alert_id.to_owned(),
+                alias: alias.to_owned(),
+                integration_id: op.integration_id.clone(),
+                processed_at: from_ms(now),
+            };
+            let log = |alert_id: String, text: String, kind: &'static str, owner: String| {
+                (alert_id, text, kind, owner)
+            };
+            let mut logs: Vec<(String, String, &'static str, String)> = Vec::new();
+            let mut notes: Vec<(String, String, String)> = Vec::new();
+            let result: std::result::Result<RequestStatus, sqlx::Error> = match &op.kind {
+                OpKind::Fail { action, status, alias } => {
+                    let mut s = done(action, status.clone(), "", alias);
+                    s.success = false;
+                    Ok(s)
+                }
+                OpKind::Create(d) => {
+                    let existing: Option<(String, String)> = if let Some(alias) = &d.alias {
+                        sqlx::query_as("SELECT id, alias FROM alerts WHERE org_id = $1 AND alias = $2 AND status = 'open'")
+                            .bind(org)
+                            .bind(alias)
+                            .fetch_optional(&mut *$conn)
+                            .await?
+                    } else {
+                        None
+                    };
+                    match existing {
+                        Some((id, alias)) => {
+                            // De-duplication: count it, keep everything else as it was.
+                            sqlx::query(
+                                "UPDATE alerts SET count = count + 1, last_occurred_at = $3, updated_at = $3 WHERE org_id = $1 AND id = $2",
+                            )
+                            .bind(org)
+                            .bind(&id)
+                            .bind(now)
+                            .execute(&mut *$conn)
+                            .await?;
+                            logs.push(log(id.clone(), format!("Alert occurred again: {}", d.message), "system", d.user.clone()));
+                            if let Some(n) = &d.note {
+                                notes.push((id.clone(), n.clone(), d.user.clone()));
+                            }
+                            Ok(done("Create", "Alert already exists and its count was increased".into(), &id, &alias))
+                        }
+                        None => {
+                            let (tiny,): (i64,) = sqlx::query_as(
+                                "INSERT INTO alert_counters (org_id, next_tiny_id) VALUES ($1, 2)
+                                 ON CONFLICT (org_id) DO UPDATE SET next_tiny_id = alert_counters.next_tiny_id + 1
+                                 RETURNING next_tiny_id - 1",
+                            )
+                            .bind(org)
+                            .fetch_one(&mut *$conn)
+                            .await?;
+                            let id = uuid::Uuid::now_v7().to_string();
+                            let alias = d.alias.clone().unwrap_or_else(|| id.clone());
+                            sqlx::query(
+                                "INSERT INTO alerts (id, org_id, tiny_id, alias, message, status, acknowledged, is_seen, tags,
+                                   snoozed, snoozed_until, count, last_occurred_at, created_at, updated_at, source, owner, priority,
+                                   responders, teams, visible_to, owner_team_id, integration_id, integration_name, integration_type,
+                                   ack_time, close_time, acknowledged_by, closed_by, actions, entity, description, details)
+                                 VALUES ($1, $2, $3, $4, $5, 'open', $6, $6, $7, $6, NULL, 1, $8, $8, $8, $9, '', $10, $11, $12, $13,
+                                   $14, $15, $16, $17, NULL, NULL, NULL, NULL, $18, $19, $20, $21)",
+                            )
+                            .bind(&id)
+                            .bind(org)
+                            .bind(tiny)
+                            .bind(&alias)
+                            .bind(&d.message)
+                            .bind(false)
+                            .bind(to_json(&d.tags))
+                            .bind(now)
+                            .bind(&d.source)
+                            .bind(&d.priority)
+                            .bind(to_json(&d.responders))
+                            .bind(to_json(&d.teams))
+                            .bind(to_json(&d.visible_to))
+                            .bind(d.owner_team_id.as_deref())
+                            .bind(d.integration.as_ref().map(|i| i.id.as_str()))
+                            .bind(d.integration.as_ref().map(|i| i.name.as_str()))
+                            .bind(d.integration.as_ref().map(|i| i.kind.as_str()))
+                            .bind(to_json(&d.actions))
+                            .bind(&d.entity)
+                            .bind(&d.description)
+                            .bind(to_json(&d.details))
+                            .execute(&mut *$conn)
+                            .await?;
+                            logs.push(log(id.clone(), "Alert created".into(), "system", d.user.clone()));
+                            if let Some(n) = &d.note {
+                                notes.push((id.clone(), n.clone(), d.user.clone()));
+                            }
+                            let mut status = "Created alert".to_owned();
+                            for a in &d.adjustments {
+                                status.push_str("; ");
+                                status.push_str(a);
+                            }
+                            Ok(done("Create", status, &id, &alias))
+                        }
+                    }
+                }
+                OpKind::Act { alert_id, action, user, note } => {
+                    let row: Option<AlertRow> = sqlx::query_as(safe(&format!(
+                        "SELECT {COLUMNS} FROM alerts WHERE org_id = $1 AND id = $2"
+                    )))
+                    .bind(org)
+                    .bind(alert_id)
+                    .fetch_optional(&mut *$conn)
+                    .await?;
+                    match row.map(Alert::from) {
+                        None => {
+                            let mut s = done(action.name(), "Alert does not exist".into(), "", "");
+                            s.success = false;
+                            Ok(s)
+                        }
+                        Some(a) => {
+                            let mut a2 = a.clone();
+                            let mut text = String::new();
+                            let mut delete = false;
+                            let mut ok = true;
+                            let mut status = String::new();
+                            match action {
+                                Action::Acknowledge => {
+                                    if a.status == "closed" {
+                                        ok = false;
+                                        status = "Alert is closed; it cannot be acknowledged".into();
+                                    } else {
+                                        a2.acknowledged = true;
+                                        if a2.ack_time.is_none() {
+                                            a2.ack_time = Some(now - ms(a.created_at));
+                                            a2.acknowledged_by = Some(user.clone());
+                                        }
+                                        text = format!("Alert acknowledged by {user}");
+                                    }
+                                }
+                                Action::Unacknowledge => {
+                                    a2.acknowledged = false;
+                                    text = format!("Alert unacknowledged by {user}");
+                                }
+                                Action::Close => {
+                                    if a.status != "closed" {
+                                        a2.status = "closed".into();
+                                        a2.close_time = Some(now - ms(a.created_at));
+                                        a2.closed_by = Some(user.clone());
+                                        a2.snoozed = false;
+                                    }
+                                    text = format!("Alert closed by {user}");
+                                }
+                                Action::AddNote => text = format!("Note added by {user}"),
+                                Action::Snooze { until } => {
+                                    a2.snoozed = true;
+                                    a2.snoozed_until = Some(*until);
+                                    text = format!("Alert snoozed until {} by {user}", tocsin_core::key::fmt_rfc3339(*until));
+                                }
+                                Action::AddTags(tags) => {
+                                    for t in tags {
+                                        if !a2.tags.contains(t) && a2.tags.len() < tocsin_core::alert::TAGS_MAX {
+                                            a2.tags.push(t.clone());
+                                        }
+                                    }
+                                    text = format!("Tags added: {}", tags.join(", "));
+                                }
+                                Action::RemoveTags(tags) => {
+                                    a2.tags.retain(|t| !tags.contains(t));
+                                    text = format!("Tags removed: {}", tags.join(", "));
+                                }
+                                Action::AddDetails(details) => {
+                                    for (k, v) in details {
+                                        a2.details.insert(k.clone(), v.clone());
+                                    }
+                                    text = "Details added".into();
+                                }
+                                Action::RemoveDetails(keys) => {
+                                    for k in keys {
+                                        a2.details.remove(k);
+                                    }
+                                    text = format!("Details removed: {}", keys.join(", "));
+                                }
+                                Action::SetPriority(p) => {
+                                    a2.priority = p.clone();
+                                    text = format!("Priority changed to {p}");
+                                }
+                                Action::SetMessage(m) => {
+                                    a2.message = m.clone();
+                                    text = "Message updated".into();
+                                }
+                                Action::SetDescription(d) => {
+                                    a2.description = d.clone();
+                                    text = "Description updated".into();
+                                }
+                                Action::Assign { owner } => {
+                                    a2.owner = owner.clone();
+                                    text = format!("Alert assigned to {owner}");
+                                }
+                                Action::AddTeam { team_id } => {
+                                    let r = Responder { kind: "team".into(), id: team_id.clone() };
+                                    if !a2.responders.contains(&r) {
+                                        a2.responders.push(r);
+                                    }
+                                    if !a2.teams.contains(team_id) {
+                                        a2.teams.push(team_id.clone());
+                                    }
+                                    text = format!("Team {team_id} added");
+                                }
+                                Action::AddResponder(r) => {
+                                    if !a2.responders.contains(r) {
+                                        a2.responders.push(r.clone());
+                                    }
+                                    if r.kind == "team" && !a2.teams.contains(&r.id) {
+                                        a2.teams.push(r.id.clone());
+                                    }
+                                    text = format!("Responder {} {} added", r.kind, r.id);
+                                }
+                                Action::Escalate { escalation } => {
+                                    text = format!("Escalated to the next level of {escalation}");
+                                }
+                                Action::Custom { name } => {
+                                    if !a.actions.contains(name) {
+                                        ok = false;
+                                        status = format!("Alert has no action named `{name}`");
+                                    } else {
+                                        text = format!("Action {name} executed by {user}");
+                                    }
+                                }
+                                Action::Delete => delete = true,
+                            }
+                            if !ok {
+                                let mut s = done(action.name(), status, &a.id, &a.alias);
+                                s.success = false;
+                                Ok(s)
+                            } else if delete {
+                                sqlx::query("DELETE FROM alert_notes WHERE org_id = $1 AND alert_id = $2")
+                                    .bind(org).bind(&a.id).execute(&mut *$conn).await?;
+                                sqlx::query("DELETE FROM alert_logs WHERE org_id = $1 AND alert_id = $2")
+                                    .bind(org).bind(&a.id).execute(&mut *$conn).await?;
+                                sqlx::query("DELETE FROM alerts WHERE org_id = $1 AND id = $2")
+                                    .bind(org).bind(&a.id).execute(&mut *$conn).await?;
+                                Ok(done("Delete", "Deleted alert".into(), &a.id, &a.alias))
+                            } else {
+                                sqlx::query(
+                                    "UPDATE alerts SET status = $3, acknowledged = $4, tags = $5, snoozed = $6, snoozed_until = $7,
+                                       updated_at = $8, owner = $9, priority = $10, responders = $11, teams = $12, ack_time = $13,
+                                       close_time = $14, acknowledged_by = $15, closed_by = $16, message = $17, description = $18,
+                                       details = $19 WHERE org_id = $1 AND id = $2",
+                                )
+                                .bind(org)
+                                .bind(&a.id)
+                                .bind(&a2.status)
+                                .bind(a2.acknowledged)
+                                .bind(to_json(&a2.tags))
+                                .bind(a2.snoozed)
+                                .bind(a2.snoozed_until.map(ms))
+                                .bind(now)
+                                .bind(&a2.owner)
+                                .bind(&a2.priority)
+                                .bind(to_json(&a2.responders))
+                                .bind(to_json(&a2.teams))
+                                .bind(a2.ack_time)
+                                .bind(a2.close_time)
+                                .bind(a2.acknowledged_by.as_deref())
+                                .bind(a2.closed_by.as_deref())
+                                .bind(&a2.message)
+                                .bind(&a2.description)
+                                .bind(to_json(&a2.details))
+                                .execute(&mut *$conn)
+                                .await?;
+                                logs.push(log(a.id.clone(), text, "system", user.clone()));
+                                if let Some(n) = note {
+                                    notes.push((a.id.clone(), n.clone(), user.clone()));
+                                }
+                                Ok(done(action.name(), "Request processed successfully".into(), &a.id, &a.alias))
+                            }
+                        }
+                    }
+                }
+            };
+            let status = result?;
+            for (alert_id, text, kind, owner) in logs {
+                sqlx::query("INSERT INTO alert_logs (id, org_id, alert_id, log, type, owner, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                    .bind(uuid::Uuid::now_v7().to_string())
+                    .bind(org)
+                    .bind(alert_id)
+                    .bind(text)
+                    .bind(kind)
+                    .bind(owner)
+                    .bind(now)
+                    .execute(&mut *$conn)
+                    .await?;
+            }
+            for (alert_id, text, owner) in notes {
+                sqlx::query("INSERT INTO alert_notes (id, org_id, alert_id, note, owner, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                    .bind(uuid::Uuid::now_v7().to_string())
+                    .bind(org)
+                    .bind(alert_id)
+                    .bind(text)
+                    .bind(owner)
+                    .bind(now)
+                    .execute(&mut *$conn)
+                    .await?;
+            }
+            std::result::Result::<RequestStatus, sqlx::Error>::Ok(status)
+        }
+        .await
+    }};
+}
+
+impl Store {
+    pub async fn find_alert(
+        &self,
+        org: &OrgId,
+        identifier: &str,
+        kind: IdentifierType,
+    ) -> Result<Option<Alert>> {
+        let (sql, value): (String, SqlValue) = match kind {
+            IdentifierType::Id => {
+                (format!("SELECT {COLUMNS} FROM alerts WHERE org_id = $1 AND id = $2"), SqlValue::Text(identifier.into()))
+            }
+            IdentifierType::Tiny => match identifier.parse::<i64>() {
+                Ok(n) => (format!("SELECT {COLUMNS} FROM alerts WHERE org_id = $1 AND tiny_id = $2"), SqlValue::Int(n)),
+                Err(_) => return Ok(None),
+            },
+            // The open alert with this alias, else the newest one.
+            IdentifierType::Alias => (
+                format!(
+                    "SELECT {COLUMNS} FROM alerts WHERE org_id = $1 AND alias = $2
+                     ORDER BY CASE WHEN status = 'open' THEN 0 ELSE 1 END, created_at DESC, tiny_id DESC LIMIT 1"
+                ),
+                SqlValue::Text(identifier.into()),
+            ),
+        };
+        let params = [SqlValue::Text(org.to_string()), value];
+        let row: Option<AlertRow> = on_db!(&self.db, |pool| {
+            bind_all!(sqlx::query_as(safe(&sql)), params.iter())
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row.map(Into::into))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn list_alerts(
+        &self,
+        org: &OrgId,
+        scope: &AlertScope,
+        query: &Query,
+        sort: SortField,
+        descending: bool,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<Alert>> {
+        let (clause, params) = search_clause(org, scope, query);
+        let order = if descending { "DESC" } else { "ASC" };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM alerts WHERE {clause} ORDER BY {} {order}, tiny_id {order} LIMIT {limit} OFFSET {offset}",
+            sort.column()
+        );
+        let rows: Vec<AlertRow> = on_db!(&self.db, |pool| bind_all!(
+            sqlx::query_as(safe(&sql)),
+            params.iter()
+        )
+        .fetch_all(pool)
+        .await?);
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    pub async fn count_alerts(
+        &self,
+        org: &OrgId,
+        scope: &AlertScope,
+        query: &Query,
+    ) -> Result<i64> {
+        let (clause, params) = search_clause(org, scope, query);
+        let sql = format!("SELECT COUNT(*) FROM alerts WHERE {clause}");
+        let (n,): (i64,) = on_db!(&self.db, |pool| bind_all!(
+            sqlx::query_as(safe(&sql)),
+            params.iter()
+        )
+        .fetch_one(pool)
+        .await?);
+        Ok(n)
+    }
+
+    pub async fn request_status(&self, org: &OrgId, id: &str) -> Result<Option<RequestStatus>> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            id: String,
+            action: String,
+            success: bool,
+            status: String,
+            alert_id: String,
+            alias: String,
+            integration_id: Option<String>,
+            processed_at: i64,
+        }
+        let row: Option<Row> = on_db!(&self.db, |pool| {
+            sqlx::query_as(
+                "SELECT id, action, success, status, alert_id, alias, integration_id, processed_at
+                 FROM alert_requests WHERE org_id = $1 AND id = $2",
+            )
+            .bind(org.as_str())
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row.map(|r| RequestStatus {
+            id: r.id,
+            action: r.action,
+            success: r.success,
+            status: r.status,
+            alert_id: r.alert_id,
+            alias: r.alias,
+            integration_id: r.integration_id,
+            processed_at: from_ms(r.processed_at),
+        }))
+    }
+
+    /// Notes or logs of an alert, by `table` ("alert_notes" or "alert_logs"), in id order.
+    pub async fn alert_entries(
+        &self,
+        org: &OrgId,
+        alert_id: &str,
+        logs: bool,
+        after: Option<&str>,
+        descending: bool,
+        limit: i64,
+    ) -> Result<Vec<NoteOrLog>> {
+        let (table, text, kind) = if logs {
+            ("alert_logs", "log", "type")
+        } else {
+            ("alert_notes", "note", "'note'")
+        };
+        let (cmp, order) = if descending {
+            ("<", "DESC")
+        } else {
+            (">", "ASC")
+        };
+        let sql = format!(
+            "SELECT id, {text}, {kind}, owner, created_at FROM {table}
+             WHERE org_id = $1 AND alert_id = $2 AND ($3 IS NULL OR id {cmp} $3) ORDER BY id {order} LIMIT $4"
+        );
+        let rows: Vec<(String, String, String, String, i64)> = on_db!(&self.db, |pool| {
+            sqlx::query_as(safe(&sql))
+                .bind(org.as_str())
+                .bind(alert_id)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(id, text, kind, owner, at)| NoteOrLog {
+                id,
+                text,
+                kind,
+                owner,
+                created_at: from_ms(at),
+            })
+            .collect())
+    }
+
+    /// Applies a batch of writes in one transaction, each inside its own savepoint so one
+    /// failing op cannot undo the others; returns each op's request status.
+    pub async fn apply_alert_ops(&self, ops: &[AlertOp]) -> Result<Vec<RequestStatus>> {
+        on_db!(&self.db, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let mut out = Vec::with_capacity(ops.len());
+            for op in ops {
+                let mut sp = sqlx::Acquire::begin(&mut *tx).await?;
+                let status = match apply_op!(sp, op) {
+                    Ok(status) => {
+                        sp.commit().await?;
+                        status
+                    }
+                    Err(e) => {
+                        sp.rollback().await?;
+                        tracing::error!(error = %e, request_id = %op.request_id, "alert write failed");
+                        failed(op, "Request could not be processed: internal error")
+                    }
+                };
+                sqlx::query(
+                    "INSERT INTO alert_requests (id, org_id, action, success, status, alert_id, alias, integration_id, processed_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(&status.id)
+                .bind(op.org_id.as_str())
+                .bind(&status.action)
+                .bind(status.success)
+                .bind(&status.status)
+                .bind(&status.alert_id)
+                .bind(&status.alias)
+                .bind(status.integration_id.as_deref())
+                .bind(ms(status.processed_at))
+                .execute(&mut *tx)
+                .await?;
+                out.push(status);
+            }
+            tx.commit().await?;
+            Ok(out)
+        })
+    }
+}
+
+fn failed(op: &AlertOp, status: &str) -> RequestStatus {
+    let action = match &op.kind {
+        OpKind::Create(_) => "Create",
+        OpKind::Act { action, .. } => action.name(),
+        OpKind::Fail { action, .. } => action,
+    };
+    RequestStatus {
+        id: op.request_id.clone(),
+        action: action.to_owned(),
+        success: false,
+        status: status.to_owned(),
+        alert_id: String::new(),
+        alias: String::new(),
+        integration_id: op.integration_id.clone(),
+        processed_at: OffsetDateTime::now_utc(),
+    }
+}
+
+/// The group-commit writer: requests queue their ops, a single task applies whatever is
+/// queued in one transaction, and each request is answered when that transaction commits.
+#[derive(Clone)]
+pub struct AlertWriter {
+    tx: mpsc::Sender<(AlertOp, oneshot::Sender<Result<RequestStatus>>)>,
+    depth: Arc<AtomicI64>,
+}
+
+const ALERT_BATCH: usize = 512;
+
+impl AlertWriter {
+    pub fn spawn(store: Store) -> (AlertWriter, tokio::task::JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::channel::<(AlertOp, oneshot::Sender<Result<RequestStatus>>)>(8192);
+        let depth = Arc::new(AtomicI64::new(0));
+        let d = depth.clone();
+        let handle = tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(ALERT_BATCH);
+            while let Some(first) = rx.recv().await {
+                batch.push(first);
+                while batch.len() < ALERT_BATCH {
+                    match rx.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let ops: Vec<AlertOp> = batch.iter().map(|(op, _)| op.clone()).collect();
+                let result = store.apply_alert_ops(&ops).await;
+                d.fetch_sub(batch.len() as i64, Ordering::Relaxed);
+                match result {
+                    Ok(statuses) => {
+                        for ((_, reply), status) in batch.drain(..).zip(statuses) {
+                            let _ = reply.send(Ok(status));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, ops = batch.len(), "alert batch failed; nothing in it was written");
+                        let msg = e.to_string();
+                        for (_, reply) in batch.drain(..) {
+                            let _ = reply.send(Err(StoreError::Config(format!(
+                                "alert batch failed: {msg}"
+                            ))));
+                        }
+                    }
+                }
+            }
+        });
+        (AlertWriter { tx, depth }, handle)
+    }
+
+    /// Queues an op and waits until it is committed (or its batch failed).
+    pub async fn submit(&self, op: AlertOp) -> Result<RequestStatus> {
+        let (reply, done) = oneshot::channel();
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        if self.tx.send((op, reply)).await.is_err() {
+            self.depth.fetch_sub(1, Ordering::Relaxed);
+            return Err(StoreError::Config("the alert writer has stopped".into()));
+        }
+        done.await
+            .unwrap_or_else(|_| Err(StoreError::Config("the alert writer has stopped".into())))
+    }
+
+    pub fn depth(&self) -> i64 {
+        self.depth.load(Ordering::Relaxed)
+    }
+}
+
+/// Team names to ids, for resolving responders by name.
+pub type TeamNames = HashMap<String, String>;
