@@ -62,16 +62,20 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for V2 {
 }
 
 impl V2 {
-    fn took(&self) -> f64 {
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    pub fn took(&self) -> f64 {
         (self.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0
     }
 
-    fn data(&self, data: Value) -> Response {
+    pub fn data(&self, data: Value) -> Response {
         Json(json!({"data": data, "took": self.took(), "requestId": self.request_id}))
             .into_response()
     }
 
-    fn accepted(&self) -> Response {
+    pub fn accepted(&self) -> Response {
         let body = json!({"result": "Request will be processed", "took": self.took(), "requestId": self.request_id});
         (StatusCode::ACCEPTED, Json(body)).into_response()
     }

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod identity;
 pub mod integrations;
 pub mod ops;
+pub mod opsgenie;
 pub mod organization;
 pub mod roles;
 pub mod teams;
@@ -105,6 +106,14 @@ routes_table! {
     "PUT" "/v2/alerts/{identifier}/{action}" Alert(AlertsWrite), "Update the message, description or priority";
     "DELETE" "/v2/alerts/{identifier}/{action}" Alert(AlertsWrite), "Remove tags (?tags=a,b) or details (?keys=a,b)";
     "GET" "/v2/alerts/{identifier}/{action}" Alert(AlertsRead), "notes, logs or recipients of an alert";
+    "GET" "/v2/integrations" AnyTeam(IntegrationsRead), "List integrations (Opsgenie shape; type, teamId, teamName filters)";
+    "POST" "/v2/integrations" Authenticated, "Create an API integration (Opsgenie shape); the response carries its apiKey once";
+    "POST" "/v2/integrations/authenticate" Authenticated, "Check that the calling key belongs to an integration of a type";
+    "GET" "/v2/integrations/{id}" Integration(IntegrationsRead), "Get an integration (Opsgenie shape)";
+    "PUT" "/v2/integrations/{id}" Integration(IntegrationsWrite), "Replace an integration's name, flags and enabled";
+    "DELETE" "/v2/integrations/{id}" Integration(IntegrationsWrite), "Delete an integration and revoke its keys";
+    "POST" "/v2/integrations/{id}/{action}" Integration(IntegrationsWrite), "enable or disable an integration";
+    "GET" "/v2/account" Authenticated, "The account (organization): name, user count, plan";
 }
 
 pub fn router(state: AppState) -> Router {
@@ -174,6 +183,22 @@ pub fn router(state: AppState) -> Router {
             "/v2/alerts/{identifier}/actions/{name}",
             post(alerts::custom_action),
         )
+        .route(
+            "/v2/integrations",
+            get(opsgenie::list).post(opsgenie::create),
+        )
+        .route(
+            "/v2/integrations/authenticate",
+            post(opsgenie::authenticate),
+        )
+        .route(
+            "/v2/integrations/{id}",
+            get(opsgenie::show)
+                .put(opsgenie::update)
+                .delete(opsgenie::delete),
+        )
+        .route("/v2/integrations/{id}/{action}", post(opsgenie::toggle))
+        .route("/v2/account", get(opsgenie::account))
         .fallback(|| async { ApiError::NotFound("route") })
         .with_state(state)
 }

@@ -488,3 +488,98 @@ async fn opsgenie_validation_and_the_integration_key_setting() {
         StatusCode::ACCEPTED
     );
 }
+
+#[tokio::test]
+async fn opsgenie_integration_and_account_api() {
+    let app = TestApp::spawn().await;
+    let team = app.team("Platform").await;
+    let (s, b, _) = app
+        .v2(
+            "POST",
+            "/v2/integrations",
+            &app.owner,
+            Some(json!({"name": "Terraform made", "type": "API", "ownerTeam": {"name": "platform"}, "allowWriteAccess": true, "allowConfigurationAccess": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let id = b["data"]["id"].as_str().unwrap().to_owned();
+    let key = b["data"]["apiKey"].as_str().unwrap().to_owned();
+    assert_eq!(b["data"]["teamId"], team.as_str());
+    assert!(b["requestId"].is_string());
+
+    // Its key can read its own configuration (configuration access) and write alerts.
+    let (s, b, _) = app
+        .v2("GET", &format!("/v2/integrations/{id}"), &key, None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["ownerTeam"]["name"], "Platform");
+    assert_eq!(b["data"]["allowConfigurationAccess"], true);
+    let (s, b, _) = app
+        .v2(
+            "POST",
+            "/v2/integrations/authenticate",
+            &key,
+            Some(json!({"type": "API"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (_, b, _) = app
+        .v2(
+            "GET",
+            "/v2/integrations?teamName=Platform",
+            &app.owner,
+            None,
+        )
+        .await;
+    assert_eq!(b["data"].as_array().unwrap().len(), 1);
+
+    // Disabled: 401, as Opsgenie answers; enabled again: works.
+    let (s, b, _) = app
+        .v2(
+            "POST",
+            &format!("/v2/integrations/{id}/disable"),
+            &app.owner,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, b["data"]["enabled"].clone()),
+        (StatusCode::OK, json!(false))
+    );
+    let (s, b, _) = app
+        .v2("POST", "/v2/alerts", &key, Some(json!({"message": "m"})))
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(b["message"].as_str().unwrap().contains("disabled"));
+    app.v2(
+        "POST",
+        &format!("/v2/integrations/{id}/enable"),
+        &app.owner,
+        None,
+    )
+    .await;
+    assert_eq!(
+        app.v2("POST", "/v2/alerts", &key, Some(json!({"message": "m"})))
+            .await
+            .0,
+        StatusCode::ACCEPTED
+    );
+
+    let (s, b, _) = app.v2("GET", "/v2/account", &key, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b["data"]["name"], "Default");
+    assert_eq!(b["data"]["userCount"], 1);
+    let (s, b, _) = app
+        .v2(
+            "DELETE",
+            &format!("/v2/integrations/{id}"),
+            &app.owner,
+            None,
+        )
+        .await;
+    assert_eq!((s, b["result"].clone()), (StatusCode::OK, json!("Deleted")));
+    assert_eq!(
+        app.v2("GET", "/v2/account", &key, None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}

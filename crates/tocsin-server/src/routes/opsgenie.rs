@@ -1,0 +1,303 @@
+//! Opsgenie's Integration API (`/v2/integrations`) and Account API (`/v2/account`), in
+//! Opsgenie's shapes, over the same integrations as `/v1/integrations`.
+
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::routes::alerts::V2;
+use crate::routes::integrations::{
+    NewIntegration, apply, create_with_key, load, remove, visibility,
+};
+use crate::state::{App, AppState};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tocsin_core::TeamId;
+use tocsin_core::integration::AccessFlags;
+use tocsin_core::permission::Permission;
+use tocsin_store::integrations::Integration;
+
+async fn team_name(app: &App, p: &Principal, team: Option<&TeamId>) -> Option<String> {
+    match team {
+        Some(t) => app.store.get_team(&p.org_id, t).await.ok().map(|t| t.name),
+        None => None,
+    }
+}
+
+/// `IntegrationMeta`: what lists, enable and disable answer.
+fn meta(i: &Integration) -> Value {
+    let mut v = json!({"id": i.id, "name": i.name, "enabled": i.enabled, "type": i.kind});
+    if let Some(t) = &i.team_id {
+        v["teamId"] = json!(t);
+    }
+    v
+}
+
+async fn full(app: &App, p: &Principal, i: &Integration) -> Value {
+    let mut v = meta(i);
+    let o = v.as_object_mut().expect("an object");
+    o.insert("allowReadAccess".into(), json!(i.flags.read));
+    o.insert("allowWriteAccess".into(), json!(i.flags.write));
+    o.insert("allowDeleteAccess".into(), json!(i.flags.delete));
+    o.insert(
+        "allowConfigurationAccess".into(),
+        json!(i.flags.configuration),
+    );
+    o.insert("isGlobal".into(), json!(i.team_id.is_none()));
+    o.insert("_readOnly".into(), json!(["type"]));
+    if let Some(t) = &i.team_id {
+        o.insert(
+            "ownerTeam".into(),
+            json!({"id": t, "name": team_name(app, p, Some(t)).await}),
+        );
+    }
+    v
+}
+
+fn body(bytes: &Bytes) -> ApiResult<Value> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("The request body is not valid JSON: {e}.")))
+}
+
+/// `ownerTeam: {id} | {name}` to a team of the caller's organization.
+async fn owner_team(app: &App, p: &Principal, v: Option<&Value>) -> ApiResult<Option<TeamId>> {
+    let Some(team) = v.filter(|t| !t.is_null()) else {
+        return Ok(None);
+    };
+    if let Some(id) = team
+        .get("id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
+        let id = TeamId::parse(id)
+            .ok_or_else(|| ApiError::validation("ownerTeam", format!("no team `{id}` exists")))?;
+        app.store
+            .get_team(&p.org_id, &id)
+            .await
+            .map_err(|_| ApiError::validation("ownerTeam", format!("no team `{id}` exists")))?;
+        return Ok(Some(id));
+    }
+    if let Some(name) = team
+        .get("name")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
+        let mut cursor = None;
+        loop {
+            let page = app
+                .store
+                .list_teams(&p.org_id, 500, cursor.as_deref())
+                .await?;
+            if let Some(t) = page
+                .items
+                .iter()
+                .find(|t| t.name.eq_ignore_ascii_case(name))
+            {
+                return Ok(Some(t.id.clone()));
+            }
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => {
+                    return Err(ApiError::validation(
+                        "ownerTeam",
+                        format!("no team named `{name}` exists"),
+                    ));
+                }
+            }
+        }
+    }
+    Err(ApiError::validation(
+        "ownerTeam",
+        "must have an id or a name",
+    ))
+}
+
+fn flag(b: &Value, field: &str, default: bool) -> ApiResult<bool> {
+    match b.get(field) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Bool(v)) => Ok(*v),
+        Some(_) => Err(ApiError::validation(field, "must be true or false")),
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct ListQuery {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    #[serde(rename = "teamId")]
+    team_id: Option<String>,
+    #[serde(rename = "teamName")]
+    team_name: Option<String>,
+}
+
+pub async fn list(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Query(q): Query<ListQuery>,
+    v2: V2,
+) -> ApiResult<Response> {
+    let visible = visibility(&p)?;
+    let team = match (&q.team_id, &q.team_name) {
+        (Some(id), _) => Some(TeamId::from_trusted(id.clone())),
+        (None, Some(name)) => owner_team(&app, &p, Some(&json!({"name": name}))).await?,
+        _ => None,
+    };
+    let mut data = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = app
+            .store
+            .list_integrations(&p.org_id, &visible, team.as_ref(), 500, cursor.as_deref())
+            .await?;
+        data.extend(
+            page.items
+                .iter()
+                .filter(|i| {
+                    q.kind
+                        .as_deref()
+                        .is_none_or(|k| k.eq_ignore_ascii_case(&i.kind))
+                })
+                .map(meta),
+        );
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    Ok(v2.data(Value::Array(data)))
+}
+
+pub async fn show(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path(id): Path<String>,
+    v2: V2,
+) -> ApiResult<Response> {
+    let i = load(&app, &p, &id, Permission::IntegrationsRead).await?;
+    Ok(v2.data(full(&app, &p, &i).await))
+}
+
+pub async fn create(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    v2: V2,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    let b = body(&bytes)?;
+    let defaults = AccessFlags::default();
+    let new = NewIntegration {
+        name: b.get("name").and_then(Value::as_str).map(str::to_owned),
+        kind: b.get("type").and_then(Value::as_str).map(str::to_owned),
+        team_id: owner_team(&app, &p, b.get("ownerTeam")).await?,
+        team_field: "ownerTeam",
+        flags: AccessFlags {
+            read: flag(&b, "allowReadAccess", defaults.read)?,
+            write: flag(&b, "allowWriteAccess", defaults.write)?,
+            delete: flag(&b, "allowDeleteAccess", defaults.delete)?,
+            configuration: flag(&b, "allowConfigurationAccess", defaults.configuration)?,
+        },
+        enabled: flag(&b, "enabled", true)?,
+        key_expires_at: None,
+    };
+    let (integration, issued) = create_with_key(&app, &p, new).await?;
+    let mut data = meta(&integration);
+    data["apiKey"] = issued["token"].clone();
+    let body = json!({"data": data, "took": v2.took(), "requestId": v2.request_id()});
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// `PUT`: Opsgenie replaces the integration; absent flags fall back to Opsgenie's defaults.
+pub async fn update(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path(id): Path<String>,
+    v2: V2,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    let b = body(&bytes)?;
+    let i = load(&app, &p, &id, Permission::IntegrationsWrite).await?;
+    let defaults = AccessFlags::default();
+    let flags = AccessFlags {
+        read: flag(&b, "allowReadAccess", defaults.read)?,
+        write: flag(&b, "allowWriteAccess", defaults.write)?,
+        delete: flag(&b, "allowDeleteAccess", defaults.delete)?,
+        configuration: flag(&b, "allowConfigurationAccess", defaults.configuration)?,
+    };
+    let enabled = flag(&b, "enabled", i.enabled)?;
+    let name = b.get("name").and_then(Value::as_str).map(str::to_owned);
+    let updated = apply(&app, &p, i, name.as_deref(), flags, enabled).await?;
+    Ok(v2.data(meta(&updated)))
+}
+
+pub async fn delete(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path(id): Path<String>,
+    v2: V2,
+) -> ApiResult<Response> {
+    let i = load(&app, &p, &id, Permission::IntegrationsWrite).await?;
+    remove(&app, &p, &i).await?;
+    Ok(
+        Json(json!({"result": "Deleted", "took": v2.took(), "requestId": v2.request_id()}))
+            .into_response(),
+    )
+}
+
+pub async fn toggle(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path((id, verb)): Path<(String, String)>,
+    v2: V2,
+) -> ApiResult<Response> {
+    let enabled = match verb.as_str() {
+        "enable" => true,
+        "disable" => false,
+        _ => return Err(ApiError::NotFound("route")),
+    };
+    let i = load(&app, &p, &id, Permission::IntegrationsWrite).await?;
+    let flags = i.flags;
+    let updated = apply(&app, &p, i, None, flags, enabled).await?;
+    Ok(v2.data(meta(&updated)))
+}
+
+/// `POST /v2/integrations/authenticate`: does the calling key belong to an integration of this type?
+pub async fn authenticate(
+    Extension(p): Extension<Arc<Principal>>,
+    v2: V2,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    let b = body(&bytes)?;
+    let wanted = b.get("type").and_then(Value::as_str).unwrap_or("API");
+    match &p.integration {
+        Some(i) if i.kind.eq_ignore_ascii_case(wanted) => Ok(Json(
+            json!({"result": "Authenticated", "took": v2.took(), "requestId": v2.request_id()}),
+        )
+        .into_response()),
+        _ => Err(ApiError::Unauthorized {
+            code: "not_an_integration_key",
+            message: format!(
+                "This key is not the key of an {wanted} integration; create one with POST /v1/integrations or POST /v2/integrations."
+            ),
+        }),
+    }
+}
+
+pub async fn account(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    v2: V2,
+) -> ApiResult<Response> {
+    let org = app.store.get_org(&p.org_id).await?;
+    let users = app.store.count_users(&p.org_id).await?;
+    Ok(v2.data(json!({
+        "name": org.name, "userCount": users,
+        "plan": {"maxUserCount": 0, "name": "Tocsin (self-hosted)", "isYearly": false},
+    })))
+}
