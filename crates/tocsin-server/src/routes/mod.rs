@@ -4,6 +4,7 @@
 pub mod alerts;
 pub mod api_keys;
 pub mod audit;
+pub mod heartbeats;
 pub mod identity;
 pub mod integrations;
 pub mod ops;
@@ -114,6 +115,13 @@ routes_table! {
     "DELETE" "/v2/integrations/{id}" Integration(IntegrationsWrite), "Delete an integration and revoke its keys";
     "POST" "/v2/integrations/{id}/{action}" Integration(IntegrationsWrite), "enable or disable an integration";
     "GET" "/v2/account" Authenticated, "The account (organization): name, user count, plan";
+    "GET" "/v2/heartbeats" AnyTeam(IntegrationsRead), "List heartbeats (under data.heartbeats)";
+    "POST" "/v2/heartbeats" Authenticated, "Create a heartbeat: name, interval, intervalUnit, enabled, ownerTeam, alertMessage, alertTags, alertPriority";
+    "GET" "/v2/heartbeats/{name}" AnyTeam(IntegrationsRead), "Get a heartbeat";
+    "PATCH" "/v2/heartbeats/{name}" AnyTeam(IntegrationsWrite), "Change a heartbeat";
+    "DELETE" "/v2/heartbeats/{name}" AnyTeam(IntegrationsWrite), "Delete a heartbeat";
+    "POST" "/v2/heartbeats/{name}/{action}" AnyTeam(IntegrationsWrite), "enable or disable a heartbeat";
+    "GET" "/v2/heartbeats/{name}/ping" Authenticated, "Ping a heartbeat (also POST, PUT, PATCH); answers PONG";
 }
 
 pub fn router(state: AppState) -> Router {
@@ -199,6 +207,24 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v2/integrations/{id}/{action}", post(opsgenie::toggle))
         .route("/v2/account", get(opsgenie::account))
+        .route(
+            "/v2/heartbeats",
+            get(heartbeats::list).post(heartbeats::create),
+        )
+        .route(
+            "/v2/heartbeats/{name}",
+            get(heartbeats::show)
+                .patch(heartbeats::update)
+                .delete(heartbeats::delete),
+        )
+        .route(
+            "/v2/heartbeats/{name}/ping",
+            get(heartbeats::ping)
+                .post(heartbeats::ping)
+                .put(heartbeats::ping)
+                .patch(heartbeats::ping),
+        )
+        .route("/v2/heartbeats/{name}/{action}", post(heartbeats::toggle))
         .fallback(|| async { ApiError::NotFound("route") })
         .with_state(state)
 }

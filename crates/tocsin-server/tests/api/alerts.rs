@@ -583,3 +583,113 @@ async fn opsgenie_integration_and_account_api() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn a_missed_heartbeat_opens_an_alert_and_the_next_ping_closes_it() {
+    let app = TestApp::spawn().await;
+    let (s, b, _) = app
+        .v2(
+            "POST",
+            "/v2/heartbeats",
+            &app.owner,
+            Some(json!({"name": "nightly-backup", "interval": 1, "intervalUnit": "hours", "enabled": true, "alertTags": ["backup"], "alertPriority": "P2"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(b["data"]["expired"], false);
+    let (s, b, _) = app
+        .v2(
+            "GET",
+            "/v2/heartbeats/nightly-backup/ping",
+            &app.owner,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, b["result"].clone()),
+        (StatusCode::ACCEPTED, json!("PONG - Heartbeat received"))
+    );
+    // Opsgenie answers PONG even for a heartbeat that does not exist.
+    assert_eq!(
+        app.v2("POST", "/v2/heartbeats/nobody/ping", &app.owner, None)
+            .await
+            .0,
+        StatusCode::ACCEPTED
+    );
+
+    let running = app.running.as_ref().unwrap();
+    let later = time::OffsetDateTime::now_utc() + time::Duration::hours(2);
+    assert_eq!(
+        tocsin_server::routes::heartbeats::sweep(&running.app, later)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        tocsin_server::routes::heartbeats::sweep(&running.app, later)
+            .await
+            .unwrap(),
+        0,
+        "expires once"
+    );
+    let (_, b, _) = app
+        .v2(
+            "GET",
+            "/v2/alerts/nightly-backup?identifierType=alias",
+            &app.owner,
+            None,
+        )
+        .await;
+    assert_eq!(b["data"]["status"], "open", "{b}");
+    assert_eq!(b["data"]["priority"], "P2");
+    assert_eq!(b["data"]["tags"], json!(["backup"]));
+    let (_, b, _) = app.v2("GET", "/v2/heartbeats", &app.owner, None).await;
+    assert_eq!(b["data"]["heartbeats"][0]["expired"], true);
+
+    app.v2(
+        "GET",
+        "/v2/heartbeats/nightly-backup/ping",
+        &app.owner,
+        None,
+    )
+    .await;
+    let (_, b, _) = app
+        .v2(
+            "GET",
+            "/v2/alerts/nightly-backup?identifierType=alias",
+            &app.owner,
+            None,
+        )
+        .await;
+    assert_eq!(b["data"]["status"], "closed");
+    let (s, b, _) = app
+        .v2(
+            "POST",
+            "/v2/heartbeats/nightly-backup/disable",
+            &app.owner,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, b["data"]["enabled"].clone()),
+        (StatusCode::OK, json!(false))
+    );
+    let (s, b, _) = app
+        .v2(
+            "POST",
+            "/v2/heartbeats",
+            &app.owner,
+            Some(json!({"name": "x", "interval": 0, "intervalUnit": "weeks"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        b["errors"]["interval"].is_string()
+            && b["errors"]["intervalUnit"].is_string()
+            && b["errors"]["enabled"].is_string()
+    );
+    let (s, _, _) = app
+        .v2("DELETE", "/v2/heartbeats/nightly-backup", &app.owner, None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+}

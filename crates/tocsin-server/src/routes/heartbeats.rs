@@ -1,0 +1,389 @@
+//! Opsgenie's Heartbeat API (`/v2/heartbeats`): pings, CRUD, enable/disable, and the sweep
+//! that opens an alert (alias = the heartbeat's name) when one misses its interval; the next
+//! ping closes it.
+
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::routes::alerts::V2;
+use crate::state::{App, AppState};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+use time::OffsetDateTime;
+use tocsin_core::TeamId;
+use tocsin_core::alert::{self, Priority};
+use tocsin_core::key::{KeyName, fmt_rfc3339};
+use tocsin_core::permission::Permission;
+use tocsin_core::policy::Resource;
+use tocsin_core::validation::Problems;
+use tocsin_store::alerts::{Action, AlertDraft, AlertOp, IdentifierType, OpKind, Responder};
+use tocsin_store::heartbeats::Heartbeat;
+
+async fn view(app: &App, h: &Heartbeat) -> Value {
+    let mut v = json!({
+        "name": h.name, "description": h.description, "interval": h.interval, "intervalUnit": h.interval_unit,
+        "enabled": h.enabled, "expired": h.expired, "alertMessage": h.alert_message, "alertTags": h.alert_tags,
+        "alertPriority": h.alert_priority,
+    });
+    if let Some(at) = h.last_ping_at {
+        v["lastPingTime"] = json!(fmt_rfc3339(at));
+    }
+    if let Some(team) = h.owner_team_id.as_deref().and_then(TeamId::parse) {
+        let name = app
+            .store
+            .get_team(&h.org_id, &team)
+            .await
+            .ok()
+            .map(|t| t.name);
+        v["ownerTeam"] = json!({"id": team, "name": name});
+    }
+    v
+}
+
+fn resource(h: &Heartbeat) -> Resource {
+    Resource::Teams(
+        h.owner_team_id
+            .iter()
+            .map(|t| TeamId::from_trusted(t.clone()))
+            .collect(),
+    )
+}
+
+fn body(bytes: &Bytes) -> ApiResult<Map<String, Value>> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice(bytes) {
+        Ok(Value::Object(o)) => Ok(o),
+        Ok(_) => Err(ApiError::validation("body", "must be a JSON object")),
+        Err(e) => Err(ApiError::BadRequest(format!(
+            "The request body is not valid JSON: {e}."
+        ))),
+    }
+}
+
+async fn load(
+    app: &App,
+    p: &Principal,
+    name: &str,
+    permission: Permission,
+) -> ApiResult<Heartbeat> {
+    let h = app
+        .store
+        .get_heartbeat(&p.org_id, name)
+        .await?
+        .ok_or(ApiError::NotFound("heartbeat"))?;
+    p.require(permission, &resource(&h))?;
+    Ok(h)
+}
+
+/// Applies the fields of `b` to `h`; on create every required field must be there.
+async fn apply_fields(
+    app: &App,
+    p: &Principal,
+    h: &mut Heartbeat,
+    b: &Map<String, Value>,
+    creating: bool,
+) -> ApiResult<()> {
+    let mut problems = Problems::new();
+    if let Some(v) = b.get("description") {
+        match v.as_str() {
+            Some(d) if d.chars().count() <= 10_000 => h.description = d.to_owned(),
+            _ => problems.add(
+                "description",
+                "must be a string of at most 10000 characters",
+            ),
+        }
+    }
+    match b.get("interval") {
+        Some(v) => match v.as_i64() {
+            Some(n) if n >= 1 => h.interval = n,
+            _ => problems.add("interval", "must be a whole number, 1 or more"),
+        },
+        None if creating => problems.add("interval", "is required"),
+        None => {}
+    }
+    match b.get("intervalUnit") {
+        Some(v) => match v.as_str() {
+            Some(u @ ("minutes" | "hours" | "days")) => h.interval_unit = u.to_owned(),
+            _ => problems.add("intervalUnit", "must be minutes, hours or days"),
+        },
+        None if creating => problems.add("intervalUnit", "is required: minutes, hours or days"),
+        None => {}
+    }
+    match b.get("enabled") {
+        Some(v) => match v.as_bool() {
+            Some(e) => h.enabled = e,
+            None => problems.add("enabled", "must be true or false"),
+        },
+        None if creating => problems.add("enabled", "is required"),
+        None => {}
+    }
+    if let Some(v) = b.get("alertMessage") {
+        match v.as_str() {
+            Some(m) => {
+                h.alert_message =
+                    alert::truncate("alertMessage", m, alert::MESSAGE_MAX, &mut Vec::new())
+            }
+            None => problems.add("alertMessage", "must be a string"),
+        }
+    }
+    if let Some(v) = b.get("alertTags") {
+        match v.as_array() {
+            Some(tags) => {
+                h.alert_tags = tags
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .take(alert::TAGS_MAX)
+                    .collect()
+            }
+            None => problems.add("alertTags", "must be a list of strings"),
+        }
+    }
+    if let Some(v) = b.get("alertPriority") {
+        match v.as_str().and_then(Priority::parse) {
+            Some(pr) => h.alert_priority = pr.name().to_owned(),
+            None => problems.add("alertPriority", "must be one of P1, P2, P3, P4, P5"),
+        }
+    }
+    if let Some(team) = b.get("ownerTeam").filter(|t| !t.is_null()) {
+        let id = team
+            .get("id")
+            .and_then(Value::as_str)
+            .and_then(TeamId::parse);
+        let by_name = team.get("name").and_then(Value::as_str);
+        let found = match (id, by_name) {
+            (Some(id), _) => app.store.get_team(&p.org_id, &id).await.ok().map(|t| t.id),
+            (None, Some(name)) => app
+                .store
+                .list_teams(&p.org_id, 500, None)
+                .await?
+                .items
+                .into_iter()
+                .find(|t| t.name.eq_ignore_ascii_case(name))
+                .map(|t| t.id),
+            _ => None,
+        };
+        match found {
+            Some(t) => h.owner_team_id = Some(t.to_string()),
+            None => problems.add("ownerTeam", "no such team in this organization"),
+        }
+    }
+    // A team integration's heartbeats belong to its team, as in Opsgenie.
+    if let Some(team) = p.integration.as_ref().and_then(|i| i.team_id.as_ref()) {
+        h.owner_team_id = Some(team.to_string());
+    }
+    problems.into_result().map_err(ApiError::Validation)
+}
+
+pub async fn create(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    v2: V2,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    let b = body(&bytes)?;
+    let name = b.get("name").and_then(Value::as_str).unwrap_or("");
+    let name = KeyName::parse(name).map_err(|r| ApiError::validation("name", r))?;
+    let mut h = Heartbeat {
+        org_id: p.org_id.clone(),
+        name: name.as_str().to_owned(),
+        description: String::new(),
+        interval: 10,
+        interval_unit: "minutes".into(),
+        enabled: true,
+        owner_team_id: None,
+        alert_message: format!("{} is expired", name.as_str()),
+        alert_tags: vec![],
+        alert_priority: "P3".into(),
+        last_ping_at: None,
+        expired: false,
+        created_at: OffsetDateTime::now_utc(),
+    };
+    apply_fields(&app, &p, &mut h, &b, true).await?;
+    p.require(Permission::IntegrationsWrite, &resource(&h))?;
+    app.store
+        .insert_heartbeat(&h)
+        .await
+        .map_err(crate::error::conflict(
+            "name_taken",
+            format!("A heartbeat named `{}` already exists.", h.name),
+        ))?;
+    let body =
+        json!({"data": view(&app, &h).await, "took": v2.took(), "requestId": v2.request_id()});
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+pub async fn list(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    v2: V2,
+) -> ApiResult<Response> {
+    p.require(Permission::IntegrationsRead, &Resource::AnyTeam)?;
+    let all = p.grants.account.contains(Permission::IntegrationsRead);
+    let teams: Vec<String> = p
+        .grants
+        .teams_with(Permission::IntegrationsRead)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let mut data = Vec::new();
+    for h in app.store.list_heartbeats(&p.org_id).await? {
+        if all || h.owner_team_id.as_ref().is_some_and(|t| teams.contains(t)) {
+            data.push(view(&app, &h).await);
+        }
+    }
+    // The Go SDK reads the list under `heartbeats`.
+    Ok(v2.data(json!({"heartbeats": data})))
+}
+
+pub async fn show(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path(name): Path<String>,
+    v2: V2,
+) -> ApiResult<Response> {
+    let h = load(&app, &p, &name, Permission::IntegrationsRead).await?;
+    Ok(v2.data(view(&app, &h).await))
+}
+
+pub async fn update(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path(name): Path<String>,
+    v2: V2,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    let b = body(&bytes)?;
+    let mut h = load(&app, &p, &name, Permission::IntegrationsWrite).await?;
+    apply_fields(&app, &p, &mut h, &b, false).await?;
+    p.require(Permission::IntegrationsWrite, &resource(&h))?;
+    app.store.update_heartbeat(&h).await?;
+    Ok(v2.data(view(&app, &h).await))
+}
+
+pub async fn delete(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path(name): Path<String>,
+    v2: V2,
+) -> ApiResult<Response> {
+    load(&app, &p, &name, Permission::IntegrationsWrite).await?;
+    app.store.delete_heartbeat(&p.org_id, &name).await?;
+    Ok(
+        Json(json!({"result": "Deleted", "took": v2.took(), "requestId": v2.request_id()}))
+            .into_response(),
+    )
+}
+
+pub async fn toggle(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path((name, verb)): Path<(String, String)>,
+    v2: V2,
+) -> ApiResult<Response> {
+    let enabled = match verb.as_str() {
+        "enable" => true,
+        "disable" => false,
+        _ => return Err(ApiError::NotFound("route")),
+    };
+    let mut h = load(&app, &p, &name, Permission::IntegrationsWrite).await?;
+    h.enabled = enabled;
+    if enabled {
+        h.expired = false;
+    }
+    app.store.update_heartbeat(&h).await?;
+    Ok(v2.data(json!({"name": h.name, "enabled": h.enabled, "expired": h.expired})))
+}
+
+/// A ping: Opsgenie answers PONG whether or not the heartbeat exists. An expired one's alert
+/// is closed.
+pub async fn ping(
+    State(app): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path(name): Path<String>,
+    v2: V2,
+) -> ApiResult<Response> {
+    if let Some(before) = app
+        .store
+        .ping_heartbeat(&p.org_id, &name, OffsetDateTime::now_utc())
+        .await?
+        && before.expired
+        && let Some(alert) = app
+            .store
+            .find_alert(&p.org_id, &before.name, IdentifierType::Alias)
+            .await?
+        && alert.status == "open"
+    {
+        let op = AlertOp {
+            org_id: p.org_id.clone(),
+            request_id: uuid::Uuid::new_v4().to_string(),
+            integration_id: None,
+            kind: OpKind::Act {
+                alert_id: alert.id,
+                action: Action::Close,
+                user: "Heartbeat".into(),
+                note: Some(format!("Heartbeat {} was pinged again", before.name)),
+            },
+        };
+        app.alerts
+            .submit(op)
+            .await
+            .map_err(|e| ApiError::Internal(format!("heartbeat close: {e}")))?;
+    }
+    let body = json!({"result": "PONG - Heartbeat received", "took": v2.took(), "requestId": v2.request_id()});
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// Opens an alert for every enabled heartbeat that missed its interval at `now`.
+pub async fn sweep(app: &App, now: OffsetDateTime) -> ApiResult<usize> {
+    let expired = app.store.take_expired_heartbeats(now).await?;
+    for h in &expired {
+        let responders: Vec<Responder> = h
+            .owner_team_id
+            .iter()
+            .map(|t| Responder {
+                kind: "team".into(),
+                id: t.clone(),
+            })
+            .collect();
+        let draft = AlertDraft {
+            message: h.alert_message.clone(),
+            alias: Some(h.name.clone()),
+            description: format!(
+                "Heartbeat {} was not pinged within {} {}.",
+                h.name, h.interval, h.interval_unit
+            ),
+            teams: h.owner_team_id.iter().cloned().collect(),
+            responders,
+            visible_to: vec![],
+            owner_team_id: h.owner_team_id.clone(),
+            integration: None,
+            actions: vec![],
+            tags: h.alert_tags.clone(),
+            details: Map::new(),
+            entity: h.name.clone(),
+            source: "Heartbeat".into(),
+            priority: h.alert_priority.clone(),
+            user: "Heartbeat".into(),
+            note: None,
+            adjustments: vec![],
+        };
+        let op = AlertOp {
+            org_id: h.org_id.clone(),
+            request_id: uuid::Uuid::new_v4().to_string(),
+            integration_id: None,
+            kind: OpKind::Create(Box::new(draft)),
+        };
+        app.alerts
+            .submit(op)
+            .await
+            .map_err(|e| ApiError::Internal(format!("heartbeat alert: {e}")))?;
+    }
+    Ok(expired.len())
+}

@@ -1,0 +1,231 @@
+//! Heartbeats: named intervals a monitored system must ping within.
+
+use crate::{
+    BeginWrite, Result, Store, StoreError, from_json, from_ms, ms, now_ms, on_db, to_json,
+};
+use time::OffsetDateTime;
+use tocsin_core::OrgId;
+
+#[derive(Clone, Debug)]
+pub struct Heartbeat {
+    pub org_id: OrgId,
+    pub name: String,
+    pub description: String,
+    pub interval: i64,
+    /// `minutes`, `hours` or `days`.
+    pub interval_unit: String,
+    pub enabled: bool,
+    pub owner_team_id: Option<String>,
+    pub alert_message: String,
+    pub alert_tags: Vec<String>,
+    pub alert_priority: String,
+    pub last_ping_at: Option<OffsetDateTime>,
+    pub expired: bool,
+    pub created_at: OffsetDateTime,
+}
+
+impl Heartbeat {
+    pub fn interval_ms(&self) -> i64 {
+        let unit = match self.interval_unit.as_str() {
+            "hours" => 3_600_000,
+            "days" => 86_400_000,
+            _ => 60_000,
+        };
+        self.interval.saturating_mul(unit)
+    }
+
+    /// When it expires unless pinged: an interval after the last ping (or its creation).
+    pub fn due_at(&self) -> i64 {
+        ms(self.last_ping_at.unwrap_or(self.created_at)).saturating_add(self.interval_ms())
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    org_id: String,
+    name: String,
+    description: String,
+    interval_value: i64,
+    interval_unit: String,
+    enabled: bool,
+    owner_team_id: Option<String>,
+    alert_message: String,
+    alert_tags: String,
+    alert_priority: String,
+    last_ping_at: Option<i64>,
+    expired: bool,
+    created_at: i64,
+}
+
+impl From<Row> for Heartbeat {
+    fn from(r: Row) -> Self {
+        Heartbeat {
+            org_id: OrgId::from_trusted(r.org_id),
+            name: r.name,
+            description: r.description,
+            interval: r.interval_value,
+            interval_unit: r.interval_unit,
+            enabled: r.enabled,
+            owner_team_id: r.owner_team_id,
+            alert_message: r.alert_message,
+            alert_tags: from_json(&r.alert_tags),
+            alert_priority: r.alert_priority,
+            last_ping_at: r.last_ping_at.map(from_ms),
+            expired: r.expired,
+            created_at: from_ms(r.created_at),
+        }
+    }
+}
+
+const COLUMNS: &str = "org_id, name, description, interval_value, interval_unit, enabled, owner_team_id, alert_message,
+    alert_tags, alert_priority, last_ping_at, expired, created_at";
+
+impl Store {
+    pub async fn insert_heartbeat(&self, h: &Heartbeat) -> Result<()> {
+        on_db!(&self.db, |pool| {
+            sqlx::query(
+                "INSERT INTO heartbeats (org_id, name, description, interval_value, interval_unit, enabled, owner_team_id,
+                   alert_message, alert_tags, alert_priority, last_ping_at, expired, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12, $12)",
+            )
+            .bind(h.org_id.as_str())
+            .bind(&h.name)
+            .bind(&h.description)
+            .bind(h.interval)
+            .bind(&h.interval_unit)
+            .bind(h.enabled)
+            .bind(h.owner_team_id.as_deref())
+            .bind(&h.alert_message)
+            .bind(to_json(&h.alert_tags))
+            .bind(&h.alert_priority)
+            .bind(false)
+            .bind(ms(h.created_at))
+            .execute(pool)
+            .await?
+        });
+        Ok(())
+    }
+
+    pub async fn get_heartbeat(&self, org: &OrgId, name: &str) -> Result<Option<Heartbeat>> {
+        let sql = format!("SELECT {COLUMNS} FROM heartbeats WHERE org_id = $1 AND name = $2");
+        let row: Option<Row> = on_db!(&self.db, |pool| {
+            sqlx::query_as(crate::safe(&sql))
+                .bind(org.as_str())
+                .bind(name)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row.map(Into::into))
+    }
+
+    pub async fn list_heartbeats(&self, org: &OrgId) -> Result<Vec<Heartbeat>> {
+        let sql = format!("SELECT {COLUMNS} FROM heartbeats WHERE org_id = $1 ORDER BY name");
+        let rows: Vec<Row> = on_db!(&self.db, |pool| sqlx::query_as(crate::safe(&sql))
+            .bind(org.as_str())
+            .fetch_all(pool)
+            .await?);
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    /// Writes back every editable field (not the name).
+    pub async fn update_heartbeat(&self, h: &Heartbeat) -> Result<()> {
+        let n = on_db!(&self.db, |pool| {
+            sqlx::query(
+                "UPDATE heartbeats SET description = $3, interval_value = $4, interval_unit = $5, enabled = $6,
+                   owner_team_id = $7, alert_message = $8, alert_tags = $9, alert_priority = $10, expired = $11, updated_at = $12
+                 WHERE org_id = $1 AND name = $2",
+            )
+            .bind(h.org_id.as_str())
+            .bind(&h.name)
+            .bind(&h.description)
+            .bind(h.interval)
+            .bind(&h.interval_unit)
+            .bind(h.enabled)
+            .bind(h.owner_team_id.as_deref())
+            .bind(&h.alert_message)
+            .bind(to_json(&h.alert_tags))
+            .bind(&h.alert_priority)
+            .bind(h.expired)
+            .bind(now_ms())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if n == 0 {
+            Err(StoreError::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub async fn delete_heartbeat(&self, org: &OrgId, name: &str) -> Result<()> {
+        let n = on_db!(&self.db, |pool| {
+            sqlx::query("DELETE FROM heartbeats WHERE org_id = $1 AND name = $2")
+                .bind(org.as_str())
+                .bind(name)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if n == 0 {
+            Err(StoreError::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Records a ping; returns the heartbeat as it was before (None if there is no such heartbeat).
+    pub async fn ping_heartbeat(
+        &self,
+        org: &OrgId,
+        name: &str,
+        at: OffsetDateTime,
+    ) -> Result<Option<Heartbeat>> {
+        let before = self.get_heartbeat(org, name).await?;
+        if before.is_some() {
+            on_db!(&self.db, |pool| {
+                sqlx::query("UPDATE heartbeats SET last_ping_at = $3, expired = $4 WHERE org_id = $1 AND name = $2")
+                    .bind(org.as_str())
+                    .bind(name)
+                    .bind(ms(at))
+                    .bind(false)
+                    .execute(pool)
+                    .await?
+            });
+        }
+        Ok(before)
+    }
+
+    /// Enabled heartbeats past due at `now` that were not yet expired; marks them expired.
+    pub async fn take_expired_heartbeats(&self, now: OffsetDateTime) -> Result<Vec<Heartbeat>> {
+        let sql = format!("SELECT {COLUMNS} FROM heartbeats WHERE enabled = $1 AND expired = $2");
+        let candidates: Vec<Heartbeat> = on_db!(&self.db, |pool| {
+            let rows: Vec<Row> = sqlx::query_as(crate::safe(&sql))
+                .bind(true)
+                .bind(false)
+                .fetch_all(pool)
+                .await?;
+            rows.into_iter().map(Heartbeat::from).collect()
+        });
+        let due: Vec<Heartbeat> = candidates
+            .into_iter()
+            .filter(|h| h.due_at() <= ms(now))
+            .collect();
+        if due.is_empty() {
+            return Ok(due);
+        }
+        on_db!(&self.db, |pool| {
+            let mut tx = pool.begin_write().await?;
+            for h in &due {
+                sqlx::query("UPDATE heartbeats SET expired = $3 WHERE org_id = $1 AND name = $2")
+                    .bind(h.org_id.as_str())
+                    .bind(&h.name)
+                    .bind(true)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(due)
+    }
+}
