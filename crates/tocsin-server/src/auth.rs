@@ -373,6 +373,16 @@ pub async fn lookup(app: &App, token: &Token) -> ApiResult<Option<Arc<Principal>
 }
 
 /// The credential of a request, from `Authorization: Bearer|GenieKey <token>`.
+/// Opsgenie's legacy `?apiKey=` on `/v2` routes, when the operator allows it; the header wins.
+pub fn query_api_key<'a>(app: &App, path: &str, query: Option<&'a str>) -> Option<&'a str> {
+    if !app.settings.allow_query_api_key || !path.starts_with("/v2/") {
+        return None;
+    }
+    query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("apiKey="))
+}
+
 pub fn credential(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, rest) = value.split_once(' ')?;
@@ -395,9 +405,10 @@ pub enum AuthFailure {
 pub async fn authenticate(
     app: &App,
     headers: &HeaderMap,
+    query_key: Option<&str>,
     ip: Option<IpAddr>,
 ) -> Result<Arc<Principal>, AuthFailure> {
-    let Some(raw) = credential(headers) else {
+    let Some(raw) = credential(headers).or(query_key) else {
         return Err(AuthFailure::Refused(Refusal::MissingCredentials, None));
     };
     let token =
@@ -478,7 +489,8 @@ pub async fn layer(State(app): State<AppState>, mut req: Request, next: Next) ->
         .get::<crate::envelope::RequestId>()
         .map(|r| r.0.clone());
     let target = target_of(&route, req.uri().path());
-    let outcome = authenticate(&app, req.headers(), ip).await;
+    let query_key = query_api_key(&app, req.uri().path(), req.uri().query()).map(str::to_owned);
+    let outcome = authenticate(&app, req.headers(), query_key.as_deref(), ip).await;
     metrics::histogram!("tocsin_key_verification_seconds").record(started.elapsed().as_secs_f64());
     let record = |principal: Option<&Principal>, outcome: &str, status: u16| {
         let mut r = AuditRecord::new(principal.map(|p| p.org_id.clone()), "http.request", outcome);

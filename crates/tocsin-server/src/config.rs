@@ -18,6 +18,9 @@ pub struct Settings {
     pub public_url: String,
     pub secret_file: Option<PathBuf>,
     pub log_format: LogFormat,
+    /// Accept Opsgenie's legacy `?apiKey=` query parameter on `/v2` routes. Off by default:
+    /// tokens in URLs end up in proxy and browser logs.
+    pub allow_query_api_key: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,10 +37,31 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
     pub region: Option<String>,
+    #[serde(default, deserialize_with = "regions_from_toml")]
     pub regions: Option<String>,
     pub public_url: Option<String>,
     pub secret_file: Option<PathBuf>,
     pub log_format: Option<String>,
+    pub allow_query_api_key: Option<bool>,
+}
+
+/// `regions` in TOML may be the flag's string (`"eu=https://..."`) or a table
+/// (`[regions]` with `eu = "https://..."`).
+fn regions_from_toml<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Regions {
+        Text(String),
+        Table(BTreeMap<String, String>),
+    }
+    Ok(Some(match Regions::deserialize(d)? {
+        Regions::Text(s) => s,
+        Regions::Table(t) => t
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(","),
+    }))
 }
 
 impl Overrides {
@@ -51,6 +75,7 @@ impl Overrides {
             public_url: self.public_url.or(lower.public_url),
             secret_file: self.secret_file.or(lower.secret_file),
             log_format: self.log_format.or(lower.log_format),
+            allow_query_api_key: self.allow_query_api_key.or(lower.allow_query_api_key),
         }
     }
 }
@@ -179,6 +204,7 @@ impl Settings {
             public_url,
             secret_file: o.secret_file,
             log_format,
+            allow_query_api_key: o.allow_query_api_key.unwrap_or(false),
         })
     }
 

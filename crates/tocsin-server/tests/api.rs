@@ -25,16 +25,25 @@ fn in_days(d: i64) -> String {
 
 impl TestApp {
     async fn spawn() -> TestApp {
-        // Server logs show up beside a failing test's output.
-        tocsin_server::init_logging(tocsin_server::config::LogFormat::Text);
+        TestApp::spawn_with(|_| {}).await
+    }
+
+    /// A server whose settings `adjust` may change first.
+    async fn spawn_with(adjust: impl FnOnce(&mut Overrides)) -> TestApp {
+        // Server logs (warnings and errors) show up beside a failing test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter("warn")
+            .try_init();
         let dir = tempfile::tempdir().unwrap();
-        let settings = Settings::from_overrides(Overrides {
+        let mut overrides = Overrides {
             listen: Some("127.0.0.1:0".into()),
             data_dir: Some(dir.path().to_path_buf()),
             regions: Some("eu=https://eu.tocsin.example".into()),
             ..Default::default()
-        })
-        .unwrap();
+        };
+        adjust(&mut overrides);
+        let settings = Settings::from_overrides(overrides).unwrap();
         let running = tocsin_server::start(settings, Default::default())
             .await
             .unwrap();
@@ -465,6 +474,18 @@ async fn team_keys_stay_in_their_team_and_cannot_escalate() {
         .await;
     let (s, b) = app.get(&format!("/v1/teams/{payments}"), &tk).await;
     assert_eq!(s, StatusCode::OK, "{b}");
+    let (_, b) = app.get("/v1/teams", &tk).await;
+    let listed: Vec<&str> = b["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        listed,
+        vec![payments.as_str()],
+        "a team key lists only its team"
+    );
     let (s, b) = app.get(&format!("/v1/teams/{search}"), &tk).await;
     assert_eq!((s, code(&b)), (StatusCode::FORBIDDEN, "scope_denied"));
     assert!(b["error"]["message"].as_str().unwrap().contains(&payments));

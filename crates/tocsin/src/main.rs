@@ -49,6 +49,9 @@ pub(crate) struct ServerArgs {
     /// text or json [default: text].
     #[arg(long, env = "TOCSIN_LOG_FORMAT")]
     log_format: Option<String>,
+    /// Accept Opsgenie's legacy `?apiKey=` on /v2 routes [default: false].
+    #[arg(long, env = "TOCSIN_ALLOW_QUERY_API_KEY", num_args = 0..=1, default_missing_value = "true")]
+    allow_query_api_key: Option<bool>,
 }
 
 impl ServerArgs {
@@ -62,6 +65,7 @@ impl ServerArgs {
             public_url: self.public_url.clone(),
             secret_file: self.secret_file.clone(),
             log_format: self.log_format.clone(),
+            allow_query_api_key: self.allow_query_api_key,
         };
         Settings::load(self.config.as_deref(), cli).map_err(|e| e.to_string())
     }

@@ -72,8 +72,16 @@ pub async fn list(
         .store
         .list_teams(&p.org_id, q.limit()?, q.cursor.as_deref())
         .await?;
+    // A caller that reads teams only within some teams lists only those.
+    let all = p.grants.account.contains(Permission::TeamsRead);
+    let mine = p.grants.teams_with(Permission::TeamsRead);
     Ok(Json(views::List {
-        data: page.items.iter().map(views::team).collect(),
+        data: page
+            .items
+            .iter()
+            .filter(|t| all || mine.contains(&t.id))
+            .map(views::team)
+            .collect(),
         next_cursor: page.next_cursor,
     }))
 }

@@ -693,3 +693,36 @@ async fn a_missed_heartbeat_opens_an_alert_and_the_next_ping_closes_it() {
         .await;
     assert_eq!(s, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn the_legacy_api_key_query_parameter_is_off_unless_allowed() {
+    let app = TestApp::spawn().await;
+    let (_, key) = app.integration(json!({"name": "legacy"})).await;
+    let resp = app
+        .http
+        .get(format!("{}/v2/alerts?apiKey={key}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let b: Value = resp.json().await.unwrap();
+    assert_eq!(code(&b), "missing_credentials");
+
+    let app = TestApp::spawn_with(|o| o.allow_query_api_key = Some(true)).await;
+    let (_, key) = app.integration(json!({"name": "legacy"})).await;
+    let resp = app
+        .http
+        .get(format!("{}/v2/alerts?apiKey={key}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    // Only on the Opsgenie routes.
+    let resp = app
+        .http
+        .get(format!("{}/v1/auth/whoami?apiKey={key}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
