@@ -160,7 +160,7 @@ pub async fn create_org(
     let owner = Actor {
         kind: "user".into(),
         id: user.id.to_string(),
-        name: user.email.clone(),
+        name: user.name.clone(),
     };
     let mut key = ApiKey::new(
         org.id.clone(),

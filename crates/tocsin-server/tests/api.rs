@@ -11,6 +11,9 @@ mod alerts;
 
 struct TestApp {
     base: String,
+    /// The database this server uses: a fresh SQLite file, or a fresh PostgreSQL database
+    /// when TOCSIN_TEST_BACKEND=postgres.
+    database_url: String,
     owner: String,
     http: reqwest::Client,
     dir: tempfile::TempDir,
@@ -21,6 +24,27 @@ fn in_days(d: i64) -> String {
     (OffsetDateTime::now_utc() + Duration::days(d))
         .format(&Rfc3339)
         .unwrap()
+}
+
+/// With TOCSIN_TEST_BACKEND=postgres, a new empty database on the server TOCSIN_TEST_PG_URL
+/// names (default: the local one, user postgres); scripts/test drops them afterwards.
+async fn fresh_postgres_database() -> Option<String> {
+    if std::env::var("TOCSIN_TEST_BACKEND").ok().as_deref() != Some("postgres") {
+        return None;
+    }
+    let admin = std::env::var("TOCSIN_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let pool = sqlx::PgPool::connect(&admin).await.unwrap_or_else(|e| {
+        panic!("TOCSIN_TEST_BACKEND=postgres but {admin} cannot be reached: {e}")
+    });
+    let name = format!("tocsin_t_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let (server, _) = admin.rsplit_once('/').expect("a URL with a database name");
+    Some(format!("{server}/{name}"))
 }
 
 impl TestApp {
@@ -42,8 +66,10 @@ impl TestApp {
             regions: Some("eu=https://eu.tocsin.example".into()),
             ..Default::default()
         };
+        overrides.database_url = fresh_postgres_database().await;
         adjust(&mut overrides);
         let settings = Settings::from_overrides(overrides).unwrap();
+        let database_url = settings.database_url();
         let running = tocsin_server::start(settings, Default::default())
             .await
             .unwrap();
@@ -53,6 +79,7 @@ impl TestApp {
             .to_owned();
         TestApp {
             base: format!("http://{}", running.addr),
+            database_url,
             owner,
             http: reqwest::Client::new(),
             dir,
@@ -799,7 +826,7 @@ async fn audit_trail_records_requests_and_verifies() {
     );
     app.stop().await;
 
-    let store = tocsin_store::Store::open_sqlite(&app.data_dir().join("tocsin.db"))
+    let store = tocsin_store::Store::connect(&app.database_url)
         .await
         .unwrap();
     for chain in store.audit_chains().await.unwrap() {
@@ -1231,7 +1258,7 @@ async fn last_use_is_recorded_without_a_write_per_request() {
         assert_eq!(app.get("/v1/auth/whoami", &token).await.0, StatusCode::OK);
     }
     app.stop().await;
-    let store = tocsin_store::Store::open_sqlite(&app.data_dir().join("tocsin.db"))
+    let store = tocsin_store::Store::connect(&app.database_url)
         .await
         .unwrap();
     let org = tocsin_core::OrgId::from_trusted(app_org(&store).await);

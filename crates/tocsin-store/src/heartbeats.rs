@@ -101,7 +101,7 @@ impl Store {
             .bind(false)
             .bind(ms(h.created_at))
             .execute(pool)
-            .await?
+            .await?;
         });
         Ok(())
     }
@@ -190,7 +190,7 @@ impl Store {
                     .bind(ms(at))
                     .bind(false)
                     .execute(pool)
-                    .await?
+                    .await?;
             });
         }
         Ok(before)

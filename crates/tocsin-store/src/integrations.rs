@@ -87,7 +87,7 @@ impl Store {
             .bind(ms(i.created_at))
             .bind(ms(i.updated_at))
             .execute(pool)
-            .await?
+            .await?;
         });
         Ok(())
     }

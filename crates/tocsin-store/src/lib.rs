@@ -23,10 +23,11 @@ pub mod writer;
 
 pub use writer::{AuditWriter, LastUsedTracker};
 
-/// The configured database. PostgreSQL joins as a second arm; the query code does not change.
+/// The configured database: one typed pool per backend, the same query code for both.
 #[derive(Clone, Debug)]
 pub enum Db {
     Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
 }
 
 /// Runs `$body` with `$pool` bound to the configured typed pool.
@@ -35,6 +36,7 @@ macro_rules! on_db {
     ($db:expr, |$pool:ident| $body:expr) => {
         match $db {
             $crate::Db::Sqlite($pool) => $body,
+            $crate::Db::Postgres($pool) => $body,
         }
     };
 }
@@ -104,9 +106,7 @@ impl Store {
             return Store::open_sqlite(Path::new(path)).await;
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Err(StoreError::Config(
-                "database-url: PostgreSQL is not implemented yet in this build; use the embedded SQLite default (omit --database-url) or a sqlite:// URL".into(),
-            ));
+            return Store::open_postgres(url).await;
         }
         Err(StoreError::Config(format!(
             "database-url: `{}` is neither sqlite://PATH nor postgres://...",
@@ -135,14 +135,36 @@ impl Store {
         })
     }
 
+    /// PostgreSQL: commits are durable by the server's own settings (fsync, synchronous_commit).
+    pub async fn open_postgres(url: &str) -> Result<Store> {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(|e| {
+                StoreError::Config(format!("database-url: cannot connect to PostgreSQL: {e}"))
+            })?;
+        Ok(Store {
+            db: Db::Postgres(pool),
+        })
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.db, Db::Postgres(_))
+    }
+
     pub fn db(&self) -> &Db {
         &self.db
     }
 
+    /// Creates or updates the schema. On PostgreSQL sqlx holds an advisory lock meanwhile, so
+    /// nodes started together migrate one at a time.
     pub async fn migrate(&self) -> Result<()> {
-        on_db!(&self.db, |pool| sqlx::migrate!("migrations/sqlite")
-            .run(pool)
-            .await?);
+        match &self.db {
+            Db::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await?,
+            Db::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
+        }
         Ok(())
     }
 
@@ -174,7 +196,7 @@ impl Store {
                 .bind(key)
                 .bind(value)
                 .execute(pool)
-                .await?
+                .await?;
         });
         Ok(())
     }
@@ -222,6 +244,15 @@ pub(crate) trait BeginWrite {
     ) -> impl std::future::Future<
         Output = std::result::Result<sqlx::Transaction<'static, Self::Database>, sqlx::Error>,
     >;
+}
+
+impl BeginWrite for sqlx::PgPool {
+    type Database = sqlx::Postgres;
+    async fn begin_write(
+        &self,
+    ) -> std::result::Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        self.begin().await
+    }
 }
 
 impl BeginWrite for sqlx::SqlitePool {

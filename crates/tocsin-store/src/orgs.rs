@@ -48,7 +48,7 @@ impl Store {
             .bind(org.alerts_require_integration_key)
             .bind(ms(org.created_at))
             .execute(pool)
-            .await?
+            .await?;
         });
         Ok(())
     }
@@ -103,7 +103,7 @@ impl Store {
             .bind(max_key_days.flatten())
             .bind(alerts_require_integration_key)
             .execute(pool)
-            .await?
+            .await?;
         });
         self.get_org(org).await
     }

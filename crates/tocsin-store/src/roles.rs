@@ -52,7 +52,7 @@ impl Store {
             .bind(to_json(&role.permissions.names()))
             .bind(now_ms())
             .execute(pool)
-            .await?
+            .await?;
         });
         Ok(())
     }

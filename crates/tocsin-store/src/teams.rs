@@ -64,7 +64,7 @@ impl Store {
             .bind(ms(team.created_at))
             .bind(ms(team.updated_at))
             .execute(pool)
-            .await?
+            .await?;
         });
         Ok(())
     }
@@ -174,7 +174,7 @@ impl Store {
             .bind(to_json(&roles))
             .bind(now_ms())
             .execute(pool)
-            .await?
+            .await?;
         });
         Ok(())
     }

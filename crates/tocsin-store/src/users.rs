@@ -91,7 +91,7 @@ impl Store {
             .bind(ms(user.created_at))
             .bind(ms(user.updated_at))
             .execute(pool)
-            .await?
+            .await?;
         });
         Ok(())
     }
@@ -184,7 +184,7 @@ impl Store {
             .bind(crate::now_ms())
             .bind(ms(session.expires_at))
             .execute(pool)
-            .await?
+            .await?;
         });
         Ok(())
     }

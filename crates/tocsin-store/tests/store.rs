@@ -100,12 +100,19 @@ async fn editing_or_removing_an_audit_row_is_named_by_verify() {
     assert!(report.broken_at.is_none());
 
     // Someone rewrites the refusal as allowed.
-    let tocsin_store::Db::Sqlite(pool) = store.db();
-    sqlx::query("UPDATE audit_events SET outcome = 'allowed' WHERE id = $1")
-        .bind(records[2].id.as_str())
-        .execute(pool)
-        .await
-        .unwrap();
+    let exec = |sql: &'static str, id: String| {
+        let store = store.clone();
+        async move {
+            tocsin_store::on_db!(store.db(), |pool| {
+                sqlx::query(sql).bind(id).execute(pool).await.unwrap();
+            })
+        }
+    };
+    exec(
+        "UPDATE audit_events SET outcome = 'allowed' WHERE id = $1",
+        records[2].id.to_string(),
+    )
+    .await;
     let broken = store
         .verify_chain(org.as_str())
         .await
@@ -116,11 +123,11 @@ async fn editing_or_removing_an_audit_row_is_named_by_verify() {
     assert!(broken.reason.contains("edited"));
 
     // Restore it, then delete an event instead.
-    sqlx::query("UPDATE audit_events SET outcome = 'revoked_key' WHERE id = $1")
-        .bind(records[2].id.as_str())
-        .execute(pool)
-        .await
-        .unwrap();
+    exec(
+        "UPDATE audit_events SET outcome = 'revoked_key' WHERE id = $1",
+        records[2].id.to_string(),
+    )
+    .await;
     assert!(
         store
             .verify_chain(org.as_str())
@@ -129,11 +136,11 @@ async fn editing_or_removing_an_audit_row_is_named_by_verify() {
             .broken_at
             .is_none()
     );
-    sqlx::query("DELETE FROM audit_events WHERE id = $1")
-        .bind(records[1].id.as_str())
-        .execute(pool)
-        .await
-        .unwrap();
+    exec(
+        "DELETE FROM audit_events WHERE id = $1",
+        records[1].id.to_string(),
+    )
+    .await;
     let broken = store
         .verify_chain(org.as_str())
         .await

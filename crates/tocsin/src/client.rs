@@ -1,7 +1,9 @@
-//! The HTTP client commands: `keys`, `whoami`, `explain`, `doctor` and `audit list|export`.
-//! They talk to a Tocsin server (`--url`, `TOCSIN_URL`) with a token (`--token`,
-//! `TOCSIN_TOKEN`), print human tables or `--json`, and on a refusal print the server's
-//! explanation and exit non-zero. The calling token is never printed, whatever happens.
+//! The HTTP client commands: `keys`, `alerts`, `whoami`, `explain`, `doctor` and
+//! `audit list|export`. They talk to a Tocsin server (`--url`, `TOCSIN_URL`) with a token
+//! (`--token`, `TOCSIN_TOKEN`, sent as `Authorization: Bearer`), print human tables or
+//! `--json`, and on a refusal print the server's explanation and exit non-zero. The calling
+//! token is never printed, whatever happens. `alerts` speaks the Opsgenie-compatible `/v2`
+//! Alert API: writes answer 202 with a request id, whose status says what became of them.
 
 use clap::{Args, Subcommand};
 use comfy_table::{ContentArrangement, Table, presets};
@@ -12,6 +14,7 @@ use std::fmt;
 use std::io::Write;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
+use tocsin_core::alert::Priority;
 use tocsin_core::key::{KeyKind, fmt_rfc3339, parse_duration};
 use tocsin_core::token::Token;
 
@@ -53,6 +56,11 @@ pub enum ClientCommand {
     Keys {
         #[command(subcommand)]
         cmd: KeysCommand,
+    },
+    /// Create, list, show, acknowledge and close alerts (the Opsgenie-compatible /v2 API).
+    Alerts {
+        #[command(subcommand)]
+        cmd: AlertsCommand,
     },
     /// The calling key: kind, organization, roles and effective permissions.
     Whoami {
@@ -156,6 +164,129 @@ pub enum AuditClientCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+pub enum AlertsCommand {
+    /// Create an alert; an open alert with the same alias is counted instead. Prints the outcome.
+    Create {
+        #[command(flatten)]
+        alert: AlertArgs,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// List alerts (newest first unless --sort/--order say otherwise).
+    List {
+        #[command(flatten)]
+        filter: AlertListArgs,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Show one alert, every field.
+    Show {
+        /// The alert's id, tiny id or alias (see --by).
+        id: String,
+        /// What ID is: the alert's id, its tiny id (the short number) or its alias.
+        #[arg(long, value_enum, default_value_t)]
+        by: IdentifierType,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Acknowledge an alert; prints what the server made of the request.
+    Ack {
+        #[command(flatten)]
+        target: AlertTarget,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Close an alert; prints what the server made of the request.
+    Close {
+        #[command(flatten)]
+        target: AlertTarget,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+}
+
+/// How an alert is named on the command line (`identifierType`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum IdentifierType {
+    #[default]
+    Id,
+    Tiny,
+    Alias,
+}
+
+impl IdentifierType {
+    fn name(self) -> &'static str {
+        match self {
+            IdentifierType::Id => "id",
+            IdentifierType::Tiny => "tiny",
+            IdentifierType::Alias => "alias",
+        }
+    }
+}
+
+#[derive(Args, Clone, Debug, Default)]
+pub struct AlertArgs {
+    /// What is wrong (at most 130 characters; the server truncates longer ones).
+    #[arg(long)]
+    pub message: String,
+    /// De-duplication key: while an alert with this alias is open, creating it again counts it.
+    #[arg(long)]
+    pub alias: Option<String>,
+    /// P1 (highest) to P5 [server default: P3].
+    #[arg(long, value_parser = parse_priority)]
+    pub priority: Option<String>,
+    /// A tag (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Longer text about the alert.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// A note to add to the alert.
+    #[arg(long)]
+    pub note: Option<String>,
+    /// A team that responds, by name (repeatable).
+    #[arg(long = "responder-team", value_name = "NAME")]
+    pub responder_teams: Vec<String>,
+}
+
+#[derive(Args, Clone, Debug, Default)]
+pub struct AlertListArgs {
+    /// A search, e.g. 'status:open AND priority:P1' or 'tag:prod'.
+    #[arg(long)]
+    pub query: Option<String>,
+    /// Alerts per page (1-100) [server default: 20].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub limit: Option<u32>,
+    /// Skip this many alerts (a previous page's next offset).
+    #[arg(long)]
+    pub offset: Option<u32>,
+    /// Field to sort by: createdAt, updatedAt, tinyId, count, status, priority...
+    #[arg(long)]
+    pub sort: Option<String>,
+    /// asc or desc [server default: desc].
+    #[arg(long, value_parser = ["asc", "desc"])]
+    pub order: Option<String>,
+}
+
+#[derive(Args, Clone, Debug, Default)]
+pub struct AlertTarget {
+    /// The alert's id, tiny id or alias (see --by).
+    pub id: String,
+    /// What ID is: the alert's id, its tiny id (the short number) or its alias.
+    #[arg(long, value_enum, default_value_t)]
+    pub by: IdentifierType,
+    /// A note to add to the alert with the action.
+    #[arg(long)]
+    pub note: Option<String>,
+}
+
+fn parse_priority(s: &str) -> Result<String, String> {
+    Priority::parse(s)
+        .map(|p| p.name().to_owned())
+        .ok_or_else(|| format!("`{s}` is not a priority: P1, P2, P3, P4 or P5"))
 }
 
 #[derive(Args, Clone, Debug)]
@@ -276,12 +407,15 @@ enum Failure {
     Http { status: StatusCode, body: String },
     /// The server answered 2xx with something this client does not understand.
     Unexpected(String),
+    /// A failure after an earlier step succeeded (a write accepted, then its status unreadable).
+    After { done: String, failure: Box<Failure> },
 }
 
 impl Failure {
     fn exit_code(&self) -> i32 {
         match self {
             Failure::Usage(_) => EXIT_USAGE,
+            Failure::After { failure, .. } => failure.exit_code(),
             _ => EXIT_FAILED,
         }
     }
@@ -308,18 +442,52 @@ impl Failure {
                     )]
                 }
             },
+            Failure::After { done, failure } => {
+                let mut lines = vec![format!("note: {done}")];
+                lines.extend(failure.lines());
+                lines
+            }
         }
     }
 }
 
-/// The `error` object of a `/v1` error body, if the body has that shape.
+/// The explanation in an error body: the `error` object of a `/v1` body, or of a `/v2`
+/// (Opsgenie) body, which carries it beside `message`, `code`, `errors` and `requestId`; for
+/// an Opsgenie-shaped body without one, an object made of its `message` and `code`. The
+/// per-field reasons end up in `fields`, the request id in `request_id`.
 fn api_error(body: &str) -> Option<Map<String, Value>> {
     let v: Value = serde_json::from_str(body).ok()?;
-    let mut e = v.get("error")?.as_object()?.clone();
-    e.get("code")?.as_str()?;
-    e.get("message")?.as_str()?;
-    if let Some(id) = v.get("request_id") {
-        e.entry("request_id").or_insert_with(|| id.clone());
+    let mut e = match v.get("error") {
+        Some(error) => {
+            let e = error.as_object()?.clone();
+            e.get("code")?.as_str()?;
+            e.get("message")?.as_str()?;
+            e
+        }
+        None => {
+            let mut e = Map::new();
+            if let Some(code) = v.get("code").filter(|c| !c.is_null()) {
+                e.insert(
+                    "code".into(),
+                    json!(
+                        code.as_str()
+                            .map_or_else(|| code.to_string(), str::to_owned)
+                    ),
+                );
+            }
+            e.insert("message".into(), json!(v.get("message")?.as_str()?));
+            e
+        }
+    };
+    if !e.contains_key("fields")
+        && let Some(errors) = v.get("errors").and_then(Value::as_object)
+    {
+        e.insert("fields".into(), Value::Object(errors.clone()));
+    }
+    for key in ["request_id", "requestId"] {
+        if let Some(id) = v.get(key).filter(|id| !id.is_null()) {
+            e.entry("request_id").or_insert_with(|| id.clone());
+        }
     }
     Some(e)
 }
@@ -327,12 +495,10 @@ fn api_error(body: &str) -> Option<Map<String, Value>> {
 /// The server's explanation: code and message, then fixes, offending fields, request id.
 fn explain_error(status: StatusCode, e: Map<String, Value>) -> Vec<String> {
     let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("");
-    let mut lines = vec![format!(
-        "error: {} ({}): {}",
-        s("code"),
-        status.as_u16(),
-        s("message")
-    )];
+    let mut lines = vec![match s("code") {
+        "" => format!("error ({}): {}", status.as_u16(), s("message")),
+        code => format!("error: {code} ({}): {}", status.as_u16(), s("message")),
+    }];
     if let Some(fields) = e.get("fields").and_then(Value::as_object) {
         for (field, reason) in fields {
             lines.push(format!("  field `{field}`: {}", text(reason)));
@@ -689,6 +855,77 @@ fn explain_body(a: &ExplainArgs) -> Result<Value, String> {
     Ok(body)
 }
 
+/// The `POST /v2/alerts` body of `alerts create`; only the fields given are sent.
+fn alert_body(a: &AlertArgs) -> Result<Value, String> {
+    if a.message.trim().is_empty() {
+        return Err("--message must say something: it is the alert's title".into());
+    }
+    let mut body = json!({"message": a.message});
+    let optional = [
+        ("alias", &a.alias),
+        ("priority", &a.priority),
+        ("description", &a.description),
+        ("note", &a.note),
+    ];
+    for (field, value) in optional {
+        if let Some(v) = value {
+            body[field] = json!(v);
+        }
+    }
+    if !a.tags.is_empty() {
+        body["tags"] = json!(a.tags);
+    }
+    if !a.responder_teams.is_empty() {
+        body["responders"] = a
+            .responder_teams
+            .iter()
+            .map(|name| json!({"type": "team", "name": name}))
+            .collect();
+    }
+    Ok(body)
+}
+
+/// The query of `GET /v2/alerts`; only the flags given are sent.
+fn alert_list_query(a: &AlertListArgs) -> Query {
+    let mut q = Query::new();
+    if let Some(v) = &a.query {
+        q.push(("query", v.clone()));
+    }
+    if let Some(n) = a.limit {
+        q.push(("limit", n.to_string()));
+    }
+    if let Some(n) = a.offset {
+        q.push(("offset", n.to_string()));
+    }
+    if let Some(v) = &a.sort {
+        q.push(("sort", v.clone()));
+    }
+    if let Some(v) = &a.order {
+        q.push(("order", v.clone()));
+    }
+    q
+}
+
+/// The body of an action (`acknowledge`, `close`): `{}` or `{"note"}`.
+fn alert_action_body(note: Option<&str>) -> Value {
+    match note {
+        Some(n) => json!({"note": n}),
+        None => json!({}),
+    }
+}
+
+/// An alert identifier fit for a URL path: not empty, and not `.` or `..`, which URLs
+/// cannot carry as a path segment (they would name another route).
+fn alert_identifier(id: &str) -> Result<&str, String> {
+    match id {
+        "" => Err("give the alert's id, tiny id or alias".into()),
+        "." | ".." => Err(format!(
+            "`{id}` cannot be sent as an alert identifier in a URL path"
+        )),
+        id => Ok(id),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Rendering (pure, tested below).
 
@@ -905,6 +1142,121 @@ fn explain_lines(v: &Value) -> Vec<String> {
     lines
 }
 
+const ALERT_COLUMNS: &[&str] = &[
+    "tinyId",
+    "status",
+    "acknowledged",
+    "priority",
+    "count",
+    "message",
+    "createdAt",
+];
+
+/// Characters of a message shown in the list table.
+const MESSAGE_WIDTH: usize = 60;
+
+const ALERT_FIELDS: &[&str] = &[
+    "id",
+    "tinyId",
+    "alias",
+    "message",
+    "status",
+    "acknowledged",
+    "isSeen",
+    "snoozed",
+    "snoozedUntil",
+    "priority",
+    "count",
+    "tags",
+    "source",
+    "owner",
+    "ownerTeamId",
+    "responders",
+    "teams",
+    "integration",
+    "entity",
+    "actions",
+    "details",
+    "description",
+    "report",
+    "createdAt",
+    "updatedAt",
+    "lastOccurredAt",
+];
+
+/// One field of an alert as table text.
+fn alert_cell(alert: &Value, field: &str) -> String {
+    let v = alert.get(field).unwrap_or(&Value::Null);
+    let items = || v.as_array().into_iter().flatten();
+    match field {
+        "message" => truncate(&text(v), MESSAGE_WIDTH),
+        // [{type, id}], shown as `team 0190…`.
+        "responders" if v.as_array().is_some_and(|a| !a.is_empty()) => items()
+            .map(
+                |r| match (r["type"].as_str(), r.get("id").or(r.get("name"))) {
+                    (Some(kind), Some(id)) => format!("{kind} {}", text(id)),
+                    _ => text(r),
+                },
+            )
+            .collect::<Vec<_>>()
+            .join(", "),
+        // [{id}]
+        "teams" if v.as_array().is_some_and(|a| !a.is_empty()) => items()
+            .map(|t| text(t.get("id").unwrap_or(t)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        "description" | "entity" | "owner" | "source" if v.as_str() == Some("") => "-".into(),
+        _ => text(v),
+    }
+}
+
+/// The offset of a `paging.next` link, to tell the user how to get the next page.
+fn next_offset(list: &Value) -> Option<String> {
+    let next = Url::parse(list.get("paging")?.get("next")?.as_str()?).ok()?;
+    next.query_pairs()
+        .find(|(k, _)| k == "offset")
+        .map(|(_, v)| v.into_owned())
+}
+
+/// What became of a 202: whether it succeeded, and the lines to print (stdout on success,
+/// stderr on failure). `done` is the past tense of the action, e.g. "Acknowledged".
+fn outcome_lines(status: &Value, request_id: &str, done: &str) -> (bool, Vec<String>) {
+    let s = |k: &str| status.get(k).and_then(Value::as_str).unwrap_or("");
+    let ok = status
+        .get("isSuccess")
+        .or(status.get("success"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let mut alert = s("alertId").to_owned();
+    if !s("alias").is_empty() && s("alias") != s("alertId") {
+        alert.push_str(&format!(" (alias {})", s("alias")));
+    }
+    let said = match s("status") {
+        "" => "no status given".to_owned(),
+        t => t.to_owned(),
+    };
+    if !ok {
+        let action = match s("action") {
+            "" => "The request",
+            a => a,
+        };
+        let mut lines = vec![format!("error: {action} failed: {said}")];
+        if !alert.is_empty() {
+            lines.push(format!("  alert: {alert}"));
+        }
+        if !request_id.is_empty() {
+            lines.push(format!("  request id: {request_id}"));
+        }
+        return (false, lines);
+    }
+    let line = if s("action") == "Create" && said.contains("already exists") {
+        format!("Deduplicated into open alert {alert}: {said}")
+    } else {
+        format!("{done} alert {alert}: {said}")
+    };
+    (true, vec![line])
+}
+
 fn print_json(v: &Value) {
     println!(
         "{}",
@@ -920,6 +1272,7 @@ fn print_json(v: &Value) {
 pub async fn run(cmd: ClientCommand) -> i32 {
     let result = match cmd {
         ClientCommand::Keys { cmd } => keys(cmd).await,
+        ClientCommand::Alerts { cmd } => alerts(cmd).await,
         ClientCommand::Whoami { opts } => whoami(&opts).await,
         ClientCommand::Explain {
             explain: args,
@@ -1024,6 +1377,133 @@ async fn keys(cmd: KeysCommand) -> Result<i32, Failure> {
         }
     }
     Ok(0)
+}
+
+async fn alerts(cmd: AlertsCommand) -> Result<i32, Failure> {
+    match cmd {
+        AlertsCommand::Create { alert, opts } => {
+            let body = alert_body(&alert).map_err(Failure::Usage)?;
+            let client = Client::new(&opts)?;
+            let accepted = client.post(&["v2", "alerts"], &body).await?;
+            return print_outcome(&client, &accepted, "Created", opts.json).await;
+        }
+        AlertsCommand::List { filter, opts } => {
+            let list = Client::new(&opts)?
+                .get(&["v2", "alerts"], &alert_list_query(&filter))
+                .await?;
+            if opts.json {
+                print_json(&list);
+                return Ok(0);
+            }
+            let items = list["data"].as_array().cloned().unwrap_or_default();
+            if items.is_empty() {
+                println!("no alerts");
+            } else {
+                println!("{}", list_table(&items, ALERT_COLUMNS, alert_cell));
+            }
+            if let Some(offset) = next_offset(&list) {
+                eprintln!("more alerts: add --offset {offset}");
+            }
+        }
+        AlertsCommand::Show { id, by, opts } => {
+            let id = alert_identifier(&id).map_err(Failure::Usage)?;
+            let alert = Client::new(&opts)?
+                .get(
+                    &["v2", "alerts", id],
+                    &[("identifierType", by.name().to_owned())],
+                )
+                .await?;
+            if opts.json {
+                print_json(&alert);
+                return Ok(0);
+            }
+            let data = &alert["data"];
+            let mut t = new_table();
+            for f in ALERT_FIELDS {
+                if data.get(*f).is_some() {
+                    t.add_row(vec![f.to_string(), alert_cell(data, f)]);
+                }
+            }
+            println!("{t}");
+        }
+        AlertsCommand::Ack { target, opts } => {
+            return alert_action(&target, "acknowledge", "Acknowledged", &opts).await;
+        }
+        AlertsCommand::Close { target, opts } => {
+            return alert_action(&target, "close", "Closed", &opts).await;
+        }
+    }
+    Ok(0)
+}
+
+/// `POST /v2/alerts/{id}/{action}`, then what became of it.
+async fn alert_action(
+    target: &AlertTarget,
+    action: &str,
+    done: &str,
+    opts: &ClientOpts,
+) -> Result<i32, Failure> {
+    let id = alert_identifier(&target.id).map_err(Failure::Usage)?;
+    let client = Client::new(opts)?;
+    let accepted = client
+        .send(
+            Method::POST,
+            &["v2", "alerts", id, action],
+            &[("identifierType", target.by.name().to_owned())],
+            Some(&alert_action_body(target.note.as_deref())),
+        )
+        .await?;
+    print_outcome(&client, &accepted, done, opts.json).await
+}
+
+/// Reads the status of an accepted (202) request once and prints it: the status object with
+/// --json, else one line. Exits non-zero when the server reports the request failed.
+async fn print_outcome(
+    client: &Client,
+    accepted: &Value,
+    done: &str,
+    json: bool,
+) -> Result<i32, Failure> {
+    let request_id = accepted
+        .get("requestId")
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| {
+            Failure::Unexpected(format!(
+                "the server accepted the request but named no requestId to follow it: {}",
+                truncate(&accepted.to_string(), 200)
+            ))
+        })?;
+    let after = |failure: Failure| Failure::After {
+        done: format!(
+            "the server accepted the request (request id {request_id}), but what became of it could not be read"
+        ),
+        failure: Box::new(failure),
+    };
+    let answer = client
+        .get(&["v2", "alerts", "requests", request_id], &[])
+        .await
+        .map_err(after)?;
+    let status = match answer.get("data") {
+        Some(d @ Value::Object(_)) => d.clone(),
+        _ => {
+            return Err(after(Failure::Unexpected(
+                "the request status has no `data` object".into(),
+            )));
+        }
+    };
+    let (ok, lines) = outcome_lines(&status, request_id, done);
+    if json {
+        print_json(&status);
+    }
+    for line in lines {
+        if !ok {
+            eprintln!("{line}");
+        } else if !json {
+            println!("{line}");
+        }
+    }
+    Ok(if ok { 0 } else { EXIT_FAILED })
 }
 
 /// The one place a new token is printed: on its own line, with the key it belongs to.
@@ -1623,6 +2103,281 @@ mod tests {
         assert_eq!(
             f.lines(),
             ["error: the server answered 502 Bad Gateway: <html>upstream</html>"]
+        );
+        assert_eq!(f.exit_code(), 1);
+    }
+
+    fn alert_args(args: &[&str]) -> AlertArgs {
+        match parse(&[&["alerts", "create"], args].concat()) {
+            Ok(ClientCommand::Alerts {
+                cmd: AlertsCommand::Create { alert, .. },
+            }) => alert,
+            Ok(_) => panic!("not alerts create"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn alert_create_maps_flags_to_the_body() {
+        let a = alert_args(&["--message", "Disk full"]);
+        assert_eq!(alert_body(&a).unwrap(), json!({"message": "Disk full"}));
+        let a = alert_args(&[
+            "--message",
+            "Disk full",
+            "--alias",
+            "disk-db1",
+            "--priority",
+            "p2",
+            "--tag",
+            "prod",
+            "--tag",
+            "db",
+            "--description",
+            "/var is at 99%",
+            "--note",
+            "first",
+            "--responder-team",
+            "sre",
+            "--responder-team",
+            "Data Base",
+        ]);
+        assert_eq!(
+            alert_body(&a).unwrap(),
+            json!({
+                "message": "Disk full", "alias": "disk-db1", "priority": "P2", "tags": ["prod", "db"],
+                "description": "/var is at 99%", "note": "first",
+                "responders": [{"type": "team", "name": "sre"}, {"type": "team", "name": "Data Base"}],
+            })
+        );
+        assert!(
+            alert_body(&alert_args(&["--message", "  "]))
+                .unwrap_err()
+                .contains("--message")
+        );
+        assert!(
+            parse(&["alerts", "create"]).is_err(),
+            "--message is required"
+        );
+        let bad = parse(&["alerts", "create", "--message", "m", "--priority", "P9"])
+            .err()
+            .unwrap();
+        assert!(bad.to_string().contains("P9"), "{bad}");
+    }
+
+    #[test]
+    fn alert_list_queries_and_targets() {
+        let list = |args: &[&str]| match parse(&[&["alerts", "list"], args].concat()) {
+            Ok(ClientCommand::Alerts {
+                cmd: AlertsCommand::List { filter, .. },
+            }) => alert_list_query(&filter),
+            Ok(_) => panic!("not alerts list"),
+            Err(e) => panic!("{e}"),
+        };
+        assert!(list(&[]).is_empty());
+        assert_eq!(
+            list(&[
+                "--query",
+                "status:open AND tag:prod",
+                "--limit",
+                "50",
+                "--offset",
+                "100",
+                "--sort",
+                "tinyId",
+                "--order",
+                "asc",
+            ]),
+            vec![
+                ("query", "status:open AND tag:prod".to_owned()),
+                ("limit", "50".into()),
+                ("offset", "100".into()),
+                ("sort", "tinyId".into()),
+                ("order", "asc".into()),
+            ]
+        );
+        assert!(parse(&["alerts", "list", "--limit", "500"]).is_err());
+        assert!(parse(&["alerts", "list", "--order", "up"]).is_err());
+
+        match parse(&[
+            "alerts", "ack", "disk-db1", "--by", "alias", "--note", "on it",
+        ])
+        .unwrap()
+        {
+            ClientCommand::Alerts {
+                cmd: AlertsCommand::Ack { target, .. },
+            } => {
+                assert_eq!(target.by, IdentifierType::Alias);
+                assert_eq!(
+                    alert_action_body(target.note.as_deref()),
+                    json!({"note": "on it"})
+                );
+            }
+            _ => panic!(),
+        }
+        match parse(&["alerts", "close", "42"]).unwrap() {
+            ClientCommand::Alerts {
+                cmd: AlertsCommand::Close { target, .. },
+            } => {
+                assert_eq!(target.by.name(), "id");
+                assert_eq!(alert_action_body(target.note.as_deref()), json!({}));
+            }
+            _ => panic!(),
+        }
+        match parse(&["alerts", "show", "7", "--by", "tiny"]).unwrap() {
+            ClientCommand::Alerts {
+                cmd: AlertsCommand::Show { by, .. },
+            } => assert_eq!(by.name(), "tiny"),
+            _ => panic!(),
+        }
+        assert!(parse(&["alerts", "show", "7", "--by", "name"]).is_err());
+        assert!(alert_identifier("..").is_err() && alert_identifier("").is_err());
+        assert_eq!(alert_identifier("a/b"), Ok("a/b"));
+    }
+
+    #[test]
+    fn alert_identifiers_are_one_encoded_path_segment() {
+        let c = Client::with_token("http://127.0.0.1:8080", "tcs_x").unwrap();
+        let u = c.url(
+            &["v2", "alerts", "db 1/disk?x#y%", "close"],
+            &[("identifierType", "alias".into())],
+        );
+        assert_eq!(
+            u.as_str(),
+            "http://127.0.0.1:8080/v2/alerts/db%201%2Fdisk%3Fx%23y%25/close?identifierType=alias"
+        );
+        let u = c.url(
+            &["v2", "alerts"],
+            &[("query", "tag:prod AND message:\"a&b\"".into())],
+        );
+        assert_eq!(
+            u.query(),
+            Some("query=tag%3Aprod+AND+message%3A%22a%26b%22")
+        );
+    }
+
+    #[test]
+    fn alert_outcomes_and_cells() {
+        let created = json!({"success": true, "isSuccess": true, "action": "Create", "status": "Created alert",
+            "alertId": "a1", "alias": "disk", "integrationId": "", "processedAt": "2026-01-01T00:00:00.000Z"});
+        assert_eq!(
+            outcome_lines(&created, "r1", "Created"),
+            (
+                true,
+                vec!["Created alert a1 (alias disk): Created alert".to_owned()]
+            )
+        );
+        let dedup = json!({"isSuccess": true, "action": "Create", "alertId": "a1", "alias": "disk",
+            "status": "Alert already exists and its count was increased"});
+        let (ok, lines) = outcome_lines(&dedup, "r2", "Created");
+        assert!(
+            ok && lines[0]
+                .starts_with("Deduplicated into open alert a1 (alias disk): Alert already")
+        );
+        // An alert without an alias has its id as alias: said once.
+        let no_alias = json!({"isSuccess": true, "action": "Acknowledge", "alertId": "a1", "alias": "a1",
+            "status": "Request processed successfully"});
+        assert_eq!(
+            outcome_lines(&no_alias, "r3", "Acknowledged").1,
+            ["Acknowledged alert a1: Request processed successfully"]
+        );
+        let failed = json!({"isSuccess": false, "success": false, "action": "Close", "alertId": "", "alias": "",
+            "status": "Alert does not exist"});
+        assert_eq!(
+            outcome_lines(&failed, "r4", "Closed"),
+            (
+                false,
+                vec![
+                    "error: Close failed: Alert does not exist".to_owned(),
+                    "  request id: r4".into()
+                ]
+            )
+        );
+
+        let alert = json!({"message": "x".repeat(100), "responders": [{"type": "team", "id": "t1"}, {"type": "user", "id": "u1"}],
+            "teams": [{"id": "t1"}], "integration": {"id": "i1", "name": "Alertmanager", "type": "API"},
+            "tags": [], "description": "", "count": 3, "acknowledged": false});
+        assert_eq!(
+            alert_cell(&alert, "message"),
+            format!("{}…", "x".repeat(MESSAGE_WIDTH))
+        );
+        assert_eq!(alert_cell(&alert, "responders"), "team t1, user u1");
+        assert_eq!(alert_cell(&alert, "teams"), "t1");
+        assert_eq!(alert_cell(&alert, "integration"), "Alertmanager (API)");
+        assert_eq!(alert_cell(&alert, "tags"), "-");
+        assert_eq!(alert_cell(&alert, "description"), "-");
+        assert_eq!(alert_cell(&alert, "count"), "3");
+        assert_eq!(alert_cell(&alert, "acknowledged"), "false");
+        assert_eq!(alert_cell(&alert, "snoozedUntil"), "-");
+
+        let list = json!({"data": [], "paging": {"first": "http://h/v2/alerts?offset=0&limit=20",
+            "next": "http://h/v2/alerts?query=tag%3Aprod&offset=40&limit=20&sort=createdAt&order=desc"}});
+        assert_eq!(next_offset(&list).as_deref(), Some("40"));
+        assert_eq!(next_offset(&json!({"data": [], "paging": {}})), None);
+    }
+
+    #[test]
+    fn v2_errors_print_the_servers_explanation() {
+        // Tocsin's /v2 body: Opsgenie's envelope with the /v1 error object alongside.
+        let body = r#"{"message": "The request is invalid: query.", "took": 0.001, "requestId": "r-2",
+            "errors": {"query": "unknown field `stauts` at character 0"},
+            "error": {"code": "validation_failed", "message": "The request is invalid: query.",
+                      "fields": {"query": "unknown field `stauts` at character 0"}}}"#;
+        let f = Failure::Http {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            body: body.into(),
+        };
+        assert_eq!(
+            f.lines(),
+            [
+                "error: validation_failed (422): The request is invalid: query.",
+                "  field `query`: unknown field `stauts` at character 0",
+                "  request id: r-2"
+            ]
+        );
+        // Refusals carry fixes in the error object and Opsgenie's numeric code beside it.
+        let body = r#"{"message": "Needs alerts:write.", "code": 40301, "took": 0.0, "requestId": "r-3",
+            "error": {"code": "permission_denied", "message": "Needs alerts:write.", "fixes": ["Ask an admin."]}}"#;
+        let f = Failure::Http {
+            status: StatusCode::FORBIDDEN,
+            body: body.into(),
+        };
+        assert_eq!(
+            f.lines(),
+            [
+                "error: permission_denied (403): Needs alerts:write.",
+                "  fix: Ask an admin.",
+                "  request id: r-3"
+            ]
+        );
+        // Opsgenie itself: no error object; `errors` still shown.
+        let body = r#"{"message": "Request body is not processable.", "took": 0.0, "requestId": "r-4",
+            "errors": {"message": "Message can not be empty."}}"#;
+        let f = Failure::Http {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            body: body.into(),
+        };
+        assert_eq!(
+            f.lines(),
+            [
+                "error (422): Request body is not processable.",
+                "  field `message`: Message can not be empty.",
+                "  request id: r-4"
+            ]
+        );
+        let body = r#"{"message": "Key format is not valid!", "code": 40301, "took": 0.0, "requestId": "r-5"}"#;
+        let f = Failure::Http {
+            status: StatusCode::FORBIDDEN,
+            body: body.into(),
+        };
+        assert_eq!(f.lines()[0], "error: 40301 (403): Key format is not valid!");
+        // A failure after an accepted write says so first, and keeps the inner exit code.
+        let f = Failure::After {
+            done: "accepted (request id r-6)".into(),
+            failure: Box::new(Failure::Unexpected("no data".into())),
+        };
+        assert_eq!(
+            f.lines(),
+            ["note: accepted (request id r-6)", "error: no data"]
         );
         assert_eq!(f.exit_code(), 1);
     }

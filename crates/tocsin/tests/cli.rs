@@ -2,125 +2,11 @@
 //! level, driven by the `tocsin` client commands; then the logs and every file of the data
 //! directory (the SQLite WAL included) are searched for the tokens the scenario handled.
 
+mod common;
+
+use common::{BIN, Server, read, stderr, stdout};
 use serde_json::Value;
-use std::io::Read;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_tocsin");
-
-struct Server {
-    child: Child,
-    url: String,
-    data: PathBuf,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        let log = dir.path().join("server.log");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(BIN)
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(&data)
-            .env("TOCSIN_LOG", "trace")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let url = format!("http://127.0.0.1:{port}");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "server did not start: {}",
-                read(&log)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Server {
-            child,
-            url,
-            data,
-            log,
-            _dir: dir,
-        }
-    }
-
-    fn owner(&self) -> String {
-        std::fs::read_to_string(self.data.join("owner-token"))
-            .unwrap()
-            .trim()
-            .to_owned()
-    }
-
-    fn cli(&self, token: &str, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .args(args)
-            .env("TOCSIN_URL", &self.url)
-            .env("TOCSIN_TOKEN", token)
-            .output()
-            .unwrap()
-    }
-
-    fn json(&self, token: &str, args: &[&str]) -> Value {
-        let out = self.cli(token, args);
-        assert!(
-            out.status.success(),
-            "{args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
-    }
-
-    /// SIGTERM, then wait: the graceful path that flushes batched writes.
-    fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let started = Instant::now();
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "server did not stop on SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
-
-fn read(p: &Path) -> String {
-    let mut s = String::new();
-    if let Ok(mut f) = std::fs::File::open(p) {
-        let _ = f.read_to_string(&mut s);
-    }
-    s
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use std::process::Command;
 
 #[test]
 fn walkthrough_with_the_cli_leaves_no_token_behind() {
@@ -296,4 +182,199 @@ fn init_prints_the_token_once_as_json() {
             .trim()
             .starts_with("tcs_p_us_")
     );
+}
+
+#[test]
+fn alerts_from_the_command_line() {
+    let server = Server::start_logging("info");
+    let owner = server.owner();
+    let fails = |token: &str, args: &[&str], said: &[&str]| {
+        let out = server.cli(token, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stdout(&out));
+        let err = stderr(&out);
+        for s in said {
+            assert!(err.contains(s), "{args:?}: `{s}` not in: {err}");
+        }
+        out
+    };
+
+    let created = server.json(
+        &owner,
+        &[
+            "alerts",
+            "create",
+            "--message",
+            "Disk full",
+            "--alias",
+            "disk-db1",
+            "--priority",
+            "p2",
+            "--tag",
+            "prod",
+            "--note",
+            "first",
+            "--json",
+        ],
+    );
+    assert_eq!(created["isSuccess"], true, "{created}");
+    assert_eq!(created["action"], "Create");
+    assert_eq!(created["alias"], "disk-db1");
+    let id = created["alertId"].as_str().unwrap().to_owned();
+
+    let again = server.cli(
+        &owner,
+        &[
+            "alerts",
+            "create",
+            "--message",
+            "Disk full",
+            "--alias",
+            "disk-db1",
+        ],
+    );
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stdout(&again).starts_with(&format!(
+            "Deduplicated into open alert {id} (alias disk-db1)"
+        )),
+        "{}",
+        stdout(&again)
+    );
+    let other = server.cli(&owner, &["alerts", "create", "--message", "CPU hot"]);
+    assert!(
+        stdout(&other).starts_with("Created alert "),
+        "{}",
+        stdout(&other)
+    );
+    let odd = server.json(
+        &owner,
+        &[
+            "alerts",
+            "create",
+            "--message",
+            "odd",
+            "--alias",
+            "a/b c?#",
+            "--json",
+        ],
+    );
+    assert_eq!(odd["alias"], "a/b c?#");
+
+    // list: JSON, a table, a query, a page with more after it.
+    let list = server.json(&owner, &["alerts", "list", "--json"]);
+    assert_eq!(list["data"].as_array().unwrap().len(), 3, "{list}");
+    let table = server.cli(&owner, &["alerts", "list", "--query", "tag:prod"]);
+    let shown = stdout(&table);
+    assert!(
+        shown.contains("Disk full") && shown.contains("P2") && !shown.contains("CPU hot"),
+        "{shown}"
+    );
+    let page = server.cli(
+        &owner,
+        &[
+            "alerts", "list", "--limit", "1", "--sort", "tinyId", "--order", "asc",
+        ],
+    );
+    assert!(stdout(&page).contains("Disk full"), "{}", stdout(&page));
+    assert!(
+        stderr(&page).contains("more alerts: add --offset 1"),
+        "{}",
+        stderr(&page)
+    );
+
+    // show by alias (encoded as one path segment), by tiny id, by id.
+    let shown = server.json(
+        &owner,
+        &["alerts", "show", "disk-db1", "--by", "alias", "--json"],
+    );
+    assert_eq!(shown["data"]["id"], id.as_str());
+    assert_eq!(shown["data"]["count"], 2);
+    let shown = server.json(
+        &owner,
+        &["alerts", "show", "a/b c?#", "--by", "alias", "--json"],
+    );
+    assert_eq!(shown["data"]["message"], "odd");
+    let table = stdout(&server.cli(&owner, &["alerts", "show", "1", "--by", "tiny"]));
+    assert!(
+        table.contains("disk-db1") && table.contains("prod") && table.contains(&id),
+        "{table}"
+    );
+
+    // ack and close, and what the server says when they fail.
+    let ack = server.cli(
+        &owner,
+        &[
+            "alerts", "ack", "disk-db1", "--by", "alias", "--note", "on it",
+        ],
+    );
+    assert!(ack.status.success(), "{}", stderr(&ack));
+    assert!(
+        stdout(&ack).starts_with(&format!("Acknowledged alert {id}")),
+        "{}",
+        stdout(&ack)
+    );
+    let shown = server.json(&owner, &["alerts", "show", &id, "--json"]);
+    assert_eq!(shown["data"]["acknowledged"], true);
+    let closed = server.cli(&owner, &["alerts", "close", &id]);
+    assert!(closed.status.success(), "{}", stderr(&closed));
+    assert!(
+        stdout(&closed).starts_with("Closed alert"),
+        "{}",
+        stdout(&closed)
+    );
+    fails(
+        &owner,
+        &["alerts", "ack", &id],
+        &["error: Acknowledge failed: Alert is closed", "request id: "],
+    );
+    let out = fails(
+        &owner,
+        &["alerts", "close", "nothing-here", "--by", "alias", "--json"],
+        &["error: Close failed: Alert does not exist"],
+    );
+    let st: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["isSuccess"], false);
+
+    // /v2 errors print the server's explanation.
+    fails(
+        &owner,
+        &["alerts", "list", "--query", "stauts:open"],
+        &["validation_failed (422)", "field `query`", "request id: "],
+    );
+    fails(&owner, &["alerts", "show", "nope"], &["not_found (404)"]);
+    fails(
+        &owner,
+        &[
+            "alerts",
+            "create",
+            "--message",
+            "m",
+            "--responder-team",
+            "nosuch",
+        ],
+        &["field `responders`", "nosuch"],
+    );
+    let viewer = server.json(
+        &owner,
+        &[
+            "keys",
+            "create",
+            "--name",
+            "reader",
+            "--role",
+            "viewer",
+            "--expires-in",
+            "1d",
+            "--json",
+        ],
+    );
+    let viewer = viewer["token"].as_str().unwrap();
+    assert!(server.cli(viewer, &["alerts", "list"]).status.success());
+    fails(
+        viewer,
+        &["alerts", "create", "--message", "m"],
+        &["permission_denied (403)", "alerts:write", "fix: "],
+    );
+    let blank = server.cli(&owner, &["alerts", "create", "--message", " "]);
+    assert_eq!(blank.status.code(), Some(2), "{}", stderr(&blank));
 }
