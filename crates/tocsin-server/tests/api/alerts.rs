@@ -726,3 +726,169 @@ async fn the_legacy_api_key_query_parameter_is_off_unless_allowed() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn every_action_route_changes_the_alert_and_reports_its_action() {
+    let app = TestApp::spawn().await;
+    let ops = app.team("ops").await;
+    let (_, key) = app
+        .integration(json!({"name": "actions", "allow_delete": true}))
+        .await;
+    let (_, _, rid) = app
+        .v2("POST", "/v2/alerts", &key, Some(json!({"message": "m", "alias": "act", "actions": ["Restart"], "details": {"a": "1"}})))
+        .await;
+    let id = app.status_of(&key, &rid).await["alertId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let later = (time::OffsetDateTime::now_utc() + time::Duration::hours(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let steps: Vec<(&str, String, Option<Value>, &str)> = vec![
+        (
+            "POST",
+            format!("/v2/alerts/{id}/acknowledge"),
+            None,
+            "Acknowledge",
+        ),
+        (
+            "POST",
+            format!("/v2/alerts/{id}/unacknowledge"),
+            None,
+            "UnAcknowledge",
+        ),
+        (
+            "POST",
+            format!("/v2/alerts/{id}/snooze"),
+            Some(json!({"endTime": later})),
+            "Snooze",
+        ),
+        (
+            "POST",
+            format!("/v2/alerts/{id}/escalate"),
+            Some(json!({"escalation": {"name": "night"}})),
+            "EscalateToNext",
+        ),
+        (
+            "POST",
+            format!("/v2/alerts/{id}/assign"),
+            Some(json!({"owner": {"username": "ann@example.com"}})),
+            "AssignOwnership",
+        ),
+        (
+            "POST",
+            format!("/v2/alerts/{id}/teams"),
+            Some(json!({"team": {"name": "ops"}})),
+            "AddTeam",
+        ),
+        (
+            "POST",
+            format!("/v2/alerts/{id}/responders"),
+            Some(json!({"responder": {"type": "USER", "username": "bo@example.com"}})),
+            "AddResponder",
+        ),
+        (
+            "POST",
+            format!("/v2/alerts/{id}/details"),
+            Some(json!({"details": {"b": "2"}})),
+            "AddDetails",
+        ),
+        (
+            "DELETE",
+            format!("/v2/alerts/{id}/details?keys=a"),
+            None,
+            "RemoveDetails",
+        ),
+        (
+            "POST",
+            format!("/v2/alerts/{id}/actions/Restart"),
+            Some(json!({"note": "restarting"})),
+            "ExecuteCustomAction",
+        ),
+        (
+            "PUT",
+            format!("/v2/alerts/{id}/message"),
+            Some(json!({"message": "new message"})),
+            "UpdateMessage",
+        ),
+        (
+            "PUT",
+            format!("/v2/alerts/{id}/description"),
+            Some(json!({"description": "new description"})),
+            "UpdateDescription",
+        ),
+    ];
+    for (method, path, body, action) in steps {
+        let (s, b, rid) = app.v2(method, &path, &key, body).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{method} {path}: {b}");
+        let st = app.status_of(&key, &rid).await;
+        assert_eq!(
+            (
+                st["action"].as_str().unwrap(),
+                st["isSuccess"].as_bool().unwrap()
+            ),
+            (action, true),
+            "{path}: {st}"
+        );
+    }
+    let (_, b, _) = app.v2("GET", &format!("/v2/alerts/{id}"), &key, None).await;
+    let a = &b["data"];
+    assert_eq!(a["acknowledged"], false);
+    assert_eq!(a["snoozed"], true);
+    assert!(a["snoozedUntil"].is_string());
+    assert_eq!(a["owner"], "ann@example.com");
+    assert!(a["teams"].as_array().unwrap().contains(&json!({"id": ops})));
+    assert!(
+        a["responders"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"type": "user", "id": "bo@example.com"}))
+    );
+    assert_eq!(a["details"], json!({"b": "2"}));
+    assert_eq!(
+        (a["message"].clone(), a["description"].clone()),
+        (json!("new message"), json!("new description"))
+    );
+    let (_, b, _) = app
+        .v2("GET", &format!("/v2/alerts/{id}/notes"), &key, None)
+        .await;
+    assert_eq!(b["data"][0]["note"], "restarting");
+
+    // A custom action the alert does not have fails in the request status; bad bodies are 422.
+    let (_, _, rid) = app
+        .v2(
+            "POST",
+            &format!("/v2/alerts/{id}/actions/Reboot"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(app.status_of(&key, &rid).await["isSuccess"], false);
+    let (s, b, _) = app
+        .v2(
+            "POST",
+            &format!("/v2/alerts/{id}/snooze"),
+            &key,
+            Some(json!({"endTime": "yesterday"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(b["errors"]["endTime"].is_string());
+    let (s, _, _) = app
+        .v2("POST", &format!("/v2/alerts/{id}/fly"), &key, None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Delete needs alerts:delete, which this integration's flags grant.
+    let (s, _, rid) = app
+        .v2("DELETE", &format!("/v2/alerts/{id}"), &key, None)
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    assert_eq!(app.status_of(&key, &rid).await["action"], "Delete");
+    assert_eq!(
+        app.v2("GET", &format!("/v2/alerts/{id}"), &key, None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+}
