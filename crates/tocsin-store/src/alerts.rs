@@ -432,6 +432,7 @@ macro_rules! apply_op {
             };
             let mut logs: Vec<(String, String, &'static str, String)> = Vec::new();
             let mut notes: Vec<(String, String, String)> = Vec::new();
+            let mut return_early: Option<RequestStatus> = None;
             let result: std::result::Result<RequestStatus, sqlx::Error> = match &op.kind {
                 OpKind::Fail { action, status, alias } => {
                     let mut s = done(action, status.clone(), "", alias);
@@ -476,13 +477,16 @@ macro_rules! apply_op {
                             .await?;
                             let id = uuid::Uuid::now_v7().to_string();
                             let alias = d.alias.clone().unwrap_or_else(|| id.clone());
-                            sqlx::query(
+                            let stored: (String, i64) = sqlx::query_as(
                                 "INSERT INTO alerts (id, org_id, tiny_id, alias, message, status, acknowledged, is_seen, tags,
                                    snoozed, snoozed_until, count, last_occurred_at, created_at, updated_at, source, owner, priority,
                                    responders, teams, visible_to, owner_team_id, integration_id, integration_name, integration_type,
                                    ack_time, close_time, acknowledged_by, closed_by, actions, entity, description, details)
                                  VALUES ($1, $2, $3, $4, $5, 'open', $6, $6, $7, $6, NULL, 1, $8, $8, $8, $9, '', $10, $11, $12, $13,
-                                   $14, $15, $16, $17, NULL, NULL, NULL, NULL, $18, $19, $20, $21)",
+                                   $14, $15, $16, $17, NULL, NULL, NULL, NULL, $18, $19, $20, $21)
+                                 ON CONFLICT (org_id, alias) WHERE status = 'open'
+                                 DO UPDATE SET count = alerts.count + 1, last_occurred_at = $8, updated_at = $8
+                                 RETURNING id, count",
                             )
                             .bind(&id)
                             .bind(org)
@@ -505,18 +509,37 @@ macro_rules! apply_op {
                             .bind(&d.entity)
                             .bind(&d.description)
                             .bind(to_json(&d.details))
-                            .execute(&mut *$conn)
+                            .fetch_one(&mut *$conn)
                             .await?;
+                            let (stored_id, count): (String, i64) = stored;
+                            if count > 1 {
+                                // Another node opened this alias between our look and our insert:
+                                // the upsert counted it instead (that tinyId stays unused).
+                                logs.push(log(stored_id.clone(), format!("Alert occurred again: {}", d.message), "system", d.user.clone()));
+                                if let Some(n) = &d.note {
+                                    notes.push((stored_id.clone(), n.clone(), d.user.clone()));
+                                }
+                                return_early = Some(done("Create", "Alert already exists and its count was increased".into(), &stored_id, &alias));
+                            }
                             logs.push(log(id.clone(), "Alert created".into(), "system", d.user.clone()));
                             if let Some(n) = &d.note {
                                 notes.push((id.clone(), n.clone(), d.user.clone()));
                             }
-                            let mut status = "Created alert".to_owned();
-                            for a in &d.adjustments {
-                                status.push_str("; ");
-                                status.push_str(a);
+                            match return_early {
+                                Some(deduplicated) => {
+                                    logs.retain(|(alert, _, _, _)| alert != &id);
+                                    notes.retain(|(alert, _, _)| alert != &id);
+                                    Ok(deduplicated)
+                                }
+                                None => {
+                                    let mut status = "Created alert".to_owned();
+                                    for a in &d.adjustments {
+                                        status.push_str("; ");
+                                        status.push_str(a);
+                                    }
+                                    Ok(done("Create", status, &id, &alias))
+                                }
                             }
-                            Ok(done("Create", status, &id, &alias))
                         }
                     }
                 }

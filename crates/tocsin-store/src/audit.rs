@@ -206,17 +206,29 @@ impl Store {
         if records.is_empty() {
             return Ok(());
         }
+        let head_sql = if self.is_postgres() {
+            "SELECT seq, hash FROM audit_heads WHERE chain = $1 FOR UPDATE"
+        } else {
+            "SELECT seq, hash FROM audit_heads WHERE chain = $1"
+        };
         on_db!(&self.db, |pool| {
             let mut tx = pool.begin_write().await?;
             let mut heads: std::collections::HashMap<&str, (i64, String)> = Default::default();
             for r in records {
                 let chain = r.chain();
                 if !heads.contains_key(chain) {
-                    let head: Option<(i64, String)> =
-                        sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE chain = $1")
-                            .bind(chain)
-                            .fetch_optional(&mut *tx)
-                            .await?;
+                    // Several nodes append to one chain: make sure its head row exists, then
+                    // hold it for the rest of the transaction (on SQLite the write lock
+                    // taken by BEGIN IMMEDIATE already serialises writers).
+                    sqlx::query("INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, 0, $2) ON CONFLICT (chain) DO NOTHING")
+                        .bind(chain)
+                        .bind(GENESIS)
+                        .execute(&mut *tx)
+                        .await?;
+                    let head: Option<(i64, String)> = sqlx::query_as(safe(head_sql))
+                        .bind(chain)
+                        .fetch_optional(&mut *tx)
+                        .await?;
                     heads.insert(chain, head.unwrap_or((0, GENESIS.to_owned())));
                 }
                 let (seq, prev) = heads.get_mut(chain).expect("inserted above");
