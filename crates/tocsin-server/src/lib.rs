@@ -121,6 +121,7 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
     let router = app_router(app.clone());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let background = tokio::spawn(background(app.clone()));
+    let watcher = tokio::spawn(watch_credentials(app.clone()));
     let app2 = app.clone();
     let done = tokio::spawn(async move {
         let signal = async {
@@ -138,6 +139,7 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
             tracing::error!(error = %e, "server error");
         }
         background.abort();
+        watcher.abort();
         if let Err(e) = app2.last_used.flush(&app2.store).await {
             tracing::error!(error = %e, "could not record last use at shutdown");
         }
@@ -178,6 +180,54 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// Keeps this node's credential cache in step with the others: a LISTEN on PostgreSQL for
+/// changes as they happen, and a poll of the change log every 250 ms for anything a listener
+/// missed (notifications sent while it reconnects are lost, so a reconnect drops the cache).
+async fn watch_credentials(app: AppState) {
+    let mut last = app.store.last_credential_change().await.unwrap_or(0);
+    let mut listener = None;
+    let mut poll = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        if listener.is_none() && app.store.is_postgres() {
+            match app.store.credential_listener().await {
+                Ok(l) => {
+                    listener = l;
+                    app.drop_cached_credentials();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for credential changes; polling only")
+                }
+            }
+        }
+        let notified = async {
+            match listener.as_mut() {
+                Some(l) => l.try_recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            got = notified => match got {
+                Ok(Some(_)) => app.drop_cached_credentials(),
+                // The connection was lost; whatever was sent meanwhile is gone.
+                Ok(None) => app.drop_cached_credentials(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "credential listener failed; reconnecting");
+                    listener = None;
+                    app.drop_cached_credentials();
+                }
+            },
+            _ = poll.tick() => match app.store.last_credential_change().await {
+                Ok(n) if n != last => {
+                    last = n;
+                    app.drop_cached_credentials();
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot poll credential changes"),
+            },
+        }
+    }
+}
+
 /// Periodic work: flush last-used times, record key expiries in the audit trail.
 async fn background(app: AppState) {
     // Every 15 s: last-used accurate to well within a minute, heartbeats late by at most 15 s.
@@ -204,6 +254,9 @@ async fn background(app: AppState) {
                 }
             }
             Err(e) => tracing::error!(error = %e, "could not sweep expired keys"),
+        }
+        if let Err(e) = app.store.prune_credential_changes().await {
+            tracing::warn!(error = %e, "could not prune the credential change log");
         }
         if let Err(e) = routes::heartbeats::sweep(&app, time::OffsetDateTime::now_utc()).await {
             tracing::error!(error = ?e, "could not check heartbeats");

@@ -29,8 +29,18 @@ pub struct App {
 }
 
 impl App {
-    /// Forgets every cached credential: called after any key, user, role or membership change.
-    pub fn invalidate_credentials(&self) {
+    /// Forgets every cached credential, here and on every other node: called after any
+    /// committed key, user, role, membership or integration change.
+    pub async fn invalidate_credentials(&self) {
+        self.drop_cached_credentials();
+        if let Err(e) = self.store.note_credential_change().await {
+            // Other nodes still catch up within their poll interval once the store answers.
+            tracing::error!(error = %e, "could not announce a credential change to other nodes");
+        }
+    }
+
+    /// Forgets this node's cached credentials (another node announced a change).
+    pub fn drop_cached_credentials(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         self.cache.clear();
     }

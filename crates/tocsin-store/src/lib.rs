@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 pub mod alert_search;
 pub mod alerts;
 pub mod audit;
+pub mod changes;
 pub mod heartbeats;
 pub mod integrations;
 pub mod keys;

@@ -614,7 +614,7 @@ pub async fn update(
         .update_key(&p.org_id, &key.id, &patch)
         .await
         .map_err(name_taken(key.kind))?;
-    app.invalidate_credentials();
+    app.invalidate_credentials().await;
     app.audit
         .record_durable(lifecycle(&p, "api_key.updated", &updated))
         .await;
@@ -673,7 +673,7 @@ pub async fn rotate(
             grace_end,
         )
         .await?;
-    app.invalidate_credentials();
+    app.invalidate_credentials().await;
     app.audit
         .record_durable(lifecycle(&p, "api_key.rotated", &rotated))
         .await;
@@ -689,7 +689,7 @@ pub async fn revoke(
 ) -> ApiResult<Json<Value>> {
     let key = load(&app, &p, &id, Permission::ApiKeysWrite).await?;
     let (revoked, changed) = app.store.revoke_key(&p.org_id, &key.id, &p.creator).await?;
-    app.invalidate_credentials();
+    app.invalidate_credentials().await;
     if changed {
         app.audit
             .record_durable(lifecycle(&p, "api_key.revoked", &revoked))

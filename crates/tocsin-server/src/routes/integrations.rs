@@ -289,7 +289,7 @@ pub async fn apply(
         .update_integration(&i)
         .await
         .map_err(name_taken(&name))?;
-    app.invalidate_credentials();
+    app.invalidate_credentials().await;
     Ok(updated)
 }
 
@@ -335,7 +335,7 @@ pub async fn remove(app: &App, p: &Principal, i: &Integration) -> ApiResult<()> 
         }
     }
     app.store.delete_integration(&p.org_id, &i.id).await?;
-    app.invalidate_credentials();
+    app.invalidate_credentials().await;
     Ok(())
 }
 

@@ -123,7 +123,7 @@ pub async fn update(
     .map_err(to_problems)?;
     check_grantable(&p, &role)?;
     app.store.update_role(&p.org_id, &role).await?;
-    app.invalidate_credentials();
+    app.invalidate_credentials().await;
     Ok(Json(views::role(&role)))
 }
 
@@ -152,6 +152,6 @@ pub async fn delete(
         .delete_role(&p.org_id, &name)
         .await
         .map_err(|_| ApiError::NotFound("role"))?;
-    app.invalidate_credentials();
+    app.invalidate_credentials().await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -151,7 +151,7 @@ pub async fn delete(
         });
     }
     app.store.delete_team(&p.org_id, &team.id).await?;
-    app.invalidate_credentials();
+    app.invalidate_credentials().await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -222,7 +222,7 @@ pub async fn put_member(
     app.store
         .put_member(&p.org_id, &team.id, &user.id, &names)
         .await?;
-    app.invalidate_credentials();
+    app.invalidate_credentials().await;
     Ok(Json(
         json!({"team_id": team.id, "user_id": user.id, "team_role_names": names}),
     ))
@@ -239,6 +239,6 @@ pub async fn delete_member(
         .delete_member(&p.org_id, &team.id, &user_id)
         .await
         .map_err(|_| ApiError::NotFound("member"))?;
-    app.invalidate_credentials();
+    app.invalidate_credentials().await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -260,7 +260,7 @@ pub async fn update(
     };
     let user = app.store.update_user(&p.org_id, &id, &patch).await?;
     // A demoted or deactivated user's keys change at once.
-    app.invalidate_credentials();
+    app.invalidate_credentials().await;
     Ok(Json(views::user(&user)))
 }
 

@@ -19,6 +19,8 @@ pub struct Server {
     pub data: PathBuf,
     pub log: PathBuf,
     log_level: String,
+    /// Extra `serve` arguments (database URL, secret file), kept for `restart`.
+    extra: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -30,16 +32,22 @@ impl Server {
 
     /// A server logging at this `TOCSIN_LOG` level.
     pub fn start_logging(level: &str) -> Server {
+        Server::start_with(level, &[])
+    }
+
+    /// A server with extra `serve` arguments, e.g. `--database-url` and `--secret-file`.
+    pub fn start_with(level: &str, extra: &[String]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let log = dir.path().join("server.log");
-        let (child, url) = spawn(&data, &log, level);
+        let (child, url) = spawn(&data, &log, level, extra);
         Server {
             child,
             url,
             data,
             log,
             log_level: level.to_owned(),
+            extra: extra.to_vec(),
             _dir: dir,
         }
     }
@@ -51,7 +59,7 @@ impl Server {
             self.child.try_wait().unwrap().is_some(),
             "restart: the server is still running"
         );
-        let (child, url) = spawn(&self.data, &self.log, &self.log_level);
+        let (child, url) = spawn(&self.data, &self.log, &self.log_level, &self.extra);
         self.child = child;
         self.url = url;
     }
@@ -119,7 +127,7 @@ impl Drop for Server {
 }
 
 /// Spawns `tocsin serve` on a free port and waits until it accepts connections.
-fn spawn(data: &Path, log: &Path, level: &str) -> (Child, String) {
+fn spawn(data: &Path, log: &Path, level: &str, extra: &[String]) -> (Child, String) {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -138,6 +146,7 @@ fn spawn(data: &Path, log: &Path, level: &str) -> (Child, String) {
             "--data-dir",
         ])
         .arg(data)
+        .args(extra)
         .env("TOCSIN_LOG", level)
         .stdout(Stdio::null())
         .stderr(stderr)

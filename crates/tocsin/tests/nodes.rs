@@ -1,0 +1,214 @@
+//! Several `tocsin serve` nodes on one PostgreSQL database (issue #4): a key made on one works
+//! on all, a revocation on one is refused on the others within a second, de-duplication holds
+//! across nodes, and a node with another server secret refuses to start. Built only with the
+//! `postgres-tests` feature; scripts/test runs it against the local PostgreSQL.
+
+mod common;
+
+use common::{BIN, Server, stderr};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+async fn fresh_database() -> String {
+    let admin = std::env::var("TOCSIN_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let pool = sqlx::PgPool::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {admin}: {e}"));
+    let name = format!("tocsin_t_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
+}
+
+async fn call(
+    http: &reqwest::Client,
+    method: &str,
+    url: String,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = http
+        .request(method.parse().unwrap(), url)
+        .header("Authorization", format!("Bearer {token}"));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_agree_on_keys_within_a_second() {
+    let db = fresh_database().await;
+    let secrets = tempfile::tempdir().unwrap();
+    let secret = secrets.path().join("secret");
+    std::fs::write(&secret, "a".repeat(64)).unwrap();
+    let args = vec![
+        "--database-url".to_owned(),
+        db.clone(),
+        "--secret-file".to_owned(),
+        secret.display().to_string(),
+    ];
+    let a = Server::start_with("warn", &args);
+    let b = Server::start_with("warn", &args);
+    let c = Server::start_with("warn", &args);
+    let owner = a.owner();
+    let http = reqwest::Client::new();
+
+    // 50 trials: a key made on A works on B and C; revoked on A, it is refused on B and C.
+    let mut delays = Vec::new();
+    for i in 0..50 {
+        let (s, k) = call(
+            &http,
+            "POST",
+            format!("{}/v1/api_keys", a.url),
+            &owner,
+            Some(json!({"name": format!("trial {i}"), "expires_at": "2030-01-01T00:00:00Z"})),
+        )
+        .await;
+        assert_eq!(s, 201, "{k}");
+        let token = k["token"].as_str().unwrap().to_owned();
+        let id = k["api_key"]["id"].as_str().unwrap().to_owned();
+        for node in [&b, &c] {
+            assert_eq!(
+                call(
+                    &http,
+                    "GET",
+                    format!("{}/v1/auth/whoami", node.url),
+                    &token,
+                    None
+                )
+                .await
+                .0,
+                200
+            );
+        }
+        let revoked_at = Instant::now();
+        assert_eq!(
+            call(
+                &http,
+                "POST",
+                format!("{}/v1/api_keys/{id}/revoke", a.url),
+                &owner,
+                None
+            )
+            .await
+            .0,
+            200
+        );
+        for node in [&b, &c] {
+            loop {
+                let (s, body) = call(
+                    &http,
+                    "GET",
+                    format!("{}/v1/auth/whoami", node.url),
+                    &token,
+                    None,
+                )
+                .await;
+                if s == 401 {
+                    assert_eq!(body["error"]["code"], "revoked_key");
+                    break;
+                }
+                assert!(
+                    revoked_at.elapsed() < Duration::from_secs(5),
+                    "node {} still accepts a revoked key",
+                    node.url
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        delays.push(revoked_at.elapsed());
+    }
+    delays.sort();
+    let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "revocation seen on both other nodes after: min {:.1} ms, p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms (50 trials)",
+        ms(&delays[0]),
+        ms(&delays[25]),
+        ms(&delays[45]),
+        ms(&delays[49])
+    );
+    assert!(
+        delays[49] < Duration::from_secs(1),
+        "a revocation took {:?} to reach the other nodes",
+        delays[49]
+    );
+
+    // Concurrent creates with one alias on different nodes make one alert.
+    let (s, i) = call(
+        &http,
+        "POST",
+        format!("{}/v1/integrations", a.url),
+        &owner,
+        Some(json!({"name": "nodes"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{i}");
+    let key = i["token"].as_str().unwrap().to_owned();
+    let mut tasks = Vec::new();
+    for n in 0..60 {
+        let url = format!("{}/v2/alerts", [&a, &b, &c][n % 3].url);
+        let (http, key) = (http.clone(), key.clone());
+        tasks.push(tokio::spawn(async move {
+            call(
+                &http,
+                "POST",
+                url,
+                &key,
+                Some(json!({"message": "split brain?", "alias": "shared"})),
+            )
+            .await
+            .0
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 202);
+    }
+    let (_, got) = call(
+        &http,
+        "GET",
+        format!("{}/v2/alerts/shared?identifierType=alias", c.url),
+        &key,
+        None,
+    )
+    .await;
+    assert_eq!(got["data"]["count"], 60, "{got}");
+    let (_, n) = call(
+        &http,
+        "GET",
+        format!("{}/v2/alerts/count", b.url),
+        &key,
+        None,
+    )
+    .await;
+    assert_eq!(n["data"]["count"], 1);
+
+    // A node with another secret refuses to start, and says why.
+    std::fs::write(secrets.path().join("other"), "b".repeat(64)).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            &db,
+            "--secret-file",
+        ])
+        .arg(secrets.path().join("other"))
+        .arg("--data-dir")
+        .arg(secrets.path().join("d"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("another server secret"),
+        "{}",
+        stderr(&out)
+    );
+}
