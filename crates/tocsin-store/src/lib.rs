@@ -13,6 +13,7 @@ pub mod alert_search;
 pub mod alerts;
 pub mod audit;
 pub mod changes;
+pub mod copy;
 pub mod heartbeats;
 pub mod integrations;
 pub mod keys;

@@ -114,6 +114,15 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Copy an embedded (SQLite) deployment into an empty PostgreSQL database.
+    MigrateData {
+        /// The source, e.g. sqlite://./tocsin-data/tocsin.db
+        #[arg(long)]
+        from: String,
+        /// The target, e.g. postgres://tocsin@db.example/tocsin (created and migrated if needed; must hold no organization)
+        #[arg(long)]
+        to: String,
+    },
     #[command(flatten)]
     Client(client::ClientCommand),
 }
@@ -139,6 +148,7 @@ async fn main() -> ExitCode {
             cmd: OrgsCommand::Create { server, org },
         } => create_org(server, org, false).await,
         Command::Migrate { server } => migrate(server).await,
+        Command::MigrateData { from, to } => migrate_data(&from, &to).await,
         Command::Client(cmd) => Ok(client::run(cmd).await),
     };
     match result {
@@ -161,6 +171,36 @@ async fn migrate(server: ServerArgs) -> anyhow::Result<i32> {
     println!(
         "database is up to date: {}",
         redact_url(&settings.database_url())
+    );
+    Ok(0)
+}
+
+async fn migrate_data(from: &str, to: &str) -> anyhow::Result<i32> {
+    let source = tocsin_store::Store::connect(from).await?;
+    source.migrate().await?;
+    let target = tocsin_store::Store::connect(to).await?;
+    target.migrate().await?;
+    let copied = source.copy_into(&target).await?;
+    for (table, rows) in &copied {
+        println!("{table:>20}: {rows} rows");
+    }
+    let mut broken = 0;
+    for chain in target.audit_chains().await? {
+        if let Some(b) = target.verify_chain(&chain).await?.broken_at {
+            broken += 1;
+            eprintln!(
+                "audit chain {chain} does not verify on the target: {}",
+                b.reason
+            );
+        }
+    }
+    if broken > 0 {
+        anyhow::bail!("{broken} audit chain(s) did not verify after the copy");
+    }
+    println!(
+        "Copied {} to {}; the audit chains verify. Start the PostgreSQL nodes with the same secret file as the embedded deployment (its data directory's `secret`), or no key will be recognised.",
+        redact_url(from),
+        redact_url(to)
     );
     Ok(0)
 }

@@ -212,3 +212,124 @@ async fn three_nodes_agree_on_keys_within_a_second() {
         stderr(&out)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_data_moves_an_embedded_deployment_with_nothing_lost() {
+    // An embedded deployment with a key, an integration, an alert and an audit trail.
+    let mut embedded = Server::start_logging("warn");
+    let owner = embedded.owner();
+    let http = reqwest::Client::new();
+    let (s, k) = call(&http, "POST", format!("{}/v1/api_keys", embedded.url), &owner,
+        Some(json!({"name": "survivor", "role_names": ["viewer"], "expires_at": "2030-01-01T00:00:00Z"}))).await;
+    assert_eq!(s, 201, "{k}");
+    let key = k["token"].as_str().unwrap().to_owned();
+    let (_, i) = call(
+        &http,
+        "POST",
+        format!("{}/v1/integrations", embedded.url),
+        &owner,
+        Some(json!({"name": "am"})),
+    )
+    .await;
+    let ikey = i["token"].as_str().unwrap().to_owned();
+    let (s, _) = call(
+        &http,
+        "POST",
+        format!("{}/v2/alerts", embedded.url),
+        &ikey,
+        Some(json!({"message": "moved", "alias": "mv"})),
+    )
+    .await;
+    assert_eq!(s, 202);
+    embedded.stop();
+
+    let db = fresh_database().await;
+    let from = format!("sqlite://{}", embedded.data.join("tocsin.db").display());
+    let out = std::process::Command::new(BIN)
+        .args(["migrate-data", "--from", &from, "--to", &db])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("audit chains verify"));
+
+    // A PostgreSQL node with the embedded deployment's secret: every key keeps working.
+    let secret = embedded.data.join("secret").display().to_string();
+    let node = Server::start_with(
+        "warn",
+        &[
+            "--database-url".into(),
+            db.clone(),
+            "--secret-file".into(),
+            secret,
+        ],
+    );
+    let (s, me) = call(
+        &http,
+        "GET",
+        format!("{}/v1/auth/whoami", node.url),
+        &owner,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{me}");
+    let (s, me) = call(
+        &http,
+        "GET",
+        format!("{}/v1/auth/whoami", node.url),
+        &key,
+        None,
+    )
+    .await;
+    assert_eq!((s, me["name"].clone()), (200, json!("survivor")));
+    let (s, a) = call(
+        &http,
+        "GET",
+        format!("{}/v2/alerts/mv?identifierType=alias", node.url),
+        &ikey,
+        None,
+    )
+    .await;
+    assert_eq!((s, a["data"]["message"].clone()), (200, json!("moved")));
+    // New writes continue the same chains and tinyIds.
+    call(
+        &http,
+        "POST",
+        format!("{}/v2/alerts", node.url),
+        &ikey,
+        Some(json!({"message": "after"})),
+    )
+    .await;
+    let (_, list) = call(
+        &http,
+        "GET",
+        format!("{}/v2/alerts?sort=tinyId&order=asc", node.url),
+        &ikey,
+        None,
+    )
+    .await;
+    let tiny: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["tinyId"].as_str().unwrap())
+        .collect();
+    assert_eq!(tiny, vec!["1", "2"]);
+    let verify = std::process::Command::new(BIN)
+        .args(["audit", "verify", "--database-url", &db, "--data-dir"])
+        .arg(node.data.clone())
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        stderr(&verify)
+    );
+    // A second copy into the now-used database is refused.
+    let again = std::process::Command::new(BIN)
+        .args(["migrate-data", "--from", &from, "--to", &db])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("empty database"));
+}
