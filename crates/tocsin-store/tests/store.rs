@@ -10,9 +10,26 @@ use tocsin_store::keys::{Actor, ApiKey};
 use tocsin_store::orgs::Organization;
 use tocsin_store::users::User;
 
+/// A fresh store: a SQLite file, or with TOCSIN_TEST_BACKEND=postgres a new PostgreSQL
+/// database on TOCSIN_TEST_PG_URL's server (scripts/test drops them afterwards).
 async fn store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
+    let store = if std::env::var("TOCSIN_TEST_BACKEND").ok().as_deref() == Some("postgres") {
+        let admin = std::env::var("TOCSIN_TEST_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let name = format!("tocsin_t_{}", uuid::Uuid::new_v4().simple());
+        let pool = sqlx::PgPool::connect(&admin).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        Store::connect(&format!("{}/{name}", admin.rsplit_once('/').unwrap().0))
+            .await
+            .unwrap()
+    } else {
+        Store::open_sqlite(&dir.path().join("t.db")).await.unwrap()
+    };
     store.migrate().await.unwrap();
     (dir, store)
 }

@@ -37,6 +37,9 @@ impl Server {
 
     /// A server with extra `serve` arguments, e.g. `--database-url` and `--secret-file`.
     pub fn start_with(level: &str, extra: &[String]) -> Server {
+        let mut extra = extra.to_vec();
+        extra.extend(backend_args(&extra));
+        let extra = extra.as_slice();
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let log = dir.path().join("server.log");
@@ -127,6 +130,31 @@ impl Drop for Server {
 }
 
 /// Spawns `tocsin serve` on a free port and waits until it accepts connections.
+/// With TOCSIN_TEST_BACKEND=postgres, a new database for a server that names none
+/// (created with psql, as scripts/test does its clean-up with it).
+fn backend_args(extra: &[String]) -> Vec<String> {
+    if std::env::var("TOCSIN_TEST_BACKEND").ok().as_deref() != Some("postgres")
+        || extra.iter().any(|a| a == "--database-url")
+    {
+        return vec![];
+    }
+    let admin = std::env::var("TOCSIN_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let name = format!("tocsin_t_{}", uuid::Uuid::new_v4().simple());
+    let status = Command::new("psql")
+        .args([admin.as_str(), "-qc", &format!("CREATE DATABASE {name}")])
+        .status()
+        .expect("psql is needed for TOCSIN_TEST_BACKEND=postgres");
+    assert!(
+        status.success(),
+        "could not create a test database on {admin}"
+    );
+    vec![
+        "--database-url".into(),
+        format!("{}/{name}", admin.rsplit_once('/').unwrap().0),
+    ]
+}
+
 fn spawn(data: &Path, log: &Path, level: &str, extra: &[String]) -> (Child, String) {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
