@@ -624,6 +624,23 @@ async fn act(
     submit(app, p, v2, kind).await
 }
 
+/// A required object naming something by one of `keys`: `{"owner": {"username": "ann"}}`.
+fn reference(body: &Value, field: &str, keys: &[&str]) -> ApiResult<String> {
+    let found = body
+        .get(field)
+        .and_then(|o| keys.iter().find_map(|k| o.get(*k).and_then(Value::as_str)));
+    match found {
+        Some(v) if !v.is_empty() => Ok(v.to_owned()),
+        _ => {
+            let forms: Vec<String> = keys.iter().map(|k| format!("{{\"{k}\"}}")).collect();
+            Err(ApiError::validation(
+                field,
+                format!("{field} is required: {}", forms.join(" or ")),
+            ))
+        }
+    }
+}
+
 fn required_string(body: &Value, field: &str, max: usize) -> ApiResult<String> {
     match body.get(field) {
         Some(Value::String(s)) if !s.trim().is_empty() => {
@@ -718,23 +735,9 @@ pub async fn post_action(
                 ));
             }
         },
-        "assign" => {
-            let owner = body
-                .get("owner")
-                .and_then(|o| o.get("username").or_else(|| o.get("id")))
-                .and_then(Value::as_str);
-            match owner {
-                Some(o) if !o.is_empty() => Action::Assign {
-                    owner: o.to_owned(),
-                },
-                _ => {
-                    return Err(ApiError::validation(
-                        "owner",
-                        "owner is required: {\"username\"} or {\"id\"}",
-                    ));
-                }
-            }
-        }
+        "assign" => Action::Assign {
+            owner: reference(&body, "owner", &["username", "id"])?,
+        },
         "teams" => {
             let team = body.get("team").cloned().unwrap_or(Value::Null);
             let r = ResponderRef {
@@ -770,23 +773,9 @@ pub async fn post_action(
                 }
             }
         }
-        "escalate" => {
-            let e = body
-                .get("escalation")
-                .and_then(|e| e.get("id").or_else(|| e.get("name")))
-                .and_then(Value::as_str);
-            match e {
-                Some(e) if !e.is_empty() => Action::Escalate {
-                    escalation: e.to_owned(),
-                },
-                _ => {
-                    return Err(ApiError::validation(
-                        "escalation",
-                        "escalation is required: {\"id\"} or {\"name\"}",
-                    ));
-                }
-            }
-        }
+        "escalate" => Action::Escalate {
+            escalation: reference(&body, "escalation", &["id", "name"])?,
+        },
         _ => return Err(ApiError::NotFound("route")),
     };
     act(&app, &p, &v2, &identifier, &q, &body, action).await
