@@ -74,12 +74,14 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
 /// Refuses to run with a secret other than the one the database was initialized with.
 pub async fn check_secret(store: &Store, secret: &[u8]) -> anyhow::Result<()> {
     let fp = TokenHasher::secret_fingerprint(secret);
+    // The first node records its fingerprint; nodes started at the same moment race on
+    // the claim, and every loser compares against what the winner recorded.
+    store.meta_claim("secret_fingerprint", &fp).await?;
     match store.meta_get("secret_fingerprint").await? {
         Some(stored) if stored != fp => bail!(
             "invalid setting `secret-file`: this database was set up with another server secret (fingerprint {stored}, this one is {fp}); every key would be unknown. Use the original secret file."
         ),
-        Some(_) => Ok(()),
-        None => Ok(store.meta_set("secret_fingerprint", &fp).await?),
+        _ => Ok(()),
     }
 }
 
@@ -104,19 +106,36 @@ pub async fn init(
     email: &str,
     password_hash: Option<&str>,
 ) -> anyhow::Result<Created> {
-    if is_initialized(store).await? {
-        bail!(
+    match try_init(store, hasher, region, org, email, password_hash).await? {
+        Some(created) => Ok(created),
+        None => bail!(
             "this deployment is already initialized; use `tocsin orgs create` to add an organization"
-        );
+        ),
     }
-    let created = create_org(store, hasher, region, org, email, password_hash).await?;
-    store
-        .meta_set(
-            "initialized_at",
-            &OffsetDateTime::now_utc().unix_timestamp().to_string(),
-        )
-        .await?;
-    Ok(created)
+}
+
+/// Initializes unless some process already has: nodes started together on one empty database
+/// race here, and the one whose claim on `initialized_at` lands first does the work.
+pub async fn try_init(
+    store: &Store,
+    hasher: &TokenHasher,
+    region: &str,
+    org: &str,
+    email: &str,
+    password_hash: Option<&str>,
+) -> anyhow::Result<Option<Created>> {
+    let now = OffsetDateTime::now_utc().unix_timestamp().to_string();
+    if !store.meta_claim("initialized_at", &now).await? {
+        return Ok(None);
+    }
+    match create_org(store, hasher, region, org, email, password_hash).await {
+        Ok(created) => Ok(Some(created)),
+        Err(e) => {
+            // Give the claim back, so that a corrected retry can initialize.
+            store.meta_delete("initialized_at").await?;
+            Err(e)
+        }
+    }
 }
 
 /// An organization with its owner and the owner's first personal key (one year).

@@ -79,8 +79,8 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
     let secret = bootstrap::load_secret(&settings)?;
     bootstrap::check_secret(&store, &secret).await?;
     let hasher = TokenHasher::new(Some(&secret));
-    if opts.init && !bootstrap::is_initialized(&store).await? {
-        let created = bootstrap::init(
+    if opts.init
+        && let Some(created) = bootstrap::try_init(
             &store,
             &hasher,
             &settings.region,
@@ -88,7 +88,8 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
             &opts.owner_email,
             None,
         )
-        .await?;
+        .await?
+    {
         let path = settings.data_dir.join("owner-token");
         bootstrap::write_private(&path, &format!("{}\n", created.token))?;
         tracing::info!(path = %path.display(), organization_id = %created.organization_id,

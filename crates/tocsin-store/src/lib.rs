@@ -192,11 +192,25 @@ impl Store {
         Ok(v.map(|(v,)| v))
     }
 
-    pub async fn meta_set(&self, key: &str, value: &str) -> Result<()> {
+    /// Sets `key` only if it is absent; true when this call set it.
+    pub async fn meta_claim(&self, key: &str, value: &str) -> Result<bool> {
+        let n = on_db!(&self.db, |pool| {
+            sqlx::query(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(key)
+            .bind(value)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    pub async fn meta_delete(&self, key: &str) -> Result<()> {
         on_db!(&self.db, |pool| {
-            sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = $2")
+            sqlx::query("DELETE FROM meta WHERE key = $1")
                 .bind(key)
-                .bind(value)
                 .execute(pool)
                 .await?;
         });

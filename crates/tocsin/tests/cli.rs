@@ -88,6 +88,7 @@ fn walkthrough_with_the_cli_leaves_no_token_behind() {
     let again = Command::new(BIN)
         .args(["init", "--data-dir"])
         .arg(&server.data)
+        .args(&server.extra)
         .output()
         .unwrap();
     assert!(!again.status.success());
@@ -97,6 +98,7 @@ fn walkthrough_with_the_cli_leaves_no_token_behind() {
     let verify = Command::new(BIN)
         .args(["audit", "verify", "--data-dir"])
         .arg(&server.data)
+        .args(&server.extra)
         .output()
         .unwrap();
     assert!(

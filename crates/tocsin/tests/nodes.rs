@@ -333,3 +333,79 @@ async fn migrate_data_moves_an_embedded_deployment_with_nothing_lost() {
     assert!(!again.status.success());
     assert!(stderr(&again).contains("empty database"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_started_together_on_an_empty_database_initialize_it_once() {
+    let db = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret"), "c".repeat(64)).unwrap();
+    let mut nodes = Vec::new();
+    for n in 0..3 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let data = dir.path().join(format!("node{n}"));
+        let child = std::process::Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--database-url",
+                &db,
+                "--secret-file",
+            ])
+            .arg(dir.path().join("secret"))
+            .arg("--data-dir")
+            .arg(&data)
+            .env("TOCSIN_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        nodes.push((child, port, data));
+    }
+    for (child, port, _) in nodes.iter_mut() {
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "a node exited while starting beside the others"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "a node did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let tokens: Vec<String> = nodes
+        .iter()
+        .filter_map(|(_, _, data)| std::fs::read_to_string(data.join("owner-token")).ok())
+        .collect();
+    assert_eq!(tokens.len(), 1, "exactly one node initializes the database");
+    let http = reqwest::Client::new();
+    for (_, port, _) in &nodes {
+        let (s, _) = call(
+            &http,
+            "GET",
+            format!("http://127.0.0.1:{port}/v1/auth/whoami"),
+            tokens[0].trim(),
+            None,
+        )
+        .await;
+        assert_eq!(s, 200);
+    }
+    let pool = sqlx::PgPool::connect(&db).await.unwrap();
+    let (orgs,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM organizations")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(orgs, 1);
+    pool.close().await;
+    for (mut child, _, _) in nodes {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}

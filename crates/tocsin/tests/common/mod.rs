@@ -19,8 +19,9 @@ pub struct Server {
     pub data: PathBuf,
     pub log: PathBuf,
     log_level: String,
-    /// Extra `serve` arguments (database URL, secret file), kept for `restart`.
-    extra: Vec<String>,
+    /// Extra `serve` arguments (database URL, secret file), kept for `restart` and for
+    /// commands that must reach the same database (`init`, `audit verify`).
+    pub extra: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
