@@ -130,8 +130,20 @@ impl Store {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .min_connections(1)
+            .connect_with(opts.clone())
+            .await?;
+        // Write transactions get a pool of their own with one connection: writers then queue
+        // in the pool instead of sleeping in SQLite's busy handler (steps of up to 100 ms)
+        // while another writer holds the lock, and readers keep the other connections.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
             .connect_with(opts)
             .await?;
+        sqlite_writers()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(path.to_path_buf(), writer);
         Ok(Store {
             db: Db::Sqlite(pool),
         })
@@ -179,6 +191,16 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Db::Sqlite(pool) = &self.db {
+            let path = pool.connect_options().get_filename().to_path_buf();
+            let writer = sqlite_writers()
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&path);
+            if let Some(w) = writer {
+                w.close().await;
+            }
+        }
         on_db!(&self.db, |pool| pool.close().await)
     }
 
@@ -271,11 +293,29 @@ impl BeginWrite for sqlx::PgPool {
     }
 }
 
+/// The write pool of each open SQLite file (see `open_sqlite`), found by the file's path.
+fn sqlite_writers()
+-> &'static std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, sqlx::SqlitePool>> {
+    static WRITERS: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, sqlx::SqlitePool>>,
+    > = std::sync::OnceLock::new();
+    WRITERS.get_or_init(Default::default)
+}
+
 impl BeginWrite for sqlx::SqlitePool {
     type Database = sqlx::Sqlite;
     async fn begin_write(
         &self,
     ) -> std::result::Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
-        self.begin_with("BEGIN IMMEDIATE").await
+        let path = self.connect_options().get_filename().to_path_buf();
+        let writer = sqlite_writers()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&path)
+            .cloned();
+        match writer {
+            Some(w) if !w.is_closed() => w.begin_with("BEGIN IMMEDIATE").await,
+            _ => self.begin_with("BEGIN IMMEDIATE").await,
+        }
     }
 }
