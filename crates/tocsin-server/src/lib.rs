@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 use tocsin_core::token::TokenHasher;
+use tocsin_store::LastUsedTracker;
 use tocsin_store::audit::{AuditRecord, AuditTarget};
-use tocsin_store::{AuditWriter, LastUsedTracker};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 
@@ -104,8 +104,7 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
             )
         })?;
     let addr = listener.local_addr()?;
-    let (audit, audit_task) = AuditWriter::spawn(store.clone());
-    let (alerts, alerts_task) = tocsin_store::alerts::AlertWriter::spawn(store.clone());
+    let (audit, alerts, writer_task) = tocsin_store::spawn_writers(store.clone());
     let app: AppState = Arc::new(App {
         store: store.clone(),
         settings,
@@ -150,9 +149,9 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
         drop(app2);
         // The writer ends once every handle is gone; the state may still hold one, so flushing
         // above is what guarantees the events are committed.
-        audit_task.abort();
-        // Every alert write was answered only after its commit; nothing is pending here.
-        alerts_task.abort();
+        // Every alert write was answered only after its commit, and the flush above committed
+        // every audit event: nothing is pending in the writer now.
+        writer_task.abort();
         tracing::info!("stopped; batched writes flushed");
     });
     tracing::info!(%addr, "listening");

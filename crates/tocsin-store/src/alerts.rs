@@ -906,6 +906,17 @@ impl Store {
     /// Applies a batch of writes in one transaction, each inside its own savepoint so one
     /// failing op cannot undo the others; returns each op's request status.
     pub async fn apply_alert_ops(&self, ops: &[AlertOp]) -> Result<Vec<RequestStatus>> {
+        self.apply_batch(ops, &[]).await
+    }
+
+    /// One group commit: `ops` (each in its own savepoint) and `audit` events, in one
+    /// transaction and so one disk flush.
+    pub async fn apply_batch(
+        &self,
+        ops: &[AlertOp],
+        audit: &[crate::audit::AuditRecord],
+    ) -> Result<Vec<RequestStatus>> {
+        let head_sql = self.audit_head_sql();
         on_db!(&self.db, |pool| {
             let mut tx = pool.begin_write().await?;
             let mut out = Vec::with_capacity(ops.len());
@@ -939,6 +950,9 @@ impl Store {
                 .await?;
                 out.push(status);
             }
+            if !audit.is_empty() {
+                crate::audit::append_audit_in!(tx, audit, head_sql);
+            }
             tx.commit().await?;
             Ok(out)
         })
@@ -963,55 +977,18 @@ fn failed(op: &AlertOp, status: &str) -> RequestStatus {
     }
 }
 
-/// The group-commit writer: requests queue their ops, a single task applies whatever is
-/// queued in one transaction, and each request is answered when that transaction commits.
+/// The alert half of the group-commit writer (`writer::spawn_writers`): requests queue their
+/// ops, and each is answered when the transaction that carries it commits.
 #[derive(Clone)]
 pub struct AlertWriter {
-    tx: mpsc::Sender<(AlertOp, oneshot::Sender<Result<RequestStatus>>)>,
-    depth: Arc<AtomicI64>,
+    pub(crate) tx: mpsc::Sender<AlertRequest>,
+    pub(crate) depth: Arc<AtomicI64>,
 }
 
-const ALERT_BATCH: usize = 512;
+/// An op and where to send its outcome.
+pub(crate) type AlertRequest = (AlertOp, oneshot::Sender<Result<RequestStatus>>);
 
 impl AlertWriter {
-    pub fn spawn(store: Store) -> (AlertWriter, tokio::task::JoinHandle<()>) {
-        let (tx, mut rx) = mpsc::channel::<(AlertOp, oneshot::Sender<Result<RequestStatus>>)>(8192);
-        let depth = Arc::new(AtomicI64::new(0));
-        let d = depth.clone();
-        let handle = tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(ALERT_BATCH);
-            while let Some(first) = rx.recv().await {
-                batch.push(first);
-                while batch.len() < ALERT_BATCH {
-                    match rx.try_recv() {
-                        Ok(next) => batch.push(next),
-                        Err(_) => break,
-                    }
-                }
-                let ops: Vec<AlertOp> = batch.iter().map(|(op, _)| op.clone()).collect();
-                let result = store.apply_alert_ops(&ops).await;
-                d.fetch_sub(batch.len() as i64, Ordering::Relaxed);
-                match result {
-                    Ok(statuses) => {
-                        for ((_, reply), status) in batch.drain(..).zip(statuses) {
-                            let _ = reply.send(Ok(status));
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, ops = batch.len(), "alert batch failed; nothing in it was written");
-                        let msg = e.to_string();
-                        for (_, reply) in batch.drain(..) {
-                            let _ = reply.send(Err(StoreError::Config(format!(
-                                "alert batch failed: {msg}"
-                            ))));
-                        }
-                    }
-                }
-            }
-        });
-        (AlertWriter { tx, depth }, handle)
-    }
-
     /// Queues an op and waits until it is committed (or its batch failed).
     pub async fn submit(&self, op: AlertOp) -> Result<RequestStatus> {
         let (reply, done) = oneshot::channel();

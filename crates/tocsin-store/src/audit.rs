@@ -200,19 +200,14 @@ pub struct BrokenLink {
     pub reason: String,
 }
 
-impl Store {
-    /// Appends records to their chains in one transaction.
-    pub async fn append_audit(&self, records: &[AuditRecord]) -> Result<()> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let head_sql = if self.is_postgres() {
-            "SELECT seq, hash FROM audit_heads WHERE chain = $1 FOR UPDATE"
-        } else {
-            "SELECT seq, hash FROM audit_heads WHERE chain = $1"
-        };
-        on_db!(&self.db, |pool| {
-            let mut tx = pool.begin_write().await?;
+/// Appends `records` to their chains inside the open transaction `$tx` (a macro, so the same
+/// statements serve whichever typed connection the arm of `on_db!` holds). `$head_sql` reads a
+/// chain's head, locking it on PostgreSQL.
+macro_rules! append_audit_in {
+    ($tx:ident, $records:expr, $head_sql:expr) => {{
+        let records: &[$crate::audit::AuditRecord] = $records;
+        let head_sql: &str = $head_sql;
+        let tx = &mut $tx;
             let mut heads: std::collections::HashMap<&str, (i64, String)> = Default::default();
             for r in records {
                 let chain = r.chain();
@@ -222,18 +217,18 @@ impl Store {
                     // taken by BEGIN IMMEDIATE already serialises writers).
                     sqlx::query("INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, 0, $2) ON CONFLICT (chain) DO NOTHING")
                         .bind(chain)
-                        .bind(GENESIS)
-                        .execute(&mut *tx)
+                        .bind($crate::audit::GENESIS)
+                        .execute(&mut **tx)
                         .await?;
-                    let head: Option<(i64, String)> = sqlx::query_as(safe(head_sql))
+                    let head: Option<(i64, String)> = sqlx::query_as($crate::safe(head_sql))
                         .bind(chain)
-                        .fetch_optional(&mut *tx)
+                        .fetch_optional(&mut **tx)
                         .await?;
-                    heads.insert(chain, head.unwrap_or((0, GENESIS.to_owned())));
+                    heads.insert(chain, head.unwrap_or((0, $crate::audit::GENESIS.to_owned())));
                 }
                 let (seq, prev) = heads.get_mut(chain).expect("inserted above");
                 *seq += 1;
-                let hash = event_hash(prev, *seq, r);
+                let hash = $crate::audit::event_hash(prev, *seq, r);
                 sqlx::query(
                     "INSERT INTO audit_events (chain, seq, id, occurred_at, actor_type, actor_id, actor_name, api_key_id,
                        token_hint, action, method, route, target_type, target_id, outcome, status, ip, user_agent,
@@ -243,7 +238,7 @@ impl Store {
                 .bind(chain)
                 .bind(*seq)
                 .bind(r.id.as_str())
-                .bind(ms(r.occurred_at))
+                .bind($crate::ms(r.occurred_at))
                 .bind(r.actor.as_ref().map(|a| a.kind.as_str()))
                 .bind(r.actor.as_ref().map(|a| a.id.as_str()))
                 .bind(r.actor.as_ref().map(|a| a.name.as_str()))
@@ -261,7 +256,7 @@ impl Store {
                 .bind(r.request_id.as_deref())
                 .bind(prev.as_str())
                 .bind(&hash)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
                 *prev = hash;
             }
@@ -273,9 +268,33 @@ impl Store {
                 .bind(*chain)
                 .bind(*seq)
                 .bind(hash)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
             }
+    }};
+}
+pub(crate) use append_audit_in;
+
+impl Store {
+    /// How a chain's head is read inside a write: locked on PostgreSQL, where several nodes
+    /// append; SQLite's write lock (BEGIN IMMEDIATE) already serialises writers.
+    pub(crate) fn audit_head_sql(&self) -> &'static str {
+        if self.is_postgres() {
+            "SELECT seq, hash FROM audit_heads WHERE chain = $1 FOR UPDATE"
+        } else {
+            "SELECT seq, hash FROM audit_heads WHERE chain = $1"
+        }
+    }
+
+    /// Appends records to their chains in one transaction.
+    pub async fn append_audit(&self, records: &[AuditRecord]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let head_sql = self.audit_head_sql();
+        on_db!(&self.db, |pool| {
+            let mut tx = pool.begin_write().await?;
+            append_audit_in!(tx, records, head_sql);
             tx.commit().await?;
         });
         Ok(())

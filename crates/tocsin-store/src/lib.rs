@@ -23,7 +23,7 @@ pub mod teams;
 pub mod users;
 pub mod writer;
 
-pub use writer::{AuditWriter, LastUsedTracker};
+pub use writer::{AuditWriter, LastUsedTracker, spawn_writers};
 
 /// The configured database: one typed pool per backend, the same query code for both.
 #[derive(Clone, Debug)]

@@ -1,8 +1,10 @@
-//! Batched writers, so no request waits on a disk write of its own: the audit writer
-//! appends many events per transaction (and can be awaited for the few that must be durable
-//! before a response), and the last-used tracker folds per-request usage into one periodic update.
+//! Batched writes, so no request waits on a disk write of its own: one writer task commits
+//! alert ops and audit events together, many requests to a transaction (audit events can be
+//! awaited where they must be durable before a response), and the last-used tracker folds
+//! per-request usage into one periodic update.
 
 use crate::Store;
+use crate::alerts::{AlertOp, AlertRequest, AlertWriter};
 use crate::audit::AuditRecord;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,16 +30,38 @@ pub struct AuditWriter {
     depth: Arc<AtomicI64>,
 }
 
-impl AuditWriter {
-    /// Starts the writer task. It ends once every `AuditWriter` clone is dropped and the
-    /// queue is drained, so awaiting the handle after dropping them flushes everything.
-    pub fn spawn(store: Store) -> (AuditWriter, tokio::task::JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let depth = Arc::new(AtomicI64::new(0));
-        let handle = tokio::spawn(run(store, rx, depth.clone()));
-        (AuditWriter { tx, depth }, handle)
-    }
+const ALERT_BATCH: usize = 512;
 
+/// Starts the one writer task. Whatever is queued (alert ops and audit events) goes into one
+/// transaction, so a batch costs one disk flush however many requests share it; alert ops are
+/// answered once it commits. The task ends when every writer handle is dropped and the queues
+/// are drained.
+pub fn spawn_writers(store: Store) -> (AuditWriter, AlertWriter, tokio::task::JoinHandle<()>) {
+    let (audit_tx, audit_rx) = mpsc::channel(QUEUE);
+    let (alert_tx, alert_rx) = mpsc::channel(8192);
+    let audit_depth = Arc::new(AtomicI64::new(0));
+    let alert_depth = Arc::new(AtomicI64::new(0));
+    let handle = tokio::spawn(run(
+        store,
+        audit_rx,
+        alert_rx,
+        audit_depth.clone(),
+        alert_depth.clone(),
+    ));
+    (
+        AuditWriter {
+            tx: audit_tx,
+            depth: audit_depth,
+        },
+        AlertWriter {
+            tx: alert_tx,
+            depth: alert_depth,
+        },
+        handle,
+    )
+}
+
+impl AuditWriter {
     /// Queues an event; waits only if the queue is full.
     pub async fn record(&self, event: AuditRecord) {
         self.depth.fetch_add(1, Ordering::Relaxed);
@@ -72,36 +96,81 @@ impl AuditWriter {
     }
 }
 
-async fn run(store: Store, mut rx: mpsc::Receiver<Msg>, depth: Arc<AtomicI64>) {
-    let mut batch = Vec::with_capacity(BATCH);
-    let mut acks = Vec::new();
-    while let Some(first) = rx.recv().await {
-        let mut next = Some(first);
-        while let Some(msg) = next.take() {
-            match msg {
-                Msg::Event(e, ack) => {
-                    batch.push(e);
-                    acks.extend(ack);
+async fn run(
+    store: Store,
+    mut audit_rx: mpsc::Receiver<Msg>,
+    mut alert_rx: mpsc::Receiver<AlertRequest>,
+    audit_depth: Arc<AtomicI64>,
+    alert_depth: Arc<AtomicI64>,
+) {
+    let mut events: Vec<AuditRecord> = Vec::with_capacity(BATCH);
+    let mut acks: Vec<oneshot::Sender<()>> = Vec::new();
+    let mut ops: Vec<AlertRequest> = Vec::with_capacity(ALERT_BATCH);
+    let (mut audit_open, mut alerts_open) = (true, true);
+    let take =
+        |msg: Msg, events: &mut Vec<AuditRecord>, acks: &mut Vec<oneshot::Sender<()>>| match msg {
+            Msg::Event(e, ack) => {
+                events.push(e);
+                acks.extend(ack);
+            }
+            Msg::Flush(ack) => acks.push(ack),
+        };
+    loop {
+        // Wait for the first thing to write (unless a failed batch left events to retry).
+        if events.is_empty() && acks.is_empty() {
+            tokio::select! {
+                m = audit_rx.recv(), if audit_open => match m {
+                    Some(m) => take(m, &mut events, &mut acks),
+                    None => audit_open = false,
+                },
+                o = alert_rx.recv(), if alerts_open => match o {
+                    Some(o) => ops.push(o),
+                    None => alerts_open = false,
+                },
+                else => break,
+            }
+        }
+        while events.len() < BATCH {
+            match audit_rx.try_recv() {
+                Ok(m) => take(m, &mut events, &mut acks),
+                Err(_) => break,
+            }
+        }
+        while ops.len() < ALERT_BATCH {
+            match alert_rx.try_recv() {
+                Ok(o) => ops.push(o),
+                Err(_) => break,
+            }
+        }
+        if events.is_empty() && acks.is_empty() && ops.is_empty() {
+            continue;
+        }
+        let batch: Vec<AlertOp> = ops.iter().map(|(op, _)| op.clone()).collect();
+        match store.apply_batch(&batch, &events).await {
+            Ok(statuses) => {
+                alert_depth.fetch_sub(ops.len() as i64, Ordering::Relaxed);
+                for ((_, reply), status) in ops.drain(..).zip(statuses) {
+                    let _ = reply.send(Ok(status));
                 }
-                Msg::Flush(ack) => acks.push(ack),
+                audit_depth.fetch_sub(events.len() as i64, Ordering::Relaxed);
+                events.clear();
+                for ack in acks.drain(..) {
+                    let _ = ack.send(());
+                }
             }
-            if batch.len() < BATCH {
-                next = rx.try_recv().ok();
+            Err(e) => {
+                // Alert requests learn at once (nothing of theirs was written); audit events
+                // are kept and retried, so an acknowledged request's event is not lost.
+                tracing::error!(error = %e, ops = ops.len(), events = events.len(), "write batch failed; retrying its audit events");
+                alert_depth.fetch_sub(ops.len() as i64, Ordering::Relaxed);
+                let msg = e.to_string();
+                for (_, reply) in ops.drain(..) {
+                    let _ = reply.send(Err(crate::StoreError::Config(format!(
+                        "alert batch failed: {msg}"
+                    ))));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
-        }
-        let mut attempt = 0u32;
-        while let Err(e) = store.append_audit(&batch).await {
-            attempt += 1;
-            tracing::error!(error = %e, attempt, events = batch.len(), "audit batch write failed; retrying");
-            tokio::time::sleep(std::time::Duration::from_millis(
-                100 * u64::from(attempt.min(50)),
-            ))
-            .await;
-        }
-        depth.fetch_sub(batch.len() as i64, Ordering::Relaxed);
-        batch.clear();
-        for ack in acks.drain(..) {
-            let _ = ack.send(());
         }
     }
 }
