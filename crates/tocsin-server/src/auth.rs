@@ -21,12 +21,16 @@ use tocsin_core::{IntegrationId, OrgId, TeamId};
 use tocsin_store::audit::{AuditActor, AuditRecord, AuditTarget};
 use tocsin_store::integrations::Integration;
 use tocsin_store::keys::{Actor, ApiKey};
+use tocsin_store::orgs::Organization;
 use tocsin_store::users::User;
 
 /// Who is calling, with everything a handler needs to authorize and attribute.
 #[derive(Debug)]
 pub struct Principal {
     pub org_id: OrgId,
+    /// The organization as it was when this credential was resolved (organization changes
+    /// invalidate cached credentials, so it is never stale for long).
+    pub org: Organization,
     /// `None` for a login session.
     pub key: Option<ApiKey>,
     pub user: Option<User>,
@@ -266,8 +270,10 @@ pub async fn principal_for_key(
             )
         }
     };
+    let org = app.store.get_org(&key.org_id).await?;
     Ok(Principal {
         org_id: key.org_id.clone(),
+        org,
         token_hint: key.token_hint.clone(),
         key: Some(key),
         user: standing.user,
@@ -319,8 +325,10 @@ async fn principal_for_session(
         id: user.id.to_string(),
         name: user.name.clone(),
     };
+    let org = app.store.get_org(&session.org_id).await?;
     Ok(Some(Principal {
         org_id: session.org_id,
+        org,
         key: None,
         user: Some(user),
         integration: None,

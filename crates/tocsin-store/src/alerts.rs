@@ -916,21 +916,50 @@ impl Store {
         ops: &[AlertOp],
         audit: &[crate::audit::AuditRecord],
     ) -> Result<Vec<RequestStatus>> {
+        // Fast path: every op straight into the transaction. Should one fail, the whole
+        // transaction is rolled back and the batch redone with a savepoint per op, so that
+        // one bad op cannot take the others with it.
+        match self.apply_batch_once(ops, audit, false).await? {
+            Some(statuses) => Ok(statuses),
+            None => Ok(self
+                .apply_batch_once(ops, audit, true)
+                .await?
+                .unwrap_or_default()),
+        }
+    }
+
+    /// `None` when an op failed on the fast path (nothing was committed).
+    async fn apply_batch_once(
+        &self,
+        ops: &[AlertOp],
+        audit: &[crate::audit::AuditRecord],
+        careful: bool,
+    ) -> Result<Option<Vec<RequestStatus>>> {
         let head_sql = self.audit_head_sql();
         on_db!(&self.db, |pool| {
             let mut tx = pool.begin_write().await?;
             let mut out = Vec::with_capacity(ops.len());
             for op in ops {
-                let mut sp = sqlx::Acquire::begin(&mut *tx).await?;
-                let status = match apply_op!(sp, op) {
-                    Ok(status) => {
-                        sp.commit().await?;
-                        status
+                let status = if careful {
+                    let mut sp = sqlx::Acquire::begin(&mut *tx).await?;
+                    match apply_op!(sp, op) {
+                        Ok(status) => {
+                            sp.commit().await?;
+                            status
+                        }
+                        Err(e) => {
+                            sp.rollback().await?;
+                            tracing::error!(error = %e, request_id = %op.request_id, "alert write failed");
+                            failed(op, "Request could not be processed: internal error")
+                        }
                     }
-                    Err(e) => {
-                        sp.rollback().await?;
-                        tracing::error!(error = %e, request_id = %op.request_id, "alert write failed");
-                        failed(op, "Request could not be processed: internal error")
+                } else {
+                    match apply_op!(tx, op) {
+                        Ok(status) => status,
+                        Err(_) => {
+                            tx.rollback().await?;
+                            return Ok(None);
+                        }
                     }
                 };
                 sqlx::query(
@@ -954,7 +983,7 @@ impl Store {
                 crate::audit::append_audit_in!(tx, audit, head_sql);
             }
             tx.commit().await?;
-            Ok(out)
+            Ok(Some(out))
         })
     }
 }

@@ -164,22 +164,14 @@ fn display_name(p: &Principal) -> String {
 }
 
 /// Opsgenie's refusal for accounts that insist on integration keys for alerts.
-fn require_integration_key(app: &App, p: &Principal) -> impl Future<Output = ApiResult<()>> {
-    let org = p.org_id.clone();
-    let kind = p.key_kind();
-    async move {
-        if kind == Some(KeyKind::Integration) {
-            return Ok(());
-        }
-        let org = app.store.get_org(&org).await?;
-        if org.alerts_require_integration_key {
-            return Err(ApiError::Forbidden {
-                code: "integration_key_required",
-                message: "To perform this action, use an API key from an API integration: this organization requires integration keys for alert writes (alerts_require_integration_key). Create one with POST /v1/integrations (or POST /v1/api_keys with kind \"integration\") and send it as `Authorization: GenieKey <token>`.".into(),
-            });
-        }
-        Ok(())
+fn require_integration_key(p: &Principal) -> ApiResult<()> {
+    if p.key_kind() == Some(KeyKind::Integration) || !p.org.alerts_require_integration_key {
+        return Ok(());
     }
+    Err(ApiError::Forbidden {
+        code: "integration_key_required",
+        message: "To perform this action, use an API key from an API integration: this organization requires integration keys for alert writes (alerts_require_integration_key). Create one with POST /v1/integrations (or POST /v1/api_keys with kind \"integration\") and send it as `Authorization: GenieKey <token>`.".into(),
+    })
 }
 
 /// Turns responders (by id or name) into stored responders, and collects the teams among them.
@@ -275,7 +267,7 @@ pub async fn create(
     body: Bytes,
 ) -> ApiResult<Response> {
     let new = NewAlert::parse(&json_body(&body)?).map_err(ApiError::Validation)?;
-    require_integration_key(&app, &p).await?;
+    require_integration_key(&p)?;
     let (mut responders, mut teams) = resolve_responders(&app, &p, &new.responders).await?;
     let (visible_to, _) = resolve_responders(&app, &p, &new.visible_to).await?;
     // A team integration's alerts belong to its team (Opsgenie overwrites the responders);
@@ -576,7 +568,7 @@ async fn act(
         Permission::AlertsWrite
     };
     if !matches!(action, Action::Delete | Action::AddNote) {
-        require_integration_key(app, p).await?;
+        require_integration_key(p)?;
     }
     let mut problems = Problems::new();
     let text = |field: &str, max: usize, problems: &mut Problems| -> Option<String> {

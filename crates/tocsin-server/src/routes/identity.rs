@@ -20,7 +20,7 @@ pub async fn whoami(
     State(app): State<AppState>,
     Extension(p): Extension<Arc<Principal>>,
 ) -> ApiResult<Json<Value>> {
-    let org = app.store.get_org(&p.org_id).await?;
+    let org = &p.org;
     let (permissions, team_permissions) = views::permission_fields(&p.grants);
     let organization = json!({"id": org.id, "name": org.name});
     let body = match &p.key {

@@ -79,5 +79,7 @@ pub async fn update(
             req.alerts_require_integration_key,
         )
         .await?;
+    // Cached credentials carry the organization (its settings decide some refusals).
+    app.invalidate_credentials().await;
     Ok(Json(view(&org)))
 }
