@@ -158,6 +158,16 @@ impl From<StoreError> for ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// Whether a lookup found its object: `NotFound` is false, any other store failure stays an
+/// error (a database outage must not read as "no such team").
+pub fn found<T>(r: Result<T, StoreError>) -> ApiResult<bool> {
+    match r {
+        Ok(_) => Ok(true),
+        Err(StoreError::NotFound) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Maps a uniqueness conflict from the store to a 409 with this code and message; any other
 /// store error maps as usual. For `.map_err(conflict("name_taken", "..."))`.
 pub fn conflict(code: &'static str, message: String) -> impl FnOnce(StoreError) -> ApiError {

@@ -1605,3 +1605,39 @@ async fn nobody_gets_a_token_stronger_than_themselves() {
         .await;
     assert_eq!(s, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn role_usage_is_exact_even_with_underscores() {
+    let app = TestApp::spawn().await;
+    for name in ["pager_x", "pagerYx"] {
+        let (s, b) = app.post("/v1/roles", &app.owner, json!({"name": name.to_lowercase(), "scope": "team", "permissions": ["alerts:read"]})).await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
+    let team = app.team("ops").await;
+    let (_, b) = app
+        .post(
+            "/v1/users",
+            &app.owner,
+            json!({"email": "eve@example.com", "role_name": "viewer"}),
+        )
+        .await;
+    let eve = b["id"].as_str().unwrap().to_owned();
+    let (s, _) = app
+        .call(
+            "PUT",
+            &format!("/v1/teams/{team}/members/{eve}"),
+            Some(&app.owner),
+            Some(json!({"team_role_names": ["pageryx"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    // `_` in pager_x must not match the `y` of pageryx.
+    let (s, b) = app
+        .call("DELETE", "/v1/roles/pager_x", Some(&app.owner), None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    let (s, b) = app
+        .call("DELETE", "/v1/roles/pageryx", Some(&app.owner), None)
+        .await;
+    assert_eq!((s, code(&b)), (StatusCode::CONFLICT, "role_in_use"));
+}

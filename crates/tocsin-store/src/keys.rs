@@ -568,10 +568,10 @@ impl Store {
 impl Store {
     /// Live (unrevoked) keys that name `team`, as their team or among their teams.
     pub async fn count_live_team_keys(&self, org: &OrgId, team: &TeamId) -> Result<i64> {
-        let quoted = format!("%{}%", to_json(&team.as_str()));
+        let quoted = crate::like_json_member(team.as_str());
         let (n,): (i64,) = on_db!(&self.db, |pool| {
             sqlx::query_as(
-                "SELECT COUNT(*) FROM api_keys WHERE org_id = $1 AND revoked_at IS NULL AND (team_id = $2 OR team_ids LIKE $3)",
+                "SELECT COUNT(*) FROM api_keys WHERE org_id = $1 AND revoked_at IS NULL AND (team_id = $2 OR team_ids LIKE $3 ESCAPE '\\')",
             )
             .bind(org.as_str())
             .bind(team.as_str())

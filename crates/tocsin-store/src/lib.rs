@@ -94,6 +94,17 @@ pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("plain data serializes")
 }
 
+/// `%"value"%` for finding a string in a JSON list with LIKE, with LIKE's wildcards escaped
+/// (use with `ESCAPE '\'`): role names and ids contain `_`.
+pub(crate) fn like_json_member(value: &str) -> String {
+    let json = to_json(&value);
+    let escaped = json
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
 pub(crate) fn from_json<T: serde::de::DeserializeOwned + Default>(s: &str) -> T {
     serde_json::from_str(s).unwrap_or_default()
 }

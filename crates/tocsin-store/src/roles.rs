@@ -81,13 +81,13 @@ impl Store {
 
     /// Where a role is still used: users, memberships and live keys that name it.
     pub async fn role_usage(&self, org: &OrgId, name: &str) -> Result<i64> {
-        let quoted = format!("%{}%", to_json(&name));
+        let quoted = crate::like_json_member(name);
         let (n,): (i64,) = on_db!(&self.db, |pool| {
             sqlx::query_as(
                 "SELECT (SELECT COUNT(*) FROM users WHERE org_id = $1 AND role_name = $2)
-                      + (SELECT COUNT(*) FROM team_members WHERE org_id = $1 AND team_role_names LIKE $3)
+                      + (SELECT COUNT(*) FROM team_members WHERE org_id = $1 AND team_role_names LIKE $3 ESCAPE '\\')
                       + (SELECT COUNT(*) FROM api_keys WHERE org_id = $1 AND revoked_at IS NULL
-                           AND (role_names LIKE $3 OR team_role_names LIKE $3))",
+                           AND (role_names LIKE $3 ESCAPE '\\' OR team_role_names LIKE $3 ESCAPE '\\'))",
             )
             .bind(org.as_str())
             .bind(name)

@@ -2,7 +2,7 @@
 //! The token appears once, in the create or rotate response.
 
 use crate::auth::{Principal, RoleBook, key_teams};
-use crate::error::{ApiError, ApiResult, JsonBody, conflict, created};
+use crate::error::{ApiError, ApiResult, JsonBody, conflict, created, found};
 use crate::routes::{ListParams, path_id};
 use crate::state::{App, AppState};
 use crate::views;
@@ -169,7 +169,7 @@ pub async fn create(
             match req.team_id.as_deref() {
                 None => problems.add("team_id", "is required for a team key"),
                 Some(raw) => match TeamId::parse(raw) {
-                    Some(t) if app.store.get_team(&p.org_id, &t).await.is_ok() => team_id = Some(t),
+                    Some(t) if found(app.store.get_team(&p.org_id, &t).await)? => team_id = Some(t),
                     _ => problems.add(
                         "team_id",
                         format!("no team `{raw}` exists in this organization"),
@@ -210,7 +210,7 @@ pub async fn create(
             let mut missing = Vec::new();
             for raw in &req.team_ids {
                 match TeamId::parse(raw) {
-                    Some(t) if app.store.get_team(&p.org_id, &t).await.is_ok() => team_ids.push(t),
+                    Some(t) if found(app.store.get_team(&p.org_id, &t).await)? => team_ids.push(t),
                     _ => missing.push(raw.as_str()),
                 }
             }

@@ -2,7 +2,7 @@
 //! their keys may do, at once. Creating one issues its first key, shown once.
 
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiResult, JsonBody, conflict, created};
+use crate::error::{ApiError, ApiResult, JsonBody, conflict, created, found};
 use crate::routes::api_keys::issue;
 use crate::routes::{ListParams, path_id};
 use crate::state::{App, AppState};
@@ -90,7 +90,7 @@ pub async fn create_with_key(
         );
     }
     if let Some(team) = &new.team_id
-        && app.store.get_team(&p.org_id, team).await.is_err()
+        && !found(app.store.get_team(&p.org_id, team).await)?
     {
         problems.add(
             new.team_field,
