@@ -522,8 +522,34 @@ pub async fn layer(State(app): State<AppState>, mut req: Request, next: Next) ->
         Err(AuthFailure::Refused(refusal, principal)) => {
             metrics::counter!("tocsin_auth_outcomes_total", "code" => refusal.code()).increment(1);
             let describe = principal.as_ref().map(|p| p.describe.clone());
-            let resp = ApiError::refused(refusal.clone(), describe).into_response();
-            let event = record(principal.as_deref(), refusal.code(), resp.status().as_u16());
+            // Guessing tokens is throttled per client address; valid keys never pass here.
+            let counted = matches!(
+                refusal,
+                Refusal::MalformedToken(_)
+                    | Refusal::UnknownKey
+                    | Refusal::RevokedKey { .. }
+                    | Refusal::ExpiredKey { .. }
+            );
+            let throttled = if counted {
+                app.failed_auth_throttle(ip)
+            } else {
+                None
+            };
+            let (resp, outcome) = match throttled {
+                Some(retry_after) => (
+                    ApiError::RateLimited {
+                        message: format!(
+                            "Too many failed authentications from {}; try again in {retry_after} s. Check the token with `tocsin doctor <token>`.",
+                            ip.map(|i| i.to_string()).unwrap_or_default()
+                        ),
+                        retry_after,
+                    }
+                    .into_response(),
+                    "rate_limited",
+                ),
+                None => (ApiError::refused(refusal.clone(), describe).into_response(), refusal.code()),
+            };
+            let event = record(principal.as_deref(), outcome, resp.status().as_u16());
             app.audit.record(event).await;
             return resp;
         }

@@ -21,6 +21,9 @@ pub struct Settings {
     /// Accept Opsgenie's legacy `?apiKey=` query parameter on `/v2` routes. Off by default:
     /// tokens in URLs end up in proxy and browser logs.
     pub allow_query_api_key: bool,
+    /// Failed authentications (and logins) one client address may make per minute before
+    /// it is answered 429; valid keys are never slowed.
+    pub failed_auth_per_minute: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +46,7 @@ pub struct Overrides {
     pub secret_file: Option<PathBuf>,
     pub log_format: Option<String>,
     pub allow_query_api_key: Option<bool>,
+    pub failed_auth_per_minute: Option<u32>,
 }
 
 /// `regions` in TOML may be the flag's string (`"eu=https://..."`) or a table
@@ -76,6 +80,7 @@ impl Overrides {
             secret_file: self.secret_file.or(lower.secret_file),
             log_format: self.log_format.or(lower.log_format),
             allow_query_api_key: self.allow_query_api_key.or(lower.allow_query_api_key),
+            failed_auth_per_minute: self.failed_auth_per_minute.or(lower.failed_auth_per_minute),
         }
     }
 }
@@ -205,6 +210,11 @@ impl Settings {
             secret_file: o.secret_file,
             log_format,
             allow_query_api_key: o.allow_query_api_key.unwrap_or(false),
+            failed_auth_per_minute: match o.failed_auth_per_minute {
+                Some(0) => return Err(bad("failed-auth-per-minute", "must be at least 1")),
+                Some(n) => n,
+                None => 60,
+            },
         })
     }
 

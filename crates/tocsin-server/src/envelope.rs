@@ -39,7 +39,16 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
     let status = resp.status();
     metrics::counter!("tocsin_http_requests_total", "route" => route, "status" => status.as_u16().to_string()).increment(1);
     let mut resp = if let Some(info) = resp.extensions().get::<ErrorInfo>().cloned() {
-        render(&info, &id, opsgenie, started)
+        let mut rendered = render(&info, &id, opsgenie, started);
+        // Headers the error set (Retry-After on 429s) survive the re-rendering.
+        for (name, value) in resp.headers() {
+            if name != axum::http::header::CONTENT_TYPE
+                && name != axum::http::header::CONTENT_LENGTH
+            {
+                rendered.headers_mut().insert(name.clone(), value.clone());
+            }
+        }
+        rendered
     } else if status.is_client_error() || status.is_server_error() {
         // A framework answer with no ErrorInfo (unmatched method, oversized body...).
         render(&framework_error(status), &id, opsgenie, started)

@@ -34,6 +34,11 @@ pub enum ApiError {
     },
     NotImplemented(String),
     BadRequest(String),
+    /// 429 with `Retry-After` (seconds).
+    RateLimited {
+        message: String,
+        retry_after: u64,
+    },
     Internal(String),
 }
 
@@ -107,6 +112,10 @@ impl ApiError {
                 (StatusCode::NOT_IMPLEMENTED, "not_implemented", format!("{what} is not implemented yet."))
             }
             ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, "bad_request", message.clone()),
+            ApiError::RateLimited { message, retry_after } => {
+                details.insert("retry_after_seconds".into(), json!(retry_after));
+                (StatusCode::TOO_MANY_REQUESTS, "rate_limited", message.clone())
+            }
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal_error",
@@ -138,6 +147,14 @@ impl IntoResponse for ApiError {
         }
         let info = self.info();
         let mut resp = info.status.into_response();
+        if let ApiError::RateLimited { retry_after, .. } = &self
+            && let Ok(v) = axum::http::HeaderValue::from_str(&retry_after.to_string())
+        {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, v.clone());
+            // Opsgenie clients read this one too.
+            resp.headers_mut().insert("x-ratelimit-period-in-sec", v);
+        }
         resp.extensions_mut().insert(info);
         resp
     }

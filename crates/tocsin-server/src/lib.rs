@@ -105,6 +105,7 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
         })?;
     let addr = listener.local_addr()?;
     let (audit, alerts, writer_task) = tocsin_store::spawn_writers(store.clone());
+    let settings_failed_auth = settings.failed_auth_per_minute;
     let app: AppState = Arc::new(App {
         store: store.clone(),
         settings,
@@ -114,6 +115,9 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
         audit,
         alerts,
         last_used: LastUsedTracker::default(),
+        failed_auth: governor::RateLimiter::keyed(governor::Quota::per_minute(
+            std::num::NonZeroU32::new(settings_failed_auth).expect("checked at load"),
+        )),
         cache_hits: AtomicU64::new(0),
         cache_misses: AtomicU64::new(0),
     });
@@ -255,6 +259,7 @@ async fn background(app: AppState) {
             }
             Err(e) => tracing::error!(error = %e, "could not sweep expired keys"),
         }
+        app.failed_auth.retain_recent();
         if let Err(e) = app.store.prune_credential_changes().await {
             tracing::warn!(error = %e, "could not prune the credential change log");
         }

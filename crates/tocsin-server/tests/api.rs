@@ -1641,3 +1641,50 @@ async fn role_usage_is_exact_even_with_underscores() {
         .await;
     assert_eq!((s, code(&b)), (StatusCode::CONFLICT, "role_in_use"));
 }
+
+#[tokio::test]
+async fn guessing_tokens_or_passwords_is_throttled_but_valid_keys_are_not() {
+    let app = TestApp::spawn_with(|o| o.failed_auth_per_minute = Some(5)).await;
+    let mut limited = None;
+    for _ in 0..10 {
+        let guess =
+            tocsin_core::token::Token::generate(tocsin_core::token::TokenKind::Personal, "us");
+        let resp = app
+            .http
+            .get(format!("{}/v1/auth/whoami", app.base))
+            .header("Authorization", format!("Bearer {}", guess.expose()))
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some((
+                resp.headers().get("retry-after").cloned(),
+                resp.json::<Value>().await.unwrap(),
+            ));
+            break;
+        }
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    }
+    let (retry_after, body) = limited.expect("the sixth guess within a minute is refused with 429");
+    assert!(retry_after.is_some(), "429 carries Retry-After");
+    assert_eq!(code(&body), "rate_limited");
+    // The owner's valid key still works from the same address.
+    assert_eq!(
+        app.get("/v1/auth/whoami", &app.owner).await.0,
+        StatusCode::OK
+    );
+    // Logins share the budget.
+    let (s, b) = app
+        .call(
+            "POST",
+            "/v1/auth/login",
+            None,
+            Some(json!({"email": "owner@localhost", "password": "wrong guess"})),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+        "{b}"
+    );
+}

@@ -52,6 +52,9 @@ pub(crate) struct ServerArgs {
     /// Accept Opsgenie's legacy `?apiKey=` on /v2 routes [default: false].
     #[arg(long, env = "TOCSIN_ALLOW_QUERY_API_KEY", num_args = 0..=1, default_missing_value = "true")]
     allow_query_api_key: Option<bool>,
+    /// Failed authentications or logins per minute per client address before 429 [default: 60].
+    #[arg(long, env = "TOCSIN_FAILED_AUTH_PER_MINUTE")]
+    failed_auth_per_minute: Option<u32>,
 }
 
 impl ServerArgs {
@@ -66,6 +69,7 @@ impl ServerArgs {
             secret_file: self.secret_file.clone(),
             log_format: self.log_format.clone(),
             allow_query_api_key: self.allow_query_api_key,
+            failed_auth_per_minute: self.failed_auth_per_minute,
         };
         Settings::load(self.config.as_deref(), cli).map_err(|e| e.to_string())
     }

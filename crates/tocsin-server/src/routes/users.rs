@@ -8,7 +8,7 @@ use crate::views;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::Json;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{ConnectInfo, Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -272,6 +272,7 @@ pub struct Login {
 
 pub async fn login(
     State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     JsonBody(req): JsonBody<Login>,
 ) -> ApiResult<Response> {
     let mut problems = Problems::new();
@@ -291,7 +292,19 @@ pub async fn login(
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let user = match found {
         Some(c) if ok && c.user.active => c.user,
-        _ => return Err(login_refused()),
+        _ => {
+            // Password guessing is throttled per client address, like token guessing.
+            if let Some(retry_after) = app.failed_auth_throttle(Some(peer.ip())) {
+                return Err(ApiError::RateLimited {
+                    message: format!(
+                        "Too many failed logins from {}; try again in {retry_after} s.",
+                        peer.ip()
+                    ),
+                    retry_after,
+                });
+            }
+            return Err(login_refused());
+        }
     };
     let token = Token::generate(TokenKind::Session, &app.settings.region);
     let session = Session {
