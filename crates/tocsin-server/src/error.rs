@@ -175,6 +175,14 @@ impl From<StoreError> for ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// Maps `NotFound` to a 404 naming `what`; any other store failure stays a 500.
+pub fn not_found(what: &'static str) -> impl FnOnce(StoreError) -> ApiError {
+    move |e| match e {
+        StoreError::NotFound => ApiError::NotFound(what),
+        other => other.into(),
+    }
+}
+
 /// Whether a lookup found its object: `NotFound` is false, any other store failure stays an
 /// error (a database outage must not read as "no such team").
 pub fn found<T>(r: Result<T, StoreError>) -> ApiResult<bool> {

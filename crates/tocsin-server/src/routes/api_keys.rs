@@ -2,7 +2,7 @@
 //! The token appears once, in the create or rotate response.
 
 use crate::auth::{Principal, RoleBook, key_teams};
-use crate::error::{ApiError, ApiResult, JsonBody, conflict, created, found};
+use crate::error::{ApiError, ApiResult, JsonBody, conflict, created, found, not_found};
 use crate::routes::{ListParams, path_id};
 use crate::state::{App, AppState};
 use crate::views;
@@ -493,7 +493,7 @@ async fn load(app: &App, p: &Principal, raw: &str, permission: Permission) -> Ap
         .store
         .get_key(&p.org_id, &id)
         .await
-        .map_err(|_| ApiError::NotFound("API key"))?;
+        .map_err(not_found("API key"))?;
     let own = key.kind == KeyKind::Personal
         && key.user_id.is_some()
         && key.user_id == p.user.as_ref().map(|u| u.id.clone())

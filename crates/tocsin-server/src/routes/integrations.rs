@@ -2,7 +2,7 @@
 //! their keys may do, at once. Creating one issues its first key, shown once.
 
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiResult, JsonBody, conflict, created, found};
+use crate::error::{ApiError, ApiResult, JsonBody, conflict, created, found, not_found};
 use crate::routes::api_keys::issue;
 use crate::routes::{ListParams, path_id};
 use crate::state::{App, AppState};
@@ -236,7 +236,7 @@ pub async fn load(
         .store
         .get_integration(&p.org_id, &id)
         .await
-        .map_err(|_| ApiError::NotFound("integration"))?;
+        .map_err(not_found("integration"))?;
     p.require(permission, &resource(&i))?;
     Ok(i)
 }

@@ -1,7 +1,7 @@
 //! Roles (built-in, read-only; custom, per organization) and the permission catalog.
 
 use crate::auth::{Principal, RoleBook};
-use crate::error::{ApiError, ApiResult, JsonBody, conflict, created};
+use crate::error::{ApiError, ApiResult, JsonBody, conflict, created, not_found};
 use crate::state::AppState;
 use crate::views;
 use axum::Json;
@@ -151,7 +151,7 @@ pub async fn delete(
     app.store
         .delete_role(&p.org_id, &name)
         .await
-        .map_err(|_| ApiError::NotFound("role"))?;
+        .map_err(not_found("role"))?;
     app.invalidate_credentials().await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,7 +1,7 @@
 //! Teams and their members. A team admin manages their own team's members.
 
 use crate::auth::{Principal, RoleBook};
-use crate::error::{ApiError, ApiResult, JsonBody, conflict, created};
+use crate::error::{ApiError, ApiResult, JsonBody, conflict, created, not_found};
 use crate::routes::{ListParams, path_id};
 use crate::state::AppState;
 use crate::views;
@@ -93,7 +93,7 @@ async fn load(app: &AppState, p: &Principal, raw: &str, permission: Permission) 
         .store
         .get_team(&p.org_id, &id)
         .await
-        .map_err(|_| ApiError::NotFound("team"))?;
+        .map_err(not_found("team"))?;
     p.require(permission, &Resource::Teams(vec![team.id.clone()]))?;
     Ok(team)
 }
@@ -185,7 +185,7 @@ pub async fn put_member(
         .store
         .get_user(&p.org_id, &user_id)
         .await
-        .map_err(|_| ApiError::NotFound("user"))?;
+        .map_err(not_found("user"))?;
     let roles = RoleBook::load(&app, &p.org_id).await?;
     let names = req.team_role_names.unwrap_or_default();
     let mut problems = Problems::new();
@@ -238,7 +238,7 @@ pub async fn delete_member(
     app.store
         .delete_member(&p.org_id, &team.id, &user_id)
         .await
-        .map_err(|_| ApiError::NotFound("member"))?;
+        .map_err(not_found("member"))?;
     app.invalidate_credentials().await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,7 +1,7 @@
 //! Users, and login with email and password (Argon2id), which yields a 12-hour session token.
 
 use crate::auth::{Principal, RoleBook};
-use crate::error::{ApiError, ApiResult, JsonBody, conflict, created};
+use crate::error::{ApiError, ApiResult, JsonBody, conflict, created, not_found};
 use crate::routes::{ListParams, path_id};
 use crate::state::AppState;
 use crate::views;
@@ -192,7 +192,7 @@ pub async fn show(
         .store
         .get_user(&p.org_id, &id)
         .await
-        .map_err(|_| ApiError::NotFound("user"))?;
+        .map_err(not_found("user"))?;
     Ok(Json(views::user(&user)))
 }
 
@@ -216,7 +216,7 @@ pub async fn update(
         .store
         .get_user(&p.org_id, &id)
         .await
-        .map_err(|_| ApiError::NotFound("user"))?;
+        .map_err(not_found("user"))?;
     let roles = RoleBook::load(&app, &p.org_id).await?;
     let mut problems = Problems::new();
     let name = req
