@@ -1688,3 +1688,215 @@ async fn guessing_tokens_or_passwords_is_throttled_but_valid_keys_are_not() {
         "{b}"
     );
 }
+
+/// Every route that names an object, called by another tenant with this tenant's ids, answers
+/// exactly as it does for ids that exist nowhere, and changes nothing.
+#[tokio::test]
+async fn every_route_treats_another_tenants_ids_as_nonexistent() {
+    let app = TestApp::spawn().await;
+    // Tenant A's objects.
+    let team = app.team("payments").await;
+    let (_, b) = app
+        .post(
+            "/v1/users",
+            &app.owner,
+            json!({"email": "ann@a.example", "name": "Ann", "role_name": "viewer"}),
+        )
+        .await;
+    let user = b["id"].as_str().unwrap().to_owned();
+    app.post(
+        "/v1/roles",
+        &app.owner,
+        json!({"name": "pager", "scope": "team", "permissions": ["alerts:read"]}),
+    )
+    .await;
+    let (key, key_token) = app.key(&app.owner, json!({"name": "a key"})).await;
+    let (s, b) = app
+        .post(
+            "/v1/integrations",
+            &app.owner,
+            json!({"name": "am", "allow_delete": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let integration = b["integration"]["id"].as_str().unwrap().to_owned();
+    let ikey = b["token"].as_str().unwrap().to_owned();
+    let resp = app
+        .http
+        .post(format!("{}/v2/alerts", app.base))
+        .header("Authorization", format!("GenieKey {ikey}"))
+        .json(&json!({"message": "tenant A only", "alias": "a-secret", "actions": ["Restart"]}))
+        .send()
+        .await
+        .unwrap();
+    let request = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let (_, b) = app
+        .get(&format!("/v2/alerts/requests/{request}"), &app.owner)
+        .await;
+    let alert = b["data"]["alertId"].as_str().unwrap().to_owned();
+    app.post(
+        "/v2/heartbeats",
+        &app.owner,
+        json!({"name": "hb-a", "interval": 1, "intervalUnit": "hours", "enabled": true}),
+    )
+    .await;
+
+    // Tenant B.
+    let running = app.running.as_ref().unwrap();
+    let other = tocsin_server::bootstrap::create_org(
+        &running.app.store,
+        &running.app.hasher,
+        "us",
+        "B",
+        "boss@b.example",
+        None,
+    )
+    .await
+    .unwrap()
+    .token;
+
+    let ids = |mine: bool, route: &str| -> Vec<(&'static str, String)> {
+        let fresh = |s: &str| format!("{}_{}", s, uuid::Uuid::new_v4().simple());
+        let id = if route.starts_with("/v1/users") {
+            if mine { user.clone() } else { fresh("usr") }
+        } else if route.starts_with("/v1/teams") {
+            if mine { team.clone() } else { fresh("team") }
+        } else if route.starts_with("/v1/api_keys") {
+            if mine { key.clone() } else { fresh("key") }
+        } else if route.contains("/integrations/") {
+            if mine {
+                integration.clone()
+            } else {
+                fresh("int")
+            }
+        } else {
+            if mine {
+                request.clone()
+            } else {
+                uuid::Uuid::new_v4().to_string()
+            }
+        };
+        vec![
+            ("{id}", id),
+            ("{user_id}", if mine { user.clone() } else { fresh("usr") }),
+            (
+                "{identifier}",
+                if mine {
+                    alert.clone()
+                } else {
+                    uuid::Uuid::now_v7().to_string()
+                },
+            ),
+            (
+                "{name}",
+                if route.starts_with("/v1/roles") {
+                    if mine {
+                        "pager".into()
+                    } else {
+                        "nosuchrole".into()
+                    }
+                } else if route.contains("heartbeats") {
+                    if mine {
+                        "hb-a".into()
+                    } else {
+                        "hb-none".into()
+                    }
+                } else {
+                    "Restart".into()
+                },
+            ),
+        ]
+    };
+    for r in tocsin_server::routes::ROUTES
+        .iter()
+        .filter(|r| r.path.contains('{'))
+    {
+        let action = match r.method {
+            "POST" => "close",
+            "PUT" => "message",
+            "DELETE" => "tags",
+            _ => "notes",
+        };
+        let action =
+            if r.path.starts_with("/v2/integrations") || r.path.starts_with("/v2/heartbeats") {
+                "disable"
+            } else {
+                action
+            };
+        let body = match (r.method, r.path) {
+            ("PATCH", "/v1/roles/{name}") => json!({"description": "hijack"}),
+            ("PATCH", "/v1/integrations/{id}") => json!({"enabled": false}),
+            ("PATCH", "/v2/heartbeats/{name}") => json!({"description": "hijack"}),
+            ("PATCH", _) | ("PUT", "/v2/integrations/{id}") => json!({"name": "hijack"}),
+            ("PUT", "/v1/teams/{id}/members/{user_id}") => json!({"team_role_names": ["viewer"]}),
+            ("PUT", _) => json!({"message": "hijack"}),
+            _ => json!({}),
+        };
+        let mut answers = Vec::new();
+        for mine in [true, false] {
+            let mut path = r.path.replace("{action}", action);
+            for (param, value) in ids(mine, r.path) {
+                path = path.replace(param, &value);
+            }
+            if action == "tags" && r.method == "DELETE" {
+                path.push_str("?tags=x");
+            }
+            let (s, b) = app
+                .call(r.method, &path, Some(&other), Some(body.clone()))
+                .await;
+            answers.push((s, b["error"]["code"].clone(), b["message"].is_string()));
+        }
+        assert_eq!(
+            answers[0], answers[1],
+            "{} {}: another tenant's id is told apart from a missing one",
+            r.method, r.path
+        );
+        if r.path.starts_with("/v1/") {
+            assert_eq!(
+                answers[0].0,
+                StatusCode::NOT_FOUND,
+                "{} {}",
+                r.method,
+                r.path
+            );
+        }
+    }
+
+    // Nothing of tenant A changed.
+    assert_eq!(
+        app.get("/v1/auth/whoami", &key_token).await.0,
+        StatusCode::OK
+    );
+    let (_, b) = app.get(&format!("/v2/alerts/{alert}"), &app.owner).await;
+    assert_eq!(
+        (b["data"]["status"].clone(), b["data"]["message"].clone()),
+        (json!("open"), json!("tenant A only"))
+    );
+    let (_, b) = app.get(&format!("/v1/teams/{team}"), &app.owner).await;
+    assert_eq!(b["name"], "payments");
+    let (_, b) = app.get(&format!("/v1/users/{user}"), &app.owner).await;
+    assert_eq!(
+        (b["name"].clone(), b["active"].clone()),
+        (json!("Ann"), json!(true))
+    );
+    let (_, b) = app
+        .get(&format!("/v1/integrations/{integration}"), &app.owner)
+        .await;
+    assert_eq!(b["enabled"], true);
+    let (_, b) = app.get("/v2/heartbeats/hb-a", &app.owner).await;
+    assert_eq!(
+        (
+            b["data"]["enabled"].clone(),
+            b["data"]["description"].clone()
+        ),
+        (json!(true), json!(""))
+    );
+    let (_, b) = app.get("/v1/roles", &app.owner).await;
+    assert!(
+        b["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "pager" && r["description"] == "")
+    );
+}
