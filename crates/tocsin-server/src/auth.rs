@@ -53,10 +53,6 @@ impl Principal {
         self.key.as_ref().map(|k| k.kind)
     }
 
-    pub fn is_session(&self) -> bool {
-        self.key.is_none()
-    }
-
     /// Checks a permission on a resource; the refusal names the key and its roles.
     pub fn require(&self, permission: Permission, resource: &Resource) -> ApiResult<()> {
         match policy::authorize(&self.grants, permission, resource) {

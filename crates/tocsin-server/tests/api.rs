@@ -26,27 +26,6 @@ fn in_days(d: i64) -> String {
         .unwrap()
 }
 
-/// With TOCSIN_TEST_BACKEND=postgres, a new empty database on the server TOCSIN_TEST_PG_URL
-/// names (default: the local one, user postgres); scripts/test drops them afterwards.
-async fn fresh_postgres_database() -> Option<String> {
-    if std::env::var("TOCSIN_TEST_BACKEND").ok().as_deref() != Some("postgres") {
-        return None;
-    }
-    let admin = std::env::var("TOCSIN_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let pool = sqlx::PgPool::connect(&admin).await.unwrap_or_else(|e| {
-        panic!("TOCSIN_TEST_BACKEND=postgres but {admin} cannot be reached: {e}")
-    });
-    let name = format!("tocsin_t_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    let (server, _) = admin.rsplit_once('/').expect("a URL with a database name");
-    Some(format!("{server}/{name}"))
-}
-
 impl TestApp {
     async fn spawn() -> TestApp {
         TestApp::spawn_with(|_| {}).await
@@ -66,7 +45,11 @@ impl TestApp {
             regions: Some("eu=https://eu.tocsin.example".into()),
             ..Default::default()
         };
-        overrides.database_url = fresh_postgres_database().await;
+        overrides.database_url = if tocsin_store::testing::postgres_backend() {
+            Some(tocsin_store::testing::fresh_postgres_database().await)
+        } else {
+            None
+        };
         adjust(&mut overrides);
         let settings = Settings::from_overrides(overrides).unwrap();
         let database_url = settings.database_url();

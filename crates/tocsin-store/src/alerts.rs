@@ -5,7 +5,6 @@
 use crate::alert_search::{SqlValue, to_sql};
 use crate::{BeginWrite, Result, Store, StoreError, from_json, from_ms, ms, on_db, safe, to_json};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use time::OffsetDateTime;
@@ -1034,6 +1033,3 @@ impl AlertWriter {
         self.depth.load(Ordering::Relaxed)
     }
 }
-
-/// Team names to ids, for resolving responders by name.
-pub type TeamNames = HashMap<String, String>;

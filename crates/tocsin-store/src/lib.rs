@@ -20,6 +20,7 @@ pub mod keys;
 pub mod orgs;
 pub mod roles;
 pub mod teams;
+pub mod testing;
 pub mod users;
 pub mod writer;
 

@@ -14,17 +14,8 @@ use tocsin_store::users::User;
 /// database on TOCSIN_TEST_PG_URL's server (scripts/test drops them afterwards).
 async fn store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let store = if std::env::var("TOCSIN_TEST_BACKEND").ok().as_deref() == Some("postgres") {
-        let admin = std::env::var("TOCSIN_TEST_PG_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        let name = format!("tocsin_t_{}", uuid::Uuid::new_v4().simple());
-        let pool = sqlx::PgPool::connect(&admin).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-        Store::connect(&format!("{}/{name}", admin.rsplit_once('/').unwrap().0))
+    let store = if tocsin_store::testing::postgres_backend() {
+        Store::connect(&tocsin_store::testing::fresh_postgres_database().await)
             .await
             .unwrap()
     } else {

@@ -10,18 +10,7 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 async fn fresh_database() -> String {
-    let admin = std::env::var("TOCSIN_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let pool = sqlx::PgPool::connect(&admin)
-        .await
-        .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {admin}: {e}"));
-    let name = format!("tocsin_t_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
+    tocsin_store::testing::fresh_postgres_database().await
 }
 
 async fn call(

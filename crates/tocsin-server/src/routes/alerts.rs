@@ -4,10 +4,9 @@
 
 use crate::auth::Principal;
 use crate::envelope::{RequestId, RequestStart};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, JsonBody};
 use crate::state::{App, AppState};
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Extension, Path, Query as QueryParams, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -146,15 +145,6 @@ fn alert_resource(a: &Alert) -> Resource {
     )
 }
 
-/// The body of a request as JSON; empty bodies (the Python SDK's action calls) are `{}`.
-fn json_body(bytes: &Bytes) -> ApiResult<Value> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(json!({}));
-    }
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::BadRequest(format!("The request body is not valid JSON: {e}.")))
-}
-
 fn display_name(p: &Principal) -> String {
     match (&p.user, &p.integration) {
         (Some(u), _) => u.email.clone(),
@@ -264,9 +254,9 @@ pub async fn create(
     Extension(p): Extension<Arc<Principal>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     v2: V2,
-    body: Bytes,
+    JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Response> {
-    let new = NewAlert::parse(&json_body(&body)?).map_err(ApiError::Validation)?;
+    let new = NewAlert::parse(&body).map_err(ApiError::Validation)?;
     require_integration_key(&p)?;
     let (mut responders, mut teams) = resolve_responders(&app, &p, &new.responders).await?;
     let (visible_to, _) = resolve_responders(&app, &p, &new.visible_to).await?;
@@ -680,9 +670,8 @@ pub async fn post_action(
     Path((identifier, verb)): Path<(String, String)>,
     QueryParams(q): QueryParams<IdentifierQuery>,
     v2: V2,
-    body: Bytes,
+    JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Response> {
-    let body = json_body(&body)?;
     let action = match verb.as_str() {
         "acknowledge" => Action::Acknowledge,
         "unacknowledge" => Action::Unacknowledge,
@@ -779,9 +768,8 @@ pub async fn custom_action(
     Path((identifier, name)): Path<(String, String)>,
     QueryParams(q): QueryParams<IdentifierQuery>,
     v2: V2,
-    body: Bytes,
+    JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Response> {
-    let body = json_body(&body)?;
     act(
         &app,
         &p,
@@ -800,9 +788,8 @@ pub async fn put_field(
     Path((identifier, field)): Path<(String, String)>,
     QueryParams(q): QueryParams<IdentifierQuery>,
     v2: V2,
-    body: Bytes,
+    JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Response> {
-    let body = json_body(&body)?;
     let action = match field.as_str() {
         "message" => Action::SetMessage(required_string(&body, "message", alert::MESSAGE_MAX)?),
         "description" => Action::SetDescription(

@@ -3,11 +3,10 @@
 //! ping closes it.
 
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, JsonBody};
 use crate::routes::alerts::V2;
 use crate::state::{App, AppState};
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -51,19 +50,6 @@ fn resource(h: &Heartbeat) -> Resource {
             .map(|t| TeamId::from_trusted(t.clone()))
             .collect(),
     )
-}
-
-fn body(bytes: &Bytes) -> ApiResult<Map<String, Value>> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Map::new());
-    }
-    match serde_json::from_slice(bytes) {
-        Ok(Value::Object(o)) => Ok(o),
-        Ok(_) => Err(ApiError::validation("body", "must be a JSON object")),
-        Err(e) => Err(ApiError::BadRequest(format!(
-            "The request body is not valid JSON: {e}."
-        ))),
-    }
 }
 
 async fn load(
@@ -185,9 +171,8 @@ pub async fn create(
     State(app): State<AppState>,
     Extension(p): Extension<Arc<Principal>>,
     v2: V2,
-    bytes: Bytes,
+    JsonBody(b): JsonBody<Map<String, Value>>,
 ) -> ApiResult<Response> {
-    let b = body(&bytes)?;
     let name = b.get("name").and_then(Value::as_str).unwrap_or("");
     let name = KeyName::parse(name).map_err(|r| ApiError::validation("name", r))?;
     let mut h = Heartbeat {
@@ -257,9 +242,8 @@ pub async fn update(
     Extension(p): Extension<Arc<Principal>>,
     Path(name): Path<String>,
     v2: V2,
-    bytes: Bytes,
+    JsonBody(b): JsonBody<Map<String, Value>>,
 ) -> ApiResult<Response> {
-    let b = body(&bytes)?;
     let mut h = load(&app, &p, &name, Permission::IntegrationsWrite).await?;
     apply_fields(&app, &p, &mut h, &b, false).await?;
     p.require(Permission::IntegrationsWrite, &resource(&h))?;

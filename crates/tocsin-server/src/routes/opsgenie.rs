@@ -2,14 +2,13 @@
 //! Opsgenie's shapes, over the same integrations as `/v1/integrations`.
 
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, JsonBody};
 use crate::routes::alerts::V2;
 use crate::routes::integrations::{
     NewIntegration, apply, create_with_key, load, remove, visibility,
 };
 use crate::state::{App, AppState};
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -56,14 +55,6 @@ async fn full(app: &App, p: &Principal, i: &Integration) -> Value {
         );
     }
     v
-}
-
-fn body(bytes: &Bytes) -> ApiResult<Value> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(json!({}));
-    }
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::BadRequest(format!("The request body is not valid JSON: {e}.")))
 }
 
 /// `ownerTeam: {id} | {name}` to a team of the caller's organization.
@@ -188,9 +179,8 @@ pub async fn create(
     State(app): State<AppState>,
     Extension(p): Extension<Arc<Principal>>,
     v2: V2,
-    bytes: Bytes,
+    JsonBody(b): JsonBody<Value>,
 ) -> ApiResult<Response> {
-    let b = body(&bytes)?;
     let defaults = AccessFlags::default();
     let new = NewIntegration {
         name: b.get("name").and_then(Value::as_str).map(str::to_owned),
@@ -219,9 +209,8 @@ pub async fn update(
     Extension(p): Extension<Arc<Principal>>,
     Path(id): Path<String>,
     v2: V2,
-    bytes: Bytes,
+    JsonBody(b): JsonBody<Value>,
 ) -> ApiResult<Response> {
-    let b = body(&bytes)?;
     let i = load(&app, &p, &id, Permission::IntegrationsWrite).await?;
     let defaults = AccessFlags::default();
     let flags = AccessFlags {
@@ -271,9 +260,8 @@ pub async fn toggle(
 pub async fn authenticate(
     Extension(p): Extension<Arc<Principal>>,
     v2: V2,
-    bytes: Bytes,
+    JsonBody(b): JsonBody<Value>,
 ) -> ApiResult<Response> {
-    let b = body(&bytes)?;
     let wanted = b.get("type").and_then(Value::as_str).unwrap_or("API");
     match &p.integration {
         Some(i) if i.kind.eq_ignore_ascii_case(wanted) => Ok(Json(

@@ -134,13 +134,10 @@ impl Drop for Server {
 /// With TOCSIN_TEST_BACKEND=postgres, a new database for a server that names none
 /// (created with psql, as scripts/test does its clean-up with it).
 fn backend_args(extra: &[String]) -> Vec<String> {
-    if std::env::var("TOCSIN_TEST_BACKEND").ok().as_deref() != Some("postgres")
-        || extra.iter().any(|a| a == "--database-url")
-    {
+    if !tocsin_store::testing::postgres_backend() || extra.iter().any(|a| a == "--database-url") {
         return vec![];
     }
-    let admin = std::env::var("TOCSIN_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let admin = tocsin_store::testing::postgres_admin_url();
     let name = format!("tocsin_t_{}", uuid::Uuid::new_v4().simple());
     let status = Command::new("psql")
         .args([admin.as_str(), "-qc", &format!("CREATE DATABASE {name}")])
