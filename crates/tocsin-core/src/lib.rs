@@ -5,6 +5,7 @@
 pub mod alert;
 pub mod ids;
 pub mod integration;
+pub mod json;
 pub mod key;
 pub mod permission;
 pub mod policy;

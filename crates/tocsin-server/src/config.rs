@@ -24,7 +24,24 @@ pub struct Settings {
     /// Failed authentications (and logins) one client address may make per minute before
     /// it is answered 429; valid keys are never slowed.
     pub failed_auth_per_minute: u32,
+    /// Hostile-input limits (issue 6): the largest request body (413 above it).
+    pub max_body_bytes: usize,
+    /// The largest request head, request line and headers together (431 above it).
+    pub max_header_bytes: usize,
+    /// How long a connection may take to send a request's headers, counted from when it
+    /// opens or finishes its previous request; so also how long a kept-alive connection may
+    /// sit idle. A slow or silent client is disconnected after it.
+    pub header_timeout: std::time::Duration,
+    /// How long a request may take from its headers to its answer, reading the body
+    /// included (408 after it).
+    pub request_timeout: std::time::Duration,
 }
+
+/// Defaults of the limits above, stated once for the settings table and the tests.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
+pub const DEFAULT_HEADER_TIMEOUT_SECONDS: u64 = 30;
+pub const DEFAULT_REQUEST_TIMEOUT_SECONDS: u64 = 30;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -47,6 +64,10 @@ pub struct Overrides {
     pub log_format: Option<String>,
     pub allow_query_api_key: Option<bool>,
     pub failed_auth_per_minute: Option<u32>,
+    pub max_body_bytes: Option<usize>,
+    pub max_header_bytes: Option<usize>,
+    pub header_timeout_seconds: Option<u64>,
+    pub request_timeout_seconds: Option<u64>,
 }
 
 /// `regions` in TOML may be the flag's string (`"eu=https://..."`) or a table
@@ -81,6 +102,12 @@ impl Overrides {
             log_format: self.log_format.or(lower.log_format),
             allow_query_api_key: self.allow_query_api_key.or(lower.allow_query_api_key),
             failed_auth_per_minute: self.failed_auth_per_minute.or(lower.failed_auth_per_minute),
+            max_body_bytes: self.max_body_bytes.or(lower.max_body_bytes),
+            max_header_bytes: self.max_header_bytes.or(lower.max_header_bytes),
+            header_timeout_seconds: self.header_timeout_seconds.or(lower.header_timeout_seconds),
+            request_timeout_seconds: self
+                .request_timeout_seconds
+                .or(lower.request_timeout_seconds),
         }
     }
 }
@@ -97,6 +124,18 @@ fn bad(setting: &'static str, reason: impl Into<String>) -> SettingError {
     SettingError {
         setting,
         reason: reason.into(),
+    }
+}
+
+/// A timeout setting in whole seconds: 1 to 3600.
+fn seconds(
+    setting: &'static str,
+    value: Option<u64>,
+    default: u64,
+) -> Result<std::time::Duration, SettingError> {
+    match value.unwrap_or(default) {
+        n @ 1..=3600 => Ok(std::time::Duration::from_secs(n)),
+        _ => Err(bad(setting, "must be from 1 to 3600 seconds")),
     }
 }
 
@@ -215,6 +254,30 @@ impl Settings {
                 Some(n) => n,
                 None => 60,
             },
+            max_body_bytes: match o.max_body_bytes {
+                Some(n) if n < 1024 => {
+                    return Err(bad("max-body-bytes", "must be at least 1024 bytes"));
+                }
+                Some(n) => n,
+                None => DEFAULT_MAX_BODY_BYTES,
+            },
+            max_header_bytes: match o.max_header_bytes {
+                Some(n) if n < 1024 => {
+                    return Err(bad("max-header-bytes", "must be at least 1024 bytes"));
+                }
+                Some(n) => n,
+                None => DEFAULT_MAX_HEADER_BYTES,
+            },
+            header_timeout: seconds(
+                "header-timeout-seconds",
+                o.header_timeout_seconds,
+                DEFAULT_HEADER_TIMEOUT_SECONDS,
+            )?,
+            request_timeout: seconds(
+                "request-timeout-seconds",
+                o.request_timeout_seconds,
+                DEFAULT_REQUEST_TIMEOUT_SECONDS,
+            )?,
         })
     }
 

@@ -39,6 +39,14 @@ pub enum ApiError {
         message: String,
         retry_after: u64,
     },
+    /// 413: the body is over the server's limit (`max-body-bytes`).
+    PayloadTooLarge {
+        limit: usize,
+    },
+    /// 408: the request was not answered within `request-timeout-seconds`.
+    Timeout {
+        seconds: u64,
+    },
     Internal(String),
 }
 
@@ -115,6 +123,22 @@ impl ApiError {
             ApiError::RateLimited { message, retry_after } => {
                 details.insert("retry_after_seconds".into(), json!(retry_after));
                 (StatusCode::TOO_MANY_REQUESTS, "rate_limited", message.clone())
+            }
+            ApiError::PayloadTooLarge { limit } => {
+                details.insert("limit_bytes".into(), json!(limit));
+                (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!("The request body is larger than this server's limit of {limit} bytes (setting `max-body-bytes`)."),
+                )
+            }
+            ApiError::Timeout { seconds } => {
+                details.insert("limit_seconds".into(), json!(seconds));
+                (
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    format!("The request was not received and answered within this server's limit of {seconds} seconds (setting `request-timeout-seconds`); a write it asked for may or may not have been made."),
+                )
             }
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -204,18 +228,29 @@ pub fn conflict(code: &'static str, message: String) -> impl FnOnce(StoreError) 
 
 /// A JSON body whose problems become `validation_failed` (naming the field where serde can)
 /// or `bad_request` (for JSON that does not parse), never a framework text page.
-/// An empty body is read as `{}`, as Opsgenie clients send empty-bodied POSTs.
+/// An empty body is read as `{}`, as Opsgenie clients send empty-bodied POSTs. A body over
+/// the size limit is a 413, one nested deeper than `tocsin_core::json::MAX_DEPTH` a 422:
+/// both are refused before serde builds anything.
 pub struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let limit = req.extensions().get::<crate::limits::BodyLimit>().copied();
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
-            .map_err(|e| {
-                ApiError::BadRequest(format!("The request body could not be read: {e}."))
+            .map_err(|e| match limit {
+                Some(crate::limits::BodyLimit(limit))
+                    if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+                {
+                    ApiError::PayloadTooLarge { limit }
+                }
+                _ => ApiError::BadRequest(format!("The request body could not be read: {e}.")),
             })?;
+        if let Err(depth) = tocsin_core::json::check_depth(&bytes, tocsin_core::json::MAX_DEPTH) {
+            return Err(ApiError::validation("body", depth.to_string()));
+        }
         let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
             axum::body::Bytes::from_static(b"{}")
         } else {

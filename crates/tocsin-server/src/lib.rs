@@ -6,6 +6,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod envelope;
 pub mod error;
+pub mod limits;
 pub mod routes;
 pub mod state;
 pub mod views;
@@ -66,9 +67,12 @@ impl Running {
 }
 
 pub fn app_router(state: AppState) -> axum::Router {
+    let max_body = state.settings.max_body_bytes;
     routes::router(state.clone())
-        .layer(middleware::from_fn_with_state(state, auth::layer))
-        .layer(RequestBodyLimitLayer::new(1024 * 1024))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::layer))
+        .layer(RequestBodyLimitLayer::new(max_body))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(state, limits::layer))
         .layer(CatchPanicLayer::new())
         .layer(middleware::from_fn(envelope::layer))
 }
@@ -134,14 +138,7 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
                 _ = shutdown_signal() => {}
             }
         };
-        let server = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(signal);
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "server error");
-        }
+        limits::serve(listener, router, &app2.settings, signal).await;
         background.abort();
         watcher.abort();
         if let Err(e) = app2.last_used.flush(&app2.store).await {

@@ -8,6 +8,8 @@ use tocsin_server::config::{Overrides, Settings};
 
 #[path = "api/alerts.rs"]
 mod alerts;
+#[path = "api/limits.rs"]
+mod limits;
 
 struct TestApp {
     base: String,

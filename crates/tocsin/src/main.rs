@@ -55,6 +55,18 @@ pub(crate) struct ServerArgs {
     /// Failed authentications or logins per minute per client address before 429 [default: 60].
     #[arg(long, env = "TOCSIN_FAILED_AUTH_PER_MINUTE")]
     failed_auth_per_minute: Option<u32>,
+    /// Largest request body in bytes; larger ones get 413 [default: 1048576].
+    #[arg(long, env = "TOCSIN_MAX_BODY_BYTES")]
+    max_body_bytes: Option<usize>,
+    /// Largest request line plus headers in bytes; larger ones get 431 [default: 16384].
+    #[arg(long, env = "TOCSIN_MAX_HEADER_BYTES")]
+    max_header_bytes: Option<usize>,
+    /// Seconds a connection may take to send a request's headers, or sit idle between requests [default: 30].
+    #[arg(long, env = "TOCSIN_HEADER_TIMEOUT_SECONDS")]
+    header_timeout_seconds: Option<u64>,
+    /// Seconds a request may take from its headers to its answer; then 408 [default: 30].
+    #[arg(long, env = "TOCSIN_REQUEST_TIMEOUT_SECONDS")]
+    request_timeout_seconds: Option<u64>,
 }
 
 impl ServerArgs {
@@ -70,6 +82,10 @@ impl ServerArgs {
             log_format: self.log_format.clone(),
             allow_query_api_key: self.allow_query_api_key,
             failed_auth_per_minute: self.failed_auth_per_minute,
+            max_body_bytes: self.max_body_bytes,
+            max_header_bytes: self.max_header_bytes,
+            header_timeout_seconds: self.header_timeout_seconds,
+            request_timeout_seconds: self.request_timeout_seconds,
         };
         Settings::load(self.config.as_deref(), cli).map_err(|e| e.to_string())
     }

@@ -1,0 +1,114 @@
+//! Limits on request JSON that serde does not enforce itself: nesting depth. serde_json stops
+//! at 128 levels; no Tocsin or Opsgenie body needs more than a handful, so bodies are refused
+//! well before that, by a scan that allocates nothing, before any parse.
+
+/// The deepest nesting of arrays and objects a request body may have. The deepest real
+/// body (an alert with `details` or `responders`) has 3 levels.
+pub const MAX_DEPTH: usize = 32;
+
+/// A body nested deeper than the limit: where (byte offset) it crossed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the JSON body is nested more than {limit} levels deep (at byte {position}); the limit is {limit} levels of arrays and objects"
+)]
+pub struct TooDeep {
+    pub limit: usize,
+    pub position: usize,
+}
+
+/// Checks that no array or object in `body` is nested more than `limit` levels deep (a
+/// top-level object is level 1). Brackets inside strings do not count. Input that is not
+/// JSON passes or fails this scan without panicking; the parser then reports it.
+pub fn check_depth(body: &[u8], limit: usize) -> Result<(), TooDeep> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for (position, &b) in body.iter().enumerate() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return Err(TooDeep { limit, position });
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The nesting depth of a parsed value, as `check_depth` counts it (for tests and fuzzing).
+pub fn depth(value: &serde_json::Value) -> usize {
+    match value {
+        serde_json::Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        serde_json::Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn counts_arrays_and_objects_but_not_brackets_in_strings() {
+        assert_eq!(check_depth(b"{}", 1), Ok(()));
+        assert_eq!(
+            check_depth(b"{\"a\": [1]}", 1),
+            Err(TooDeep {
+                limit: 1,
+                position: 6
+            })
+        );
+        assert_eq!(check_depth(br#"{"a": "[[[[{{{{\"[["}"#, 1), Ok(()));
+        assert_eq!(
+            check_depth(b"\"\\\\\"[[", 1),
+            Err(TooDeep {
+                limit: 1,
+                position: 5
+            })
+        );
+        assert!(check_depth(&b"[".repeat(MAX_DEPTH), MAX_DEPTH).is_ok());
+        let e = check_depth(&b"[".repeat(MAX_DEPTH + 1), MAX_DEPTH).unwrap_err();
+        assert_eq!(e.position, MAX_DEPTH);
+        assert!(e.to_string().contains("32 levels"));
+        // Not JSON: no panic, no claim.
+        assert!(check_depth(b"]]]}}\"", 0).is_ok());
+    }
+
+    fn nested() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<i64>().prop_map(serde_json::Value::from),
+            "[\\[\\]{}\"\\\\a-z]{0,6}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(12, 64, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                prop::collection::btree_map("[a-z\\[{\"]{1,3}", inner, 0..4)
+                    .prop_map(|m| { serde_json::Value::Object(m.into_iter().collect()) }),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn agrees_with_the_depth_of_the_parsed_value(v in nested(), limit in 0usize..14) {
+            let text = serde_json::to_string(&v).unwrap();
+            prop_assert_eq!(check_depth(text.as_bytes(), limit).is_ok(), depth(&v) <= limit);
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Limits against hostile or broken clients, in one place: the connection loop (request
+//! heads at most `max_header_bytes`, answered 431 above it; headers within `header_timeout`,
+//! which also closes idle kept-alive connections) and the per-request middleware (bodies at
+//! most `max_body_bytes`, answered 413; an answer within `request_timeout`, else 408).
+//! The JSON depth limit is enforced where bodies are parsed (`error::JsonBody`).
+
+use crate::config::Settings;
+use crate::error::{ApiError, ErrorInfo};
+use crate::state::AppState;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The body limit of this server, for the body reader's 413 (a chunked body is only found
+/// too large while it is read).
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimit(pub usize);
+
+/// Bounds each request's time, and gives the framework's 413 the JSON error naming the limit.
+pub async fn layer(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+    let limit = app.settings.max_body_bytes;
+    let timeout = app.settings.request_timeout;
+    req.extensions_mut().insert(BodyLimit(limit));
+    match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(resp)
+            if resp.status() == StatusCode::PAYLOAD_TOO_LARGE
+                && resp.extensions().get::<ErrorInfo>().is_none() =>
+        {
+            ApiError::PayloadTooLarge { limit }.into_response()
+        }
+        Ok(resp) => resp,
+        // The handler is dropped here; a write it had already handed to a writer may still
+        // commit, as with any request whose answer the client never receives.
+        Err(_) => ApiError::Timeout {
+            seconds: timeout.as_secs(),
+        }
+        .into_response(),
+    }
+}
+
+/// Serves HTTP/1.1 on `listener` until `signal` resolves, then stops accepting, lets every
+/// connection finish its request in flight, and returns once all are closed. Each request
+/// carries `ConnectInfo<SocketAddr>`, as `axum::serve` gives it; unlike `axum::serve`, the
+/// connections have a timer, so a client that sends its headers slowly (or never) is
+/// disconnected instead of holding a connection for ever.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    settings: &Settings,
+    signal: impl Future<Output = ()> + Send + 'static,
+) {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(settings.header_timeout)
+        .max_header_size(settings.max_header_bytes)
+        .keep_alive(true);
+    // Connections are told to finish through `draining`; `open` counts them (each holds a
+    // receiver), so `closed()` on the sender resolves once the last one has ended.
+    let (draining_tx, draining_rx) = tokio::sync::watch::channel(false);
+    let (open_tx, open_rx) = tokio::sync::watch::channel(());
+    let mut signal = std::pin::pin!(signal);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors, or a connection reset before accept: wait
+                    // briefly rather than spin, and keep serving the others.
+                    tracing::warn!(error = %e, "could not accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut signal => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            tower::ServiceExt::oneshot(router.clone(), req.map(axum::body::Body::new))
+        });
+        let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let mut draining = draining_rx.clone();
+        let open = open_rx.clone();
+        tokio::spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => log_connection_end(result, peer),
+                _ = async { draining.wait_for(|d| *d).await.is_ok() } => {
+                    connection.as_mut().graceful_shutdown();
+                    log_connection_end(connection.await, peer);
+                }
+            }
+            drop(open);
+        });
+    }
+    drop(listener);
+    let _ = draining_tx.send(true);
+    drop(open_rx);
+    open_tx.closed().await;
+}
+
+fn log_connection_end(result: Result<(), hyper::Error>, peer: SocketAddr) {
+    if let Err(e) = result {
+        // A header timeout, an oversized head or a client that went away: the client's
+        // problem, worth a debug line and no more.
+        tracing::debug!(%peer, error = %e, "connection closed");
+    }
+}
