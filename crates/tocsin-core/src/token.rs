@@ -240,6 +240,26 @@ impl TokenHasher {
         }
     }
 
+    /// A value derived from `data` for one `purpose` (e.g. a session's CSRF token from its
+    /// digest): keyed like `digest`, and domain-separated so it never equals a token digest.
+    pub fn derive(&self, purpose: &str, data: &[u8]) -> TokenDigest {
+        let prefix = format!("tocsin {purpose} v1\0");
+        match &self.key {
+            Some(mac) => {
+                let mut mac = mac.clone();
+                mac.update(prefix.as_bytes());
+                mac.update(data);
+                mac.finalize().into_bytes().into()
+            }
+            None => {
+                let mut h = Sha256::new();
+                h.update(prefix.as_bytes());
+                h.update(data);
+                h.finalize().into()
+            }
+        }
+    }
+
     /// A short, non-reversible fingerprint of the secret itself, so nodes can
     /// check they share one without revealing it.
     pub fn secret_fingerprint(secret: &[u8]) -> String {
@@ -344,6 +364,20 @@ mod tests {
         assert_ne!(a, b);
         assert_ne!(a, c);
         assert!(ct_eq(&a, &TokenHasher::new(Some(b"one")).digest(&t)));
+    }
+
+    #[test]
+    fn derived_values_depend_on_secret_purpose_and_data_and_never_equal_a_digest() {
+        let t = Token::generate(TokenKind::Session, "us");
+        let h = TokenHasher::new(Some(b"one"));
+        let d = h.digest(&t);
+        let csrf = h.derive("csrf", &d);
+        assert_eq!(csrf, h.derive("csrf", &d));
+        assert_ne!(csrf, h.derive("other", &d));
+        assert_ne!(csrf, h.derive("csrf", &[0u8; 32]));
+        assert_ne!(csrf, TokenHasher::new(Some(b"two")).derive("csrf", &d));
+        assert_ne!(csrf, d);
+        assert_ne!(TokenHasher::new(None).derive("csrf", &d), csrf);
     }
 
     proptest! {

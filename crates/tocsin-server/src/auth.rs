@@ -403,6 +403,8 @@ pub enum AuthFailure {
     Refused(Refusal, Option<Arc<Principal>>),
     /// The store could not be asked; never reported as an unknown key.
     Unavailable(ApiError),
+    /// Identified, but the request itself is refused (a cookie without its CSRF token).
+    Forbidden(ApiError, Arc<Principal>),
 }
 
 /// Runs the checks up to (not including) the permission check, in SPEC order.
@@ -444,7 +446,14 @@ pub async fn authenticate(
 pub fn is_public(route: &str) -> bool {
     matches!(
         route,
-        "/v1/auth/login" | "/healthz" | "/readyz" | "/metrics" | "/openapi.json"
+        "/v1/auth/login"
+            | "/v1/auth/console/login"
+            | "/"
+            | "/console/{file}"
+            | "/healthz"
+            | "/readyz"
+            | "/metrics"
+            | "/openapi.json"
     )
 }
 
@@ -494,7 +503,15 @@ pub async fn layer(State(app): State<AppState>, mut req: Request, next: Next) ->
         .map(|r| r.0.clone());
     let target = target_of(&route, req.uri().path());
     let query_key = query_api_key(&app, req.uri().path(), req.uri().query()).map(str::to_owned);
-    let outcome = authenticate(&app, req.headers(), query_key.as_deref(), ip).await;
+    // The console's cookie counts only when no other credential is sent (console_session.rs).
+    let cookie = crate::console_session::cookie_credential(req.headers(), query_key.is_some());
+    let outcome = authenticate(&app, req.headers(), query_key.as_deref().or(cookie), ip).await;
+    let outcome = match (outcome, cookie) {
+        (Ok(p), Some(cookie)) => {
+            crate::console_session::check_csrf(&app, req.method(), req.headers(), cookie, p)
+        }
+        (other, _) => other,
+    };
     metrics::histogram!("tocsin_key_verification_seconds").record(started.elapsed().as_secs_f64());
     let record = |principal: Option<&Principal>, outcome: &str, status: u16| {
         let mut r = AuditRecord::new(principal.map(|p| p.org_id.clone()), "http.request", outcome);
@@ -515,6 +532,16 @@ pub async fn layer(State(app): State<AppState>, mut req: Request, next: Next) ->
     let principal = match outcome {
         Ok(p) => p,
         Err(AuthFailure::Unavailable(e)) => return e.into_response(),
+        Err(AuthFailure::Forbidden(e, principal)) => {
+            let resp = e.into_response();
+            let code = resp
+                .extensions()
+                .get::<ErrorInfo>()
+                .map_or("forbidden", |i| i.code);
+            let event = record(Some(&principal), code, resp.status().as_u16());
+            app.audit.record(event).await;
+            return resp;
+        }
         Err(AuthFailure::Refused(refusal, principal)) => {
             metrics::counter!("tocsin_auth_outcomes_total", "code" => refusal.code()).increment(1);
             let describe = principal.as_ref().map(|p| p.describe.clone());

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod bootstrap;
 pub mod config;
+pub mod console_session;
 pub mod envelope;
 pub mod error;
 pub mod limits;

@@ -8,6 +8,8 @@ use tocsin_server::config::{Overrides, Settings};
 
 #[path = "api/alerts.rs"]
 mod alerts;
+#[path = "api/console.rs"]
+mod console;
 #[path = "api/limits.rs"]
 mod limits;
 

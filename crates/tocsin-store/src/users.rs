@@ -189,6 +189,19 @@ impl Store {
         Ok(())
     }
 
+    /// Ends a login session (sign-out): its token stops working at once. Whether one was
+    /// deleted; a second sign-out of the same session is not an error.
+    pub async fn delete_session(&self, digest: &TokenDigest) -> Result<bool> {
+        let done = on_db!(&self.db, |pool| {
+            sqlx::query("DELETE FROM sessions WHERE digest = $1")
+                .bind(&digest[..])
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(done > 0)
+    }
+
     pub async fn find_session(&self, digest: &TokenDigest) -> Result<Option<Session>> {
         let row: Option<(String, String, String, i64)> = on_db!(&self.db, |pool| {
             sqlx::query_as("SELECT id, org_id, user_id, expires_at FROM sessions WHERE digest = $1")

@@ -4,6 +4,7 @@
 pub mod alerts;
 pub mod api_keys;
 pub mod audit;
+pub mod console;
 pub mod heartbeats;
 pub mod identity;
 pub mod integrations;
@@ -62,7 +63,12 @@ routes_table! {
     "GET" "/readyz" Public, "Database is reachable";
     "GET" "/metrics" Public, "Prometheus metrics";
     "GET" "/openapi.json" Public, "This OpenAPI document";
+    "GET" "/" Public, "The web console (HTML)";
+    "GET" "/console/{file}" Public, "The web console's scripts, styles and images";
     "POST" "/v1/auth/login" Public, "Log in with email and password; returns a 12-hour session token";
+    "POST" "/v1/auth/console/login" Public, "Console sign-in: the session goes into an HttpOnly cookie; returns the CSRF token";
+    "GET" "/v1/auth/console/session" Authenticated, "The signed-in console user and the session's CSRF token";
+    "POST" "/v1/auth/console/logout" Authenticated, "End the console session and clear its cookie";
     "GET" "/v1/auth/whoami" Authenticated, "The calling credential, its roles and effective permissions";
     "POST" "/v1/auth/explain" Authenticated, "Would a route or permission be allowed, and why";
     "GET" "/v1/permissions" Authenticated, "The permission catalog";
@@ -130,7 +136,12 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
+        .route("/", get(console::index))
+        .route("/console/{file}", get(console::file))
         .route("/v1/auth/login", post(users::login))
+        .route("/v1/auth/console/login", post(console::login))
+        .route("/v1/auth/console/session", get(console::session))
+        .route("/v1/auth/console/logout", post(console::logout))
         .route("/v1/auth/whoami", get(identity::whoami))
         .route("/v1/auth/explain", post(identity::explain))
         .route("/v1/permissions", get(roles::permissions))
@@ -240,7 +251,7 @@ pub fn match_route(
         .iter()
         .filter(|r| r.method.eq_ignore_ascii_case(method))
         .find_map(|r| {
-            let tsegs: Vec<&str> = r.path.split('/').collect();
+            let tsegs: Vec<&str> = r.path.trim_end_matches('/').split('/').collect();
             if tsegs.len() != segs.len() {
                 return None;
             }

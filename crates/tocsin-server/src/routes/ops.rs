@@ -73,7 +73,7 @@ pub fn openapi_document() -> Value {
         let (security, needs) = match r.needs {
             Needs::Public => (json!([]), "none".to_owned()),
             Needs::Authenticated => (
-                json!([{"bearer": []}, {"genieKey": []}]),
+                json!([{"bearer": []}, {"genieKey": []}, {"consoleSession": []}]),
                 "any valid credential".to_owned(),
             ),
             Needs::Org(p)
@@ -82,7 +82,7 @@ pub fn openapi_document() -> Value {
             | Needs::Key(p)
             | Needs::Integration(p)
             | Needs::Alert(p) => (
-                json!([{"bearer": []}, {"genieKey": []}]),
+                json!([{"bearer": []}, {"genieKey": []}, {"consoleSession": []}]),
                 p.name().to_owned(),
             ),
         };
@@ -92,6 +92,12 @@ pub fn openapi_document() -> Value {
         });
         if r.path == "/metrics" {
             responses["2XX"] = json!({"description": "Prometheus text", "content": {"text/plain": {"schema": {"type": "string"}}}});
+        }
+        if r.path == "/" {
+            responses["2XX"] = json!({"description": "The console's page", "content": {"text/html": {"schema": {"type": "string"}}}});
+        }
+        if r.path.starts_with("/console/") {
+            responses["2XX"] = json!({"description": "A console file (script, style sheet or image)", "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}});
         }
         let mut op = json!({
             "summary": r.summary,
@@ -116,6 +122,8 @@ pub fn openapi_document() -> Value {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "genieKey": {"type": "apiKey", "in": "header", "name": "Authorization",
                              "description": "`GenieKey <token>`, as Opsgenie clients send it"},
+                "consoleSession": {"type": "apiKey", "in": "cookie", "name": "tocsin_session",
+                                   "description": "The web console's session cookie (POST /v1/auth/console/login); only when no Authorization header is sent, and every method but GET, HEAD and OPTIONS must also send the session's X-CSRF-Token"},
             },
             "schemas": {
                 "Error": {"type": "object", "required": ["error", "request_id"], "properties": {

@@ -3,7 +3,7 @@
 use crate::auth::{Principal, RoleBook};
 use crate::error::{ApiError, ApiResult, JsonBody, conflict, created, not_found};
 use crate::routes::{ListParams, path_id};
-use crate::state::AppState;
+use crate::state::{App, AppState};
 use crate::views;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -266,8 +266,8 @@ pub async fn update(
 
 #[derive(Deserialize)]
 pub struct Login {
-    email: Option<String>,
-    password: Option<String>,
+    pub email: Option<String>,
+    pub password: Option<String>,
 }
 
 pub async fn login(
@@ -275,6 +275,20 @@ pub async fn login(
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     JsonBody(req): JsonBody<Login>,
 ) -> ApiResult<Response> {
+    let (token, session, user) = password_login(&app, peer.ip(), req).await?;
+    let body = json!({
+        "session_token": token.expose(), "expires_at": views::t(session.expires_at), "user": views::user(&user),
+    });
+    Ok((StatusCode::OK, Json(body)).into_response())
+}
+
+/// Checks an email and password (throttled per client address, equal time for unknown
+/// emails) and opens a 12-hour session: shared by the API's login and the console's.
+pub async fn password_login(
+    app: &App,
+    ip: std::net::IpAddr,
+    req: Login,
+) -> ApiResult<(Token, Session, User)> {
     let mut problems = Problems::new();
     if req.email.as_deref().unwrap_or("").is_empty() {
         problems.add("email", "is required");
@@ -294,11 +308,10 @@ pub async fn login(
         Some(c) if ok && c.user.active => c.user,
         _ => {
             // Password guessing is throttled per client address, like token guessing.
-            if let Some(retry_after) = app.failed_auth_throttle(Some(peer.ip())) {
+            if let Some(retry_after) = app.failed_auth_throttle(Some(ip)) {
                 return Err(ApiError::RateLimited {
                     message: format!(
-                        "Too many failed logins from {}; try again in {retry_after} s.",
-                        peer.ip()
+                        "Too many failed logins from {ip}; try again in {retry_after} s."
                     ),
                     retry_after,
                 });
@@ -316,10 +329,7 @@ pub async fn login(
     app.store
         .insert_session(&session, &app.hasher.digest(&token))
         .await?;
-    let body = json!({
-        "session_token": token.expose(), "expires_at": views::t(session.expires_at), "user": views::user(&user),
-    });
-    Ok((StatusCode::OK, Json(body)).into_response())
+    Ok((token, session, user))
 }
 
 fn login_refused() -> ApiError {
