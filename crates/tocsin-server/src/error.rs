@@ -256,6 +256,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         } else {
             bytes
         };
+        // Every Tocsin and Opsgenie body is an object; an array, string or number at the top
+        // would otherwise reach handlers that read fields from a `Value` as "all absent".
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{')
+            && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok()
+        {
+            return Err(ApiError::validation("body", "must be a JSON object"));
+        }
         match serde_json::from_slice::<T>(&bytes) {
             Ok(v) => Ok(JsonBody(v)),
             Err(e) if e.is_syntax() || e.is_eof() => Err(ApiError::BadRequest(format!(

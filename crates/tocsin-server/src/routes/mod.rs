@@ -8,6 +8,7 @@ pub mod console;
 pub mod heartbeats;
 pub mod identity;
 pub mod integrations;
+pub mod openapi;
 pub mod ops;
 pub mod opsgenie;
 pub mod organization;
@@ -126,8 +127,11 @@ routes_table! {
     "GET" "/v2/heartbeats/{name}" AnyTeam(IntegrationsRead), "Get a heartbeat";
     "PATCH" "/v2/heartbeats/{name}" AnyTeam(IntegrationsWrite), "Change a heartbeat";
     "DELETE" "/v2/heartbeats/{name}" AnyTeam(IntegrationsWrite), "Delete a heartbeat";
+    "POST" "/v2/heartbeats/{name}/ping" Authenticated, "Ping a heartbeat; answers PONG";
     "POST" "/v2/heartbeats/{name}/{action}" AnyTeam(IntegrationsWrite), "enable or disable a heartbeat";
-    "GET" "/v2/heartbeats/{name}/ping" Authenticated, "Ping a heartbeat (also POST, PUT, PATCH); answers PONG";
+    "GET" "/v2/heartbeats/{name}/ping" Authenticated, "Ping a heartbeat; answers PONG";
+    "PUT" "/v2/heartbeats/{name}/ping" Authenticated, "Ping a heartbeat; answers PONG";
+    "PATCH" "/v2/heartbeats/{name}/ping" Authenticated, "Ping a heartbeat; answers PONG";
 }
 
 pub fn router(state: AppState) -> Router {

@@ -110,9 +110,10 @@ pub fn openapi_document() -> Value {
         if matches!(r.method, "POST" | "PUT" | "PATCH") {
             op["requestBody"] = json!({"required": false, "content": {"application/json": {"schema": {"type": "object"}}}});
         }
+        super::openapi::refine(r, &mut op);
         entry[r.method.to_lowercase()] = op;
     }
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {"title": "Tocsin", "version": env!("CARGO_PKG_VERSION"),
                  "description": "Incident alerting with first-class API keys."},
@@ -134,7 +135,9 @@ pub fn openapi_document() -> Value {
                     "request_id": {"type": "string"}}},
             },
         },
-    })
+    });
+    super::openapi::add_components(&mut doc);
+    doc
 }
 
 pub async fn openapi() -> Json<Value> {

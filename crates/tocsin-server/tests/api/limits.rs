@@ -179,6 +179,15 @@ async fn json_nested_deeper_than_the_limit_is_refused_naming_it() {
         "{b}"
     );
 
+    // A body that is JSON but not an object is refused on every route, /v2 included.
+    for path in ["/v1/teams", "/v2/alerts", "/v2/integrations"] {
+        let resp = send(path, "[null, null]".into()).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY, "{path}");
+        let b: Value = resp.json().await.unwrap();
+        // Both envelopes carry the `/v1` error object.
+        assert_eq!(b["error"]["fields"]["body"], "must be a JSON object", "{b}");
+    }
+
     // At the limit the body is read; here it then fails the route's own field rule.
     let resp = send("/v1/teams", deep(limit)).await.unwrap();
     let b: Value = resp.json().await.unwrap();

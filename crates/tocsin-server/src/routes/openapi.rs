@@ -1,0 +1,369 @@
+//! What the OpenAPI document says about each operation beyond the route table: the error
+//! statuses it can answer and in which envelope (`/v1` or Opsgenie's `/v2`), the headers
+//! every answer carries, and the request body schemas. `tests/schemathesis/run.sh` holds
+//! the server to all of it: a status, content type, header or body the document does not
+//! allow is a failure there.
+
+use super::{Needs, RouteInfo};
+use serde_json::{Map, Value, json};
+
+/// Fills in `op` (as `ops::openapi_document` built it from the route table) for route `r`.
+pub fn refine(r: &RouteInfo, op: &mut Value) {
+    let opsgenie = r.path.starts_with("/v2/");
+    let error = if opsgenie {
+        json!({"$ref": "#/components/schemas/OpsgenieError"})
+    } else {
+        json!({"$ref": "#/components/schemas/Error"})
+    };
+    let mut responses = Map::new();
+    if let Some(Value::Object(existing)) = op.get("responses") {
+        // The success answer (and its content type) as the route table gave it.
+        if let Some(success) = existing.get("2XX") {
+            let mut success = success.clone();
+            success["headers"] =
+                json!({"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}});
+            responses.insert("2XX".into(), success);
+        }
+    }
+    if let Some(status) = no_content(r) {
+        responses.insert(
+            status.into(),
+            json!({"description": "Done; no body",
+                   "headers": {"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}}}),
+        );
+    }
+    for status in error_statuses(r) {
+        let mut response = json!({
+            "description": describe(status),
+            "content": {"application/json": {"schema": error.clone()}},
+            "headers": {"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}},
+        });
+        if status == 429 {
+            response["headers"]["Retry-After"] = json!({
+                "description": "Seconds to wait before trying again",
+                "required": true,
+                "schema": {"type": "string"}});
+        }
+        responses.insert(status.to_string(), response);
+    }
+    op["responses"] = Value::Object(responses);
+    match (request_schema(r.method, r.path), op.as_object_mut()) {
+        (Some(schema), _) => {
+            op["requestBody"] = json!({
+                "required": false,
+                "content": {"application/json": {"schema": schema}},
+            });
+        }
+        (None, Some(o)) => {
+            o.remove("requestBody");
+        }
+        (None, None) => {}
+    }
+}
+
+fn no_content(r: &RouteInfo) -> Option<&'static str> {
+    match (r.method, r.path) {
+        ("DELETE", "/v1/teams/{id}")
+        | ("DELETE", "/v1/teams/{id}/members/{user_id}")
+        | ("DELETE", "/v1/roles/{name}")
+        | ("DELETE", "/v1/integrations/{id}") => Some("204"),
+        _ => None,
+    }
+}
+
+/// The error statuses route `r` can answer, from what it needs and takes.
+fn error_statuses(r: &RouteInfo) -> Vec<u16> {
+    let mut statuses = vec![408, 500];
+    let with_body = matches!(r.method, "POST" | "PUT" | "PATCH");
+    let api = r.path.starts_with("/v1/") || r.path.starts_with("/v2/");
+    if api {
+        // A malformed query string or header is a 400 on any API route.
+        statuses.push(400);
+    }
+    if !matches!(r.needs, Needs::Public) {
+        // Refused credentials, then permissions, network lists and rate limits.
+        statuses.extend([401, 403, 429]);
+    }
+    if r.path == "/v1/auth/login" || r.path == "/v1/auth/console/login" {
+        // A wrong password; failed logins are throttled.
+        statuses.extend([401, 429]);
+    }
+    if with_body {
+        statuses.extend([400, 413, 422]);
+    }
+    if r.path.contains('{') || r.path == "/v1/auth/explain" {
+        // (`explain` names a key by `key_id`.)
+        statuses.push(404);
+    }
+    if api && r.method == "GET" {
+        // `limit`, `cursor` and filters are checked.
+        statuses.push(422);
+    }
+    if r.method != "GET" && r.path.starts_with("/v1/") {
+        // A name that is taken, or an object still in use (a team that owns keys).
+        statuses.push(409);
+    }
+    if r.path.starts_with("/v2/alerts") {
+        // `searchIdentifier` (saved searches) is not implemented.
+        statuses.push(501);
+    }
+    if r.path == "/readyz" {
+        statuses.push(503);
+    }
+    statuses.sort_unstable();
+    statuses.dedup();
+    statuses
+}
+
+fn describe(status: u16) -> &'static str {
+    match status {
+        400 => "The request is malformed (JSON that does not parse, a bad query string)",
+        401 => {
+            "No credential, or one that is damaged, unknown, revoked, disabled or expired; the message says which"
+        }
+        403 => {
+            "The credential may not do this (permission, team scope, network list or escalation); the message says what would be allowed"
+        }
+        404 => "No such object in the caller's organization",
+        408 => "The request was not received and answered within the server's request timeout",
+        409 => "A conflict: the name is taken, or the object is still in use",
+        413 => "The body is larger than the server's limit, which the message names",
+        422 => "A field is invalid; `error.fields` names each with its reason",
+        429 => "Too many failed attempts or requests; retry after `Retry-After` seconds",
+        500 => "An internal error; the request id identifies it in the server's log",
+        501 => "Not implemented yet",
+        503 => "The database does not answer",
+        _ => "Error",
+    }
+}
+
+fn string() -> Value {
+    json!({"type": "string"})
+}
+
+fn optional(schema: Value) -> Value {
+    // The server reads an explicit `null` as an absent optional field.
+    let mut types = vec![schema["type"].clone()];
+    types.push(json!("null"));
+    let mut s = schema;
+    s["type"] = json!(types);
+    s
+}
+
+fn strings() -> Value {
+    json!({"type": "array", "items": {"type": "string"}})
+}
+
+/// A `/v1` body: the server refuses unknown fields, and reads `null` as absent.
+fn object(required: &[(&str, Value)], optionals: &[(&str, Value)]) -> Value {
+    let mut properties = Map::new();
+    for (name, schema) in required {
+        properties.insert((*name).into(), schema.clone());
+    }
+    for (name, schema) in optionals {
+        properties.insert((*name).into(), optional(schema.clone()));
+    }
+    json!({
+        "type": "object",
+        "properties": properties,
+        "required": required.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        "additionalProperties": false,
+    })
+}
+
+/// The body route `method path` reads, or `None` for a route that reads none (revoke,
+/// enable/disable, ping, logout, and every GET and DELETE).
+fn request_schema(method: &str, path: &str) -> Option<Value> {
+    if path.ends_with("/ping")
+        || path.ends_with("/revoke")
+        || path == "/v1/auth/console/logout"
+        || path == "/v2/integrations/{id}/{action}"
+        || path == "/v2/heartbeats/{name}/{action}"
+    {
+        return None;
+    }
+    let boolean = || json!({"type": "boolean"});
+    let time = || json!({"type": "string", "format": "date-time"});
+    Some(match (method, path) {
+        ("POST", "/v1/auth/login") | ("POST", "/v1/auth/console/login") => {
+            json!({"type": "object", "required": ["email", "password"], "properties": {
+                "email": string(), "password": string()}})
+        }
+        ("POST", "/v1/auth/explain") => object(
+            &[],
+            &[
+                ("method", string()),
+                ("path", string()),
+                ("permission", string()),
+                ("team_id", string()),
+                ("key_id", string()),
+            ],
+        ),
+        ("PATCH", "/v1/organization") => object(
+            &[],
+            &[
+                ("name", string()),
+                ("max_key_days", json!({"type": "integer"})),
+                ("alerts_require_integration_key", boolean()),
+            ],
+        ),
+        ("POST", "/v1/users") => object(
+            &[
+                ("email", string()),
+                ("name", string()),
+                ("role_name", string()),
+            ],
+            &[("password", string())],
+        ),
+        ("PATCH", "/v1/users/{id}") => object(
+            &[],
+            &[
+                ("name", string()),
+                ("role_name", string()),
+                ("active", boolean()),
+            ],
+        ),
+        ("POST", "/v1/teams") => object(&[("name", string())], &[("description", string())]),
+        ("PATCH", "/v1/teams/{id}") => {
+            object(&[], &[("name", string()), ("description", string())])
+        }
+        ("PUT", "/v1/teams/{id}/members/{user_id}") => {
+            object(&[("team_role_names", strings())], &[])
+        }
+        ("POST", "/v1/roles") => object(
+            &[
+                ("name", string()),
+                (
+                    "scope",
+                    json!({"type": "string", "enum": ["account", "team"]}),
+                ),
+                ("permissions", strings()),
+            ],
+            &[("description", string())],
+        ),
+        ("PATCH", "/v1/roles/{name}") => object(
+            &[],
+            &[
+                ("name", string()),
+                ("description", string()),
+                ("scope", string()),
+                ("permissions", strings()),
+            ],
+        ),
+        ("POST", "/v1/api_keys") => object(
+            &[("name", string()), ("expires_at", time())],
+            &[
+                (
+                    "kind",
+                    json!({"type": "string", "enum": ["personal", "team", "organization", "integration"]}),
+                ),
+                ("description", string()),
+                ("role_names", strings()),
+                ("team_id", string()),
+                ("team_ids", strings()),
+                ("team_role_names", strings()),
+                ("integration_id", string()),
+                ("allowed_cidrs", strings()),
+            ],
+        ),
+        ("PATCH", "/v1/api_keys/{id}") => object(
+            &[],
+            &[
+                ("name", string()),
+                ("description", string()),
+                ("role_names", strings()),
+                ("team_role_names", strings()),
+                ("allowed_cidrs", strings()),
+                ("expires_at", time()),
+            ],
+        ),
+        ("POST", "/v1/api_keys/{id}/rotate") => object(
+            &[],
+            &[(
+                "grace_period_seconds",
+                json!({"type": "integer", "minimum": 0, "maximum": 604800}),
+            )],
+        ),
+        ("POST", "/v1/integrations") => object(
+            &[("name", string())],
+            &[
+                ("type", string()),
+                ("team_id", string()),
+                ("allow_read", boolean()),
+                ("allow_write", boolean()),
+                ("allow_delete", boolean()),
+                ("allow_configuration", boolean()),
+                ("enabled", boolean()),
+                ("key_expires_at", time()),
+            ],
+        ),
+        ("PATCH", "/v1/integrations/{id}") => object(
+            &[],
+            &[
+                ("name", string()),
+                ("allow_read", boolean()),
+                ("allow_write", boolean()),
+                ("allow_delete", boolean()),
+                ("allow_configuration", boolean()),
+                ("enabled", boolean()),
+            ],
+        ),
+        // Opsgenie's create body, read as leniently as Opsgenie reads it: unknown fields are
+        // ignored, numbers and booleans are taken as text, a single tag as a list of one.
+        ("POST", "/v2/alerts") => {
+            let text = || json!({"type": ["string", "number", "boolean", "null"]});
+            let list = || json!({"type": ["array", "string", "null"]});
+            let refs = || json!({"type": ["array", "null"], "items": {"type": "object"}});
+            json!({"type": "object", "required": ["message"], "properties": {
+                "message": {"type": ["string", "number", "boolean"]},
+                "alias": text(), "description": text(), "entity": text(), "source": text(),
+                "user": text(), "note": text(), "priority": text(),
+                "tags": list(), "actions": list(),
+                "details": {"type": ["object", "null"]},
+                "responders": refs(), "visibleTo": refs()}})
+        }
+        ("POST" | "PUT" | "PATCH", p) if p.starts_with("/v2/") => json!({"type": "object"}),
+        _ => return None,
+    })
+}
+
+/// Adds the schemas and headers the refined operations refer to.
+pub fn add_components(doc: &mut Value) {
+    let headers = components(&mut doc["components"]["schemas"]);
+    doc["components"]["headers"] = headers;
+}
+
+fn components(schemas: &mut Value) -> Value {
+    let schemas = match schemas {
+        Value::Object(m) => m,
+        other => {
+            *other = json!({});
+            other.as_object_mut().expect("just made an object")
+        }
+    };
+    let error_object = json!({"type": "object", "required": ["code", "message"], "properties": {
+        "code": {"type": "string"}, "message": {"type": "string"},
+        "fixes": {"type": "array", "items": {"type": "string"}},
+        "fields": {"type": "object", "additionalProperties": {"type": "string"}}}});
+    schemas.insert("ErrorObject".into(), error_object);
+    schemas.insert(
+        "Error".into(),
+        json!({"type": "object", "required": ["error", "request_id"], "properties": {
+            "error": {"$ref": "#/components/schemas/ErrorObject"},
+            "request_id": {"type": "string"}}}),
+    );
+    schemas.insert(
+        "OpsgenieError".into(),
+        json!({"type": "object", "required": ["message", "took", "requestId", "error"], "properties": {
+            "message": {"type": "string"},
+            "code": {"type": "integer"},
+            "took": {"type": "number"},
+            "requestId": {"type": "string"},
+            "errors": {"type": "object", "additionalProperties": {"type": "string"}},
+            "error": {"$ref": "#/components/schemas/ErrorObject"}}}),
+    );
+    json!({"X-Request-Id": {
+        "description": "The request's id; error bodies carry it too, and the server's log names it",
+        "required": true,
+        "schema": {"type": "string"}}})
+}
