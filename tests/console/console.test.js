@@ -15,7 +15,8 @@ const { chromium } = require("playwright-core");
 const base = process.env.TOCSIN_URL;
 const email = process.env.TOCSIN_OWNER_EMAIL;
 const password = process.env.TOCSIN_OWNER_PASSWORD;
-const ownerToken = JSON.parse(fs.readFileSync(process.env.TOCSIN_INIT_JSON, "utf8")).token;
+// The owner's first key, written by the server's first start (for checks through the API).
+const ownerToken = fs.readFileSync(process.env.TOCSIN_OWNER_TOKEN_FILE, "utf8").trim();
 const shots = process.env.TOCSIN_SCREENSHOTS;
 const TOKEN_RE = /tcs_[ptoi]_[a-z0-9]{2,8}_[0-9A-Za-z]{38}/;
 

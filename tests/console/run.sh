@@ -6,8 +6,8 @@
 #   bash tests/console/run.sh target/debug/tocsin
 #
 # Installs what it needs: chromium with apt-get when /usr/bin/chromium is missing, and the
-# npm packages with `npm ci`. Initializes a fresh data directory with an owner password,
-# starts the server on a free loopback port, runs console.test.js (which also saves the
+# npm packages with `npm ci`. Starts the server on a fresh data directory and a free loopback
+# port, as a new user would (its first start creates the owner, with TOCSIN_OWNER_PASSWORD), runs console.test.js (which also saves the
 # README's screenshots to docs/screenshots/), and always stops the server.
 #
 # A tool that cannot be installed is a skip on a developer's machine and a failure under
@@ -90,7 +90,7 @@ trap 'exit 143' TERM
 unset TOCSIN_CONFIG TOCSIN_DATABASE_URL TOCSIN_PUBLIC_URL TOCSIN_REGIONS TOCSIN_SECRET_FILE \
   TOCSIN_LISTEN TOCSIN_DATA_DIR TOCSIN_OWNER_PASSWORD
 
-owner_email="owner@example.com"
+owner_email="owner@localhost"
 owner_password="console-test-$(node -e 'process.stdout.write(require("crypto").randomBytes(9).toString("hex"))')"
 
 url=""
@@ -98,9 +98,9 @@ for attempt in 1 2 3; do
   port="$(node -e 'const s = require("net").createServer(); s.listen(0, "127.0.0.1", () => { process.stdout.write(String(s.address().port)); s.close(); })')"
   data="$work/data$attempt"
   log="$work/server$attempt.log"
-  # The owner gets a password (for the console) and a first key (for the API checks).
-  "$bin" init --data-dir "$data" --org "Acme" --email "$owner_email" --password "$owner_password" --json >"$work/init.json"
-  "$bin" serve --listen "127.0.0.1:$port" --data-dir "$data" >"$log" 2>&1 &
+  # The first start creates the owner with this password (for the console) and a first key
+  # in owner-token (for the test's API checks).
+  TOCSIN_OWNER_PASSWORD="$owner_password" "$bin" serve --listen "127.0.0.1:$port" --data-dir "$data" >"$log" 2>&1 &
   server_pid=$!
   if node - "http://127.0.0.1:$port" "$server_pid" <<'EOF'
 const [base, pid] = process.argv.slice(2);
@@ -130,7 +130,7 @@ fi
 mkdir -p "$root/docs/screenshots"
 set +e
 TOCSIN_URL="$url" TOCSIN_OWNER_EMAIL="$owner_email" TOCSIN_OWNER_PASSWORD="$owner_password" \
-  TOCSIN_INIT_JSON="$work/init.json" TOCSIN_TEST_CHROMIUM="$chromium" \
+  TOCSIN_OWNER_TOKEN_FILE="$data/owner-token" TOCSIN_TEST_CHROMIUM="$chromium" \
   TOCSIN_SCREENSHOTS="$root/docs/screenshots" TOCSIN_TEST_SUMMARY="$work/summary" \
   node --test-reporter=spec "$here/console.test.js"
 status=$?

@@ -31,6 +31,9 @@ pub struct ServeOptions {
     pub init: bool,
     pub owner_email: String,
     pub org_name: String,
+    /// The owner's password hash when initializing (`TOCSIN_OWNER_PASSWORD`), so the owner can
+    /// sign in to the web console; without one the owner signs in with keys only.
+    pub owner_password_hash: Option<String>,
 }
 
 impl Default for ServeOptions {
@@ -39,6 +42,7 @@ impl Default for ServeOptions {
             init: true,
             owner_email: "owner@localhost".into(),
             org_name: "Default".into(),
+            owner_password_hash: None,
         }
     }
 }
@@ -91,7 +95,7 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
             &settings.region,
             &opts.org_name,
             &opts.owner_email,
-            None,
+            opts.owner_password_hash.as_deref(),
         )
         .await?
     {
@@ -99,6 +103,10 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
         bootstrap::write_private(&path, &format!("{}\n", created.token))?;
         tracing::info!(path = %path.display(), organization_id = %created.organization_id,
             "initialized a new deployment; the owner's first API key token was written to this file (mode 0600)");
+        if opts.owner_password_hash.is_none() {
+            tracing::info!(email = %opts.owner_email,
+                "the owner has no password for the web console yet: start the first serve with TOCSIN_OWNER_PASSWORD, or set one with PATCH /v1/users/{{id}} {{\"password\": ...}} and the owner token");
+        }
     }
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
@@ -157,6 +165,7 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
         tracing::info!("stopped; batched writes flushed");
     });
     tracing::info!(%addr, "listening");
+    tracing::info!(url = %app.settings.public_url, "the web console is served at this URL");
     Ok(Running {
         addr,
         app,

@@ -172,6 +172,34 @@ impl Store {
         self.get_user(org, id).await
     }
 
+    /// Sets a user's password and ends every session they have, so a changed password never
+    /// leaves an old sign-in working.
+    pub async fn set_password(&self, org: &OrgId, id: &UserId, password_hash: &str) -> Result<()> {
+        let done = on_db!(&self.db, |pool| {
+            sqlx::query(
+                "UPDATE users SET password_hash = $3, updated_at = $4 WHERE org_id = $1 AND id = $2",
+            )
+            .bind(org.as_str())
+            .bind(id.as_str())
+            .bind(password_hash)
+            .bind(crate::now_ms())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if done == 0 {
+            return Err(StoreError::NotFound);
+        }
+        on_db!(&self.db, |pool| {
+            sqlx::query("DELETE FROM sessions WHERE org_id = $1 AND user_id = $2")
+                .bind(org.as_str())
+                .bind(id.as_str())
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
     pub async fn insert_session(&self, session: &Session, digest: &TokenDigest) -> Result<()> {
         on_db!(&self.db, |pool| {
             sqlx::query(

@@ -116,6 +116,9 @@ enum Command {
         /// Do not initialize an empty database.
         #[arg(long)]
         no_init: bool,
+        /// When initializing an empty database: the owner's password for the web console.
+        #[arg(long, env = "TOCSIN_OWNER_PASSWORD", hide_env_values = true)]
+        owner_password: Option<String>,
     },
     /// Create the first organization, its owner and the owner's first key; prints the token once.
     Init {
@@ -162,7 +165,11 @@ enum OrgsCommand {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve { server, no_init } => serve(server, no_init).await,
+        Command::Serve {
+            server,
+            no_init,
+            owner_password,
+        } => serve(server, no_init, owner_password).await,
         Command::Init { server, org } => create_org(server, org, true).await,
         Command::Orgs {
             cmd: OrgsCommand::Create { server, org },
@@ -235,15 +242,33 @@ fn redact_url(url: &str) -> String {
     }
 }
 
-async fn serve(server: ServerArgs, no_init: bool) -> anyhow::Result<i32> {
+async fn serve(
+    server: ServerArgs,
+    no_init: bool,
+    owner_password: Option<String>,
+) -> anyhow::Result<i32> {
     let settings = settings(&server)?;
     tocsin_server::init_logging(settings.log_format);
     let opts = tocsin_server::ServeOptions {
         init: !no_init,
+        owner_password_hash: password_hash(owner_password.as_deref(), "--owner-password")?,
         ..Default::default()
     };
     tocsin_server::start(settings, opts).await?.wait().await;
     Ok(0)
+}
+
+/// An owner password from a flag (or TOCSIN_OWNER_PASSWORD), checked and hashed.
+fn password_hash(password: Option<&str>, flag: &str) -> anyhow::Result<Option<String>> {
+    match password {
+        Some(p) if p.chars().count() < 8 => {
+            anyhow::bail!("invalid `{flag}`: must be at least 8 characters")
+        }
+        Some(p) => Ok(Some(
+            tocsin_server::routes::users::hash_password(p).map_err(|e| anyhow::anyhow!("{e:?}"))?,
+        )),
+        None => Ok(None),
+    }
 }
 
 async fn create_org(server: ServerArgs, org: OrgArgs, first: bool) -> anyhow::Result<i32> {
@@ -253,15 +278,7 @@ async fn create_org(server: ServerArgs, org: OrgArgs, first: bool) -> anyhow::Re
     let secret = bootstrap::load_secret(&settings)?;
     bootstrap::check_secret(&store, &secret).await?;
     let hasher = tocsin_core::token::TokenHasher::new(Some(&secret));
-    let hash = match &org.password {
-        Some(p) if p.chars().count() < 8 => {
-            anyhow::bail!("invalid `--password`: must be at least 8 characters")
-        }
-        Some(p) => Some(
-            tocsin_server::routes::users::hash_password(p).map_err(|e| anyhow::anyhow!("{e:?}"))?,
-        ),
-        None => None,
-    };
+    let hash = password_hash(org.password.as_deref(), "--password")?;
     let (region, name, email) = (&settings.region, &org.org, &org.email);
     let created = if first {
         bootstrap::init(&store, &hasher, region, name, email, hash.as_deref()).await?

@@ -199,7 +199,8 @@
       message ? h("div", { class: "notice" }, message) : null,
       field("Email", email), field("Password", password),
       h("div", { class: "actions" }, h("button", { type: "submit" }, "Sign in")),
-      h("p", { class: "hint" }, "The first owner's password is set with ", h("code", {}, "tocsin init --password"), "; other users get theirs when they are created."));
+      h("p", { class: "hint" }, "No password yet? The owner's is set by the first start with ", h("code", {}, "TOCSIN_OWNER_PASSWORD"),
+        " (or ", h("code", {}, "tocsin init --password"), "); an administrator sets anyone's with ", h("code", {}, "PATCH /v1/users/{id}"), " and a key."));
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
       try {

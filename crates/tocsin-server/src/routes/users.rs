@@ -202,6 +202,8 @@ pub struct UpdateUser {
     name: Option<String>,
     role_name: Option<String>,
     active: Option<bool>,
+    /// A new password for signing in (the console); ends the user's sessions.
+    password: Option<String>,
 }
 
 pub async fn update(
@@ -235,13 +237,21 @@ pub async fn update(
             "only an owner can demote or deactivate an owner",
         );
     }
+    check_password(&mut problems, req.password.as_deref());
+    if req.password.is_some()
+        && target.role_name == "owner"
+        && p.user.as_ref().map(|u| u.role_name.as_str()) != Some("owner")
+    {
+        problems.add("password", "only an owner can set an owner's password");
+    }
     problems.into_result().map_err(ApiError::Validation)?;
     if let Some(r) = &req.role_name {
         check_role_grant(&p, &roles, r)?;
     }
-    // Changing someone's role or switching them off needs every right they hold now:
-    // otherwise a holder of users:write alone could demote an admin.
-    if req.role_name.is_some() || req.active.is_some() {
+    // Changing someone's role, switching them off or setting their password needs every
+    // right they hold now: otherwise a holder of users:write alone could demote an admin, or
+    // sign in as one. A narrowed key therefore cannot set even its own user's password.
+    if req.role_name.is_some() || req.active.is_some() || req.password.is_some() {
         let theirs = roles.perms(std::slice::from_ref(&target.role_name));
         let missing = theirs.minus(p.grants.account);
         if !missing.is_empty() {
@@ -258,8 +268,15 @@ pub async fn update(
         role_name: req.role_name,
         active: req.active,
     };
-    let user = app.store.update_user(&p.org_id, &id, &patch).await?;
-    // A demoted or deactivated user's keys change at once.
+    let mut user = app.store.update_user(&p.org_id, &id, &patch).await?;
+    if let Some(password) = req.password {
+        let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??;
+        app.store.set_password(&p.org_id, &id, &hash).await?;
+        user = app.store.get_user(&p.org_id, &id).await?;
+    }
+    // A demoted or deactivated user's keys change at once; a new password ends their sessions.
     app.invalidate_credentials().await;
     Ok(Json(views::user(&user)))
 }

@@ -463,3 +463,133 @@ async fn signing_out_ends_the_session_and_clears_the_cookie() {
     assert_eq!(st, StatusCode::OK, "{b}");
     assert_eq!(b["csrf_token"].as_str().unwrap().len(), 64);
 }
+
+#[tokio::test]
+async fn an_administrator_sets_a_password_which_ends_the_users_sessions() {
+    let app = TestApp::spawn().await;
+    app.user_with_password("ann@example.com", "admin").await;
+    let (_, users) = app.get("/v1/users", &app.owner).await;
+    let id_of = |email: &str| {
+        users["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["email"] == email)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (ann, owner) = (id_of("ann@example.com"), id_of("owner@localhost"));
+    let before = app.console_login("ann@example.com", &[]).await;
+
+    // Too short: the field is named.
+    let (s, b) = app
+        .call(
+            "PATCH",
+            &format!("/v1/users/{ann}"),
+            Some(&app.owner),
+            Some(json!({"password": "short"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(b["error"]["fields"]["password"].is_string(), "{b}");
+
+    let (s, b) = app
+        .call(
+            "PATCH",
+            &format!("/v1/users/{ann}"),
+            Some(&app.owner),
+            Some(json!({"password": "a new passphrase"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(b.get("password").is_none() && !b.to_string().contains("passphrase"));
+    // The old password and the old session are gone; the new password works.
+    let r = app
+        .raw(
+            "GET",
+            "/v1/auth/whoami",
+            &[("Cookie", &before.cookie)],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    let old = app
+        .raw(
+            "POST",
+            "/v1/auth/console/login",
+            &[],
+            Some(json!({"email": "ann@example.com", "password": "correct horse"})),
+        )
+        .await;
+    assert_eq!(old.status, StatusCode::UNAUTHORIZED);
+    let new = app
+        .raw(
+            "POST",
+            "/v1/auth/console/login",
+            &[],
+            Some(json!({"email": "ann@example.com", "password": "a new passphrase"})),
+        )
+        .await;
+    assert_eq!(new.status, StatusCode::OK, "{}", new.text);
+
+    // An admin cannot take over the owner by setting the owner's password.
+    let (s, b) = app
+        .call(
+            "POST",
+            "/v1/auth/login",
+            None,
+            Some(json!({"email": "ann@example.com", "password": "a new passphrase"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let ann_session = b["session_token"].as_str().unwrap().to_owned();
+    let (s, b) = app
+        .call(
+            "PATCH",
+            &format!("/v1/users/{owner}"),
+            Some(&ann_session),
+            Some(json!({"password": "owned by ann"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(
+        b["error"]["fields"]["password"]
+            .as_str()
+            .unwrap()
+            .contains("owner"),
+        "{b}"
+    );
+    // A key narrowed to user management cannot set the password of anyone who holds more,
+    // its own user included: a password opens a session with all of the user's rights.
+    let (s, b) = app
+        .post(
+            "/v1/roles",
+            &app.owner,
+            json!({"name": "user_admin", "description": "Users only", "scope": "account", "permissions": ["users:read", "users:write"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (_, narrow) = app
+        .key(
+            &app.owner,
+            json!({"name": "user admin", "role_names": ["user_admin"]}),
+        )
+        .await;
+    for target in [&ann, &owner] {
+        let (s, b) = app
+            .call(
+                "PATCH",
+                &format!("/v1/users/{target}"),
+                Some(&narrow),
+                Some(json!({"password": "taken over"})),
+            )
+            .await;
+        assert_eq!(
+            (s, code(&b)),
+            (StatusCode::FORBIDDEN, "escalation_denied"),
+            "{b}"
+        );
+    }
+}
