@@ -146,14 +146,25 @@ step("a request with the cookie but without the CSRF token is refused and says w
   assert.match(r.body.error.message, /X-CSRF-Token/);
 });
 
-step("teams: create a team and add nobody yet", async () => {
+step("teams: create a team and add a member with a team role", async () => {
+  const rob = await apiCall("POST", "/v1/users", ownerToken, { email: "rob@example.com", name: "Rob", role_name: "viewer", password: "rob's passphrase" });
+  assert.equal(rob.status, 201, JSON.stringify(rob.body));
   await page.getByRole("link", { name: "Teams" }).click();
   await page.getByLabel("New team name").fill("payments");
   await page.getByRole("button", { name: "Create team" }).click();
   await page.getByRole("heading", { name: "payments" }).waitFor();
-  await page.getByRole("heading", { name: "Members" }).waitFor();
+  await page.locator("#members-table", { hasText: "No members yet." }).waitFor();
   s.teamId = decodeURIComponent(new URL(page.url()).hash.split("/")[2]);
   assert.match(s.teamId, /^team_/);
+  await page.getByLabel("User", { exact: true }).selectOption({ label: "Rob <rob@example.com>" });
+  await page.getByRole("checkbox", { name: /^responder/ }).check();
+  await assertLabelled("team page");
+  await page.getByRole("button", { name: "Add member" }).click();
+  const row = page.locator("#members-table tbody tr", { hasText: "rob@example.com" });
+  await row.waitFor();
+  assert.match(await row.innerText(), /responder/);
+  const members = await apiCall("GET", `/v1/teams/${s.teamId}/members`, ownerToken);
+  assert.deepEqual(members.body.data.map((m) => [m.user_id, m.team_role_names]), [[rob.body.id, ["responder"]]]);
 });
 
 step("create a key with the wizard: kind, scope, roles, expiry; the token is shown once", async () => {
@@ -312,6 +323,21 @@ step("create an integration in the console; its key is shown once", async () => 
   await assertNoTokenInBrowser(token, "integrations page");
   await shot("integrations.png");
   await assertLabelled("integrations");
+  // Its keys, from its row.
+  await row.getByRole("link", { name: "Keys of Prometheus" }).click();
+  const keyRow = page.locator("#keys-table tbody tr", { hasText: "integration" });
+  await keyRow.waitFor();
+  assert.equal(await page.locator("#keys-table tbody tr").count(), 1);
+  assert.ok((await keyRow.innerText()).includes(token.slice(-4)));
+  // Access flags take effect at once: without write access its key cannot create alerts.
+  await page.getByRole("link", { name: "Integrations" }).click();
+  const write = page.getByRole("checkbox", { name: /^Write access for Prometheus/ });
+  await write.uncheck();
+  await page.getByText("write access off").waitFor();
+  const refused = await fetch(base + "/v2/alerts", { method: "POST", headers: { Authorization: `GenieKey ${token}`, "Content-Type": "application/json" }, body: JSON.stringify({ message: "refused" }) });
+  assert.equal(refused.status, 403, await refused.text());
+  await write.check();
+  await page.getByText("write access on").waitFor();
 });
 
 step("an alert sent with the integration's key shows up, and is acknowledged in the console", async () => {

@@ -1,7 +1,7 @@
 //! `whoami` and `explain`: what the calling credential is, and what it (or another key) may do.
 
 use crate::auth::{Principal, key_teams, principal_for_key};
-use crate::error::{ApiError, ApiResult, JsonBody};
+use crate::error::{ApiError, ApiResult, JsonBody, not_found};
 use crate::routes::{Needs, match_route};
 use crate::state::AppState;
 use crate::views;
@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use time::OffsetDateTime;
+use tocsin_core::key::KeyKind;
 use tocsin_core::permission::Permission;
 use tocsin_core::policy::{self, Decision, Resource, explain_outcome};
 use tocsin_core::{IntegrationId, KeyId, TeamId};
@@ -67,13 +68,25 @@ pub async fn explain(
     Extension(caller): Extension<Arc<Principal>>,
     JsonBody(req): JsonBody<ExplainRequest>,
 ) -> ApiResult<Json<Value>> {
-    // Whose decision: the caller's, or (for holders of api_keys:read) another key's.
+    // Whose decision: the caller's, or another key's: one the caller may read with
+    // api_keys:read, or the caller's own personal key (as GET /v1/api_keys/{id} allows; the
+    // console's key page explains a user's own keys).
     let subject: Arc<Principal> = match &req.key_id {
         None => caller.clone(),
         Some(raw) => {
             let id = KeyId::parse(raw).ok_or(ApiError::NotFound("API key"))?;
-            let key = app.store.get_key(&caller.org_id, &id).await?;
-            caller.require(Permission::ApiKeysRead, &Resource::Teams(key_teams(&key)))?;
+            let key = app
+                .store
+                .get_key(&caller.org_id, &id)
+                .await
+                .map_err(not_found("API key"))?;
+            let own = key.kind == KeyKind::Personal
+                && key.user_id.is_some()
+                && key.user_id == caller.user.as_ref().map(|u| u.id.clone())
+                && matches!(caller.key_kind(), None | Some(KeyKind::Personal));
+            if !own {
+                caller.require(Permission::ApiKeysRead, &Resource::Teams(key_teams(&key)))?;
+            }
             // Explained as its current token would be judged.
             Arc::new(principal_for_key(&app, key, None).await?)
         }

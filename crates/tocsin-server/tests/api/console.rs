@@ -593,3 +593,61 @@ async fn an_administrator_sets_a_password_which_ends_the_users_sessions() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_user_may_explain_their_own_keys_but_not_others_without_api_keys_read() {
+    let app = TestApp::spawn().await;
+    app.user_with_password("rob@example.com", "responder").await;
+    let (s, b) = app
+        .call(
+            "POST",
+            "/v1/auth/login",
+            None,
+            Some(json!({"email": "rob@example.com", "password": "correct horse"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let session = b["session_token"].as_str().unwrap().to_owned();
+    let (own, _) = app
+        .key(
+            &session,
+            json!({"name": "rob cli", "role_names": ["viewer"]}),
+        )
+        .await;
+    // The key's page in the console asks about the key itself.
+    let (s, b) = app
+        .post(
+            "/v1/auth/explain",
+            &session,
+            json!({"key_id": own, "method": "POST", "path": "/v2/alerts"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["allowed"], false, "{b}");
+    assert_eq!(b["code"], "permission_denied", "{b}");
+    assert!(b["reasons"][0].as_str().unwrap().contains("rob cli"), "{b}");
+    // Another user's key needs api_keys:read, which a responder lacks.
+    let (_, who) = app.get("/v1/auth/whoami", &app.owner).await;
+    let owner_key = who["id"].as_str().unwrap();
+    let (s, b) = app
+        .post(
+            "/v1/auth/explain",
+            &session,
+            json!({"key_id": owner_key, "permission": "alerts:read"}),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::FORBIDDEN, "permission_denied"),
+        "{b}"
+    );
+    // An unknown key id is a 404 naming what was looked for.
+    let (s, b) = app
+        .post(
+            "/v1/auth/explain",
+            &session,
+            json!({"key_id": "key_00000000000000000000000000000000", "permission": "alerts:read"}),
+        )
+        .await;
+    assert_eq!((s, code(&b)), (StatusCode::NOT_FOUND, "not_found"), "{b}");
+}
