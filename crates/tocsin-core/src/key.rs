@@ -103,9 +103,16 @@ pub fn max_expiry(now: OffsetDateTime, org_max_days: Option<i64>) -> OffsetDateT
         .replace_year(now.year() + MAX_EXPIRY_YEARS)
         .unwrap_or_else(|_| now + Duration::days(365 * 5 + 1));
     match org_max_days {
-        Some(days) => five_years.min(now + Duration::days(days)),
+        Some(days) => five_years.min(org_limit(now, days)),
         None => five_years,
     }
+}
+
+/// `now` plus an organization's maximum of `days`. The value comes from the database, so it
+/// is clamped rather than trusted: beyond five years it changes nothing, and a day count
+/// near `i64::MAX` would overflow the time arithmetic (found by fuzzing).
+fn org_limit(now: OffsetDateTime, days: i64) -> OffsetDateTime {
+    now + Duration::days(days.clamp(0, 366 * MAX_EXPIRY_YEARS as i64))
 }
 
 pub fn parse_expires_at(
@@ -133,7 +140,7 @@ pub fn check_expiry(
     let max = max_expiry(now, org_max_days);
     if t > max {
         let limit = match org_max_days {
-            Some(d) if now + Duration::days(d) < max_expiry(now, None) => {
+            Some(d) if org_limit(now, d) < max_expiry(now, None) => {
                 format!("{d} days (this organization's maximum)")
             }
             _ => format!("{MAX_EXPIRY_YEARS} years"),
@@ -212,6 +219,18 @@ pub fn to_millis(t: OffsetDateTime) -> OffsetDateTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by fuzzing (fuzz/seeds/key_fields/regression-org-max-days-overflow): an
+    /// organization maximum near i64::MAX days overflowed the time arithmetic and panicked.
+    #[test]
+    fn extreme_organization_maximums_do_not_overflow() {
+        let now = OffsetDateTime::now_utc();
+        assert_eq!(max_expiry(now, Some(i64::MAX)), max_expiry(now, None));
+        assert_eq!(max_expiry(now, Some(i64::MIN)), now);
+        let e = parse_expires_at(Some("9999-12-31T23:59:59Z"), now, Some(i64::MAX)).unwrap_err();
+        assert!(e.contains("5 years"), "{e}");
+        assert!(parse_expires_at(Some("2999-01-01T00:00:00Z"), now, Some(-1)).is_err());
+    }
 
     #[test]
     fn names() {
