@@ -419,6 +419,47 @@ step("on a phone-sized screen the menu folds away and tables become cards", asyn
   await page.setViewportSize({ width: 1280, height: 860 });
 });
 
+step("a team member with fewer rights gets every page, and refusals that explain themselves", async () => {
+  const rob = await browser.newContext({ viewport: { width: 1280, height: 860 }, baseURL: base });
+  const p = await rob.newPage();
+  const errors = [];
+  p.on("pageerror", (e) => errors.push(String(e)));
+  try {
+    await p.goto("/");
+    await p.getByLabel("Email").fill("rob@example.com");
+    await p.getByLabel("Password").fill("rob's passphrase");
+    await p.getByRole("button", { name: "Sign in" }).click();
+    await p.getByRole("heading", { name: "API keys" }).waitFor();
+    for (const [link, heading] of [["Alerts", "Alerts"], ["Integrations", "Integrations"], ["Teams", "Teams"], ["Audit log", "Audit log"]]) {
+      await p.getByRole("link", { name: link, exact: true }).click();
+      await p.getByRole("heading", { name: heading, exact: true }).waitFor();
+      assert.equal(await p.getByRole("heading", { name: "Something went wrong" }).count(), 0, link);
+    }
+    await p.getByText("Reading the audit log needs the permission audit:read.").waitFor();
+    // The team's alert is visible to its member (the account role is only viewer).
+    await p.getByRole("link", { name: "Alerts", exact: true }).click();
+    await p.getByRole("link", { name: "Closed" }).click();
+    await p.locator("#alerts-table tbody tr", { hasText: "Checkout latency above 2 s" }).waitFor();
+    // An organization key is beyond a viewer: the wizard shows the server's explanation.
+    await p.getByRole("link", { name: "API keys" }).click();
+    await p.getByRole("link", { name: "Create a key" }).click();
+    await p.getByRole("radio", { name: /Organization/ }).check();
+    await p.getByRole("button", { name: "Next" }).click();
+    await p.getByRole("button", { name: "Next" }).click();
+    await p.getByRole("checkbox", { name: /^viewer/ }).check();
+    await p.getByRole("button", { name: "Next" }).click();
+    await p.getByLabel("Name").fill("org wide");
+    await p.getByRole("button", { name: "Create key" }).click();
+    const refusal = p.locator("#wizard .notice.error");
+    await refusal.waitFor();
+    assert.match(await refusal.innerText(), /owner|admin/i);
+    assert.equal(await p.getByRole("dialog").count(), 0, "no token was shown");
+    assert.deepEqual(errors, []);
+  } finally {
+    await rob.close();
+  }
+});
+
 step("signing out ends the session on the server too", async () => {
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.getByRole("heading", { name: "Sign in to Tocsin" }).waitFor();
