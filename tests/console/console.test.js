@@ -198,6 +198,10 @@ step("create a key with the wizard: kind, scope, roles, expiry; the token is sho
   assert.equal(await page.evaluate(() => navigator.clipboard.readText()), token);
   await shot("key-created-token.png");
   s.keyToken = token;
+  // A stray Esc does not lose the token: the first one only warns.
+  await page.keyboard.press("Escape");
+  await dialog.getByText("This token will not be shown again.", { exact: false }).waitFor();
+  assert.equal(await dialog.isVisible(), true);
   // Closing the dialog takes the token off the page; the key's page opens.
   await page.evaluate(() => navigator.clipboard.writeText(""));
   await dialog.getByRole("button", { name: "I have copied it" }).click();
@@ -316,7 +320,11 @@ step("create an integration in the console; its key is shown once", async () => 
   assert.match(token, TOKEN_RE);
   assert.ok(token.startsWith("tcs_i_"), token);
   s.integrationToken = token;
-  await shown.getByRole("button", { name: "I have copied it" }).click();
+  // With the keyboard: the first Esc warns, the second closes.
+  await page.keyboard.press("Escape");
+  await shown.getByText("This token will not be shown again.", { exact: false }).waitFor();
+  await page.keyboard.press("Escape");
+  await shown.waitFor({ state: "detached" });
   const row = page.locator("#integrations-table tbody tr", { hasText: "Prometheus" });
   await row.waitFor();
   assert.match(await row.innerText(), /payments/);

@@ -146,9 +146,17 @@
   // The one place a token is shown: once, with a copy button and a warning. Closing the
   // dialog removes the token from the page.
   function showToken(title, token, what, after) {
-    openDialog(title, (close) => {
+    openDialog(title, (close, dlg) => {
       const out = h("output", { id: "new-token", "aria-label": "The new token" }, token);
       const copied = h("span", { class: "hint", role: "status" });
+      // The token cannot be shown again, so the first Esc only warns; a second one closes.
+      let warned = false;
+      dlg.addEventListener("cancel", (ev) => {
+        if (warned) return;
+        ev.preventDefault();
+        warned = true;
+        copied.textContent = "This token will not be shown again. Copy it, then choose “I have copied it” (or press Esc again).";
+      });
       return h("div", {},
         h("div", { class: "notice warn" }, h("strong", {}, "Copy this token now. "),
           `It is shown only this once: Tocsin keeps only a keyed hash of it and cannot show it again. ${what}`),
