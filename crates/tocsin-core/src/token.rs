@@ -201,6 +201,28 @@ impl fmt::Display for Token {
     }
 }
 
+/// `text` with everything that could be a token (`tcs_` and the letters, digits and
+/// underscores after it) replaced by `tcs_[redacted]`: for logging text a client chose, such
+/// as a request path, where a token may have been pasted by mistake.
+pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains(PREFIX) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(PREFIX) {
+        out.push_str(&rest[..at]);
+        out.push_str("tcs_[redacted]");
+        let after = &rest[at + PREFIX.len()..];
+        let end = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(after.len());
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
 /// CRC32 (IEEE) of `s`, in base62, most significant digit first, padded to six characters.
 pub fn checksum(s: &str) -> String {
     let mut n = crc32fast::hash(s.as_bytes());
@@ -380,7 +402,25 @@ mod tests {
         assert_ne!(TokenHasher::new(None).derive("csrf", &d), csrf);
     }
 
+    #[test]
+    fn redact_hides_anything_token_shaped_and_keeps_the_rest() {
+        let t = Token::generate(TokenKind::Personal, "us");
+        let path = format!("/v1/api_keys/{}/rotate", t.expose());
+        assert_eq!(redact(&path), "/v1/api_keys/tcs_[redacted]/rotate");
+        assert_eq!(redact("/v2/alerts/abc"), "/v2/alerts/abc");
+        assert_eq!(redact("tcs_tcs_x-tcs_"), "tcs_[redacted]-tcs_[redacted]");
+        assert_eq!(redact("é/tcs_ü"), "é/tcs_[redacted]ü");
+    }
+
     proptest! {
+        #[test]
+        fn redact_never_leaves_a_secret(prefix in "[a-z/%]{0,8}", suffix in "[/?a-z]{0,8}") {
+            let t = Token::generate(TokenKind::Team, "eu");
+            let text = format!("{prefix}{}{suffix}", t.expose());
+            let redacted = redact(&text);
+            prop_assert!(!redacted.contains(&t.expose()[9..]));
+        }
+
         #[test]
         fn any_single_character_change_is_caught(pos in 9usize..47, c in "[0-9A-Za-z]") {
             let t = Token::generate(TokenKind::Organization, "us");

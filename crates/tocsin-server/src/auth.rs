@@ -638,6 +638,7 @@ fn target_of(route: &str, path: &str) -> Option<AuditTarget> {
     };
     Some(AuditTarget {
         kind: kind.to_owned(),
-        id: id.to_owned(),
+        // A token pasted where an id belongs is not kept in the audit trail.
+        id: tocsin_core::token::redact(id).into_owned(),
     })
 }

@@ -85,12 +85,29 @@ pub async fn check_secret(store: &Store, secret: &[u8]) -> anyhow::Result<()> {
     }
 }
 
-#[derive(Debug, serde::Serialize)]
+/// What `init` and `orgs create` print once (`--json` serializes it, token included).
+#[derive(serde::Serialize)]
 pub struct Created {
     pub organization_id: OrgId,
     pub user_id: UserId,
     pub api_key_id: KeyId,
     pub token: String,
+}
+
+/// Never the token: `Debug` output ends up in logs and panic messages.
+impl std::fmt::Debug for Created {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hint = self
+            .token
+            .get(self.token.len().saturating_sub(4)..)
+            .unwrap_or("");
+        f.debug_struct("Created")
+            .field("organization_id", &self.organization_id)
+            .field("user_id", &self.user_id)
+            .field("api_key_id", &self.api_key_id)
+            .field("token", &format_args!("…{hint}"))
+            .finish()
+    }
 }
 
 pub async fn is_initialized(store: &Store) -> anyhow::Result<bool> {
@@ -210,4 +227,51 @@ pub async fn create_org(
         api_key_id: key.id,
         token: token.expose().to_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tocsin_core::token::{MalformedToken, TokenKind};
+
+    /// Item 8 of issue 6: no type that holds a token or the server secret shows it in
+    /// `Debug` (or `Display`), since either may end up in a log line or a panic message.
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        for kind in [
+            TokenKind::Personal,
+            TokenKind::Integration,
+            TokenKind::Session,
+        ] {
+            let t = Token::generate(kind, "us");
+            let secret = &t.expose()[9..];
+            for shown in [format!("{t:?}"), format!("{t}"), format!("{:?}", Some(&t))] {
+                assert!(!shown.contains(secret), "{shown}");
+                assert!(shown.contains(&t.hint()), "{shown}");
+            }
+            // A damaged token's refusal names the damage, never the token.
+            let damaged = &t.expose()[..t.expose().len() - 1];
+            let e = Token::parse(damaged).unwrap_err();
+            assert_eq!(e, MalformedToken::Length { found: 37 });
+            assert!(!format!("{e:?} {e}").contains(&damaged[9..]));
+
+            let created = Created {
+                organization_id: OrgId::generate(),
+                user_id: UserId::generate(),
+                api_key_id: KeyId::generate(),
+                token: t.expose().to_owned(),
+            };
+            let shown = format!("{created:?}");
+            assert!(!shown.contains(secret), "{shown}");
+            assert!(shown.contains(&t.hint()), "{shown}");
+            // `--json` is where the token is meant to be shown, once.
+            assert!(
+                serde_json::to_string(&created)
+                    .unwrap()
+                    .contains(t.expose())
+            );
+        }
+        // The server secret lives only in `TokenHasher`, which has no `Debug` at all, and
+        // `Settings` holds its path, never its content.
+    }
 }

@@ -26,7 +26,8 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
     req.extensions_mut().insert(RequestId(id.clone()));
     req.extensions_mut().insert(RequestStart(started));
     let opsgenie = req.uri().path().starts_with("/v2/");
-    let path = req.uri().path().to_owned();
+    // A token pasted into a path (`/v1/api_keys/tcs_...`) must not reach the log.
+    let path = tocsin_core::token::redact(req.uri().path()).into_owned();
     // Route templates only (bounded label values), never raw paths.
     let route = req
         .extensions()

@@ -380,3 +380,166 @@ fn alerts_from_the_command_line() {
     let blank = server.cli(&owner, &["alerts", "create", "--message", " "]);
     assert_eq!(blank.status.code(), Some(2), "{}", stderr(&blank));
 }
+
+/// The refusal paths, where a token is most likely to be echoed: damaged, unknown, revoked
+/// and rotated-out tokens, a token in a query string or a path, bodies that do not parse,
+/// logins with a wrong password, and a session. The trace-level log and the data directory
+/// then hold none of the tokens (nor the password).
+#[test]
+fn error_paths_leave_no_token_in_trace_logs() {
+    let mut server = Server::start();
+    let owner = server.owner();
+    let created = server.json(
+        &owner,
+        &[
+            "keys",
+            "create",
+            "--name",
+            "doomed",
+            "--expires-in",
+            "1d",
+            "--json",
+        ],
+    );
+    let revoked = created["token"].as_str().unwrap().to_owned();
+    let id = created["api_key"]["id"].as_str().unwrap().to_owned();
+    assert!(
+        server
+            .cli(&owner, &["keys", "revoke", &id])
+            .status
+            .success()
+    );
+    let created = server.json(
+        &owner,
+        &[
+            "keys",
+            "create",
+            "--name",
+            "rotated",
+            "--expires-in",
+            "1d",
+            "--json",
+        ],
+    );
+    let rotated_out = created["token"].as_str().unwrap().to_owned();
+    let id = created["api_key"]["id"].as_str().unwrap().to_owned();
+    let rotated = server.json(&owner, &["keys", "rotate", &id, "--grace", "0s", "--json"]);
+    let current = rotated["token"].as_str().unwrap().to_owned();
+    let unknown = tocsin_core::token::Token::generate(tocsin_core::token::TokenKind::Team, "us")
+        .expose()
+        .to_owned();
+    let foreign =
+        tocsin_core::token::Token::generate(tocsin_core::token::TokenKind::Personal, "eu")
+            .expose()
+            .to_owned();
+    let mut damaged = owner.clone();
+    let last = damaged.pop().unwrap();
+    damaged.push(if last == 'A' { 'B' } else { 'A' });
+    let password = "correct horse battery staple 42";
+
+    let url = server.url.clone();
+    let session = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let http = reqwest::Client::new();
+        let call = |method: reqwest::Method, path: &str, auth: Option<&str>, body: Option<&str>| {
+            let mut req = http.request(method, format!("{url}{path}"));
+            if let Some(a) = auth {
+                req = req.header("Authorization", a);
+            }
+            if let Some(b) = body {
+                req = req.header("Content-Type", "application/json").body(b.to_owned());
+            }
+            req.send()
+        };
+        use reqwest::Method;
+        for t in [&damaged, &unknown, &foreign, &revoked, &rotated_out] {
+            for auth in [format!("Bearer {t}"), format!("GenieKey {t}"), format!("Bearer \"{t}\"")] {
+                let resp = call(Method::GET, "/v1/auth/whoami", Some(&auth), None).await.unwrap();
+                assert_eq!(resp.status(), 401, "{auth}");
+                let body = resp.text().await.unwrap();
+                assert!(!body.contains(&t[9..]), "an error body echoes a token: {body}");
+            }
+        }
+        let owner_auth = format!("Bearer {owner}");
+        // Tokens where they do not belong: the query string, the path, a body that does not
+        // parse, a field that is refused.
+        for path in [
+            format!("/v2/alerts?apiKey={current}"),
+            format!("/v1/api_keys/{current}"),
+            format!("/v2/heartbeats/{current}/ping"),
+        ] {
+            let resp = call(Method::GET, &path, Some(&owner_auth), None).await.unwrap();
+            assert!(resp.status().is_client_error() || resp.status().is_success(), "{path}");
+        }
+        let bad_bodies = [
+            format!("{{\"name\": \"{current}"),
+            format!("{{\"name\": \"x\", \"{current}\": 1}}"),
+            format!("[\"{current}\"]"),
+        ];
+        for body in &bad_bodies {
+            let resp = call(Method::POST, "/v1/teams", Some(&owner_auth), Some(body))
+                .await
+                .unwrap();
+            assert!(resp.status().is_client_error(), "{body}");
+        }
+        let user = format!(
+            "{{\"email\": \"ops@example.com\", \"name\": \"Ops\", \"role_name\": \"viewer\", \"password\": \"{password}\"}}"
+        );
+        let resp = call(Method::POST, "/v1/users", Some(&owner_auth), Some(&user)).await.unwrap();
+        assert_eq!(resp.status(), 201);
+        let wrong = "{\"email\": \"ops@example.com\", \"password\": \"not the password at all\"}";
+        let resp = call(Method::POST, "/v1/auth/login", None, Some(wrong)).await.unwrap();
+        assert_eq!(resp.status(), 401);
+        let login = format!("{{\"email\": \"ops@example.com\", \"password\": \"{password}\"}}");
+        let resp = call(Method::POST, "/v1/auth/login", None, Some(&login)).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let session = resp.json::<Value>().await.unwrap()["session_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let resp = call(Method::GET, "/v1/auth/whoami", Some(&format!("Bearer {session}")), None)
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        session
+    });
+    server.stop();
+
+    let log = read(&server.log);
+    // (Nothing in the server logs at TRACE itself; its dependencies' debug lines show the
+    // filter let everything through.)
+    assert!(log.contains("DEBUG"), "the log is not verbose: {log}");
+    let mut haystacks = vec![("server log".to_owned(), log.into_bytes())];
+    for entry in std::fs::read_dir(&server.data).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap() != "owner-token" {
+            haystacks.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+        }
+    }
+    let secrets = [
+        &owner,
+        &revoked,
+        &rotated_out,
+        &current,
+        &unknown,
+        &foreign,
+        &damaged,
+        &session,
+    ];
+    for (i, t) in secrets.iter().enumerate() {
+        let secret = &t.as_bytes()[9..];
+        for (name, bytes) in &haystacks {
+            if let Some(at) = bytes.windows(secret.len()).position(|w| w == secret) {
+                let around = String::from_utf8_lossy(&bytes[at.saturating_sub(200)..at]);
+                panic!("token #{i} appears in {name}, after: {around}");
+            }
+        }
+    }
+    for (name, bytes) in &haystacks {
+        assert!(
+            !bytes
+                .windows(password.len())
+                .any(|w| w == password.as_bytes()),
+            "the password appears in {name}"
+        );
+    }
+}
