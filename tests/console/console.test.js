@@ -337,6 +337,8 @@ step("create an integration in the console; its key is shown once", async () => 
   await keyRow.waitFor();
   assert.equal(await page.locator("#keys-table tbody tr").count(), 1);
   assert.ok((await keyRow.innerText()).includes(token.slice(-4)));
+  assert.match(await keyRow.innerText(), /integration Prometheus/);
+  await page.getByText("Showing the keys of integration Prometheus.").waitFor();
   // Access flags take effect at once: without write access its key cannot create alerts.
   await page.getByRole("link", { name: "Integrations" }).click();
   const write = page.getByRole("checkbox", { name: /^Write access for Prometheus/ });

@@ -194,6 +194,8 @@
     return state.routes;
   }
   const teamName = (id) => { const t = (state.teams || []).find((x) => x.id === id); return t ? t.name : id; };
+  async function integrations() { state.integrations = can("integrations:read") ? await listAll("/v1/integrations").catch(() => []) : []; return state.integrations; }
+  const integrationName = (id) => { const i = (state.integrations || []).find((x) => x.id === id); return i ? i.name : id; };
   const can = (perm) => state.me && state.me.permissions.includes(perm);
 
   // ---- Sign-in and the session. ----
@@ -284,7 +286,7 @@
   };
   function keyScope(k) {
     if (k.kind === "team") return `team ${teamName(k.team_id)}`;
-    if (k.kind === "integration") return `integration ${k.integration_id}`;
+    if (k.kind === "integration") return `integration ${integrationName(k.integration_id)}`;
     if (k.kind === "organization") return k.team_ids.length ? `organization; teams ${k.team_ids.map(teamName).join(", ")}` : "organization";
     return "you (personal)";
   }
@@ -294,6 +296,7 @@
   }
 
   async function keyList() {
+    await integrations();
     const params = new URLSearchParams(location.hash.split("?")[1] || "");
     const integrationId = params.get("integration");
     const search = h("input", { type: "search", id: "key-search", placeholder: "name, id or role" });
@@ -336,7 +339,7 @@
     render(
       h("div", { class: "between" }, h("h1", {}, "API keys"), h("a", { class: "button", href: "#/keys/new", id: "new-key" }, "Create a key")),
       h("p", { class: "lead" }, "Every key has a kind (who it acts as), roles (what it may do), and an expiry. A token is shown once, when the key is created or rotated."),
-      integrationId ? h("div", { class: "notice" }, `Showing the keys of integration ${integrationId}. `, h("a", { href: "#/keys" }, "Show all keys")) : null,
+      integrationId ? h("div", { class: "notice" }, `Showing the keys of integration ${integrationName(integrationId)}. `, h("a", { href: "#/keys" }, "Show all keys")) : null,
       h("div", { class: "panel row", role: "search" },
         h("div", { class: "grow" }, field("Search", search)), field("Kind", kind), field("Status", status)),
       h("div", { class: "table-wrap" }, table));
@@ -354,7 +357,7 @@
 
   async function keyWizard() {
     const allRoles = await roles();
-    const integrations = can("integrations:read") ? await listAll("/v1/integrations").catch(() => []) : [];
+    const ints = await integrations();
     const w = { step: 0, kind: "personal", team_id: "", team_ids: [], integration_id: "", role_names: [], team_role_names: [], name: "", description: "", expiry: "90", custom: "" };
     const stepsNames = ["Kind", "Scope", "Roles", "Name and expiry"];
     const form = h("form", { class: "panel", id: "wizard", novalidate: true });
@@ -379,12 +382,12 @@
             state.teams.length ? state.teams.map((t) => h("label", { class: "choice" }, h("input", { type: "checkbox", name: "w-teams", value: t.id, checked: w.team_ids.includes(t.id) }), h("span", {}, t.name))) : h("p", { class: "muted" }, "There are no teams."));
         } else {
           body = field("Integration", h("select", { id: "w-integration", required: true }, h("option", { value: "" }, "Choose an integration"),
-            integrations.map((i) => h("option", { value: i.id, selected: w.integration_id === i.id }, `${i.name}${i.team_id ? " (team " + teamName(i.team_id) + ")" : " (global)"}`))),
+            ints.map((i) => h("option", { value: i.id, selected: w.integration_id === i.id }, `${i.name}${i.team_id ? " (team " + teamName(i.team_id) + ")" : " (global)"}`))),
           "The key can do what this integration's access flags allow.");
         }
       } else if (w.step === 2) {
         if (w.kind === "integration") {
-          const i = integrations.find((x) => x.id === w.integration_id) || {};
+          const i = ints.find((x) => x.id === w.integration_id) || {};
           body = h("div", { class: "notice" }, "An integration key has no roles of its own: it follows its integration's access flags (",
             ["read", "write", "delete", "configuration"].filter((f) => i["allow_" + f]).join(", ") || "none", "). Change them on the Integrations page; its keys follow at once.");
         } else {
@@ -462,7 +465,7 @@
   }
 
   async function keyPage(id) {
-    const k = await api("GET", `/v1/api_keys/${encodeURIComponent(id)}`);
+    const [k] = await Promise.all([api("GET", `/v1/api_keys/${encodeURIComponent(id)}`), integrations()]);
     const live = k.status !== "revoked" && k.status !== "expired";
     const facts = h("dl", { class: "facts" },
       h("dt", {}, "Status"), h("dd", {}, badge(k.status), k.revoked_at ? [" ", when(k.revoked_at), k.revoked_by ? ` by ${k.revoked_by.name}` : ""] : null),
