@@ -253,6 +253,14 @@ step("the key's page explains what the key may do, and why not", async () => {
   await page.getByLabel("Route", { exact: true }).selectOption("GET /v2/alerts");
   await page.getByRole("button", { name: "Explain" }).click();
   await result.getByText("Allowed").waitFor();
+  // Or a permission, account-wide or in a team.
+  await page.getByLabel("Ask about").selectOption("permission");
+  await page.getByLabel("Permission", { exact: true }).selectOption("alerts:delete");
+  await page.getByLabel("In", { exact: true }).selectOption({ label: "payments" });
+  await page.getByRole("button", { name: "Explain" }).click();
+  await result.getByText(/Refused \(permission_denied\)/).waitFor();
+  assert.match(await result.innerText(), /alerts:delete/);
+  await page.getByLabel("Ask about").selectOption("route");
   await page.getByLabel("Route", { exact: true }).selectOption("POST /v1/teams");
   await page.getByRole("button", { name: "Explain" }).click();
   await result.getByText(/Refused/).waitFor();
@@ -372,9 +380,16 @@ step("an alert sent with the integration's key shows up, and is acknowledged in 
   await page.getByRole("button", { name: "Search" }).click();
   await row.waitFor({ state: "detached" });
   await page.locator("#alerts-table tbody tr", { hasText: "Disk 91% full" }).waitFor();
+  // A query that does not parse is explained, with where it breaks.
+  await page.getByLabel("Search").fill("priority:(P1");
+  await page.getByRole("button", { name: "Search" }).click();
+  const bad = page.locator(".notice.error");
+  await bad.waitFor();
+  assert.match(await bad.innerText(), /character|query/i);
   await page.getByLabel("Search").fill("");
   await page.getByRole("button", { name: "Search" }).click();
   await row.waitFor();
+  await bad.waitFor({ state: "detached" });
   await shot("alerts.png");
   await assertLabelled("alerts");
   await row.getByRole("button", { name: /^Acknowledge alert/ }).click();

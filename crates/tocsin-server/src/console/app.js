@@ -105,6 +105,7 @@
       fields.length ? h("ul", {}, fields.map(([f, r]) => h("li", {}, h("code", {}, f), " ", r))) : null,
       err.fixes && err.fixes.length ? h("ul", {}, err.fixes.map((f) => h("li", {}, f))) : null);
   }
+  function clearError(container) { container.querySelectorAll(".notice.error").forEach((n) => n.remove()); }
   function showError(container, err) {
     container.querySelectorAll(".notice.error").forEach((n) => n.remove());
     const box = errorBox(err);
@@ -623,7 +624,7 @@
         return f;
       });
     }
-    form.addEventListener("submit", (ev) => { ev.preventDefault(); load().catch((e) => showError(form, e)); });
+    form.addEventListener("submit", (ev) => { ev.preventDefault(); load().then(() => clearError(form), (e) => showError(form, e)); });
     render(h("h1", {}, "Alerts"), tablist, form,
       h("div", { class: "table-wrap" }, h("table", { class: "cards", id: "alerts-table" }, caption,
         h("thead", {}, h("tr", {}, ["#", "Message", "Priority", "Source", "Teams", "Created", "Status", "Actions"].map((c) => h("th", { scope: "col" }, c)))), tbody)));
@@ -765,7 +766,7 @@
       h("div", { class: "grow" }, field("Key id", f.api_key_id)), h("div", { class: "grow" }, field("Actor id", f.actor_id)),
       h("div", { class: "grow" }, field("Since", f.since)), h("div", { class: "grow" }, field("Until", f.until))),
     h("div", { class: "actions" }, h("button", { type: "submit" }, "Filter")));
-    form.addEventListener("submit", (ev) => { ev.preventDefault(); load(false).catch((e) => showError(form, e)); });
+    form.addEventListener("submit", (ev) => { ev.preventDefault(); load(false).then(() => clearError(form), (e) => showError(form, e)); });
     render(h("h1", {}, "Audit log"),
       h("p", { class: "lead" }, "Every key change and every request made with a key, allowed or refused, hash-chained per organization (tocsin audit verify proves it intact)."),
       form, out, h("div", { class: "pager" }, more));
