@@ -221,6 +221,7 @@ fn request_schema(method: &str, path: &str) -> Option<Value> {
                 ("name", string()),
                 ("role_name", string()),
                 ("active", boolean()),
+                ("password", string()),
             ],
         ),
         ("POST", "/v1/teams") => object(&[("name", string())], &[("description", string())]),
