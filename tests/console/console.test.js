@@ -441,6 +441,14 @@ step("on a phone-sized screen the menu folds away and tables become cards", asyn
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `the page is ${overflow}px wider than the phone`);
   await shot("phone-alerts.png");
+  // Every other page fits too.
+  for (const [hash, heading] of [["#/keys", "API keys"], ["#/keys/new", "Create an API key"], [`#/keys/${s.keyId}`, "ci deploy"], ["#/integrations", "Integrations"], ["#/teams", "Teams"], [`#/teams/${s.teamId}`, "payments"], ["#/audit", "Audit log"]]) {
+    await page.evaluate((h) => { location.hash = h; }, hash);
+    await page.getByRole("heading", { name: heading, exact: true }).waitFor();
+    await page.locator("main table, main form").first().waitFor();
+    const wider = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(wider <= 0, `${hash} is ${wider}px wider than the phone`);
+  }
   await page.setViewportSize({ width: 1280, height: 860 });
 });
 
