@@ -88,7 +88,10 @@ for attempt in 1 2 3; do
   port="$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
   data="$work/data$attempt"
   log="$work/server$attempt.log"
-  "$bin" serve --listen "127.0.0.1:$port" --data-dir "$data" >"$log" 2>&1 &
+  # The failed-authentication throttle would answer 429 to the bad credentials schemathesis
+  # sends on purpose (its ignored_auth check wants to see the 401); it has tests of its own.
+  "$bin" serve --listen "127.0.0.1:$port" --data-dir "$data" --failed-auth-per-minute 1000000 \
+    >"$log" 2>&1 &
   server_pid=$!
   if "$py" - "http://127.0.0.1:$port" "$server_pid" <<'PYEOF'
 import os, sys, time, urllib.request

@@ -25,6 +25,13 @@ pub fn refine(r: &RouteInfo, op: &mut Value) {
             responses.insert("2XX".into(), success);
         }
     }
+    if let Some((status, links)) = links(r)
+        && let Some(success) = responses.get("2XX").cloned()
+    {
+        let mut created = success;
+        created["links"] = links;
+        responses.insert(status.into(), created);
+    }
     if let Some(status) = no_content(r) {
         responses.insert(
             status.into(),
@@ -53,12 +60,117 @@ pub fn refine(r: &RouteInfo, op: &mut Value) {
                 "required": false,
                 "content": {"application/json": {"schema": schema}},
             });
+            if let Some(example) = example(r.method, r.path) {
+                op["requestBody"]["content"]["application/json"]["example"] = example;
+            }
         }
         (None, Some(o)) => {
             o.remove("requestBody");
         }
         (None, None) => {}
     }
+}
+
+/// How the object a create answers is addressed by the operations on it: OpenAPI links, so
+/// a client (and schemathesis's stateful phase) can go from creating to reading, changing
+/// and deleting it.
+fn links(r: &RouteInfo) -> Option<(&'static str, Value)> {
+    let link = |targets: &[(&str, &str)], param: &str, pointer: &str| {
+        let mut links = Map::new();
+        for (name, operation) in targets {
+            links.insert(
+                (*name).into(),
+                json!({"operationId": operation,
+                       "parameters": {param: format!("$response.body#{pointer}")}}),
+            );
+        }
+        Value::Object(links)
+    };
+    Some(match (r.method, r.path) {
+        ("POST", "/v1/users") => (
+            "201",
+            link(
+                &[
+                    ("GetUser", "get /v1/users/{id}"),
+                    ("UpdateUser", "patch /v1/users/{id}"),
+                ],
+                "id",
+                "/id",
+            ),
+        ),
+        ("POST", "/v1/teams") => (
+            "201",
+            link(
+                &[
+                    ("GetTeam", "get /v1/teams/{id}"),
+                    ("UpdateTeam", "patch /v1/teams/{id}"),
+                    ("TeamMembers", "get /v1/teams/{id}/members"),
+                    ("DeleteTeam", "delete /v1/teams/{id}"),
+                ],
+                "id",
+                "/id",
+            ),
+        ),
+        ("POST", "/v1/roles") => (
+            "201",
+            link(
+                &[
+                    ("UpdateRole", "patch /v1/roles/{name}"),
+                    ("DeleteRole", "delete /v1/roles/{name}"),
+                ],
+                "name",
+                "/name",
+            ),
+        ),
+        ("POST", "/v1/api_keys") => (
+            "201",
+            link(
+                &[
+                    ("GetKey", "get /v1/api_keys/{id}"),
+                    ("UpdateKey", "patch /v1/api_keys/{id}"),
+                    ("RotateKey", "post /v1/api_keys/{id}/rotate"),
+                    ("RevokeKey", "post /v1/api_keys/{id}/revoke"),
+                ],
+                "id",
+                "/api_key/id",
+            ),
+        ),
+        ("POST", "/v1/integrations") => (
+            "201",
+            link(
+                &[
+                    ("GetIntegration", "get /v1/integrations/{id}"),
+                    ("UpdateIntegration", "patch /v1/integrations/{id}"),
+                    ("GetOpsgenieIntegration", "get /v2/integrations/{id}"),
+                    ("DeleteIntegration", "delete /v1/integrations/{id}"),
+                ],
+                "id",
+                "/integration/id",
+            ),
+        ),
+        ("POST", "/v2/heartbeats") => (
+            "201",
+            link(
+                &[
+                    ("GetHeartbeat", "get /v2/heartbeats/{name}"),
+                    ("UpdateHeartbeat", "patch /v2/heartbeats/{name}"),
+                    ("PingHeartbeat", "get /v2/heartbeats/{name}/ping"),
+                    ("DeleteHeartbeat", "delete /v2/heartbeats/{name}"),
+                ],
+                "name",
+                "/data/name",
+            ),
+        ),
+        ("POST", "/v2/alerts") => (
+            "202",
+            link(
+                &[("RequestStatus", "get /v2/alerts/requests/{id}")],
+                "id",
+                "/requestId",
+            ),
+        ),
+        _ => return None,
+    })
 }
 
 fn no_content(r: &RouteInfo) -> Option<&'static str> {
@@ -99,7 +211,8 @@ fn error_statuses(r: &RouteInfo) -> Vec<u16> {
         // `limit`, `cursor` and filters are checked.
         statuses.push(422);
     }
-    if r.method != "GET" && r.path.starts_with("/v1/") {
+    let named = ["/v1/", "/v2/heartbeats", "/v2/integrations"];
+    if r.method != "GET" && named.iter().any(|p| r.path.starts_with(p)) {
         // A name that is taken, or an object still in use (a team that owns keys).
         statuses.push(409);
     }
@@ -168,6 +281,32 @@ fn object(required: &[(&str, Value)], optionals: &[(&str, Value)]) -> Value {
         "properties": properties,
         "required": required.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
         "additionalProperties": false,
+    })
+}
+
+/// A body the create routes accept, for readers of the document (and schemathesis's
+/// examples phase, which then reaches past validation). Expiry times are a month from now.
+fn example(method: &str, path: &str) -> Option<Value> {
+    let in_a_month =
+        tocsin_core::key::fmt_rfc3339(time::OffsetDateTime::now_utc() + time::Duration::days(30));
+    Some(match (method, path) {
+        ("POST", "/v1/users") => json!({"email": "oncall@example.com", "name": "On-call",
+            "role_name": "responder", "password": "correct horse battery staple"}),
+        ("POST", "/v1/teams") => json!({"name": "payments", "description": "Payments on-call"}),
+        ("POST", "/v1/roles") => {
+            json!({"name": "pager", "description": "Reads and acknowledges alerts",
+            "scope": "team", "permissions": ["alerts:read", "alerts:write"]})
+        }
+        ("POST", "/v1/api_keys") => json!({"name": "ci deploy", "kind": "personal",
+            "role_names": ["viewer"], "expires_at": in_a_month}),
+        ("POST", "/v1/integrations") => json!({"name": "Alertmanager", "type": "API",
+            "key_expires_at": in_a_month}),
+        ("POST", "/v1/auth/explain") => json!({"method": "DELETE", "path": "/v2/alerts/abc"}),
+        ("POST", "/v2/alerts") => json!({"message": "CPU above 90% on db-1", "alias": "db-1-cpu",
+            "priority": "P2", "tags": ["db"], "details": {"host": "db-1"}}),
+        ("POST", "/v2/heartbeats") => json!({"name": "nightly-backup", "interval": 10,
+            "intervalUnit": "minutes", "enabled": true}),
+        _ => return None,
     })
 }
 
