@@ -1,5 +1,6 @@
 //! The field parsers every `/v1` create body goes through (API keys, teams, users,
-//! integrations, roles): names, descriptions, expiry times, CIDR lists and durations.
+//! integrations, roles): names, descriptions, expiry times, CIDR lists, durations and
+//! custom role definitions.
 //! Never panics; what they accept keeps their rules, and a refusal says why.
 //!
 //! Input: 8 bytes of an organization's maximum key lifetime in days (any i64, so the expiry
@@ -9,6 +10,8 @@
 use libfuzzer_sys::fuzz_target;
 use time::OffsetDateTime;
 use tocsin_core::key::{self, KeyName};
+use tocsin_core::permission::Permission;
+use tocsin_core::role::{self, Role};
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 8 {
@@ -45,6 +48,29 @@ fuzz_target!(|data: &[u8]| {
         }
         if let Ok(d) = key::parse_duration(value) {
             assert!(d.whole_days() <= 100 * 365);
+        }
+    }
+    // A custom role (`POST /v1/roles`): the first lines are its name, description and
+    // scope, the rest its permissions.
+    let lines: Vec<&str> = text.lines().collect();
+    if let [name, description, scope, permissions @ ..] = lines.as_slice() {
+        let permissions: Vec<String> = permissions.iter().map(|p| (*p).to_owned()).collect();
+        match Role::custom(name, Some(description), scope, &permissions) {
+            Ok(role) => {
+                assert_eq!(role.name, name.trim());
+                assert!(!role.builtin && !role::is_builtin_name(&role.name));
+                assert!((1..=64).contains(&role.name.len()));
+                assert!(role.description.chars().count() <= 1000);
+                assert_eq!(role.scope.name(), *scope);
+                for p in &permissions {
+                    let p = Permission::parse(p).expect("only known permissions are accepted");
+                    assert!(role.permissions.contains(p));
+                }
+            }
+            Err(problems) => {
+                assert!(!problems.is_empty());
+                assert!(problems.iter().all(|p| !p.reason.is_empty()));
+            }
         }
     }
     let items: Vec<String> = text.split(',').map(str::to_owned).collect();
