@@ -129,6 +129,16 @@ async fn oversized_bodies_get_413_naming_the_limit_in_both_envelopes() {
 }
 
 #[tokio::test]
+async fn a_body_limit_above_two_mebibytes_is_the_setting_not_the_framework_default() {
+    let app = TestApp::spawn_with(|o| o.max_body_bytes = Some(3 * 1024 * 1024)).await;
+    let big = json!({"name": "x".repeat(2_500_000)});
+    let (s, b) = app.post("/v1/teams", &app.owner, big).await;
+    // Read whole and refused for its name, not for its size.
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(b["error"]["fields"]["name"].is_string(), "{b}");
+}
+
+#[tokio::test]
 async fn oversized_request_heads_get_431_and_the_server_goes_on() {
     let app = TestApp::spawn_with(|o| o.max_header_bytes = Some(2048)).await;
     let resp = app
