@@ -263,21 +263,32 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         {
             return Err(ApiError::validation("body", "must be a JSON object"));
         }
-        match serde_json::from_slice::<T>(&bytes) {
-            Ok(v) => Ok(JsonBody(v)),
-            Err(e) if e.is_syntax() || e.is_eof() => Err(ApiError::BadRequest(format!(
-                "The request body is not valid JSON: {e}."
-            ))),
+        let not_json = |e: serde_json::Error| {
+            ApiError::BadRequest(format!("The request body is not valid JSON: {e}."))
+        };
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        match serde_path_to_error::deserialize::<_, T>(&mut de) {
+            Ok(v) => {
+                de.end().map_err(not_json)?;
+                Ok(JsonBody(v))
+            }
             Err(e) => {
+                // Where the problem is: `description`, `responders[0].type`, or `.` for the body.
+                let path = e.path().to_string();
+                let e = e.into_inner();
+                if e.is_syntax() || e.is_eof() {
+                    return Err(not_json(e));
+                }
                 let msg = e.to_string();
-                let field = msg
-                    .split('`')
-                    .nth(1)
-                    .filter(|_| {
-                        msg.starts_with("missing field") || msg.starts_with("unknown field")
-                    })
-                    .unwrap_or("body")
-                    .to_owned();
+                let named = msg.split('`').nth(1).filter(|_| {
+                    msg.starts_with("missing field") || msg.starts_with("unknown field")
+                });
+                let field = match (named, path.as_str()) {
+                    (Some(name), ".") => name.to_owned(),
+                    (Some(name), parent) if !parent.ends_with(name) => format!("{parent}.{name}"),
+                    (_, ".") => "body".to_owned(),
+                    (_, path) => path.to_owned(),
+                };
                 let reason = msg.split(" at line").next().unwrap_or(&msg).to_owned();
                 Err(ApiError::validation(&field, reason))
             }
