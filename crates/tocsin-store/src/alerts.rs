@@ -408,14 +408,19 @@ macro_rules! bind_all {
     }};
 }
 
-/// Applies one op on an open transaction or savepoint; a macro so the same statements serve
-/// whichever typed connection the arm of `on_db!` holds.
-macro_rules! apply_op {
-    ($conn:ident, $op:expr) => {{
+/// Applies one action to an existing alert on an open transaction or savepoint; a macro so
+/// the same statements serve whichever typed connection the arm of `on_db!` holds. Its log
+/// lines and note go to `$out` (written for the whole batch at the end).
+macro_rules! act_op {
+    ($conn:ident, $op:expr, $now:expr, $out:expr) => {{
         async {
             let op: &AlertOp = $op;
-            let now = crate::now_ms();
+            let now: i64 = $now;
+            let out: &mut Trail = $out;
             let org = op.org_id.as_str();
+            let OpKind::Act { alert_id, action, user, note } = &op.kind else {
+                return Ok(failed(op, "Request could not be processed: not an action"));
+            };
             let done = |action: &str, status: String, alert_id: &str, alias: &str| RequestStatus {
                 id: op.request_id.clone(),
                 action: action.to_owned(),
@@ -426,123 +431,7 @@ macro_rules! apply_op {
                 integration_id: op.integration_id.clone(),
                 processed_at: from_ms(now),
             };
-            let log = |alert_id: String, text: String, kind: &'static str, owner: String| {
-                (alert_id, text, kind, owner)
-            };
-            let mut logs: Vec<(String, String, &'static str, String)> = Vec::new();
-            let mut notes: Vec<(String, String, String)> = Vec::new();
-            let mut return_early: Option<RequestStatus> = None;
-            let result: std::result::Result<RequestStatus, sqlx::Error> = match &op.kind {
-                OpKind::Fail { action, status, alias } => {
-                    let mut s = done(action, status.clone(), "", alias);
-                    s.success = false;
-                    Ok(s)
-                }
-                OpKind::Create(d) => {
-                    let existing: Option<(String, String)> = if let Some(alias) = &d.alias {
-                        sqlx::query_as("SELECT id, alias FROM alerts WHERE org_id = $1 AND alias = $2 AND status = 'open'")
-                            .bind(org)
-                            .bind(alias)
-                            .fetch_optional(&mut *$conn)
-                            .await?
-                    } else {
-                        None
-                    };
-                    match existing {
-                        Some((id, alias)) => {
-                            // De-duplication: count it, keep everything else as it was.
-                            sqlx::query(
-                                "UPDATE alerts SET count = count + 1, last_occurred_at = $3, updated_at = $3 WHERE org_id = $1 AND id = $2",
-                            )
-                            .bind(org)
-                            .bind(&id)
-                            .bind(now)
-                            .execute(&mut *$conn)
-                            .await?;
-                            logs.push(log(id.clone(), format!("Alert occurred again: {}", d.message), "system", d.user.clone()));
-                            if let Some(n) = &d.note {
-                                notes.push((id.clone(), n.clone(), d.user.clone()));
-                            }
-                            Ok(done("Create", "Alert already exists and its count was increased".into(), &id, &alias))
-                        }
-                        None => {
-                            let (tiny,): (i64,) = sqlx::query_as(
-                                "INSERT INTO alert_counters (org_id, next_tiny_id) VALUES ($1, 2)
-                                 ON CONFLICT (org_id) DO UPDATE SET next_tiny_id = alert_counters.next_tiny_id + 1
-                                 RETURNING next_tiny_id - 1",
-                            )
-                            .bind(org)
-                            .fetch_one(&mut *$conn)
-                            .await?;
-                            let id = uuid::Uuid::now_v7().to_string();
-                            let alias = d.alias.clone().unwrap_or_else(|| id.clone());
-                            let stored: (String, i64) = sqlx::query_as(
-                                "INSERT INTO alerts (id, org_id, tiny_id, alias, message, status, acknowledged, is_seen, tags,
-                                   snoozed, snoozed_until, count, last_occurred_at, created_at, updated_at, source, owner, priority,
-                                   responders, teams, visible_to, owner_team_id, integration_id, integration_name, integration_type,
-                                   ack_time, close_time, acknowledged_by, closed_by, actions, entity, description, details)
-                                 VALUES ($1, $2, $3, $4, $5, 'open', $6, $6, $7, $6, NULL, 1, $8, $8, $8, $9, '', $10, $11, $12, $13,
-                                   $14, $15, $16, $17, NULL, NULL, NULL, NULL, $18, $19, $20, $21)
-                                 ON CONFLICT (org_id, alias) WHERE status = 'open'
-                                 DO UPDATE SET count = alerts.count + 1, last_occurred_at = $8, updated_at = $8
-                                 RETURNING id, count",
-                            )
-                            .bind(&id)
-                            .bind(org)
-                            .bind(tiny)
-                            .bind(&alias)
-                            .bind(&d.message)
-                            .bind(false)
-                            .bind(to_json(&d.tags))
-                            .bind(now)
-                            .bind(&d.source)
-                            .bind(&d.priority)
-                            .bind(to_json(&d.responders))
-                            .bind(to_json(&d.teams))
-                            .bind(to_json(&d.visible_to))
-                            .bind(d.owner_team_id.as_deref())
-                            .bind(d.integration.as_ref().map(|i| i.id.as_str()))
-                            .bind(d.integration.as_ref().map(|i| i.name.as_str()))
-                            .bind(d.integration.as_ref().map(|i| i.kind.as_str()))
-                            .bind(to_json(&d.actions))
-                            .bind(&d.entity)
-                            .bind(&d.description)
-                            .bind(to_json(&d.details))
-                            .fetch_one(&mut *$conn)
-                            .await?;
-                            let (stored_id, count): (String, i64) = stored;
-                            if count > 1 {
-                                // Another node opened this alias between our look and our insert:
-                                // the upsert counted it instead (that tinyId stays unused).
-                                logs.push(log(stored_id.clone(), format!("Alert occurred again: {}", d.message), "system", d.user.clone()));
-                                if let Some(n) = &d.note {
-                                    notes.push((stored_id.clone(), n.clone(), d.user.clone()));
-                                }
-                                return_early = Some(done("Create", "Alert already exists and its count was increased".into(), &stored_id, &alias));
-                            }
-                            logs.push(log(id.clone(), "Alert created".into(), "system", d.user.clone()));
-                            if let Some(n) = &d.note {
-                                notes.push((id.clone(), n.clone(), d.user.clone()));
-                            }
-                            match return_early {
-                                Some(deduplicated) => {
-                                    logs.retain(|(alert, _, _, _)| alert != &id);
-                                    notes.retain(|(alert, _, _)| alert != &id);
-                                    Ok(deduplicated)
-                                }
-                                None => {
-                                    let mut status = "Created alert".to_owned();
-                                    for a in &d.adjustments {
-                                        status.push_str("; ");
-                                        status.push_str(a);
-                                    }
-                                    Ok(done("Create", status, &id, &alias))
-                                }
-                            }
-                        }
-                    }
-                }
-                OpKind::Act { alert_id, action, user, note } => {
+            let result: std::result::Result<RequestStatus, sqlx::Error> = {
                     let row: Option<AlertRow> = sqlx::query_as(safe(&format!(
                         "SELECT {COLUMNS} FROM alerts WHERE org_id = $1 AND id = $2"
                     )))
@@ -672,6 +561,8 @@ macro_rules! apply_op {
                                 s.success = false;
                                 Ok(s)
                             } else if delete {
+                                // Lines queued earlier in this batch would name a deleted alert.
+                                out.forget(&a.id);
                                 sqlx::query("DELETE FROM alert_notes WHERE org_id = $1 AND alert_id = $2")
                                     .bind(org).bind(&a.id).execute(&mut *$conn).await?;
                                 sqlx::query("DELETE FROM alert_logs WHERE org_id = $1 AND alert_id = $2")
@@ -707,43 +598,226 @@ macro_rules! apply_op {
                                 .bind(to_json(&a2.details))
                                 .execute(&mut *$conn)
                                 .await?;
-                                logs.push(log(a.id.clone(), text, "system", user.clone()));
+                                out.log(org, &a.id, text, "system", user, now);
                                 if let Some(n) = note {
-                                    notes.push((a.id.clone(), n.clone(), user.clone()));
+                                    out.note(org, &a.id, n, user, now);
                                 }
                                 Ok(done(action.name(), "Request processed successfully".into(), &a.id, &a.alias))
                             }
                         }
                     }
-                }
             };
-            let status = result?;
-            for (alert_id, text, kind, owner) in logs {
-                sqlx::query("INSERT INTO alert_logs (id, org_id, alert_id, log, type, owner, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                    .bind(uuid::Uuid::now_v7().to_string())
-                    .bind(org)
-                    .bind(alert_id)
-                    .bind(text)
-                    .bind(kind)
-                    .bind(owner)
-                    .bind(now)
-                    .execute(&mut *$conn)
-                    .await?;
-            }
-            for (alert_id, text, owner) in notes {
-                sqlx::query("INSERT INTO alert_notes (id, org_id, alert_id, note, owner, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
-                    .bind(uuid::Uuid::now_v7().to_string())
-                    .bind(org)
-                    .bind(alert_id)
-                    .bind(text)
-                    .bind(owner)
-                    .bind(now)
-                    .execute(&mut *$conn)
-                    .await?;
-            }
-            std::result::Result::<RequestStatus, sqlx::Error>::Ok(status)
+            result
         }
         .await
+    }};
+}
+
+/// Where a create of a run lands.
+enum Landing {
+    /// An open alert with its alias, there before the run: counted.
+    Existing(String),
+    /// The run's new row `k`.
+    New(usize),
+    /// Counted into the run's new row `k` (an earlier create of the run had the alias).
+    Again(usize),
+}
+
+/// A run of creates, set-based: one look for open aliases per organization, one tinyId
+/// reservation per organization, one insert for every new alert, one count update per alert
+/// that was created again. Same rules as one create at a time: an open alert with the alias
+/// is counted instead, and so is one that another node opened between the look and the insert
+/// (the upsert counts it; its reserved tinyId stays unused).
+macro_rules! create_run {
+    ($conn:ident, $ops:expr, $now:expr, $sql:expr, $out:expr) => {{
+        async {
+            let ops: &[AlertOp] = $ops;
+            let now: i64 = $now;
+            let sql: &BatchSql = $sql;
+            let out: &mut Trail = $out;
+            let mut wanted: std::collections::HashMap<&str, Vec<&str>> = Default::default();
+            for op in ops {
+                if let OpKind::Create(d) = &op.kind {
+                    if let Some(alias) = &d.alias {
+                        wanted.entry(op.org_id.as_str()).or_default().push(alias);
+                    }
+                }
+            }
+            let mut open: std::collections::HashMap<(&str, String), String> = Default::default();
+            for (org, aliases) in &wanted {
+                let rows: Vec<(String, String)> = sqlx::query_as(sql.open_aliases)
+                    .bind(*org)
+                    .bind(to_json(aliases))
+                    .fetch_all(&mut *$conn)
+                    .await?;
+                for (alias, id) in rows {
+                    open.insert((*org, alias), id);
+                }
+            }
+            let mut landings: Vec<Option<Landing>> = Vec::with_capacity(ops.len());
+            let mut rows: Vec<AlertInsert> = Vec::new();
+            let mut fresh: std::collections::HashMap<(&str, String), usize> = Default::default();
+            let mut per_org: Vec<(&str, i64)> = Vec::new();
+            for op in ops {
+                let OpKind::Create(d) = &op.kind else {
+                    landings.push(None);
+                    continue;
+                };
+                let org = op.org_id.as_str();
+                if let Some(alias) = &d.alias {
+                    let key = (org, alias.clone());
+                    if let Some(id) = open.get(&key) {
+                        landings.push(Some(Landing::Existing(id.clone())));
+                        continue;
+                    }
+                    if let Some(&k) = fresh.get(&key) {
+                        landings.push(Some(Landing::Again(k)));
+                        continue;
+                    }
+                }
+                let id = uuid::Uuid::now_v7().to_string();
+                let alias = d.alias.clone().unwrap_or_else(|| id.clone());
+                fresh.insert((org, alias.clone()), rows.len());
+                match per_org.iter_mut().find(|(o, _)| *o == org) {
+                    Some((_, n)) => *n += 1,
+                    None => per_org.push((org, 1)),
+                }
+                landings.push(Some(Landing::New(rows.len())));
+                rows.push(AlertInsert::new(id, alias, org, d, now));
+            }
+            for (org, n) in &per_org {
+                let (mut next,): (i64,) = sqlx::query_as(RESERVE_TINY_IDS)
+                    .bind(*org)
+                    .bind(*n)
+                    .fetch_one(&mut *$conn)
+                    .await?;
+                for row in rows.iter_mut().filter(|r| r.org_id == *org) {
+                    row.tiny_id = next;
+                    next += 1;
+                }
+            }
+            // Each new row's alert: its own, or the open alert the upsert counted it into.
+            let mut stored: Vec<(String, bool)> = Vec::with_capacity(rows.len());
+            if !rows.is_empty() {
+                let returned: Vec<(String, String, String, i64)> =
+                    sqlx::query_as(safe(&sql.alerts))
+                        .bind(to_json(&rows))
+                        .fetch_all(&mut *$conn)
+                        .await?;
+                let returned: std::collections::HashMap<(String, String), (String, i64)> = returned
+                    .into_iter()
+                    .map(|(org, alias, id, count)| ((org, alias), (id, count)))
+                    .collect();
+                for row in &rows {
+                    match returned.get(&(row.org_id.to_owned(), row.alias.clone())) {
+                        Some((id, count)) => stored.push((id.clone(), *count > 1 || *id != row.id)),
+                        None => return Err(sqlx::Error::RowNotFound),
+                    }
+                }
+            }
+            let mut counted: Vec<(&str, String, i64)> = Vec::new();
+            let mut statuses = Vec::with_capacity(ops.len());
+            for (op, landing) in ops.iter().zip(landings) {
+                let (OpKind::Create(d), Some(landing)) = (&op.kind, landing) else {
+                    statuses.push(failed(op, "Request could not be processed: not a create"));
+                    continue;
+                };
+                let org = op.org_id.as_str();
+                let (alert_id, alias, again) = match landing {
+                    Landing::Existing(id) => {
+                        match counted.iter_mut().find(|(_, a, _)| *a == id) {
+                            Some((_, _, n)) => *n += 1,
+                            None => counted.push((org, id.clone(), 1)),
+                        }
+                        (id, d.alias.clone().unwrap_or_default(), true)
+                    }
+                    Landing::Again(k) => {
+                        let id = stored[k].0.clone();
+                        match counted.iter_mut().find(|(_, a, _)| *a == id) {
+                            Some((_, _, n)) => *n += 1,
+                            None => counted.push((org, id.clone(), 1)),
+                        }
+                        (id, rows[k].alias.clone(), true)
+                    }
+                    Landing::New(k) => (stored[k].0.clone(), rows[k].alias.clone(), stored[k].1),
+                };
+                let status = if again {
+                    out.log(
+                        org,
+                        &alert_id,
+                        format!("Alert occurred again: {}", d.message),
+                        "system",
+                        &d.user,
+                        now,
+                    );
+                    "Alert already exists and its count was increased".to_owned()
+                } else {
+                    out.log(
+                        org,
+                        &alert_id,
+                        "Alert created".into(),
+                        "system",
+                        &d.user,
+                        now,
+                    );
+                    let mut status = "Created alert".to_owned();
+                    for a in &d.adjustments {
+                        status.push_str("; ");
+                        status.push_str(a);
+                    }
+                    status
+                };
+                if let Some(n) = &d.note {
+                    out.note(org, &alert_id, n, &d.user, now);
+                }
+                statuses.push(RequestStatus {
+                    id: op.request_id.clone(),
+                    action: "Create".into(),
+                    success: true,
+                    status,
+                    alert_id,
+                    alias,
+                    integration_id: op.integration_id.clone(),
+                    processed_at: from_ms(now),
+                });
+            }
+            for (org, id, n) in counted {
+                sqlx::query(
+                    "UPDATE alerts SET count = count + $3, last_occurred_at = $4, updated_at = $4
+                     WHERE org_id = $1 AND id = $2",
+                )
+                .bind(org)
+                .bind(&id)
+                .bind(n)
+                .bind(now)
+                .execute(&mut *$conn)
+                .await?;
+            }
+            std::result::Result::<Vec<RequestStatus>, sqlx::Error>::Ok(statuses)
+        }
+        .await
+    }};
+}
+
+/// Applies a run of ops (`apply_batch_once` cuts them: a run of creates, or one other op).
+macro_rules! apply_run {
+    ($conn:ident, $run:expr, $now:expr, $sql:expr, $out:expr) => {{
+        let run: &[AlertOp] = $run;
+        match &run[0].kind {
+            OpKind::Create(_) => create_run!($conn, run, $now, $sql, $out),
+            OpKind::Act { .. } => act_op!($conn, &run[0], $now, $out).map(|s| vec![s]),
+            OpKind::Fail {
+                action,
+                status,
+                alias,
+            } => {
+                let mut s = failed(&run[0], status);
+                s.action = (*action).to_owned();
+                s.alias = alias.clone();
+                s.processed_at = from_ms($now);
+                Ok(vec![s])
+            }
+        }
     }};
 }
 
@@ -934,56 +1008,332 @@ impl Store {
         audit: &[crate::audit::AuditRecord],
         careful: bool,
     ) -> Result<Option<Vec<RequestStatus>>> {
-        let head_sql = self.audit_head_sql();
+        let sql = self.batch_sql();
         on_db!(&self.db, |pool| {
             let mut tx = pool.begin_write().await?;
+            let now = crate::now_ms();
             let mut out = Vec::with_capacity(ops.len());
-            for op in ops {
-                let status = if careful {
+            let mut trail = Trail::default();
+            let mut i = 0;
+            while i < ops.len() {
+                // A run of creates goes in together; anything else, and every op on the
+                // careful path, alone.
+                let creates = ops[i..]
+                    .iter()
+                    .take_while(|op| matches!(op.kind, OpKind::Create(_)))
+                    .count();
+                let end = if careful { i + 1 } else { i + creates.max(1) };
+                let run = &ops[i..end];
+                let mut run_trail = Trail::default();
+                let result: std::result::Result<Vec<RequestStatus>, sqlx::Error> = if careful {
                     let mut sp = sqlx::Acquire::begin(&mut *tx).await?;
-                    match apply_op!(sp, op) {
-                        Ok(status) => {
+                    match apply_run!(sp, run, now, sql, &mut run_trail) {
+                        Ok(statuses) => {
                             sp.commit().await?;
-                            status
+                            Ok(statuses)
                         }
                         Err(e) => {
                             sp.rollback().await?;
-                            tracing::error!(error = %e, request_id = %op.request_id, "alert write failed");
-                            failed(op, "Request could not be processed: internal error")
+                            Err(e)
                         }
                     }
                 } else {
-                    match apply_op!(tx, op) {
-                        Ok(status) => status,
-                        Err(_) => {
-                            tx.rollback().await?;
-                            return Ok(None);
-                        }
-                    }
+                    apply_run!(tx, run, now, sql, &mut run_trail)
                 };
-                sqlx::query(
-                    "INSERT INTO alert_requests (id, org_id, action, success, status, alert_id, alias, integration_id, processed_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                )
-                .bind(&status.id)
-                .bind(op.org_id.as_str())
-                .bind(&status.action)
-                .bind(status.success)
-                .bind(&status.status)
-                .bind(&status.alert_id)
-                .bind(&status.alias)
-                .bind(status.integration_id.as_deref())
-                .bind(ms(status.processed_at))
-                .execute(&mut *tx)
-                .await?;
-                out.push(status);
+                match result {
+                    Ok(statuses) => {
+                        out.extend(statuses);
+                        trail.extend(run_trail);
+                    }
+                    Err(e) if careful => {
+                        tracing::error!(error = %e, request_id = %run[0].request_id, "alert write failed");
+                        out.push(failed(
+                            &run[0],
+                            "Request could not be processed: internal error",
+                        ));
+                    }
+                    Err(_) => {
+                        tx.rollback().await?;
+                        return Ok(None);
+                    }
+                }
+                i = end;
+            }
+            if !trail.logs.is_empty() {
+                sqlx::query(safe(&sql.logs))
+                    .bind(to_json(&trail.logs))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if !trail.notes.is_empty() {
+                sqlx::query(safe(&sql.notes))
+                    .bind(to_json(&trail.notes))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if !out.is_empty() {
+                let requests: Vec<RequestInsert> = out
+                    .iter()
+                    .zip(ops)
+                    .map(|(s, op)| RequestInsert::new(op, s))
+                    .collect();
+                sqlx::query(safe(&sql.requests))
+                    .bind(to_json(&requests))
+                    .execute(&mut *tx)
+                    .await?;
             }
             if !audit.is_empty() {
-                crate::audit::append_audit_in!(tx, audit, head_sql);
+                crate::audit::append_audit_in!(tx, audit, &sql.audit);
             }
             tx.commit().await?;
             Ok(Some(out))
         })
+    }
+
+    /// The batch's statements for this store's backend, rendered once.
+    fn batch_sql(&self) -> &'static BatchSql {
+        static SQL: [std::sync::OnceLock<BatchSql>; 2] =
+            [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+        let pg = self.is_postgres();
+        SQL[usize::from(pg)].get_or_init(|| BatchSql {
+            alerts: crate::bulk_insert_sql(
+                pg,
+                "alerts",
+                COLUMNS,
+                "ON CONFLICT (org_id, alias) WHERE status = 'open'
+                 DO UPDATE SET count = alerts.count + 1, last_occurred_at = excluded.last_occurred_at,
+                   updated_at = excluded.updated_at
+                 RETURNING org_id, alias, id, count",
+            ),
+            logs: crate::bulk_insert_sql(
+                pg,
+                "alert_logs",
+                "id, org_id, alert_id, log, type, owner, created_at",
+                "",
+            ),
+            notes: crate::bulk_insert_sql(
+                pg,
+                "alert_notes",
+                "id, org_id, alert_id, note, owner, created_at",
+                "",
+            ),
+            requests: crate::bulk_insert_sql(
+                pg,
+                "alert_requests",
+                "id, org_id, action, success, status, alert_id, alias, integration_id, processed_at",
+                "",
+            ),
+            open_aliases: if pg {
+                "SELECT alias, id FROM alerts WHERE org_id = $1 AND status = 'open'
+                   AND alias IN (SELECT json_array_elements_text($2::json))"
+            } else {
+                "SELECT alias, id FROM alerts WHERE org_id = $1 AND status = 'open'
+                   AND alias IN (SELECT value FROM json_each($2))"
+            },
+            audit: self.audit_sql(),
+        })
+    }
+}
+
+/// The statements of a write batch (`Store::batch_sql`).
+struct BatchSql {
+    alerts: String,
+    logs: String,
+    notes: String,
+    requests: String,
+    open_aliases: &'static str,
+    audit: crate::audit::AuditSql,
+}
+
+/// Takes `n` tinyIds of an organization at once; returns the first.
+const RESERVE_TINY_IDS: &str =
+    "INSERT INTO alert_counters (org_id, next_tiny_id) VALUES ($1, $2 + 1)
+     ON CONFLICT (org_id) DO UPDATE SET next_tiny_id = alert_counters.next_tiny_id + $2
+     RETURNING next_tiny_id - $2";
+
+/// The log lines and notes of a batch's ops, written together once the ops have run.
+#[derive(Default)]
+struct Trail {
+    logs: Vec<LogInsert>,
+    notes: Vec<NoteInsert>,
+    /// Alerts deleted meanwhile: what earlier runs queued for them is dropped on `extend`.
+    deleted: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct LogInsert {
+    id: String,
+    org_id: String,
+    alert_id: String,
+    log: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    owner: String,
+    created_at: i64,
+}
+
+#[derive(Serialize)]
+struct NoteInsert {
+    id: String,
+    org_id: String,
+    alert_id: String,
+    note: String,
+    owner: String,
+    created_at: i64,
+}
+
+impl Trail {
+    fn log(
+        &mut self,
+        org: &str,
+        alert: &str,
+        text: String,
+        kind: &'static str,
+        owner: &str,
+        now: i64,
+    ) {
+        self.logs.push(LogInsert {
+            id: uuid::Uuid::now_v7().to_string(),
+            org_id: org.to_owned(),
+            alert_id: alert.to_owned(),
+            log: text,
+            kind,
+            owner: owner.to_owned(),
+            created_at: now,
+        });
+    }
+
+    fn note(&mut self, org: &str, alert: &str, text: &str, owner: &str, now: i64) {
+        self.notes.push(NoteInsert {
+            id: uuid::Uuid::now_v7().to_string(),
+            org_id: org.to_owned(),
+            alert_id: alert.to_owned(),
+            note: text.to_owned(),
+            owner: owner.to_owned(),
+            created_at: now,
+        });
+    }
+
+    /// Drops what is queued for an alert that is being deleted.
+    fn forget(&mut self, alert: &str) {
+        self.logs.retain(|l| l.alert_id != alert);
+        self.notes.retain(|n| n.alert_id != alert);
+        self.deleted.push(alert.to_owned());
+    }
+
+    fn extend(&mut self, other: Trail) {
+        for alert in &other.deleted {
+            self.forget(alert);
+        }
+        self.logs.extend(other.logs);
+        self.notes.extend(other.notes);
+    }
+}
+
+#[derive(Serialize)]
+struct RequestInsert<'a> {
+    id: &'a str,
+    org_id: &'a str,
+    action: &'a str,
+    success: bool,
+    status: &'a str,
+    alert_id: &'a str,
+    alias: &'a str,
+    integration_id: Option<&'a str>,
+    processed_at: i64,
+}
+
+impl<'a> RequestInsert<'a> {
+    fn new(op: &'a AlertOp, s: &'a RequestStatus) -> Self {
+        RequestInsert {
+            id: &s.id,
+            org_id: op.org_id.as_str(),
+            action: &s.action,
+            success: s.success,
+            status: &s.status,
+            alert_id: &s.alert_id,
+            alias: &s.alias,
+            integration_id: s.integration_id.as_deref(),
+            processed_at: ms(s.processed_at),
+        }
+    }
+}
+
+/// A new alert as a row of the bulk insert; its tinyId is filled in once reserved.
+#[derive(Serialize)]
+struct AlertInsert<'a> {
+    id: String,
+    org_id: &'a str,
+    tiny_id: i64,
+    alias: String,
+    message: &'a str,
+    status: &'static str,
+    acknowledged: bool,
+    is_seen: bool,
+    tags: String,
+    snoozed: bool,
+    snoozed_until: Option<i64>,
+    count: i64,
+    last_occurred_at: i64,
+    created_at: i64,
+    updated_at: i64,
+    source: &'a str,
+    owner: &'static str,
+    priority: &'a str,
+    responders: String,
+    teams: String,
+    visible_to: String,
+    owner_team_id: Option<&'a str>,
+    integration_id: Option<&'a str>,
+    integration_name: Option<&'a str>,
+    integration_type: Option<&'a str>,
+    ack_time: Option<i64>,
+    close_time: Option<i64>,
+    acknowledged_by: Option<&'a str>,
+    closed_by: Option<&'a str>,
+    actions: String,
+    entity: &'a str,
+    description: &'a str,
+    details: String,
+}
+
+impl<'a> AlertInsert<'a> {
+    fn new(id: String, alias: String, org: &'a str, d: &'a AlertDraft, now: i64) -> Self {
+        AlertInsert {
+            id,
+            org_id: org,
+            tiny_id: 0,
+            alias,
+            message: &d.message,
+            status: "open",
+            acknowledged: false,
+            is_seen: false,
+            tags: to_json(&d.tags),
+            snoozed: false,
+            snoozed_until: None,
+            count: 1,
+            last_occurred_at: now,
+            created_at: now,
+            updated_at: now,
+            source: &d.source,
+            owner: "",
+            priority: &d.priority,
+            responders: to_json(&d.responders),
+            teams: to_json(&d.teams),
+            visible_to: to_json(&d.visible_to),
+            owner_team_id: d.owner_team_id.as_deref(),
+            integration_id: d.integration.as_ref().map(|i| i.id.as_str()),
+            integration_name: d.integration.as_ref().map(|i| i.name.as_str()),
+            integration_type: d.integration.as_ref().map(|i| i.kind.as_str()),
+            ack_time: None,
+            close_time: None,
+            acknowledged_by: None,
+            closed_by: None,
+            actions: to_json(&d.actions),
+            entity: &d.entity,
+            description: &d.description,
+            details: to_json(&d.details),
+        }
     }
 }
 

@@ -200,89 +200,122 @@ pub struct BrokenLink {
     pub reason: String,
 }
 
+/// One audit event as a row of the bulk insert (`bulk_insert_sql`).
+#[derive(Serialize)]
+pub(crate) struct EventInsert<'a> {
+    chain: &'a str,
+    seq: i64,
+    id: &'a str,
+    occurred_at: i64,
+    actor_type: Option<&'a str>,
+    actor_id: Option<&'a str>,
+    actor_name: Option<&'a str>,
+    api_key_id: Option<&'a str>,
+    token_hint: Option<&'a str>,
+    action: &'a str,
+    method: Option<&'a str>,
+    route: Option<&'a str>,
+    target_type: Option<&'a str>,
+    target_id: Option<&'a str>,
+    outcome: &'a str,
+    status: Option<i64>,
+    ip: Option<&'a str>,
+    user_agent: Option<&'a str>,
+    request_id: Option<&'a str>,
+    prev_hash: String,
+    hash: String,
+}
+
+impl<'a> EventInsert<'a> {
+    pub(crate) fn new(r: &'a AuditRecord, seq: i64, prev_hash: String, hash: String) -> Self {
+        EventInsert {
+            chain: r.chain(),
+            seq,
+            id: r.id.as_str(),
+            occurred_at: ms(r.occurred_at),
+            actor_type: r.actor.as_ref().map(|a| a.kind.as_str()),
+            actor_id: r.actor.as_ref().map(|a| a.id.as_str()),
+            actor_name: r.actor.as_ref().map(|a| a.name.as_str()),
+            api_key_id: r.api_key_id.as_ref().map(|k| k.as_str()),
+            token_hint: r.token_hint.as_deref(),
+            action: &r.action,
+            method: r.method.as_deref(),
+            route: r.route.as_deref(),
+            target_type: r.target.as_ref().map(|t| t.kind.as_str()),
+            target_id: r.target.as_ref().map(|t| t.id.as_str()),
+            outcome: &r.outcome,
+            status: r.status.map(i64::from),
+            ip: r.ip.as_deref(),
+            user_agent: r.user_agent.as_deref(),
+            request_id: r.request_id.as_deref(),
+            prev_hash,
+            hash,
+        }
+    }
+}
+
+/// The statements of an audit append, rendered for the store's backend.
+pub(crate) struct AuditSql {
+    /// Creates a chain's head row if it is missing and reads it; on PostgreSQL the upsert
+    /// also locks the row for the rest of the transaction, so nodes append one at a time.
+    pub head: &'static str,
+    pub insert: String,
+}
+
 /// Appends `records` to their chains inside the open transaction `$tx` (a macro, so the same
-/// statements serve whichever typed connection the arm of `on_db!` holds). `$head_sql` reads a
-/// chain's head, locking it on PostgreSQL.
+/// statements serve whichever typed connection the arm of `on_db!` holds): one statement per
+/// chain to take its head, one for all the events, one per chain to move the head.
 macro_rules! append_audit_in {
-    ($tx:ident, $records:expr, $head_sql:expr) => {{
+    ($tx:ident, $records:expr, $sql:expr) => {{
         let records: &[$crate::audit::AuditRecord] = $records;
-        let head_sql: &str = $head_sql;
+        let sql: &$crate::audit::AuditSql = $sql;
         let tx = &mut $tx;
-            let mut heads: std::collections::HashMap<&str, (i64, String)> = Default::default();
-            for r in records {
-                let chain = r.chain();
-                if !heads.contains_key(chain) {
-                    // Several nodes append to one chain: make sure its head row exists, then
-                    // hold it for the rest of the transaction (on SQLite the write lock
-                    // taken by BEGIN IMMEDIATE already serialises writers).
-                    sqlx::query("INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, 0, $2) ON CONFLICT (chain) DO NOTHING")
-                        .bind(chain)
-                        .bind($crate::audit::GENESIS)
-                        .execute(&mut **tx)
-                        .await?;
-                    let head: Option<(i64, String)> = sqlx::query_as($crate::safe(head_sql))
-                        .bind(chain)
-                        .fetch_optional(&mut **tx)
-                        .await?;
-                    heads.insert(chain, head.unwrap_or((0, $crate::audit::GENESIS.to_owned())));
-                }
-                let (seq, prev) = heads.get_mut(chain).expect("inserted above");
-                *seq += 1;
-                let hash = $crate::audit::event_hash(prev, *seq, r);
-                sqlx::query(
-                    "INSERT INTO audit_events (chain, seq, id, occurred_at, actor_type, actor_id, actor_name, api_key_id,
-                       token_hint, action, method, route, target_type, target_id, outcome, status, ip, user_agent,
-                       request_id, prev_hash, hash)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
-                )
-                .bind(chain)
-                .bind(*seq)
-                .bind(r.id.as_str())
-                .bind($crate::ms(r.occurred_at))
-                .bind(r.actor.as_ref().map(|a| a.kind.as_str()))
-                .bind(r.actor.as_ref().map(|a| a.id.as_str()))
-                .bind(r.actor.as_ref().map(|a| a.name.as_str()))
-                .bind(r.api_key_id.as_ref().map(|k| k.as_str()))
-                .bind(r.token_hint.as_deref())
-                .bind(&r.action)
-                .bind(r.method.as_deref())
-                .bind(r.route.as_deref())
-                .bind(r.target.as_ref().map(|t| t.kind.as_str()))
-                .bind(r.target.as_ref().map(|t| t.id.as_str()))
-                .bind(&r.outcome)
-                .bind(r.status.map(i64::from))
-                .bind(r.ip.as_deref())
-                .bind(r.user_agent.as_deref())
-                .bind(r.request_id.as_deref())
-                .bind(prev.as_str())
-                .bind(&hash)
+        let mut heads: std::collections::HashMap<&str, (i64, String)> = Default::default();
+        let mut rows = Vec::with_capacity(records.len());
+        for r in records {
+            let chain = r.chain();
+            if !heads.contains_key(chain) {
+                let head: (i64, String) = sqlx::query_as(sql.head)
+                    .bind(chain)
+                    .bind($crate::audit::GENESIS)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                heads.insert(chain, head);
+            }
+            let (seq, prev) = heads.get_mut(chain).expect("inserted above");
+            *seq += 1;
+            let hash = $crate::audit::event_hash(prev, *seq, r);
+            let prev_hash = std::mem::replace(prev, hash.clone());
+            rows.push($crate::audit::EventInsert::new(r, *seq, prev_hash, hash));
+        }
+        if !rows.is_empty() {
+            sqlx::query($crate::safe(&sql.insert))
+                .bind($crate::to_json(&rows))
                 .execute(&mut **tx)
                 .await?;
-                *prev = hash;
-            }
-            for (chain, (seq, hash)) in &heads {
-                sqlx::query(
-                    "INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, $2, $3)
-                     ON CONFLICT (chain) DO UPDATE SET seq = $2, hash = $3",
-                )
+        }
+        for (chain, (seq, hash)) in &heads {
+            sqlx::query("UPDATE audit_heads SET seq = $2, hash = $3 WHERE chain = $1")
                 .bind(*chain)
                 .bind(*seq)
                 .bind(hash)
                 .execute(&mut **tx)
                 .await?;
-            }
+        }
     }};
 }
 pub(crate) use append_audit_in;
 
 impl Store {
-    /// How a chain's head is read inside a write: locked on PostgreSQL, where several nodes
-    /// append; SQLite's write lock (BEGIN IMMEDIATE) already serialises writers.
-    pub(crate) fn audit_head_sql(&self) -> &'static str {
-        if self.is_postgres() {
-            "SELECT seq, hash FROM audit_heads WHERE chain = $1 FOR UPDATE"
-        } else {
-            "SELECT seq, hash FROM audit_heads WHERE chain = $1"
+    /// The audit append's statements for this store's backend. Taking a head is an upsert
+    /// that returns the row: on PostgreSQL the `DO UPDATE` locks it until the transaction
+    /// ends (several nodes append to one chain); SQLite's write lock (BEGIN IMMEDIATE)
+    /// already serialises writers.
+    pub(crate) fn audit_sql(&self) -> AuditSql {
+        AuditSql {
+            head: "INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, 0, $2)
+                   ON CONFLICT (chain) DO UPDATE SET chain = excluded.chain RETURNING seq, hash",
+            insert: crate::bulk_insert_sql(self.is_postgres(), "audit_events", COLUMNS, ""),
         }
     }
 
@@ -291,10 +324,10 @@ impl Store {
         if records.is_empty() {
             return Ok(());
         }
-        let head_sql = self.audit_head_sql();
+        let sql = self.audit_sql();
         on_db!(&self.db, |pool| {
             let mut tx = pool.begin_write().await?;
-            append_audit_in!(tx, records, head_sql);
+            append_audit_in!(tx, records, &sql);
             tx.commit().await?;
         });
         Ok(())

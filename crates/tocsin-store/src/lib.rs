@@ -279,6 +279,31 @@ pub(crate) fn paginate<T>(
 
 /// Marks a statement assembled with `format!` as safe: such strings only ever splice in
 /// column lists and placeholder numbers from this crate, never a value.
+/// An `INSERT` of any number of rows in one statement: the rows travel as one JSON array of
+/// objects keyed by column name, bound as the single parameter `$1`. The SQL text is the same
+/// whatever the number of rows, so it is prepared once and stays in the statement cache (a
+/// multi-row `VALUES` list would be a new statement for every batch size), and a batch costs
+/// one round trip to the database instead of one per row. `tail` follows the `SELECT` (an
+/// `ON CONFLICT` clause, `RETURNING`).
+pub(crate) fn bulk_insert_sql(postgres: bool, table: &str, columns: &str, tail: &str) -> String {
+    let cols: Vec<&str> = columns.split(',').map(str::trim).collect();
+    let list = cols.join(", ");
+    if postgres {
+        format!(
+            "INSERT INTO {table} ({list}) SELECT {list} FROM json_populate_recordset(NULL::{table}, $1::json) {tail}"
+        )
+    } else {
+        let select: Vec<String> = cols.iter().map(|c| format!("value ->> '{c}'")).collect();
+        // `jsonb_each` hands each row over as a JSONB blob, which `->>` reads without parsing
+        // text again (`json_each` would turn every row back into text for every column).
+        // `WHERE true` keeps SQLite from reading a following `ON CONFLICT` as a join's `ON`.
+        format!(
+            "INSERT INTO {table} ({list}) SELECT {} FROM jsonb_each($1) WHERE true {tail}",
+            select.join(", ")
+        )
+    }
+}
+
 pub(crate) fn safe(sql: &str) -> sqlx::AssertSqlSafe<&str> {
     sqlx::AssertSqlSafe(sql)
 }

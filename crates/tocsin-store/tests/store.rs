@@ -1,10 +1,11 @@
 //! The store against a real SQLite file: the audit chain's tamper evidence, the expiry
-//! sweep, and rotation keeping at most two tokens.
+//! sweep, rotation keeping at most two tokens, and alert batches.
 
 use time::{Duration, OffsetDateTime};
 use tocsin_core::key::KeyKind;
 use tocsin_core::{KeyId, OrgId, UserId};
 use tocsin_store::Store;
+use tocsin_store::alerts::{Action, AlertDraft, AlertOp, IdentifierType, OpKind};
 use tocsin_store::audit::AuditRecord;
 use tocsin_store::keys::{Actor, ApiKey};
 use tocsin_store::orgs::Organization;
@@ -216,4 +217,176 @@ async fn rotation_keeps_at_most_two_tokens() {
             .is_err()
     );
     assert!(store.find_key_by_digest(&[5; 32]).await.unwrap().is_none());
+}
+
+fn create(org: &OrgId, alias: Option<&str>, note: Option<&str>) -> AlertOp {
+    AlertOp {
+        org_id: org.clone(),
+        request_id: uuid::Uuid::now_v7().to_string(),
+        integration_id: None,
+        kind: OpKind::Create(Box::new(AlertDraft {
+            message: format!("disk full on {}", alias.unwrap_or("-")),
+            alias: alias.map(str::to_owned),
+            description: String::new(),
+            responders: vec![],
+            teams: vec![],
+            visible_to: vec![],
+            owner_team_id: None,
+            integration: None,
+            actions: vec![],
+            tags: vec!["db".into()],
+            details: Default::default(),
+            entity: String::new(),
+            source: "test".into(),
+            priority: "P3".into(),
+            user: "bot".into(),
+            note: note.map(str::to_owned),
+            adjustments: vec![],
+        })),
+    }
+}
+
+fn act(org: &OrgId, alert_id: &str, action: Action) -> AlertOp {
+    AlertOp {
+        org_id: org.clone(),
+        request_id: uuid::Uuid::now_v7().to_string(),
+        integration_id: None,
+        kind: OpKind::Act {
+            alert_id: alert_id.into(),
+            action,
+            user: "bot".into(),
+            note: None,
+        },
+    }
+}
+
+/// One batch mixing creates and actions gives what one op at a time would: creates with an
+/// open alias are counted (whether the alias was opened before the batch or earlier in it), a
+/// close in the middle of the batch lets the next create open a new alert, tinyIds follow
+/// request order without gaps, and every op's log lines and notes are kept.
+#[tokio::test]
+async fn a_batch_applies_its_ops_in_order() {
+    let (_dir, store) = store().await;
+    let org = org(&store).await;
+    let first = store
+        .apply_alert_ops(&[create(&org, Some("a"), None)])
+        .await
+        .unwrap();
+    let a = first[0].alert_id.clone();
+    let batch = [
+        create(&org, Some("a"), None),
+        create(&org, None, None),
+        act(&org, &a, Action::Close),
+        create(&org, Some("a"), Some("again after close")),
+        create(&org, Some("a"), None),
+        create(&org, Some("b"), Some("first b")),
+    ];
+    let s = store.apply_alert_ops(&batch).await.unwrap();
+    assert_eq!(s.len(), batch.len());
+    assert!(s.iter().all(|s| s.success), "{s:?}");
+    assert_eq!(s[0].alert_id, a);
+    assert_eq!(
+        s[0].status,
+        "Alert already exists and its count was increased"
+    );
+    assert_eq!(s[2].alert_id, a);
+    assert_ne!(s[3].alert_id, a, "the close let a new alert open");
+    assert_eq!(s[3].status, "Created alert");
+    assert_eq!(s[4].alert_id, s[3].alert_id);
+    assert_eq!(
+        s[4].status,
+        "Alert already exists and its count was increased"
+    );
+
+    let alert_a = store
+        .find_alert(&org, &a, IdentifierType::Id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (alert_a.status.as_str(), alert_a.count, alert_a.tiny_id),
+        ("closed", 2, 1)
+    );
+    let no_alias = store
+        .find_alert(&org, &s[1].alert_id, IdentifierType::Id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (no_alias.alias.as_str(), no_alias.tiny_id),
+        (s[1].alert_id.as_str(), 2)
+    );
+    let second_a = store
+        .find_alert(&org, &s[3].alert_id, IdentifierType::Id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (second_a.status.as_str(), second_a.count, second_a.tiny_id),
+        ("open", 2, 3)
+    );
+    let b = store
+        .find_alert(&org, &s[5].alert_id, IdentifierType::Id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((b.alias.as_str(), b.count, b.tiny_id), ("b", 1, 4));
+
+    let logs = |id: String| {
+        let store = &store;
+        let org = &org;
+        async move {
+            store
+                .alert_entries(org, &id, true, None, false, 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|l| l.text)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        logs(a.clone()).await,
+        [
+            "Alert created",
+            "Alert occurred again: disk full on a",
+            "Alert closed by bot"
+        ]
+    );
+    assert_eq!(
+        logs(second_a.id.clone()).await,
+        ["Alert created", "Alert occurred again: disk full on a"]
+    );
+    let notes = store
+        .alert_entries(&org, &b.id, false, None, false, 100)
+        .await
+        .unwrap();
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0].text, "first b");
+    let status = store
+        .request_status(&org, &batch[3].request_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.alert_id, second_a.id);
+
+    // Deleting an alert in the batch that logged on it drops those lines with it.
+    let s = store
+        .apply_alert_ops(&[
+            create(&org, Some("b"), Some("noted")),
+            act(&org, &b.id, Action::Delete),
+            create(&org, Some("b"), None),
+        ])
+        .await
+        .unwrap();
+    assert!(s.iter().all(|s| s.success), "{s:?}");
+    assert!(
+        store
+            .find_alert(&org, &b.id, IdentifierType::Id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_ne!(s[2].alert_id, b.id);
+    assert_eq!(logs(s[2].alert_id.clone()).await, ["Alert created"]);
 }
