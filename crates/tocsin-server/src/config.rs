@@ -24,6 +24,10 @@ pub struct Settings {
     /// Failed authentications (and logins) one client address may make per minute before
     /// it is answered 429; valid keys are never slowed.
     pub failed_auth_per_minute: u32,
+    /// Record an audit event and the key's last use for every authenticated request (SPEC:
+    /// the audit trail holds every request made with a key). `false` exists to measure what
+    /// that costs (bench/run); key lifecycle events are recorded either way.
+    pub track_requests: bool,
     /// Hostile-input limits (issue 6): the largest request body (413 above it).
     pub max_body_bytes: usize,
     /// The largest request head, request line and headers together (431 above it).
@@ -64,6 +68,7 @@ pub struct Overrides {
     pub log_format: Option<String>,
     pub allow_query_api_key: Option<bool>,
     pub failed_auth_per_minute: Option<u32>,
+    pub track_requests: Option<bool>,
     pub max_body_bytes: Option<usize>,
     pub max_header_bytes: Option<usize>,
     pub header_timeout_seconds: Option<u64>,
@@ -102,6 +107,7 @@ impl Overrides {
             log_format: self.log_format.or(lower.log_format),
             allow_query_api_key: self.allow_query_api_key.or(lower.allow_query_api_key),
             failed_auth_per_minute: self.failed_auth_per_minute.or(lower.failed_auth_per_minute),
+            track_requests: self.track_requests.or(lower.track_requests),
             max_body_bytes: self.max_body_bytes.or(lower.max_body_bytes),
             max_header_bytes: self.max_header_bytes.or(lower.max_header_bytes),
             header_timeout_seconds: self.header_timeout_seconds.or(lower.header_timeout_seconds),
@@ -254,6 +260,7 @@ impl Settings {
                 Some(n) => n,
                 None => 60,
             },
+            track_requests: o.track_requests.unwrap_or(true),
             max_body_bytes: match o.max_body_bytes {
                 Some(n) if n < 1024 => {
                     return Err(bad("max-body-bytes", "must be at least 1024 bytes"));

@@ -1887,3 +1887,40 @@ async fn every_route_treats_another_tenants_ids_as_nonexistent() {
             .any(|r| r["name"] == "pager" && r["description"] == "")
     );
 }
+
+/// `track_requests = false` (for measuring its cost) serves requests without an audit event
+/// or a last-used update; refusals and key lifecycle events are still recorded.
+#[tokio::test]
+async fn request_tracking_can_be_turned_off_for_measurement() {
+    let app = TestApp::spawn_with(|o| o.track_requests = Some(false)).await;
+    let (id, token) = app.key(&app.owner, json!({"name": "untracked"})).await;
+    assert_eq!(app.get("/v1/auth/whoami", &token).await.0, StatusCode::OK);
+    app.post(&format!("/v1/api_keys/{id}/revoke"), &app.owner, json!({}))
+        .await;
+    assert_eq!(
+        app.get("/v1/auth/whoami", &token).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (s, b) = app
+        .get(&format!("/v1/audit_events?api_key_id={id}"), &app.owner)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let outcomes: Vec<&str> = b["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["revoked_key"], "{b}");
+    // Nothing was handed to the last-used tracker.
+    let flushed = app
+        .running
+        .as_ref()
+        .unwrap()
+        .app
+        .last_used
+        .flush(&app.running.as_ref().unwrap().app.store)
+        .await
+        .unwrap();
+    assert_eq!(flushed, 0);
+}

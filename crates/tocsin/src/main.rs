@@ -55,6 +55,9 @@ pub(crate) struct ServerArgs {
     /// Failed authentications or logins per minute per client address before 429 [default: 60].
     #[arg(long, env = "TOCSIN_FAILED_AUTH_PER_MINUTE")]
     failed_auth_per_minute: Option<u32>,
+    /// Audit every authenticated request and track keys' last use; false only to measure their cost [default: true].
+    #[arg(long, env = "TOCSIN_TRACK_REQUESTS")]
+    track_requests: Option<bool>,
     /// Largest request body in bytes; larger ones get 413 [default: 1048576].
     #[arg(long, env = "TOCSIN_MAX_BODY_BYTES")]
     max_body_bytes: Option<usize>,
@@ -82,6 +85,7 @@ impl ServerArgs {
             log_format: self.log_format.clone(),
             allow_query_api_key: self.allow_query_api_key,
             failed_auth_per_minute: self.failed_auth_per_minute,
+            track_requests: self.track_requests,
             max_body_bytes: self.max_body_bytes,
             max_header_bytes: self.max_header_bytes,
             header_timeout_seconds: self.header_timeout_seconds,
