@@ -86,6 +86,20 @@ impl KeyName {
     }
 }
 
+/// The most requests per minute a key's `rate_limit` may allow.
+pub const RATE_LIMIT_MAX: i64 = 1_000_000;
+
+/// A key's `rate_limit`: requests per minute, 1 to `RATE_LIMIT_MAX`.
+pub fn parse_rate_limit(n: i64) -> Result<u32, String> {
+    if (1..=RATE_LIMIT_MAX).contains(&n) {
+        Ok(n as u32)
+    } else {
+        Err(format!(
+            "must be a number of requests per minute from 1 to {RATE_LIMIT_MAX} (null or absent: no limit of its own); got {n}"
+        ))
+    }
+}
+
 pub fn parse_description(s: Option<&str>) -> Result<String, String> {
     let s = s.unwrap_or("").trim();
     let n = s.chars().count();

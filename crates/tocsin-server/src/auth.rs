@@ -554,7 +554,7 @@ pub async fn layer(State(app): State<AppState>, mut req: Request, next: Next) ->
                     | Refusal::ExpiredKey { .. }
             );
             let throttled = if counted {
-                app.failed_auth_throttle(ip)
+                app.failed_auth_throttle(ip).await
             } else {
                 None
             };
@@ -566,6 +566,7 @@ pub async fn layer(State(app): State<AppState>, mut req: Request, next: Next) ->
                             ip.map(|i| i.to_string()).unwrap_or_default()
                         ),
                         retry_after,
+                        limit: None,
                     }
                     .into_response(),
                     "rate_limited",
@@ -577,6 +578,25 @@ pub async fn layer(State(app): State<AppState>, mut req: Request, next: Next) ->
             return resp;
         }
     };
+    if let Some(key) = &principal.key
+        && let Some(limit) = key.rate_limit
+        && let Some(retry_after) = app.key_over_limit(&key.id, limit).await
+    {
+        metrics::counter!("tocsin_auth_outcomes_total", "code" => "rate_limited").increment(1);
+        let resp = ApiError::RateLimited {
+            message: format!(
+                "{} may make {limit} requests per minute (its rate_limit) and has used them; try again in {retry_after} s. A holder of api_keys:write for this key can raise the limit: PATCH /v1/api_keys/{} {{\"rate_limit\": <requests per minute>}}.",
+                principal.describe.summary(),
+                key.id
+            ),
+            retry_after,
+            limit: Some(limit),
+        }
+        .into_response();
+        let event = record(Some(&principal), "rate_limited", resp.status().as_u16());
+        app.audit.record(event).await;
+        return resp;
+    }
     metrics::counter!("tocsin_auth_outcomes_total", "code" => "allowed").increment(1);
     req.extensions_mut().insert(principal.clone());
     if !app.settings.track_requests {

@@ -38,6 +38,8 @@ pub enum ApiError {
     RateLimited {
         message: String,
         retry_after: u64,
+        /// A key's own limit (requests per minute), when that is what was passed.
+        limit: Option<u32>,
     },
     /// 413: the body is over the server's limit (`max-body-bytes`).
     PayloadTooLarge {
@@ -120,8 +122,16 @@ impl ApiError {
                 (StatusCode::NOT_IMPLEMENTED, "not_implemented", format!("{what} is not implemented yet."))
             }
             ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, "bad_request", message.clone()),
-            ApiError::RateLimited { message, retry_after } => {
+            ApiError::RateLimited {
+                message,
+                retry_after,
+                limit,
+            } => {
                 details.insert("retry_after_seconds".into(), json!(retry_after));
+                if let Some(limit) = limit {
+                    details.insert("rate_limit".into(), json!(limit));
+                    details.insert("period_seconds".into(), json!(60));
+                }
                 (StatusCode::TOO_MANY_REQUESTS, "rate_limited", message.clone())
             }
             ApiError::PayloadTooLarge { limit } => {

@@ -8,6 +8,7 @@ pub mod console_session;
 pub mod envelope;
 pub mod error;
 pub mod limits;
+pub mod rate_limit;
 pub mod routes;
 pub mod state;
 pub mod views;
@@ -131,6 +132,7 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
         failed_auth: governor::RateLimiter::keyed(governor::Quota::per_minute(
             std::num::NonZeroU32::new(settings_failed_auth).expect("checked at load"),
         )),
+        key_limits: Default::default(),
         cache_hits: AtomicU64::new(0),
         cache_misses: AtomicU64::new(0),
     });
@@ -267,6 +269,12 @@ async fn background(app: AppState) {
             Err(e) => tracing::error!(error = %e, "could not sweep expired keys"),
         }
         app.failed_auth.retain_recent();
+        app.key_limits.retain_recent();
+        if app.store.is_postgres()
+            && let Err(e) = app.store.prune_rate_counters(tocsin_store::now_ms()).await
+        {
+            tracing::warn!(error = %e, "could not prune the rate counters");
+        }
         if let Err(e) = app.store.prune_credential_changes().await {
             tracing::warn!(error = %e, "could not prune the credential change log");
         }

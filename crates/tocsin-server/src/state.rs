@@ -26,6 +26,8 @@ pub struct App {
     pub last_used: LastUsedTracker,
     /// Failed authentications per client address (GCRA; no allocation on the hot path).
     pub failed_auth: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
+    /// Keys' own limits on a single node (`rate_limit`).
+    pub key_limits: crate::rate_limit::LocalKeyLimits,
     pub cache_hits: AtomicU64,
     pub cache_misses: AtomicU64,
 }
@@ -38,21 +40,6 @@ impl App {
         if let Err(e) = self.store.note_credential_change().await {
             // Other nodes still catch up within their poll interval once the store answers.
             tracing::error!(error = %e, "could not announce a credential change to other nodes");
-        }
-    }
-
-    /// Counts a failed authentication from `ip`; `Some(seconds)` when it is over the limit and
-    /// should be answered 429 with that Retry-After.
-    pub fn failed_auth_throttle(&self, ip: Option<std::net::IpAddr>) -> Option<u64> {
-        let ip = ip?;
-        match self.failed_auth.check_key(&ip) {
-            Ok(()) => None,
-            Err(not_until) => {
-                let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                    &governor::clock::DefaultClock::default(),
-                ));
-                Some(wait.as_secs().max(1))
-            }
         }
     }
 

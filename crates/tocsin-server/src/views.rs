@@ -44,6 +44,7 @@ pub fn key(k: &ApiKey, grants: &Grants) -> Value {
         "expires_at": t(k.expires_at), "token_last_issued_at": t(k.token_last_issued_at),
         "grace_period_ends_at": ot(k.grace_period_ends_at), "last_used_at": ot(k.last_used_at),
         "last_used_ip": k.last_used_ip, "revoked_at": ot(k.revoked_at), "revoked_by": k.revoked_by,
+        "rate_limit": k.rate_limit,
         "allowed_cidrs": k.allowed_cidrs,
         "status": status(k),
     })

@@ -1924,3 +1924,99 @@ async fn request_tracking_can_be_turned_off_for_measurement() {
         .unwrap();
     assert_eq!(flushed, 0);
 }
+
+/// A key's own `rate_limit` (requests per minute, set on create or patch) answers 429 with
+/// Retry-After and names the limit; the key cannot lift its own limit, a holder of
+/// api_keys:write can; other keys are not slowed.
+#[tokio::test]
+async fn a_keys_rate_limit_answers_429_naming_the_limit() {
+    let app = TestApp::spawn().await;
+    let (s, b) = app
+        .post(
+            "/v1/api_keys",
+            &app.owner,
+            json!({"name": "too eager", "rate_limit": 0}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(b.to_string().contains("rate_limit"), "{b}");
+    let (id, token) = app
+        .key(&app.owner, json!({"name": "limited", "rate_limit": 3}))
+        .await;
+    let (_, shown) = app.get(&format!("/v1/api_keys/{id}"), &app.owner).await;
+    assert_eq!(shown["rate_limit"], 3);
+    for _ in 0..3 {
+        assert_eq!(app.get("/v1/auth/whoami", &token).await.0, StatusCode::OK);
+    }
+    let resp = app
+        .http
+        .get(format!("{}/v1/auth/whoami", app.base))
+        .header("Authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    let b: Value = resp.json().await.unwrap();
+    assert_eq!(code(&b), "rate_limited");
+    assert_eq!(b["error"]["rate_limit"], 3, "{b}");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("3 requests per minute"),
+        "{b}"
+    );
+    // Other keys are not slowed.
+    assert_eq!(
+        app.get("/v1/auth/whoami", &app.owner).await.0,
+        StatusCode::OK
+    );
+    // The owner lifts the limit; the key works again at once.
+    let (s, b) = app
+        .call(
+            "PATCH",
+            &format!("/v1/api_keys/{id}"),
+            Some(&app.owner),
+            Some(json!({"rate_limit": null})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(b["rate_limit"].is_null(), "{b}");
+    assert_eq!(app.get("/v1/auth/whoami", &token).await.0, StatusCode::OK);
+    // A limited key cannot raise its own limit, only lower it.
+    let (limited_id, limited) = app
+        .key(
+            &app.owner,
+            json!({"name": "self-limited", "rate_limit": 100}),
+        )
+        .await;
+    let (s, b) = app
+        .call(
+            "PATCH",
+            &format!("/v1/api_keys/{limited_id}"),
+            Some(&limited),
+            Some(json!({"rate_limit": 1000})),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::FORBIDDEN, "escalation_denied"),
+        "{b}"
+    );
+    let (s, b) = app
+        .call(
+            "PATCH",
+            &format!("/v1/api_keys/{limited_id}"),
+            Some(&limited),
+            Some(json!({"rate_limit": 50})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["rate_limit"], 50);
+}

@@ -65,6 +65,8 @@ pub struct ApiKey {
     pub last_used_ip: Option<String>,
     pub revoked_at: Option<OffsetDateTime>,
     pub revoked_by: Option<Actor>,
+    /// Requests per minute this key may make (429 above it); `None`: no limit of its own.
+    pub rate_limit: Option<u32>,
 }
 
 impl ApiKey {
@@ -105,6 +107,7 @@ impl ApiKey {
             last_used_ip: None,
             revoked_at: None,
             revoked_by: None,
+            rate_limit: None,
         }
     }
 
@@ -158,6 +161,7 @@ struct KeyRow {
     revoked_by_type: Option<String>,
     revoked_by_id: Option<String>,
     revoked_by_name: Option<String>,
+    rate_limit: Option<i64>,
 }
 
 impl From<KeyRow> for ApiKey {
@@ -196,6 +200,7 @@ impl From<KeyRow> for ApiKey {
                 (Some(kind), Some(id), Some(name)) => Some(Actor { kind, id, name }),
                 _ => None,
             },
+            rate_limit: r.rate_limit.and_then(|n| u32::try_from(n).ok()),
         }
     }
 }
@@ -204,7 +209,7 @@ const COLUMNS: &str = "k.id, k.org_id, k.kind, k.name, k.description, k.user_id,
     k.service_account_id, k.role_names, k.team_ids, k.team_role_names, k.allowed_cidrs, k.region, k.token_hint,
     k.created_at, k.updated_at, k.created_by_type, k.created_by_id, k.created_by_name, k.expires_at,
     k.token_last_issued_at, k.grace_period_ends_at, k.last_used_at, k.last_used_ip, k.revoked_at,
-    k.revoked_by_type, k.revoked_by_id, k.revoked_by_name";
+    k.revoked_by_type, k.revoked_by_id, k.revoked_by_name, k.rate_limit";
 
 /// A non-human principal made for a team or organization key.
 #[derive(Clone, Debug)]
@@ -241,6 +246,8 @@ pub struct KeyPatch {
     pub team_role_names: Option<Vec<String>>,
     pub allowed_cidrs: Option<Vec<String>>,
     pub expires_at: Option<OffsetDateTime>,
+    /// `Some(None)` removes the key's limit.
+    pub rate_limit: Option<Option<u32>>,
 }
 
 impl Store {
@@ -268,8 +275,8 @@ impl Store {
                 "INSERT INTO api_keys (id, org_id, kind, name, name_folded, scope_id, description, user_id, team_id,
                    integration_id, service_account_id, role_names, team_ids, team_role_names, allowed_cidrs, region,
                    token_hint, created_at, updated_at, created_by_type, created_by_id, created_by_name, expires_at,
-                   token_last_issued_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18, $19, $20, $21, $22, $18)",
+                   token_last_issued_at, rate_limit)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18, $19, $20, $21, $22, $18, $23)",
             )
             .bind(key.id.as_str())
             .bind(key.org_id.as_str())
@@ -293,6 +300,7 @@ impl Store {
             .bind(&key.created_by.id)
             .bind(&key.created_by.name)
             .bind(ms(key.expires_at))
+            .bind(key.rate_limit.map(i64::from))
             .execute(&mut *tx)
             .await?;
             insert_token!(tx, key.id, key.org_id, digest, &key.token_hint);
@@ -395,7 +403,8 @@ impl Store {
                 "UPDATE api_keys SET name = COALESCE($3, name), name_folded = COALESCE($4, name_folded),
                    description = COALESCE($5, description), role_names = COALESCE($6, role_names),
                    team_role_names = COALESCE($7, team_role_names), allowed_cidrs = COALESCE($8, allowed_cidrs),
-                   expires_at = COALESCE($9, expires_at), updated_at = $10
+                   expires_at = COALESCE($9, expires_at), updated_at = $10,
+                   rate_limit = CASE WHEN $11 THEN $12 ELSE rate_limit END
                  WHERE org_id = $1 AND id = $2",
             )
             .bind(org.as_str())
@@ -408,6 +417,8 @@ impl Store {
             .bind(patch.allowed_cidrs.as_ref().map(to_json))
             .bind(patch.expires_at.map(ms))
             .bind(now_ms())
+            .bind(patch.rate_limit.is_some())
+            .bind(patch.rate_limit.flatten().map(i64::from))
             .execute(pool)
             .await?
             .rows_affected()

@@ -18,6 +18,7 @@ pub mod heartbeats;
 pub mod integrations;
 pub mod keys;
 pub mod orgs;
+pub mod rate_limits;
 pub mod roles;
 pub mod teams;
 pub mod testing;

@@ -70,6 +70,7 @@ fn personal_key(org: &OrgId, user: &UserId, expires_at: OffsetDateTime) -> ApiKe
         last_used_ip: None,
         revoked_at: None,
         revoked_by: None,
+        rate_limit: None,
     }
 }
 

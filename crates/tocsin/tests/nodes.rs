@@ -398,3 +398,98 @@ async fn nodes_started_together_on_an_empty_database_initialize_it_once() {
         let _ = child.wait();
     }
 }
+
+/// Limits hold across nodes: a key's `rate_limit` and the failed-authentication throttle count
+/// in the shared database, so alternating nodes does not buy a client more requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_hold_across_nodes() {
+    let db = fresh_database().await;
+    let secrets = tempfile::tempdir().unwrap();
+    let secret = secrets.path().join("secret");
+    std::fs::write(&secret, "b".repeat(64)).unwrap();
+    let args = vec![
+        "--database-url".to_owned(),
+        db,
+        "--secret-file".to_owned(),
+        secret.display().to_string(),
+        "--failed-auth-per-minute".to_owned(),
+        "4".to_owned(),
+    ];
+    let a = Server::start_with("warn", &args);
+    let b = Server::start_with("warn", &args);
+    let owner = a.owner();
+    let http = reqwest::Client::new();
+    let (s, k) = call(
+        &http,
+        "POST",
+        format!("{}/v1/api_keys", a.url),
+        &owner,
+        Some(json!({"name": "limited", "rate_limit": 4, "expires_at": "2030-01-01T00:00:00Z"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{k}");
+    let token = k["token"].as_str().unwrap().to_owned();
+    let nodes = [&a, &b, &a, &b];
+    for node in nodes {
+        let (s, body) = call(
+            &http,
+            "GET",
+            format!("{}/v1/auth/whoami", node.url),
+            &token,
+            None,
+        )
+        .await;
+        assert_eq!(s, 200, "{body}");
+    }
+    for node in [&a, &b] {
+        let (s, body) = call(
+            &http,
+            "GET",
+            format!("{}/v1/auth/whoami", node.url),
+            &token,
+            None,
+        )
+        .await;
+        assert_eq!(
+            s, 429,
+            "the fifth request in a minute is over on every node: {body}"
+        );
+        assert_eq!(body["error"]["rate_limit"], 4, "{body}");
+    }
+
+    // Guessing tokens: four failures spread over both nodes use up the address's budget.
+    let guess = tocsin_core::token::Token::generate(tocsin_core::token::TokenKind::Personal, "us");
+    for node in nodes {
+        let (s, body) = call(
+            &http,
+            "GET",
+            format!("{}/v1/auth/whoami", node.url),
+            guess.expose(),
+            None,
+        )
+        .await;
+        assert_eq!(s, 401, "{body}");
+    }
+    for node in [&a, &b] {
+        let (s, body) = call(
+            &http,
+            "GET",
+            format!("{}/v1/auth/whoami", node.url),
+            guess.expose(),
+            None,
+        )
+        .await;
+        assert_eq!(s, 429, "{body}");
+        assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    }
+    // The owner's valid key is not slowed by either.
+    let (s, _) = call(
+        &http,
+        "GET",
+        format!("{}/v1/auth/whoami", b.url),
+        &owner,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+}

@@ -40,6 +40,13 @@ pub struct CreateKey {
     expires_at: Option<String>,
     #[serde(default)]
     allowed_cidrs: Vec<String>,
+    /// Requests per minute (429 above it); absent or null: no limit of its own.
+    rate_limit: Option<i64>,
+}
+
+/// Tells a field that is absent (`None`) from one set to null (`Some(None)`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    Option::<i64>::deserialize(d).map(Some)
 }
 
 /// Checks role names exist and fit the scope they are used in.
@@ -139,6 +146,9 @@ pub async fn create(
         key::parse_description(req.description.as_deref()),
     );
     let cidrs = problems.take("allowed_cidrs", key::parse_cidrs(&req.allowed_cidrs));
+    let rate_limit = req
+        .rate_limit
+        .and_then(|n| problems.take("rate_limit", key::parse_rate_limit(n)));
     let Some(kind) = kind else {
         return Err(ApiError::Validation(problems));
     };
@@ -332,6 +342,7 @@ pub async fn create(
     key.team_ids = team_ids;
     key.team_role_names = req.team_role_names;
     key.allowed_cidrs = cidrs.iter().map(ToString::to_string).collect();
+    key.rate_limit = rate_limit;
     // The new key is checked like a new key of the service account it would create: the
     // service account row does not exist yet, so only grants and networks are compared.
     check_within_caller(&app, &p, &key).await?;
@@ -522,6 +533,9 @@ pub struct UpdateKey {
     team_role_names: Option<Vec<String>>,
     allowed_cidrs: Option<Vec<String>>,
     expires_at: Option<String>,
+    /// Requests per minute; null removes the key's limit.
+    #[serde(default, deserialize_with = "present")]
+    rate_limit: Option<Option<i64>>,
 }
 
 pub async fn update(
@@ -559,6 +573,13 @@ pub async fn update(
             key::parse_expires_at(Some(e), now, org.max_key_days),
         )
     });
+    let rate_limit: Option<Option<u32>> = match req.rate_limit {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(n)) => problems
+            .take("rate_limit", key::parse_rate_limit(n))
+            .map(Some),
+    };
     if key.kind == KeyKind::Integration {
         for (field, set) in [
             ("role_names", req.role_names.is_some()),
@@ -587,6 +608,19 @@ pub async fn update(
         }
     }
     problems.into_result().map_err(ApiError::Validation)?;
+    // A limited key cannot lift or raise its own limit.
+    if let Some(new) = rate_limit
+        && p.key.as_ref().is_some_and(|k| k.id == key.id)
+        && let Some(old) = key.rate_limit
+        && new.is_none_or(|n| n > old)
+    {
+        return Err(ApiError::Forbidden {
+            code: "escalation_denied",
+            message: format!(
+                "A key cannot raise or remove its own rate_limit ({old} requests per minute); ask a holder of api_keys:write for this key to change it."
+            ),
+        });
+    }
     let mut changed = key.clone();
     if let Some(r) = &req.role_names {
         changed.role_names = r.clone();
@@ -608,6 +642,7 @@ pub async fn update(
         team_role_names: req.team_role_names,
         allowed_cidrs: cidrs.map(|c| c.iter().map(ToString::to_string).collect()),
         expires_at,
+        rate_limit,
     };
     let updated = app
         .store

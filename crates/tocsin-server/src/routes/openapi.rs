@@ -263,6 +263,11 @@ fn optional(schema: Value) -> Value {
     s
 }
 
+/// A key's requests per minute; null: no limit of its own.
+fn rate_limit() -> Value {
+    json!({"type": ["integer", "null"], "minimum": 1, "maximum": tocsin_core::key::RATE_LIMIT_MAX})
+}
+
 fn strings() -> Value {
     json!({"type": "array", "items": {"type": "string"}})
 }
@@ -404,6 +409,7 @@ fn request_schema(method: &str, path: &str) -> Option<Value> {
                 ("team_role_names", strings()),
                 ("integration_id", string()),
                 ("allowed_cidrs", strings()),
+                ("rate_limit", rate_limit()),
             ],
         ),
         ("PATCH", "/v1/api_keys/{id}") => object(
@@ -415,6 +421,7 @@ fn request_schema(method: &str, path: &str) -> Option<Value> {
                 ("team_role_names", strings()),
                 ("allowed_cidrs", strings()),
                 ("expires_at", time()),
+                ("rate_limit", rate_limit()),
             ],
         ),
         ("POST", "/v1/api_keys/{id}/rotate") => object(

@@ -325,12 +325,13 @@ pub async fn password_login(
         Some(c) if ok && c.user.active => c.user,
         _ => {
             // Password guessing is throttled per client address, like token guessing.
-            if let Some(retry_after) = app.failed_auth_throttle(Some(ip)) {
+            if let Some(retry_after) = app.failed_auth_throttle(Some(ip)).await {
                 return Err(ApiError::RateLimited {
                     message: format!(
                         "Too many failed logins from {ip}; try again in {retry_after} s."
                     ),
                     retry_after,
+                    limit: None,
                 });
             }
             return Err(login_refused());

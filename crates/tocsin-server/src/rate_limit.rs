@@ -1,0 +1,152 @@
+//! Request limits: a key's own `rate_limit` (requests per minute) and the per-address throttle
+//! of failed authentications. A single SQLite node counts in memory with governor (GCRA); on
+//! PostgreSQL every node counts in the shared `rate_counters` table (a sliding window over the
+//! current and previous minute), so a client has one budget whichever node answers it. If the
+//! database cannot be asked, the request is let through and the failure logged: a page that
+//! must go out matters more than a limit.
+
+use crate::state::App;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use tocsin_core::KeyId;
+use tocsin_store::rate_limits::WINDOW_MS;
+
+/// Per-key limiters of a single node, each built for the limit it was last used with.
+#[derive(Default)]
+pub struct LocalKeyLimits {
+    limiters: Mutex<HashMap<KeyId, (u32, Arc<DefaultDirectRateLimiter>)>>,
+}
+
+impl LocalKeyLimits {
+    fn check(&self, key: &KeyId, limit: u32) -> Option<u64> {
+        let limiter = {
+            let mut map = self.limiters.lock().unwrap_or_else(|p| p.into_inner());
+            match map.get(key) {
+                Some((l, limiter)) if *l == limit => limiter.clone(),
+                _ => {
+                    let quota =
+                        Quota::per_minute(NonZeroU32::new(limit).unwrap_or(NonZeroU32::MIN));
+                    let limiter = Arc::new(RateLimiter::direct(quota));
+                    map.insert(key.clone(), (limit, limiter.clone()));
+                    limiter
+                }
+            }
+        };
+        limiter.check().err().map(|not_until| {
+            not_until
+                .wait_time_from(DefaultClock::default().now())
+                .as_secs()
+                .max(1)
+        })
+    }
+
+    /// Forgets limiters that are full again (nothing to remember about them): taking a whole
+    /// minute's budget at once succeeds only for those, and they are dropped anyway.
+    pub fn retain_recent(&self) {
+        let mut map = self.limiters.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, (limit, limiter)| {
+            limiter.check_n(NonZeroU32::new(*limit).unwrap_or(NonZeroU32::MIN)) != Ok(Ok(()))
+        });
+    }
+}
+
+/// The sliding-window estimate over two fixed windows: the previous window's count weighted by
+/// how much of it the last minute still covers, plus the current one's (this request
+/// included). Over `limit`, returns the seconds until the estimate falls back to it.
+pub fn sliding_window(limit: u32, current: i64, previous: i64, elapsed_ms: i64) -> Option<u64> {
+    let (limit, current, previous) = (f64::from(limit), current as f64, previous as f64);
+    let window = WINDOW_MS as f64;
+    let covered = 1.0 - elapsed_ms as f64 / window;
+    if previous * covered + current <= limit {
+        return None;
+    }
+    let wait_ms = if current >= limit || previous <= 0.0 {
+        // Only the next window helps: then this window's count is the one that fades.
+        (window - elapsed_ms as f64) + window * (1.0 - limit / current.max(1.0)).max(0.0)
+    } else {
+        // The previous window's share fades until it leaves room for the current count.
+        let covered_then = (limit - current) / previous;
+        (covered - covered_then) * window
+    };
+    Some(((wait_ms / 1000.0).ceil() as u64).max(1))
+}
+
+impl App {
+    /// Counts a request against a key's own limit; `Some(seconds)` to wait when it is over.
+    pub async fn key_over_limit(&self, key: &KeyId, limit: u32) -> Option<u64> {
+        if self.store.is_postgres() {
+            self.shared_over_limit(&format!("key:{key}"), limit).await
+        } else {
+            self.key_limits.check(key, limit)
+        }
+    }
+
+    /// Counts a failed authentication (or login) from `ip`; `Some(seconds)` to wait when the
+    /// address is over `failed_auth_per_minute`. Valid keys never pass here.
+    pub async fn failed_auth_throttle(&self, ip: Option<IpAddr>) -> Option<u64> {
+        let ip = ip?;
+        if self.store.is_postgres() {
+            return self
+                .shared_over_limit(&format!("ip:{ip}"), self.settings.failed_auth_per_minute)
+                .await;
+        }
+        self.failed_auth.check_key(&ip).err().map(|not_until| {
+            not_until
+                .wait_time_from(DefaultClock::default().now())
+                .as_secs()
+                .max(1)
+        })
+    }
+
+    async fn shared_over_limit(&self, bucket: &str, limit: u32) -> Option<u64> {
+        let now = tocsin_store::now_ms();
+        let window_start = now - now.rem_euclid(WINDOW_MS);
+        match self.store.count_request(bucket, window_start).await {
+            Ok((current, previous)) => sliding_window(limit, current, previous, now - window_start),
+            Err(e) => {
+                tracing::warn!(error = %e, "rate counter unavailable; request let through");
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sliding_window_allows_up_to_the_limit_and_says_how_long_to_wait() {
+        // Fresh minute, nothing before: the limit is the limit.
+        assert_eq!(sliding_window(3, 3, 0, 0), None);
+        let wait = sliding_window(3, 4, 0, 0).unwrap();
+        assert!((60..=120).contains(&wait), "{wait}");
+        // Halfway through a minute after a full one, half of it still counts.
+        assert_eq!(sliding_window(10, 5, 10, 30_000), None);
+        let wait = sliding_window(10, 6, 10, 30_000).unwrap();
+        // 10 * covered + 6 <= 10 once covered <= 0.4, i.e. 6 s from now.
+        assert_eq!(wait, 6);
+        // The last second of a minute: almost only the current count matters.
+        assert_eq!(sliding_window(10, 9, 100, 59_999), None);
+    }
+
+    #[test]
+    fn local_limits_follow_each_keys_own_limit() {
+        let limits = LocalKeyLimits::default();
+        let (a, b) = (KeyId::generate(), KeyId::generate());
+        for _ in 0..3 {
+            assert_eq!(limits.check(&a, 3), None);
+        }
+        let wait = limits
+            .check(&a, 3)
+            .expect("the fourth request in a minute is over");
+        assert!((1..=60).contains(&wait));
+        assert_eq!(limits.check(&b, 3), None, "keys do not share a budget");
+        // A raised limit takes effect at once.
+        assert_eq!(limits.check(&a, 10), None);
+    }
+}
