@@ -7,8 +7,10 @@
 #
 # Installs what it needs: chromium with apt-get when /usr/bin/chromium is missing, and the
 # npm packages with `npm ci`. Starts the server on a fresh data directory and a free loopback
-# port, as a new user would (its first start creates the owner, with TOCSIN_OWNER_PASSWORD), runs console.test.js (which also saves the
-# README's screenshots to docs/screenshots/), and always stops the server.
+# port, as a new user would (its first start creates the owner, with TOCSIN_OWNER_PASSWORD), runs
+# console.test.js, which saves its screenshots to target/console-screenshots/ (or, with
+# UPDATE_SCREENSHOTS=1, over the README's in docs/screenshots/, to be committed), and always
+# stops the server. Test runs thus leave the working tree as they found it.
 #
 # A tool that cannot be installed is a skip on a developer's machine and a failure under
 # CI=true: CI must never pass by not running the test.
@@ -127,11 +129,18 @@ if [[ -z "$url" ]]; then
   exit 1
 fi
 
-mkdir -p "$root/docs/screenshots"
+if [[ "${UPDATE_SCREENSHOTS:-}" == 1 ]]; then
+  shots="$root/docs/screenshots"
+else
+  target_dir="${CARGO_TARGET_DIR:-target}"
+  [[ "$target_dir" = /* ]] || target_dir="$root/$target_dir"
+  shots="$target_dir/console-screenshots"
+fi
+mkdir -p "$shots"
 set +e
 TOCSIN_URL="$url" TOCSIN_OWNER_EMAIL="$owner_email" TOCSIN_OWNER_PASSWORD="$owner_password" \
   TOCSIN_OWNER_TOKEN_FILE="$data/owner-token" TOCSIN_TEST_CHROMIUM="$chromium" \
-  TOCSIN_SCREENSHOTS="$root/docs/screenshots" TOCSIN_TEST_SUMMARY="$work/summary" \
+  TOCSIN_SCREENSHOTS="$shots" TOCSIN_TEST_SUMMARY="$work/summary" \
   node --test-reporter=spec "$here/console.test.js"
 status=$?
 set -e
