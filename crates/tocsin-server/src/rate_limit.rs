@@ -56,7 +56,8 @@ impl LocalKeyLimits {
 
 /// The sliding-window estimate over two fixed windows: the previous window's count weighted by
 /// how much of it the last minute still covers, plus the current one's (this request
-/// included). Over `limit`, returns the seconds until the estimate falls back to it.
+/// included; refused requests count too). Over `limit`, returns the seconds until one more
+/// request would fit again.
 pub fn sliding_window(limit: u32, current: i64, previous: i64, elapsed_ms: i64) -> Option<u64> {
     let (limit, current, previous) = (f64::from(limit), current as f64, previous as f64);
     let window = WINDOW_MS as f64;
@@ -64,12 +65,15 @@ pub fn sliding_window(limit: u32, current: i64, previous: i64, elapsed_ms: i64) 
     if previous * covered + current <= limit {
         return None;
     }
-    let wait_ms = if current >= limit || previous <= 0.0 {
-        // Only the next window helps: then this window's count is the one that fades.
-        (window - elapsed_ms as f64) + window * (1.0 - limit / current.max(1.0)).max(0.0)
+    // The next request adds one to the current window's count.
+    let wait_ms = if current + 1.0 > limit || previous <= 0.0 {
+        // Only the next window helps; then this window's count is the one that fades:
+        // current * (1 - f) + 1 <= limit.
+        let f = (1.0 - (limit - 1.0) / current.max(1.0)).max(0.0);
+        (window - elapsed_ms as f64) + window * f
     } else {
-        // The previous window's share fades until it leaves room for the current count.
-        let covered_then = (limit - current) / previous;
+        // The previous window's share fades: previous * covered' + current + 1 <= limit.
+        let covered_then = (limit - current - 1.0) / previous;
         (covered - covered_then) * window
     };
     Some(((wait_ms / 1000.0).ceil() as u64).max(1))
@@ -123,13 +127,13 @@ mod tests {
     fn sliding_window_allows_up_to_the_limit_and_says_how_long_to_wait() {
         // Fresh minute, nothing before: the limit is the limit.
         assert_eq!(sliding_window(3, 3, 0, 0), None);
-        let wait = sliding_window(3, 4, 0, 0).unwrap();
-        assert!((60..=120).contains(&wait), "{wait}");
+        // Four in the first instant of a minute: the rest of it, then until 4 * (1 - f) + 1
+        // <= 3, i.e. half of the next minute.
+        assert_eq!(sliding_window(3, 4, 0, 0), Some(90));
         // Halfway through a minute after a full one, half of it still counts.
         assert_eq!(sliding_window(10, 5, 10, 30_000), None);
-        let wait = sliding_window(10, 6, 10, 30_000).unwrap();
-        // 10 * covered + 6 <= 10 once covered <= 0.4, i.e. 6 s from now.
-        assert_eq!(wait, 6);
+        // 10 * covered + 6 + 1 <= 10 once covered <= 0.3, i.e. 12 s from now.
+        assert_eq!(sliding_window(10, 6, 10, 30_000), Some(12));
         // The last second of a minute: almost only the current count matters.
         assert_eq!(sliding_window(10, 9, 100, 59_999), None);
     }
