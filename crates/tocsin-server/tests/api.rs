@@ -1961,7 +1961,8 @@ async fn a_keys_rate_limit_answers_429_naming_the_limit() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!((1..=60).contains(&retry), "{retry}");
+    // At most two minutes: PostgreSQL's shared counters slide over two.
+    assert!((1..=120).contains(&retry), "{retry}");
     let b: Value = resp.json().await.unwrap();
     assert_eq!(code(&b), "rate_limited");
     assert_eq!(b["error"]["rate_limit"], 3, "{b}");
