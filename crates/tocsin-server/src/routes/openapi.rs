@@ -263,9 +263,9 @@ fn optional(schema: Value) -> Value {
     s
 }
 
-/// A key's requests per minute; null: no limit of its own.
+/// A key's requests per minute (optional fields also take null: no limit of its own).
 fn rate_limit() -> Value {
-    json!({"type": ["integer", "null"], "minimum": 1, "maximum": tocsin_core::key::RATE_LIMIT_MAX})
+    json!({"type": "integer", "minimum": 1, "maximum": tocsin_core::key::RATE_LIMIT_MAX})
 }
 
 fn strings() -> Value {
