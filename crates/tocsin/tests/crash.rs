@@ -2,10 +2,12 @@
 //! `tocsin serve` is killed with SIGKILL (no graceful shutdown, no flush); after a restart on
 //! the same data directory, every alert whose create got a 202 must be there. Requests in
 //! flight at the kill may or may not have been applied: they only count if a 202 came back.
+//! The audit trail must still verify afterwards, and an event edited in the database must be
+//! named by `tocsin audit verify` (issue 6).
 
 mod common;
 
-use common::{Server, read};
+use common::{BIN, Server, read, stderr};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -188,5 +190,60 @@ async fn every_alert_that_got_a_202_survives_sigkill() {
         stored >= accepted.len() as u64,
         "count says {stored}, but {} got a 202",
         accepted.len()
+    );
+
+    // The audit trail came through the kill intact: `tocsin audit verify` proves it. Then one
+    // event is edited in the database, and verify names it.
+    server.stop();
+    let verify = || {
+        std::process::Command::new(BIN)
+            .args(["audit", "verify", "--data-dir"])
+            .arg(&server.data)
+            .args(&server.extra)
+            .output()
+            .unwrap()
+    };
+    let intact = verify();
+    assert!(
+        intact.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&intact.stdout),
+        stderr(&intact)
+    );
+    let url = server
+        .extra
+        .iter()
+        .position(|a| a == "--database-url")
+        .map(|i| server.extra[i + 1].clone())
+        .unwrap_or_else(|| format!("sqlite://{}", server.data.join("tocsin.db").display()));
+    let store = tocsin_store::Store::connect(&url).await.unwrap();
+    let pick = "SELECT id FROM audit_events WHERE chain <> '' ORDER BY seq LIMIT 1 OFFSET 3";
+    let edit = "UPDATE audit_events SET outcome = 'allowed' || outcome WHERE id = $1";
+    let edited: String = match store.db() {
+        tocsin_store::Db::Sqlite(pool) => {
+            let id: String = sqlx::query_scalar(pick).fetch_one(pool).await.unwrap();
+            sqlx::query(edit).bind(&id).execute(pool).await.unwrap();
+            id
+        }
+        tocsin_store::Db::Postgres(pool) => {
+            let id: String = sqlx::query_scalar(pick).fetch_one(pool).await.unwrap();
+            sqlx::query(edit).bind(&id).execute(pool).await.unwrap();
+            id
+        }
+    };
+    store.close().await;
+    let broken = verify();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&broken.stdout),
+        stderr(&broken)
+    );
+    assert!(
+        !broken.status.success(),
+        "verify passed an edited trail: {said}"
+    );
+    assert!(
+        said.contains(&edited),
+        "verify should name event {edited}: {said}"
     );
 }
