@@ -16,27 +16,9 @@
 # CI=true: CI must never pass by not running the test.
 set -euo pipefail
 
-if [[ $# -ne 1 ]]; then
-  echo "usage: bash tests/console/run.sh PATH/TO/tocsin" >&2
-  exit 2
-fi
-here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-bin="$1"
-[[ "$bin" == /* ]] || bin="$PWD/$bin"
-if [[ ! -x "$bin" ]]; then
-  echo "console: $1 is not an executable tocsin binary (build it with cargo build -p tocsin)" >&2
-  exit 2
-fi
-
-unavailable() {
-  if [[ "${CI:-}" == "true" ]]; then
-    echo "console: FAILED: $1 (CI=true: this test must run in CI)" >&2
-    exit 1
-  fi
-  echo "console: SKIPPED: $1" >&2
-  exit 0
-}
+name=console
+source "$(dirname "$0")/../lib.sh"
+runner_init "$@"
 
 apt_install() {
   if [[ "$(id -u)" != 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
@@ -66,68 +48,15 @@ if ! (cd "$here" && npm ci --no-audit --no-fund --loglevel=error >/dev/null); th
   exit 1
 fi
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/tocsin-console.XXXXXX")"
-server_pid=""
-stop_server() {
-  if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    for _ in $(seq 100); do
-      kill -0 "$server_pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  server_pid=""
-}
-cleanup() {
-  stop_server
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# This run is self-contained: nothing from a developer's environment points it elsewhere.
-unset TOCSIN_CONFIG TOCSIN_DATABASE_URL TOCSIN_PUBLIC_URL TOCSIN_REGIONS TOCSIN_SECRET_FILE \
-  TOCSIN_LISTEN TOCSIN_DATA_DIR TOCSIN_OWNER_PASSWORD
+runner_workdir
+unset TOCSIN_OWNER_PASSWORD
 
 owner_email="owner@localhost"
 owner_password="console-test-$(node -e 'process.stdout.write(require("crypto").randomBytes(9).toString("hex"))')"
 
-url=""
-for attempt in 1 2 3; do
-  port="$(node -e 'const s = require("net").createServer(); s.listen(0, "127.0.0.1", () => { process.stdout.write(String(s.address().port)); s.close(); })')"
-  data="$work/data$attempt"
-  log="$work/server$attempt.log"
-  # The first start creates the owner with this password (for the console) and a first key
-  # in owner-token (for the test's API checks).
-  TOCSIN_OWNER_PASSWORD="$owner_password" "$bin" serve --listen "127.0.0.1:$port" --data-dir "$data" >"$log" 2>&1 &
-  server_pid=$!
-  if node - "http://127.0.0.1:$port" "$server_pid" <<'EOF'
-const [base, pid] = process.argv.slice(2);
-const deadline = Date.now() + 30000;
-(async () => {
-  while (Date.now() < deadline) {
-    try { process.kill(Number(pid), 0); } catch (_) { process.exit(1); }
-    try { if ((await fetch(base + "/healthz")).ok) process.exit(0); } catch (_) {}
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  process.exit(1);
-})();
-EOF
-  then
-    url="http://127.0.0.1:$port"
-    break
-  fi
-  echo "console: the server did not become healthy on port $port (attempt $attempt); its log:" >&2
-  cat "$log" >&2
-  stop_server
-done
-if [[ -z "$url" ]]; then
-  echo "console: FAILED: could not start $bin serve" >&2
-  exit 1
-fi
+# The first start creates the owner with this password (for the console) and a first key in
+# owner-token (for the test's API checks).
+TOCSIN_OWNER_PASSWORD="$owner_password" start_server
 
 if [[ "${UPDATE_SCREENSHOTS:-}" == 1 ]]; then
   shots="$root/docs/screenshots"

@@ -15,118 +15,19 @@
 # missing tool is a failure: CI must never pass by not running the test.
 set -euo pipefail
 
-if [[ $# -ne 1 ]]; then
-  echo "usage: bash tests/schemathesis/run.sh PATH/TO/tocsin" >&2
-  exit 2
-fi
-here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-bin="$1"
-[[ "$bin" == /* ]] || bin="$PWD/$bin"
-if [[ ! -x "$bin" ]]; then
-  echo "schemathesis: $1 is not an executable tocsin binary (build it with cargo build -p tocsin)" >&2
-  exit 2
-fi
-
+name=schemathesis
+skip_hint="install Python 3 with venv and pip to run it"
+source "$(dirname "$0")/../lib.sh"
+runner_init "$@"
 # Pinned: a new release adds checks and changes generation; adopting it is a commit of its own.
-requirement="schemathesis==4.32.5"
 venv="$root/target/schemathesis-venv"
+python_venv "$venv" "schemathesis==4.32.5"
 max_examples="${SCHEMATHESIS_MAX_EXAMPLES:-100}"
 seed="${SCHEMATHESIS_SEED:-20261123}"
-
-unavailable() {
-  if [[ "${CI:-}" == "true" ]]; then
-    echo "schemathesis: FAILED: $1 (CI=true: this test must run in CI)" >&2
-    exit 1
-  fi
-  echo "schemathesis: SKIPPED: $1; install Python 3 with venv and pip to run it" >&2
-  exit 0
-}
-
-command -v python3 >/dev/null 2>&1 || unavailable "python3 is not installed"
-if ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
-  rm -rf "$venv"
-  mkdir -p "$root/target"
-  python3 -m venv "$venv" || { rm -rf "$venv"; unavailable "python3 -m venv failed (is the venv module installed?)"; }
-fi
-py="$venv/bin/python"
-"$py" -m pip --version >/dev/null 2>&1 || unavailable "pip is not available in the venv $venv"
-if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -qF "${requirement#*==}"; then
-  if ! "$py" -m pip install --disable-pip-version-check --quiet "$requirement"; then
-    echo "schemathesis: FAILED: pip install $requirement into $venv failed" >&2
-    exit 1
-  fi
-fi
-
-work="$(mktemp -d "${TMPDIR:-/tmp}/tocsin-schemathesis.XXXXXX")"
-server_pid=""
-stop_server() {
-  if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    for _ in $(seq 100); do
-      kill -0 "$server_pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  server_pid=""
-}
-cleanup() {
-  stop_server
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-unset TOCSIN_CONFIG TOCSIN_DATABASE_URL TOCSIN_PUBLIC_URL TOCSIN_REGIONS TOCSIN_SECRET_FILE \
-  TOCSIN_LISTEN TOCSIN_DATA_DIR
-
-url=""
-for attempt in 1 2 3; do
-  port="$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-  data="$work/data$attempt"
-  log="$work/server$attempt.log"
-  # The failed-authentication throttle would answer 429 to the bad credentials schemathesis
-  # sends on purpose (its ignored_auth check wants to see the 401); it has tests of its own.
-  "$bin" serve --listen "127.0.0.1:$port" --data-dir "$data" --failed-auth-per-minute 1000000 \
-    >"$log" 2>&1 &
-  server_pid=$!
-  if "$py" - "http://127.0.0.1:$port" "$server_pid" <<'PYEOF'
-import os, sys, time, urllib.request
-base, pid = sys.argv[1], int(sys.argv[2])
-deadline = time.monotonic() + 30
-while time.monotonic() < deadline:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        sys.exit(1)
-    try:
-        with urllib.request.urlopen(base + "/healthz", timeout=2) as r:
-            if r.status == 200:
-                sys.exit(0)
-    except OSError:
-        pass
-    time.sleep(0.1)
-sys.exit(1)
-PYEOF
-  then
-    url="http://127.0.0.1:$port"
-    break
-  fi
-  echo "schemathesis: the server did not become healthy on port $port (attempt $attempt); its log:" >&2
-  cat "$log" >&2
-  stop_server
-done
-if [[ -z "$url" ]]; then
-  echo "schemathesis: FAILED: could not start $bin serve" >&2
-  exit 1
-fi
-for _ in $(seq 100); do
-  [[ -s "$data/owner-token" ]] && break
-  sleep 0.1
-done
+runner_workdir
+# The failed-authentication throttle would answer 429 to the bad credentials schemathesis
+# sends on purpose (its ignored_auth check wants to see the 401); it has tests of its own.
+start_server --failed-auth-per-minute 1000000
 owner="$(tr -d '[:space:]' <"$data/owner-token")"
 [[ -n "$owner" ]] || { echo "schemathesis: FAILED: no owner token in $data/owner-token" >&2; exit 1; }
 
