@@ -68,6 +68,34 @@ impl Principal {
 /// Built-in and custom roles of one organization, by name.
 pub struct RoleBook(HashMap<String, Role>);
 
+/// What every credential of an organization shares: its roles and its settings. Kept per
+/// organization beside the credential cache and dropped with it (every role or settings
+/// change invalidates credentials, here and on the other nodes), so a key that is not in the
+/// cache costs its own rows only.
+pub struct OrgContext {
+    pub roles: RoleBook,
+    pub org: Organization,
+}
+
+impl OrgContext {
+    pub async fn get(app: &App, org: &OrgId) -> ApiResult<Arc<OrgContext>> {
+        if let Some(hit) = app.orgs.get(org) {
+            return Ok(hit);
+        }
+        let generation = app.generation.load(Ordering::SeqCst);
+        let context = Arc::new(OrgContext {
+            roles: RoleBook::load(app, org).await?,
+            org: app.store.get_org(org).await?,
+        });
+        // As in `lookup`: an invalidation that ran meanwhile must not be outlived.
+        app.orgs.insert(org.clone(), context.clone());
+        if app.generation.load(Ordering::SeqCst) != generation {
+            app.orgs.remove(org);
+        }
+        Ok(context)
+    }
+}
+
 impl RoleBook {
     pub async fn load(app: &App, org: &OrgId) -> ApiResult<RoleBook> {
         let mut map: HashMap<String, Role> = builtin_roles()
@@ -200,8 +228,8 @@ pub async fn principal_for_key(
     key: ApiKey,
     grace: Option<OffsetDateTime>,
 ) -> ApiResult<Principal> {
-    let roles = RoleBook::load(app, &key.org_id).await?;
-    let standing = standing(app, &roles, &key).await?;
+    let context = OrgContext::get(app, &key.org_id).await?;
+    let standing = standing(app, &context.roles, &key).await?;
     let state = CredentialState {
         expires_at: key.expires_at,
         revoked_at: key.revoked_at,
@@ -266,7 +294,7 @@ pub async fn principal_for_key(
             )
         }
     };
-    let org = app.store.get_org(&key.org_id).await?;
+    let org = context.org.clone();
     Ok(Principal {
         org_id: key.org_id.clone(),
         org,
@@ -295,8 +323,8 @@ async fn principal_for_session(
         .store
         .get_user(&session.org_id, &session.user_id)
         .await?;
-    let roles = RoleBook::load(app, &session.org_id).await?;
-    let grants = roles.user_grants(app, &user).await?;
+    let context = OrgContext::get(app, &session.org_id).await?;
+    let grants = context.roles.user_grants(app, &user).await?;
     let state = CredentialState {
         expires_at: session.expires_at,
         revoked_at: None,
@@ -321,7 +349,7 @@ async fn principal_for_session(
         id: user.id.to_string(),
         name: user.name.clone(),
     };
-    let org = app.store.get_org(&session.org_id).await?;
+    let org = context.org.clone();
     Ok(Some(Principal {
         org_id: session.org_id,
         org,

@@ -125,6 +125,7 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
         settings,
         hasher,
         cache: Cache::new(100_000),
+        orgs: Cache::new(10_000),
         generation: AtomicU64::new(0),
         audit,
         alerts,

@@ -21,6 +21,9 @@ pub struct App {
     /// Bumped by every change that can alter a credential; a lookup that started under an
     /// older generation does not fill the cache.
     pub generation: AtomicU64,
+    /// Organization id -> its roles and settings, for credentials not in `cache` (dropped
+    /// with it).
+    pub orgs: Cache<tocsin_core::OrgId, Arc<crate::auth::OrgContext>>,
     pub audit: AuditWriter,
     pub alerts: AlertWriter,
     pub last_used: LastUsedTracker,
@@ -47,5 +50,6 @@ impl App {
     pub fn drop_cached_credentials(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         self.cache.clear();
+        self.orgs.clear();
     }
 }

@@ -2021,3 +2021,31 @@ async fn a_keys_rate_limit_answers_429_naming_the_limit() {
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["rate_limit"], 50);
 }
+
+/// A custom role created after the organization's roles were cached (by any earlier request)
+/// reaches the keys that use it at once.
+#[tokio::test]
+async fn a_new_custom_role_reaches_keys_at_once() {
+    let app = TestApp::spawn().await;
+    assert_eq!(
+        app.get("/v1/auth/whoami", &app.owner).await.0,
+        StatusCode::OK
+    );
+    let (s, b) = app
+        .post(
+            "/v1/roles",
+            &app.owner,
+            json!({"name": "team_lister", "scope": "account", "permissions": ["teams:read"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (_, token) = app
+        .key(
+            &app.owner,
+            json!({"name": "lister", "role_names": ["team_lister"]}),
+        )
+        .await;
+    assert_eq!(app.get("/v1/teams", &token).await.0, StatusCode::OK);
+    let (s, b) = app.get("/v1/users", &token).await;
+    assert_eq!((s, code(&b)), (StatusCode::FORBIDDEN, "permission_denied"));
+}

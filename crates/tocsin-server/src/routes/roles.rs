@@ -88,6 +88,9 @@ pub async fn create(
             "name_taken",
             format!("A custom role named `{}` already exists.", role.name),
         ))?;
+    // Credentials resolve roles through each organization's cached role book
+    // (`auth::OrgContext`): a new role must reach it, here and on every node.
+    app.invalidate_credentials().await;
     Ok(created(views::role(&role)))
 }
 
