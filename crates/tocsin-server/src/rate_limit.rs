@@ -7,7 +7,7 @@
 
 use crate::state::App;
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -15,43 +15,44 @@ use std::sync::{Arc, Mutex};
 use tocsin_core::KeyId;
 use tocsin_store::rate_limits::WINDOW_MS;
 
-/// Per-key limiters of a single node, each built for the limit it was last used with.
+/// Per-key limits of a single node: one governor keyed limiter per distinct limit, each
+/// holding the keys that use that limit (a key whose limit changes starts afresh under the
+/// new one). governor forgets idle keys itself (`retain_recent`).
 #[derive(Default)]
 pub struct LocalKeyLimits {
-    limiters: Mutex<HashMap<KeyId, (u32, Arc<DefaultDirectRateLimiter>)>>,
+    by_limit: Mutex<HashMap<u32, Arc<DefaultKeyedRateLimiter<KeyId>>>>,
 }
 
 impl LocalKeyLimits {
     fn check(&self, key: &KeyId, limit: u32) -> Option<u64> {
         let limiter = {
-            let mut map = self.limiters.lock().unwrap_or_else(|p| p.into_inner());
-            match map.get(key) {
-                Some((l, limiter)) if *l == limit => limiter.clone(),
-                _ => {
-                    let quota =
-                        Quota::per_minute(NonZeroU32::new(limit).unwrap_or(NonZeroU32::MIN));
-                    let limiter = Arc::new(RateLimiter::direct(quota));
-                    map.insert(key.clone(), (limit, limiter.clone()));
-                    limiter
-                }
-            }
+            let mut map = self.by_limit.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(limit)
+                .or_insert_with(|| {
+                    let per_minute = NonZeroU32::new(limit).unwrap_or(NonZeroU32::MIN);
+                    Arc::new(RateLimiter::keyed(Quota::per_minute(per_minute)))
+                })
+                .clone()
         };
-        limiter.check().err().map(|not_until| {
-            not_until
-                .wait_time_from(DefaultClock::default().now())
-                .as_secs()
-                .max(1)
-        })
+        limiter.check_key(key).err().map(wait_secs)
     }
 
-    /// Forgets limiters that are full again (nothing to remember about them): taking a whole
-    /// minute's budget at once succeeds only for those, and they are dropped anyway.
+    /// Forgets keys whose budget is full again, and limiters no key uses any more.
     pub fn retain_recent(&self) {
-        let mut map = self.limiters.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, (limit, limiter)| {
-            limiter.check_n(NonZeroU32::new(*limit).unwrap_or(NonZeroU32::MIN)) != Ok(Ok(()))
+        let mut map = self.by_limit.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, limiter| {
+            limiter.retain_recent();
+            !limiter.is_empty()
         });
     }
+}
+
+/// Seconds until governor lets the next request through (at least 1, for `Retry-After`).
+fn wait_secs(not_until: governor::NotUntil<governor::clock::QuantaInstant>) -> u64 {
+    not_until
+        .wait_time_from(DefaultClock::default().now())
+        .as_secs()
+        .max(1)
 }
 
 /// The sliding-window estimate over two fixed windows: the previous window's count weighted by
@@ -98,12 +99,7 @@ impl App {
                 .shared_over_limit(&format!("ip:{ip}"), self.settings.failed_auth_per_minute)
                 .await;
         }
-        self.failed_auth.check_key(&ip).err().map(|not_until| {
-            not_until
-                .wait_time_from(DefaultClock::default().now())
-                .as_secs()
-                .max(1)
-        })
+        self.failed_auth.check_key(&ip).err().map(wait_secs)
     }
 
     async fn shared_over_limit(&self, bucket: &str, limit: u32) -> Option<u64> {

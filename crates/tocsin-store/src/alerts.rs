@@ -1083,7 +1083,7 @@ impl Store {
                     .await?;
             }
             if !audit.is_empty() {
-                crate::audit::append_audit_in!(tx, audit, &sql.audit);
+                crate::audit::append_audit_in!(tx, audit, self.audit_sql());
             }
             tx.commit().await?;
             Ok(Some(out))
@@ -1130,7 +1130,6 @@ impl Store {
                 "SELECT alias, id FROM alerts WHERE org_id = $1 AND status = 'open'
                    AND alias IN (SELECT value FROM json_each($2))"
             },
-            audit: self.audit_sql(),
         })
     }
 }
@@ -1142,7 +1141,6 @@ struct BatchSql {
     notes: String,
     requests: String,
     open_aliases: &'static str,
-    audit: crate::audit::AuditSql,
 }
 
 /// Takes `n` tinyIds of an organization at once; returns the first.

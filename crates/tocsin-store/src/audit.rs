@@ -310,13 +310,16 @@ impl Store {
     /// The audit append's statements for this store's backend. Taking a head is an upsert
     /// that returns the row: on PostgreSQL the `DO UPDATE` locks it until the transaction
     /// ends (several nodes append to one chain); SQLite's write lock (BEGIN IMMEDIATE)
-    /// already serialises writers.
-    pub(crate) fn audit_sql(&self) -> AuditSql {
-        AuditSql {
+    /// already serialises writers. Rendered once per backend.
+    pub(crate) fn audit_sql(&self) -> &'static AuditSql {
+        static SQL: [std::sync::OnceLock<AuditSql>; 2] =
+            [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+        let pg = self.is_postgres();
+        SQL[usize::from(pg)].get_or_init(|| AuditSql {
             head: "INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, 0, $2)
                    ON CONFLICT (chain) DO UPDATE SET chain = excluded.chain RETURNING seq, hash",
-            insert: crate::bulk_insert_sql(self.is_postgres(), "audit_events", COLUMNS, ""),
-        }
+            insert: crate::bulk_insert_sql(pg, "audit_events", COLUMNS, ""),
+        })
     }
 
     /// Appends records to their chains in one transaction.
@@ -327,7 +330,7 @@ impl Store {
         let sql = self.audit_sql();
         on_db!(&self.db, |pool| {
             let mut tx = pool.begin_write().await?;
-            append_audit_in!(tx, records, &sql);
+            append_audit_in!(tx, records, sql);
             tx.commit().await?;
         });
         Ok(())
