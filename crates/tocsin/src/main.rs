@@ -8,6 +8,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use tocsin_server::config::{Overrides, Settings};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "tocsin",
