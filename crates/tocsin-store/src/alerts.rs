@@ -700,10 +700,7 @@ macro_rules! create_run {
             let mut stored: Vec<(String, bool)> = Vec::with_capacity(rows.len());
             if !rows.is_empty() {
                 let returned: Vec<(String, String, String, i64)> =
-                    sqlx::query_as(safe(&sql.alerts))
-                        .bind(to_json(&rows))
-                        .fetch_all(&mut *$conn)
-                        .await?;
+                    crate::Bulk::bulk_fetch(&mut *$conn, &sql.alerts, &rows).await?;
                 let returned: std::collections::HashMap<(String, String), (String, i64)> = returned
                     .into_iter()
                     .map(|(org, alias, id, count)| ((org, alias), (id, count)))
@@ -1060,16 +1057,10 @@ impl Store {
                 i = end;
             }
             if !trail.logs.is_empty() {
-                sqlx::query(safe(&sql.logs))
-                    .bind(to_json(&trail.logs))
-                    .execute(&mut *tx)
-                    .await?;
+                crate::Bulk::bulk_execute(&mut *tx, &sql.logs, &trail.logs).await?;
             }
             if !trail.notes.is_empty() {
-                sqlx::query(safe(&sql.notes))
-                    .bind(to_json(&trail.notes))
-                    .execute(&mut *tx)
-                    .await?;
+                crate::Bulk::bulk_execute(&mut *tx, &sql.notes, &trail.notes).await?;
             }
             if !out.is_empty() {
                 let requests: Vec<RequestInsert> = out
@@ -1077,10 +1068,7 @@ impl Store {
                     .zip(ops)
                     .map(|(s, op)| RequestInsert::new(op, s))
                     .collect();
-                sqlx::query(safe(&sql.requests))
-                    .bind(to_json(&requests))
-                    .execute(&mut *tx)
-                    .await?;
+                crate::Bulk::bulk_execute(&mut *tx, &sql.requests, &requests).await?;
             }
             if !audit.is_empty() {
                 crate::audit::append_audit_in!(tx, audit, self.audit_sql());
@@ -1096,8 +1084,7 @@ impl Store {
             [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
         let pg = self.is_postgres();
         SQL[usize::from(pg)].get_or_init(|| BatchSql {
-            alerts: crate::bulk_insert_sql(
-                pg,
+            alerts: crate::BulkSql::new(
                 "alerts",
                 COLUMNS,
                 "ON CONFLICT (org_id, alias) WHERE status = 'open'
@@ -1105,20 +1092,17 @@ impl Store {
                    updated_at = excluded.updated_at
                  RETURNING org_id, alias, id, count",
             ),
-            logs: crate::bulk_insert_sql(
-                pg,
+            logs: crate::BulkSql::new(
                 "alert_logs",
                 "id, org_id, alert_id, log, type, owner, created_at",
                 "",
             ),
-            notes: crate::bulk_insert_sql(
-                pg,
+            notes: crate::BulkSql::new(
                 "alert_notes",
                 "id, org_id, alert_id, note, owner, created_at",
                 "",
             ),
-            requests: crate::bulk_insert_sql(
-                pg,
+            requests: crate::BulkSql::new(
                 "alert_requests",
                 "id, org_id, action, success, status, alert_id, alias, integration_id, processed_at",
                 "",
@@ -1136,10 +1120,10 @@ impl Store {
 
 /// The statements of a write batch (`Store::batch_sql`).
 struct BatchSql {
-    alerts: String,
-    logs: String,
-    notes: String,
-    requests: String,
+    alerts: crate::BulkSql,
+    logs: crate::BulkSql,
+    notes: crate::BulkSql,
+    requests: crate::BulkSql,
     open_aliases: &'static str,
 }
 

@@ -84,30 +84,32 @@ pub struct AuditEvent {
     pub hash: String,
 }
 
-/// The hash of an event: SHA-256 over the previous hash and the event's fields in a fixed order.
+/// The hash of an event: SHA-256 over the previous hash, a newline, and the event's fields
+/// in a fixed order as a compact JSON array. The array is written straight into the hash
+/// state (a tuple serializes as a JSON array), without building it in memory first.
 pub fn event_hash(prev_hash: &str, seq: i64, r: &AuditRecord) -> String {
-    let fields = serde_json::json!([
+    let fields = (
         seq,
         r.id.as_str(),
         ms(r.occurred_at),
         r.chain(),
         r.actor.as_ref().map(|a| [&a.kind, &a.id, &a.name]),
         r.api_key_id.as_ref().map(|k| k.as_str()),
-        r.token_hint,
-        r.action,
-        r.method,
-        r.route,
+        &r.token_hint,
+        &r.action,
+        &r.method,
+        &r.route,
         r.target.as_ref().map(|t| [&t.kind, &t.id]),
-        r.outcome,
+        &r.outcome,
         r.status,
-        r.ip,
-        r.user_agent,
-        r.request_id,
-    ]);
+        &r.ip,
+        &r.user_agent,
+        &r.request_id,
+    );
     let mut h = Sha256::new();
     h.update(prev_hash.as_bytes());
     h.update(b"\n");
-    h.update(fields.to_string().as_bytes());
+    serde_json::to_writer(&mut h, &fields).expect("writing into a hash state cannot fail");
     hex::encode(h.finalize())
 }
 
@@ -200,7 +202,7 @@ pub struct BrokenLink {
     pub reason: String,
 }
 
-/// One audit event as a row of the bulk insert (`bulk_insert_sql`).
+/// One audit event as a row of the bulk insert (`BulkSql`): its fields follow `COLUMNS`.
 #[derive(Serialize)]
 pub(crate) struct EventInsert<'a> {
     chain: &'a str,
@@ -259,7 +261,7 @@ pub(crate) struct AuditSql {
     /// Creates a chain's head row if it is missing and reads it; on PostgreSQL the upsert
     /// also locks the row for the rest of the transaction, so nodes append one at a time.
     pub head: &'static str,
-    pub insert: String,
+    pub insert: crate::BulkSql,
 }
 
 /// Appends `records` to their chains inside the open transaction `$tx` (a macro, so the same
@@ -289,10 +291,7 @@ macro_rules! append_audit_in {
             rows.push($crate::audit::EventInsert::new(r, *seq, prev_hash, hash));
         }
         if !rows.is_empty() {
-            sqlx::query($crate::safe(&sql.insert))
-                .bind($crate::to_json(&rows))
-                .execute(&mut **tx)
-                .await?;
+            $crate::Bulk::bulk_execute(&mut **tx, &sql.insert, &rows).await?;
         }
         for (chain, (seq, hash)) in &heads {
             sqlx::query("UPDATE audit_heads SET seq = $2, hash = $3 WHERE chain = $1")
@@ -318,7 +317,7 @@ impl Store {
         SQL[usize::from(pg)].get_or_init(|| AuditSql {
             head: "INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, 0, $2)
                    ON CONFLICT (chain) DO UPDATE SET chain = excluded.chain RETURNING seq, hash",
-            insert: crate::bulk_insert_sql(pg, "audit_events", COLUMNS, ""),
+            insert: crate::BulkSql::new("audit_events", COLUMNS, ""),
         })
     }
 
@@ -461,5 +460,69 @@ impl Store {
             events: count,
             broken_at: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hash as the first chains were written: the fields built as a JSON value, then
+    /// printed. `event_hash` must keep giving the same bytes, or existing chains would no
+    /// longer verify.
+    fn hash_via_value(prev_hash: &str, seq: i64, r: &AuditRecord) -> String {
+        let fields = serde_json::json!([
+            seq,
+            r.id.as_str(),
+            ms(r.occurred_at),
+            r.chain(),
+            r.actor.as_ref().map(|a| [&a.kind, &a.id, &a.name]),
+            r.api_key_id.as_ref().map(|k| k.as_str()),
+            r.token_hint,
+            r.action,
+            r.method,
+            r.route,
+            r.target.as_ref().map(|t| [&t.kind, &t.id]),
+            r.outcome,
+            r.status,
+            r.ip,
+            r.user_agent,
+            r.request_id,
+        ]);
+        let mut h = Sha256::new();
+        h.update(prev_hash.as_bytes());
+        h.update(b"\n");
+        h.update(fields.to_string().as_bytes());
+        hex::encode(h.finalize())
+    }
+
+    #[test]
+    fn streamed_hash_matches_the_original_encoding() {
+        let bare = AuditRecord::new(None, "http.request", "unknown_key");
+        let mut full = AuditRecord::new(Some(OrgId::generate()), "http.request", "allowed");
+        full.actor = Some(AuditActor {
+            kind: "integration".into(),
+            id: "int_1".into(),
+            name: "Name with \"quotes\", a tab\t and ünïcode ✓".into(),
+        });
+        full.api_key_id = Some(KeyId::generate());
+        full.token_hint = Some("n23C".into());
+        full.method = Some("POST".into());
+        full.route = Some("/v1/api_keys/{id}/rotate".into());
+        full.target = Some(AuditTarget {
+            kind: "api_key".into(),
+            id: "key_1".into(),
+        });
+        full.status = Some(202);
+        full.ip = Some("2001:db8::1".into());
+        full.user_agent = Some("curl/8 \u{0}\u{1f}".into());
+        full.request_id = Some("4f97d1b0-6256-4fae-82e2-69c42aa5ee31".into());
+        for (seq, r) in [(1, &bare), (42, &full), (i64::MAX, &full)] {
+            assert_eq!(
+                event_hash(GENESIS, seq, r),
+                hash_via_value(GENESIS, seq, r),
+                "seq {seq}"
+            );
+        }
     }
 }

@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 pub mod alert_search;
 pub mod alerts;
 pub mod audit;
+mod bulk;
 pub mod changes;
 pub mod copy;
 pub mod heartbeats;
@@ -25,6 +26,7 @@ pub mod testing;
 pub mod users;
 pub mod writer;
 
+pub(crate) use bulk::{Bulk, BulkSql};
 pub use writer::{AuditWriter, LastUsedTracker, spawn_writers};
 
 /// The configured database: one typed pool per backend, the same query code for both.
@@ -139,6 +141,9 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
+            // Statement journals (a multi-row statement's undo copy) stay in memory instead
+            // of spilling to a temporary file past 64 KiB, as big batches did.
+            .pragma("temp_store", "memory")
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
@@ -148,10 +153,11 @@ impl Store {
         // Write transactions get a pool of their own with one connection: writers then queue
         // in the pool instead of sleeping in SQLite's busy handler (steps of up to 100 ms)
         // while another writer holds the lock, and readers keep the other connections.
+        // Its statement cache holds the bulk inserts' statements, one per row count (bulk.rs).
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
-            .connect_with(opts)
+            .connect_with(opts.statement_cache_capacity(1024))
             .await?;
         sqlite_writers()
             .lock()
@@ -280,31 +286,6 @@ pub(crate) fn paginate<T>(
 
 /// Marks a statement assembled with `format!` as safe: such strings only ever splice in
 /// column lists and placeholder numbers from this crate, never a value.
-/// An `INSERT` of any number of rows in one statement: the rows travel as one JSON array of
-/// objects keyed by column name, bound as the single parameter `$1`. The SQL text is the same
-/// whatever the number of rows, so it is prepared once and stays in the statement cache (a
-/// multi-row `VALUES` list would be a new statement for every batch size), and a batch costs
-/// one round trip to the database instead of one per row. `tail` follows the `SELECT` (an
-/// `ON CONFLICT` clause, `RETURNING`).
-pub(crate) fn bulk_insert_sql(postgres: bool, table: &str, columns: &str, tail: &str) -> String {
-    let cols: Vec<&str> = columns.split(',').map(str::trim).collect();
-    let list = cols.join(", ");
-    if postgres {
-        format!(
-            "INSERT INTO {table} ({list}) SELECT {list} FROM json_populate_recordset(NULL::{table}, $1::json) {tail}"
-        )
-    } else {
-        let select: Vec<String> = cols.iter().map(|c| format!("value ->> '{c}'")).collect();
-        // `jsonb_each` hands each row over as a JSONB blob, which `->>` reads without parsing
-        // text again (`json_each` would turn every row back into text for every column).
-        // `WHERE true` keeps SQLite from reading a following `ON CONFLICT` as a join's `ON`.
-        format!(
-            "INSERT INTO {table} ({list}) SELECT {} FROM jsonb_each($1) WHERE true {tail}",
-            select.join(", ")
-        )
-    }
-}
-
 pub(crate) fn safe(sql: &str) -> sqlx::AssertSqlSafe<&str> {
     sqlx::AssertSqlSafe(sql)
 }
