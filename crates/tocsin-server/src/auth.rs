@@ -46,6 +46,9 @@ pub struct Principal {
     pub token_hint: String,
     /// Unix seconds of the last use handed to the last-used tracker (throttles it to once a minute... ish).
     last_reported: AtomicI64,
+    /// `GET /v1/auth/whoami`'s body, rendered on first use. Everything in it comes from this
+    /// principal, which is rebuilt whenever its credential or organization changes.
+    pub whoami: std::sync::OnceLock<axum::body::Bytes>,
 }
 
 impl Principal {
@@ -308,6 +311,7 @@ pub async fn principal_for_key(
         creator,
         state,
         last_reported: AtomicI64::new(0),
+        whoami: Default::default(),
     })
 }
 
@@ -363,6 +367,7 @@ async fn principal_for_session(
         state,
         token_hint: hint,
         last_reported: AtomicI64::new(0),
+        whoami: Default::default(),
     }))
 }
 

@@ -258,6 +258,42 @@ async fn every_refusal_before_the_permission_check_has_its_code() {
     assert_eq!(e["allowed"], true, "{e}");
 }
 
+/// whoami's body is rendered once per cached credential: a change to the key must still show.
+#[tokio::test]
+async fn whoami_shows_changes_made_after_it_was_answered() {
+    let app = TestApp::spawn().await;
+    let (id, token) = app.key(&app.owner, json!({"name": "before"})).await;
+    let (s, b) = app.get("/v1/auth/whoami", &token).await;
+    assert_eq!((s, b["name"].as_str()), (StatusCode::OK, Some("before")));
+    assert!(b["grace_period_ends_at"].is_null());
+    let (s, b) = app
+        .call(
+            "PATCH",
+            &format!("/v1/api_keys/{id}"),
+            Some(&app.owner),
+            Some(json!({"name": "after"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = app.get("/v1/auth/whoami", &token).await;
+    assert_eq!(
+        (s, b["name"].as_str()),
+        (StatusCode::OK, Some("after")),
+        "{b}"
+    );
+    let (s, b) = app
+        .post(
+            &format!("/v1/api_keys/{id}/rotate"),
+            &app.owner,
+            json!({"grace_period_seconds": 600}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = app.get("/v1/auth/whoami", &token).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(b["grace_period_ends_at"].is_string(), "{b}");
+}
+
 #[tokio::test]
 async fn expired_keys_and_rotated_out_tokens_are_refused() {
     let app = TestApp::spawn().await;

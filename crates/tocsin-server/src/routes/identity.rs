@@ -3,10 +3,12 @@
 use crate::auth::{Principal, key_teams, principal_for_key};
 use crate::error::{ApiError, ApiResult, JsonBody, not_found};
 use crate::routes::{Needs, match_route};
-use crate::state::AppState;
+use crate::state::{App, AppState};
 use crate::views;
 use axum::Json;
 use axum::extract::{ConnectInfo, Extension, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -17,10 +19,26 @@ use tocsin_core::permission::Permission;
 use tocsin_core::policy::{self, Decision, Resource, explain_outcome};
 use tocsin_core::{IntegrationId, KeyId, TeamId};
 
+/// The body is rendered once per cached principal (`Principal::whoami`): this route is
+/// what clients call to check a key, so it answers from the cache like the check itself.
 pub async fn whoami(
     State(app): State<AppState>,
     Extension(p): Extension<Arc<Principal>>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
+    let body = match p.whoami.get() {
+        Some(body) => body.clone(),
+        None => {
+            let rendered =
+                axum::body::Bytes::from(serde_json::to_vec(&whoami_body(&app, &p)?).map_err(
+                    |e| ApiError::Internal(format!("whoami body did not serialize: {e}")),
+                )?);
+            p.whoami.get_or_init(|| rendered).clone()
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+fn whoami_body(app: &App, p: &Principal) -> ApiResult<Value> {
     let org = &p.org;
     let (permissions, team_permissions) = views::permission_fields(&p.grants);
     let organization = json!({"id": org.id, "name": org.name});
@@ -48,7 +66,7 @@ pub async fn whoami(
             })
         }
     };
-    Ok(Json(body))
+    Ok(body)
 }
 
 #[derive(Deserialize)]
