@@ -105,7 +105,10 @@ async fn run(
 ) {
     let mut events: Vec<AuditRecord> = Vec::with_capacity(BATCH);
     let mut acks: Vec<oneshot::Sender<()>> = Vec::new();
-    let mut ops: Vec<AlertRequest> = Vec::with_capacity(ALERT_BATCH);
+    // A batch's ops and their reply channels, side by side (the ops go to the store as a slice).
+    let mut ops: Vec<AlertOp> = Vec::with_capacity(ALERT_BATCH);
+    let mut replies: Vec<oneshot::Sender<crate::Result<crate::alerts::RequestStatus>>> =
+        Vec::with_capacity(ALERT_BATCH);
     let (mut audit_open, mut alerts_open) = (true, true);
     let take =
         |msg: Msg, events: &mut Vec<AuditRecord>, acks: &mut Vec<oneshot::Sender<()>>| match msg {
@@ -124,7 +127,10 @@ async fn run(
                     None => audit_open = false,
                 },
                 o = alert_rx.recv(), if alerts_open => match o {
-                    Some(o) => ops.push(o),
+                    Some((op, reply)) => {
+                        ops.push(op);
+                        replies.push(reply);
+                    }
                     None => alerts_open = false,
                 },
                 else => break,
@@ -138,18 +144,21 @@ async fn run(
         }
         while ops.len() < ALERT_BATCH {
             match alert_rx.try_recv() {
-                Ok(o) => ops.push(o),
+                Ok((op, reply)) => {
+                    ops.push(op);
+                    replies.push(reply);
+                }
                 Err(_) => break,
             }
         }
         if events.is_empty() && acks.is_empty() && ops.is_empty() {
             continue;
         }
-        let batch: Vec<AlertOp> = ops.iter().map(|(op, _)| op.clone()).collect();
-        match store.apply_batch(&batch, &events).await {
+        match store.apply_batch(&ops, &events).await {
             Ok(statuses) => {
                 alert_depth.fetch_sub(ops.len() as i64, Ordering::Relaxed);
-                for ((_, reply), status) in ops.drain(..).zip(statuses) {
+                ops.clear();
+                for (reply, status) in replies.drain(..).zip(statuses) {
                     let _ = reply.send(Ok(status));
                 }
                 audit_depth.fetch_sub(events.len() as i64, Ordering::Relaxed);
@@ -163,8 +172,9 @@ async fn run(
                 // are kept and retried, so an acknowledged request's event is not lost.
                 tracing::error!(error = %e, ops = ops.len(), events = events.len(), "write batch failed; retrying its audit events");
                 alert_depth.fetch_sub(ops.len() as i64, Ordering::Relaxed);
+                ops.clear();
                 let msg = e.to_string();
-                for (_, reply) in ops.drain(..) {
+                for reply in replies.drain(..) {
                     let _ = reply.send(Err(crate::StoreError::Config(format!(
                         "alert batch failed: {msg}"
                     ))));
