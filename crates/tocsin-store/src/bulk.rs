@@ -277,7 +277,9 @@ impl ser::Serializer for &mut RowBinder<'_> {
         self.add(v.to_string())
     }
     fn serialize_str(self, v: &str) -> Result<(), BindError> {
-        self.add(v.to_owned())
+        // One allocation (an `Arc<str>` is what sqlx keeps); a `String` would be copied into an
+        // `Arc<String>`, two.
+        self.add(std::sync::Arc::<str>::from(v))
     }
     fn serialize_bytes(self, v: &[u8]) -> Result<(), BindError> {
         self.add(v.to_vec())
