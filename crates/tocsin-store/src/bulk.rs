@@ -17,7 +17,9 @@
 //!   rows before it in place, where the default (`ABORT`) undoes the statement's own rows.
 //!   That undo needs a statement journal, a copy of every page the statement touches, which
 //!   was 6% of an alert batch's time; callers never go on after a failed statement (the
-//!   batch rolls back its savepoint or its transaction), so the copy buys nothing.
+//!   batch rolls back its savepoint or its transaction), so the copy buys nothing. SQLite
+//!   still keeps the journal for tables with immediate foreign keys (alerts, alert logs and
+//!   notes) and for the alerts upsert; audit events and request statuses go without.
 
 use serde::Serialize;
 use serde::ser::{self, Impossible};
@@ -75,7 +77,8 @@ impl BulkSql {
 /// Runs a `BulkSql` on a connection of either backend (the batch macros hold whichever
 /// typed connection `on_db!` gave them).
 pub(crate) trait Bulk {
-    /// Inserts `rows`; returns what the statements' `RETURNING` clause yields, in row order.
+    /// Inserts `rows`; returns what the statements' `RETURNING` clause yields, in no promised order
+    /// (neither SQLite nor PostgreSQL orders `RETURNING` rows): callers match rows by key.
     async fn bulk_fetch<R, O>(&mut self, sql: &BulkSql, rows: &[R]) -> Result<Vec<O>, sqlx::Error>
     where
         R: Serialize,

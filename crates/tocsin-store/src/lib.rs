@@ -79,45 +79,90 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 #[derive(Clone, Debug)]
 pub struct Store {
     db: Db,
-    /// SQLite: the background WAL checkpointer, stopped when the last clone is dropped.
-    _checkpointer: Option<std::sync::Arc<Checkpointer>>,
+    /// SQLite: the background WAL checkpointer, stopped by `close` or with the last clone.
+    checkpointer: Option<std::sync::Arc<Checkpointer>>,
 }
 
-/// Copies committed pages from the WAL into the database file from a connection of its own,
-/// every few milliseconds (a `PASSIVE` checkpoint: it never blocks the writer or readers).
-/// Without it the single writer did that copy itself, inline, each time the WAL passed 1,000
-/// pages, and every request of the batch behind it waited: about 3 ms of the alert p99
-/// (issue #5). The writer's own automatic checkpoint still runs, but finds almost nothing
-/// left to copy; it is what lets the WAL start over from its beginning, since a background
-/// checkpoint that runs beside continuous writes never finds the WAL fully copied at the
-/// moment a write begins (a background checkpoint alone let the WAL grow to 658 MB).
+/// Copies committed pages from the WAL into the database file from a connection of its own
+/// (a `PASSIVE` checkpoint: it never blocks the writer or readers): every 10 ms while the
+/// WAL grows, backing off to once a second while it does not. Without it the single writer
+/// did that copy itself, inline, each time the WAL passed 1,000 pages, and every request of
+/// the batch behind it waited: about 3 ms of the alert p99 (issue #5). The writer's own
+/// automatic checkpoint still runs, but finds almost nothing left to copy; it is what lets
+/// the WAL start over from its beginning, since a background checkpoint that runs beside
+/// continuous writes never finds the WAL fully copied at the moment a write begins (a
+/// background checkpoint alone let the WAL grow to 658 MB).
 #[derive(Debug)]
-struct Checkpointer(tokio::task::JoinHandle<()>);
+struct Checkpointer {
+    stop: std::sync::Arc<tokio::sync::Notify>,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
 
 impl Checkpointer {
-    const EVERY: Duration = Duration::from_millis(10);
+    const BUSY: Duration = Duration::from_millis(10);
+    const IDLE: Duration = Duration::from_secs(1);
 
     async fn start(opts: SqliteConnectOptions) -> Result<Checkpointer> {
         use sqlx::Connection;
         let mut conn = sqlx::SqliteConnection::connect_with(&opts).await?;
-        Ok(Checkpointer(tokio::spawn(async move {
+        let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+        let stopped = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut wait = Self::BUSY;
+            let mut last = (0i64, 0i64);
             loop {
-                tokio::time::sleep(Self::EVERY).await;
-                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                    .execute(&mut conn)
+                tokio::select! {
+                    () = stopped.notified() => break,
+                    () = tokio::time::sleep(wait) => {}
+                }
+                // (busy, frames in the WAL, frames copied into the database file)
+                match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
+                    .fetch_one(&mut conn)
                     .await
                 {
-                    tracing::warn!(error = %e, "background WAL checkpoint failed; the writer's own checkpoints continue");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    Ok((_, frames, copied)) => {
+                        let grew = (frames, copied) != last;
+                        last = (frames, copied);
+                        wait = if grew {
+                            Self::BUSY
+                        } else {
+                            (wait * 2).min(Self::IDLE)
+                        };
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "background WAL checkpoint failed; the writer's own checkpoints continue");
+                        wait = Self::IDLE;
+                    }
                 }
             }
-        })))
+            let _ = conn.close().await;
+        });
+        Ok(Checkpointer {
+            stop,
+            task: std::sync::Mutex::new(Some(task)),
+        })
+    }
+
+    /// Stops the task and closes its connection.
+    async fn stop(&self) {
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(task) = task {
+            self.stop.notify_one();
+            let _ = task.await;
+        }
     }
 }
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        self.0.abort();
+        if let Some(task) = self
+            .task
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            task.abort();
+        }
     }
 }
 
@@ -181,9 +226,6 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            // Statement journals (a multi-row statement's undo copy) stay in memory instead
-            // of spilling to a temporary file past 64 KiB, as big batches did.
-            .pragma("temp_store", "memory")
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
@@ -193,11 +235,17 @@ impl Store {
         // Write transactions get a pool of their own with one connection: writers then queue
         // in the pool instead of sleeping in SQLite's busy handler (steps of up to 100 ms)
         // while another writer holds the lock, and readers keep the other connections.
-        // Its statement cache holds the bulk inserts' statements, one per row count (bulk.rs).
+        // Its statement cache holds the bulk inserts' statements, one per row count (bulk.rs);
+        // its statement journals (a multi-row insert's undo copy) stay in memory instead of
+        // spilling to a temporary file past 64 KiB, as big batches did.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
-            .connect_with(opts.clone().statement_cache_capacity(1024))
+            .connect_with(
+                opts.clone()
+                    .statement_cache_capacity(1024)
+                    .pragma("temp_store", "memory"),
+            )
             .await?;
         sqlite_writers()
             .lock()
@@ -206,7 +254,7 @@ impl Store {
         let checkpointer = Checkpointer::start(opts).await?;
         Ok(Store {
             db: Db::Sqlite(pool),
-            _checkpointer: Some(std::sync::Arc::new(checkpointer)),
+            checkpointer: Some(std::sync::Arc::new(checkpointer)),
         })
     }
 
@@ -222,7 +270,7 @@ impl Store {
             })?;
         Ok(Store {
             db: Db::Postgres(pool),
-            _checkpointer: None,
+            checkpointer: None,
         })
     }
 
@@ -253,6 +301,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.stop().await;
+        }
         if let Db::Sqlite(pool) = &self.db {
             let path = pool.connect_options().get_filename().to_path_buf();
             let writer = sqlite_writers()

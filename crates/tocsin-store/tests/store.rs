@@ -391,3 +391,32 @@ async fn a_batch_applies_its_ops_in_order() {
     assert_ne!(s[2].alert_id, b.id);
     assert_eq!(logs(s[2].alert_id.clone()).await, ["Alert created"]);
 }
+
+/// `close` stops the background checkpointer before the pools, so the last connection to
+/// close still checkpoints the WAL into the database file and removes it: nothing is left
+/// open or running after a clean stop, and the file alone holds every event.
+#[tokio::test]
+async fn closing_a_sqlite_store_leaves_no_wal_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = Store::open_sqlite(&path).await.unwrap();
+    store.migrate().await.unwrap();
+    let org = org(&store).await;
+    let records: Vec<AuditRecord> = (0..200)
+        .map(|_| AuditRecord::new(Some(org.clone()), "http.request", "allowed"))
+        .collect();
+    store.append_audit(&records).await.unwrap();
+    let wal = dir.path().join("t.db-wal");
+    assert!(wal.exists(), "writes go through the WAL");
+    let clone = store.clone();
+    store.close().await;
+    assert!(
+        !wal.exists(),
+        "the WAL was checkpointed and removed at close"
+    );
+    drop(clone);
+    let reopened = Store::open_sqlite(&path).await.unwrap();
+    let report = reopened.verify_chain(org.as_str()).await.unwrap();
+    assert_eq!((report.events, report.broken_at.is_none()), (200, true));
+    reopened.close().await;
+}
