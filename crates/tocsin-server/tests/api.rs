@@ -107,6 +107,24 @@ impl TestApp {
         self.call("POST", path, Some(token), Some(body)).await
     }
 
+    /// The outcomes of a key's audit events, newest first, with the whole answer.
+    async fn audit_outcomes(&self, key_id: &str) -> (Vec<String>, Value) {
+        let (s, b) = self
+            .get(
+                &format!("/v1/audit_events?api_key_id={key_id}"),
+                &self.owner,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let outcomes = b["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["outcome"].as_str().unwrap().to_owned())
+            .collect();
+        (outcomes, b)
+    }
+
     async fn team(&self, name: &str) -> String {
         let (s, b) = self
             .post("/v1/teams", &self.owner, json!({"name": name}))
@@ -794,17 +812,8 @@ async fn audit_trail_records_requests_and_verifies() {
     app.post(&format!("/v1/api_keys/{id}/revoke"), &app.owner, json!({}))
         .await;
     app.get("/v1/auth/whoami", &token).await;
-    let (s, b) = app
-        .get(&format!("/v1/audit_events?api_key_id={id}"), &app.owner)
-        .await;
-    assert_eq!(s, StatusCode::OK, "{b}");
-    let outcomes: Vec<&str> = b["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["outcome"].as_str().unwrap())
-        .collect();
-    assert_eq!(outcomes, vec!["revoked_key", "allowed"]);
+    let (outcomes, b) = app.audit_outcomes(&id).await;
+    assert_eq!(outcomes, ["revoked_key", "allowed"]);
     assert_eq!(b["data"][0]["route"], "/v1/auth/whoami");
     assert_eq!(
         b["data"][0]["token_hint"].as_str().unwrap(),
@@ -1937,16 +1946,7 @@ async fn request_tracking_can_be_turned_off_for_measurement() {
         app.get("/v1/auth/whoami", &token).await.0,
         StatusCode::UNAUTHORIZED
     );
-    let (s, b) = app
-        .get(&format!("/v1/audit_events?api_key_id={id}"), &app.owner)
-        .await;
-    assert_eq!(s, StatusCode::OK, "{b}");
-    let outcomes: Vec<&str> = b["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["outcome"].as_str().unwrap())
-        .collect();
+    let (outcomes, b) = app.audit_outcomes(&id).await;
     assert_eq!(outcomes, ["revoked_key"], "{b}");
     // Nothing was handed to the last-used tracker.
     let flushed = app
