@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 use time::OffsetDateTime;
 use tocsin_core::KeyId;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 const QUEUE: usize = 65_536;
 const BATCH: usize = 2_000;
@@ -28,9 +28,14 @@ enum Msg {
 pub struct AuditWriter {
     tx: mpsc::Sender<Msg>,
     depth: Arc<AtomicI64>,
+    /// Rung after queueing a message someone waits on (a durable event, a flush), so that the
+    /// writer ends its gathering window at once.
+    urgent: Arc<Notify>,
 }
 
 const ALERT_BATCH: usize = 512;
+/// How long a batch of plain audit events may gather after the last commit.
+const AUDIT_WINDOW: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Starts the one writer task. Whatever is queued (alert ops and audit events) goes into one
 /// transaction, so a batch costs one disk flush however many requests share it; alert ops are
@@ -41,10 +46,14 @@ pub fn spawn_writers(store: Store) -> (AuditWriter, AlertWriter, tokio::task::Jo
     let (alert_tx, alert_rx) = mpsc::channel(8192);
     let audit_depth = Arc::new(AtomicI64::new(0));
     let alert_depth = Arc::new(AtomicI64::new(0));
+    let urgent = Arc::new(Notify::new());
     let handle = tokio::spawn(run(
         store,
-        audit_rx,
-        alert_rx,
+        Queues {
+            audit_rx,
+            alert_rx,
+            urgent: urgent.clone(),
+        },
         audit_depth.clone(),
         alert_depth.clone(),
     ));
@@ -52,6 +61,7 @@ pub fn spawn_writers(store: Store) -> (AuditWriter, AlertWriter, tokio::task::Jo
         AuditWriter {
             tx: audit_tx,
             depth: audit_depth,
+            urgent,
         },
         AlertWriter {
             tx: alert_tx,
@@ -80,6 +90,7 @@ impl AuditWriter {
             tracing::error!("audit writer has stopped; an event was not recorded");
             return;
         }
+        self.urgent.notify_one();
         let _ = done.await;
     }
 
@@ -87,6 +98,7 @@ impl AuditWriter {
     pub async fn flush(&self) {
         let (ack, done) = oneshot::channel();
         if self.tx.send(Msg::Flush(ack)).await.is_ok() {
+            self.urgent.notify_one();
             let _ = done.await;
         }
     }
@@ -96,28 +108,31 @@ impl AuditWriter {
     }
 }
 
+/// What the writer task reads from.
+struct Queues {
+    audit_rx: mpsc::Receiver<Msg>,
+    alert_rx: mpsc::Receiver<AlertRequest>,
+    urgent: Arc<Notify>,
+}
+
 async fn run(
     store: Store,
-    mut audit_rx: mpsc::Receiver<Msg>,
-    mut alert_rx: mpsc::Receiver<AlertRequest>,
+    queues: Queues,
     audit_depth: Arc<AtomicI64>,
     alert_depth: Arc<AtomicI64>,
 ) {
+    let Queues {
+        mut audit_rx,
+        mut alert_rx,
+        urgent,
+    } = queues;
     let mut events: Vec<AuditRecord> = Vec::with_capacity(BATCH);
     let mut acks: Vec<oneshot::Sender<()>> = Vec::new();
     // A batch's ops and their reply channels, side by side (the ops go to the store as a slice).
     let mut ops: Vec<AlertOp> = Vec::with_capacity(ALERT_BATCH);
-    let mut replies: Vec<oneshot::Sender<crate::Result<crate::alerts::RequestStatus>>> =
-        Vec::with_capacity(ALERT_BATCH);
+    let mut replies: Vec<Reply> = Vec::with_capacity(ALERT_BATCH);
     let (mut audit_open, mut alerts_open) = (true, true);
-    let take =
-        |msg: Msg, events: &mut Vec<AuditRecord>, acks: &mut Vec<oneshot::Sender<()>>| match msg {
-            Msg::Event(e, ack) => {
-                events.push(e);
-                acks.extend(ack);
-            }
-            Msg::Flush(ack) => acks.push(ack),
-        };
+    let mut last_commit = tokio::time::Instant::now();
     loop {
         // Wait for the first thing to write (unless a failed batch left events to retry).
         if events.is_empty() && acks.is_empty() {
@@ -136,24 +151,49 @@ async fn run(
                 else => break,
             }
         }
-        while events.len() < BATCH {
-            match audit_rx.try_recv() {
-                Ok(m) => take(m, &mut events, &mut acks),
-                Err(_) => break,
-            }
-        }
-        while ops.len() < ALERT_BATCH {
-            match alert_rx.try_recv() {
-                Ok((op, reply)) => {
-                    ops.push(op);
-                    replies.push(reply);
-                }
-                Err(_) => break,
-            }
-        }
+        drain(
+            &mut audit_rx,
+            &mut alert_rx,
+            &mut events,
+            &mut acks,
+            &mut ops,
+            &mut replies,
+        );
         if events.is_empty() && acks.is_empty() && ops.is_empty() {
             continue;
         }
+        // Nothing waits on a batch of plain audit events, so it gathers for up to AUDIT_WINDOW
+        // after the last commit: under load that makes fewer, larger commits (each flush and
+        // each partly filled page is paid once per commit). The writer sleeps through the
+        // window rather than waking for each event; an alert op, a durable event or a flush
+        // ends it at once.
+        let deadline = last_commit + AUDIT_WINDOW;
+        if ops.is_empty()
+            && acks.is_empty()
+            && events.len() < BATCH
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = urgent.notified() => {}
+                o = alert_rx.recv(), if alerts_open => match o {
+                    Some((op, reply)) => {
+                        ops.push(op);
+                        replies.push(reply);
+                    }
+                    None => alerts_open = false,
+                },
+            }
+            drain(
+                &mut audit_rx,
+                &mut alert_rx,
+                &mut events,
+                &mut acks,
+                &mut ops,
+                &mut replies,
+            );
+        }
+        last_commit = tokio::time::Instant::now();
         match store.apply_batch(&ops, &events).await {
             Ok(statuses) => {
                 alert_depth.fetch_sub(ops.len() as i64, Ordering::Relaxed);
@@ -181,6 +221,44 @@ async fn run(
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
+        }
+    }
+}
+
+fn take(msg: Msg, events: &mut Vec<AuditRecord>, acks: &mut Vec<oneshot::Sender<()>>) {
+    match msg {
+        Msg::Event(e, ack) => {
+            events.push(e);
+            acks.extend(ack);
+        }
+        Msg::Flush(ack) => acks.push(ack),
+    }
+}
+
+type Reply = oneshot::Sender<crate::Result<crate::alerts::RequestStatus>>;
+
+/// Takes what is queued, up to a batch of each kind, without waiting.
+fn drain(
+    audit_rx: &mut mpsc::Receiver<Msg>,
+    alert_rx: &mut mpsc::Receiver<AlertRequest>,
+    events: &mut Vec<AuditRecord>,
+    acks: &mut Vec<oneshot::Sender<()>>,
+    ops: &mut Vec<AlertOp>,
+    replies: &mut Vec<Reply>,
+) {
+    while events.len() < BATCH {
+        match audit_rx.try_recv() {
+            Ok(m) => take(m, events, acks),
+            Err(_) => break,
+        }
+    }
+    while ops.len() < ALERT_BATCH {
+        match alert_rx.try_recv() {
+            Ok((op, reply)) => {
+                ops.push(op);
+                replies.push(reply);
+            }
+            Err(_) => break,
         }
     }
 }
