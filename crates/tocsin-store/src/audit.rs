@@ -2,6 +2,7 @@
 //! its predecessor's hash and its own fields, so editing or deleting a row breaks the chain
 //! at that event, which `verify_chain` names.
 
+use crate::audit_segment::{Segment, SegmentBuilder};
 use crate::{BeginWrite, Page, Result, Store, from_ms, ms, on_db, paginate, safe};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -85,9 +86,14 @@ pub struct AuditEvent {
 }
 
 /// The hash of an event: SHA-256 over the previous hash, a newline, and the event's fields
-/// in a fixed order as a compact JSON array. The array is written straight into the hash
-/// state (a tuple serializes as a JSON array), without building it in memory first.
+/// in a fixed order as a compact JSON array (a tuple serializes as one, without building a
+/// `serde_json::Value` first).
 pub fn event_hash(prev_hash: &str, seq: i64, r: &AuditRecord) -> String {
+    hex::encode(event_digest(prev_hash, seq, r))
+}
+
+/// `event_hash` as bytes (segments store hashes as bytes).
+pub fn event_digest(prev_hash: &str, seq: i64, r: &AuditRecord) -> [u8; 32] {
     let fields = (
         seq,
         r.id.as_str(),
@@ -106,11 +112,25 @@ pub fn event_hash(prev_hash: &str, seq: i64, r: &AuditRecord) -> String {
         &r.user_agent,
         &r.request_id,
     );
-    let mut h = Sha256::new();
-    h.update(prev_hash.as_bytes());
-    h.update(b"\n");
-    serde_json::to_writer(&mut h, &fields).expect("writing into a hash state cannot fail");
-    hex::encode(h.finalize())
+    // The array is written into a buffer kept per thread and hashed in one call: serde_json
+    // writes a few bytes at a time, and each write straight into the hash state cost more
+    // than the copy.
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(1024));
+    }
+    BUF.with_borrow_mut(|buf| {
+        buf.clear();
+        buf.extend_from_slice(prev_hash.as_bytes());
+        buf.push(b'\n');
+        serde_json::to_writer(&mut *buf, &fields).expect("writing into memory cannot fail");
+        let digest = Sha256::digest(buf.as_slice()).into();
+        // A rare huge event (a long user agent is cut at 256 characters; names are not)
+        // does not keep its buffer.
+        if buf.capacity() > 64 * 1024 {
+            *buf = Vec::with_capacity(1024);
+        }
+        digest
+    })
 }
 
 #[derive(sqlx::FromRow)]
@@ -202,102 +222,53 @@ pub struct BrokenLink {
     pub reason: String,
 }
 
-/// One audit event as a row of the bulk insert (`BulkSql`): its fields follow `COLUMNS`.
-#[derive(Serialize)]
-pub(crate) struct EventInsert<'a> {
-    chain: &'a str,
-    seq: i64,
-    id: &'a str,
-    occurred_at: i64,
-    actor_type: Option<&'a str>,
-    actor_id: Option<&'a str>,
-    actor_name: Option<&'a str>,
-    api_key_id: Option<&'a str>,
-    token_hint: Option<&'a str>,
-    action: &'a str,
-    method: Option<&'a str>,
-    route: Option<&'a str>,
-    target_type: Option<&'a str>,
-    target_id: Option<&'a str>,
-    outcome: &'a str,
-    status: Option<i64>,
-    ip: Option<&'a str>,
-    user_agent: Option<&'a str>,
-    request_id: Option<&'a str>,
-    prev_hash: String,
-    hash: String,
-}
-
-impl<'a> EventInsert<'a> {
-    pub(crate) fn new(r: &'a AuditRecord, seq: i64, prev_hash: String, hash: String) -> Self {
-        EventInsert {
-            chain: r.chain(),
-            seq,
-            id: r.id.as_str(),
-            occurred_at: ms(r.occurred_at),
-            actor_type: r.actor.as_ref().map(|a| a.kind.as_str()),
-            actor_id: r.actor.as_ref().map(|a| a.id.as_str()),
-            actor_name: r.actor.as_ref().map(|a| a.name.as_str()),
-            api_key_id: r.api_key_id.as_ref().map(|k| k.as_str()),
-            token_hint: r.token_hint.as_deref(),
-            action: &r.action,
-            method: r.method.as_deref(),
-            route: r.route.as_deref(),
-            target_type: r.target.as_ref().map(|t| t.kind.as_str()),
-            target_id: r.target.as_ref().map(|t| t.id.as_str()),
-            outcome: &r.outcome,
-            status: r.status.map(i64::from),
-            ip: r.ip.as_deref(),
-            user_agent: r.user_agent.as_deref(),
-            request_id: r.request_id.as_deref(),
-            prev_hash,
-            hash,
-        }
-    }
-}
-
 /// The statements of an audit append, rendered for the store's backend.
 pub(crate) struct AuditSql {
     /// Creates a chain's head row if it is missing and reads it; on PostgreSQL the upsert
     /// also locks the row for the rest of the transaction, so nodes append one at a time.
     pub head: &'static str,
-    pub insert: crate::BulkSql,
+    pub segment: &'static str,
+    pub term: &'static str,
+    pub move_head: &'static str,
 }
 
 /// Appends `records` to their chains inside the open transaction `$tx` (a macro, so the same
-/// statements serve whichever typed connection the arm of `on_db!` holds): one statement per
-/// chain to take its head, one for all the events, one per chain to move the head.
+/// statements serve whichever typed connection the arm of `on_db!` holds): per chain, one
+/// statement takes its head, one writes the chain's events as one segment, one per search
+/// term indexes it, and one moves the head.
 macro_rules! append_audit_in {
     ($tx:ident, $records:expr, $sql:expr) => {{
         let records: &[$crate::audit::AuditRecord] = $records;
         let sql: &$crate::audit::AuditSql = $sql;
         let tx = &mut $tx;
-        let mut heads: std::collections::HashMap<&str, (i64, String)> = Default::default();
-        let mut rows = Vec::with_capacity(records.len());
+        // One segment per chain, in the order the chains first appear.
+        let mut index: std::collections::HashMap<&str, usize> = Default::default();
+        let mut segments: Vec<(&str, i64, $crate::audit_segment::SegmentBuilder)> = Vec::new();
         for r in records {
             let chain = r.chain();
-            if !heads.contains_key(chain) {
-                let head: (i64, String) = sqlx::query_as(sql.head)
-                    .bind(chain)
-                    .bind($crate::audit::GENESIS)
-                    .fetch_one(&mut **tx)
-                    .await?;
-                heads.insert(chain, head);
-            }
-            let (seq, prev) = heads.get_mut(chain).expect("inserted above");
+            let i = match index.get(chain) {
+                Some(&i) => i,
+                None => {
+                    let (seq, hash): (i64, String) = sqlx::query_as(sql.head)
+                        .bind(chain)
+                        .bind($crate::audit::GENESIS)
+                        .fetch_one(&mut **tx)
+                        .await?;
+                    segments.push((chain, seq, $crate::audit_segment::SegmentBuilder::new(hash)));
+                    index.insert(chain, segments.len() - 1);
+                    segments.len() - 1
+                }
+            };
+            let (_, seq, segment) = &mut segments[i];
             *seq += 1;
-            let hash = $crate::audit::event_hash(prev, *seq, r);
-            let prev_hash = std::mem::replace(prev, hash.clone());
-            rows.push($crate::audit::EventInsert::new(r, *seq, prev_hash, hash));
+            segment.append(r, *seq);
         }
-        if !rows.is_empty() {
-            $crate::Bulk::bulk_execute(&mut **tx, &sql.insert, &rows).await?;
-        }
-        for (chain, (seq, hash)) in &heads {
-            sqlx::query("UPDATE audit_heads SET seq = $2, hash = $3 WHERE chain = $1")
+        for (chain, _, segment) in &segments {
+            $crate::audit::insert_segment_in!(tx, chain, segment, sql);
+            sqlx::query(sql.move_head)
                 .bind(*chain)
-                .bind(*seq)
-                .bind(hash)
+                .bind(segment.last_seq)
+                .bind(&segment.head)
                 .execute(&mut **tx)
                 .await?;
         }
@@ -305,11 +276,38 @@ macro_rules! append_audit_in {
 }
 pub(crate) use append_audit_in;
 
+/// Writes one segment and its search terms in the open transaction `$tx` (a `&mut`).
+macro_rules! insert_segment_in {
+    ($tx:ident, $chain:expr, $segment:expr, $sql:expr) => {{
+        let chain: &str = $chain;
+        let segment: &$crate::audit_segment::SegmentBuilder = $segment;
+        sqlx::query($sql.segment)
+            .bind(chain)
+            .bind(segment.first_seq)
+            .bind(segment.last_seq)
+            .bind(segment.first_at)
+            .bind(segment.last_at)
+            .bind(&segment.prev_hash)
+            .bind(segment.encode())
+            .execute(&mut **$tx)
+            .await?;
+        for term in segment.terms() {
+            sqlx::query($sql.term)
+                .bind(chain)
+                .bind(term)
+                .bind(segment.first_seq)
+                .execute(&mut **$tx)
+                .await?;
+        }
+    }};
+}
+pub(crate) use insert_segment_in;
+
 impl Store {
-    /// The audit append's statements for this store's backend. Taking a head is an upsert
-    /// that returns the row: on PostgreSQL the `DO UPDATE` locks it until the transaction
-    /// ends (several nodes append to one chain); SQLite's write lock (BEGIN IMMEDIATE)
-    /// already serialises writers. Rendered once per backend.
+    /// The audit append's statements. Taking a head is an upsert that returns the row: on
+    /// PostgreSQL the `DO UPDATE` locks it until the transaction ends (several nodes append
+    /// to one chain); SQLite's write lock (BEGIN IMMEDIATE) already serialises writers. The
+    /// two backends share the text today; the choice stays here for when they differ.
     pub(crate) fn audit_sql(&self) -> &'static AuditSql {
         static SQL: [std::sync::OnceLock<AuditSql>; 2] =
             [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
@@ -317,7 +315,10 @@ impl Store {
         SQL[usize::from(pg)].get_or_init(|| AuditSql {
             head: "INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, 0, $2)
                    ON CONFLICT (chain) DO UPDATE SET chain = excluded.chain RETURNING seq, hash",
-            insert: crate::BulkSql::new("audit_events", COLUMNS, ""),
+            segment: "INSERT INTO audit_segments (chain, first_seq, last_seq, first_at, last_at, prev_hash, events)
+                      VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            term: "INSERT INTO audit_segment_terms (chain, term, first_seq) VALUES ($1, $2, $3)",
+            move_head: "UPDATE audit_heads SET seq = $2, hash = $3 WHERE chain = $1",
         })
     }
 
@@ -335,6 +336,10 @@ impl Store {
         Ok(())
     }
 
+    /// The chain's events that pass `filter`, newest first, below the `cursor` (a `seq`).
+    /// Segments are read newest first, a few at a time, and only those that may hold a match:
+    /// the id filters go through the search terms, the time filters through each segment's
+    /// time range; the events of a segment are then tested one by one.
     pub async fn list_audit(
         &self,
         org: &OrgId,
@@ -342,33 +347,113 @@ impl Store {
         limit: usize,
         cursor: Option<i64>,
     ) -> Result<Page<AuditEvent>> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM audit_events WHERE chain = $1
-               AND ($2 IS NULL OR api_key_id = $2) AND ($3 IS NULL OR actor_id = $3) AND ($4 IS NULL OR action = $4)
-               AND ($5 IS NULL OR outcome = $5) AND ($6 IS NULL OR occurred_at >= $6) AND ($7 IS NULL OR occurred_at < $7)
-               AND ($8 IS NULL OR seq < $8) AND ($10 IS NULL OR target_id = $10)
-             ORDER BY seq DESC LIMIT $9"
+        const SEGMENTS: usize = 16;
+        let sql = "SELECT first_seq, prev_hash, events FROM audit_segments WHERE chain = $1 AND first_seq < $2
+               AND ($3 IS NULL OR last_at >= $3) AND ($4 IS NULL OR first_at < $4)
+               AND ($5 IS NULL OR first_seq IN (SELECT first_seq FROM audit_segment_terms WHERE chain = $1 AND term = $5))
+               AND ($6 IS NULL OR first_seq IN (SELECT first_seq FROM audit_segment_terms WHERE chain = $1 AND term = $6))
+               AND ($7 IS NULL OR first_seq IN (SELECT first_seq FROM audit_segment_terms WHERE chain = $1 AND term = $7))
+             ORDER BY first_seq DESC LIMIT $8";
+        let term = |kind: char, id: &Option<String>| {
+            id.as_deref().map(|id| crate::audit_segment::term(kind, id))
+        };
+        let (key, actor, target) = (
+            term('k', &filter.api_key_id),
+            term('a', &filter.actor_id),
+            term('t', &filter.target_id),
         );
-        let rows: Vec<EventRow> = on_db!(&self.db, |pool| {
-            sqlx::query_as(safe(&sql))
-                .bind(org.as_str())
-                .bind(filter.api_key_id.as_deref())
-                .bind(filter.actor_id.as_deref())
-                .bind(filter.action.as_deref())
-                .bind(filter.outcome.as_deref())
-                .bind(filter.since.map(ms))
-                .bind(filter.until.map(ms))
-                .bind(cursor)
-                .bind(limit as i64 + 1)
-                .bind(filter.target_id.as_deref())
+        let below = cursor.unwrap_or(i64::MAX);
+        let mut bound = below;
+        let mut found = Vec::new();
+        'segments: loop {
+            let rows: Vec<(i64, String, Vec<u8>)> = on_db!(&self.db, |pool| {
+                sqlx::query_as(sql)
+                    .bind(org.as_str())
+                    .bind(bound)
+                    .bind(filter.since.map(ms))
+                    .bind(filter.until.map(ms))
+                    .bind(key.as_deref())
+                    .bind(actor.as_deref())
+                    .bind(target.as_deref())
+                    .bind(SEGMENTS as i64)
+                    .fetch_all(pool)
+                    .await?
+            });
+            let more = rows.len() == SEGMENTS;
+            for (first_seq, prev_hash, bytes) in rows {
+                bound = first_seq;
+                let segment = Segment::parse(org.as_str(), prev_hash, &bytes)?;
+                for i in (0..segment.len()).rev() {
+                    if segment.seq(i) < below && segment.matches(i, filter) {
+                        found.push(segment.event(i));
+                        if found.len() > limit {
+                            break 'segments;
+                        }
+                    }
+                }
+            }
+            if !more {
+                break;
+            }
+        }
+        Ok(paginate(found, limit, |e: &AuditEvent| e.seq.to_string()))
+    }
+
+    /// Moves the events written one row each before migration 0008 into segments, a
+    /// thousand at a time, each batch in one transaction with the deletion of its rows. Runs
+    /// at every migration and finds nothing once done. Returns how many events moved.
+    pub(crate) async fn convert_legacy_audit(&self) -> Result<usize> {
+        let sql = self.audit_sql();
+        let chains: Vec<(String,)> = on_db!(&self.db, |pool| {
+            sqlx::query_as("SELECT DISTINCT chain FROM audit_events_legacy")
                 .fetch_all(pool)
                 .await?
         });
-        Ok(paginate(
-            rows.into_iter().map(AuditEvent::from).collect(),
-            limit,
-            |e: &AuditEvent| e.seq.to_string(),
-        ))
+        let select = format!(
+            "SELECT {COLUMNS} FROM audit_events_legacy WHERE chain = $1 ORDER BY seq LIMIT 1000"
+        );
+        let mut moved = 0;
+        for (chain,) in chains {
+            loop {
+                let n = on_db!(&self.db, |pool| {
+                    let mut tx = pool.begin_write().await?;
+                    // Taking the head locks the chain on PostgreSQL: a node converting it at
+                    // the same time waits, then finds the rows gone.
+                    let _: (i64, String) = sqlx::query_as(sql.head)
+                        .bind(&chain)
+                        .bind(GENESIS)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let rows: Vec<EventRow> = sqlx::query_as(safe(&select))
+                        .bind(&chain)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    let events: Vec<AuditEvent> = rows.into_iter().map(AuditEvent::from).collect();
+                    // A gap in the sequence starts a new segment, so verify still reports it.
+                    for run in events.chunk_by(|a, b| b.seq == a.seq + 1) {
+                        let segment = SegmentBuilder::of_events(run)?;
+                        let t = &mut tx;
+                        insert_segment_in!(t, &chain, &segment, sql);
+                    }
+                    if let Some(last) = events.last() {
+                        sqlx::query(
+                            "DELETE FROM audit_events_legacy WHERE chain = $1 AND seq <= $2",
+                        )
+                        .bind(&chain)
+                        .bind(last.seq)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    tx.commit().await?;
+                    events.len()
+                });
+                moved += n;
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(moved)
     }
 
     /// Every chain present: organization ids, and '' for unattributed refusals.
@@ -376,7 +461,7 @@ impl Store {
         let rows: Vec<(String,)> = on_db!(&self.db, |pool| {
             sqlx::query_as(
                 // A chain whose every event was deleted still has its head: it must be checked too.
-                "SELECT chain FROM audit_events UNION SELECT chain FROM audit_heads ORDER BY chain",
+                "SELECT chain FROM audit_segments UNION SELECT chain FROM audit_heads ORDER BY chain",
             )
             .fetch_all(pool)
             .await?
@@ -386,52 +471,69 @@ impl Store {
 
     /// Recomputes a chain from its first event and reports the first break.
     pub async fn verify_chain(&self, chain: &str) -> Result<ChainReport> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM audit_events WHERE chain = $1 AND seq > $2 ORDER BY seq LIMIT 1000"
-        );
         let mut prev = GENESIS.to_owned();
         let mut expected_seq = 1i64;
         let mut count = 0i64;
+        let mut after = i64::MIN;
         loop {
-            let rows: Vec<EventRow> = on_db!(&self.db, |pool| {
-                sqlx::query_as(safe(&sql))
-                    .bind(chain)
-                    .bind(expected_seq - 1)
-                    .fetch_all(pool)
-                    .await?
+            let rows: Vec<(i64, String, Vec<u8>)> = on_db!(&self.db, |pool| {
+                sqlx::query_as(
+                    "SELECT first_seq, prev_hash, events FROM audit_segments
+                     WHERE chain = $1 AND first_seq > $2 ORDER BY first_seq LIMIT 64",
+                )
+                .bind(chain)
+                .bind(after)
+                .fetch_all(pool)
+                .await?
             });
             if rows.is_empty() {
                 break;
             }
-            for row in rows {
-                let e = AuditEvent::from(row);
-                let broken = |reason: String| ChainReport {
-                    chain: chain.to_owned(),
-                    events: count,
-                    broken_at: Some(BrokenLink {
-                        event_id: e.record.id.to_string(),
-                        seq: e.seq,
-                        reason,
-                    }),
+            for (first_seq, prev_hash, bytes) in rows {
+                after = first_seq;
+                let segment = match Segment::parse(chain, prev_hash, &bytes) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        return Ok(ChainReport {
+                            chain: chain.to_owned(),
+                            events: count,
+                            broken_at: Some(BrokenLink {
+                                event_id: String::new(),
+                                seq: first_seq,
+                                reason: e.to_string(),
+                            }),
+                        });
+                    }
                 };
-                if e.seq != expected_seq {
-                    return Ok(broken(format!(
-                        "sequence jumps from {} to {}: events were removed",
-                        expected_seq - 1,
-                        e.seq
-                    )));
+                for e in segment.events() {
+                    let broken = |reason: String| ChainReport {
+                        chain: chain.to_owned(),
+                        events: count,
+                        broken_at: Some(BrokenLink {
+                            event_id: e.record.id.to_string(),
+                            seq: e.seq,
+                            reason,
+                        }),
+                    };
+                    if e.seq != expected_seq {
+                        return Ok(broken(format!(
+                            "sequence jumps from {} to {}: events were removed",
+                            expected_seq - 1,
+                            e.seq
+                        )));
+                    }
+                    if e.prev_hash != prev {
+                        return Ok(broken("its link to the previous event does not match: an earlier event was changed or removed".into()));
+                    }
+                    if event_hash(&prev, e.seq, &e.record) != e.hash {
+                        return Ok(broken(
+                            "its contents do not match its hash: this event was edited".into(),
+                        ));
+                    }
+                    prev = e.hash;
+                    expected_seq += 1;
+                    count += 1;
                 }
-                if e.prev_hash != prev {
-                    return Ok(broken("its link to the previous event does not match: an earlier event was changed or removed".into()));
-                }
-                if event_hash(&prev, e.seq, &e.record) != e.hash {
-                    return Ok(broken(
-                        "its contents do not match its hash: this event was edited".into(),
-                    ));
-                }
-                prev = e.hash;
-                expected_seq += 1;
-                count += 1;
             }
         }
         let head: Option<(i64, String)> = on_db!(&self.db, |pool| {

@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 pub mod alert_search;
 pub mod alerts;
 pub mod audit;
+mod audit_segment;
 mod bulk;
 pub mod changes;
 pub mod copy;
@@ -288,6 +289,13 @@ impl Store {
         match &self.db {
             Db::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await?,
             Db::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
+        }
+        let moved = self.convert_legacy_audit().await?;
+        if moved > 0 {
+            tracing::info!(
+                events = moved,
+                "moved audit events into segments (migration 0008)"
+            );
         }
         Ok(())
     }

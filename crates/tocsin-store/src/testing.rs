@@ -30,3 +30,67 @@ pub async fn fresh_postgres_database() -> String {
         .expect("TOCSIN_TEST_PG_URL names a database");
     format!("{server}/{name}")
 }
+
+/// Every audit event of `chain` as stored, in sequence order.
+pub async fn audit_events(store: &crate::Store, chain: &str) -> Vec<crate::audit::AuditEvent> {
+    let mut out = Vec::new();
+    for (_, segment) in segments(store, chain).await {
+        out.extend(segment.events());
+    }
+    out
+}
+
+async fn segments(store: &crate::Store, chain: &str) -> Vec<(i64, crate::audit_segment::Segment)> {
+    let rows: Vec<(i64, String, Vec<u8>)> = crate::on_db!(store.db(), |pool| {
+        sqlx::query_as(
+            "SELECT first_seq, prev_hash, events FROM audit_segments WHERE chain = $1 ORDER BY first_seq",
+        )
+        .bind(chain)
+        .fetch_all(pool)
+        .await
+        .expect("reading audit segments")
+    });
+    rows.into_iter()
+        .map(|(first_seq, prev, bytes)| {
+            let segment = crate::audit_segment::Segment::parse(chain, prev, &bytes)
+                .expect("a readable segment");
+            (first_seq, segment)
+        })
+        .collect()
+}
+
+/// Rewrites the stored audit event `id` of `chain` as someone with access to the database
+/// could: `edit` changes its fields, or removes it by returning false. Hashes are left as
+/// they were, so `verify_chain` should find the change. Panics when there is no such event.
+pub async fn tamper_audit_event(
+    store: &crate::Store,
+    chain: &str,
+    id: &str,
+    edit: impl FnOnce(&mut crate::audit::AuditRecord) -> bool,
+) {
+    for (first_seq, segment) in segments(store, chain).await {
+        let mut events = segment.events();
+        let Some(i) = events.iter().position(|e| e.record.id.as_str() == id) else {
+            continue;
+        };
+        if !edit(&mut events[i].record) {
+            events.remove(i);
+        }
+        let bytes = crate::audit_segment::SegmentBuilder::of_events(&events)
+            .expect("events read from the store")
+            .encode();
+        crate::on_db!(store.db(), |pool| {
+            sqlx::query(
+                "UPDATE audit_segments SET events = $3 WHERE chain = $1 AND first_seq = $2",
+            )
+            .bind(chain)
+            .bind(first_seq)
+            .bind(bytes)
+            .execute(pool)
+            .await
+            .expect("rewriting an audit segment");
+        });
+        return;
+    }
+    panic!("no audit event {id} in chain `{chain}`");
+}

@@ -6,9 +6,10 @@ use tocsin_core::key::KeyKind;
 use tocsin_core::{KeyId, OrgId, UserId};
 use tocsin_store::Store;
 use tocsin_store::alerts::{Action, AlertDraft, AlertOp, IdentifierType, OpKind};
-use tocsin_store::audit::AuditRecord;
+use tocsin_store::audit::{AuditActor, AuditFilter, AuditRecord, AuditTarget, GENESIS, event_hash};
 use tocsin_store::keys::{Actor, ApiKey};
 use tocsin_store::orgs::Organization;
+use tocsin_store::testing::{audit_events, tamper_audit_event};
 use tocsin_store::users::User;
 
 /// A fresh store: a SQLite file, or with TOCSIN_TEST_BACKEND=postgres a new PostgreSQL
@@ -91,7 +92,7 @@ async fn user(store: &Store, org: &OrgId) -> UserId {
 }
 
 #[tokio::test]
-async fn editing_or_removing_an_audit_row_is_named_by_verify() {
+async fn editing_or_removing_an_audit_event_is_named_by_verify() {
     let (_dir, store) = store().await;
     let org = org(&store).await;
     let records: Vec<AuditRecord> = (0..5)
@@ -110,17 +111,18 @@ async fn editing_or_removing_an_audit_row_is_named_by_verify() {
     assert!(report.broken_at.is_none());
 
     // Someone rewrites the refusal as allowed.
-    let exec = |sql: &'static str, id: String| {
-        let store = store.clone();
-        async move {
-            tocsin_store::on_db!(store.db(), |pool| {
-                sqlx::query(sql).bind(id).execute(pool).await.unwrap();
-            })
+    let chain = org.as_str();
+    let set_outcome = |outcome: &'static str| {
+        move |r: &mut AuditRecord| {
+            r.outcome = outcome.into();
+            true
         }
     };
-    exec(
-        "UPDATE audit_events SET outcome = 'allowed' WHERE id = $1",
-        records[2].id.to_string(),
+    tamper_audit_event(
+        &store,
+        chain,
+        records[2].id.as_str(),
+        set_outcome("allowed"),
     )
     .await;
     let broken = store
@@ -133,9 +135,11 @@ async fn editing_or_removing_an_audit_row_is_named_by_verify() {
     assert!(broken.reason.contains("edited"));
 
     // Restore it, then delete an event instead.
-    exec(
-        "UPDATE audit_events SET outcome = 'revoked_key' WHERE id = $1",
-        records[2].id.to_string(),
+    tamper_audit_event(
+        &store,
+        chain,
+        records[2].id.as_str(),
+        set_outcome("revoked_key"),
     )
     .await;
     assert!(
@@ -146,11 +150,7 @@ async fn editing_or_removing_an_audit_row_is_named_by_verify() {
             .broken_at
             .is_none()
     );
-    exec(
-        "DELETE FROM audit_events WHERE id = $1",
-        records[1].id.to_string(),
-    )
-    .await;
+    tamper_audit_event(&store, chain, records[1].id.as_str(), |_| false).await;
     let broken = store
         .verify_chain(org.as_str())
         .await
@@ -419,4 +419,271 @@ async fn closing_a_sqlite_store_leaves_no_wal_behind() {
     let report = reopened.verify_chain(org.as_str()).await.unwrap();
     assert_eq!((report.events, report.broken_at.is_none()), (200, true));
     reopened.close().await;
+}
+
+/// Events of several keys, actions and outcomes, appended over several commits (so several
+/// segments), are found by every filter and paged newest first exactly as a plain scan of
+/// all of them would page them.
+#[tokio::test]
+async fn audit_filters_and_pages_match_a_plain_scan() {
+    let (_dir, store) = store().await;
+    let org = org(&store).await;
+    let other = self::org(&store).await;
+    let keys = [KeyId::generate(), KeyId::generate(), KeyId::generate()];
+    let start = OffsetDateTime::now_utc() - Duration::hours(1);
+    let mut all = Vec::new();
+    for batch in 0..7 {
+        let mut records = Vec::new();
+        for i in 0..(batch * 3 + 1) {
+            let n = all.len() + records.len();
+            let mut r = AuditRecord::new(
+                Some(org.clone()),
+                if n % 5 == 0 {
+                    "api_key.rotated"
+                } else {
+                    "http.request"
+                },
+                if n % 4 == 0 { "revoked_key" } else { "allowed" },
+            );
+            let key = &keys[(batch + i) % 3];
+            r.api_key_id = Some(key.clone());
+            r.actor = Some(AuditActor {
+                kind: "service_account".into(),
+                id: format!("sa_{}", key.as_str()),
+                name: "bot".into(),
+            });
+            r.target = (n % 3 == 0).then(|| AuditTarget {
+                kind: "api_key".into(),
+                id: keys[n % 2].to_string(),
+            });
+            r.occurred_at = start + Duration::seconds(n as i64);
+            r.user_agent = Some(format!("agent/{}", n % 2));
+            records.push(r);
+        }
+        // Another organization's events share the commits but never its pages.
+        records.push(AuditRecord::new(
+            Some(other.clone()),
+            "http.request",
+            "allowed",
+        ));
+        store.append_audit(&records).await.unwrap();
+        all.extend(
+            records
+                .into_iter()
+                .filter(|r| r.org_id.as_ref() == Some(&org)),
+        );
+    }
+    let at = |n: i64| Some(start + Duration::seconds(n));
+    let filters = [
+        AuditFilter::default(),
+        AuditFilter {
+            api_key_id: Some(keys[1].to_string()),
+            ..Default::default()
+        },
+        AuditFilter {
+            actor_id: Some(format!("sa_{}", keys[2].as_str())),
+            ..Default::default()
+        },
+        AuditFilter {
+            target_id: Some(keys[0].to_string()),
+            ..Default::default()
+        },
+        AuditFilter {
+            action: Some("api_key.rotated".into()),
+            ..Default::default()
+        },
+        AuditFilter {
+            outcome: Some("revoked_key".into()),
+            since: at(10),
+            ..Default::default()
+        },
+        AuditFilter {
+            since: at(5),
+            until: at(40),
+            api_key_id: Some(keys[0].to_string()),
+            ..Default::default()
+        },
+        AuditFilter {
+            api_key_id: Some(KeyId::generate().to_string()),
+            ..Default::default()
+        },
+    ];
+    for filter in &filters {
+        let want: Vec<String> = all
+            .iter()
+            .rev()
+            .filter(|r| {
+                let is =
+                    |w: &Option<String>, h: Option<&str>| w.as_deref().is_none_or(|w| Some(w) == h);
+                is(
+                    &filter.api_key_id,
+                    r.api_key_id.as_ref().map(|k| k.as_str()),
+                ) && is(&filter.actor_id, r.actor.as_ref().map(|a| a.id.as_str()))
+                    && is(&filter.target_id, r.target.as_ref().map(|t| t.id.as_str()))
+                    && is(&filter.action, Some(&r.action))
+                    && is(&filter.outcome, Some(&r.outcome))
+                    && filter.since.is_none_or(|s| r.occurred_at >= s)
+                    && filter.until.is_none_or(|u| r.occurred_at < u)
+            })
+            .map(|r| r.id.to_string())
+            .collect();
+        let mut got = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = store.list_audit(&org, filter, 4, cursor).await.unwrap();
+            assert!(page.items.len() <= 4);
+            for e in &page.items {
+                assert_eq!(e.record.org_id.as_ref(), Some(&org));
+                assert_eq!(e.hash.len(), 64);
+            }
+            got.extend(page.items.iter().map(|e| e.record.id.to_string()));
+            match page.next_cursor {
+                Some(c) => cursor = Some(c.parse().unwrap()),
+                None => break,
+            }
+        }
+        assert_eq!(got, want, "{filter:?}");
+    }
+    // What a page shows is what was appended, field by field.
+    let newest = store
+        .list_audit(&org, &AuditFilter::default(), 1, None)
+        .await
+        .unwrap();
+    let (event, record) = (&newest.items[0], all.last().unwrap());
+    assert_eq!(event.record.actor, record.actor);
+    assert_eq!(event.record.user_agent, record.user_agent);
+    assert_eq!(event.record.target, record.target);
+    assert_eq!(event.seq, all.len() as i64);
+}
+
+/// Rows written before segments (kept as `audit_events_legacy` by migration 0008) move into
+/// segments when the store is next migrated: they list and verify as before, events
+/// appended afterwards continue their chain, and a gap among them is still reported.
+#[tokio::test]
+async fn legacy_audit_rows_move_into_segments() {
+    let (_dir, store) = store().await;
+    let org = org(&store).await;
+    let chain = org.as_str();
+    let mut prev = GENESIS.to_owned();
+    let records: Vec<AuditRecord> = (0..1500)
+        .map(|i| {
+            let mut r = AuditRecord::new(Some(org.clone()), "http.request", "allowed");
+            r.api_key_id = Some(KeyId::generate());
+            r.status = Some(200 + (i % 3));
+            r
+        })
+        .collect();
+    for (i, r) in records.iter().enumerate() {
+        let seq = i as i64 + 1;
+        let hash = event_hash(&prev, seq, r);
+        let insert = "INSERT INTO audit_events_legacy (chain, seq, id, occurred_at, api_key_id, action, outcome, status, prev_hash, hash)
+                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+        let at = (r.occurred_at.unix_timestamp_nanos() / 1_000_000) as i64;
+        tocsin_store::on_db!(store.db(), |pool| {
+            sqlx::query(insert)
+                .bind(chain)
+                .bind(seq)
+                .bind(r.id.as_str())
+                .bind(at)
+                .bind(r.api_key_id.as_ref().map(|k| k.as_str()))
+                .bind(&r.action)
+                .bind(&r.outcome)
+                .bind(r.status.map(i64::from))
+                .bind(&prev)
+                .bind(&hash)
+                .execute(pool)
+                .await
+                .unwrap();
+        });
+        prev = hash;
+    }
+    let head = "INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, $2, $3)";
+    tocsin_store::on_db!(store.db(), |pool| {
+        sqlx::query(head)
+            .bind(chain)
+            .bind(1500i64)
+            .bind(&prev)
+            .execute(pool)
+            .await
+            .unwrap();
+    });
+
+    store.migrate().await.unwrap();
+    let report = store.verify_chain(chain).await.unwrap();
+    assert_eq!(
+        (report.events, report.broken_at.is_none()),
+        (1500, true),
+        "{report:?}"
+    );
+    let left: i64 = tocsin_store::on_db!(store.db(), |pool| {
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_events_legacy")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    });
+    assert_eq!(left, 0);
+    let by_key = AuditFilter {
+        api_key_id: Some(records[700].api_key_id.as_ref().unwrap().to_string()),
+        ..Default::default()
+    };
+    let page = store.list_audit(&org, &by_key, 10, None).await.unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].record.id, records[700].id);
+    assert_eq!(page.items[0].record.status, Some(200 + (700 % 3)));
+
+    // New events continue the converted chain.
+    store
+        .append_audit(&[AuditRecord::new(
+            Some(org.clone()),
+            "http.request",
+            "allowed",
+        )])
+        .await
+        .unwrap();
+    let report = store.verify_chain(chain).await.unwrap();
+    assert_eq!(
+        (report.events, report.broken_at.is_none()),
+        (1501, true),
+        "{report:?}"
+    );
+
+    // A removed event stays visible as a gap.
+    tamper_audit_event(&store, chain, records[1200].id.as_str(), |_| false).await;
+    let broken = store.verify_chain(chain).await.unwrap().broken_at.unwrap();
+    assert_eq!(broken.event_id, records[1201].id.as_str());
+    assert!(
+        broken.reason.contains("jumps from 1200 to 1202"),
+        "{}",
+        broken.reason
+    );
+    assert_eq!(audit_events(&store, chain).await.len(), 1500);
+}
+
+/// A segment whose bytes were overwritten is named by verify, not skipped.
+#[tokio::test]
+async fn an_unreadable_audit_segment_breaks_the_chain() {
+    let (_dir, store) = store().await;
+    let org = org(&store).await;
+    let records: Vec<AuditRecord> = (0..3)
+        .map(|_| AuditRecord::new(Some(org.clone()), "http.request", "allowed"))
+        .collect();
+    store.append_audit(&records[..1]).await.unwrap();
+    store.append_audit(&records[1..]).await.unwrap();
+    let garbage = "UPDATE audit_segments SET events = $2 WHERE chain = $1 AND first_seq = 2";
+    tocsin_store::on_db!(store.db(), |pool| {
+        sqlx::query(garbage)
+            .bind(org.as_str())
+            .bind(vec![1u8, 200, 7])
+            .execute(pool)
+            .await
+            .unwrap();
+    });
+    let report = store.verify_chain(org.as_str()).await.unwrap();
+    let broken = report.broken_at.unwrap();
+    assert_eq!((report.events, broken.seq), (1, 2));
+    assert!(
+        broken.reason.contains("cannot be read"),
+        "{}",
+        broken.reason
+    );
 }

@@ -217,20 +217,20 @@ async fn every_alert_that_got_a_202_survives_sigkill() {
         .map(|i| server.extra[i + 1].clone())
         .unwrap_or_else(|| format!("sqlite://{}", server.data.join("tocsin.db").display()));
     let store = tocsin_store::Store::connect(&url).await.unwrap();
-    let pick = "SELECT id FROM audit_events WHERE chain <> '' ORDER BY seq LIMIT 1 OFFSET 3";
-    let edit = "UPDATE audit_events SET outcome = 'allowed' || outcome WHERE id = $1";
-    let edited: String = match store.db() {
-        tocsin_store::Db::Sqlite(pool) => {
-            let id: String = sqlx::query_scalar(pick).fetch_one(pool).await.unwrap();
-            sqlx::query(edit).bind(&id).execute(pool).await.unwrap();
-            id
-        }
-        tocsin_store::Db::Postgres(pool) => {
-            let id: String = sqlx::query_scalar(pick).fetch_one(pool).await.unwrap();
-            sqlx::query(edit).bind(&id).execute(pool).await.unwrap();
-            id
-        }
-    };
+    let chain = store
+        .audit_chains()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| !c.is_empty())
+        .expect("an organization's chain");
+    let events = tocsin_store::testing::audit_events(&store, &chain).await;
+    let edited = events[3].record.id.to_string();
+    tocsin_store::testing::tamper_audit_event(&store, &chain, &edited, |r| {
+        r.outcome = format!("allowed{}", r.outcome);
+        true
+    })
+    .await;
     store.close().await;
     let broken = verify();
     let said = format!(
