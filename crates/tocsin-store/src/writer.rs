@@ -35,7 +35,7 @@ pub struct AuditWriter {
 
 const ALERT_BATCH: usize = 512;
 /// How long a batch of plain audit events may gather after the last commit.
-const AUDIT_WINDOW: std::time::Duration = std::time::Duration::from_millis(10);
+const AUDIT_WINDOW: std::time::Duration = std::time::Duration::from_millis(30);
 
 /// Starts the one writer task. Whatever is queued (alert ops and audit events) goes into one
 /// transaction, so a batch costs one disk flush however many requests share it; alert ops are

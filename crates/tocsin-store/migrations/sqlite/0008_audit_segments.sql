@@ -13,7 +13,10 @@ CREATE TABLE audit_segments (
     prev_hash TEXT NOT NULL,
     events    BLOB NOT NULL,
     PRIMARY KEY (chain, first_seq)
-) WITHOUT ROWID;
+);
+-- (A rowid table on purpose: in a WITHOUT ROWID table the whole row is the b-tree key, and
+-- every insert compared its key with rows whose blobs spill onto overflow pages, copying
+-- each of those blobs into memory first.)
 
 -- Which segments hold events of a key ('k:' id), an actor ('a:' id) or about a target
 -- ('t:' id): the id filters of GET /v1/audit_events read only those segments.
