@@ -496,6 +496,29 @@ pub fn client_ip(req: &Request) -> Option<IpAddr> {
         .map(|c| c.0.ip())
 }
 
+/// An address as `Display` writes it. IPv4, nearly every client, is written digit by digit:
+/// the formatting machinery behind `to_string` was a fifth of building a request's audit
+/// event.
+fn ip_text(ip: IpAddr) -> String {
+    let IpAddr::V4(v4) = ip else {
+        return ip.to_string();
+    };
+    let mut s = String::with_capacity(15);
+    for (i, n) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            s.push('.');
+        }
+        if n >= 100 {
+            s.push(char::from(b'0' + n / 100));
+        }
+        if n >= 10 {
+            s.push(char::from(b'0' + n / 10 % 10));
+        }
+        s.push(char::from(b'0' + n % 10));
+    }
+    s
+}
+
 const REFUSAL_CODES: &[&str] = &[
     "missing_credentials",
     "malformed_token",
@@ -556,7 +579,7 @@ pub async fn layer(State(app): State<AppState>, mut req: Request, next: Next) ->
         r.method = Some(method.clone());
         r.route = Some(route.clone());
         r.status = Some(status);
-        r.ip = ip.map(|i| i.to_string());
+        r.ip = ip.map(ip_text);
         r.user_agent = user_agent.clone();
         r.request_id = request_id.clone();
         r.target = target.clone();
@@ -697,4 +720,27 @@ fn target_of(route: &str, path: &str) -> Option<AuditTarget> {
         // A token pasted where an id belongs is not kept in the audit trail.
         id: tocsin_core::token::redact(id).into_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ip_text;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for a in [0u8, 1, 9, 10, 99, 100, 199, 200, 255] {
+            for b in 0..=255u8 {
+                let ip = IpAddr::V4(Ipv4Addr::new(a, b, 255 - b, b / 3));
+                assert_eq!(ip_text(ip), ip.to_string());
+            }
+        }
+        for ip in [
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+            "2001:db8::1".parse().unwrap(),
+            "::ffff:192.0.2.1".parse().unwrap(),
+        ] {
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+    }
 }
