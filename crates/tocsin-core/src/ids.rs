@@ -4,18 +4,6 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// A UUID v7 from a per-thread context: ids made on one thread are strictly ordered, as
-/// `Uuid::now_v7` orders them, without the process-wide lock `now_v7` takes for every id
-/// (every request makes one, for its audit event). Ids made on different threads in the same
-/// millisecond are ordered by their random part, as ids made on different nodes are.
-fn new_v7() -> uuid::Uuid {
-    use uuid::timestamp::context::{ContextV7, ThreadLocalContext};
-    thread_local! {
-        static CONTEXT: ContextV7 = const { ContextV7::new() };
-    }
-    uuid::Uuid::new_v7(uuid::Timestamp::now(ThreadLocalContext::new(&CONTEXT)))
-}
-
 macro_rules! define_id {
     ($name:ident, $prefix:literal) => {
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -28,7 +16,7 @@ macro_rules! define_id {
             /// A new, time-ordered id.
             pub fn generate() -> Self {
                 let mut buf = uuid::Uuid::encode_buffer();
-                let hex = new_v7().simple().encode_lower(&mut buf);
+                let hex = uuid::Uuid::now_v7().simple().encode_lower(&mut buf);
                 let mut id = String::with_capacity($prefix.len() + 1 + hex.len());
                 id.push_str($prefix);
                 id.push('_');
@@ -100,8 +88,8 @@ mod tests {
         assert_eq!(KeyId::parse("key_zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"), None);
     }
 
-    /// Ids made one after another on a thread sort in the order they were made, within a
-    /// millisecond too, and are version 7 UUIDs.
+    /// Ids sort in the order they were made, within a millisecond too (listings order by
+    /// id), and are version 7 UUIDs.
     #[test]
     fn ids_from_one_thread_sort_in_creation_order() {
         let ids: Vec<AuditEventId> = (0..10_000).map(|_| AuditEventId::generate()).collect();

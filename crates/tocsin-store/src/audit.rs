@@ -382,7 +382,15 @@ impl Store {
             let more = rows.len() == SEGMENTS;
             for (first_seq, prev_hash, bytes) in rows {
                 bound = first_seq;
-                let segment = Segment::parse(org.as_str(), prev_hash, &bytes)?;
+                // A damaged segment is left out of listings, not allowed to stop them: verify
+                // names it.
+                let segment = match Segment::parse(org.as_str(), prev_hash, &bytes) {
+                    Ok(segment) => segment,
+                    Err(e) => {
+                        tracing::warn!(chain = org.as_str(), first_seq, error = %e, "skipping an unreadable audit segment; run `tocsin audit verify`");
+                        continue;
+                    }
+                };
                 for i in (0..segment.len()).rev() {
                     if segment.seq(i) < below && segment.matches(i, filter) {
                         found.push(segment.event(i));
@@ -429,9 +437,11 @@ impl Store {
                         .fetch_all(&mut *tx)
                         .await?;
                     let events: Vec<AuditEvent> = rows.into_iter().map(AuditEvent::from).collect();
-                    // A gap in the sequence starts a new segment, so verify still reports it.
-                    for run in events.chunk_by(|a, b| b.seq == a.seq + 1) {
-                        let segment = SegmentBuilder::of_events(run)?;
+                    // A gap in the sequence, or a link that does not match, starts a new
+                    // segment (which keeps that event's stored link), so verify still
+                    // reports it.
+                    for run in events.chunk_by(|a, b| b.seq == a.seq + 1 && b.prev_hash == a.hash) {
+                        let segment = SegmentBuilder::of_events(run);
                         let t = &mut tx;
                         insert_segment_in!(t, &chain, &segment, sql);
                     }
@@ -476,9 +486,10 @@ impl Store {
         let mut count = 0i64;
         let mut after = i64::MIN;
         loop {
-            let rows: Vec<(i64, String, Vec<u8>)> = on_db!(&self.db, |pool| {
+            type SegmentRow = (i64, i64, i64, i64, String, Vec<u8>);
+            let rows: Vec<SegmentRow> = on_db!(&self.db, |pool| {
                 sqlx::query_as(
-                    "SELECT first_seq, prev_hash, events FROM audit_segments
+                    "SELECT first_seq, last_seq, first_at, last_at, prev_hash, events FROM audit_segments
                      WHERE chain = $1 AND first_seq > $2 ORDER BY first_seq LIMIT 64",
                 )
                 .bind(chain)
@@ -486,10 +497,28 @@ impl Store {
                 .fetch_all(pool)
                 .await?
             });
-            if rows.is_empty() {
+            let Some(last) = rows.last().map(|r| r.0) else {
                 break;
+            };
+            // The search terms of these segments: listings trust them, so they are checked
+            // against the events like the rest of each segment's row.
+            let term_rows: Vec<(i64, String)> = on_db!(&self.db, |pool| {
+                sqlx::query_as(
+                    "SELECT first_seq, term FROM audit_segment_terms
+                     WHERE chain = $1 AND first_seq > $2 AND first_seq <= $3",
+                )
+                .bind(chain)
+                .bind(after)
+                .bind(last)
+                .fetch_all(pool)
+                .await?
+            });
+            let mut terms: std::collections::HashMap<i64, std::collections::BTreeSet<String>> =
+                Default::default();
+            for (first_seq, term) in term_rows {
+                terms.entry(first_seq).or_default().insert(term);
             }
-            for (first_seq, prev_hash, bytes) in rows {
+            for (first_seq, last_seq, first_at, last_at, prev_hash, bytes) in rows {
                 after = first_seq;
                 let segment = match Segment::parse(chain, prev_hash, &bytes) {
                     Ok(s) => s,
@@ -533,6 +562,28 @@ impl Store {
                     prev = e.hash;
                     expected_seq += 1;
                     count += 1;
+                }
+                // Listings choose segments by these columns and terms: one that disagrees
+                // with its events could hide them from a listing while they verify.
+                let stored = (
+                    first_seq,
+                    last_seq,
+                    first_at,
+                    last_at,
+                    terms.remove(&first_seq).unwrap_or_default(),
+                );
+                if segment.index().as_ref() != Some(&stored) {
+                    return Ok(ChainReport {
+                        chain: chain.to_owned(),
+                        events: count,
+                        broken_at: Some(BrokenLink {
+                            event_id: String::new(),
+                            seq: first_seq,
+                            reason: format!(
+                                "the index of the segment starting at seq {first_seq} (its seq or time bounds, or its search terms) does not match its events: they could be hidden from listings"
+                            ),
+                        }),
+                    });
                 }
             }
         }

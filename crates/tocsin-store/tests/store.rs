@@ -556,20 +556,16 @@ async fn audit_filters_and_pages_match_a_plain_scan() {
     assert_eq!(event.seq, all.len() as i64);
 }
 
-/// Rows written before segments (kept as `audit_events_legacy` by migration 0008) move into
-/// segments when the store is next migrated: they list and verify as before, events
-/// appended afterwards continue their chain, and a gap among them is still reported.
-#[tokio::test]
-async fn legacy_audit_rows_move_into_segments() {
-    let (_dir, store) = store().await;
-    let org = org(&store).await;
+/// Writes `n` events of `org`'s chain as rows of the table events were kept in before
+/// migration 0008 (renamed `audit_events_legacy` by it), with the chain's head.
+async fn legacy_rows(store: &Store, org: &OrgId, n: usize) -> Vec<AuditRecord> {
     let chain = org.as_str();
     let mut prev = GENESIS.to_owned();
-    let records: Vec<AuditRecord> = (0..1500)
+    let records: Vec<AuditRecord> = (0..n)
         .map(|i| {
             let mut r = AuditRecord::new(Some(org.clone()), "http.request", "allowed");
             r.api_key_id = Some(KeyId::generate());
-            r.status = Some(200 + (i % 3));
+            r.status = Some(200 + (i as u16 % 3));
             r
         })
         .collect();
@@ -601,12 +597,71 @@ async fn legacy_audit_rows_move_into_segments() {
     tocsin_store::on_db!(store.db(), |pool| {
         sqlx::query(head)
             .bind(chain)
-            .bind(1500i64)
+            .bind(n as i64)
             .bind(&prev)
             .execute(pool)
             .await
             .unwrap();
     });
+    records
+}
+
+/// Legacy rows edited before the conversion are still named by verify after it: a hash that
+/// is not one does not stop the node from starting, and a changed link keeps its own segment.
+#[tokio::test]
+async fn edited_legacy_rows_are_still_named_after_the_conversion() {
+    let (_dir, store) = store().await;
+    let (bad_hash, bad_link) = (org(&store).await, org(&store).await);
+    let first = legacy_rows(&store, &bad_hash, 6).await;
+    let second = legacy_rows(&store, &bad_link, 6).await;
+    let edits = [
+        (
+            "UPDATE audit_events_legacy SET hash = 'not a hash' WHERE chain = $1 AND seq = 3",
+            &bad_hash,
+        ),
+        (
+            "UPDATE audit_events_legacy SET prev_hash = $2 WHERE chain = $1 AND seq = 5",
+            &bad_link,
+        ),
+    ];
+    for (sql, org) in edits {
+        tocsin_store::on_db!(store.db(), |pool| {
+            sqlx::query(sql)
+                .bind(org.as_str())
+                .bind(GENESIS)
+                .execute(pool)
+                .await
+                .unwrap();
+        });
+    }
+    store.migrate().await.unwrap();
+    let broken = store
+        .verify_chain(bad_hash.as_str())
+        .await
+        .unwrap()
+        .broken_at
+        .unwrap();
+    assert_eq!(broken.event_id, first[2].id.as_str());
+    assert!(broken.reason.contains("edited"), "{}", broken.reason);
+    let broken = store
+        .verify_chain(bad_link.as_str())
+        .await
+        .unwrap()
+        .broken_at
+        .unwrap();
+    assert_eq!(broken.event_id, second[4].id.as_str());
+    assert!(broken.reason.contains("link"), "{}", broken.reason);
+}
+
+/// Rows written before segments (kept as `audit_events_legacy` by migration 0008) move into
+/// segments when the store is next migrated: they list and verify as before, events
+/// appended afterwards continue their chain, and a gap among them is still reported.
+#[tokio::test]
+async fn legacy_audit_rows_move_into_segments() {
+    let (_dir, store) = store().await;
+    let org = org(&store).await;
+    let chain = org.as_str();
+    let records = legacy_rows(&store, &org, 1500).await;
 
     store.migrate().await.unwrap();
     let report = store.verify_chain(chain).await.unwrap();
@@ -686,4 +741,61 @@ async fn an_unreadable_audit_segment_breaks_the_chain() {
         "{}",
         broken.reason
     );
+    // Listings leave the damaged segment out and still show the rest.
+    let page = store
+        .list_audit(&org, &AuditFilter::default(), 10, None)
+        .await
+        .unwrap();
+    let ids: Vec<_> = page.items.iter().map(|e| e.record.id.clone()).collect();
+    assert_eq!(ids, vec![records[0].id.clone()]);
+}
+
+/// Listings choose segments by their rows' bounds and search terms, so editing those could
+/// hide events from a listing while every event still verifies: verify names such edits.
+#[tokio::test]
+async fn editing_a_segment_index_to_hide_events_breaks_the_chain() {
+    let edits = [
+        "DELETE FROM audit_segment_terms WHERE chain = $1 AND first_seq = 3 AND term LIKE 'k:%'",
+        "INSERT INTO audit_segment_terms (chain, term, first_seq) VALUES ($1, 'k:key_other', 3)",
+        "UPDATE audit_segments SET last_at = first_at - 1000 WHERE chain = $1 AND first_seq = 3",
+        "UPDATE audit_segments SET first_at = last_at + 1000 WHERE chain = $1 AND first_seq = 3",
+        "UPDATE audit_segments SET last_seq = 3 WHERE chain = $1 AND first_seq = 3",
+        "UPDATE audit_segments SET first_seq = 4 WHERE chain = $1 AND first_seq = 3",
+    ];
+    for edit in edits {
+        let (_dir, store) = store().await;
+        let org = org(&store).await;
+        let key = KeyId::generate();
+        let records: Vec<AuditRecord> = (0..6)
+            .map(|_| {
+                let mut r = AuditRecord::new(Some(org.clone()), "http.request", "allowed");
+                r.api_key_id = Some(key.clone());
+                r
+            })
+            .collect();
+        for pair in records.chunks(2) {
+            store.append_audit(pair).await.unwrap();
+        }
+        let chain = org.as_str();
+        assert!(store.verify_chain(chain).await.unwrap().broken_at.is_none());
+        tocsin_store::on_db!(store.db(), |pool| {
+            sqlx::query(edit).bind(chain).execute(pool).await.unwrap();
+        });
+        let report = store.verify_chain(chain).await.unwrap();
+        let broken = report
+            .broken_at
+            .unwrap_or_else(|| panic!("verify passed after: {edit}"));
+        // Named at the row's own first_seq (4 when that is what was edited).
+        assert!(
+            broken.seq == 3 || broken.seq == 4,
+            "{edit}: seq {}",
+            broken.seq
+        );
+        assert_eq!(report.events, 4, "{edit}");
+        assert!(
+            broken.reason.contains("hidden from listings"),
+            "{edit}: {}",
+            broken.reason
+        );
+    }
 }
