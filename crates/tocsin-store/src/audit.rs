@@ -520,19 +520,19 @@ impl Store {
             }
             for (first_seq, last_seq, first_at, last_at, prev_hash, bytes) in rows {
                 after = first_seq;
+                // A break in the segment as a whole (named by where it starts).
+                let segment_broken = |count: i64, reason: String| ChainReport {
+                    chain: chain.to_owned(),
+                    events: count,
+                    broken_at: Some(BrokenLink {
+                        event_id: String::new(),
+                        seq: first_seq,
+                        reason,
+                    }),
+                };
                 let segment = match Segment::parse(chain, prev_hash, &bytes) {
                     Ok(s) => s,
-                    Err(e) => {
-                        return Ok(ChainReport {
-                            chain: chain.to_owned(),
-                            events: count,
-                            broken_at: Some(BrokenLink {
-                                event_id: String::new(),
-                                seq: first_seq,
-                                reason: e.to_string(),
-                            }),
-                        });
-                    }
+                    Err(e) => return Ok(segment_broken(count, e.to_string())),
                 };
                 for e in segment.events() {
                     let broken = |reason: String| ChainReport {
@@ -573,17 +573,12 @@ impl Store {
                     terms.remove(&first_seq).unwrap_or_default(),
                 );
                 if segment.index().as_ref() != Some(&stored) {
-                    return Ok(ChainReport {
-                        chain: chain.to_owned(),
-                        events: count,
-                        broken_at: Some(BrokenLink {
-                            event_id: String::new(),
-                            seq: first_seq,
-                            reason: format!(
-                                "the index of the segment starting at seq {first_seq} (its seq or time bounds, or its search terms) does not match its events: they could be hidden from listings"
-                            ),
-                        }),
-                    });
+                    return Ok(segment_broken(
+                        count,
+                        format!(
+                            "the index of the segment starting at seq {first_seq} (its seq or time bounds, or its search terms) does not match its events: they could be hidden from listings"
+                        ),
+                    ));
                 }
             }
         }

@@ -115,51 +115,86 @@ struct Queues {
     urgent: Arc<Notify>,
 }
 
+/// What one commit writes: audit events with the acknowledgements waiting on them, and alert
+/// ops beside their reply channels (the ops go to the store as a slice).
+struct Batch {
+    events: Vec<AuditRecord>,
+    acks: Vec<oneshot::Sender<()>>,
+    ops: Vec<AlertOp>,
+    replies: Vec<Reply>,
+}
+
+type Reply = oneshot::Sender<crate::Result<crate::alerts::RequestStatus>>;
+
+impl Batch {
+    fn take(&mut self, msg: Msg) {
+        match msg {
+            Msg::Event(e, ack) => {
+                self.events.push(e);
+                self.acks.extend(ack);
+            }
+            Msg::Flush(ack) => self.acks.push(ack),
+        }
+    }
+
+    fn push_op(&mut self, (op, reply): AlertRequest) {
+        self.ops.push(op);
+        self.replies.push(reply);
+    }
+
+    /// Takes what is queued, up to a batch of each kind, without waiting.
+    fn drain(&mut self, queues: &mut Queues) {
+        while self.events.len() < BATCH {
+            match queues.audit_rx.try_recv() {
+                Ok(m) => self.take(m),
+                Err(_) => break,
+            }
+        }
+        while self.ops.len() < ALERT_BATCH {
+            match queues.alert_rx.try_recv() {
+                Ok(request) => self.push_op(request),
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// True when nothing in it is waited on: plain audit events only.
+    fn unwaited(&self) -> bool {
+        self.ops.is_empty() && self.acks.is_empty()
+    }
+}
+
 async fn run(
     store: Store,
-    queues: Queues,
+    mut queues: Queues,
     audit_depth: Arc<AtomicI64>,
     alert_depth: Arc<AtomicI64>,
 ) {
-    let Queues {
-        mut audit_rx,
-        mut alert_rx,
-        urgent,
-    } = queues;
-    let mut events: Vec<AuditRecord> = Vec::with_capacity(BATCH);
-    let mut acks: Vec<oneshot::Sender<()>> = Vec::new();
-    // A batch's ops and their reply channels, side by side (the ops go to the store as a slice).
-    let mut ops: Vec<AlertOp> = Vec::with_capacity(ALERT_BATCH);
-    let mut replies: Vec<Reply> = Vec::with_capacity(ALERT_BATCH);
+    let mut batch = Batch {
+        events: Vec::with_capacity(BATCH),
+        acks: Vec::new(),
+        ops: Vec::with_capacity(ALERT_BATCH),
+        replies: Vec::with_capacity(ALERT_BATCH),
+    };
     let (mut audit_open, mut alerts_open) = (true, true);
     let mut last_commit = tokio::time::Instant::now();
     loop {
         // Wait for the first thing to write (unless a failed batch left events to retry).
-        if events.is_empty() && acks.is_empty() {
+        if batch.events.is_empty() && batch.acks.is_empty() {
             tokio::select! {
-                m = audit_rx.recv(), if audit_open => match m {
-                    Some(m) => take(m, &mut events, &mut acks),
+                m = queues.audit_rx.recv(), if audit_open => match m {
+                    Some(m) => batch.take(m),
                     None => audit_open = false,
                 },
-                o = alert_rx.recv(), if alerts_open => match o {
-                    Some((op, reply)) => {
-                        ops.push(op);
-                        replies.push(reply);
-                    }
+                o = queues.alert_rx.recv(), if alerts_open => match o {
+                    Some(request) => batch.push_op(request),
                     None => alerts_open = false,
                 },
                 else => break,
             }
         }
-        drain(
-            &mut audit_rx,
-            &mut alert_rx,
-            &mut events,
-            &mut acks,
-            &mut ops,
-            &mut replies,
-        );
-        if events.is_empty() && acks.is_empty() && ops.is_empty() {
+        batch.drain(&mut queues);
+        if batch.events.is_empty() && batch.unwaited() {
             continue;
         }
         // Nothing waits on a batch of plain audit events, so it gathers for up to AUDIT_WINDOW
@@ -168,33 +203,26 @@ async fn run(
         // window rather than waking for each event; an alert op, a durable event or a flush
         // ends it at once.
         let deadline = last_commit + AUDIT_WINDOW;
-        if ops.is_empty()
-            && acks.is_empty()
-            && events.len() < BATCH
-            && tokio::time::Instant::now() < deadline
+        if batch.unwaited() && batch.events.len() < BATCH && tokio::time::Instant::now() < deadline
         {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => {}
-                _ = urgent.notified() => {}
-                o = alert_rx.recv(), if alerts_open => match o {
-                    Some((op, reply)) => {
-                        ops.push(op);
-                        replies.push(reply);
-                    }
+                _ = queues.urgent.notified() => {}
+                o = queues.alert_rx.recv(), if alerts_open => match o {
+                    Some(request) => batch.push_op(request),
                     None => alerts_open = false,
                 },
             }
-            drain(
-                &mut audit_rx,
-                &mut alert_rx,
-                &mut events,
-                &mut acks,
-                &mut ops,
-                &mut replies,
-            );
+            batch.drain(&mut queues);
         }
         last_commit = tokio::time::Instant::now();
-        match store.apply_batch(&ops, &events).await {
+        let Batch {
+            events,
+            acks,
+            ops,
+            replies,
+        } = &mut batch;
+        match store.apply_batch(ops, events).await {
             Ok(statuses) => {
                 alert_depth.fetch_sub(ops.len() as i64, Ordering::Relaxed);
                 ops.clear();
@@ -221,44 +249,6 @@ async fn run(
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
-        }
-    }
-}
-
-fn take(msg: Msg, events: &mut Vec<AuditRecord>, acks: &mut Vec<oneshot::Sender<()>>) {
-    match msg {
-        Msg::Event(e, ack) => {
-            events.push(e);
-            acks.extend(ack);
-        }
-        Msg::Flush(ack) => acks.push(ack),
-    }
-}
-
-type Reply = oneshot::Sender<crate::Result<crate::alerts::RequestStatus>>;
-
-/// Takes what is queued, up to a batch of each kind, without waiting.
-fn drain(
-    audit_rx: &mut mpsc::Receiver<Msg>,
-    alert_rx: &mut mpsc::Receiver<AlertRequest>,
-    events: &mut Vec<AuditRecord>,
-    acks: &mut Vec<oneshot::Sender<()>>,
-    ops: &mut Vec<AlertOp>,
-    replies: &mut Vec<Reply>,
-) {
-    while events.len() < BATCH {
-        match audit_rx.try_recv() {
-            Ok(m) => take(m, events, acks),
-            Err(_) => break,
-        }
-    }
-    while ops.len() < ALERT_BATCH {
-        match alert_rx.try_recv() {
-            Ok((op, reply)) => {
-                ops.push(op);
-                replies.push(reply);
-            }
-            Err(_) => break,
         }
     }
 }
