@@ -91,7 +91,7 @@ mod tests {
     /// Ids sort in the order they were made, within a millisecond too (listings order by
     /// id), and are version 7 UUIDs.
     #[test]
-    fn ids_from_one_thread_sort_in_creation_order() {
+    fn ids_sort_in_creation_order() {
         let ids: Vec<AuditEventId> = (0..10_000).map(|_| AuditEventId::generate()).collect();
         assert!(ids.windows(2).all(|w| w[0] < w[1]));
         let uuid = uuid::Uuid::parse_str(&ids[0].as_str()["evt_".len()..]).unwrap();

@@ -1071,7 +1071,7 @@ impl Store {
                 crate::Bulk::bulk_execute(&mut *tx, &sql.requests, &requests).await?;
             }
             if !audit.is_empty() {
-                crate::audit::append_audit_in!(tx, audit, self.audit_sql());
+                crate::audit::append_audit_in!(tx, audit, &crate::audit::AUDIT_SQL);
             }
             tx.commit().await?;
             Ok(Some(out))

@@ -222,7 +222,7 @@ pub struct BrokenLink {
     pub reason: String,
 }
 
-/// The statements of an audit append, rendered for the store's backend.
+/// The statements of an audit append.
 pub(crate) struct AuditSql {
     /// Creates a chain's head row if it is missing and reads it; on PostgreSQL the upsert
     /// also locks the row for the rest of the transaction, so nodes append one at a time.
@@ -231,6 +231,19 @@ pub(crate) struct AuditSql {
     pub term: &'static str,
     pub move_head: &'static str,
 }
+
+/// The audit append's statements (the same text on both backends). Taking a head is an
+/// upsert that returns the row: on PostgreSQL the `DO UPDATE` locks it until the transaction
+/// ends (several nodes append to one chain); SQLite's write lock (BEGIN IMMEDIATE) already
+/// serialises writers.
+pub(crate) static AUDIT_SQL: AuditSql = AuditSql {
+    head: "INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, 0, $2)
+           ON CONFLICT (chain) DO UPDATE SET chain = excluded.chain RETURNING seq, hash",
+    segment: "INSERT INTO audit_segments (chain, first_seq, last_seq, first_at, last_at, prev_hash, events)
+              VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    term: "INSERT INTO audit_segment_terms (chain, term, first_seq) VALUES ($1, $2, $3)",
+    move_head: "UPDATE audit_heads SET seq = $2, hash = $3 WHERE chain = $1",
+};
 
 /// Appends `records` to their chains inside the open transaction `$tx` (a macro, so the same
 /// statements serve whichever typed connection the arm of `on_db!` holds): per chain, one
@@ -243,7 +256,7 @@ macro_rules! append_audit_in {
         let tx = &mut $tx;
         // One segment per chain, in the order the chains first appear.
         let mut index: std::collections::HashMap<&str, usize> = Default::default();
-        let mut segments: Vec<(&str, i64, $crate::audit_segment::SegmentBuilder)> = Vec::new();
+        let mut segments: Vec<(&str, $crate::audit_segment::SegmentBuilder)> = Vec::new();
         for r in records {
             let chain = r.chain();
             let i = match index.get(chain) {
@@ -254,16 +267,14 @@ macro_rules! append_audit_in {
                         .bind($crate::audit::GENESIS)
                         .fetch_one(&mut **tx)
                         .await?;
-                    segments.push((chain, seq, $crate::audit_segment::SegmentBuilder::new(hash)));
+                    segments.push((chain, $crate::audit_segment::SegmentBuilder::new(seq, hash)));
                     index.insert(chain, segments.len() - 1);
                     segments.len() - 1
                 }
             };
-            let (_, seq, segment) = &mut segments[i];
-            *seq += 1;
-            segment.append(r, *seq);
+            segments[i].1.append(r);
         }
-        for (chain, _, segment) in &segments {
+        for (chain, segment) in &segments {
             $crate::audit::insert_segment_in!(tx, chain, segment, sql);
             sqlx::query(sql.move_head)
                 .bind(*chain)
@@ -304,30 +315,12 @@ macro_rules! insert_segment_in {
 pub(crate) use insert_segment_in;
 
 impl Store {
-    /// The audit append's statements. Taking a head is an upsert that returns the row: on
-    /// PostgreSQL the `DO UPDATE` locks it until the transaction ends (several nodes append
-    /// to one chain); SQLite's write lock (BEGIN IMMEDIATE) already serialises writers. The
-    /// two backends share the text today; the choice stays here for when they differ.
-    pub(crate) fn audit_sql(&self) -> &'static AuditSql {
-        static SQL: [std::sync::OnceLock<AuditSql>; 2] =
-            [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
-        let pg = self.is_postgres();
-        SQL[usize::from(pg)].get_or_init(|| AuditSql {
-            head: "INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, 0, $2)
-                   ON CONFLICT (chain) DO UPDATE SET chain = excluded.chain RETURNING seq, hash",
-            segment: "INSERT INTO audit_segments (chain, first_seq, last_seq, first_at, last_at, prev_hash, events)
-                      VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            term: "INSERT INTO audit_segment_terms (chain, term, first_seq) VALUES ($1, $2, $3)",
-            move_head: "UPDATE audit_heads SET seq = $2, hash = $3 WHERE chain = $1",
-        })
-    }
-
     /// Appends records to their chains in one transaction.
     pub async fn append_audit(&self, records: &[AuditRecord]) -> Result<()> {
         if records.is_empty() {
             return Ok(());
         }
-        let sql = self.audit_sql();
+        let sql = &AUDIT_SQL;
         on_db!(&self.db, |pool| {
             let mut tx = pool.begin_write().await?;
             append_audit_in!(tx, records, sql);
@@ -411,7 +404,7 @@ impl Store {
     /// thousand at a time, each batch in one transaction with the deletion of its rows. Runs
     /// at every migration and finds nothing once done. Returns how many events moved.
     pub(crate) async fn convert_legacy_audit(&self) -> Result<usize> {
-        let sql = self.audit_sql();
+        let sql = &AUDIT_SQL;
         let chains: Vec<(String,)> = on_db!(&self.db, |pool| {
             sqlx::query_as("SELECT DISTINCT chain FROM audit_events_legacy")
                 .fetch_all(pool)

@@ -59,12 +59,13 @@ pub(crate) struct SegmentBuilder<'a> {
 }
 
 impl<'a> SegmentBuilder<'a> {
-    pub(crate) fn new(prev_hash: String) -> Self {
+    /// A segment continuing a chain whose last event is `head_seq` with hash `prev_hash`.
+    pub(crate) fn new(head_seq: i64, prev_hash: String) -> Self {
         SegmentBuilder {
             head: prev_hash.clone(),
             prev_hash,
-            first_seq: 0,
-            last_seq: 0,
+            first_seq: head_seq + 1,
+            last_seq: head_seq,
             first_at: i64::MAX,
             last_at: i64::MIN,
             strings: Vec::new(),
@@ -84,8 +85,9 @@ impl<'a> SegmentBuilder<'a> {
         i
     }
 
-    /// Appends `r` to the chain as event `seq`: its hash covers the previous event's.
-    pub(crate) fn append(&mut self, r: &'a AuditRecord, seq: i64) {
+    /// Appends `r` to the chain as its next event: its hash covers the previous event's.
+    pub(crate) fn append(&mut self, r: &'a AuditRecord) {
+        let seq = self.last_seq + 1;
         let hash = crate::audit::event_digest(&self.head, seq, r);
         self.push(r, seq, hash);
     }
@@ -323,7 +325,7 @@ impl<'a> SegmentBuilder<'a> {
             .first()
             .map(|e| e.prev_hash.clone())
             .unwrap_or_default();
-        let mut b = SegmentBuilder::new(first);
+        let mut b = SegmentBuilder::new(0, first);
         for e in events {
             // A stored hash that is not one (edited, in a legacy row) is kept as zeros, which
             // no event hashes to: verify then names the event instead of the conversion
@@ -378,9 +380,9 @@ mod tests {
         let mut bare = AuditRecord::new(Some(org.clone()), "api_key.created", "allowed");
         bare.occurred_at = from_ms(ms(bare.occurred_at));
         records.push(bare);
-        let mut b = SegmentBuilder::new(GENESIS.to_owned());
-        for (i, r) in records.iter().enumerate() {
-            b.append(r, i as i64 + 1);
+        let mut b = SegmentBuilder::new(0, GENESIS.to_owned());
+        for r in &records {
+            b.append(r);
         }
         let bytes = b.encode();
         // About 140 bytes an event, most of it the event id, the request id and the hash:
@@ -412,8 +414,8 @@ mod tests {
     fn damaged_bytes_are_an_error_not_a_panic() {
         let org = OrgId::generate();
         let r = full(&org, &KeyId::generate(), 0);
-        let mut b = SegmentBuilder::new(GENESIS.to_owned());
-        b.append(&r, 1);
+        let mut b = SegmentBuilder::new(0, GENESIS.to_owned());
+        b.append(&r);
         let bytes = b.encode();
         for cut in 0..bytes.len() {
             assert!(Segment::parse(org.as_str(), GENESIS.into(), &bytes[..cut]).is_err());
