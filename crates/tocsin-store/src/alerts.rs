@@ -3,7 +3,8 @@
 //! request is answered only once its batch has committed.
 
 use crate::alert_search::{SqlValue, to_sql};
-use crate::{BeginWrite, Result, Store, StoreError, from_json, from_ms, ms, on_db, safe, to_json};
+use crate::batch::{BatchConn, Rows};
+use crate::{Db, Result, Store, StoreError, from_json, from_ms, ms, on_db, safe, to_json};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -65,7 +66,7 @@ pub struct Alert {
 }
 
 #[derive(sqlx::FromRow)]
-struct AlertRow {
+pub(crate) struct AlertRow {
     id: String,
     org_id: String,
     tiny_id: i64,
@@ -142,7 +143,120 @@ impl From<AlertRow> for Alert {
     }
 }
 
-const COLUMNS: &str = "id, org_id, tiny_id, alias, message, status, acknowledged, is_seen, tags, snoozed,
+impl AlertRow {
+    /// Reads a row of `SELECT {COLUMNS}` on the embedded write connection.
+    pub(crate) fn from_rusqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertRow> {
+        Ok(AlertRow {
+            id: r.get(0)?,
+            org_id: r.get(1)?,
+            tiny_id: r.get(2)?,
+            alias: r.get(3)?,
+            message: r.get(4)?,
+            status: r.get(5)?,
+            acknowledged: r.get(6)?,
+            is_seen: r.get(7)?,
+            tags: r.get(8)?,
+            snoozed: r.get(9)?,
+            snoozed_until: r.get(10)?,
+            count: r.get(11)?,
+            last_occurred_at: r.get(12)?,
+            created_at: r.get(13)?,
+            updated_at: r.get(14)?,
+            source: r.get(15)?,
+            owner: r.get(16)?,
+            priority: r.get(17)?,
+            responders: r.get(18)?,
+            teams: r.get(19)?,
+            visible_to: r.get(20)?,
+            owner_team_id: r.get(21)?,
+            integration_id: r.get(22)?,
+            integration_name: r.get(23)?,
+            integration_type: r.get(24)?,
+            ack_time: r.get(25)?,
+            close_time: r.get(26)?,
+            acknowledged_by: r.get(27)?,
+            closed_by: r.get(28)?,
+            actions: r.get(29)?,
+            entity: r.get(30)?,
+            description: r.get(31)?,
+            details: r.get(32)?,
+        })
+    }
+}
+
+/// The parameters of `batch::UPDATE_ALERT`, in order: what an action may change.
+#[derive(Serialize)]
+pub(crate) struct AlertUpdate<'a> {
+    pub org_id: &'a str,
+    pub id: &'a str,
+    pub status: &'a str,
+    pub acknowledged: bool,
+    pub tags: String,
+    pub snoozed: bool,
+    pub snoozed_until: Option<i64>,
+    pub updated_at: i64,
+    pub owner: &'a str,
+    pub priority: &'a str,
+    pub responders: String,
+    pub teams: String,
+    pub ack_time: Option<i64>,
+    pub close_time: Option<i64>,
+    pub acknowledged_by: Option<&'a str>,
+    pub closed_by: Option<&'a str>,
+    pub message: &'a str,
+    pub description: &'a str,
+    pub details: String,
+}
+
+impl<'a> AlertUpdate<'a> {
+    pub(crate) const COLUMNS: &'static [&'static str] = &[
+        "org_id",
+        "id",
+        "status",
+        "acknowledged",
+        "tags",
+        "snoozed",
+        "snoozed_until",
+        "updated_at",
+        "owner",
+        "priority",
+        "responders",
+        "teams",
+        "ack_time",
+        "close_time",
+        "acknowledged_by",
+        "closed_by",
+        "message",
+        "description",
+        "details",
+    ];
+
+    pub(crate) fn new(a: &'a Alert, now: i64) -> Self {
+        AlertUpdate {
+            org_id: a.org_id.as_str(),
+            id: &a.id,
+            status: &a.status,
+            acknowledged: a.acknowledged,
+            tags: to_json(&a.tags),
+            snoozed: a.snoozed,
+            snoozed_until: a.snoozed_until.map(ms),
+            updated_at: now,
+            owner: &a.owner,
+            priority: &a.priority,
+            responders: to_json(&a.responders),
+            teams: to_json(&a.teams),
+            ack_time: a.ack_time,
+            close_time: a.close_time,
+            acknowledged_by: a.acknowledged_by.as_deref(),
+            closed_by: a.closed_by.as_deref(),
+            message: &a.message,
+            description: &a.description,
+            details: to_json(&a.details),
+        }
+    }
+}
+
+pub(crate) const COLUMNS: &str = "id, org_id, tiny_id, alias, message, status, acknowledged, is_seen, tags, snoozed,
     snoozed_until, count, last_occurred_at, created_at, updated_at, source, owner, priority, responders, teams,
     visible_to, owner_team_id, integration_id, integration_name, integration_type, ack_time, close_time,
     acknowledged_by, closed_by, actions, entity, description, details";
@@ -408,209 +522,192 @@ macro_rules! bind_all {
     }};
 }
 
-/// Applies one action to an existing alert on an open transaction or savepoint; a macro so
-/// the same statements serve whichever typed connection the arm of `on_db!` holds. Its log
-/// lines and note go to `$out` (written for the whole batch at the end).
-macro_rules! act_op {
-    ($conn:ident, $op:expr, $now:expr, $out:expr) => {{
-        async {
-            let op: &AlertOp = $op;
-            let now: i64 = $now;
-            let out: &mut Trail = $out;
-            let org = op.org_id.as_str();
-            let OpKind::Act { alert_id, action, user, note } = &op.kind else {
-                return Ok(failed(op, "Request could not be processed: not an action"));
-            };
-            let done = |action: &str, status: String, alert_id: &str, alias: &str| RequestStatus {
-                id: op.request_id.clone(),
-                action: action.to_owned(),
-                success: true,
-                status,
-                alert_id: alert_id.to_owned(),
-                alias: alias.to_owned(),
-                integration_id: op.integration_id.clone(),
-                processed_at: from_ms(now),
-            };
-            let result: std::result::Result<RequestStatus, sqlx::Error> = {
-                    let row: Option<AlertRow> = sqlx::query_as(safe(&format!(
-                        "SELECT {COLUMNS} FROM alerts WHERE org_id = $1 AND id = $2"
-                    )))
-                    .bind(org)
-                    .bind(alert_id)
-                    .fetch_optional(&mut *$conn)
-                    .await?;
-                    match row.map(Alert::from) {
-                        None => {
-                            let mut s = done(action.name(), "Alert does not exist".into(), "", "");
-                            s.success = false;
-                            Ok(s)
-                        }
-                        Some(a) => {
-                            let mut a2 = a.clone();
-                            let mut text = String::new();
-                            let mut delete = false;
-                            let mut ok = true;
-                            let mut status = String::new();
-                            match action {
-                                Action::Acknowledge => {
-                                    if a.status == "closed" {
-                                        ok = false;
-                                        status = "Alert is closed; it cannot be acknowledged".into();
-                                    } else {
-                                        a2.acknowledged = true;
-                                        if a2.ack_time.is_none() {
-                                            a2.ack_time = Some(now - ms(a.created_at));
-                                            a2.acknowledged_by = Some(user.clone());
-                                        }
-                                        text = format!("Alert acknowledged by {user}");
-                                    }
-                                }
-                                Action::Unacknowledge => {
-                                    a2.acknowledged = false;
-                                    text = format!("Alert unacknowledged by {user}");
-                                }
-                                Action::Close => {
-                                    if a.status != "closed" {
-                                        a2.status = "closed".into();
-                                        a2.close_time = Some(now - ms(a.created_at));
-                                        a2.closed_by = Some(user.clone());
-                                        a2.snoozed = false;
-                                    }
-                                    text = format!("Alert closed by {user}");
-                                }
-                                Action::AddNote => text = format!("Note added by {user}"),
-                                Action::Snooze { until } => {
-                                    a2.snoozed = true;
-                                    a2.snoozed_until = Some(*until);
-                                    text = format!("Alert snoozed until {} by {user}", tocsin_core::key::fmt_rfc3339(*until));
-                                }
-                                Action::AddTags(tags) => {
-                                    for t in tags {
-                                        if !a2.tags.contains(t) && a2.tags.len() < tocsin_core::alert::TAGS_MAX {
-                                            a2.tags.push(t.clone());
-                                        }
-                                    }
-                                    text = format!("Tags added: {}", tags.join(", "));
-                                }
-                                Action::RemoveTags(tags) => {
-                                    a2.tags.retain(|t| !tags.contains(t));
-                                    text = format!("Tags removed: {}", tags.join(", "));
-                                }
-                                Action::AddDetails(details) => {
-                                    for (k, v) in details {
-                                        a2.details.insert(k.clone(), v.clone());
-                                    }
-                                    text = "Details added".into();
-                                }
-                                Action::RemoveDetails(keys) => {
-                                    for k in keys {
-                                        a2.details.remove(k);
-                                    }
-                                    text = format!("Details removed: {}", keys.join(", "));
-                                }
-                                Action::SetPriority(p) => {
-                                    a2.priority = p.clone();
-                                    text = format!("Priority changed to {p}");
-                                }
-                                Action::SetMessage(m) => {
-                                    a2.message = m.clone();
-                                    text = "Message updated".into();
-                                }
-                                Action::SetDescription(d) => {
-                                    a2.description = d.clone();
-                                    text = "Description updated".into();
-                                }
-                                Action::Assign { owner } => {
-                                    a2.owner = owner.clone();
-                                    text = format!("Alert assigned to {owner}");
-                                }
-                                Action::AddTeam { team_id } => {
-                                    let r = Responder { kind: "team".into(), id: team_id.clone() };
-                                    if !a2.responders.contains(&r) {
-                                        a2.responders.push(r);
-                                    }
-                                    if !a2.teams.contains(team_id) {
-                                        a2.teams.push(team_id.clone());
-                                    }
-                                    text = format!("Team {team_id} added");
-                                }
-                                Action::AddResponder(r) => {
-                                    if !a2.responders.contains(r) {
-                                        a2.responders.push(r.clone());
-                                    }
-                                    if r.kind == "team" && !a2.teams.contains(&r.id) {
-                                        a2.teams.push(r.id.clone());
-                                    }
-                                    text = format!("Responder {} {} added", r.kind, r.id);
-                                }
-                                Action::Escalate { escalation } => {
-                                    text = format!("Escalated to the next level of {escalation}");
-                                }
-                                Action::Custom { name } => {
-                                    if !a.actions.contains(name) {
-                                        ok = false;
-                                        status = format!("Alert has no action named `{name}`");
-                                    } else {
-                                        text = format!("Action {name} executed by {user}");
-                                    }
-                                }
-                                Action::Delete => delete = true,
-                            }
-                            if !ok {
-                                let mut s = done(action.name(), status, &a.id, &a.alias);
-                                s.success = false;
-                                Ok(s)
-                            } else if delete {
-                                // Lines queued earlier in this batch would name a deleted alert.
-                                out.forget(&a.id);
-                                sqlx::query("DELETE FROM alert_notes WHERE org_id = $1 AND alert_id = $2")
-                                    .bind(org).bind(&a.id).execute(&mut *$conn).await?;
-                                sqlx::query("DELETE FROM alert_logs WHERE org_id = $1 AND alert_id = $2")
-                                    .bind(org).bind(&a.id).execute(&mut *$conn).await?;
-                                sqlx::query("DELETE FROM alerts WHERE org_id = $1 AND id = $2")
-                                    .bind(org).bind(&a.id).execute(&mut *$conn).await?;
-                                Ok(done("Delete", "Deleted alert".into(), &a.id, &a.alias))
-                            } else {
-                                sqlx::query(
-                                    "UPDATE alerts SET status = $3, acknowledged = $4, tags = $5, snoozed = $6, snoozed_until = $7,
-                                       updated_at = $8, owner = $9, priority = $10, responders = $11, teams = $12, ack_time = $13,
-                                       close_time = $14, acknowledged_by = $15, closed_by = $16, message = $17, description = $18,
-                                       details = $19 WHERE org_id = $1 AND id = $2",
-                                )
-                                .bind(org)
-                                .bind(&a.id)
-                                .bind(&a2.status)
-                                .bind(a2.acknowledged)
-                                .bind(to_json(&a2.tags))
-                                .bind(a2.snoozed)
-                                .bind(a2.snoozed_until.map(ms))
-                                .bind(now)
-                                .bind(&a2.owner)
-                                .bind(&a2.priority)
-                                .bind(to_json(&a2.responders))
-                                .bind(to_json(&a2.teams))
-                                .bind(a2.ack_time)
-                                .bind(a2.close_time)
-                                .bind(a2.acknowledged_by.as_deref())
-                                .bind(a2.closed_by.as_deref())
-                                .bind(&a2.message)
-                                .bind(&a2.description)
-                                .bind(to_json(&a2.details))
-                                .execute(&mut *$conn)
-                                .await?;
-                                out.log(org, &a.id, text, "system", user, now);
-                                if let Some(n) = note {
-                                    out.note(org, &a.id, n, user, now);
-                                }
-                                Ok(done(action.name(), "Request processed successfully".into(), &a.id, &a.alias))
-                            }
-                        }
-                    }
-            };
-            result
+/// What an action does to an alert, worked out in memory.
+struct Outcome {
+    /// The alert as it is to be stored.
+    changed: Alert,
+    /// The log line, for an action that goes ahead.
+    text: String,
+    /// Why the action is refused (the alert is left as it was).
+    refused: Option<String>,
+    delete: bool,
+}
+
+fn act_on(a: &Alert, action: &Action, user: &str, now: i64) -> Outcome {
+    let mut a2 = a.clone();
+    let mut text = String::new();
+    let mut refused = None;
+    let mut delete = false;
+    match action {
+        Action::Acknowledge => {
+            if a.status == "closed" {
+                refused = Some("Alert is closed; it cannot be acknowledged".into());
+            } else {
+                a2.acknowledged = true;
+                if a2.ack_time.is_none() {
+                    a2.ack_time = Some(now - ms(a.created_at));
+                    a2.acknowledged_by = Some(user.to_owned());
+                }
+                text = format!("Alert acknowledged by {user}");
+            }
         }
-        .await
-    }};
+        Action::Unacknowledge => {
+            a2.acknowledged = false;
+            text = format!("Alert unacknowledged by {user}");
+        }
+        Action::Close => {
+            if a.status != "closed" {
+                a2.status = "closed".into();
+                a2.close_time = Some(now - ms(a.created_at));
+                a2.closed_by = Some(user.to_owned());
+                a2.snoozed = false;
+            }
+            text = format!("Alert closed by {user}");
+        }
+        Action::AddNote => text = format!("Note added by {user}"),
+        Action::Snooze { until } => {
+            a2.snoozed = true;
+            a2.snoozed_until = Some(*until);
+            text = format!(
+                "Alert snoozed until {} by {user}",
+                tocsin_core::key::fmt_rfc3339(*until)
+            );
+        }
+        Action::AddTags(tags) => {
+            for t in tags {
+                if !a2.tags.contains(t) && a2.tags.len() < tocsin_core::alert::TAGS_MAX {
+                    a2.tags.push(t.clone());
+                }
+            }
+            text = format!("Tags added: {}", tags.join(", "));
+        }
+        Action::RemoveTags(tags) => {
+            a2.tags.retain(|t| !tags.contains(t));
+            text = format!("Tags removed: {}", tags.join(", "));
+        }
+        Action::AddDetails(details) => {
+            for (k, v) in details {
+                a2.details.insert(k.clone(), v.clone());
+            }
+            text = "Details added".into();
+        }
+        Action::RemoveDetails(keys) => {
+            for k in keys {
+                a2.details.remove(k);
+            }
+            text = format!("Details removed: {}", keys.join(", "));
+        }
+        Action::SetPriority(p) => {
+            a2.priority = p.clone();
+            text = format!("Priority changed to {p}");
+        }
+        Action::SetMessage(m) => {
+            a2.message = m.clone();
+            text = "Message updated".into();
+        }
+        Action::SetDescription(d) => {
+            a2.description = d.clone();
+            text = "Description updated".into();
+        }
+        Action::Assign { owner } => {
+            a2.owner = owner.clone();
+            text = format!("Alert assigned to {owner}");
+        }
+        Action::AddTeam { team_id } => {
+            let r = Responder {
+                kind: "team".into(),
+                id: team_id.clone(),
+            };
+            if !a2.responders.contains(&r) {
+                a2.responders.push(r);
+            }
+            if !a2.teams.contains(team_id) {
+                a2.teams.push(team_id.clone());
+            }
+            text = format!("Team {team_id} added");
+        }
+        Action::AddResponder(r) => {
+            if !a2.responders.contains(r) {
+                a2.responders.push(r.clone());
+            }
+            if r.kind == "team" && !a2.teams.contains(&r.id) {
+                a2.teams.push(r.id.clone());
+            }
+            text = format!("Responder {} {} added", r.kind, r.id);
+        }
+        Action::Escalate { escalation } => {
+            text = format!("Escalated to the next level of {escalation}");
+        }
+        Action::Custom { name } => {
+            if !a.actions.contains(name) {
+                refused = Some(format!("Alert has no action named `{name}`"));
+            } else {
+                text = format!("Action {name} executed by {user}");
+            }
+        }
+        Action::Delete => delete = true,
+    }
+    Outcome {
+        changed: a2,
+        text,
+        refused,
+        delete,
+    }
+}
+
+/// Applies one action to an existing alert on an open transaction or savepoint. Its log
+/// lines and note go to `out` (written for the whole batch at the end).
+async fn act_op<C: BatchConn>(
+    conn: &mut C,
+    op: &AlertOp,
+    now: i64,
+    out: &mut Trail,
+) -> Result<RequestStatus> {
+    let org = op.org_id.as_str();
+    let OpKind::Act {
+        alert_id,
+        action,
+        user,
+        note,
+    } = &op.kind
+    else {
+        return Ok(failed(op, "Request could not be processed: not an action"));
+    };
+    let done = |status: String, alert_id: &str, alias: &str, success: bool| RequestStatus {
+        id: op.request_id.clone(),
+        action: action.name().to_owned(),
+        success,
+        status,
+        alert_id: alert_id.to_owned(),
+        alias: alias.to_owned(),
+        integration_id: op.integration_id.clone(),
+        processed_at: from_ms(now),
+    };
+    let Some(a) = conn.alert(org, alert_id).await? else {
+        return Ok(done("Alert does not exist".into(), "", "", false));
+    };
+    let outcome = act_on(&a, action, user, now);
+    if let Some(status) = outcome.refused {
+        return Ok(done(status, &a.id, &a.alias, false));
+    }
+    if outcome.delete {
+        // Lines queued earlier in this batch would name a deleted alert.
+        out.forget(&a.id);
+        conn.delete_alert(org, &a.id).await?;
+        return Ok(done("Deleted alert".into(), &a.id, &a.alias, true));
+    }
+    conn.update_alert(&AlertUpdate::new(&outcome.changed, now))
+        .await?;
+    out.log(org, &a.id, outcome.text, "system", user, now);
+    if let Some(n) = note {
+        out.note(org, &a.id, n, user, now);
+    }
+    Ok(done(
+        "Request processed successfully".into(),
+        &a.id,
+        &a.alias,
+        true,
+    ))
 }
 
 /// Where a create of a run lands.
@@ -628,194 +725,246 @@ enum Landing {
 /// that was created again. Same rules as one create at a time: an open alert with the alias
 /// is counted instead, and so is one that another node opened between the look and the insert
 /// (the upsert counts it; its reserved tinyId stays unused).
-macro_rules! create_run {
-    ($conn:ident, $ops:expr, $now:expr, $sql:expr, $out:expr) => {{
-        async {
-            let ops: &[AlertOp] = $ops;
-            let now: i64 = $now;
-            let sql: &BatchSql = $sql;
-            let out: &mut Trail = $out;
-            let mut wanted: std::collections::HashMap<&str, Vec<&str>> = Default::default();
-            for op in ops {
-                if let OpKind::Create(d) = &op.kind {
-                    if let Some(alias) = &d.alias {
-                        wanted.entry(op.org_id.as_str()).or_default().push(alias);
-                    }
-                }
-            }
-            let mut open: std::collections::HashMap<(&str, String), String> = Default::default();
-            for (org, aliases) in &wanted {
-                let rows: Vec<(String, String)> = sqlx::query_as(sql.open_aliases)
-                    .bind(*org)
-                    .bind(to_json(aliases))
-                    .fetch_all(&mut *$conn)
-                    .await?;
-                for (alias, id) in rows {
-                    open.insert((*org, alias), id);
-                }
-            }
-            let mut landings: Vec<Option<Landing>> = Vec::with_capacity(ops.len());
-            let mut rows: Vec<AlertInsert> = Vec::new();
-            let mut fresh: std::collections::HashMap<(&str, String), usize> = Default::default();
-            let mut per_org: Vec<(&str, i64)> = Vec::new();
-            for op in ops {
-                let OpKind::Create(d) = &op.kind else {
-                    landings.push(None);
-                    continue;
-                };
-                let org = op.org_id.as_str();
-                if let Some(alias) = &d.alias {
-                    let key = (org, alias.clone());
-                    if let Some(id) = open.get(&key) {
-                        landings.push(Some(Landing::Existing(id.clone())));
-                        continue;
-                    }
-                    if let Some(&k) = fresh.get(&key) {
-                        landings.push(Some(Landing::Again(k)));
-                        continue;
-                    }
-                }
-                let id = uuid::Uuid::now_v7().to_string();
-                let alias = d.alias.clone().unwrap_or_else(|| id.clone());
-                fresh.insert((org, alias.clone()), rows.len());
-                match per_org.iter_mut().find(|(o, _)| *o == org) {
-                    Some((_, n)) => *n += 1,
-                    None => per_org.push((org, 1)),
-                }
-                landings.push(Some(Landing::New(rows.len())));
-                rows.push(AlertInsert::new(id, alias, org, d, now));
-            }
-            for (org, n) in &per_org {
-                let (mut next,): (i64,) = sqlx::query_as(RESERVE_TINY_IDS)
-                    .bind(*org)
-                    .bind(*n)
-                    .fetch_one(&mut *$conn)
-                    .await?;
-                for row in rows.iter_mut().filter(|r| r.org_id == *org) {
-                    row.tiny_id = next;
-                    next += 1;
-                }
-            }
-            // Each new row's alert: its own, or the open alert the upsert counted it into.
-            let mut stored: Vec<(String, bool)> = Vec::with_capacity(rows.len());
-            if !rows.is_empty() {
-                let returned: Vec<(String, String, String, i64)> =
-                    crate::Bulk::bulk_fetch(&mut *$conn, &sql.alerts, &rows).await?;
-                let returned: std::collections::HashMap<(String, String), (String, i64)> = returned
-                    .into_iter()
-                    .map(|(org, alias, id, count)| ((org, alias), (id, count)))
-                    .collect();
-                for row in &rows {
-                    match returned.get(&(row.org_id.to_owned(), row.alias.clone())) {
-                        Some((id, count)) => stored.push((id.clone(), *count > 1 || *id != row.id)),
-                        None => return Err(sqlx::Error::RowNotFound),
-                    }
-                }
-            }
-            let mut counted: Vec<(&str, String, i64)> = Vec::new();
-            let mut statuses = Vec::with_capacity(ops.len());
-            for (op, landing) in ops.iter().zip(landings) {
-                let (OpKind::Create(d), Some(landing)) = (&op.kind, landing) else {
-                    statuses.push(failed(op, "Request could not be processed: not a create"));
-                    continue;
-                };
-                let org = op.org_id.as_str();
-                let (alert_id, alias, again) = match landing {
-                    Landing::Existing(id) => {
-                        match counted.iter_mut().find(|(_, a, _)| *a == id) {
-                            Some((_, _, n)) => *n += 1,
-                            None => counted.push((org, id.clone(), 1)),
-                        }
-                        (id, d.alias.clone().unwrap_or_default(), true)
-                    }
-                    Landing::Again(k) => {
-                        let id = stored[k].0.clone();
-                        match counted.iter_mut().find(|(_, a, _)| *a == id) {
-                            Some((_, _, n)) => *n += 1,
-                            None => counted.push((org, id.clone(), 1)),
-                        }
-                        (id, rows[k].alias.clone(), true)
-                    }
-                    Landing::New(k) => (stored[k].0.clone(), rows[k].alias.clone(), stored[k].1),
-                };
-                let status = if again {
-                    out.log(
-                        org,
-                        &alert_id,
-                        format!("Alert occurred again: {}", d.message),
-                        "system",
-                        &d.user,
-                        now,
-                    );
-                    "Alert already exists and its count was increased".to_owned()
-                } else {
-                    out.log(
-                        org,
-                        &alert_id,
-                        "Alert created".into(),
-                        "system",
-                        &d.user,
-                        now,
-                    );
-                    let mut status = "Created alert".to_owned();
-                    for a in &d.adjustments {
-                        status.push_str("; ");
-                        status.push_str(a);
-                    }
-                    status
-                };
-                if let Some(n) = &d.note {
-                    out.note(org, &alert_id, n, &d.user, now);
-                }
-                statuses.push(RequestStatus {
-                    id: op.request_id.clone(),
-                    action: "Create".into(),
-                    success: true,
-                    status,
-                    alert_id,
-                    alias,
-                    integration_id: op.integration_id.clone(),
-                    processed_at: from_ms(now),
-                });
-            }
-            for (org, id, n) in counted {
-                sqlx::query(
-                    "UPDATE alerts SET count = count + $3, last_occurred_at = $4, updated_at = $4
-                     WHERE org_id = $1 AND id = $2",
-                )
-                .bind(org)
-                .bind(&id)
-                .bind(n)
-                .bind(now)
-                .execute(&mut *$conn)
-                .await?;
-            }
-            std::result::Result::<Vec<RequestStatus>, sqlx::Error>::Ok(statuses)
+async fn create_run<C: BatchConn>(
+    conn: &mut C,
+    ops: &[AlertOp],
+    now: i64,
+    out: &mut Trail,
+) -> Result<Vec<RequestStatus>> {
+    let mut wanted: std::collections::HashMap<&str, Vec<&str>> = Default::default();
+    for op in ops {
+        if let OpKind::Create(d) = &op.kind
+            && let Some(alias) = &d.alias
+        {
+            wanted.entry(op.org_id.as_str()).or_default().push(alias);
         }
-        .await
-    }};
+    }
+    let mut open: std::collections::HashMap<(&str, String), String> = Default::default();
+    for (org, aliases) in &wanted {
+        for (alias, id) in conn.open_aliases(org, aliases).await? {
+            open.insert((*org, alias), id);
+        }
+    }
+    let mut landings: Vec<Option<Landing>> = Vec::with_capacity(ops.len());
+    let mut rows: Vec<AlertInsert> = Vec::new();
+    let mut fresh: std::collections::HashMap<(&str, String), usize> = Default::default();
+    let mut per_org: Vec<(&str, i64)> = Vec::new();
+    for op in ops {
+        let OpKind::Create(d) = &op.kind else {
+            landings.push(None);
+            continue;
+        };
+        let org = op.org_id.as_str();
+        if let Some(alias) = &d.alias {
+            let key = (org, alias.clone());
+            if let Some(id) = open.get(&key) {
+                landings.push(Some(Landing::Existing(id.clone())));
+                continue;
+            }
+            if let Some(&k) = fresh.get(&key) {
+                landings.push(Some(Landing::Again(k)));
+                continue;
+            }
+        }
+        let id = uuid::Uuid::now_v7().to_string();
+        let alias = d.alias.clone().unwrap_or_else(|| id.clone());
+        fresh.insert((org, alias.clone()), rows.len());
+        match per_org.iter_mut().find(|(o, _)| *o == org) {
+            Some((_, n)) => *n += 1,
+            None => per_org.push((org, 1)),
+        }
+        landings.push(Some(Landing::New(rows.len())));
+        rows.push(AlertInsert::new(id, alias, org, d, now));
+    }
+    for (org, n) in &per_org {
+        let mut next = conn.reserve_tiny_ids(org, *n).await?;
+        for row in rows.iter_mut().filter(|r| r.org_id == *org) {
+            row.tiny_id = next;
+            next += 1;
+        }
+    }
+    // Each new row's alert: its own, or the open alert the upsert counted it into.
+    let mut stored: Vec<(String, bool)> = Vec::with_capacity(rows.len());
+    if !rows.is_empty() {
+        let returned: std::collections::HashMap<(String, String), (String, i64)> = conn
+            .insert_alerts(&rows)
+            .await?
+            .into_iter()
+            .map(|(org, alias, id, count)| ((org, alias), (id, count)))
+            .collect();
+        for row in &rows {
+            match returned.get(&(row.org_id.to_owned(), row.alias.clone())) {
+                Some((id, count)) => stored.push((id.clone(), *count > 1 || *id != row.id)),
+                None => {
+                    return Err(StoreError::Config(
+                        "an inserted alert was not returned".into(),
+                    ));
+                }
+            }
+        }
+    }
+    let mut counted: Vec<(&str, String, i64)> = Vec::new();
+    let mut statuses = Vec::with_capacity(ops.len());
+    for (op, landing) in ops.iter().zip(landings) {
+        let (OpKind::Create(d), Some(landing)) = (&op.kind, landing) else {
+            statuses.push(failed(op, "Request could not be processed: not a create"));
+            continue;
+        };
+        let org = op.org_id.as_str();
+        let (alert_id, alias, again) = match landing {
+            Landing::Existing(id) => {
+                match counted.iter_mut().find(|(_, a, _)| *a == id) {
+                    Some((_, _, n)) => *n += 1,
+                    None => counted.push((org, id.clone(), 1)),
+                }
+                (id, d.alias.clone().unwrap_or_default(), true)
+            }
+            Landing::Again(k) => {
+                let id = stored[k].0.clone();
+                match counted.iter_mut().find(|(_, a, _)| *a == id) {
+                    Some((_, _, n)) => *n += 1,
+                    None => counted.push((org, id.clone(), 1)),
+                }
+                (id, rows[k].alias.clone(), true)
+            }
+            Landing::New(k) => (stored[k].0.clone(), rows[k].alias.clone(), stored[k].1),
+        };
+        let status = if again {
+            out.log(
+                org,
+                &alert_id,
+                format!("Alert occurred again: {}", d.message),
+                "system",
+                &d.user,
+                now,
+            );
+            "Alert already exists and its count was increased".to_owned()
+        } else {
+            out.log(
+                org,
+                &alert_id,
+                "Alert created".into(),
+                "system",
+                &d.user,
+                now,
+            );
+            let mut status = "Created alert".to_owned();
+            for a in &d.adjustments {
+                status.push_str("; ");
+                status.push_str(a);
+            }
+            status
+        };
+        if let Some(n) = &d.note {
+            out.note(org, &alert_id, n, &d.user, now);
+        }
+        statuses.push(RequestStatus {
+            id: op.request_id.clone(),
+            action: "Create".into(),
+            success: true,
+            status,
+            alert_id,
+            alias,
+            integration_id: op.integration_id.clone(),
+            processed_at: from_ms(now),
+        });
+    }
+    for (org, id, n) in counted {
+        conn.count_again(org, &id, n, now).await?;
+    }
+    Ok(statuses)
 }
 
-/// Applies a run of ops (`apply_batch_once` cuts them: a run of creates, or one other op).
-macro_rules! apply_run {
-    ($conn:ident, $run:expr, $now:expr, $sql:expr, $out:expr) => {{
-        let run: &[AlertOp] = $run;
-        match &run[0].kind {
-            OpKind::Create(_) => create_run!($conn, run, $now, $sql, $out),
-            OpKind::Act { .. } => act_op!($conn, &run[0], $now, $out).map(|s| vec![s]),
-            OpKind::Fail {
-                action,
-                status,
-                alias,
-            } => {
-                let mut s = failed(&run[0], status);
-                s.action = (*action).to_owned();
-                s.alias = alias.clone();
-                s.processed_at = from_ms($now);
-                Ok(vec![s])
-            }
+/// Applies a run of ops (`write_batch` cuts them: a run of creates, or one other op).
+async fn apply_run<C: BatchConn>(
+    conn: &mut C,
+    run: &[AlertOp],
+    now: i64,
+    out: &mut Trail,
+) -> Result<Vec<RequestStatus>> {
+    match &run[0].kind {
+        OpKind::Create(_) => create_run(conn, run, now, out).await,
+        OpKind::Act { .. } => Ok(vec![act_op(conn, &run[0], now, out).await?]),
+        OpKind::Fail {
+            action,
+            status,
+            alias,
+        } => {
+            let mut s = failed(&run[0], status);
+            s.action = (*action).to_owned();
+            s.alias = alias.clone();
+            s.processed_at = from_ms(now);
+            Ok(vec![s])
         }
-    }};
+    }
+}
+
+/// A batch's writes on an open transaction: `ops` (on the careful path each inside its own
+/// savepoint), their log lines, notes and request statuses, and the `audit` events. `None`
+/// when an op failed on the fast path: the caller rolls the transaction back.
+async fn write_batch<C: BatchConn>(
+    conn: &mut C,
+    ops: &[AlertOp],
+    audit: &[crate::audit::AuditRecord],
+    careful: bool,
+) -> Result<Option<Vec<RequestStatus>>> {
+    let now = crate::now_ms();
+    let mut out = Vec::with_capacity(ops.len());
+    let mut trail = Trail::default();
+    let mut i = 0;
+    while i < ops.len() {
+        // A run of creates goes in together; anything else, and every op on the careful
+        // path, alone.
+        let creates = ops[i..]
+            .iter()
+            .take_while(|op| matches!(op.kind, OpKind::Create(_)))
+            .count();
+        let end = if careful { i + 1 } else { i + creates.max(1) };
+        let run = &ops[i..end];
+        let mut run_trail = Trail::default();
+        let result = if careful {
+            conn.savepoint().await?;
+            let result = apply_run(conn, run, now, &mut run_trail).await;
+            match &result {
+                Ok(_) => conn.release().await?,
+                Err(_) => conn.rollback_to().await?,
+            }
+            result
+        } else {
+            apply_run(conn, run, now, &mut run_trail).await
+        };
+        match result {
+            Ok(statuses) => {
+                out.extend(statuses);
+                trail.extend(run_trail);
+            }
+            Err(e) if careful => {
+                tracing::error!(error = %e, request_id = %run[0].request_id, "alert write failed");
+                out.push(failed(
+                    &run[0],
+                    "Request could not be processed: internal error",
+                ));
+            }
+            Err(_) => return Ok(None),
+        }
+        i = end;
+    }
+    if !trail.logs.is_empty() {
+        conn.insert_rows(Rows::Logs, &trail.logs).await?;
+    }
+    if !trail.notes.is_empty() {
+        conn.insert_rows(Rows::Notes, &trail.notes).await?;
+    }
+    if !out.is_empty() {
+        let requests: Vec<RequestInsert> = out
+            .iter()
+            .zip(ops)
+            .map(|(s, op)| RequestInsert::new(op, s))
+            .collect();
+        conn.insert_rows(Rows::Requests, &requests).await?;
+    }
+    crate::audit::append_audit_in(conn, audit).await?;
+    Ok(Some(out))
 }
 
 impl Store {
@@ -979,8 +1128,9 @@ impl Store {
         self.apply_batch(ops, &[]).await
     }
 
-    /// One group commit: `ops` (each in its own savepoint) and `audit` events, in one
-    /// transaction and so one disk flush.
+    /// One group commit: `ops` and `audit` events, in one transaction and so one disk flush.
+    /// On SQLite it runs on the calling thread, through the store's own write connection
+    /// (embedded.rs): the group-commit writer calls it from a thread of its own.
     pub async fn apply_batch(
         &self,
         ops: &[AlertOp],
@@ -989,149 +1139,35 @@ impl Store {
         // Fast path: every op straight into the transaction. Should one fail, the whole
         // transaction is rolled back and the batch redone with a savepoint per op, so that
         // one bad op cannot take the others with it.
-        match self.apply_batch_once(ops, audit, false).await? {
-            Some(statuses) => Ok(statuses),
-            None => Ok(self
-                .apply_batch_once(ops, audit, true)
-                .await?
-                .unwrap_or_default()),
-        }
-    }
-
-    /// `None` when an op failed on the fast path (nothing was committed).
-    async fn apply_batch_once(
-        &self,
-        ops: &[AlertOp],
-        audit: &[crate::audit::AuditRecord],
-        careful: bool,
-    ) -> Result<Option<Vec<RequestStatus>>> {
-        let sql = self.batch_sql();
-        on_db!(&self.db, |pool| {
-            let mut tx = pool.begin_write().await?;
-            let now = crate::now_ms();
-            let mut out = Vec::with_capacity(ops.len());
-            let mut trail = Trail::default();
-            let mut i = 0;
-            while i < ops.len() {
-                // A run of creates goes in together; anything else, and every op on the
-                // careful path, alone.
-                let creates = ops[i..]
-                    .iter()
-                    .take_while(|op| matches!(op.kind, OpKind::Create(_)))
-                    .count();
-                let end = if careful { i + 1 } else { i + creates.max(1) };
-                let run = &ops[i..end];
-                let mut run_trail = Trail::default();
-                let result: std::result::Result<Vec<RequestStatus>, sqlx::Error> = if careful {
-                    let mut sp = sqlx::Acquire::begin(&mut *tx).await?;
-                    match apply_run!(sp, run, now, sql, &mut run_trail) {
-                        Ok(statuses) => {
-                            sp.commit().await?;
-                            Ok(statuses)
+        for careful in [false, true] {
+            let statuses = match (&self.db, &self.embedded) {
+                (Db::Postgres(pool), _) => {
+                    let mut tx = pool.begin().await?;
+                    match write_batch(&mut *tx, ops, audit, careful).await? {
+                        Some(statuses) => {
+                            tx.commit().await?;
+                            Some(statuses)
                         }
-                        Err(e) => {
-                            sp.rollback().await?;
-                            Err(e)
+                        None => {
+                            tx.rollback().await?;
+                            None
                         }
-                    }
-                } else {
-                    apply_run!(tx, run, now, sql, &mut run_trail)
-                };
-                match result {
-                    Ok(statuses) => {
-                        out.extend(statuses);
-                        trail.extend(run_trail);
-                    }
-                    Err(e) if careful => {
-                        tracing::error!(error = %e, request_id = %run[0].request_id, "alert write failed");
-                        out.push(failed(
-                            &run[0],
-                            "Request could not be processed: internal error",
-                        ));
-                    }
-                    Err(_) => {
-                        tx.rollback().await?;
-                        return Ok(None);
                     }
                 }
-                i = end;
+                (Db::Sqlite(_), Some(embedded)) => embedded.transaction(|conn| {
+                    crate::embedded::now(write_batch(conn, ops, audit, careful))
+                })?,
+                (Db::Sqlite(_), None) => {
+                    return Err(StoreError::Config("the store is closed".into()));
+                }
+            };
+            if let Some(statuses) = statuses {
+                return Ok(statuses);
             }
-            if !trail.logs.is_empty() {
-                crate::Bulk::bulk_execute(&mut *tx, &sql.logs, &trail.logs).await?;
-            }
-            if !trail.notes.is_empty() {
-                crate::Bulk::bulk_execute(&mut *tx, &sql.notes, &trail.notes).await?;
-            }
-            if !out.is_empty() {
-                let requests: Vec<RequestInsert> = out
-                    .iter()
-                    .zip(ops)
-                    .map(|(s, op)| RequestInsert::new(op, s))
-                    .collect();
-                crate::Bulk::bulk_execute(&mut *tx, &sql.requests, &requests).await?;
-            }
-            if !audit.is_empty() {
-                crate::audit::append_audit_in!(tx, audit, &crate::audit::AUDIT_SQL);
-            }
-            tx.commit().await?;
-            Ok(Some(out))
-        })
-    }
-
-    /// The batch's statements for this store's backend, rendered once.
-    fn batch_sql(&self) -> &'static BatchSql {
-        static SQL: [std::sync::OnceLock<BatchSql>; 2] =
-            [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
-        let pg = self.is_postgres();
-        SQL[usize::from(pg)].get_or_init(|| BatchSql {
-            alerts: crate::BulkSql::new(
-                "alerts",
-                COLUMNS,
-                "ON CONFLICT (org_id, alias) WHERE status = 'open'
-                 DO UPDATE SET count = alerts.count + 1, last_occurred_at = excluded.last_occurred_at,
-                   updated_at = excluded.updated_at
-                 RETURNING org_id, alias, id, count",
-            ),
-            logs: crate::BulkSql::new(
-                "alert_logs",
-                "id, org_id, alert_id, log, type, owner, created_at",
-                "",
-            ),
-            notes: crate::BulkSql::new(
-                "alert_notes",
-                "id, org_id, alert_id, note, owner, created_at",
-                "",
-            ),
-            requests: crate::BulkSql::new(
-                "alert_requests",
-                "id, org_id, action, success, status, alert_id, alias, integration_id, processed_at",
-                "",
-            ),
-            open_aliases: if pg {
-                "SELECT alias, id FROM alerts WHERE org_id = $1 AND status = 'open'
-                   AND alias IN (SELECT json_array_elements_text($2::json))"
-            } else {
-                "SELECT alias, id FROM alerts WHERE org_id = $1 AND status = 'open'
-                   AND alias IN (SELECT value FROM json_each($2))"
-            },
-        })
+        }
+        Ok(Vec::new())
     }
 }
-
-/// The statements of a write batch (`Store::batch_sql`).
-struct BatchSql {
-    alerts: crate::BulkSql,
-    logs: crate::BulkSql,
-    notes: crate::BulkSql,
-    requests: crate::BulkSql,
-    open_aliases: &'static str,
-}
-
-/// Takes `n` tinyIds of an organization at once; returns the first.
-const RESERVE_TINY_IDS: &str =
-    "INSERT INTO alert_counters (org_id, next_tiny_id) VALUES ($1, $2 + 1)
-     ON CONFLICT (org_id) DO UPDATE SET next_tiny_id = alert_counters.next_tiny_id + $2
-     RETURNING next_tiny_id - $2";
 
 /// The log lines and notes of a batch's ops, written together once the ops have run.
 #[derive(Default)]
@@ -1243,7 +1279,7 @@ impl<'a> RequestInsert<'a> {
 
 /// A new alert as a row of the bulk insert; its tinyId is filled in once reserved.
 #[derive(Serialize)]
-struct AlertInsert<'a> {
+pub(crate) struct AlertInsert<'a> {
     id: String,
     org_id: &'a str,
     tiny_id: i64,

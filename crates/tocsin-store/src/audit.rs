@@ -3,7 +3,8 @@
 //! at that event, which `verify_chain` names.
 
 use crate::audit_segment::{Segment, SegmentBuilder};
-use crate::{BeginWrite, Page, Result, Store, from_ms, ms, on_db, paginate, safe};
+use crate::batch::SegmentConn;
+use crate::{BeginWrite, Page, Result, Store, StoreError, from_ms, ms, on_db, paginate, safe};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -222,97 +223,36 @@ pub struct BrokenLink {
     pub reason: String,
 }
 
-/// The statements of an audit append.
-pub(crate) struct AuditSql {
-    /// Creates a chain's head row if it is missing and reads it; on PostgreSQL the upsert
-    /// also locks the row for the rest of the transaction, so nodes append one at a time.
-    pub head: &'static str,
-    pub segment: &'static str,
-    pub term: &'static str,
-    pub move_head: &'static str,
-}
-
-/// The audit append's statements (the same text on both backends). Taking a head is an
-/// upsert that returns the row: on PostgreSQL the `DO UPDATE` locks it until the transaction
-/// ends (several nodes append to one chain); SQLite's write lock (BEGIN IMMEDIATE) already
-/// serialises writers.
-pub(crate) static AUDIT_SQL: AuditSql = AuditSql {
-    head: "INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, 0, $2)
-           ON CONFLICT (chain) DO UPDATE SET chain = excluded.chain RETURNING seq, hash",
-    segment: "INSERT INTO audit_segments (chain, first_seq, last_seq, first_at, last_at, prev_hash, events)
-              VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    term: "INSERT INTO audit_segment_terms (chain, term, first_seq) VALUES ($1, $2, $3)",
-    move_head: "UPDATE audit_heads SET seq = $2, hash = $3 WHERE chain = $1",
-};
-
-/// Appends `records` to their chains inside the open transaction `$tx` (a macro, so the same
-/// statements serve whichever typed connection the arm of `on_db!` holds): per chain, one
-/// statement takes its head, one writes the chain's events as one segment, one per search
-/// term indexes it, and one moves the head.
-macro_rules! append_audit_in {
-    ($tx:ident, $records:expr, $sql:expr) => {{
-        let records: &[$crate::audit::AuditRecord] = $records;
-        let sql: &$crate::audit::AuditSql = $sql;
-        let tx = &mut $tx;
-        // One segment per chain, in the order the chains first appear.
-        let mut index: std::collections::HashMap<&str, usize> = Default::default();
-        let mut segments: Vec<(&str, $crate::audit_segment::SegmentBuilder)> = Vec::new();
-        for r in records {
-            let chain = r.chain();
-            let i = match index.get(chain) {
-                Some(&i) => i,
-                None => {
-                    let (seq, hash): (i64, String) = sqlx::query_as(sql.head)
-                        .bind(chain)
-                        .bind($crate::audit::GENESIS)
-                        .fetch_one(&mut **tx)
-                        .await?;
-                    segments.push((chain, $crate::audit_segment::SegmentBuilder::new(seq, hash)));
-                    index.insert(chain, segments.len() - 1);
-                    segments.len() - 1
-                }
-            };
-            segments[i].1.append(r);
-        }
-        for (chain, segment) in &segments {
-            $crate::audit::insert_segment_in!(tx, chain, segment, sql);
-            sqlx::query(sql.move_head)
-                .bind(*chain)
-                .bind(segment.last_seq)
-                .bind(&segment.head)
-                .execute(&mut **tx)
-                .await?;
-        }
-    }};
-}
-pub(crate) use append_audit_in;
-
-/// Writes one segment and its search terms in the open transaction `$tx` (a `&mut`).
-macro_rules! insert_segment_in {
-    ($tx:ident, $chain:expr, $segment:expr, $sql:expr) => {{
-        let chain: &str = $chain;
-        let segment: &$crate::audit_segment::SegmentBuilder = $segment;
-        sqlx::query($sql.segment)
-            .bind(chain)
-            .bind(segment.first_seq)
-            .bind(segment.last_seq)
-            .bind(segment.first_at)
-            .bind(segment.last_at)
-            .bind(&segment.prev_hash)
-            .bind(segment.encode())
-            .execute(&mut **$tx)
+/// Appends `records` to their chains inside an open transaction: per chain, one statement
+/// takes its head, one writes the chain's events as one segment, one per search term indexes
+/// it, and one moves the head.
+pub(crate) async fn append_audit_in<C: SegmentConn>(
+    conn: &mut C,
+    records: &[AuditRecord],
+) -> Result<()> {
+    // One segment per chain, in the order the chains first appear.
+    let mut index: std::collections::HashMap<&str, usize> = Default::default();
+    let mut segments: Vec<(&str, SegmentBuilder)> = Vec::new();
+    for r in records {
+        let chain = r.chain();
+        let i = match index.get(chain) {
+            Some(&i) => i,
+            None => {
+                let (seq, hash) = conn.audit_head(chain).await?;
+                segments.push((chain, SegmentBuilder::new(seq, hash)));
+                index.insert(chain, segments.len() - 1);
+                segments.len() - 1
+            }
+        };
+        segments[i].1.append(r);
+    }
+    for (chain, segment) in &segments {
+        conn.insert_segment(chain, segment).await?;
+        conn.move_head(chain, segment.last_seq, &segment.head)
             .await?;
-        for term in segment.terms() {
-            sqlx::query($sql.term)
-                .bind(chain)
-                .bind(term)
-                .bind(segment.first_seq)
-                .execute(&mut **$tx)
-                .await?;
-        }
-    }};
+    }
+    Ok(())
 }
-pub(crate) use insert_segment_in;
 
 impl Store {
     /// Appends records to their chains in one transaction.
@@ -320,12 +260,21 @@ impl Store {
         if records.is_empty() {
             return Ok(());
         }
-        let sql = &AUDIT_SQL;
-        on_db!(&self.db, |pool| {
-            let mut tx = pool.begin_write().await?;
-            append_audit_in!(tx, records, sql);
-            tx.commit().await?;
-        });
+        match (&self.db, &self.embedded) {
+            (crate::Db::Postgres(pool), _) => {
+                let mut tx = pool.begin().await?;
+                append_audit_in(&mut *tx, records).await?;
+                tx.commit().await?;
+            }
+            (crate::Db::Sqlite(_), Some(embedded)) => {
+                embedded.transaction(|conn| {
+                    crate::embedded::now(append_audit_in(conn, records)).map(Some)
+                })?;
+            }
+            (crate::Db::Sqlite(_), None) => {
+                return Err(StoreError::Config("the store is closed".into()));
+            }
+        }
         Ok(())
     }
 
@@ -404,7 +353,6 @@ impl Store {
     /// thousand at a time, each batch in one transaction with the deletion of its rows. Runs
     /// at every migration and finds nothing once done. Returns how many events moved.
     pub(crate) async fn convert_legacy_audit(&self) -> Result<usize> {
-        let sql = &AUDIT_SQL;
         let chains: Vec<(String,)> = on_db!(&self.db, |pool| {
             sqlx::query_as("SELECT DISTINCT chain FROM audit_events_legacy")
                 .fetch_all(pool)
@@ -420,11 +368,7 @@ impl Store {
                     let mut tx = pool.begin_write().await?;
                     // Taking the head locks the chain on PostgreSQL: a node converting it at
                     // the same time waits, then finds the rows gone.
-                    let _: (i64, String) = sqlx::query_as(sql.head)
-                        .bind(&chain)
-                        .bind(GENESIS)
-                        .fetch_one(&mut *tx)
-                        .await?;
+                    SegmentConn::audit_head(&mut *tx, &chain).await?;
                     let rows: Vec<EventRow> = sqlx::query_as(safe(&select))
                         .bind(&chain)
                         .fetch_all(&mut *tx)
@@ -435,8 +379,7 @@ impl Store {
                     // reports it.
                     for run in events.chunk_by(|a, b| b.seq == a.seq + 1 && b.prev_hash == a.hash) {
                         let segment = SegmentBuilder::of_events(run);
-                        let t = &mut tx;
-                        insert_segment_in!(t, &chain, &segment, sql);
+                        SegmentConn::insert_segment(&mut *tx, &chain, &segment).await?;
                     }
                     if let Some(last) = events.last() {
                         sqlx::query(

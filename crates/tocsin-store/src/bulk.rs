@@ -1,46 +1,31 @@
-//! Inserts of many rows in few statements, for the batch writer. A row is any `Serialize`
-//! struct whose fields are the columns, in order.
+//! Inserts of many rows, for the batch writer. A row is any `Serialize` struct whose fields
+//! are the columns, in order.
 //!
 //! - PostgreSQL: the rows travel as one JSON array bound as `$1` and are expanded by
 //!   `json_populate_recordset`: one statement, so one network round trip, whatever the number
 //!   of rows, and the same SQL text (one prepared statement) for every batch size.
-//! - SQLite: multi-row `VALUES` lists with every field bound as its own parameter: one
-//!   statement for up to `MAX_ROWS` rows, and one more per further `MAX_ROWS`. Each row count
-//!   has its own statement text, rendered on first use and kept prepared in the writer
-//!   connection's statement cache. The JSON route costs more here: SQLite finds each column
-//!   of each row by scanning the row's keys (`->>`), which a profile showed as the largest
-//!   part of an audit append, and there is no network round trip to save. (Cutting batches
-//!   into a few fixed sizes instead was slower: every statement is a hand-off to sqlx's
-//!   SQLite thread, and a batch of 13 took four.)
+//! - SQLite: one prepared single-row statement, run once per row on the writer's own
+//!   connection (embedded.rs), each field bound straight from the row struct by `bind_row`.
+//!   With no network and no hand-off to another thread per statement, a statement per row
+//!   costs less than SQLite's multi-row `VALUES` did through sqlx (a statement text per row
+//!   count, every value copied into sqlx's argument buffer first).
 //!
 //!   The statements are `INSERT OR FAIL`: a failing row stops the statement and leaves the
 //!   rows before it in place, where the default (`ABORT`) undoes the statement's own rows.
-//!   That undo needs a statement journal, a copy of every page the statement touches, which
-//!   was 6% of an alert batch's time; callers never go on after a failed statement (the
-//!   batch rolls back its savepoint or its transaction), so the copy buys nothing. SQLite
-//!   still keeps the journal for tables with immediate foreign keys (alerts, alert logs and
-//!   notes) and for the alerts upsert; audit events and request statuses go without.
+//!   That undo needs a statement journal, a copy of every page the statement touches;
+//!   callers never go on after a failed statement (the batch rolls back its savepoint or its
+//!   transaction), so the copy buys nothing.
 
 use serde::Serialize;
 use serde::ser::{self, Impossible};
-use sqlx::Arguments;
-use sqlx::sqlite::SqliteArguments;
 use std::fmt;
-use std::sync::OnceLock;
-
-/// The most rows in one SQLite statement (64 rows of the widest table, alerts, bind 2,112
-/// parameters; SQLite allows 32,766).
-pub(crate) const MAX_ROWS: usize = 64;
 
 /// One bulk insert's statements, rendered once for both backends.
 pub(crate) struct BulkSql {
-    columns: Vec<&'static str>,
+    pub(crate) columns: Vec<&'static str>,
     postgres: String,
-    /// The statement for `n` rows is at `n - 1`, rendered on first use.
-    sqlite: [OnceLock<String>; MAX_ROWS],
-    /// The text before the rows, and after them.
-    sqlite_head: String,
-    tail: String,
+    /// The single-row statement, with `?N` placeholders.
+    pub(crate) sqlite: String,
 }
 
 impl BulkSql {
@@ -51,156 +36,82 @@ impl BulkSql {
         let postgres = format!(
             "INSERT INTO {table} ({list}) SELECT {list} FROM json_populate_recordset(NULL::{table}, $1::json) {tail}"
         );
+        let params: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
+        let sqlite = format!(
+            "INSERT OR FAIL INTO {table} ({list}) VALUES ({}) {tail}",
+            params.join(", ")
+        );
         BulkSql {
-            sqlite_head: format!("INSERT OR FAIL INTO {table} ({list}) VALUES "),
-            tail: tail.to_owned(),
             columns,
             postgres,
-            sqlite: [const { OnceLock::new() }; MAX_ROWS],
+            sqlite,
         }
     }
-
-    /// The SQLite statement inserting `n` rows (1 to `MAX_ROWS`).
-    fn sqlite(&self, n: usize) -> &str {
-        self.sqlite[n - 1].get_or_init(|| {
-            let row = format!("({})", vec!["?"; self.columns.len()].join(", "));
-            format!(
-                "{}{} {}",
-                self.sqlite_head,
-                vec![row.as_str(); n].join(", "),
-                self.tail
-            )
-        })
-    }
 }
 
-/// Runs a `BulkSql` on a connection of either backend (the batch macros hold whichever
-/// typed connection `on_db!` gave them).
-pub(crate) trait Bulk {
-    /// Inserts `rows`; returns what the statements' `RETURNING` clause yields, in no promised order
-    /// (neither SQLite nor PostgreSQL orders `RETURNING` rows): callers match rows by key.
-    async fn bulk_fetch<R, O>(&mut self, sql: &BulkSql, rows: &[R]) -> Result<Vec<O>, sqlx::Error>
-    where
-        R: Serialize,
-        O: Send + Unpin + for<'r> sqlx::FromRow<'r, Self::Row>;
-
-    /// Inserts `rows`.
-    async fn bulk_execute<R: Serialize>(
-        &mut self,
-        sql: &BulkSql,
-        rows: &[R],
-    ) -> Result<(), sqlx::Error>;
-
-    type Row: sqlx::Row;
-}
-
-impl Bulk for sqlx::PgConnection {
-    type Row = sqlx::postgres::PgRow;
-
-    async fn bulk_fetch<R, O>(&mut self, sql: &BulkSql, rows: &[R]) -> Result<Vec<O>, sqlx::Error>
-    where
-        R: Serialize,
-        O: Send + Unpin + for<'r> sqlx::FromRow<'r, Self::Row>,
-    {
-        sqlx::query_as(crate::safe(&sql.postgres))
-            .bind(crate::to_json(&rows))
-            .fetch_all(self)
-            .await
-    }
-
-    async fn bulk_execute<R: Serialize>(
-        &mut self,
-        sql: &BulkSql,
-        rows: &[R],
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query(crate::safe(&sql.postgres))
-            .bind(crate::to_json(&rows))
-            .execute(self)
-            .await?;
-        Ok(())
-    }
-}
-
-impl Bulk for sqlx::SqliteConnection {
-    type Row = sqlx::sqlite::SqliteRow;
-
-    async fn bulk_fetch<R, O>(&mut self, sql: &BulkSql, rows: &[R]) -> Result<Vec<O>, sqlx::Error>
-    where
-        R: Serialize,
-        O: Send + Unpin + for<'r> sqlx::FromRow<'r, Self::Row>,
-    {
-        let mut out = Vec::with_capacity(rows.len());
-        for (text, chunk) in sqlite_chunks(sql, rows) {
-            let args = bind_rows(&sql.columns, chunk)?;
-            out.extend(
-                sqlx::query_as_with(crate::safe(text), args)
-                    .fetch_all(&mut *self)
-                    .await?,
-            );
-        }
-        Ok(out)
-    }
-
-    async fn bulk_execute<R: Serialize>(
-        &mut self,
-        sql: &BulkSql,
-        rows: &[R],
-    ) -> Result<(), sqlx::Error> {
-        for (text, chunk) in sqlite_chunks(sql, rows) {
-            let args = bind_rows(&sql.columns, chunk)?;
-            sqlx::query_with(crate::safe(text), args)
-                .execute(&mut *self)
-                .await?;
-        }
-        Ok(())
-    }
-}
-
-/// Cuts `rows` into chunks of at most `MAX_ROWS`, each with its statement.
-fn sqlite_chunks<'a, R>(
-    sql: &'a BulkSql,
-    rows: &'a [R],
-) -> impl Iterator<Item = (&'a str, &'a [R])> {
-    rows.chunks(MAX_ROWS)
-        .map(|chunk| (sql.sqlite(chunk.len()), chunk))
-}
-
-fn bind_rows<R: Serialize>(
-    columns: &[&'static str],
+/// Inserts `rows` on PostgreSQL; returns what the statement's `RETURNING` clause yields, in
+/// no promised order (PostgreSQL does not order `RETURNING` rows): callers match rows by key.
+pub(crate) async fn pg_fetch<R, O>(
+    conn: &mut sqlx::PgConnection,
+    sql: &BulkSql,
     rows: &[R],
-) -> Result<SqliteArguments, sqlx::Error> {
+) -> Result<Vec<O>, sqlx::Error>
+where
+    R: Serialize,
+    O: Send + Unpin + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+{
+    sqlx::query_as(crate::safe(&sql.postgres))
+        .bind(crate::to_json(&rows))
+        .fetch_all(conn)
+        .await
+}
+
+/// Inserts `rows` on PostgreSQL.
+pub(crate) async fn pg_execute<R: Serialize>(
+    conn: &mut sqlx::PgConnection,
+    sql: &BulkSql,
+    rows: &[R],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(crate::safe(&sql.postgres))
+        .bind(crate::to_json(&rows))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Binds `row`'s fields as the parameters `?1`, `?2`, ... of `stmt`, checking each field's
+/// name against `columns`.
+pub(crate) fn bind_row<R: Serialize + ?Sized>(
+    stmt: &mut rusqlite::Statement<'_>,
+    columns: &[&'static str],
+    row: &R,
+) -> Result<(), BindError> {
     let mut binder = RowBinder {
-        args: SqliteArguments::default(),
+        stmt,
         columns,
         next: 0,
     };
-    binder.args.reserve(columns.len() * rows.len(), 0);
-    for row in rows {
-        binder.next = 0;
-        row.serialize(&mut binder)
-            .and_then(|()| match binder.next == columns.len() {
-                true => Ok(()),
-                false => Err(BindError(format!(
-                    "a row has {} fields for {} columns",
-                    binder.next,
-                    columns.len()
-                ))),
-            })
-            .map_err(|e| sqlx::Error::Encode(e.0.into()))?;
+    row.serialize(&mut binder)?;
+    match binder.next == columns.len() {
+        true => Ok(()),
+        false => Err(BindError(format!(
+            "a row has {} fields for {} columns",
+            binder.next,
+            columns.len()
+        ))),
     }
-    Ok(binder.args)
 }
 
-/// A serde serializer that binds a row struct's fields as SQLite parameters, checking each
-/// field's name against the column it fills.
-struct RowBinder<'c> {
-    args: SqliteArguments,
-    columns: &'c [&'static str],
+/// A serde serializer that binds a row struct's fields as a statement's parameters.
+struct RowBinder<'s, 'c> {
+    stmt: &'s mut rusqlite::Statement<'c>,
+    columns: &'s [&'static str],
+    /// Fields bound so far: the one being bound is parameter `next` (1-based).
     next: usize,
 }
 
 #[derive(Debug)]
-struct BindError(String);
+pub(crate) struct BindError(String);
 
 impl fmt::Display for BindError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -216,13 +127,10 @@ impl ser::Error for BindError {
     }
 }
 
-impl RowBinder<'_> {
-    fn add<T>(&mut self, value: T) -> Result<(), BindError>
-    where
-        T: for<'q> sqlx::Encode<'q, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
-    {
-        self.args
-            .add(value)
+impl RowBinder<'_, '_> {
+    fn add<T: rusqlite::ToSql>(&mut self, value: T) -> Result<(), BindError> {
+        self.stmt
+            .raw_bind_parameter(self.next, value)
             .map_err(|e| BindError(format!("cannot bind a value: {e}")))
     }
 
@@ -231,7 +139,7 @@ impl RowBinder<'_> {
     }
 }
 
-impl ser::Serializer for &mut RowBinder<'_> {
+impl ser::Serializer for &mut RowBinder<'_, '_> {
     type Ok = ();
     type Error = BindError;
     type SerializeSeq = Impossible<(), BindError>;
@@ -277,27 +185,25 @@ impl ser::Serializer for &mut RowBinder<'_> {
         self.add(v)
     }
     fn serialize_char(self, v: char) -> Result<(), BindError> {
-        self.add(v.to_string())
+        self.add(v.encode_utf8(&mut [0; 4]) as &str)
     }
     fn serialize_str(self, v: &str) -> Result<(), BindError> {
-        // One allocation (an `Arc<str>` is what sqlx keeps); a `String` would be copied into an
-        // `Arc<String>`, two.
-        self.add(std::sync::Arc::<str>::from(v))
+        self.add(v)
     }
     fn serialize_bytes(self, v: &[u8]) -> Result<(), BindError> {
-        self.add(v.to_vec())
+        self.add(v)
     }
     fn serialize_none(self) -> Result<(), BindError> {
-        self.add(None::<i64>)
+        self.add(rusqlite::types::Null)
     }
     fn serialize_some<T: ?Sized + Serialize>(self, value: &T) -> Result<(), BindError> {
         value.serialize(self)
     }
     fn serialize_unit(self) -> Result<(), BindError> {
-        self.add(None::<i64>)
+        self.add(rusqlite::types::Null)
     }
     fn serialize_unit_struct(self, _: &'static str) -> Result<(), BindError> {
-        self.add(None::<i64>)
+        self.add(rusqlite::types::Null)
     }
     fn serialize_unit_variant(
         self,
@@ -370,7 +276,7 @@ impl ser::Serializer for &mut RowBinder<'_> {
     }
 }
 
-impl ser::SerializeStruct for &mut RowBinder<'_> {
+impl ser::SerializeStruct for &mut RowBinder<'_, '_> {
     type Ok = ();
     type Error = BindError;
 
@@ -408,31 +314,11 @@ mod tests {
     }
 
     #[test]
-    fn chunks_cover_every_row_once() {
-        let sql = BulkSql::new("t", "id, n, flag", "");
-        let rows: Vec<u32> = (0..150).collect();
-        let sizes: Vec<usize> = sqlite_chunks(&sql, &rows).map(|(_, c)| c.len()).collect();
-        assert_eq!(sizes, vec![64, 64, 22]);
-        for (text, chunk) in sqlite_chunks(&sql, &rows) {
-            assert_eq!(text.matches('?').count(), 3 * chunk.len());
-        }
-        let flat: Vec<u32> = sqlite_chunks(&sql, &rows)
-            .flat_map(|(_, c)| c.iter().copied())
-            .collect();
-        assert_eq!(flat, rows);
-        assert_eq!(sqlite_chunks(&sql, &rows[..0]).count(), 0);
-    }
-
-    #[test]
-    fn statements_have_one_placeholder_per_field() {
+    fn statements_have_one_placeholder_per_column() {
         let sql = BulkSql::new("t", "id, n, flag", "RETURNING id");
         assert_eq!(
-            sql.sqlite(1),
-            "INSERT OR FAIL INTO t (id, n, flag) VALUES (?, ?, ?) RETURNING id"
-        );
-        assert_eq!(
-            sql.sqlite(2),
-            "INSERT OR FAIL INTO t (id, n, flag) VALUES (?, ?, ?), (?, ?, ?) RETURNING id"
+            sql.sqlite,
+            "INSERT OR FAIL INTO t (id, n, flag) VALUES (?1, ?2, ?3) RETURNING id"
         );
         assert!(
             sql.postgres
@@ -442,7 +328,12 @@ mod tests {
 
     #[test]
     fn binds_every_field_and_refuses_fields_out_of_column_order() {
-        let rows = [
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (id TEXT, n INTEGER, flag BOOLEAN)")
+            .unwrap();
+        let sql = BulkSql::new("t", "id, n, flag", "");
+        let mut stmt = conn.prepare(&sql.sqlite).unwrap();
+        for row in [
             Row {
                 id: "a",
                 n: None,
@@ -453,16 +344,33 @@ mod tests {
                 n: Some(2),
                 flag: false,
             },
-        ];
-        let args = bind_rows(&["id", "n", "flag"], &rows).expect("binds");
-        assert_eq!(args.len(), 6);
-        let err = bind_rows(&["id", "flag", "n"], &rows).expect_err("out of order");
+        ] {
+            bind_row(&mut stmt, &sql.columns, &row).expect("binds");
+            assert_eq!(stmt.raw_execute().unwrap(), 1);
+        }
+        let rows: Vec<(String, Option<i64>, bool)> = conn
+            .prepare("SELECT id, n, flag FROM t ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![("a".into(), None, true), ("b".into(), Some(2), false)]
+        );
+        let row = Row {
+            id: "c",
+            n: None,
+            flag: true,
+        };
+        let err = bind_row(&mut stmt, &["id", "flag", "n"], &row).expect_err("out of order");
         assert!(
             err.to_string()
                 .contains("field `n` is where column Some(\"flag\")"),
             "{err}"
         );
-        let err = bind_rows(&["id", "n", "flag", "extra"], &rows).expect_err("missing field");
+        let err = bind_row(&mut stmt, &["id", "n", "flag", "extra"], &row).expect_err("missing");
         assert!(err.to_string().contains("3 fields for 4 columns"), "{err}");
     }
 }

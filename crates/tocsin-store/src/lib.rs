@@ -13,9 +13,11 @@ pub mod alert_search;
 pub mod alerts;
 pub mod audit;
 mod audit_segment;
+mod batch;
 mod bulk;
 pub mod changes;
 pub mod copy;
+mod embedded;
 pub mod heartbeats;
 pub mod integrations;
 pub mod keys;
@@ -27,7 +29,6 @@ pub mod testing;
 pub mod users;
 pub mod writer;
 
-pub(crate) use bulk::{Bulk, BulkSql};
 pub use writer::{AuditWriter, LastUsedTracker, spawn_writers};
 
 /// The configured database: one typed pool per backend, the same query code for both.
@@ -57,6 +58,9 @@ pub enum StoreError {
     Conflict(String),
     #[error("database error: {0}")]
     Db(sqlx::Error),
+    /// An error of the embedded SQLite file's write connection (embedded.rs).
+    #[error("database error: {0}")]
+    Embedded(rusqlite::Error),
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
@@ -82,6 +86,8 @@ pub struct Store {
     db: Db,
     /// SQLite: the background WAL checkpointer, stopped by `close` or with the last clone.
     checkpointer: Option<std::sync::Arc<Checkpointer>>,
+    /// SQLite: the write connection of the group-commit batches (embedded.rs).
+    embedded: Option<std::sync::Arc<embedded::EmbeddedWriter>>,
 }
 
 /// Copies committed pages from the WAL into the database file from a connection of its own
@@ -248,14 +254,17 @@ impl Store {
                     .pragma("temp_store", "memory"),
             )
             .await?;
+        let turns = std::sync::Arc::new(embedded::WriteTurns::default());
         sqlite_writers()
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(path.to_path_buf(), writer);
+            .insert(path.to_path_buf(), (writer, turns.clone()));
+        let embedded = embedded::EmbeddedWriter::open(path, turns)?;
         let checkpointer = Checkpointer::start(opts).await?;
         Ok(Store {
             db: Db::Sqlite(pool),
             checkpointer: Some(std::sync::Arc::new(checkpointer)),
+            embedded: Some(std::sync::Arc::new(embedded)),
         })
     }
 
@@ -272,6 +281,7 @@ impl Store {
         Ok(Store {
             db: Db::Postgres(pool),
             checkpointer: None,
+            embedded: None,
         })
     }
 
@@ -312,13 +322,16 @@ impl Store {
         if let Some(checkpointer) = &self.checkpointer {
             checkpointer.stop().await;
         }
+        if let Some(embedded) = &self.embedded {
+            embedded.close();
+        }
         if let Db::Sqlite(pool) = &self.db {
             let path = pool.connect_options().get_filename().to_path_buf();
             let writer = sqlite_writers()
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&path);
-            if let Some(w) = writer {
+            if let Some((w, _)) = writer {
                 w.close().await;
             }
         }
@@ -414,12 +427,17 @@ impl BeginWrite for sqlx::PgPool {
     }
 }
 
-/// The write pool of each open SQLite file (see `open_sqlite`), found by the file's path.
-fn sqlite_writers()
--> &'static std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, sqlx::SqlitePool>> {
-    static WRITERS: std::sync::OnceLock<
-        std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, sqlx::SqlitePool>>,
-    > = std::sync::OnceLock::new();
+/// The sqlx write pool of each open SQLite file (see `open_sqlite`), found by the file's
+/// path, with the count of its writers waiting for the lock (the embedded batch writer lets
+/// them go first).
+type SqliteWriters = std::collections::HashMap<
+    std::path::PathBuf,
+    (sqlx::SqlitePool, std::sync::Arc<embedded::WriteTurns>),
+>;
+
+fn sqlite_writers() -> &'static std::sync::Mutex<SqliteWriters> {
+    static WRITERS: std::sync::OnceLock<std::sync::Mutex<SqliteWriters>> =
+        std::sync::OnceLock::new();
     WRITERS.get_or_init(Default::default)
 }
 
@@ -435,7 +453,10 @@ impl BeginWrite for sqlx::SqlitePool {
             .get(&path)
             .cloned();
         match writer {
-            Some(w) if !w.is_closed() => w.begin_with("BEGIN IMMEDIATE").await,
+            Some((w, turns)) if !w.is_closed() => {
+                let _waiting = turns.wait();
+                w.begin_with("BEGIN IMMEDIATE").await
+            }
             _ => self.begin_with("BEGIN IMMEDIATE").await,
         }
     }

@@ -47,7 +47,8 @@ pub fn spawn_writers(store: Store) -> (AuditWriter, AlertWriter, tokio::task::Jo
     let audit_depth = Arc::new(AtomicI64::new(0));
     let alert_depth = Arc::new(AtomicI64::new(0));
     let urgent = Arc::new(Notify::new());
-    let handle = tokio::spawn(run(
+    let embedded = !store.is_postgres();
+    let task = run(
         store,
         Queues {
             audit_rx,
@@ -56,7 +57,34 @@ pub fn spawn_writers(store: Store) -> (AuditWriter, AlertWriter, tokio::task::Jo
         },
         audit_depth.clone(),
         alert_depth.clone(),
-    ));
+    );
+    // On SQLite the batches run on the writer's own thread, through the store's own write
+    // connection (embedded.rs): a runtime of its own keeps the blocking commits off the
+    // runtime that serves requests. PostgreSQL's batches wait on the network instead, so
+    // they run as a task of the caller's runtime, where sqlx's pool lives.
+    let handle = if embedded {
+        let (done_tx, done_rx) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("tocsin-writer".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(task),
+                    Err(e) => tracing::error!(error = %e, "cannot start the writer's runtime; nothing will be written"),
+                }
+                let _ = done_tx.send(());
+            });
+        if let Err(e) = thread {
+            tracing::error!(error = %e, "cannot start the writer thread; nothing will be written");
+        }
+        tokio::spawn(async move {
+            let _ = done_rx.await;
+        })
+    } else {
+        tokio::spawn(task)
+    };
     (
         AuditWriter {
             tx: audit_tx,

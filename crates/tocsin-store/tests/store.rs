@@ -261,6 +261,66 @@ fn act(org: &OrgId, alert_id: &str, action: Action) -> AlertOp {
     }
 }
 
+/// Alert batches (the writer's own connection on SQLite) and the other writes share the
+/// database: with the group-commit writer kept busy by many requests, key writes still go
+/// through, and every alert is kept with its request status and audit events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_writes_get_their_turn_beside_a_busy_alert_writer() {
+    let (_dir, store) = store().await;
+    let org = org(&store).await;
+    let user = user(&store, &org).await;
+    let (audit, alerts, task) = tocsin_store::spawn_writers(store.clone());
+    let mut senders = Vec::new();
+    for _ in 0..16 {
+        let (alerts, audit, org) = (alerts.clone(), audit.clone(), org.clone());
+        senders.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for _ in 0..40 {
+                let op = create(&org, None, None);
+                let request = op.request_id.clone();
+                let s = alerts.submit(op).await.unwrap();
+                assert!(s.success, "{s:?}");
+                audit
+                    .record(AuditRecord::new(
+                        Some(org.clone()),
+                        "alert.create",
+                        "success",
+                    ))
+                    .await;
+                ids.push(request);
+            }
+            ids
+        }));
+    }
+    let now = OffsetDateTime::now_utc();
+    for i in 0..20u8 {
+        let mut key = personal_key(&org, &user, now + Duration::days(1));
+        key.name = format!("k{i}");
+        store.insert_key(&key, &[i; 32], None).await.unwrap();
+    }
+    let mut requests = Vec::new();
+    for s in senders {
+        requests.extend(s.await.unwrap());
+    }
+    audit.flush().await;
+    drop((audit, alerts));
+    task.await.unwrap();
+    let all = tocsin_store::alerts::AlertScope {
+        all: true,
+        teams: vec![],
+    };
+    let query = tocsin_core::search::Query::All;
+    assert_eq!(store.count_alerts(&org, &all, &query).await.unwrap(), 640);
+    for id in requests.iter().step_by(37) {
+        let status = store.request_status(&org, id).await.unwrap();
+        assert!(status.is_some_and(|s| s.success), "request {id}");
+    }
+    assert_eq!(audit_events(&store, org.as_str()).await.len(), 640);
+    for i in 0..20u8 {
+        assert!(store.find_key_by_digest(&[i; 32]).await.unwrap().is_some());
+    }
+}
+
 /// One batch mixing creates and actions gives what one op at a time would: creates with an
 /// open alias are counted (whether the alias was opened before the batch or earlier in it), a
 /// close in the middle of the batch lets the next create open a new alert, tinyIds follow

@@ -1,0 +1,299 @@
+//! The statements of a write batch behind one interface, so that the batch itself (the alert
+//! ops in alerts.rs, the audit append in audit.rs) is written once for both backends:
+//!
+//! - PostgreSQL runs them through sqlx on the batch's pooled connection (the impls below);
+//! - the embedded SQLite file runs them through rusqlite on the writer's own thread
+//!   (embedded.rs), with no hand-off to another thread per statement.
+//!
+//! The methods are `async` for sqlx's sake; the embedded ones do their work when called and
+//! never wait (`embedded::now` runs them).
+
+use crate::Result;
+use crate::alerts::{Alert, AlertInsert, AlertRow, AlertUpdate};
+use crate::audit_segment::SegmentBuilder;
+use crate::bulk::BulkSql;
+use serde::Serialize;
+
+/// What an audit append needs: a chain's head, a segment with its search terms, the head moved.
+pub(crate) trait SegmentConn {
+    /// The chain's last seq and hash, its head row made if missing (on PostgreSQL the row
+    /// stays locked until the transaction ends, so nodes append one at a time).
+    async fn audit_head(&mut self, chain: &str) -> Result<(i64, String)>;
+    async fn insert_segment(&mut self, chain: &str, segment: &SegmentBuilder<'_>) -> Result<()>;
+    async fn move_head(&mut self, chain: &str, seq: i64, hash: &str) -> Result<()>;
+}
+
+/// The tables a batch appends rows to besides `alerts`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Rows {
+    Logs,
+    Notes,
+    Requests,
+}
+
+impl Rows {
+    pub(crate) fn sql(self) -> &'static BulkSql {
+        static SQL: std::sync::LazyLock<[BulkSql; 3]> = std::sync::LazyLock::new(|| {
+            [
+                BulkSql::new(
+                    "alert_logs",
+                    "id, org_id, alert_id, log, type, owner, created_at",
+                    "",
+                ),
+                BulkSql::new(
+                    "alert_notes",
+                    "id, org_id, alert_id, note, owner, created_at",
+                    "",
+                ),
+                BulkSql::new(
+                    "alert_requests",
+                    "id, org_id, action, success, status, alert_id, alias, integration_id, processed_at",
+                    "",
+                ),
+            ]
+        });
+        &SQL[self as usize]
+    }
+}
+
+/// What the alert ops of a batch need, on an open transaction.
+pub(crate) trait BatchConn: SegmentConn {
+    /// `(alias, id)` of the organization's open alerts with one of `aliases`.
+    async fn open_aliases(&mut self, org: &str, aliases: &[&str]) -> Result<Vec<(String, String)>>;
+    /// Takes `n` tinyIds of an organization at once; returns the first.
+    async fn reserve_tiny_ids(&mut self, org: &str, n: i64) -> Result<i64>;
+    /// Inserts new alerts, each counted into the open alert with its alias instead should one
+    /// have appeared meanwhile; returns `(org, alias, id, count)` of each row's alert, in no
+    /// promised order.
+    async fn insert_alerts(
+        &mut self,
+        rows: &[AlertInsert<'_>],
+    ) -> Result<Vec<(String, String, String, i64)>>;
+    async fn insert_rows<R: Serialize>(&mut self, table: Rows, rows: &[R]) -> Result<()>;
+    /// Counts `n` more occurrences into an alert.
+    async fn count_again(&mut self, org: &str, id: &str, n: i64, now: i64) -> Result<()>;
+    async fn alert(&mut self, org: &str, id: &str) -> Result<Option<Alert>>;
+    async fn update_alert(&mut self, row: &AlertUpdate<'_>) -> Result<()>;
+    /// Deletes an alert with its notes and log.
+    async fn delete_alert(&mut self, org: &str, id: &str) -> Result<()>;
+    /// Opens a savepoint; `release` keeps what was done since, `rollback_to` undoes it.
+    async fn savepoint(&mut self) -> Result<()>;
+    async fn release(&mut self) -> Result<()>;
+    async fn rollback_to(&mut self) -> Result<()>;
+}
+
+pub(crate) const HEAD: &str = "INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, 0, $2)
+    ON CONFLICT (chain) DO UPDATE SET chain = excluded.chain RETURNING seq, hash";
+pub(crate) const SEGMENT: &str =
+    "INSERT INTO audit_segments (chain, first_seq, last_seq, first_at, last_at, prev_hash, events)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)";
+pub(crate) const TERM: &str =
+    "INSERT INTO audit_segment_terms (chain, term, first_seq) VALUES ($1, $2, $3)";
+pub(crate) const MOVE_HEAD: &str = "UPDATE audit_heads SET seq = $2, hash = $3 WHERE chain = $1";
+
+pub(crate) const RESERVE_TINY_IDS: &str =
+    "INSERT INTO alert_counters (org_id, next_tiny_id) VALUES ($1, $2 + 1)
+     ON CONFLICT (org_id) DO UPDATE SET next_tiny_id = alert_counters.next_tiny_id + $2
+     RETURNING next_tiny_id - $2";
+pub(crate) const COUNT_AGAIN: &str =
+    "UPDATE alerts SET count = count + $3, last_occurred_at = $4, updated_at = $4
+     WHERE org_id = $1 AND id = $2";
+/// Binds an `AlertUpdate`'s fields in order.
+pub(crate) const UPDATE_ALERT: &str =
+    "UPDATE alerts SET status = $3, acknowledged = $4, tags = $5, snoozed = $6, snoozed_until = $7,
+    updated_at = $8, owner = $9, priority = $10, responders = $11, teams = $12, ack_time = $13,
+    close_time = $14, acknowledged_by = $15, closed_by = $16, message = $17, description = $18,
+    details = $19 WHERE org_id = $1 AND id = $2";
+pub(crate) const DELETE_ALERT: [&str; 3] = [
+    "DELETE FROM alert_notes WHERE org_id = $1 AND alert_id = $2",
+    "DELETE FROM alert_logs WHERE org_id = $1 AND alert_id = $2",
+    "DELETE FROM alerts WHERE org_id = $1 AND id = $2",
+];
+
+/// `SELECT` of one alert by organization and id.
+pub(crate) fn select_alert() -> &'static str {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT {} FROM alerts WHERE org_id = $1 AND id = $2",
+            crate::alerts::COLUMNS
+        )
+    });
+    &SQL
+}
+
+/// The new alerts' insert, an upsert that counts a row into the open alert with its alias.
+pub(crate) fn alerts_sql() -> &'static BulkSql {
+    static SQL: std::sync::LazyLock<BulkSql> = std::sync::LazyLock::new(|| {
+        BulkSql::new(
+            "alerts",
+            crate::alerts::COLUMNS,
+            "ON CONFLICT (org_id, alias) WHERE status = 'open'
+             DO UPDATE SET count = alerts.count + 1, last_occurred_at = excluded.last_occurred_at,
+               updated_at = excluded.updated_at
+             RETURNING org_id, alias, id, count",
+        )
+    });
+    &SQL
+}
+
+/// The audit statements on a sqlx connection of either backend (PostgreSQL's batches, and
+/// the conversion of pre-0008 audit rows, which runs on sqlx on both).
+macro_rules! sqlx_segment_conn {
+    ($conn:ty) => {
+        impl SegmentConn for $conn {
+            async fn audit_head(&mut self, chain: &str) -> Result<(i64, String)> {
+                Ok(sqlx::query_as(HEAD)
+                    .bind(chain)
+                    .bind(crate::audit::GENESIS)
+                    .fetch_one(self)
+                    .await?)
+            }
+
+            async fn insert_segment(
+                &mut self,
+                chain: &str,
+                segment: &SegmentBuilder<'_>,
+            ) -> Result<()> {
+                sqlx::query(SEGMENT)
+                    .bind(chain)
+                    .bind(segment.first_seq)
+                    .bind(segment.last_seq)
+                    .bind(segment.first_at)
+                    .bind(segment.last_at)
+                    .bind(&segment.prev_hash)
+                    .bind(segment.encode())
+                    .execute(&mut *self)
+                    .await?;
+                for term in segment.terms() {
+                    sqlx::query(TERM)
+                        .bind(chain)
+                        .bind(term)
+                        .bind(segment.first_seq)
+                        .execute(&mut *self)
+                        .await?;
+                }
+                Ok(())
+            }
+
+            async fn move_head(&mut self, chain: &str, seq: i64, hash: &str) -> Result<()> {
+                sqlx::query(MOVE_HEAD)
+                    .bind(chain)
+                    .bind(seq)
+                    .bind(hash)
+                    .execute(self)
+                    .await?;
+                Ok(())
+            }
+        }
+    };
+}
+
+sqlx_segment_conn!(sqlx::PgConnection);
+sqlx_segment_conn!(sqlx::SqliteConnection);
+
+impl BatchConn for sqlx::PgConnection {
+    async fn open_aliases(&mut self, org: &str, aliases: &[&str]) -> Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT alias, id FROM alerts WHERE org_id = $1 AND status = 'open'
+               AND alias IN (SELECT json_array_elements_text($2::json))",
+        )
+        .bind(org)
+        .bind(crate::to_json(&aliases))
+        .fetch_all(self)
+        .await?)
+    }
+
+    async fn reserve_tiny_ids(&mut self, org: &str, n: i64) -> Result<i64> {
+        let (first,): (i64,) = sqlx::query_as(RESERVE_TINY_IDS)
+            .bind(org)
+            .bind(n)
+            .fetch_one(self)
+            .await?;
+        Ok(first)
+    }
+
+    async fn insert_alerts(
+        &mut self,
+        rows: &[AlertInsert<'_>],
+    ) -> Result<Vec<(String, String, String, i64)>> {
+        Ok(crate::bulk::pg_fetch(self, alerts_sql(), rows).await?)
+    }
+
+    async fn insert_rows<R: Serialize>(&mut self, table: Rows, rows: &[R]) -> Result<()> {
+        Ok(crate::bulk::pg_execute(self, table.sql(), rows).await?)
+    }
+
+    async fn count_again(&mut self, org: &str, id: &str, n: i64, now: i64) -> Result<()> {
+        sqlx::query(COUNT_AGAIN)
+            .bind(org)
+            .bind(id)
+            .bind(n)
+            .bind(now)
+            .execute(self)
+            .await?;
+        Ok(())
+    }
+
+    async fn alert(&mut self, org: &str, id: &str) -> Result<Option<Alert>> {
+        let row: Option<AlertRow> = sqlx::query_as(crate::safe(select_alert()))
+            .bind(org)
+            .bind(id)
+            .fetch_optional(self)
+            .await?;
+        Ok(row.map(Alert::from))
+    }
+
+    async fn update_alert(&mut self, u: &AlertUpdate<'_>) -> Result<()> {
+        sqlx::query(UPDATE_ALERT)
+            .bind(u.org_id)
+            .bind(u.id)
+            .bind(u.status)
+            .bind(u.acknowledged)
+            .bind(&u.tags)
+            .bind(u.snoozed)
+            .bind(u.snoozed_until)
+            .bind(u.updated_at)
+            .bind(u.owner)
+            .bind(u.priority)
+            .bind(&u.responders)
+            .bind(&u.teams)
+            .bind(u.ack_time)
+            .bind(u.close_time)
+            .bind(u.acknowledged_by)
+            .bind(u.closed_by)
+            .bind(u.message)
+            .bind(u.description)
+            .bind(&u.details)
+            .execute(self)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_alert(&mut self, org: &str, id: &str) -> Result<()> {
+        for sql in DELETE_ALERT {
+            sqlx::query(sql)
+                .bind(org)
+                .bind(id)
+                .execute(&mut *self)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn savepoint(&mut self) -> Result<()> {
+        sqlx::query("SAVEPOINT op").execute(self).await?;
+        Ok(())
+    }
+
+    async fn release(&mut self) -> Result<()> {
+        sqlx::query("RELEASE SAVEPOINT op").execute(self).await?;
+        Ok(())
+    }
+
+    async fn rollback_to(&mut self) -> Result<()> {
+        sqlx::query("ROLLBACK TO SAVEPOINT op")
+            .execute(&mut *self)
+            .await?;
+        self.release().await
+    }
+}
