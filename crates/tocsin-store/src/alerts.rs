@@ -1316,6 +1316,16 @@ pub(crate) struct AlertInsert<'a> {
 }
 
 impl<'a> AlertInsert<'a> {
+    /// `(org, alias, id, count)`, as the insert's `RETURNING` gives it for a new row.
+    pub(crate) fn stored(&self) -> (String, String, String, i64) {
+        (
+            self.org_id.to_owned(),
+            self.alias.clone(),
+            self.id.clone(),
+            self.count,
+        )
+    }
+
     fn new(id: String, alias: String, org: &'a str, d: &'a AlertDraft, now: i64) -> Self {
         AlertInsert {
             id,
