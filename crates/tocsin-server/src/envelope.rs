@@ -22,7 +22,7 @@ pub struct RequestStart(pub Instant);
 
 pub async fn layer(mut req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let id = uuid::Uuid::new_v4().to_string();
+    let id = uuid::Uuid::now_v7().to_string();
     req.extensions_mut().insert(RequestId(id.clone()));
     req.extensions_mut().insert(RequestStart(started));
     let opsgenie = req.uri().path().starts_with("/v2/");

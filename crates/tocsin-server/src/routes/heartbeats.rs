@@ -306,7 +306,7 @@ pub async fn ping(
     {
         let op = AlertOp {
             org_id: p.org_id.clone(),
-            request_id: uuid::Uuid::new_v4().to_string(),
+            request_id: uuid::Uuid::now_v7().to_string(),
             integration_id: None,
             kind: OpKind::Act {
                 alert_id: alert.id,
@@ -360,7 +360,7 @@ pub async fn sweep(app: &App, now: OffsetDateTime) -> ApiResult<usize> {
         };
         let op = AlertOp {
             org_id: h.org_id.clone(),
-            request_id: uuid::Uuid::new_v4().to_string(),
+            request_id: uuid::Uuid::now_v7().to_string(),
             integration_id: None,
             kind: OpKind::Create(Box::new(draft)),
         };
