@@ -1158,7 +1158,7 @@ impl Store {
                     crate::embedded::now(write_batch(conn, ops, audit, careful))
                 })?,
                 (Db::Sqlite(_), None) => {
-                    return Err(StoreError::Config("the store is closed".into()));
+                    return Err(StoreError::Closed);
                 }
             };
             if let Some(statuses) = statuses {

@@ -272,7 +272,7 @@ impl Store {
                 })?;
             }
             (crate::Db::Sqlite(_), None) => {
-                return Err(StoreError::Config("the store is closed".into()));
+                return Err(StoreError::Closed);
             }
         }
         Ok(())

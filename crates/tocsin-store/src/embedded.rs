@@ -64,9 +64,10 @@ impl Drop for TurnGuard {
     }
 }
 
-/// The most a batch waits for sqlx writers to take their turn: SQLite's busy handler retries
-/// after 1, 2, 5, 10... ms, so a waiting writer gets the lock within a few ms.
-const YIELD: Duration = Duration::from_millis(50);
+/// The most a batch waits for a sqlx writer to take its turn. SQLite's busy handler retries
+/// after 1, 2, 5, 10... ms, up to 100 ms apart once it has waited a while, so a writer
+/// that is waiting gets the lock at its next retry.
+const YIELD: Duration = Duration::from_millis(250);
 
 impl EmbeddedWriter {
     /// Opens the write connection on a file that sqlx has already put in WAL mode.
@@ -86,15 +87,29 @@ impl EmbeddedWriter {
     }
 
     /// Runs `f` in a `BEGIN IMMEDIATE` transaction, committed when `f` returns `Some` and
-    /// rolled back when it returns `None` or fails.
+    /// rolled back when it returns `None` or fails. It blocks the calling thread (the
+    /// commit's fsync, a wait for the lock): the group-commit writer calls it on a thread of
+    /// its own; called from a worker of a multi-threaded runtime (a startup event, a test), it
+    /// tells the runtime first, so that the worker's other tasks move elsewhere meanwhile.
     pub(crate) fn transaction<T>(
         &self,
         f: impl FnOnce(&mut Embedded<'_>) -> Result<Option<T>>,
     ) -> Result<Option<T>> {
+        let on_worker = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if on_worker {
+            tokio::task::block_in_place(|| self.transaction_here(f))
+        } else {
+            self.transaction_here(f)
+        }
+    }
+
+    fn transaction_here<T>(
+        &self,
+        f: impl FnOnce(&mut Embedded<'_>) -> Result<Option<T>>,
+    ) -> Result<Option<T>> {
         let guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let conn = guard
-            .as_ref()
-            .ok_or_else(|| StoreError::Config("the store is closed".into()))?;
+        let conn = guard.as_ref().ok_or(StoreError::Closed)?;
         self.turns.yield_to_others(YIELD);
         let tx =
             rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
@@ -111,7 +126,7 @@ impl EmbeddedWriter {
         }
     }
 
-    /// Closes the connection; later batches fail with "the store is closed".
+    /// Closes the connection; later batches fail with `StoreError::Closed`.
     pub(crate) fn close(&self) {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(conn) = conn
@@ -339,7 +354,7 @@ mod tests {
         assert_eq!(settings, ["Text(\"wal\")", "Integer(2)", "Integer(1)"]);
         writer.close();
         let closed = writer.transaction(|_| Ok(Some(())));
-        assert!(matches!(closed, Err(StoreError::Config(m)) if m.contains("closed")));
+        assert!(matches!(closed, Err(StoreError::Closed)));
     }
 
     /// A batch waits while a sqlx writer waits for the lock, until it has the lock or the

@@ -65,12 +65,16 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
     Config(String),
+    /// The store was closed (`Store::close`); nothing more can be written through it.
+    #[error("the store is closed")]
+    Closed,
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
             sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::PoolClosed => StoreError::Closed,
             sqlx::Error::Database(db) if db.is_unique_violation() => {
                 StoreError::Conflict(db.message().to_owned())
             }
@@ -255,11 +259,11 @@ impl Store {
             )
             .await?;
         let turns = std::sync::Arc::new(embedded::WriteTurns::default());
+        let embedded = embedded::EmbeddedWriter::open(path, turns.clone())?;
         sqlite_writers()
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(path.to_path_buf(), (writer, turns.clone()));
-        let embedded = embedded::EmbeddedWriter::open(path, turns)?;
+            .insert(path.to_path_buf(), (writer, turns));
         let checkpointer = Checkpointer::start(opts).await?;
         Ok(Store {
             db: Db::Sqlite(pool),
@@ -454,8 +458,15 @@ impl BeginWrite for sqlx::SqlitePool {
             .cloned();
         match writer {
             Some((w, turns)) if !w.is_closed() => {
+                // Writers queue for the pool's one connection first; the one holding it is
+                // the one waiting for SQLite's lock, and the batch writer yields to it.
+                let conn = w.acquire().await?;
                 let _waiting = turns.wait();
-                w.begin_with("BEGIN IMMEDIATE").await
+                sqlx::Transaction::begin(
+                    conn,
+                    Some(sqlx::SqlSafeStr::into_sql_str("BEGIN IMMEDIATE")),
+                )
+                .await
             }
             _ => self.begin_with("BEGIN IMMEDIATE").await,
         }

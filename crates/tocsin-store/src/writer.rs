@@ -63,24 +63,29 @@ pub fn spawn_writers(store: Store) -> (AuditWriter, AlertWriter, tokio::task::Jo
     // runtime that serves requests. PostgreSQL's batches wait on the network instead, so
     // they run as a task of the caller's runtime, where sqlx's pool lives.
     let handle = if embedded {
-        let (done_tx, done_rx) = oneshot::channel::<()>();
+        // The thread's outcome, a panic included, is what the returned task ends with.
+        let (done_tx, done_rx) = oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("tocsin-writer".into())
             .spawn(move || {
-                match tokio::runtime::Builder::new_current_thread()
-                    .enable_time()
-                    .build()
-                {
-                    Ok(rt) => rt.block_on(task),
-                    Err(e) => tracing::error!(error = %e, "cannot start the writer's runtime; nothing will be written"),
-                }
-                let _ = done_tx.send(());
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    match tokio::runtime::Builder::new_current_thread()
+                        .enable_time()
+                        .build()
+                    {
+                        Ok(rt) => rt.block_on(task),
+                        Err(e) => tracing::error!(error = %e, "cannot start the writer's runtime; nothing will be written"),
+                    }
+                }));
+                let _ = done_tx.send(outcome);
             });
         if let Err(e) = thread {
             tracing::error!(error = %e, "cannot start the writer thread; nothing will be written");
         }
         tokio::spawn(async move {
-            let _ = done_rx.await;
+            if let Ok(Err(panic)) = done_rx.await {
+                std::panic::resume_unwind(panic);
+            }
         })
     } else {
         tokio::spawn(task)
@@ -262,6 +267,17 @@ async fn run(
                 for ack in acks.drain(..) {
                     let _ = ack.send(());
                 }
+            }
+            Err(crate::StoreError::Closed) => {
+                // Nothing can be written any more: whoever waits is told (their
+                // acknowledgements are dropped) and the writer stops, so later writes fail at
+                // once instead of waiting for a retry that cannot succeed.
+                tracing::error!(
+                    ops = ops.len(),
+                    events = events.len(),
+                    "the store was closed with writes queued; they are not recorded"
+                );
+                break;
             }
             Err(e) => {
                 // Alert requests learn at once (nothing of theirs was written); audit events
