@@ -402,6 +402,16 @@ impl Store {
         Ok(moved)
     }
 
+    /// The chain's head: its last seq and hash.
+    async fn audit_head(&self, chain: &str) -> Result<Option<(i64, String)>> {
+        Ok(on_db!(&self.db, |pool| {
+            sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE chain = $1")
+                .bind(chain)
+                .fetch_optional(pool)
+                .await?
+        }))
+    }
+
     /// Every chain present: organization ids, and '' for unattributed refusals.
     pub async fn audit_chains(&self) -> Result<Vec<String>> {
         let rows: Vec<(String,)> = on_db!(&self.db, |pool| {
@@ -415,8 +425,13 @@ impl Store {
         Ok(rows.into_iter().map(|(c,)| c).collect())
     }
 
-    /// Recomputes a chain from its first event and reports the first break.
+    /// Recomputes a chain from its first event and reports the first break. The chain may be
+    /// growing meanwhile (a running node): the head is read first, and the events up to it are
+    /// the ones checked against it; events after it must be covered by the head as it is at
+    /// the end (they were committed meanwhile), or they were added outside the writer.
     pub async fn verify_chain(&self, chain: &str) -> Result<ChainReport> {
+        let head = self.audit_head(chain).await?;
+        let bound = head.as_ref().map_or(i64::MAX, |h| h.0);
         let mut prev = GENESIS.to_owned();
         let mut expected_seq = 1i64;
         let mut count = 0i64;
@@ -426,10 +441,11 @@ impl Store {
             let rows: Vec<SegmentRow> = on_db!(&self.db, |pool| {
                 sqlx::query_as(
                     "SELECT first_seq, last_seq, first_at, last_at, prev_hash, events FROM audit_segments
-                     WHERE chain = $1 AND first_seq > $2 ORDER BY first_seq LIMIT 64",
+                     WHERE chain = $1 AND first_seq > $2 AND first_seq <= $3 ORDER BY first_seq LIMIT 64",
                 )
                 .bind(chain)
                 .bind(after)
+                .bind(bound)
                 .fetch_all(pool)
                 .await?
             });
@@ -518,12 +534,31 @@ impl Store {
                 }
             }
         }
-        let head: Option<(i64, String)> = on_db!(&self.db, |pool| {
-            sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE chain = $1")
-                .bind(chain)
-                .fetch_optional(pool)
-                .await?
+        let (newer,): (Option<i64>,) = on_db!(&self.db, |pool| {
+            sqlx::query_as(
+                "SELECT MAX(last_seq) FROM audit_segments WHERE chain = $1 AND first_seq > $2",
+            )
+            .bind(chain)
+            .bind(bound)
+            .fetch_one(pool)
+            .await?
         });
+        if let Some(newer) = newer {
+            let now = self.audit_head(chain).await?.map_or(0, |h| h.0);
+            if newer > now {
+                return Ok(ChainReport {
+                    chain: chain.to_owned(),
+                    events: count,
+                    broken_at: Some(BrokenLink {
+                        event_id: String::new(),
+                        seq: now + 1,
+                        reason: format!(
+                            "events up to seq {newer} are stored after the chain head (seq {now}): they were added outside the writer"
+                        ),
+                    }),
+                });
+            }
+        }
         if let Some((seq, hash)) = head
             && (seq != count || hash != prev)
         {

@@ -809,6 +809,45 @@ async fn legacy_audit_rows_move_into_segments() {
 }
 
 /// A segment whose bytes were overwritten is named by verify, not skipped.
+/// Events stored after the chain's head (the head moved back, or a segment added by hand)
+/// are named: the writer always moves the head with the events it commits.
+#[tokio::test]
+async fn events_stored_after_the_chain_head_break_the_chain() {
+    let (_dir, store) = store().await;
+    let org = org(&store).await;
+    let records: Vec<AuditRecord> = (0..3)
+        .map(|_| AuditRecord::new(Some(org.clone()), "http.request", "allowed"))
+        .collect();
+    store.append_audit(&records[..1]).await.unwrap();
+    let first = audit_events(&store, org.as_str()).await;
+    store.append_audit(&records[1..]).await.unwrap();
+    assert!(
+        store
+            .verify_chain(org.as_str())
+            .await
+            .unwrap()
+            .broken_at
+            .is_none()
+    );
+    let back = "UPDATE audit_heads SET seq = 1, hash = $2 WHERE chain = $1";
+    tocsin_store::on_db!(store.db(), |pool| {
+        sqlx::query(back)
+            .bind(org.as_str())
+            .bind(&first[0].hash)
+            .execute(pool)
+            .await
+            .unwrap();
+    });
+    let report = store.verify_chain(org.as_str()).await.unwrap();
+    let broken = report.broken_at.unwrap();
+    assert_eq!((report.events, broken.seq), (1, 2));
+    assert!(
+        broken.reason.contains("stored after the chain head"),
+        "{}",
+        broken.reason
+    );
+}
+
 #[tokio::test]
 async fn an_unreadable_audit_segment_breaks_the_chain() {
     let (_dir, store) = store().await;
