@@ -243,12 +243,12 @@ impl Store {
             .min_connections(1)
             .connect_with(opts.clone())
             .await?;
-        // Write transactions get a pool of their own with one connection: writers then queue
-        // in the pool instead of sleeping in SQLite's busy handler (steps of up to 100 ms)
-        // while another writer holds the lock, and readers keep the other connections.
-        // Its statement cache holds the bulk inserts' statements, one per row count (bulk.rs);
-        // its statement journals (a multi-row insert's undo copy) stay in memory instead of
-        // spilling to a temporary file past 64 KiB, as big batches did.
+        // sqlx's write transactions (keys, users, settings; the group-commit batches have a
+        // connection of their own, embedded.rs) get a pool of their own with one connection:
+        // writers then queue in the pool instead of sleeping in SQLite's busy handler (steps
+        // of up to 100 ms) while another writer holds the lock, and readers keep the other
+        // connections. Its statement journals stay in memory instead of spilling to a
+        // temporary file past 64 KiB.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
