@@ -184,7 +184,8 @@ impl AlertRow {
     }
 }
 
-/// The parameters of `batch::UPDATE_ALERT`, in order: what an action may change.
+/// The parameters of `batch::update_alert()`, in order: the alert, then what an action may
+/// change.
 #[derive(Serialize)]
 pub(crate) struct AlertUpdate<'a> {
     pub org_id: &'a str,

@@ -403,7 +403,7 @@ impl Store {
     }
 
     /// The chain's head: its last seq and hash.
-    async fn audit_head(&self, chain: &str) -> Result<Option<(i64, String)>> {
+    async fn read_audit_head(&self, chain: &str) -> Result<Option<(i64, String)>> {
         Ok(on_db!(&self.db, |pool| {
             sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE chain = $1")
                 .bind(chain)
@@ -430,7 +430,7 @@ impl Store {
     /// the ones checked against it; events after it must be covered by the head as it is at
     /// the end (they were committed meanwhile), or they were added outside the writer.
     pub async fn verify_chain(&self, chain: &str) -> Result<ChainReport> {
-        let head = self.audit_head(chain).await?;
+        let head = self.read_audit_head(chain).await?;
         let bound = head.as_ref().map_or(i64::MAX, |h| h.0);
         let mut prev = GENESIS.to_owned();
         let mut expected_seq = 1i64;
@@ -544,7 +544,7 @@ impl Store {
             .await?
         });
         if let Some(newer) = newer {
-            let now = self.audit_head(chain).await?.map_or(0, |h| h.0);
+            let now = self.read_audit_head(chain).await?.map_or(0, |h| h.0);
             if newer > now {
                 return Ok(ChainReport {
                     chain: chain.to_owned(),

@@ -98,12 +98,24 @@ pub(crate) const RESERVE_TINY_IDS: &str =
 pub(crate) const COUNT_AGAIN: &str =
     "UPDATE alerts SET count = count + $3, last_occurred_at = $4, updated_at = $4
      WHERE org_id = $1 AND id = $2";
-/// Binds an `AlertUpdate`'s fields in order.
-pub(crate) const UPDATE_ALERT: &str =
-    "UPDATE alerts SET status = $3, acknowledged = $4, tags = $5, snoozed = $6, snoozed_until = $7,
-    updated_at = $8, owner = $9, priority = $10, responders = $11, teams = $12, ack_time = $13,
-    close_time = $14, acknowledged_by = $15, closed_by = $16, message = $17, description = $18,
-    details = $19 WHERE org_id = $1 AND id = $2";
+/// The update of an alert after an action, written from `AlertUpdate::COLUMNS`: `$1` and
+/// `$2` name the alert, the rest are the columns set, so an `AlertUpdate`'s fields bind in
+/// their order.
+pub(crate) fn update_alert() -> &'static str {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let set: Vec<String> = AlertUpdate::COLUMNS
+            .iter()
+            .enumerate()
+            .skip(2)
+            .map(|(i, column)| format!("{column} = ${}", i + 1))
+            .collect();
+        format!(
+            "UPDATE alerts SET {} WHERE org_id = $1 AND id = $2",
+            set.join(", ")
+        )
+    });
+    &SQL
+}
 pub(crate) const DELETE_ALERT: [&str; 3] = [
     "DELETE FROM alert_notes WHERE org_id = $1 AND alert_id = $2",
     "DELETE FROM alert_logs WHERE org_id = $1 AND alert_id = $2",
@@ -244,7 +256,7 @@ impl BatchConn for sqlx::PgConnection {
     }
 
     async fn update_alert(&mut self, u: &AlertUpdate<'_>) -> Result<()> {
-        sqlx::query(UPDATE_ALERT)
+        sqlx::query(crate::safe(update_alert()))
             .bind(u.org_id)
             .bind(u.id)
             .bind(u.status)
@@ -295,5 +307,20 @@ impl BatchConn for sqlx::PgConnection {
             .execute(&mut *self)
             .await?;
         self.release().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The statement binds `AlertUpdate`'s fields in their order: the alert, then the rest.
+    #[test]
+    fn the_update_follows_the_update_row() {
+        assert_eq!(
+            super::update_alert(),
+            "UPDATE alerts SET status = $3, acknowledged = $4, tags = $5, snoozed = $6, \
+             snoozed_until = $7, updated_at = $8, owner = $9, priority = $10, responders = $11, \
+             teams = $12, ack_time = $13, close_time = $14, acknowledged_by = $15, closed_by = $16, \
+             message = $17, description = $18, details = $19 WHERE org_id = $1 AND id = $2"
+        );
     }
 }

@@ -302,7 +302,7 @@ impl BatchConn for Embedded<'_> {
     }
 
     async fn update_alert(&mut self, row: &AlertUpdate<'_>) -> Result<()> {
-        self.execute_row(batch::UPDATE_ALERT, AlertUpdate::COLUMNS, row)
+        self.execute_row(batch::update_alert(), AlertUpdate::COLUMNS, row)
     }
 
     async fn delete_alert(&mut self, org: &str, id: &str) -> Result<()> {

@@ -252,11 +252,7 @@ impl Store {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
-            .connect_with(
-                opts.clone()
-                    .statement_cache_capacity(1024)
-                    .pragma("temp_store", "memory"),
-            )
+            .connect_with(opts.clone().pragma("temp_store", "memory"))
             .await?;
         let turns = std::sync::Arc::new(embedded::WriteTurns::default());
         let embedded = embedded::EmbeddedWriter::open(path, turns.clone())?;

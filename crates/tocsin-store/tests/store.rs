@@ -808,55 +808,52 @@ async fn legacy_audit_rows_move_into_segments() {
     assert_eq!(audit_events(&store, chain).await.len(), 1500);
 }
 
-/// A segment whose bytes were overwritten is named by verify, not skipped.
+/// Three events in two segments (seq 1, then 2 and 3) that verify; returns them.
+async fn two_segments(store: &Store, org: &OrgId) -> Vec<tocsin_store::audit::AuditEvent> {
+    let records: Vec<AuditRecord> = (0..3)
+        .map(|_| AuditRecord::new(Some(org.clone()), "http.request", "allowed"))
+        .collect();
+    store.append_audit(&records[..1]).await.unwrap();
+    store.append_audit(&records[1..]).await.unwrap();
+    let report = store.verify_chain(org.as_str()).await.unwrap();
+    assert!(report.broken_at.is_none(), "{report:?}");
+    audit_events(store, org.as_str()).await
+}
+
+/// The chain's first break: the events verified before it, its seq, and why.
+async fn first_break(store: &Store, chain: &str) -> (i64, i64, String) {
+    let report = store.verify_chain(chain).await.unwrap();
+    let broken = report.broken_at.expect("the chain is broken");
+    (report.events, broken.seq, broken.reason)
+}
+
 /// Events stored after the chain's head (the head moved back, or a segment added by hand)
 /// are named: the writer always moves the head with the events it commits.
 #[tokio::test]
 async fn events_stored_after_the_chain_head_break_the_chain() {
     let (_dir, store) = store().await;
     let org = org(&store).await;
-    let records: Vec<AuditRecord> = (0..3)
-        .map(|_| AuditRecord::new(Some(org.clone()), "http.request", "allowed"))
-        .collect();
-    store.append_audit(&records[..1]).await.unwrap();
-    let first = audit_events(&store, org.as_str()).await;
-    store.append_audit(&records[1..]).await.unwrap();
-    assert!(
-        store
-            .verify_chain(org.as_str())
-            .await
-            .unwrap()
-            .broken_at
-            .is_none()
-    );
+    let events = two_segments(&store, &org).await;
     let back = "UPDATE audit_heads SET seq = 1, hash = $2 WHERE chain = $1";
     tocsin_store::on_db!(store.db(), |pool| {
         sqlx::query(back)
             .bind(org.as_str())
-            .bind(&first[0].hash)
+            .bind(&events[0].hash)
             .execute(pool)
             .await
             .unwrap();
     });
-    let report = store.verify_chain(org.as_str()).await.unwrap();
-    let broken = report.broken_at.unwrap();
-    assert_eq!((report.events, broken.seq), (1, 2));
-    assert!(
-        broken.reason.contains("stored after the chain head"),
-        "{}",
-        broken.reason
-    );
+    let (verified, seq, reason) = first_break(&store, org.as_str()).await;
+    assert_eq!((verified, seq), (1, 2));
+    assert!(reason.contains("stored after the chain head"), "{reason}");
 }
 
+/// A segment whose bytes were overwritten is named by verify, not skipped.
 #[tokio::test]
 async fn an_unreadable_audit_segment_breaks_the_chain() {
     let (_dir, store) = store().await;
     let org = org(&store).await;
-    let records: Vec<AuditRecord> = (0..3)
-        .map(|_| AuditRecord::new(Some(org.clone()), "http.request", "allowed"))
-        .collect();
-    store.append_audit(&records[..1]).await.unwrap();
-    store.append_audit(&records[1..]).await.unwrap();
+    let events = two_segments(&store, &org).await;
     let garbage = "UPDATE audit_segments SET events = $2 WHERE chain = $1 AND first_seq = 2";
     tocsin_store::on_db!(store.db(), |pool| {
         sqlx::query(garbage)
@@ -866,21 +863,16 @@ async fn an_unreadable_audit_segment_breaks_the_chain() {
             .await
             .unwrap();
     });
-    let report = store.verify_chain(org.as_str()).await.unwrap();
-    let broken = report.broken_at.unwrap();
-    assert_eq!((report.events, broken.seq), (1, 2));
-    assert!(
-        broken.reason.contains("cannot be read"),
-        "{}",
-        broken.reason
-    );
+    let (verified, seq, reason) = first_break(&store, org.as_str()).await;
+    assert_eq!((verified, seq), (1, 2));
+    assert!(reason.contains("cannot be read"), "{reason}");
     // Listings leave the damaged segment out and still show the rest.
     let page = store
         .list_audit(&org, &AuditFilter::default(), 10, None)
         .await
         .unwrap();
     let ids: Vec<_> = page.items.iter().map(|e| e.record.id.clone()).collect();
-    assert_eq!(ids, vec![records[0].id.clone()]);
+    assert_eq!(ids, vec![events[0].record.id.clone()]);
 }
 
 /// Listings choose segments by their rows' bounds and search terms, so editing those could
