@@ -7,6 +7,7 @@ use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use tocsin_core::policy::{self, CredentialState, Describe, Grants, Refusal, Reso
 use tocsin_core::role::{Role, builtin_roles};
 use tocsin_core::token::{Token, TokenDigest, TokenKind};
 use tocsin_core::{IntegrationId, OrgId, TeamId};
-use tocsin_store::audit::{AuditActor, AuditRecord, AuditTarget};
+use tocsin_store::audit::{AuditActor, AuditTarget, Caller, RequestRecord};
 use tocsin_store::integrations::Integration;
 use tocsin_store::keys::{Actor, ApiKey};
 use tocsin_store::orgs::Organization;
@@ -49,9 +50,23 @@ pub struct Principal {
     /// `GET /v1/auth/whoami`'s body, rendered on first use. Everything in it comes from this
     /// principal, which is rebuilt whenever its credential or organization changes.
     pub whoami: std::sync::OnceLock<axum::body::Bytes>,
+    /// How request events name this principal, built on first use and shared by them.
+    caller: std::sync::OnceLock<Arc<Caller>>,
 }
 
 impl Principal {
+    /// The caller part of this principal's request events.
+    pub fn caller(&self) -> &Arc<Caller> {
+        self.caller.get_or_init(|| {
+            Arc::new(Caller {
+                org_id: self.org_id.clone(),
+                actor: self.actor.clone(),
+                api_key_id: self.key.as_ref().map(|k| k.id.clone()),
+                token_hint: self.token_hint.clone(),
+            })
+        })
+    }
+
     pub fn key_kind(&self) -> Option<KeyKind> {
         self.key.as_ref().map(|k| k.kind)
     }
@@ -312,6 +327,7 @@ pub async fn principal_for_key(
         state,
         last_reported: AtomicI64::new(0),
         whoami: Default::default(),
+        caller: Default::default(),
     })
 }
 
@@ -368,6 +384,7 @@ async fn principal_for_session(
         token_hint: hint,
         last_reported: AtomicI64::new(0),
         whoami: Default::default(),
+        caller: Default::default(),
     }))
 }
 
@@ -496,29 +513,6 @@ pub fn client_ip(req: &Request) -> Option<IpAddr> {
         .map(|c| c.0.ip())
 }
 
-/// An address as `Display` writes it. IPv4, nearly every client, is written digit by digit:
-/// the formatting machinery behind `to_string` was a fifth of building a request's audit
-/// event.
-fn ip_text(ip: IpAddr) -> String {
-    let IpAddr::V4(v4) = ip else {
-        return ip.to_string();
-    };
-    let mut s = String::with_capacity(15);
-    for (i, n) in v4.octets().into_iter().enumerate() {
-        if i > 0 {
-            s.push('.');
-        }
-        if n >= 100 {
-            s.push(char::from(b'0' + n / 100));
-        }
-        if n >= 10 {
-            s.push(char::from(b'0' + n / 10 % 10));
-        }
-        s.push(char::from(b'0' + n % 10));
-    }
-    s
-}
-
 const REFUSAL_CODES: &[&str] = &[
     "missing_credentials",
     "malformed_token",
@@ -535,19 +529,19 @@ const REFUSAL_CODES: &[&str] = &[
 
 /// The auth layer: authenticates, runs the handler, records the audit event and last use.
 pub async fn layer(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
-    let route = req
+    let Some(route) = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned());
-    let Some(route) = route else {
+        .map(|m| route_text(m.as_str()))
+    else {
         return next.run(req).await;
     };
-    if is_public(&route) {
+    if is_public(route) {
         return next.run(req).await;
     }
     let started = std::time::Instant::now();
     let ip = client_ip(&req);
-    let method = req.method().to_string();
+    let method = method_text(req.method());
     let user_agent = req
         .headers()
         .get(header::USER_AGENT)
@@ -556,8 +550,8 @@ pub async fn layer(State(app): State<AppState>, mut req: Request, next: Next) ->
     let request_id = req
         .extensions()
         .get::<crate::envelope::RequestId>()
-        .map(|r| r.0.clone());
-    let target = target_of(&route, req.uri().path());
+        .map(|r| r.0);
+    let target = target_of(route, req.uri().path());
     let query_key = query_api_key(&app, req.uri().path(), req.uri().query()).map(str::to_owned);
     // The console's cookie counts only when no other credential is sent (console_session.rs).
     let cookie = crate::console_session::cookie_credential(req.headers(), query_key.is_some());
@@ -568,25 +562,24 @@ pub async fn layer(State(app): State<AppState>, mut req: Request, next: Next) ->
         }
         (other, _) => other,
     };
-    metrics::histogram!("tocsin_key_verification_seconds").record(started.elapsed().as_secs_f64());
+    hot_metrics()
+        .verification
+        .record(started.elapsed().as_secs_f64());
     // Each way out of this layer records one event at most, so the request's own values move
     // into it rather than being copied.
-    let record = move |principal: Option<&Principal>, outcome: &str, status: u16| {
-        let mut r = AuditRecord::new(principal.map(|p| p.org_id.clone()), "http.request", outcome);
-        if let Some(p) = principal {
-            r.actor = Some(p.actor.clone());
-            r.api_key_id = p.key.as_ref().map(|k| k.id.clone());
-            r.token_hint = Some(p.token_hint.clone());
-        }
-        r.method = Some(method);
-        r.route = Some(route);
-        r.status = Some(status);
-        r.ip = ip.map(ip_text);
-        r.user_agent = user_agent;
-        r.request_id = request_id;
-        r.target = target;
-        r
-    };
+    let record =
+        move |principal: Option<&Principal>, outcome: &'static str, status: u16| RequestRecord {
+            occurred_at: OffsetDateTime::now_utc(),
+            caller: principal.map(|p| p.caller().clone()),
+            outcome,
+            method,
+            route: Cow::Borrowed(route),
+            status,
+            ip,
+            user_agent,
+            request_id,
+            target,
+        };
     let principal = match outcome {
         Ok(p) => p,
         Err(AuthFailure::Unavailable(e)) => return e.into_response(),
@@ -597,7 +590,7 @@ pub async fn layer(State(app): State<AppState>, mut req: Request, next: Next) ->
                 .get::<ErrorInfo>()
                 .map_or("forbidden", |i| i.code);
             let event = record(Some(&principal), code, resp.status().as_u16());
-            app.audit.record(event).await;
+            app.audit.record_request(event).await;
             return resp;
         }
         Err(AuthFailure::Refused(refusal, principal)) => {
@@ -632,7 +625,7 @@ pub async fn layer(State(app): State<AppState>, mut req: Request, next: Next) ->
                 None => (ApiError::refused(refusal.clone(), describe).into_response(), refusal.code()),
             };
             let event = record(principal.as_deref(), outcome, resp.status().as_u16());
-            app.audit.record(event).await;
+            app.audit.record_request(event).await;
             return resp;
         }
     };
@@ -652,10 +645,10 @@ pub async fn layer(State(app): State<AppState>, mut req: Request, next: Next) ->
         }
         .into_response();
         let event = record(Some(&principal), "rate_limited", resp.status().as_u16());
-        app.audit.record(event).await;
+        app.audit.record_request(event).await;
         return resp;
     }
-    metrics::counter!("tocsin_auth_outcomes_total", "code" => "allowed").increment(1);
+    hot_metrics().allowed.increment(1);
     req.extensions_mut().insert(principal.clone());
     if !app.settings.track_requests {
         return next.run(req).await;
@@ -669,8 +662,70 @@ pub async fn layer(State(app): State<AppState>, mut req: Request, next: Next) ->
         .filter(|c| REFUSAL_CODES.contains(c))
         .unwrap_or("allowed");
     let event = record(Some(&principal), outcome, resp.status().as_u16());
-    app.audit.record(event).await;
+    app.audit.record_request(event).await;
     resp
+}
+
+/// The metrics every request touches, registered once: the registry's lookup by name and
+/// labels cost more per request than the update itself.
+struct HotMetrics {
+    verification: metrics::Histogram,
+    allowed: metrics::Counter,
+}
+
+fn hot_metrics() -> &'static HotMetrics {
+    static HOT: std::sync::OnceLock<HotMetrics> = std::sync::OnceLock::new();
+    HOT.get_or_init(|| {
+        // The recorder is installed before the handles are taken, or they would record nothing.
+        crate::routes::ops::prometheus();
+        HotMetrics {
+            verification: metrics::histogram!("tocsin_key_verification_seconds"),
+            allowed: metrics::counter!("tocsin_auth_outcomes_total", "code" => "allowed"),
+        }
+    })
+}
+
+/// A request's method as its audit event stores it; the common ones are not copied.
+fn method_text(method: &axum::http::Method) -> Cow<'static, str> {
+    use axum::http::Method;
+    Cow::Borrowed(match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => return Cow::Owned(method.as_str().to_owned()),
+    })
+}
+
+/// A route template as request events store it. Templates come from the router, so there
+/// are only so many: each is kept once for the life of the process and not copied again.
+pub(crate) fn route_text(route: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static ROUTES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+    thread_local! {
+        static SEEN: std::cell::RefCell<HashSet<&'static str>> = Default::default();
+    }
+    SEEN.with_borrow_mut(|seen| {
+        if let Some(&r) = seen.get(route) {
+            return r;
+        }
+        let mut all = ROUTES.lock().unwrap_or_else(|p| p.into_inner());
+        let all = all.get_or_insert_with(HashSet::new);
+        let r = match all.get(route) {
+            Some(&r) => r,
+            None => {
+                let r: &'static str = Box::leak(route.to_owned().into_boxed_str());
+                all.insert(r);
+                r
+            }
+        };
+        seen.insert(r);
+        r
+    })
 }
 
 /// Hands a use to the last-used tracker at most once every 30 seconds per credential.
@@ -722,27 +777,4 @@ fn target_of(route: &str, path: &str) -> Option<AuditTarget> {
         // A token pasted where an id belongs is not kept in the audit trail.
         id: tocsin_core::token::redact(id).into_owned(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ip_text;
-    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-
-    #[test]
-    fn addresses_are_written_as_display_writes_them() {
-        for a in [0u8, 1, 9, 10, 99, 100, 199, 200, 255] {
-            for b in 0..=255u8 {
-                let ip = IpAddr::V4(Ipv4Addr::new(a, b, 255 - b, b / 3));
-                assert_eq!(ip_text(ip), ip.to_string());
-            }
-        }
-        for ip in [
-            IpAddr::V6(Ipv6Addr::LOCALHOST),
-            "2001:db8::1".parse().unwrap(),
-            "::ffff:192.0.2.1".parse().unwrap(),
-        ] {
-            assert_eq!(ip_text(ip), ip.to_string());
-        }
-    }
 }

@@ -13,8 +13,9 @@ use serde_json::{Map, Value, json};
 use std::time::Instant;
 use tracing::Instrument;
 
-#[derive(Clone, Debug)]
-pub struct RequestId(pub String);
+/// The request's id, a UUIDv7 (time-ordered), written out where it is shown.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestId(pub uuid::Uuid);
 
 /// When the request arrived, for Opsgenie's `took`.
 #[derive(Clone, Copy, Debug)]
@@ -22,8 +23,10 @@ pub struct RequestStart(pub Instant);
 
 pub async fn layer(mut req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let id = uuid::Uuid::now_v7().to_string();
-    req.extensions_mut().insert(RequestId(id.clone()));
+    let uuid = uuid::Uuid::now_v7();
+    let mut id_buf = uuid::Uuid::encode_buffer();
+    let id: &str = uuid.hyphenated().encode_lower(&mut id_buf);
+    req.extensions_mut().insert(RequestId(uuid));
     req.extensions_mut().insert(RequestStart(started));
     let opsgenie = req.uri().path().starts_with("/v2/");
     // A token pasted into a path (`/v1/api_keys/tcs_...`) must not reach the log.
@@ -32,15 +35,14 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .map(|m| m.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+        .map_or("unmatched", |m| crate::auth::route_text(m.as_str()));
     let span =
         tracing::info_span!("request", request_id = %id, method = %req.method(), path = %path);
     let resp = next.run(req).instrument(span).await;
     let status = resp.status();
-    metrics::counter!("tocsin_http_requests_total", "route" => route, "status" => status.as_u16().to_string()).increment(1);
+    count_request(route, status.as_u16());
     let mut resp = if let Some(info) = resp.extensions().get::<ErrorInfo>().cloned() {
-        let mut rendered = render(&info, &id, opsgenie, started);
+        let mut rendered = render(&info, id, opsgenie, started);
         // Headers the error set (Retry-After on 429s) survive the re-rendering.
         for (name, value) in resp.headers() {
             if name != axum::http::header::CONTENT_TYPE
@@ -52,7 +54,7 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
         rendered
     } else if status.is_client_error() || status.is_server_error() {
         // A framework answer with no ErrorInfo (unmatched method, oversized body...).
-        render(&framework_error(status), &id, opsgenie, started)
+        render(&framework_error(status), id, opsgenie, started)
     } else {
         resp
     };
@@ -61,10 +63,30 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
     if status.is_server_error() {
         tracing::error!(request_id = %id, status = status.as_u16(), path = %path, "request failed");
     }
-    if let Ok(v) = HeaderValue::from_str(&id) {
+    if let Ok(v) = HeaderValue::from_str(id) {
         resp.headers_mut().insert("x-request-id", v);
     }
     resp
+}
+
+/// Counts a request in `tocsin_http_requests_total`. The registry's lookup of a labelled
+/// counter (hashing its name and labels into a shared map) cost more than a whoami handler,
+/// so each thread keeps the counters it has used; routes and statuses are few.
+fn count_request(route: &'static str, status: u16) {
+    thread_local! {
+        static COUNTERS: std::cell::RefCell<std::collections::HashMap<(&'static str, u16), metrics::Counter>> =
+            Default::default();
+    }
+    COUNTERS.with_borrow_mut(|counters| {
+        counters
+            .entry((route, status))
+            .or_insert_with(|| {
+                // The recorder is installed before a handle is taken, or it would count nothing.
+                crate::routes::ops::prometheus();
+                metrics::counter!("tocsin_http_requests_total", "route" => route, "status" => status.to_string())
+            })
+            .increment(1)
+    });
 }
 
 fn framework_error(status: StatusCode) -> ErrorInfo {

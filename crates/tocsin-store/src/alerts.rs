@@ -906,7 +906,7 @@ async fn apply_run<C: BatchConn>(
 async fn write_batch<C: BatchConn>(
     conn: &mut C,
     ops: &[AlertOp],
-    audit: &[crate::audit::AuditRecord],
+    audit: &[crate::audit::EventView<'_>],
     careful: bool,
 ) -> Result<Option<Vec<RequestStatus>>> {
     let now = crate::now_ms();
@@ -1135,8 +1135,11 @@ impl Store {
     pub async fn apply_batch(
         &self,
         ops: &[AlertOp],
-        audit: &[crate::audit::AuditRecord],
+        audit: &[crate::audit::AuditEntry],
     ) -> Result<Vec<RequestStatus>> {
+        let prepared = crate::audit::Prepared::all(audit);
+        let views: Vec<_> = prepared.iter().map(crate::audit::Prepared::view).collect();
+        let audit = views.as_slice();
         // Fast path: every op straight into the transaction. Should one fail, the whole
         // transaction is rolled back and the batch redone with a savepoint per op, so that
         // one bad op cannot take the others with it.

@@ -5,7 +5,7 @@
 //! events per commit then cost one row of about a hundred bytes per event, where a row per
 //! event cost two b-tree inserts and four to five hundred bytes of pages each.
 
-use crate::audit::{AuditActor, AuditEvent, AuditFilter, AuditRecord, AuditTarget};
+use crate::audit::{AuditActor, AuditEvent, AuditFilter, AuditRecord, AuditTarget, EventView};
 use crate::{StoreError, from_ms, ms};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
@@ -86,15 +86,20 @@ impl<'a> SegmentBuilder<'a> {
     }
 
     /// Appends `r` to the chain as its next event: its hash covers the previous event's.
-    pub(crate) fn append(&mut self, r: &'a AuditRecord) {
+    pub(crate) fn append(&mut self, r: EventView<'a>) {
         let seq = self.last_seq + 1;
-        let hash = crate::audit::event_digest(&self.head, seq, r);
+        let hash = crate::audit::event_digest(&self.head, seq, &r);
         self.push(r, seq, hash);
     }
 
     /// Adds the event `r` at `seq` with the hash it has; events come in sequence order.
-    fn push(&mut self, r: &'a AuditRecord, seq: i64, hash: [u8; 32]) {
-        self.head = hex::encode(hash);
+    fn push(&mut self, r: EventView<'a>, seq: i64, hash: [u8; 32]) {
+        // The head is rewritten in place: its buffer is reused from event to event.
+        let mut hex = [0u8; 64];
+        hex::encode_to_slice(hash, &mut hex).expect("64 hex digits hold 32 bytes");
+        self.head.clear();
+        self.head
+            .push_str(std::str::from_utf8(&hex).expect("hex digits are ASCII"));
         if self.events.is_empty() {
             self.first_seq = seq;
         }
@@ -102,40 +107,37 @@ impl<'a> SegmentBuilder<'a> {
         let at = ms(r.occurred_at);
         self.first_at = self.first_at.min(at);
         self.last_at = self.last_at.max(at);
-        if let Some(k) = &r.api_key_id {
-            self.terms.insert(('k', k.as_str()));
+        if let Some(k) = r.api_key_id {
+            self.terms.insert(('k', k));
         }
-        if let Some(a) = &r.actor {
+        if let Some(a) = r.actor {
             self.terms.insert(('a', &a.id));
         }
-        if let Some(t) = &r.target {
+        if let Some(t) = r.target {
             self.terms.insert(('t', &t.id));
         }
         let packed = Packed {
             seq,
-            id: r.id.as_str(),
+            id: r.id,
             occurred_at: at,
-            actor: r.actor.as_ref().map(|a| {
+            actor: r.actor.map(|a| {
                 [
                     self.intern(&a.kind),
                     self.intern(&a.id),
                     self.intern(&a.name),
                 ]
             }),
-            api_key_id: r.api_key_id.as_ref().map(|k| self.intern(k.as_str())),
-            token_hint: r.token_hint.as_deref().map(|s| self.intern(s)),
-            action: self.intern(&r.action),
-            method: r.method.as_deref().map(|s| self.intern(s)),
-            route: r.route.as_deref().map(|s| self.intern(s)),
-            target: r
-                .target
-                .as_ref()
-                .map(|t| [self.intern(&t.kind), self.intern(&t.id)]),
-            outcome: self.intern(&r.outcome),
+            api_key_id: r.api_key_id.map(|k| self.intern(k)),
+            token_hint: r.token_hint.map(|s| self.intern(s)),
+            action: self.intern(r.action),
+            method: r.method.map(|s| self.intern(s)),
+            route: r.route.map(|s| self.intern(s)),
+            target: r.target.map(|t| [self.intern(&t.kind), self.intern(&t.id)]),
+            outcome: self.intern(r.outcome),
             status: r.status,
-            ip: r.ip.as_deref().map(|s| self.intern(s)),
-            user_agent: r.user_agent.as_deref().map(|s| self.intern(s)),
-            request_id: r.request_id.as_deref(),
+            ip: r.ip.map(|s| self.intern(s)),
+            user_agent: r.user_agent.map(|s| self.intern(s)),
+            request_id: r.request_id,
             hash,
         };
         self.events.push(packed);
@@ -334,7 +336,7 @@ impl<'a> SegmentBuilder<'a> {
             if hex::decode_to_slice(&e.hash, &mut hash).is_err() {
                 hash = [0u8; 32];
             }
-            b.push(&e.record, e.seq, hash);
+            b.push(e.record.view(), e.seq, hash);
         }
         b
     }
@@ -382,7 +384,7 @@ mod tests {
         records.push(bare);
         let mut b = SegmentBuilder::new(0, GENESIS.to_owned());
         for r in &records {
-            b.append(r);
+            b.append(r.view());
         }
         let bytes = b.encode();
         // About 140 bytes an event, most of it the event id, the request id and the hash:
@@ -415,7 +417,7 @@ mod tests {
         let org = OrgId::generate();
         let r = full(&org, &KeyId::generate(), 0);
         let mut b = SegmentBuilder::new(0, GENESIS.to_owned());
-        b.append(&r);
+        b.append(r.view());
         let bytes = b.encode();
         for cut in 0..bytes.len() {
             assert!(Segment::parse(org.as_str(), GENESIS.into(), &bytes[..cut]).is_err());

@@ -5,7 +5,7 @@
 
 use crate::Store;
 use crate::alerts::{AlertOp, AlertRequest, AlertWriter};
-use crate::audit::AuditRecord;
+use crate::audit::{AuditEntry, AuditRecord, RequestRecord};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -20,7 +20,7 @@ const BATCH: usize = 2_000;
 // Nearly every message is an event, so boxing it would only add an allocation.
 #[allow(clippy::large_enum_variant)]
 enum Msg {
-    Event(AuditRecord, Option<oneshot::Sender<()>>),
+    Event(AuditEntry, Option<oneshot::Sender<()>>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -107,6 +107,15 @@ pub fn spawn_writers(store: Store) -> (AuditWriter, AlertWriter, tokio::task::Jo
 impl AuditWriter {
     /// Queues an event; waits only if the queue is full.
     pub async fn record(&self, event: AuditRecord) {
+        self.queue(event.into()).await
+    }
+
+    /// Queues a request's event; waits only if the queue is full.
+    pub async fn record_request(&self, event: RequestRecord) {
+        self.queue(event.into()).await
+    }
+
+    async fn queue(&self, event: AuditEntry) {
         self.depth.fetch_add(1, Ordering::Relaxed);
         if self.tx.send(Msg::Event(event, None)).await.is_err() {
             self.depth.fetch_sub(1, Ordering::Relaxed);
@@ -118,7 +127,12 @@ impl AuditWriter {
     pub async fn record_durable(&self, event: AuditRecord) {
         let (ack, done) = oneshot::channel();
         self.depth.fetch_add(1, Ordering::Relaxed);
-        if self.tx.send(Msg::Event(event, Some(ack))).await.is_err() {
+        if self
+            .tx
+            .send(Msg::Event(event.into(), Some(ack)))
+            .await
+            .is_err()
+        {
             self.depth.fetch_sub(1, Ordering::Relaxed);
             tracing::error!("audit writer has stopped; an event was not recorded");
             return;
@@ -151,7 +165,7 @@ struct Queues {
 /// What one commit writes: audit events with the acknowledgements waiting on them, and alert
 /// ops beside their reply channels (the ops go to the store as a slice).
 struct Batch {
-    events: Vec<AuditRecord>,
+    events: Vec<AuditEntry>,
     acks: Vec<oneshot::Sender<()>>,
     ops: Vec<AlertOp>,
     replies: Vec<Reply>,

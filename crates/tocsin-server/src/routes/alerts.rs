@@ -46,7 +46,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for V2 {
         let request_id = parts
             .extensions
             .get::<RequestId>()
-            .map(|r| r.0.clone())
+            .map(|r| r.0.to_string())
             .unwrap_or_default();
         let started = parts
             .extensions
