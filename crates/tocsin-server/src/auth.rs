@@ -546,7 +546,7 @@ pub async fn layer(State(app): State<AppState>, mut req: Request, next: Next) ->
         .headers()
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
-        .map(|s| s.chars().take(256).collect());
+        .map(|s| s.chars().take(256).collect::<String>().into_boxed_str());
     let request_id = req
         .extensions()
         .get::<crate::envelope::RequestId>()
@@ -578,7 +578,7 @@ pub async fn layer(State(app): State<AppState>, mut req: Request, next: Next) ->
             ip,
             user_agent,
             request_id,
-            target,
+            target: target.map(Box::new),
         };
     let principal = match outcome {
         Ok(p) => p,

@@ -56,6 +56,36 @@ pub(crate) struct SegmentBuilder<'a> {
     index: HashMap<&'a str, u32>,
     events: Vec<Packed<&'a str>>,
     terms: BTreeSet<(char, &'a str)>,
+    /// String indexes and search terms by the string's address, tried before the table and
+    /// the term set: most strings of a segment are the same few values borrowed again and
+    /// again (a credential's shared caller, the interned route, the method and outcome), so
+    /// their address finds them without hashing or comparing their text.
+    interned: ByAddress<u32>,
+    termed: ByAddress<char>,
+}
+
+/// A small direct-mapped cache keyed by a string's address and length. Every string a
+/// builder sees is borrowed for its whole life, so one address and length is one text.
+struct ByAddress<T>([(usize, usize, T); 64]);
+
+impl<T: Copy + Default + PartialEq> ByAddress<T> {
+    fn new() -> Self {
+        // No string lives at address 0, so the empty slots match nothing.
+        ByAddress([(0, 0, T::default()); 64])
+    }
+
+    fn slot(s: &str) -> usize {
+        ((s.as_ptr() as usize >> 3) ^ s.len()) % 64
+    }
+
+    fn get(&self, s: &str) -> Option<T> {
+        let (addr, len, v) = self.0[Self::slot(s)];
+        (addr == s.as_ptr() as usize && len == s.len()).then_some(v)
+    }
+
+    fn put(&mut self, s: &str, v: T) {
+        self.0[Self::slot(s)] = (s.as_ptr() as usize, s.len(), v);
+    }
 }
 
 impl<'a> SegmentBuilder<'a> {
@@ -72,17 +102,34 @@ impl<'a> SegmentBuilder<'a> {
             index: HashMap::new(),
             events: Vec::new(),
             terms: BTreeSet::new(),
+            interned: ByAddress::new(),
+            termed: ByAddress::new(),
         }
     }
 
     fn intern(&mut self, s: &'a str) -> u32 {
-        if let Some(&i) = self.index.get(s) {
+        if let Some(i) = self.interned.get(s) {
             return i;
         }
-        let i = u32::try_from(self.strings.len()).expect("a segment holds far fewer strings");
-        self.strings.push(s);
-        self.index.insert(s, i);
+        let i = match self.index.get(s) {
+            Some(&i) => i,
+            None => {
+                let i =
+                    u32::try_from(self.strings.len()).expect("a segment holds far fewer strings");
+                self.strings.push(s);
+                self.index.insert(s, i);
+                i
+            }
+        };
+        self.interned.put(s, i);
         i
+    }
+
+    fn add_term(&mut self, kind: char, id: &'a str) {
+        if self.termed.get(id) != Some(kind) {
+            self.terms.insert((kind, id));
+            self.termed.put(id, kind);
+        }
     }
 
     /// Appends `r` to the chain as its next event: its hash covers the previous event's.
@@ -108,13 +155,13 @@ impl<'a> SegmentBuilder<'a> {
         self.first_at = self.first_at.min(at);
         self.last_at = self.last_at.max(at);
         if let Some(k) = r.api_key_id {
-            self.terms.insert(('k', k));
+            self.add_term('k', k);
         }
         if let Some(a) = r.actor {
-            self.terms.insert(('a', &a.id));
+            self.add_term('a', &a.id);
         }
         if let Some(t) = r.target {
-            self.terms.insert(('t', &t.id));
+            self.add_term('t', &t.id);
         }
         let packed = Packed {
             seq,
