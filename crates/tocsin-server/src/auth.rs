@@ -2,10 +2,9 @@
 //! checked in the fixed order of SPEC section 4, then an audit event for the request.
 
 use crate::error::{ApiError, ApiResult, ErrorInfo};
-use crate::state::{App, AppState};
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use crate::state::App;
+use axum::extract::{ConnectInfo, MatchedPath, Request};
 use axum::http::{HeaderMap, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -527,17 +526,23 @@ const REFUSAL_CODES: &[&str] = &[
     "escalation_denied",
 ];
 
-/// The auth layer: authenticates, runs the handler, records the audit event and last use.
-pub async fn layer(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+/// The auth step of the door (lib.rs): authenticates, runs the handler, records the audit
+/// event and last use.
+/// `next` runs the rest of the request (the route's handler).
+pub(crate) async fn run<F: Future<Output = Response>>(
+    app: &App,
+    mut req: Request,
+    next: impl FnOnce(Request) -> F,
+) -> Response {
     let Some(route) = req
         .extensions()
         .get::<MatchedPath>()
         .map(|m| route_text(m.as_str()))
     else {
-        return next.run(req).await;
+        return next(req).await;
     };
     if is_public(route) {
-        return next.run(req).await;
+        return next(req).await;
     }
     let started = std::time::Instant::now();
     let ip = client_ip(&req);
@@ -552,13 +557,13 @@ pub async fn layer(State(app): State<AppState>, mut req: Request, next: Next) ->
         .get::<crate::envelope::RequestId>()
         .map(|r| r.0);
     let target = target_of(route, req.uri().path());
-    let query_key = query_api_key(&app, req.uri().path(), req.uri().query()).map(str::to_owned);
+    let query_key = query_api_key(app, req.uri().path(), req.uri().query()).map(str::to_owned);
     // The console's cookie counts only when no other credential is sent (console_session.rs).
     let cookie = crate::console_session::cookie_credential(req.headers(), query_key.is_some());
-    let outcome = authenticate(&app, req.headers(), query_key.as_deref().or(cookie), ip).await;
+    let outcome = authenticate(app, req.headers(), query_key.as_deref().or(cookie), ip).await;
     let outcome = match (outcome, cookie) {
         (Ok(p), Some(cookie)) => {
-            crate::console_session::check_csrf(&app, req.method(), req.headers(), cookie, p)
+            crate::console_session::check_csrf(app, req.method(), req.headers(), cookie, p)
         }
         (other, _) => other,
     };
@@ -651,10 +656,10 @@ pub async fn layer(State(app): State<AppState>, mut req: Request, next: Next) ->
     hot_metrics().allowed.increment(1);
     req.extensions_mut().insert(principal.clone());
     if !app.settings.track_requests {
-        return next.run(req).await;
+        return next(req).await;
     }
-    note_use(&app, &principal, ip);
-    let resp = next.run(req).await;
+    note_use(app, &principal, ip);
+    let resp = next(req).await;
     let outcome = resp
         .extensions()
         .get::<ErrorInfo>()

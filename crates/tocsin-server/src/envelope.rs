@@ -7,7 +7,6 @@ use crate::error::ErrorInfo;
 use axum::Json;
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use std::time::Instant;
@@ -21,7 +20,11 @@ pub struct RequestId(pub uuid::Uuid);
 #[derive(Clone, Copy, Debug)]
 pub struct RequestStart(pub Instant);
 
-pub async fn layer(mut req: Request, next: Next) -> Response {
+/// The envelope step of the door (lib.rs); `next` runs the rest of the request.
+pub(crate) async fn run<F: Future<Output = Response>>(
+    mut req: Request,
+    next: impl FnOnce(Request) -> F,
+) -> Response {
     let started = Instant::now();
     let uuid = uuid::Uuid::now_v7();
     let mut id_buf = uuid::Uuid::encode_buffer();
@@ -38,7 +41,7 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
         .map_or("unmatched", |m| crate::auth::route_text(m.as_str()));
     let span =
         tracing::info_span!("request", request_id = %id, method = %req.method(), path = %path);
-    let resp = next.run(req).instrument(span).await;
+    let resp = next(req).instrument(span).await;
     let status = resp.status();
     count_request(route, status.as_u16());
     let mut resp = if let Some(info) = resp.extensions().get::<ErrorInfo>().cloned() {

@@ -15,7 +15,6 @@ pub mod views;
 
 use crate::config::Settings;
 use crate::state::{App, AppState};
-use axum::middleware;
 use quick_cache::sync::Cache;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -75,12 +74,84 @@ impl Running {
 pub fn app_router(state: AppState) -> axum::Router {
     let max_body = state.settings.max_body_bytes;
     routes::router(state.clone())
-        .layer(middleware::from_fn_with_state(state.clone(), auth::layer))
+        // A handler's panic is answered 500 inside the door, so that it is rendered and
+        // audited as any other answer.
+        .layer(CatchPanicLayer::new())
         .layer(RequestBodyLimitLayer::new(max_body))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
-        .layer(middleware::from_fn_with_state(state, limits::layer))
+        .layer(DoorLayer(state))
+        // The door's own steps do not panic; should one, this is the last resort.
         .layer(CatchPanicLayer::new())
-        .layer(middleware::from_fn(envelope::layer))
+}
+
+/// The one middleware in front of every route, in three steps: the envelope (request id,
+/// JSON errors; envelope.rs), the limits (body size, answer time; limits.rs) and the auth
+/// door (auth.rs). One service rather than a middleware each: every `from_fn` layer cost
+/// each request a clone of the routes' boxed service, a boxed future and a copy of the
+/// futures it wraps, about 2 us for the three in a bare router.
+#[derive(Clone)]
+pub struct DoorLayer(AppState);
+
+impl<S> tower::Layer<S> for DoorLayer {
+    type Service = Door<S>;
+
+    fn layer(&self, inner: S) -> Door<S> {
+        Door {
+            app: self.0.clone(),
+            inner,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Door<S> {
+    app: AppState,
+    inner: S,
+}
+
+impl<S> tower::Service<axum::extract::Request> for Door<S>
+where
+    S: tower::Service<
+            axum::extract::Request,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: axum::extract::Request) -> Self::Future {
+        // The service polled ready goes with this request; a clone stays for the next.
+        let clone = self.inner.clone();
+        let mut ready = std::mem::replace(&mut self.inner, clone);
+        let app = self.app.clone();
+        Box::pin(async move {
+            let app = &*app;
+            let handler = |req| async move {
+                match ready.call(req).await {
+                    Ok(resp) => resp,
+                    Err(never) => match never {},
+                }
+            };
+            Ok(envelope::run(req, |req| {
+                limits::run(&app.settings, req, |req| auth::run(app, req, handler))
+            })
+            .await)
+        })
+    }
 }
 
 /// Opens the store, initializes it if empty, binds, and serves until `shutdown` or SIGTERM/ctrl-c.

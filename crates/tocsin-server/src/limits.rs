@@ -6,10 +6,8 @@
 
 use crate::config::Settings;
 use crate::error::{ApiError, ErrorInfo};
-use crate::state::AppState;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,11 +19,16 @@ use std::time::Duration;
 pub struct BodyLimit(pub usize);
 
 /// Bounds each request's time, and gives the framework's 413 the JSON error naming the limit.
-pub async fn layer(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
-    let limit = app.settings.max_body_bytes;
-    let timeout = app.settings.request_timeout;
+/// The limits step of the door (lib.rs); `next` runs the rest of the request.
+pub(crate) async fn run<F: Future<Output = Response>>(
+    settings: &Settings,
+    mut req: Request,
+    next: impl FnOnce(Request) -> F,
+) -> Response {
+    let limit = settings.max_body_bytes;
+    let timeout = settings.request_timeout;
     req.extensions_mut().insert(BodyLimit(limit));
-    match tokio::time::timeout(timeout, next.run(req)).await {
+    match tokio::time::timeout(timeout, next(req)).await {
         Ok(resp)
             if resp.status() == StatusCode::PAYLOAD_TOO_LARGE
                 && resp.extensions().get::<ErrorInfo>().is_none() =>
