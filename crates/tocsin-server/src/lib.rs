@@ -73,15 +73,18 @@ impl Running {
 
 pub fn app_router(state: AppState) -> axum::Router {
     let max_body = state.settings.max_body_bytes;
-    routes::router(state.clone())
-        // A handler's panic is answered 500 inside the door, so that it is rendered and
-        // audited as any other answer.
-        .layer(CatchPanicLayer::new())
-        .layer(RequestBodyLimitLayer::new(max_body))
-        .layer(axum::extract::DefaultBodyLimit::max(max_body))
-        .layer(DoorLayer(state))
+    // One stack, applied once: `Router::layer` wraps every route's service in a box of its
+    // own for each call, and each box cost a request a clone and a boxed future.
+    let stack = tower::ServiceBuilder::new()
         // The door's own steps do not panic; should one, this is the last resort.
         .layer(CatchPanicLayer::new())
+        .layer(DoorLayer(state.clone()))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(RequestBodyLimitLayer::new(max_body))
+        // A handler's panic is answered 500 inside the door, so that it is rendered and
+        // audited as any other answer.
+        .layer(CatchPanicLayer::new());
+    routes::router(state).layer(stack)
 }
 
 /// The one middleware in front of every route, in three steps: the envelope (request id,
@@ -109,16 +112,18 @@ pub struct Door<S> {
     inner: S,
 }
 
-impl<S> tower::Service<axum::extract::Request> for Door<S>
+impl<S, B> tower::Service<axum::extract::Request> for Door<S>
 where
     S: tower::Service<
             axum::extract::Request,
-            Response = axum::response::Response,
+            Response = axum::http::Response<B>,
             Error = std::convert::Infallible,
         > + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
 {
     type Response = axum::response::Response;
     type Error = std::convert::Infallible;
@@ -142,7 +147,7 @@ where
             let app = &*app;
             let handler = |req| async move {
                 match ready.call(req).await {
-                    Ok(resp) => resp,
+                    Ok(resp) => resp.map(axum::body::Body::new),
                     Err(never) => match never {},
                 }
             };
