@@ -217,6 +217,7 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
     let router = app_router(app.clone());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let background = tokio::spawn(background(app.clone()));
+    let upkeep = tokio::spawn(metrics_upkeep());
     let watcher = tokio::spawn(watch_credentials(app.clone()));
     let app2 = app.clone();
     let done = tokio::spawn(async move {
@@ -228,6 +229,7 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
         };
         limits::serve(listener, router, &app2.settings, signal).await;
         background.abort();
+        upkeep.abort();
         watcher.abort();
         if let Err(e) = app2.last_used.flush(&app2.store).await {
             tracing::error!(error = %e, "could not record last use at shutdown");
@@ -315,6 +317,18 @@ async fn watch_credentials(app: AppState) {
                 Err(e) => tracing::warn!(error = %e, "cannot poll credential changes"),
             },
         }
+    }
+}
+
+/// Folds the histograms' recorded samples into their buckets every second. The Prometheus
+/// recorder keeps every sample (8 bytes each, one per request for the key verification
+/// time) until upkeep or a scrape drains them: a node that nobody scraped grew by about
+/// 1 MB a second under 50,000 requests a second, without bound.
+async fn metrics_upkeep() {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        routes::ops::prometheus().run_upkeep();
     }
 }
 

@@ -962,10 +962,31 @@ async fn every_documented_route_exists_and_errors_are_json() {
     let (s, m) = app.call("GET", "/metrics", None, None).await;
     assert_eq!(s, StatusCode::OK);
     assert!(m.as_str().unwrap().contains("tocsin_auth_outcomes_total"));
+    // The verification histogram's samples are folded into its buckets every second (so an
+    // unscraped node does not keep every sample); none is lost by it.
+    let before = verifications(&app).await;
+    for _ in 0..5 {
+        assert_eq!(
+            app.get("/v1/auth/whoami", &app.owner).await.0,
+            StatusCode::OK
+        );
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(verifications(&app).await >= before + 5);
     assert_eq!(
         app.call("GET", "/readyz", None, None).await.0,
         StatusCode::OK
     );
+}
+
+/// `tocsin_key_verification_seconds_count` as `/metrics` shows it.
+async fn verifications(app: &TestApp) -> u64 {
+    let (_, m) = app.call("GET", "/metrics", None, None).await;
+    m.as_str()
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("tocsin_key_verification_seconds_count "))
+        .map_or(0, |n| n.trim().parse().unwrap())
 }
 
 #[tokio::test]
