@@ -201,7 +201,8 @@ pub async fn standing(app: &App, roles: &RoleBook, key: &ApiKey) -> ApiResult<St
                 .as_ref()
                 .ok_or_else(|| ApiError::Internal("personal key without user".into()))?;
             // The user and their memberships are read side by side (both need only the
-            // key's user id): a key missing from the cache waits for two reads, not three.
+            // key's user id): on PostgreSQL a key missing from the cache waits for two round
+            // trips, not three. (On SQLite both are point reads on this thread.)
             let (user, memberships) = tokio::try_join!(
                 app.store.get_user(&key.org_id, user_id),
                 app.store.memberships_of(&key.org_id, user_id),

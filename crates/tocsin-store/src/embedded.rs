@@ -177,22 +177,11 @@ impl From<crate::bulk::BindError> for StoreError {
 
 impl Embedded<'_> {
     /// The statement from the connection's cache. The batch's statements are written with
-    /// PostgreSQL's `$N` placeholders; SQLite reads `$N` as a name, numbered in order of first
-    /// appearance (sqlx binds by that name), so they become `?N`, which SQLite numbers `N`.
+    /// PostgreSQL's `$N` placeholders (`point_read::numbered`).
     fn prepare(&self, sql: &str) -> Result<rusqlite::CachedStatement<'_>> {
-        if !sql.contains('$') {
-            return Ok(self.conn.prepare_cached(sql)?);
-        }
-        let mut text = String::with_capacity(sql.len());
-        let mut rest = sql;
-        while let Some(i) = rest.find('$') {
-            text.push_str(&rest[..i]);
-            let numbered = rest[i + 1..].starts_with(|c: char| c.is_ascii_digit());
-            text.push(if numbered { '?' } else { '$' });
-            rest = &rest[i + 1..];
-        }
-        text.push_str(rest);
-        Ok(self.conn.prepare_cached(&text)?)
+        Ok(self
+            .conn
+            .prepare_cached(&crate::point_read::numbered(sql))?)
     }
 
     /// Runs a statement whose parameters are a row struct's fields.

@@ -35,6 +35,11 @@ struct Row {
     updated_at: i64,
 }
 
+crate::point_read::rusqlite_row!(Row {
+    id, org_id, name, kind = "type", team_id, allow_read, allow_write, allow_delete,
+    allow_configuration, enabled, created_at, updated_at,
+});
+
 impl From<Row> for Integration {
     fn from(r: Row) -> Self {
         Integration {
@@ -94,13 +99,16 @@ impl Store {
 
     pub async fn get_integration(&self, org: &OrgId, id: &IntegrationId) -> Result<Integration> {
         let sql = format!("SELECT {COLUMNS} FROM integrations WHERE org_id = $1 AND id = $2");
-        let row: Row = on_db!(&self.db, |pool| {
-            sqlx::query_as(safe(&sql))
-                .bind(org.as_str())
-                .bind(id.as_str())
-                .fetch_one(pool)
-                .await?
-        });
+        let row: Row = match &self.reads {
+            Some(reads) => reads.one(&sql, (org.as_str(), id.as_str()), Row::from_rusqlite)?,
+            None => on_db!(&self.db, |pool| {
+                sqlx::query_as(safe(&sql))
+                    .bind(org.as_str())
+                    .bind(id.as_str())
+                    .fetch_one(pool)
+                    .await?
+            }),
+        };
         Ok(row.into())
     }
 

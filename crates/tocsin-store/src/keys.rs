@@ -164,6 +164,39 @@ struct KeyRow {
     rate_limit: Option<i64>,
 }
 
+crate::point_read::rusqlite_row!(KeyRow {
+    id,
+    org_id,
+    kind,
+    name,
+    description,
+    user_id,
+    team_id,
+    integration_id,
+    service_account_id,
+    role_names,
+    team_ids,
+    team_role_names,
+    allowed_cidrs,
+    region,
+    token_hint,
+    created_at,
+    updated_at,
+    created_by_type,
+    created_by_id,
+    created_by_name,
+    expires_at,
+    token_last_issued_at,
+    grace_period_ends_at,
+    last_used_at,
+    last_used_ip,
+    revoked_at,
+    revoked_by_type,
+    revoked_by_id,
+    revoked_by_name,
+    rate_limit,
+});
+
 impl From<KeyRow> for ApiKey {
     fn from(r: KeyRow) -> Self {
         let team_ids: Vec<String> = from_json(&r.team_ids);
@@ -325,10 +358,19 @@ impl Store {
             is_current: bool,
             grace_ends_at: Option<i64>,
         }
-        let row: Option<Joined> = on_db!(&self.db, |pool| sqlx::query_as(safe(&sql))
-            .bind(&digest[..])
-            .fetch_optional(pool)
-            .await?);
+        let row: Option<Joined> = match &self.reads {
+            Some(reads) => reads.optional(&sql, [&digest[..]], |r| {
+                Ok(Joined {
+                    key: KeyRow::from_rusqlite(r)?,
+                    is_current: r.get("is_current")?,
+                    grace_ends_at: r.get("grace_ends_at")?,
+                })
+            })?,
+            None => on_db!(&self.db, |pool| sqlx::query_as(safe(&sql))
+                .bind(&digest[..])
+                .fetch_optional(pool)
+                .await?),
+        };
         Ok(row.map(|j| {
             (
                 j.key.into(),
@@ -565,8 +607,12 @@ impl Store {
         org: &OrgId,
         id: &ServiceAccountId,
     ) -> Result<String> {
+        const SQL: &str = "SELECT name FROM service_accounts WHERE org_id = $1 AND id = $2";
+        if let Some(reads) = &self.reads {
+            return reads.one(SQL, (org.as_str(), id.as_str()), |r| r.get(0));
+        }
         let (name,): (String,) = on_db!(&self.db, |pool| {
-            sqlx::query_as("SELECT name FROM service_accounts WHERE org_id = $1 AND id = $2")
+            sqlx::query_as(SQL)
                 .bind(org.as_str())
                 .bind(id.as_str())
                 .fetch_one(pool)

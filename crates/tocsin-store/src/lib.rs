@@ -22,6 +22,7 @@ pub mod heartbeats;
 pub mod integrations;
 pub mod keys;
 pub mod orgs;
+mod point_read;
 pub mod rate_limits;
 pub mod roles;
 pub mod teams;
@@ -92,6 +93,8 @@ pub struct Store {
     checkpointer: Option<std::sync::Arc<Checkpointer>>,
     /// SQLite: the write connection of the group-commit batches (embedded.rs).
     embedded: Option<std::sync::Arc<embedded::EmbeddedWriter>>,
+    /// SQLite: the connections of key verification's point reads (point_read.rs).
+    reads: Option<std::sync::Arc<point_read::PointReads>>,
 }
 
 /// Copies committed pages from the WAL into the database file from a connection of its own
@@ -260,11 +263,13 @@ impl Store {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(path.to_path_buf(), (writer, turns));
+        let reads = point_read::PointReads::open(path)?;
         let checkpointer = Checkpointer::start(opts).await?;
         Ok(Store {
             db: Db::Sqlite(pool),
             checkpointer: Some(std::sync::Arc::new(checkpointer)),
             embedded: Some(std::sync::Arc::new(embedded)),
+            reads: Some(std::sync::Arc::new(reads)),
         })
     }
 
@@ -282,6 +287,7 @@ impl Store {
             db: Db::Postgres(pool),
             checkpointer: None,
             embedded: None,
+            reads: None,
         })
     }
 
@@ -324,6 +330,9 @@ impl Store {
         }
         if let Some(embedded) = &self.embedded {
             embedded.close();
+        }
+        if let Some(reads) = &self.reads {
+            reads.close();
         }
         if let Db::Sqlite(pool) = &self.db {
             let path = pool.connect_options().get_filename().to_path_buf();

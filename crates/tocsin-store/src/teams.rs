@@ -215,12 +215,16 @@ impl Store {
         let sql = format!(
             "SELECT team_id, user_id, team_role_names, created_at FROM team_members WHERE org_id = $1 AND {column} = $2 ORDER BY created_at, team_id"
         );
-        let rows: Vec<(String, String, String, i64)> =
-            on_db!(&self.db, |pool| sqlx::query_as(safe(&sql))
+        let rows: Vec<(String, String, String, i64)> = match &self.reads {
+            Some(reads) => reads.all(&sql, (org.as_str(), value), |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?,
+            None => on_db!(&self.db, |pool| sqlx::query_as(safe(&sql))
                 .bind(org.as_str())
                 .bind(value)
                 .fetch_all(pool)
-                .await?);
+                .await?),
+        };
         Ok(rows
             .into_iter()
             .map(|(team, user, roles, at)| Membership {

@@ -37,6 +37,18 @@ struct UserRow {
     password_hash: Option<String>,
 }
 
+crate::point_read::rusqlite_row!(UserRow {
+    id,
+    org_id,
+    email,
+    name,
+    role_name,
+    active,
+    created_at,
+    updated_at,
+    password_hash,
+});
+
 impl UserRow {
     fn into_credentials(self) -> UserCredentials {
         UserCredentials {
@@ -98,11 +110,14 @@ impl Store {
 
     pub async fn get_user(&self, org: &OrgId, id: &UserId) -> Result<User> {
         let sql = format!("SELECT {COLUMNS} FROM users WHERE org_id = $1 AND id = $2");
-        let row: UserRow = on_db!(&self.db, |pool| sqlx::query_as(safe(&sql))
-            .bind(org.as_str())
-            .bind(id.as_str())
-            .fetch_one(pool)
-            .await?);
+        let row: UserRow = match &self.reads {
+            Some(reads) => reads.one(&sql, (org.as_str(), id.as_str()), UserRow::from_rusqlite)?,
+            None => on_db!(&self.db, |pool| sqlx::query_as(safe(&sql))
+                .bind(org.as_str())
+                .bind(id.as_str())
+                .fetch_one(pool)
+                .await?),
+        };
         Ok(row.into_credentials().user)
     }
 
