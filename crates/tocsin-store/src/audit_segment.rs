@@ -11,21 +11,26 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 use tocsin_core::{AuditEventId, KeyId, OrgId};
 
-/// The first byte of every stored segment; a new encoding gets a new value.
-const FORMAT: u8 = 1;
+/// The first byte of every stored segment; a new encoding gets a new value. Format 1 kept
+/// event and request ids as text; format 2 (written since) keeps them as the 16 bytes of the
+/// UUID they spell (`Id`), a third of a request event's bytes, and so of the WAL and
+/// checkpoint writes behind it (issue #5). Both are read.
+const FORMAT: u8 = 2;
 
-/// A segment's content as read; `BodyRef` is the same wire form, written from borrows.
+/// A segment's content as read, its ids as text (format 1) or as `Id`s (format 2); `BodyRef`
+/// is the same wire form, written from borrows.
 #[derive(Deserialize)]
-struct Body {
+#[cfg_attr(test, derive(Serialize))]
+struct Body<I> {
     strings: Vec<String>,
-    events: Vec<Packed<String>>,
+    events: Vec<Packed<I>>,
 }
 
-/// One event; `u32` fields index the segment's string table.
+/// One event; `u32` fields index the segment's string table, `I` is how ids are kept.
 #[derive(Serialize, Deserialize)]
-struct Packed<S> {
+struct Packed<I> {
     seq: i64,
-    id: S,
+    id: I,
     occurred_at: i64,
     actor: Option<[u32; 3]>,
     api_key_id: Option<u32>,
@@ -38,8 +43,84 @@ struct Packed<S> {
     status: Option<u16>,
     ip: Option<u32>,
     user_agent: Option<u32>,
-    request_id: Option<S>,
+    request_id: Option<I>,
     hash: [u8; 32],
+}
+
+impl<I> Packed<I> {
+    /// The same event with its event id and request id kept another way.
+    fn map_ids<J>(self, event: impl FnOnce(I) -> J, request: impl FnOnce(I) -> J) -> Packed<J> {
+        Packed {
+            seq: self.seq,
+            id: event(self.id),
+            occurred_at: self.occurred_at,
+            actor: self.actor,
+            api_key_id: self.api_key_id,
+            token_hint: self.token_hint,
+            action: self.action,
+            method: self.method,
+            route: self.route,
+            target: self.target,
+            outcome: self.outcome,
+            status: self.status,
+            ip: self.ip,
+            user_agent: self.user_agent,
+            request_id: self.request_id.map(request),
+            hash: self.hash,
+        }
+    }
+}
+
+/// An id as format 2 keeps it: the 16 bytes of the UUID when the id is written the way
+/// Tocsin writes them (`evt_` and 32 lowercase hex digits for an event, the lowercase
+/// hyphenated form for a request), its text otherwise (an id from an older store, a
+/// client's request id), so that every id reads back exactly as it was.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+enum Id<S> {
+    Text(S),
+    Uuid([u8; 16]),
+}
+
+impl<'a> Id<&'a str> {
+    fn event(id: &'a str) -> Self {
+        let mut bytes = [0u8; 16];
+        match id
+            .strip_prefix(AuditEventId::PREFIX)
+            .and_then(|r| r.strip_prefix('_'))
+        {
+            Some(hex)
+                if hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+                    && hex::decode_to_slice(hex, &mut bytes).is_ok() =>
+            {
+                Id::Uuid(bytes)
+            }
+            _ => Id::Text(id),
+        }
+    }
+
+    fn request(id: &'a str) -> Self {
+        let mut buf = uuid::Uuid::encode_buffer();
+        match uuid::Uuid::try_parse(id) {
+            Ok(u) if u.hyphenated().encode_lower(&mut buf) == id => Id::Uuid(u.into_bytes()),
+            _ => Id::Text(id),
+        }
+    }
+}
+
+impl Id<String> {
+    fn event_text(self) -> String {
+        match self {
+            Id::Text(s) => s,
+            Id::Uuid(b) => format!("{}_{}", AuditEventId::PREFIX, hex::encode(b)),
+        }
+    }
+
+    fn request_text(self) -> String {
+        match self {
+            Id::Text(s) => s,
+            Id::Uuid(b) => uuid::Uuid::from_bytes(b).hyphenated().to_string(),
+        }
+    }
 }
 
 /// A segment being built from one commit's events of one chain.
@@ -54,7 +135,7 @@ pub(crate) struct SegmentBuilder<'a> {
     pub last_at: i64,
     strings: Vec<&'a str>,
     index: HashMap<&'a str, u32>,
-    events: Vec<Packed<&'a str>>,
+    events: Vec<Packed<Id<&'a str>>>,
     terms: BTreeSet<(char, &'a str)>,
     /// String indexes and search terms by the string's address, tried before the table and
     /// the term set: most strings of a segment are the same few values borrowed again and
@@ -165,7 +246,7 @@ impl<'a> SegmentBuilder<'a> {
         }
         let packed = Packed {
             seq,
-            id: r.id,
+            id: Id::event(r.id),
             occurred_at: at,
             actor: r.actor.map(|a| {
                 [
@@ -184,7 +265,7 @@ impl<'a> SegmentBuilder<'a> {
             status: r.status,
             ip: r.ip.map(|s| self.intern(s)),
             user_agent: r.user_agent.map(|s| self.intern(s)),
-            request_id: r.request_id,
+            request_id: r.request_id.map(Id::request),
             hash,
         };
         self.events.push(packed);
@@ -215,9 +296,9 @@ pub(crate) fn term(kind: char, id: &str) -> String {
 
 /// `Body` by reference, for encoding (the same wire form).
 #[derive(Serialize)]
-struct BodyRef<'s, 'a> {
+struct BodyRef<'s, 'a, I> {
     strings: &'s [&'a str],
-    events: &'s [Packed<&'a str>],
+    events: &'s [Packed<I>],
 }
 
 /// A stored segment, parsed: its events are built one at a time, so that a search builds
@@ -225,7 +306,7 @@ struct BodyRef<'s, 'a> {
 pub(crate) struct Segment {
     chain: String,
     prev_hash: String,
-    body: Body,
+    body: Body<String>,
 }
 
 impl Segment {
@@ -240,10 +321,22 @@ impl Segment {
         let Some((&format, rest)) = bytes.split_first() else {
             return Err(corrupt("it is empty".into()));
         };
-        if format != FORMAT {
-            return Err(corrupt(format!("unknown format {format}")));
-        }
-        let body: Body = postcard::from_bytes(rest).map_err(|e| corrupt(e.to_string()))?;
+        let body: Body<String> = match format {
+            1 => postcard::from_bytes(rest).map_err(|e| corrupt(e.to_string()))?,
+            2 => {
+                let body: Body<Id<String>> =
+                    postcard::from_bytes(rest).map_err(|e| corrupt(e.to_string()))?;
+                Body {
+                    strings: body.strings,
+                    events: body
+                        .events
+                        .into_iter()
+                        .map(|p| p.map_ids(Id::event_text, Id::request_text))
+                        .collect(),
+                }
+            }
+            _ => return Err(corrupt(format!("unknown format {format}"))),
+        };
         let n = body.strings.len();
         let bad = |i: &u32| *i as usize >= n;
         let indexes_ok = body.events.iter().all(|p| {
@@ -434,11 +527,11 @@ mod tests {
             b.append(r.view());
         }
         let bytes = b.encode();
-        // About 140 bytes an event, most of it the event id, the request id and the hash:
-        // a row per event took 450 and more.
+        // About 100 bytes an event, a third of it the hash: a row per event took 450 and
+        // more, format 1's text ids about 140.
         assert!(
-            bytes.len() < 51 * 150,
-            "{} bytes for 51 events: shared strings should be stored once",
+            bytes.len() < 51 * 110,
+            "{} bytes for 51 events: shared strings should be stored once, ids as bytes",
             bytes.len()
         );
         let segment = Segment::parse(org.as_str(), GENESIS.to_owned(), &bytes).unwrap();
@@ -459,6 +552,95 @@ mod tests {
         assert!(terms.contains(&"t:key_1".to_owned()));
     }
 
+    /// Segments written before format 2, with their ids as text, read as they always did.
+    #[test]
+    fn format_1_segments_still_read() {
+        let org = OrgId::generate();
+        let records: Vec<AuditRecord> = (0..3).map(|n| full(&org, &KeyId::generate(), n)).collect();
+        let mut b = SegmentBuilder::new(0, GENESIS.to_owned());
+        for r in &records {
+            b.append(r.view());
+        }
+        let format_2 = Segment::parse(org.as_str(), GENESIS.into(), &b.encode())
+            .unwrap()
+            .events();
+        // The same events as format 1 wrote them: ids as text.
+        let events: Vec<Packed<&str>> = b
+            .events
+            .iter()
+            .zip(&records)
+            .map(|(p, r)| Packed {
+                seq: p.seq,
+                id: r.id.as_str(),
+                occurred_at: p.occurred_at,
+                actor: p.actor,
+                api_key_id: p.api_key_id,
+                token_hint: p.token_hint,
+                action: p.action,
+                method: p.method,
+                route: p.route,
+                target: p.target,
+                outcome: p.outcome,
+                status: p.status,
+                ip: p.ip,
+                user_agent: p.user_agent,
+                request_id: r.request_id.as_deref(),
+                hash: p.hash,
+            })
+            .collect();
+        let mut format_1 = vec![1u8];
+        postcard::to_io(
+            &BodyRef {
+                strings: &b.strings,
+                events: &events,
+            },
+            &mut format_1,
+        )
+        .unwrap();
+        let read = Segment::parse(org.as_str(), GENESIS.into(), &format_1)
+            .unwrap()
+            .events();
+        assert_eq!(format!("{read:?}"), format!("{format_2:?}"));
+        let mut prev = GENESIS.to_owned();
+        for (e, r) in read.iter().zip(&records) {
+            assert_eq!(format!("{:?}", e.record), format!("{r:?}"));
+            assert_eq!(e.hash, crate::audit::event_hash(&prev, e.seq, r));
+            prev = e.hash.clone();
+        }
+    }
+
+    /// Only ids written exactly as Tocsin writes them are kept as bytes; any other id is
+    /// kept as its text, so every id reads back as it was given.
+    #[test]
+    fn ids_are_bytes_only_when_they_read_back_the_same() {
+        let event = AuditEventId::generate();
+        assert!(matches!(Id::event(event.as_str()), Id::Uuid(_)));
+        let request = uuid::Uuid::now_v7().hyphenated().to_string();
+        assert!(matches!(Id::request(&request), Id::Uuid(_)));
+        let upper = event.as_str().to_uppercase().replacen("EVT", "evt", 1);
+        let not_ours = [
+            "evt_1",
+            "legacy-event-7",
+            upper.as_str(),
+            "evt_0123456789abcdef0123456789abcdef00",
+        ];
+        for id in not_ours {
+            assert_eq!(Id::event(id), Id::Text(id), "{id}");
+        }
+        let braced = format!("{{{request}}}");
+        let simple = request.replace('-', "");
+        let upper = request.to_uppercase();
+        for id in ["req-42", braced.as_str(), simple.as_str(), upper.as_str()] {
+            assert_eq!(Id::request(id), Id::Text(id), "{id}");
+        }
+        let own = |i: Id<&str>| match i {
+            Id::Text(s) => Id::Text(s.to_owned()),
+            Id::Uuid(b) => Id::Uuid(b),
+        };
+        assert_eq!(own(Id::event(event.as_str())).event_text(), event.as_str());
+        assert_eq!(own(Id::request(&request)).request_text(), request);
+    }
+
     #[test]
     fn damaged_bytes_are_an_error_not_a_panic() {
         let org = OrgId::generate();
@@ -473,40 +655,10 @@ mod tests {
         other_format[0] = 9;
         assert!(Segment::parse(org.as_str(), GENESIS.into(), &other_format).is_err());
         // A string index pointing past the table.
-        let mut body: Body = postcard::from_bytes(&bytes[1..]).unwrap();
+        let mut body: Body<Id<String>> = postcard::from_bytes(&bytes[1..]).unwrap();
         body.strings.truncate(1);
         let mut short = vec![FORMAT];
-        let events: Vec<Packed<&str>> = body
-            .events
-            .iter()
-            .map(|p| Packed {
-                seq: p.seq,
-                id: p.id.as_str(),
-                occurred_at: p.occurred_at,
-                actor: p.actor,
-                api_key_id: p.api_key_id,
-                token_hint: p.token_hint,
-                action: p.action,
-                method: p.method,
-                route: p.route,
-                target: p.target,
-                outcome: p.outcome,
-                status: p.status,
-                ip: p.ip,
-                user_agent: p.user_agent,
-                request_id: p.request_id.as_deref(),
-                hash: p.hash,
-            })
-            .collect();
-        let strings: Vec<&str> = body.strings.iter().map(String::as_str).collect();
-        postcard::to_io(
-            &BodyRef {
-                strings: &strings,
-                events: &events,
-            },
-            &mut short,
-        )
-        .unwrap();
+        postcard::to_io(&body, &mut short).unwrap();
         let err = Segment::parse(org.as_str(), GENESIS.into(), &short)
             .err()
             .unwrap();
