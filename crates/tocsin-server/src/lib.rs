@@ -194,6 +194,8 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
             )
         })?;
     let addr = listener.local_addr()?;
+    let loops = limits::EventLoops::start()
+        .map_err(|e| anyhow::anyhow!("cannot start the connection threads: {e}"))?;
     let (audit, alerts, writer_task) = tocsin_store::spawn_writers(store.clone());
     let settings_failed_auth = settings.failed_auth_per_minute;
     let app: AppState = Arc::new(App {
@@ -227,7 +229,7 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
                 _ = shutdown_signal() => {}
             }
         };
-        limits::serve(listener, router, &app2.settings, signal).await;
+        limits::serve(listener, router, &app2.settings, &loops, signal).await;
         background.abort();
         upkeep.abort();
         watcher.abort();
@@ -243,6 +245,7 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
         // Every alert write was answered only after its commit, and the flush above committed
         // every audit event: nothing is pending in the writer now.
         writer_task.abort();
+        loops.stop().await;
         tracing::info!("stopped; batched writes flushed");
     });
     tracing::info!(%addr, "listening");

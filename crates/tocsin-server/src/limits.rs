@@ -45,15 +45,82 @@ pub(crate) async fn run<F: Future<Output = Response>>(
     }
 }
 
+/// The threads that serve connections: one event loop (a single-threaded tokio runtime) per
+/// core, each connection served by one loop for its whole life, as nginx's workers serve
+/// theirs. On the work-stealing runtime every readiness event could wake a parked worker to
+/// steal the task, and those futex wake-ups, inter-processor interrupts and context switches
+/// cost about 3 us of a whoami's 15 us of CPU (issue #5; bench/README.md). The accept loop,
+/// the background tasks and the batch writer stay where they were.
+pub struct EventLoops {
+    loops: Vec<tokio::runtime::Handle>,
+    /// Dropping a sender ends its loop's thread, which drops its runtime and the tasks left.
+    stops: Vec<tokio::sync::oneshot::Sender<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl EventLoops {
+    /// One loop per core the process may use.
+    pub fn start() -> std::io::Result<EventLoops> {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut loops = EventLoops {
+            loops: Vec::with_capacity(n),
+            stops: Vec::with_capacity(n),
+            threads: Vec::with_capacity(n),
+            next: Default::default(),
+        };
+        for i in 0..n {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            loops.loops.push(rt.handle().clone());
+            loops.stops.push(stop);
+            loops.threads.push(
+                std::thread::Builder::new()
+                    .name(format!("tocsin-loop-{i}"))
+                    .spawn(move || {
+                        rt.block_on(async {
+                            let _ = stopped.await;
+                        })
+                    })?,
+            );
+        }
+        Ok(loops)
+    }
+
+    /// The loop for the next connection, in turn.
+    fn next(&self) -> &tokio::runtime::Handle {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        &self.loops[i % self.loops.len()]
+    }
+
+    /// Ends the loops and waits for their threads. Called last, once the store is closed: a
+    /// database connection a request opened belongs to its loop's runtime, so the loops
+    /// outlive every use of the store.
+    pub async fn stop(mut self) {
+        self.stops.clear();
+        let threads = std::mem::take(&mut self.threads);
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+}
+
 /// Serves HTTP/1.1 on `listener` until `signal` resolves, then stops accepting, lets every
-/// connection finish its request in flight, and returns once all are closed. Each request
-/// carries `ConnectInfo<SocketAddr>`, as `axum::serve` gives it; unlike `axum::serve`, the
-/// connections have a timer, so a client that sends its headers slowly (or never) is
-/// disconnected instead of holding a connection for ever.
+/// connection finish its request in flight, and returns once all are closed. Connections are
+/// served on `loops`, in turn. Each request carries `ConnectInfo<SocketAddr>`, as
+/// `axum::serve` gives it; unlike `axum::serve`, the connections have a timer, so a client
+/// that sends its headers slowly (or never) is disconnected instead of holding a connection
+/// for ever.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: axum::Router,
     settings: &Settings,
+    loops: &EventLoops,
     signal: impl Future<Output = ()> + Send + 'static,
 ) {
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -82,15 +149,32 @@ pub async fn serve(
             _ = &mut signal => break,
         };
         let _ = stream.set_nodelay(true);
+        // The socket moves to its loop's runtime: out of this one's reactor, into that one's.
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "could not hand a connection to its loop");
+                continue;
+            }
+        };
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
             tower::ServiceExt::oneshot(router.clone(), req.map(axum::body::Body::new))
         });
-        let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let builder = builder.clone();
         let mut draining = draining_rx.clone();
         let open = open_rx.clone();
-        tokio::spawn(async move {
+        loops.next().spawn(async move {
+            let stream = match tokio::net::TcpStream::from_std(stream) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "could not serve a connection on its loop");
+                    return;
+                }
+            };
+            let connection =
+                builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
             let mut connection = std::pin::pin!(connection);
             tokio::select! {
                 result = connection.as_mut() => log_connection_end(result, peer),
