@@ -70,21 +70,34 @@ impl EventLoops {
             next: Default::default(),
         };
         for i in 0..n {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
+            // Each runtime is built, run and dropped on its own thread (a runtime dropped on
+            // an async thread would panic), which sends its handle back once it is built.
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            loops.loops.push(rt.handle().clone());
+            let (ready, handle) = std::sync::mpsc::sync_channel(1);
+            let thread = std::thread::Builder::new()
+                .name(format!("tocsin-loop-{i}"))
+                .spawn(move || {
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            let _ = ready.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = ready.send(Ok(rt.handle().clone()));
+                    rt.block_on(async {
+                        let _ = stopped.await;
+                    })
+                })?;
+            let handle = handle.recv().map_err(|_| {
+                std::io::Error::other("an event loop's thread ended as it started")
+            })??;
+            loops.loops.push(handle);
             loops.stops.push(stop);
-            loops.threads.push(
-                std::thread::Builder::new()
-                    .name(format!("tocsin-loop-{i}"))
-                    .spawn(move || {
-                        rt.block_on(async {
-                            let _ = stopped.await;
-                        })
-                    })?,
-            );
+            loops.threads.push(thread);
         }
         Ok(loops)
     }

@@ -1,5 +1,6 @@
 //! API integrations: inbound alert sources, global or owned by a team.
 
+use crate::point_read::point;
 use crate::{Page, Result, Store, StoreError, from_ms, ms, now_ms, on_db, paginate, safe};
 use time::OffsetDateTime;
 use tocsin_core::integration::AccessFlags;
@@ -99,8 +100,11 @@ impl Store {
 
     pub async fn get_integration(&self, org: &OrgId, id: &IntegrationId) -> Result<Integration> {
         let sql = format!("SELECT {COLUMNS} FROM integrations WHERE org_id = $1 AND id = $2");
-        let row: Row = match &self.reads {
-            Some(reads) => reads.one(&sql, (org.as_str(), id.as_str()), Row::from_rusqlite)?,
+        let point = point(self.reads.as_deref(), |reads| {
+            reads.one(&sql, (org.as_str(), id.as_str()), Row::from_rusqlite)
+        })?;
+        let row: Row = match point {
+            Some(row) => row,
             None => on_db!(&self.db, |pool| {
                 sqlx::query_as(safe(&sql))
                     .bind(org.as_str())

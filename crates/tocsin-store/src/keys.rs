@@ -1,5 +1,6 @@
 //! API keys and their tokens (only digests are stored). A key has one current token and,
 //! during a rotation's grace period, one previous token.
+use crate::point_read::{PointReads, point};
 
 use crate::{
     BeginWrite, Page, Result, Store, StoreError, from_json, from_ms, ms, now_ms, on_db, paginate,
@@ -358,14 +359,17 @@ impl Store {
             is_current: bool,
             grace_ends_at: Option<i64>,
         }
-        let row: Option<Joined> = match &self.reads {
-            Some(reads) => reads.optional(&sql, [&digest[..]], |r| {
+        let point = point(self.reads.as_deref(), |reads| {
+            reads.optional(&sql, [&digest[..]], |r| {
                 Ok(Joined {
                     key: KeyRow::from_rusqlite(r)?,
                     is_current: r.get("is_current")?,
                     grace_ends_at: r.get("grace_ends_at")?,
                 })
-            })?,
+            })
+        })?;
+        let row: Option<Joined> = match point {
+            Some(row) => row,
             None => on_db!(&self.db, |pool| sqlx::query_as(safe(&sql))
                 .bind(&digest[..])
                 .fetch_optional(pool)
@@ -608,8 +612,9 @@ impl Store {
         id: &ServiceAccountId,
     ) -> Result<String> {
         const SQL: &str = "SELECT name FROM service_accounts WHERE org_id = $1 AND id = $2";
-        if let Some(reads) = &self.reads {
-            return reads.one(SQL, (org.as_str(), id.as_str()), |r| r.get(0));
+        let read = |reads: &PointReads| reads.one(SQL, (org.as_str(), id.as_str()), |r| r.get(0));
+        if let Some(name) = point(self.reads.as_deref(), read)? {
+            return Ok(name);
         }
         let (name,): (String,) = on_db!(&self.db, |pool| {
             sqlx::query_as(SQL)

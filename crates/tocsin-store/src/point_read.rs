@@ -9,7 +9,11 @@
 //! called, like a lock-protected cache would, on a rusqlite connection taken from a short
 //! idle list; everything else still goes through sqlx.
 //!
-//! In WAL mode a reader never waits for the writer, so the only waits are SQLite's own I/O.
+//! In WAL mode a reader never waits for the writer. It can still find the file locked for a
+//! moment: while a connection recovers the WAL after a crash, or while the last connection to
+//! close checkpoints and removes it. A point read waits at most `BUSY_WAIT` for that, since it
+//! holds an event loop while it waits, and then answers `None` from [`point`], and the caller
+//! reads the same rows through sqlx, whose wait is on its own thread.
 
 use crate::{Result, StoreError};
 use std::borrow::Cow;
@@ -34,23 +38,52 @@ macro_rules! rusqlite_row {
 }
 pub(crate) use rusqlite_row;
 
-/// Idle read connections kept for reuse: one per thread that reads at once (the runtime's
-/// workers) is enough; more are opened when needed and closed after.
-const IDLE: usize = 4;
+/// How long a point read waits for a locked file before handing the read to sqlx.
+const BUSY_WAIT: Duration = Duration::from_millis(5);
+
+/// A point read's answer, or `None` when the file stayed locked past `BUSY_WAIT` or there are
+/// no point reads (PostgreSQL): then the caller reads through sqlx.
+pub(crate) fn point<T>(
+    reads: Option<&PointReads>,
+    read: impl FnOnce(&PointReads) -> Result<T>,
+) -> Result<Option<T>> {
+    let Some(reads) = reads else {
+        return Ok(None);
+    };
+    match read(reads) {
+        Ok(v) => Ok(Some(v)),
+        Err(StoreError::Embedded(rusqlite::Error::SqliteFailure(f, _)))
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
 
 #[derive(Debug)]
 pub(crate) struct PointReads {
     path: PathBuf,
     idle: Mutex<Vec<rusqlite::Connection>>,
+    /// Idle connections kept for reuse: one per thread that reads at once, which is one per
+    /// event loop (limits.rs) and a few for the main runtime; more are opened when needed and
+    /// closed after.
+    keep: usize,
     closed: AtomicBool,
 }
 
 impl PointReads {
     /// Opens one read connection on a file that sqlx has already put in WAL mode.
     pub(crate) fn open(path: &Path) -> Result<Self> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let keep = cores + 2;
         let reads = PointReads {
             path: path.to_path_buf(),
-            idle: Mutex::new(Vec::with_capacity(IDLE)),
+            idle: Mutex::new(Vec::with_capacity(keep)),
+            keep,
             closed: AtomicBool::new(false),
         };
         let first = reads.connect()?;
@@ -64,7 +97,7 @@ impl PointReads {
 
     fn connect(&self) -> Result<rusqlite::Connection> {
         let conn = rusqlite::Connection::open(&self.path)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.busy_timeout(BUSY_WAIT)?;
         // These connections only read: a write through one is refused.
         conn.execute_batch("PRAGMA query_only = ON;")?;
         conn.set_prepared_statement_cache_capacity(16);
@@ -83,7 +116,7 @@ impl PointReads {
         };
         let out = f(&conn);
         let mut idle = self.idle();
-        if idle.len() < IDLE && !self.closed.load(Ordering::Acquire) {
+        if idle.len() < self.keep && !self.closed.load(Ordering::Acquire) {
             idle.push(conn);
         }
         out
@@ -205,5 +238,48 @@ mod tests {
         assert_eq!(get("b").unwrap(), Some(2));
         reads.close();
         assert!(matches!(get("a"), Err(StoreError::Closed)));
+    }
+
+    /// A file that another connection holds locked makes a point read answer `None` after
+    /// `BUSY_WAIT` (so that the caller reads through sqlx), not an error and not a long wait.
+    /// (With other connections open, a WAL file is locked only while one of them recovers the
+    /// WAL; a connection in exclusive locking mode, taken before the reads open, stands in.)
+    #[test]
+    fn a_locked_file_hands_the_read_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let writer = rusqlite::Connection::open(&path).unwrap();
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER);
+                 INSERT INTO t VALUES ('a', 1);
+                 PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; DELETE FROM t WHERE 0;",
+            )
+            .unwrap();
+        let reads = PointReads::open(&path).unwrap();
+        let read = |reads: &PointReads| {
+            reads.optional("SELECT v FROM t WHERE k = $1", ["a"], |r| {
+                r.get::<_, i64>(0)
+            })
+        };
+        assert_eq!(
+            point(Some(&reads), read).unwrap(),
+            None,
+            "locked: sqlx reads"
+        );
+        writer.execute_batch("COMMIT;").unwrap();
+        drop(writer);
+        assert_eq!(point(Some(&reads), read).unwrap(), Some(Some(1)));
+        assert_eq!(
+            point(None, read).unwrap(),
+            None,
+            "no point reads: sqlx reads"
+        );
+        let missing =
+            |reads: &PointReads| reads.all("SELECT v FROM nope", [], |r| r.get::<_, i64>(0));
+        assert!(
+            point(Some(&reads), missing).is_err(),
+            "other errors are errors"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! Teams and memberships (each with its team roles).
 
+use crate::point_read::point;
 use crate::{
     BeginWrite, Page, Result, Store, StoreError, from_json, from_ms, ms, now_ms, on_db, paginate,
     safe, to_json,
@@ -206,6 +207,9 @@ impl Store {
         self.memberships(org, "user_id", user.as_str()).await
     }
 
+    /// The memberships whose `column` is `value`. A user's few memberships are part of
+    /// verifying a personal key and are a point read on SQLite; a team's members are a list of
+    /// any length and go through sqlx.
     async fn memberships(
         &self,
         org: &OrgId,
@@ -215,10 +219,14 @@ impl Store {
         let sql = format!(
             "SELECT team_id, user_id, team_role_names, created_at FROM team_members WHERE org_id = $1 AND {column} = $2 ORDER BY created_at, team_id"
         );
-        let rows: Vec<(String, String, String, i64)> = match &self.reads {
-            Some(reads) => reads.all(&sql, (org.as_str(), value), |r| {
+        let reads = self.reads.as_deref().filter(|_| column == "user_id");
+        let point = point(reads, |reads| {
+            reads.all(&sql, (org.as_str(), value), |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })?,
+            })
+        })?;
+        let rows: Vec<(String, String, String, i64)> = match point {
+            Some(rows) => rows,
             None => on_db!(&self.db, |pool| sqlx::query_as(safe(&sql))
                 .bind(org.as_str())
                 .bind(value)

@@ -1,5 +1,6 @@
 //! Users (people in an organization) and their login sessions.
 
+use crate::point_read::point;
 use crate::{Page, Result, Store, StoreError, from_ms, ms, on_db, paginate, safe};
 use time::OffsetDateTime;
 use tocsin_core::token::TokenDigest;
@@ -110,8 +111,11 @@ impl Store {
 
     pub async fn get_user(&self, org: &OrgId, id: &UserId) -> Result<User> {
         let sql = format!("SELECT {COLUMNS} FROM users WHERE org_id = $1 AND id = $2");
-        let row: UserRow = match &self.reads {
-            Some(reads) => reads.one(&sql, (org.as_str(), id.as_str()), UserRow::from_rusqlite)?,
+        let point = point(self.reads.as_deref(), |reads| {
+            reads.one(&sql, (org.as_str(), id.as_str()), UserRow::from_rusqlite)
+        })?;
+        let row: UserRow = match point {
+            Some(row) => row,
             None => on_db!(&self.db, |pool| sqlx::query_as(safe(&sql))
                 .bind(org.as_str())
                 .bind(id.as_str())
