@@ -89,6 +89,12 @@ pub(crate) const SEGMENT: &str =
     VALUES ($1, $2, $3, $4, $5, $6, $7)";
 pub(crate) const TERM: &str =
     "INSERT INTO audit_segment_terms (chain, term, first_seq) VALUES ($1, $2, $3)";
+/// A segment's terms in one statement, from a JSON array of them in `$2` (on sqlx each
+/// statement is a round trip, and a segment of alert events has a term per alert).
+const TERMS_PG: &str = "INSERT INTO audit_segment_terms (chain, term, first_seq)
+    SELECT $1, t, $3 FROM json_array_elements_text($2::json) AS t";
+const TERMS_SQLITE: &str = "INSERT INTO audit_segment_terms (chain, term, first_seq)
+    SELECT $1, value, $3 FROM json_each($2)";
 pub(crate) const MOVE_HEAD: &str = "UPDATE audit_heads SET seq = $2, hash = $3 WHERE chain = $1";
 
 pub(crate) const RESERVE_TINY_IDS: &str =
@@ -151,7 +157,7 @@ pub(crate) fn alerts_sql() -> &'static BulkSql {
 /// The audit statements on a sqlx connection of either backend (PostgreSQL's batches, and
 /// the conversion of pre-0008 audit rows, which runs on sqlx on both).
 macro_rules! sqlx_segment_conn {
-    ($conn:ty) => {
+    ($conn:ty, $terms:expr) => {
         impl SegmentConn for $conn {
             async fn audit_head(&mut self, chain: &str) -> Result<(i64, String)> {
                 Ok(sqlx::query_as(HEAD)
@@ -176,10 +182,14 @@ macro_rules! sqlx_segment_conn {
                     .bind(segment.encode())
                     .execute(&mut *self)
                     .await?;
-                for term in segment.terms() {
-                    sqlx::query(TERM)
+                let terms: Vec<String> = segment.terms().collect();
+                if !terms.is_empty() {
+                    let terms = serde_json::to_string(&terms).map_err(|e| {
+                        crate::StoreError::Config(format!("audit segment terms: {e}"))
+                    })?;
+                    sqlx::query($terms)
                         .bind(chain)
-                        .bind(term)
+                        .bind(terms)
                         .bind(segment.first_seq)
                         .execute(&mut *self)
                         .await?;
@@ -200,8 +210,8 @@ macro_rules! sqlx_segment_conn {
     };
 }
 
-sqlx_segment_conn!(sqlx::PgConnection);
-sqlx_segment_conn!(sqlx::SqliteConnection);
+sqlx_segment_conn!(sqlx::PgConnection, TERMS_PG);
+sqlx_segment_conn!(sqlx::SqliteConnection, TERMS_SQLITE);
 
 impl BatchConn for sqlx::PgConnection {
     async fn open_aliases(&mut self, org: &str, aliases: &[&str]) -> Result<Vec<(String, String)>> {
