@@ -99,8 +99,9 @@ pub struct Store {
 
 /// Copies committed pages from the WAL into the database file from a connection of its own
 /// (a `PASSIVE` checkpoint: it never blocks the writer or readers): while the WAL grows,
-/// each time about 250 frames have been written (at most every 10 ms, at least every 250 ms),
-/// backing off to once a second while it does not. Without it the single writer
+/// each time about 250 frames have been written (at most every 10 ms, at least every 250 ms;
+/// 10 ms after a refused checkpoint or a quiet spell), backing off to once a second while it
+/// does not. Without it the single writer
 /// did that copy itself, inline, each time the WAL passed 1,000 pages, and every request of
 /// the batch behind it waited: about 3 ms of the alert p99 (issue #5). The writer's own
 /// automatic checkpoint still runs, but finds almost nothing left to copy; it is what lets
@@ -132,16 +133,76 @@ impl Checkpointer {
         let per_frame = elapsed.as_secs_f64() / new.max(1) as f64;
         Duration::from_secs_f64(per_frame * Self::FRAMES as f64).clamp(Self::BUSY, Self::GROWING)
     }
+}
 
+/// When the background checkpointer looks next, from what each checkpoint answered.
+#[derive(Debug)]
+struct Cadence {
+    wait: Duration,
+    /// (frames in the WAL, frames copied) at the last look that was not refused.
+    last: (i64, i64),
+    last_at: tokio::time::Instant,
+    idle: bool,
+}
+
+impl Cadence {
+    fn new(now: tokio::time::Instant) -> Cadence {
+        Cadence {
+            wait: Checkpointer::BUSY,
+            last: (0, 0),
+            last_at: now,
+            idle: false,
+        }
+    }
+
+    /// The wait after a checkpoint answered `(busy, frames, copied)` at `now`.
+    fn next(
+        &mut self,
+        (busy, frames, copied): (i64, i64, i64),
+        now: tokio::time::Instant,
+    ) -> Duration {
+        if busy != 0 || frames < 0 {
+            // Refused: another checkpoint (the writer's own, under load) holds the lock.
+            // Nothing is learned of the WAL's growth; look again soon.
+            self.wait = Checkpointer::BUSY;
+            return self.wait;
+        }
+        if (frames, copied) == self.last {
+            self.wait = (self.wait * 2).min(Checkpointer::IDLE);
+            self.idle = true;
+        } else {
+            // The frames written since the last look. A WAL that was fully copied then, or
+            // that is shorter now, has started over: all of its frames are new (at worst an
+            // overcount, which only shortens the wait).
+            let restarted = frames < self.last.0 || self.last.0 == self.last.1;
+            let new = if restarted {
+                frames
+            } else {
+                frames - self.last.0
+            };
+            // Growth after a quiet spell is measured over that spell: start again at BUSY.
+            self.wait = if self.idle {
+                Checkpointer::BUSY
+            } else {
+                Checkpointer::next_wait(new, now - self.last_at)
+            };
+            self.idle = false;
+        }
+        self.last = (frames, copied);
+        self.last_at = now;
+        self.wait
+    }
+}
+
+impl Checkpointer {
     async fn start(opts: SqliteConnectOptions) -> Result<Checkpointer> {
         use sqlx::Connection;
         let mut conn = sqlx::SqliteConnection::connect_with(&opts).await?;
         let stop = std::sync::Arc::new(tokio::sync::Notify::new());
         let stopped = stop.clone();
         let task = tokio::spawn(async move {
+            let mut cadence = Cadence::new(tokio::time::Instant::now());
             let mut wait = Self::BUSY;
-            let mut last = (0i64, 0i64);
-            let mut last_at = tokio::time::Instant::now();
             loop {
                 tokio::select! {
                     () = stopped.notified() => break,
@@ -152,22 +213,7 @@ impl Checkpointer {
                     .fetch_one(&mut conn)
                     .await
                 {
-                    Ok((_, frames, copied)) => {
-                        let now = tokio::time::Instant::now();
-                        // Frames written since the last look (the WAL may have started over).
-                        let new = if frames >= last.0 {
-                            frames - last.0
-                        } else {
-                            frames
-                        };
-                        wait = if (frames, copied) == last {
-                            (wait * 2).min(Self::IDLE)
-                        } else {
-                            Self::next_wait(new, now - last_at)
-                        };
-                        last = (frames, copied);
-                        last_at = now;
-                    }
+                    Ok(answer) => wait = cadence.next(answer, tokio::time::Instant::now()),
                     Err(e) => {
                         tracing::warn!(error = %e, "background WAL checkpoint failed; the writer's own checkpoints continue");
                         wait = Self::IDLE;
@@ -505,7 +551,7 @@ impl BeginWrite for sqlx::SqlitePool {
 
 #[cfg(test)]
 mod tests {
-    use super::Checkpointer;
+    use super::{Cadence, Checkpointer};
     use std::time::Duration;
 
     /// The checkpoint cadence follows the WAL's growth: every 10 ms under alert load, less
@@ -519,5 +565,31 @@ mod tests {
         assert!(light > ms(80) && light < ms(85), "{light:?}");
         assert_eq!(Checkpointer::next_wait(1, ms(1_000)), ms(250));
         assert_eq!(Checkpointer::next_wait(0, ms(10)), ms(250));
+    }
+
+    /// A refused checkpoint, a WAL that started over, and growth after a quiet spell all
+    /// bring the next look back to 10 ms.
+    #[test]
+    fn the_cadence_reacts_to_refusals_restarts_and_bursts() {
+        let ms = |m| Duration::from_millis(m);
+        let t0 = tokio::time::Instant::now();
+        let mut c = Cadence::new(t0);
+        // Light growth: 30 frames in 10 ms, about 83 ms to the next look.
+        let light = c.next((0, 30, 30), t0 + ms(10));
+        assert!(light > ms(80) && light < ms(85), "{light:?}");
+        // Refused while the writer checkpoints: look again soon, and learn nothing.
+        assert_eq!(c.next((1, -1, -1), t0 + ms(95)), ms(10));
+        assert_eq!(c.last, (30, 30));
+        // The WAL was fully copied, so the writer started it over: 250 new frames, not 220.
+        assert_eq!(c.next((0, 250, 250), t0 + ms(200)), ms(190));
+        // Nothing new: back off, doubling up to a second.
+        assert_eq!(c.next((0, 250, 250), t0 + ms(400)), ms(380));
+        assert_eq!(c.next((0, 250, 250), t0 + ms(800)), ms(760));
+        assert_eq!(c.next((0, 250, 250), t0 + ms(1600)), ms(1000));
+        // Growth after the quiet spell: 10 ms, whatever the average over the spell says.
+        assert_eq!(c.next((0, 40, 20), t0 + ms(2600)), ms(10));
+        // A WAL not fully copied goes on: 30 new frames in 10 ms.
+        let steady = c.next((0, 70, 60), t0 + ms(2610));
+        assert!(steady > ms(80) && steady < ms(85), "{steady:?}");
     }
 }
