@@ -184,12 +184,9 @@ macro_rules! sqlx_segment_conn {
                     .await?;
                 let terms: Vec<String> = segment.terms().collect();
                 if !terms.is_empty() {
-                    let terms = serde_json::to_string(&terms).map_err(|e| {
-                        crate::StoreError::Config(format!("audit segment terms: {e}"))
-                    })?;
                     sqlx::query($terms)
                         .bind(chain)
-                        .bind(terms)
+                        .bind(crate::to_json(&terms))
                         .bind(segment.first_seq)
                         .execute(&mut *self)
                         .await?;

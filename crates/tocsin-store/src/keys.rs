@@ -1,7 +1,7 @@
 //! API keys and their tokens (only digests are stored). A key has one current token and,
 //! during a rotation's grace period, one previous token.
-use crate::point_read::{PointReads, point};
 
+use crate::point_read::{PointReads, point};
 use crate::{
     BeginWrite, Page, Result, Store, StoreError, from_json, from_ms, ms, now_ms, on_db, paginate,
     safe, to_json,

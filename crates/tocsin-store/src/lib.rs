@@ -114,27 +114,6 @@ struct Checkpointer {
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
-impl Checkpointer {
-    const BUSY: Duration = Duration::from_millis(10);
-    const IDLE: Duration = Duration::from_secs(1);
-    /// The frames a checkpoint aims to find: a quarter of the writer's automatic checkpoint
-    /// (1,000 pages), so that it still finds almost nothing left to copy.
-    const FRAMES: i64 = 250;
-    /// The longest wait while the WAL grows.
-    const GROWING: Duration = Duration::from_millis(250);
-
-    /// The wait before the next checkpoint, when `new` frames were written in `elapsed`: as
-    /// long as it takes to write about `FRAMES` at that rate. Every checkpoint that copies
-    /// something syncs the database file, and a page rewritten by many commits (the last page
-    /// of a table, its index pages) is copied once per checkpoint: under a light write load
-    /// (request audit events alone) checkpoints every 10 ms cost a fifth of what the events'
-    /// own writing did.
-    fn next_wait(new: i64, elapsed: Duration) -> Duration {
-        let per_frame = elapsed.as_secs_f64() / new.max(1) as f64;
-        Duration::from_secs_f64(per_frame * Self::FRAMES as f64).clamp(Self::BUSY, Self::GROWING)
-    }
-}
-
 /// When the background checkpointer looks next, from what each checkpoint answered.
 #[derive(Debug)]
 struct Cadence {
@@ -146,13 +125,32 @@ struct Cadence {
 }
 
 impl Cadence {
+    const BUSY: Duration = Duration::from_millis(10);
+    const IDLE: Duration = Duration::from_secs(1);
+    /// The frames a checkpoint aims to find: a quarter of the writer's automatic checkpoint
+    /// (1,000 pages), so that it still finds almost nothing left to copy.
+    const FRAMES: i64 = 250;
+    /// The longest wait while the WAL grows.
+    const GROWING: Duration = Duration::from_millis(250);
+
     fn new(now: tokio::time::Instant) -> Cadence {
         Cadence {
-            wait: Checkpointer::BUSY,
+            wait: Self::BUSY,
             last: (0, 0),
             last_at: now,
             idle: false,
         }
+    }
+
+    /// The wait before the next checkpoint, when `new` frames were written in `elapsed`: as
+    /// long as it takes to write about `FRAMES` at that rate. Every checkpoint that copies
+    /// something syncs the database file, and a page rewritten by many commits (the last page
+    /// of a table, its index pages) is copied once per checkpoint: under a light write load
+    /// (request audit events alone) checkpoints every 10 ms cost a fifth of what the events'
+    /// own writing did.
+    fn growing(new: i64, elapsed: Duration) -> Duration {
+        let per_frame = elapsed.as_secs_f64() / new.max(1) as f64;
+        Duration::from_secs_f64(per_frame * Self::FRAMES as f64).clamp(Self::BUSY, Self::GROWING)
     }
 
     /// The wait after a checkpoint answered `(busy, frames, copied)` at `now`.
@@ -164,11 +162,11 @@ impl Cadence {
         if busy != 0 || frames < 0 {
             // Refused: another checkpoint (the writer's own, under load) holds the lock.
             // Nothing is learned of the WAL's growth; look again soon.
-            self.wait = Checkpointer::BUSY;
+            self.wait = Self::BUSY;
             return self.wait;
         }
         if (frames, copied) == self.last {
-            self.wait = (self.wait * 2).min(Checkpointer::IDLE);
+            self.wait = (self.wait * 2).min(Self::IDLE);
             self.idle = true;
         } else {
             // The frames written since the last look. A WAL that was fully copied then, or
@@ -182,14 +180,20 @@ impl Cadence {
             };
             // Growth after a quiet spell is measured over that spell: start again at BUSY.
             self.wait = if self.idle {
-                Checkpointer::BUSY
+                Self::BUSY
             } else {
-                Checkpointer::next_wait(new, now - self.last_at)
+                Self::growing(new, now - self.last_at)
             };
             self.idle = false;
         }
         self.last = (frames, copied);
         self.last_at = now;
+        self.wait
+    }
+
+    /// The wait after a checkpoint failed: the writer's own checkpoints go on meanwhile.
+    fn failed(&mut self) -> Duration {
+        self.wait = Self::IDLE;
         self.wait
     }
 }
@@ -202,21 +206,22 @@ impl Checkpointer {
         let stopped = stop.clone();
         let task = tokio::spawn(async move {
             let mut cadence = Cadence::new(tokio::time::Instant::now());
-            let mut wait = Self::BUSY;
             loop {
                 tokio::select! {
                     () = stopped.notified() => break,
-                    () = tokio::time::sleep(wait) => {}
+                    () = tokio::time::sleep(cadence.wait) => {}
                 }
                 // (busy, frames in the WAL, frames copied into the database file)
                 match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
                     .fetch_one(&mut conn)
                     .await
                 {
-                    Ok(answer) => wait = cadence.next(answer, tokio::time::Instant::now()),
+                    Ok(answer) => {
+                        cadence.next(answer, tokio::time::Instant::now());
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "background WAL checkpoint failed; the writer's own checkpoints continue");
-                        wait = Self::IDLE;
+                        cadence.failed();
                     }
                 }
             }
@@ -551,7 +556,7 @@ impl BeginWrite for sqlx::SqlitePool {
 
 #[cfg(test)]
 mod tests {
-    use super::{Cadence, Checkpointer};
+    use super::Cadence;
     use std::time::Duration;
 
     /// The checkpoint cadence follows the WAL's growth: every 10 ms under alert load, less
@@ -559,12 +564,12 @@ mod tests {
     #[test]
     fn checkpoints_come_about_every_250_frames() {
         let ms = |m| Duration::from_millis(m);
-        assert_eq!(Checkpointer::next_wait(2_500, ms(100)), ms(10));
-        assert_eq!(Checkpointer::next_wait(250, ms(10)), ms(10));
-        let light = Checkpointer::next_wait(30, ms(10));
+        assert_eq!(Cadence::growing(2_500, ms(100)), ms(10));
+        assert_eq!(Cadence::growing(250, ms(10)), ms(10));
+        let light = Cadence::growing(30, ms(10));
         assert!(light > ms(80) && light < ms(85), "{light:?}");
-        assert_eq!(Checkpointer::next_wait(1, ms(1_000)), ms(250));
-        assert_eq!(Checkpointer::next_wait(0, ms(10)), ms(250));
+        assert_eq!(Cadence::growing(1, ms(1_000)), ms(250));
+        assert_eq!(Cadence::growing(0, ms(10)), ms(250));
     }
 
     /// A refused checkpoint, a WAL that started over, and growth after a quiet spell all
