@@ -13,14 +13,16 @@
 //! moment: while a connection recovers the WAL after a crash, or while the last connection to
 //! close checkpoints and removes it. A point read waits at most `BUSY_WAIT` for that, since it
 //! holds an event loop while it waits, and then answers `None` from [`point`], and the caller
-//! reads the same rows through sqlx, whose wait is on its own thread.
+//! reads the same rows through sqlx, whose wait is on its own thread. A file found locked
+//! tends to stay locked for a while (a recovery reads the whole WAL), so for `BUSY_BACKOFF`
+//! after that the point reads do not try, and every read goes to sqlx at once.
 
 use crate::{Result, StoreError};
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// Implements `from_rusqlite` for a row struct: each field read from the column of its name,
 /// or of the name given after it (`kind = "type"`).
@@ -40,6 +42,17 @@ pub(crate) use rusqlite_row;
 
 /// How long a point read waits for a locked file before handing the read to sqlx.
 const BUSY_WAIT: Duration = Duration::from_millis(5);
+/// How long the point reads hand every read to sqlx without trying, after one found the file
+/// locked: without it, each read would hold its event loop for `BUSY_WAIT` while the lock
+/// lasts.
+const BUSY_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Nanoseconds since the first call, never 0 (0 means "not backing off").
+fn clock() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let nanos = START.get_or_init(Instant::now).elapsed().as_nanos();
+    u64::try_from(nanos).unwrap_or(u64::MAX).saturating_add(1)
+}
 
 /// A point read's answer, or `None` when the file stayed locked past `BUSY_WAIT` or there are
 /// no point reads (PostgreSQL): then the caller reads through sqlx.
@@ -50,6 +63,9 @@ pub(crate) fn point<T>(
     let Some(reads) = reads else {
         return Ok(None);
     };
+    if reads.backing_off() {
+        return Ok(None);
+    }
     match read(reads) {
         Ok(v) => Ok(Some(v)),
         Err(StoreError::Embedded(rusqlite::Error::SqliteFailure(f, _)))
@@ -58,6 +74,8 @@ pub(crate) fn point<T>(
                 rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
             ) =>
         {
+            let until = clock().saturating_add(reads.backoff.as_nanos() as u64);
+            reads.skip_until.store(until, Ordering::Relaxed);
             Ok(None)
         }
         Err(e) => Err(e),
@@ -73,6 +91,10 @@ pub(crate) struct PointReads {
     /// closed after.
     keep: usize,
     closed: AtomicBool,
+    /// `clock()` until which reads go to sqlx without trying (0: none).
+    skip_until: AtomicU64,
+    /// `BUSY_BACKOFF` (tests shorten or lengthen it).
+    backoff: Duration,
 }
 
 impl PointReads {
@@ -85,10 +107,30 @@ impl PointReads {
             idle: Mutex::new(Vec::with_capacity(keep)),
             keep,
             closed: AtomicBool::new(false),
+            skip_until: AtomicU64::new(0),
+            backoff: BUSY_BACKOFF,
         };
         let first = reads.connect()?;
         reads.idle().push(first);
         Ok(reads)
+    }
+
+    /// True while a recent read found the file locked (`BUSY_BACKOFF`). Costs one relaxed
+    /// load when none did.
+    fn backing_off(&self) -> bool {
+        let until = self.skip_until.load(Ordering::Relaxed);
+        if until == 0 {
+            return false;
+        }
+        if clock() < until {
+            return true;
+        }
+        // Over: the next reads skip the clock. (A read that found the file locked again
+        // meanwhile set a later time, which this leaves alone.)
+        let _ = self
+            .skip_until
+            .compare_exchange(until, 0, Ordering::Relaxed, Ordering::Relaxed);
+        false
     }
 
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<rusqlite::Connection>> {
@@ -256,7 +298,11 @@ mod tests {
                  PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; DELETE FROM t WHERE 0;",
             )
             .unwrap();
-        let reads = PointReads::open(&path).unwrap();
+        // One store backs off for longer than the test runs, the other for a millisecond.
+        let mut lasting = PointReads::open(&path).unwrap();
+        lasting.backoff = Duration::from_secs(3600);
+        let mut reads = PointReads::open(&path).unwrap();
+        reads.backoff = Duration::from_millis(1);
         let read = |reads: &PointReads| {
             reads.optional("SELECT v FROM t WHERE k = $1", ["a"], |r| {
                 r.get::<_, i64>(0)
@@ -267,8 +313,22 @@ mod tests {
             None,
             "locked: sqlx reads"
         );
+        assert_eq!(point(Some(&lasting), read).unwrap(), None);
         writer.execute_batch("COMMIT;").unwrap();
         drop(writer);
+        // The file is free now, but a store that found it locked does not try again until
+        // its back-off is over: sqlx reads (were the read tried, it would find the row).
+        assert_eq!(
+            point(Some(&lasting), read).unwrap(),
+            None,
+            "backing off: sqlx reads"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(
+            point(Some(&reads), read).unwrap(),
+            Some(Some(1)),
+            "back-off over: point reads again"
+        );
         assert_eq!(point(Some(&reads), read).unwrap(), Some(Some(1)));
         assert_eq!(
             point(None, read).unwrap(),
