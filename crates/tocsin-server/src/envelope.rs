@@ -41,8 +41,13 @@ pub(crate) async fn run<F: Future<Output = Response>>(
         .map_or("unmatched", |m| crate::auth::route_text(m.as_str()));
     let span =
         tracing::info_span!("request", request_id = %id, method = %req.method(), path = %path);
-    let resp = next(req).instrument(span).await;
+    let mut resp = next(req).instrument(span).await;
     let status = resp.status();
+    let panicked = if status.is_server_error() {
+        resp.extensions_mut().remove::<Panicked>()
+    } else {
+        None
+    };
     count_request(route, status.as_u16());
     let mut resp = if let Some(info) = resp.extensions().get::<ErrorInfo>().cloned() {
         let mut rendered = render(&info, id, opsgenie, started);
@@ -64,13 +69,19 @@ pub(crate) async fn run<F: Future<Output = Response>>(
     // The access log: the path only, never the query string (legacy clients put keys there).
     tracing::debug!(request_id = %id, status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, path = %path, "request");
     if status.is_server_error() {
-        tracing::error!(request_id = %id, status = status.as_u16(), path = %path, "request failed");
+        let panic = panicked.as_ref().map(|p| p.0.as_str());
+        tracing::error!(request_id = %id, status = status.as_u16(), path = %path, panic, "request failed");
     }
     if let Ok(v) = HeaderValue::from_str(id) {
         resp.headers_mut().insert("x-request-id", v);
     }
     resp
 }
+
+/// The message of a handler's panic, on the 500 that answers it (lib.rs): logged here with
+/// the request id.
+#[derive(Clone)]
+pub(crate) struct Panicked(pub(crate) String);
 
 /// Counts a request in `tocsin_http_requests_total`. The registry's lookup of a labelled
 /// counter (hashing its name and labels into a shared map) cost more than a whoami handler,

@@ -83,8 +83,22 @@ pub fn app_router(state: AppState) -> axum::Router {
         .layer(RequestBodyLimitLayer::new(max_body))
         // A handler's panic is answered 500 inside the door, so that it is rendered and
         // audited as any other answer.
-        .layer(CatchPanicLayer::new());
+        .layer(CatchPanicLayer::custom(answer_panic));
     routes::router(state).layer(stack)
+}
+
+/// A handler's panic: answered 500, with its message beside the answer for the envelope,
+/// which logs it with the request id the answer carries.
+fn answer_panic(payload: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(a panic without a message)".to_owned());
+    let mut resp =
+        axum::response::IntoResponse::into_response(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+    resp.extensions_mut().insert(envelope::Panicked(message));
+    resp
 }
 
 /// The one middleware in front of every route, in three steps: the envelope (request id,
@@ -389,4 +403,75 @@ pub fn init_logging(format: config::LogFormat) {
         config::LogFormat::Json => builder.json().try_init(),
         config::LogFormat::Text => builder.try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    /// A handler that panics is answered as any other failure: a 500 in the JSON envelope with
+    /// its request id, an audit event with that status, and a server that goes on serving.
+    /// (The panicking route exists only in this crate's own test build; routes/mod.rs.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_handler_that_panics_is_answered_and_audited() {
+        // The panic's log line shows beside a failing test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter("error")
+            .try_init();
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings::from_overrides(crate::config::Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        })
+        .unwrap();
+        let running = start(settings, ServeOptions::default()).await.unwrap();
+        let base = format!("http://{}", running.addr);
+        let owner = std::fs::read_to_string(dir.path().join("owner-token")).unwrap();
+        let owner = owner.trim();
+        let http = reqwest::Client::new();
+
+        let resp = http
+            .get(format!("{base}/v1/test/panic"))
+            .bearer_auth(owner)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 500);
+        let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "internal_error", "{body}");
+        assert_eq!(body["request_id"], request_id.as_str(), "{body}");
+
+        let who = http
+            .get(format!("{base}/v1/auth/whoami"))
+            .bearer_auth(owner)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(who.status(), 200, "the server goes on serving");
+
+        running.app.audit.flush().await;
+        let events: Value = http
+            .get(format!("{base}/v1/audit_events?action=http.request"))
+            .bearer_auth(owner)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let panicked: Vec<&Value> = events["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["route"] == "/v1/test/panic")
+            .collect();
+        assert_eq!(panicked.len(), 1, "{events}");
+        assert_eq!(panicked[0]["status"], 500);
+        assert_eq!(panicked[0]["request_id"], request_id.as_str());
+        running.shutdown().await;
+    }
 }

@@ -135,7 +135,7 @@ routes_table! {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -239,9 +239,18 @@ pub fn router(state: AppState) -> Router {
                 .put(heartbeats::ping)
                 .patch(heartbeats::ping),
         )
-        .route("/v2/heartbeats/{name}/{action}", post(heartbeats::toggle))
+        .route("/v2/heartbeats/{name}/{action}", post(heartbeats::toggle));
+    // The crate's own tests add a handler that panics, to show how one is answered (lib.rs).
+    #[cfg(test)]
+    let router = router.route("/v1/test/panic", get(panics));
+    router
         .fallback(|| async { ApiError::NotFound("route") })
         .with_state(state)
+}
+
+#[cfg(test)]
+async fn panics() -> &'static str {
+    panic!("a handler's bug (the crate's tests)")
 }
 
 /// Finds the route a method and concrete path would take, with the path's parameters.
