@@ -88,10 +88,25 @@ pub fn role(r: &Role) -> Value {
     })
 }
 
-pub fn roles(book: &RoleBook) -> Vec<Value> {
+/// A page of an organization's roles: the built-in roles by name, then the custom roles by
+/// name, `limit` of them after the role named `after` (the cursor: the last name of the page
+/// before). The cursor holds its place when that role has been deleted meanwhile: only a
+/// custom role can be, and a custom role's place is known from its name.
+pub fn roles(book: &RoleBook, limit: usize, after: Option<&str>) -> List {
+    fn place(builtin: bool, name: &str) -> (bool, &str) {
+        (!builtin, name)
+    }
     let mut all: Vec<&Role> = book.all().collect();
-    all.sort_by(|a, b| (!a.builtin, &a.name).cmp(&(!b.builtin, &b.name)));
-    all.into_iter().map(role).collect()
+    all.sort_by(|a, b| place(a.builtin, &a.name).cmp(&place(b.builtin, &b.name)));
+    let start = after.map_or(0, |name| {
+        let cursor = place(tocsin_core::role::is_builtin_name(name), name);
+        all.partition_point(|r| place(r.builtin, &r.name) <= cursor)
+    });
+    let rest = &all[start..];
+    List {
+        data: rest.iter().take(limit).map(|r| role(r)).collect(),
+        next_cursor: (rest.len() > limit).then(|| rest[limit - 1].name.clone()),
+    }
 }
 
 pub fn audit_event(e: &AuditEvent) -> Value {

@@ -1094,6 +1094,126 @@ async fn organization_maximum_expiry_and_custom_roles() {
     );
 }
 
+/// Walks a `/v1` list page by page with `limit`; returns every item's `field`, in order.
+async fn walk(app: &TestApp, path: &str, limit: usize, field: &str) -> Vec<String> {
+    let mut all = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let url = match &cursor {
+            Some(c) => format!("{path}{sep}limit={limit}&cursor={c}"),
+            None => format!("{path}{sep}limit={limit}"),
+        };
+        let (s, b) = app.get(&url, &app.owner).await;
+        assert_eq!(s, StatusCode::OK, "{url}: {b}");
+        let page = b["data"].as_array().unwrap();
+        assert!(page.len() <= limit, "{b}");
+        all.extend(page.iter().map(|i| i[field].as_str().unwrap().to_owned()));
+        match b["next_cursor"].as_str() {
+            Some(c) => {
+                assert_eq!(page.len(), limit, "only a full page has a next page: {b}");
+                cursor = Some(c.to_owned());
+            }
+            None => return all,
+        }
+    }
+}
+
+/// A team's members and the roles are lists like the others (SPEC "Conventions"): `limit`
+/// and `cursor`, `next_cursor` until the last page; members newest first.
+#[tokio::test]
+async fn members_and_roles_are_listed_page_by_page() {
+    let app = TestApp::spawn().await;
+    let team = app.team("ops").await;
+    let mut added = Vec::new();
+    for name in ["ann", "bo", "cy", "di", "ed"] {
+        let (s, b) = app
+            .post(
+                "/v1/users",
+                &app.owner,
+                json!({"email": format!("{name}@example.com"), "role_name": "viewer"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        let user = b["id"].as_str().unwrap().to_owned();
+        let (s, b) = app
+            .call(
+                "PUT",
+                &format!("/v1/teams/{team}/members/{user}"),
+                Some(&app.owner),
+                Some(json!({"team_role_names": ["responder"]})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        added.push(user);
+    }
+    let members = format!("/v1/teams/{team}/members");
+    let newest_first: Vec<String> = added.iter().rev().cloned().collect();
+    for limit in [1, 2, 5, 50] {
+        assert_eq!(
+            walk(&app, &members, limit, "user_id").await,
+            newest_first,
+            "limit {limit}"
+        );
+    }
+    let (s, b) = app
+        .get(&format!("{members}?cursor=nonsense"), &app.owner)
+        .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+    );
+    assert!(b["error"]["fields"]["cursor"].is_string(), "{b}");
+    let (s, b) = app.get(&format!("{members}?limit=0"), &app.owner).await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+    );
+    assert!(b["error"]["fields"]["limit"].is_string(), "{b}");
+
+    // Roles: built-in roles by name, then custom roles by name, whatever the page size.
+    for name in ["zeta", "alpha", "mid"] {
+        let (s, b) = app
+            .post(
+                "/v1/roles",
+                &app.owner,
+                json!({"name": name, "scope": "team", "permissions": ["alerts:read"]}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
+    let all = walk(&app, "/v1/roles", 500, "name").await;
+    let customs = all
+        .iter()
+        .skip_while(|n| tocsin_core::role::is_builtin_name(n));
+    assert_eq!(customs.collect::<Vec<_>>(), ["alpha", "mid", "zeta"]);
+    let mut builtins: Vec<String> = tocsin_core::role::builtin_roles()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    builtins.sort();
+    assert_eq!(all[..builtins.len()], builtins[..]);
+    for limit in [1, 2, 3] {
+        assert_eq!(
+            walk(&app, "/v1/roles", limit, "name").await,
+            all,
+            "limit {limit}"
+        );
+    }
+    // A cursor keeps its place when its role is deleted between pages.
+    let (_, b) = app
+        .get(&format!("/v1/roles?limit={}", all.len() - 1), &app.owner)
+        .await;
+    assert_eq!(b["next_cursor"], "mid", "{b}");
+    let (s, b) = app
+        .call("DELETE", "/v1/roles/mid", Some(&app.owner), None)
+        .await;
+    assert!(s.is_success(), "{b}");
+    let (_, b) = app.get("/v1/roles?limit=50&cursor=mid", &app.owner).await;
+    assert_eq!(b["data"][0]["name"], "zeta", "{b}");
+    assert_eq!(b["next_cursor"], Value::Null);
+}
+
 #[tokio::test]
 async fn team_admins_manage_their_own_team_only() {
     let app = TestApp::spawn().await;

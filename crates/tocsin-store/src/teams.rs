@@ -199,48 +199,78 @@ impl Store {
         }
     }
 
-    pub async fn list_members(&self, org: &OrgId, team: &TeamId) -> Result<Vec<Membership>> {
-        self.memberships(org, "team_id", team.as_str()).await
-    }
-
-    pub async fn memberships_of(&self, org: &OrgId, user: &UserId) -> Result<Vec<Membership>> {
-        self.memberships(org, "user_id", user.as_str()).await
-    }
-
-    /// The memberships whose `column` is `value`. A user's few memberships are part of
-    /// verifying a personal key and are a point read on SQLite; a team's members are a list of
-    /// any length and go through sqlx.
-    async fn memberships(
+    /// A page of a team's members, newest membership first (and by user id among those made
+    /// in the same millisecond). The cursor is the last member's `created_at` and user id,
+    /// `<ms>.<user id>` (`member_cursor`); `None` when `cursor` is not one.
+    pub async fn list_members(
         &self,
         org: &OrgId,
-        column: &'static str,
-        value: &str,
-    ) -> Result<Vec<Membership>> {
-        let sql = format!(
-            "SELECT team_id, user_id, team_role_names, created_at FROM team_members WHERE org_id = $1 AND {column} = $2 ORDER BY created_at, team_id"
-        );
-        let reads = self.reads.as_deref().filter(|_| column == "user_id");
-        let point = point(reads, |reads| {
-            reads.all(&sql, (org.as_str(), value), |r| {
+        team: &TeamId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Option<Page<Membership>>> {
+        let after = match cursor {
+            None => None,
+            Some(c) => match c.split_once('.') {
+                Some((at, user)) if !user.is_empty() => match at.parse::<i64>() {
+                    Ok(at) => Some((at, user)),
+                    Err(_) => return Ok(None),
+                },
+                _ => return Ok(None),
+            },
+        };
+        let rows: Vec<(String, String, String, i64)> = on_db!(&self.db, |pool| {
+            sqlx::query_as(
+                "SELECT team_id, user_id, team_role_names, created_at FROM team_members
+                 WHERE org_id = $1 AND team_id = $2
+                   AND ($3 IS NULL OR created_at < $3 OR (created_at = $3 AND user_id < $4))
+                 ORDER BY created_at DESC, user_id DESC LIMIT $5",
+            )
+            .bind(org.as_str())
+            .bind(team.as_str())
+            .bind(after.map(|(at, _)| at))
+            .bind(after.map(|(_, user)| user))
+            .bind(limit as i64 + 1)
+            .fetch_all(pool)
+            .await?
+        });
+        let members = rows.into_iter().map(membership).collect();
+        Ok(Some(paginate(members, limit, member_cursor)))
+    }
+
+    /// A user's memberships. They are part of verifying a personal key, and so a point read
+    /// on SQLite.
+    pub async fn memberships_of(&self, org: &OrgId, user: &UserId) -> Result<Vec<Membership>> {
+        const SQL: &str = "SELECT team_id, user_id, team_role_names, created_at FROM team_members
+             WHERE org_id = $1 AND user_id = $2 ORDER BY created_at, team_id";
+        let point = point(self.reads.as_deref(), |reads| {
+            reads.all(SQL, (org.as_str(), user.as_str()), |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })
         })?;
         let rows: Vec<(String, String, String, i64)> = match point {
             Some(rows) => rows,
-            None => on_db!(&self.db, |pool| sqlx::query_as(safe(&sql))
+            None => on_db!(&self.db, |pool| sqlx::query_as(SQL)
                 .bind(org.as_str())
-                .bind(value)
+                .bind(user.as_str())
                 .fetch_all(pool)
                 .await?),
         };
-        Ok(rows
-            .into_iter()
-            .map(|(team, user, roles, at)| Membership {
-                team_id: TeamId::from_trusted(team),
-                user_id: UserId::from_trusted(user),
-                team_role_names: from_json(&roles),
-                created_at: from_ms(at),
-            })
-            .collect())
+        Ok(rows.into_iter().map(membership).collect())
     }
+}
+
+/// A `team_members` row: team, user, team roles (JSON), created_at (ms).
+fn membership((team, user, roles, at): (String, String, String, i64)) -> Membership {
+    Membership {
+        team_id: TeamId::from_trusted(team),
+        user_id: UserId::from_trusted(user),
+        team_role_names: from_json(&roles),
+        created_at: from_ms(at),
+    }
+}
+
+/// A members page's cursor: the member's `created_at` (ms) and user id.
+fn member_cursor(m: &Membership) -> String {
+    format!("{}.{}", ms(m.created_at), m.user_id)
 }

@@ -181,7 +181,7 @@
   // ---- Reference data, fetched once per page load. ----
   // Narrowest first, so the least privilege is the first choice a person sees.
   async function roles() {
-    if (!state.roles) state.roles = (await api("GET", "/v1/roles")).data.sort((a, b) => a.permissions.length - b.permissions.length || a.name.localeCompare(b.name));
+    if (!state.roles) state.roles = (await listAll("/v1/roles")).sort((a, b) => a.permissions.length - b.permissions.length || a.name.localeCompare(b.name));
     return state.roles;
   }
   async function teams(force) { if (!state.teams || force) state.teams = await listAll("/v1/teams").catch(() => []); return state.teams; }

@@ -84,10 +84,10 @@ routes_table! {
     "GET" "/v1/teams/{id}" Team(TeamsRead), "Get a team";
     "PATCH" "/v1/teams/{id}" Team(TeamsWrite), "Change a team";
     "DELETE" "/v1/teams/{id}" Org(TeamsWrite), "Delete a team";
-    "GET" "/v1/teams/{id}/members" Team(TeamsRead), "List a team's members";
+    "GET" "/v1/teams/{id}/members" Team(TeamsRead), "List a team's members, newest membership first";
     "PUT" "/v1/teams/{id}/members/{user_id}" Team(TeamsWrite), "Add a member or set their team roles";
     "DELETE" "/v1/teams/{id}/members/{user_id}" Team(TeamsWrite), "Remove a member";
-    "GET" "/v1/roles" AnyTeam(RolesRead), "List built-in and custom roles";
+    "GET" "/v1/roles" AnyTeam(RolesRead), "List the built-in roles, then the custom roles, each by name";
     "POST" "/v1/roles" Org(RolesWrite), "Create a custom role";
     "PATCH" "/v1/roles/{name}" Org(RolesWrite), "Change a custom role";
     "DELETE" "/v1/roles/{name}" Org(RolesWrite), "Delete a custom role";

@@ -2,10 +2,11 @@
 
 use crate::auth::{Principal, RoleBook};
 use crate::error::{ApiError, ApiResult, JsonBody, conflict, created, not_found};
+use crate::routes::ListParams;
 use crate::state::AppState;
 use crate::views;
 use axum::Json;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
@@ -27,12 +28,12 @@ pub async fn permissions() -> Json<Value> {
 pub async fn list(
     State(app): State<AppState>,
     Extension(p): Extension<Arc<Principal>>,
-) -> ApiResult<Json<Value>> {
+    Query(q): Query<ListParams>,
+) -> ApiResult<Json<views::List>> {
     p.require(Permission::RolesRead, &Resource::AnyTeam)?;
+    let limit = q.limit()?;
     let book = RoleBook::load(&app, &p.org_id).await?;
-    Ok(Json(
-        json!({"data": views::roles(&book), "next_cursor": null}),
-    ))
+    Ok(Json(views::roles(&book, limit, q.cursor.as_deref())))
 }
 
 #[derive(Deserialize)]

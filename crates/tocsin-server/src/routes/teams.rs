@@ -159,12 +159,24 @@ pub async fn members(
     State(app): State<AppState>,
     Extension(p): Extension<Arc<Principal>>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+    Query(q): Query<ListParams>,
+) -> ApiResult<Json<views::List>> {
+    let limit = q.limit()?;
     let team = load(&app, &p, &id, Permission::TeamsRead).await?;
-    let members = app.store.list_members(&p.org_id, &team.id).await?;
-    Ok(Json(
-        json!({"data": members.iter().map(views::member).collect::<Vec<_>>(), "next_cursor": null}),
-    ))
+    let page = app
+        .store
+        .list_members(&p.org_id, &team.id, limit, q.cursor.as_deref())
+        .await?
+        .ok_or_else(|| {
+            ApiError::validation(
+                "cursor",
+                "is not a cursor of this list; pass the next_cursor of the page before",
+            )
+        })?;
+    Ok(Json(views::List {
+        data: page.items.iter().map(views::member).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 #[derive(Deserialize)]
