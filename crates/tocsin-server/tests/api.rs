@@ -759,6 +759,136 @@ async fn explain_agrees_with_the_real_decision() {
     assert!(e["reasons"][0].as_str().unwrap().contains("alert_admin"));
 }
 
+/// Explain applies the rules a route has by the kind of key, as the route does: the
+/// organization's integration-key rule for alert writes (not for notes), a personal key
+/// rotated by its own user only, and a note on creating personal keys.
+#[tokio::test]
+async fn explain_applies_the_rules_of_key_kinds() {
+    let app = TestApp::spawn().await;
+    let explain = |token: String, method: &'static str, path: String| {
+        let app = &app;
+        async move {
+            let (s, e) = app
+                .post(
+                    "/v1/auth/explain",
+                    &token,
+                    json!({"method": method, "path": path}),
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{e}");
+            e
+        }
+    };
+    let (s, b) = app
+        .post(
+            "/v1/integrations",
+            &app.owner,
+            json!({"name": "prometheus"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let integration = b["token"].as_str().unwrap().to_owned();
+    let (s, b) = app
+        .call(
+            "PATCH",
+            "/v1/organization",
+            Some(&app.owner),
+            Some(json!({"alerts_require_integration_key": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, _) = app
+        .post(
+            "/v2/alerts",
+            &integration,
+            json!({"message": "disk full", "alias": "disk"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    for (method, path, body) in [
+        (
+            "POST",
+            "/v2/alerts".to_owned(),
+            json!({"message": "by a person"}),
+        ),
+        (
+            "POST",
+            "/v2/alerts/disk/close?identifierType=alias".to_owned(),
+            json!({}),
+        ),
+        (
+            "POST",
+            "/v2/alerts/disk/notes?identifierType=alias".to_owned(),
+            json!({"note": "looking"}),
+        ),
+    ] {
+        let (real, b) = app.call(method, &path, Some(&app.owner), Some(body)).await;
+        let e = explain(app.owner.clone(), method, path.clone()).await;
+        assert_eq!(
+            e["allowed"].as_bool().unwrap(),
+            real.is_success(),
+            "{path}: {e} vs {b}"
+        );
+        if !real.is_success() {
+            assert_eq!(real, StatusCode::FORBIDDEN, "{b}");
+            assert_eq!(e["code"], "integration_key_required", "{e}");
+            assert!(!e["fixes"].as_array().unwrap().is_empty(), "{e}");
+        }
+        let e = explain(integration.clone(), method, path.clone()).await;
+        assert_eq!(e["allowed"], true, "an integration key: {path}: {e}");
+    }
+    assert!(
+        !explain(app.owner.clone(), "POST", "/v2/alerts/disk/close".into()).await["allowed"]
+            .as_bool()
+            .unwrap()
+    );
+
+    // Ann's personal key: the owner may revoke it but not rotate it.
+    let (s, b) = app
+        .post("/v1/users", &app.owner, json!({"email": "ann@example.com", "name": "Ann", "role_name": "admin", "password": "correct horse"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (_, b) = app
+        .call(
+            "POST",
+            "/v1/auth/login",
+            None,
+            Some(json!({"email": "ann@example.com", "password": "correct horse"})),
+        )
+        .await;
+    let session = b["session_token"].as_str().unwrap().to_owned();
+    let (kid, _) = app.key(&session, json!({"name": "ann laptop"})).await;
+    let rotate = format!("/v1/api_keys/{kid}/rotate");
+    let e = explain(app.owner.clone(), "POST", rotate.clone()).await;
+    let (real, b) = app.call("POST", &rotate, Some(&app.owner), None).await;
+    assert_eq!(
+        (real, code(&b)),
+        (StatusCode::FORBIDDEN, "permission_denied")
+    );
+    assert_eq!(
+        (e["allowed"].clone(), e["code"].clone()),
+        (json!(false), json!("permission_denied")),
+        "{e}"
+    );
+    let e = explain(session.clone(), "POST", rotate.clone()).await;
+    assert_eq!(e["allowed"], true, "its own user: {e}");
+    let e = explain(app.owner.clone(), "PATCH", format!("/v1/api_keys/{kid}")).await;
+    assert_eq!(e["allowed"], true, "{e}");
+    assert!(
+        e["reasons"].to_string().contains("roles or networks"),
+        "{e}"
+    );
+    // Creating keys: open to any credential, with a note that only a user's session or
+    // personal key (the owner's token is one) can make personal keys.
+    let e = explain(integration.clone(), "POST", "/v1/api_keys".into()).await;
+    assert_eq!(e["allowed"], true, "{e}");
+    assert!(e["reasons"].to_string().contains("personal keys"), "{e}");
+    for token in [&session, &app.owner] {
+        let e = explain(token.clone(), "POST", "/v1/api_keys".into()).await;
+        assert!(!e["reasons"].to_string().contains("personal keys"), "{e}");
+    }
+}
+
 #[tokio::test]
 async fn tenants_never_see_each_other() {
     let app = TestApp::spawn().await;

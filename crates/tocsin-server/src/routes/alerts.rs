@@ -154,7 +154,7 @@ fn display_name(p: &Principal) -> String {
 }
 
 /// Opsgenie's refusal for accounts that insist on integration keys for alerts.
-fn require_integration_key(p: &Principal) -> ApiResult<()> {
+pub(crate) fn require_integration_key(p: &Principal) -> ApiResult<()> {
     if p.key_kind() == Some(KeyKind::Integration) || !p.org.alerts_require_integration_key {
         return Ok(());
     }

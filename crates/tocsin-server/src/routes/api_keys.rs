@@ -404,7 +404,7 @@ pub async fn issue(
 }
 
 /// Only a personal key's own user may rotate or reshape it; anyone allowed may revoke it.
-fn check_own_personal(p: &Principal, key: &ApiKey, doing: &str) -> ApiResult<()> {
+pub(crate) fn check_own_personal(p: &Principal, key: &ApiKey, doing: &str) -> ApiResult<()> {
     if key.kind == KeyKind::Personal
         && (key.user_id.is_none()
             || key.user_id != p.user.as_ref().map(|u| u.id.clone())

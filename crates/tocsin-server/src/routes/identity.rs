@@ -2,7 +2,7 @@
 
 use crate::auth::{Principal, key_teams, principal_for_key};
 use crate::error::{ApiError, ApiResult, JsonBody, not_found};
-use crate::routes::{Needs, match_route};
+use crate::routes::{Needs, RouteInfo, match_route};
 use crate::state::{App, AppState};
 use crate::views;
 use axum::Json;
@@ -18,6 +18,73 @@ use tocsin_core::key::KeyKind;
 use tocsin_core::permission::Permission;
 use tocsin_core::policy::{self, Decision, Resource, explain_outcome};
 use tocsin_core::{IntegrationId, KeyId, TeamId};
+
+/// The rules a route applies by the kind of key, beside the permission it needs, through the
+/// same functions as its handler: Opsgenie's rule that an organization may ask for
+/// integration keys for alert writes, and a personal key rotated by its own user only. `Err`
+/// is the refusal the route would answer; `Ok` holds notes on rules that depend on the
+/// request's body, which an explanation of the route alone cannot decide.
+async fn kind_rules(
+    app: &App,
+    caller: &Principal,
+    subject: &Principal,
+    route: &RouteInfo,
+    params: &[(&'static str, String)],
+) -> ApiResult<Vec<String>> {
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let alert_write = matches!(
+        route.needs,
+        Needs::AnyTeam(Permission::AlertsWrite) | Needs::Alert(Permission::AlertsWrite)
+    );
+    // Every alert write but adding a note (routes/alerts.rs, `act`).
+    if alert_write && !(route.method == "POST" && param("action") == Some("notes")) {
+        crate::routes::alerts::require_integration_key(subject)?;
+    }
+    let key = || async {
+        match param("id").and_then(KeyId::parse) {
+            Some(id) => app.store.get_key(&caller.org_id, &id).await.ok(),
+            None => None,
+        }
+    };
+    match (route.method, route.path) {
+        ("POST", "/v1/api_keys/{id}/rotate") => {
+            if let Some(key) = key().await {
+                crate::routes::api_keys::check_own_personal(subject, &key, "rotate")?;
+            }
+        }
+        ("PATCH", "/v1/api_keys/{id}") => {
+            if let Some(key) = key().await
+                && crate::routes::api_keys::check_own_personal(subject, &key, "change").is_err()
+            {
+                return Ok(vec![format!(
+                    "Only the user of personal key {} may change its roles or networks; its name, description and expiry may be changed.",
+                    key.id
+                )]);
+            }
+        }
+        _ => {}
+    }
+    Ok(vec![])
+}
+
+/// Notes on what a route open to any credential decides by the body (POST /v1/api_keys:
+/// the kind of key asked for).
+fn body_rules(subject: &Principal, route: &RouteInfo) -> Option<String> {
+    (route.method == "POST"
+        && route.path == "/v1/api_keys"
+        && !matches!(subject.key_kind(), None | Some(KeyKind::Personal)))
+    .then(|| {
+        format!(
+            "This {} key may not create personal keys: a personal key acts as its user, so only that user can create it (with a session or one of their personal keys).",
+            subject.key_kind().map_or("session", KeyKind::name)
+        )
+    })
+}
 
 /// The body is rendered once per cached principal (`Principal::whoami`): this route is
 /// what clients call to check a key, so it answers from the cache like the check itself.
@@ -109,6 +176,8 @@ pub async fn explain(
             Arc::new(principal_for_key(&app, key, None).await?)
         }
     };
+    // The route and its path's parameters, when a route is explained.
+    let mut matched = None;
     let (permission, resource, route_note) = match (&req.method, &req.path, &req.permission) {
         (Some(method), Some(path), None) => {
             let Some((route, params)) = match_route(method, path) else {
@@ -139,7 +208,10 @@ pub async fn explain(
                     let allowed = outcome.is_ok();
                     let (reasons, fixes, code) = match outcome {
                         Ok(()) => (
-                            vec![format!("{} {} {note}.", route.method, route.path)],
+                            [format!("{} {} {note}.", route.method, route.path)]
+                                .into_iter()
+                                .chain(body_rules(&subject, route))
+                                .collect(),
                             vec![],
                             None,
                         ),
@@ -201,6 +273,7 @@ pub async fn explain(
                     (p, Resource::Teams(teams))
                 }
             };
+            matched = Some((route, params));
             (permission, resource, Some(route.path))
         }
         (None, None, Some(name)) => {
@@ -228,8 +301,26 @@ pub async fn explain(
     };
     let outcome = policy::check_state(&subject.state, OffsetDateTime::now_utc(), Some(peer.ip()))
         .map(|()| policy::authorize(&subject.grants, permission, &resource));
-    let e = explain_outcome(outcome.clone(), &subject.describe, permission);
+    let mut e = explain_outcome(outcome.clone(), &subject.describe, permission);
     debug_assert_eq!(e.allowed, matches!(outcome, Ok(Decision::Allowed)));
+    // Past the permission, the rules a route applies by the kind of key.
+    if e.allowed
+        && let Some((route, params)) = &matched
+    {
+        match kind_rules(&app, &caller, &subject, route, params).await {
+            Ok(notes) => e.reasons.extend(notes),
+            Err(ApiError::Forbidden { code, message }) => {
+                e.allowed = false;
+                e.code = Some(code);
+                e.reasons = vec![message];
+                e.fixes = vec![match code {
+                    "integration_key_required" => "Send the request with an integration's key (POST /v1/integrations creates an integration and its key), or turn alerts_require_integration_key off (PATCH /v1/organization).".to_owned(),
+                    _ => "Ask the key's own user to do it, or revoke the key instead.".to_owned(),
+                }];
+            }
+            Err(other) => return Err(other),
+        }
+    }
     Ok(Json(json!({
         "allowed": e.allowed, "code": e.code, "route": route_note, "permission": permission.name(),
         "reasons": e.reasons, "fixes": e.fixes,
