@@ -125,6 +125,40 @@ impl TestApp {
         (outcomes, b)
     }
 
+    /// A new user of the owner's organization, from `body` (email, role_name...); its id.
+    async fn user(&self, body: Value) -> String {
+        let (s, b) = self.post("/v1/users", &self.owner, body).await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        b["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Makes `user` a member of `team` with the team roles `roles`.
+    async fn add_member(&self, team: &str, user: &str, roles: &[&str]) {
+        let (s, b) = self
+            .call(
+                "PUT",
+                &format!("/v1/teams/{team}/members/{user}"),
+                Some(&self.owner),
+                Some(json!({ "team_role_names": roles })),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+
+    /// A session token of a user with a password.
+    async fn login(&self, email: &str, password: &str) -> String {
+        let (s, b) = self
+            .call(
+                "POST",
+                "/v1/auth/login",
+                None,
+                Some(json!({"email": email, "password": password})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        b["session_token"].as_str().unwrap().to_owned()
+    }
+
     async fn team(&self, name: &str) -> String {
         let (s, b) = self
             .post("/v1/teams", &self.owner, json!({"name": name}))
@@ -844,19 +878,9 @@ async fn explain_applies_the_rules_of_key_kinds() {
     );
 
     // Ann's personal key: the owner may revoke it but not rotate it.
-    let (s, b) = app
-        .post("/v1/users", &app.owner, json!({"email": "ann@example.com", "name": "Ann", "role_name": "admin", "password": "correct horse"}))
+    app.user(json!({"email": "ann@example.com", "name": "Ann", "role_name": "admin", "password": "correct horse"}))
         .await;
-    assert_eq!(s, StatusCode::CREATED, "{b}");
-    let (_, b) = app
-        .call(
-            "POST",
-            "/v1/auth/login",
-            None,
-            Some(json!({"email": "ann@example.com", "password": "correct horse"})),
-        )
-        .await;
-    let session = b["session_token"].as_str().unwrap().to_owned();
+    let session = app.login("ann@example.com", "correct horse").await;
     let (kid, _) = app.key(&session, json!({"name": "ann laptop"})).await;
     let rotate = format!("/v1/api_keys/{kid}/rotate");
     let e = explain(app.owner.clone(), "POST", rotate.clone()).await;
@@ -1188,23 +1212,10 @@ async fn organization_maximum_expiry_and_custom_roles() {
             .contains("alerts:fly")
     );
     let team = app.team("ops").await;
-    let (_, b) = app
-        .post(
-            "/v1/users",
-            &app.owner,
-            json!({"email": "bo@example.com", "role_name": "viewer"}),
-        )
+    let bo = app
+        .user(json!({"email": "bo@example.com", "role_name": "viewer"}))
         .await;
-    let bo = b["id"].as_str().unwrap().to_owned();
-    let (s, b) = app
-        .call(
-            "PUT",
-            &format!("/v1/teams/{team}/members/{bo}"),
-            Some(&app.owner),
-            Some(json!({"team_role_names": ["pager"]})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{b}");
+    app.add_member(&team, &bo, &["pager"]).await;
     let (s, b) = app
         .call("DELETE", "/v1/roles/pager", Some(&app.owner), None)
         .await;
@@ -1257,24 +1268,10 @@ async fn members_and_roles_are_listed_page_by_page() {
     let team = app.team("ops").await;
     let mut added = Vec::new();
     for name in ["ann", "bo", "cy", "di", "ed"] {
-        let (s, b) = app
-            .post(
-                "/v1/users",
-                &app.owner,
-                json!({"email": format!("{name}@example.com"), "role_name": "viewer"}),
-            )
+        let user = app
+            .user(json!({"email": format!("{name}@example.com"), "role_name": "viewer"}))
             .await;
-        assert_eq!(s, StatusCode::CREATED, "{b}");
-        let user = b["id"].as_str().unwrap().to_owned();
-        let (s, b) = app
-            .call(
-                "PUT",
-                &format!("/v1/teams/{team}/members/{user}"),
-                Some(&app.owner),
-                Some(json!({"team_role_names": ["responder"]})),
-            )
-            .await;
-        assert_eq!(s, StatusCode::OK, "{b}");
+        app.add_member(&team, &user, &["responder"]).await;
         added.push(user);
     }
     let members = format!("/v1/teams/{team}/members");
@@ -1725,19 +1722,10 @@ async fn nobody_gets_a_token_stronger_than_themselves() {
     let app = TestApp::spawn().await;
     let team = app.team("payments").await;
     // A user who may only manage keys cannot take over the owner's key by rotating it.
-    let (_, b) = app
-        .post("/v1/users", &app.owner, json!({"email": "kim@example.com", "name": "Kim", "role_name": "api_keys_manage", "password": "long enough"}))
+    let kim = app
+        .user(json!({"email": "kim@example.com", "name": "Kim", "role_name": "api_keys_manage", "password": "long enough"}))
         .await;
-    let kim = b["id"].as_str().unwrap().to_owned();
-    let (_, b) = app
-        .call(
-            "POST",
-            "/v1/auth/login",
-            None,
-            Some(json!({"email": "kim@example.com", "password": "long enough"})),
-        )
-        .await;
-    let kim_session = b["session_token"].as_str().unwrap().to_owned();
+    let kim_session = app.login("kim@example.com", "long enough").await;
     let (_, b) = app.get("/v1/api_keys?kind=personal", &app.owner).await;
     let owner_key = b["data"]
         .as_array()
@@ -1917,23 +1905,10 @@ async fn role_usage_is_exact_even_with_underscores() {
         assert_eq!(s, StatusCode::CREATED, "{b}");
     }
     let team = app.team("ops").await;
-    let (_, b) = app
-        .post(
-            "/v1/users",
-            &app.owner,
-            json!({"email": "eve@example.com", "role_name": "viewer"}),
-        )
+    let eve = app
+        .user(json!({"email": "eve@example.com", "role_name": "viewer"}))
         .await;
-    let eve = b["id"].as_str().unwrap().to_owned();
-    let (s, _) = app
-        .call(
-            "PUT",
-            &format!("/v1/teams/{team}/members/{eve}"),
-            Some(&app.owner),
-            Some(json!({"team_role_names": ["pageryx"]})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    app.add_member(&team, &eve, &["pageryx"]).await;
     // `_` in pager_x must not match the `y` of pageryx.
     let (s, b) = app
         .call("DELETE", "/v1/roles/pager_x", Some(&app.owner), None)
