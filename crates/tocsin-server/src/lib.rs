@@ -95,6 +95,8 @@ fn answer_panic(payload: Box<dyn std::any::Any + Send + 'static>) -> axum::respo
         .map(|s| (*s).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "(a panic without a message)".to_owned());
+    // A message may quote a value the handler read, and so a token.
+    let message = tocsin_core::token::redact(&message).into_owned();
     let mut resp =
         axum::response::IntoResponse::into_response(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
     resp.extensions_mut().insert(envelope::Panicked(message));

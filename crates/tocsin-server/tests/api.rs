@@ -876,6 +876,51 @@ async fn explain_applies_the_rules_of_key_kinds() {
             .as_bool()
             .unwrap()
     );
+    // The rule comes before the permission, as in the handlers: a viewer's organization key
+    // is told about the integration key, not about alerts:write.
+    let (_, viewer) = app
+        .key(
+            &app.owner,
+            json!({"name": "reader", "kind": "organization", "role_names": ["viewer"]}),
+        )
+        .await;
+    let (real, b) = app
+        .call(
+            "POST",
+            "/v2/alerts",
+            Some(&viewer),
+            Some(json!({"message": "m"})),
+        )
+        .await;
+    assert_eq!(
+        (real, b["code"].clone()),
+        (StatusCode::FORBIDDEN, json!(40301)),
+        "{b}"
+    );
+    let e = explain(viewer.clone(), "POST", "/v2/alerts".into()).await;
+    assert_eq!(e["code"], "integration_key_required", "{e}");
+    // A verb the action route does not know is no route, for explain as for the route.
+    let (real, _) = app
+        .call(
+            "POST",
+            "/v2/alerts/disk/fly?identifierType=alias",
+            Some(&integration),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(real, StatusCode::NOT_FOUND);
+    let (s, e) = app
+        .post(
+            "/v1/auth/explain",
+            &integration,
+            json!({"method": "POST", "path": "/v2/alerts/disk/fly"}),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&e)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        "{e}"
+    );
 
     // Ann's personal key: the owner may revoke it but not rotate it.
     app.user(json!({"email": "ann@example.com", "name": "Ann", "role_name": "admin", "password": "correct horse"}))
@@ -900,6 +945,46 @@ async fn explain_applies_the_rules_of_key_kinds() {
     assert_eq!(e["allowed"], true, "{e}");
     assert!(
         e["reasons"].to_string().contains("roles or networks"),
+        "{e}"
+    );
+    // A viewer manages their own personal keys without api_keys:write, as the routes allow.
+    app.user(json!({"email": "vi@example.com", "name": "Vi", "role_name": "viewer", "password": "correct horse"}))
+        .await;
+    let vi = app.login("vi@example.com", "correct horse").await;
+    let (vi_key, _) = app.key(&vi, json!({"name": "vi laptop"})).await;
+    let vi_rotate = format!("/v1/api_keys/{vi_key}/rotate");
+    let e = explain(vi.clone(), "POST", vi_rotate.clone()).await;
+    assert_eq!(e["allowed"], true, "{e}");
+    let (real, b) = app
+        .call("POST", &vi_rotate, Some(&vi), Some(json!({})))
+        .await;
+    assert_eq!(real, StatusCode::OK, "{b}");
+    // A key limited to networks may not rotate one that is not: the route's check, explained.
+    let (_, fenced) = app
+        .key(
+            &app.owner,
+            json!({"name": "fenced", "allowed_cidrs": ["127.0.0.0/8"]}),
+        )
+        .await;
+    let (plain, _) = app
+        .key(
+            &app.owner,
+            json!({"name": "plain", "kind": "organization", "role_names": ["viewer"]}),
+        )
+        .await;
+    let plain_rotate = format!("/v1/api_keys/{plain}/rotate");
+    let (real, b) = app
+        .call("POST", &plain_rotate, Some(&fenced), Some(json!({})))
+        .await;
+    assert_eq!(
+        (real, code(&b)),
+        (StatusCode::FORBIDDEN, "escalation_denied"),
+        "{b}"
+    );
+    let e = explain(fenced.clone(), "POST", plain_rotate).await;
+    assert_eq!(
+        (e["allowed"].clone(), e["code"].clone()),
+        (json!(false), json!("escalation_denied")),
         "{e}"
     );
     // Creating keys: open to any credential, with a note that only a user's session or
@@ -1281,6 +1366,34 @@ async fn members_and_roles_are_listed_page_by_page() {
             walk(&app, &members, limit, "user_id").await,
             newest_first,
             "limit {limit}"
+        );
+    }
+    // No list takes a control character for a cursor (PostgreSQL refuses them in text).
+    for list in [
+        "/v1/teams",
+        "/v1/users",
+        "/v1/api_keys",
+        "/v1/integrations",
+        "/v1/roles",
+        "/v1/audit_events",
+        &members,
+    ] {
+        let (s, b) = app.get(&format!("{list}?cursor=a%00b"), &app.owner).await;
+        assert_eq!(
+            (s, code(&b)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            "{list}: {b}"
+        );
+        assert!(b["error"]["fields"]["cursor"].is_string(), "{list}: {b}");
+    }
+    for bad in ["1.%00", "x.usr_1", "1.usr_nope"] {
+        let (s, b) = app
+            .get(&format!("{members}?cursor={bad}"), &app.owner)
+            .await;
+        assert_eq!(
+            (s, code(&b)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            "{bad}: {b}"
         );
     }
     let (s, b) = app

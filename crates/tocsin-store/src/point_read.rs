@@ -75,7 +75,8 @@ pub(crate) fn point<T>(
             ) =>
         {
             let until = clock().saturating_add(reads.backoff.as_nanos() as u64);
-            reads.skip_until.store(until, Ordering::Relaxed);
+            // Two reads that find the file locked at once keep the later time.
+            reads.skip_until.fetch_max(until, Ordering::Relaxed);
             Ok(None)
         }
         Err(e) => Err(e),

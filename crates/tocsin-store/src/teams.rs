@@ -212,7 +212,7 @@ impl Store {
         let after = match cursor {
             None => None,
             Some(c) => match c.split_once('.') {
-                Some((at, user)) if !user.is_empty() => match at.parse::<i64>() {
+                Some((at, user)) if UserId::parse(user).is_some() => match at.parse::<i64>() {
                     Ok(at) => Some((at, user)),
                     Err(_) => return Ok(None),
                 },

@@ -664,6 +664,32 @@ fn csv(v: Option<&str>, field: &str) -> ApiResult<Vec<String>> {
     Ok(items)
 }
 
+/// The verbs `/v2/alerts/{identifier}/{action}` answers, by method (`post_action`,
+/// `put_field`, `delete_field`, `entries`); any other is a 404. Kept beside the handlers for
+/// explain (identity.rs), which has to tell a route from a path that only looks like one.
+pub(crate) fn action_verb_known(method: &str, verb: &str) -> bool {
+    match method {
+        "POST" => matches!(
+            verb,
+            "acknowledge"
+                | "unacknowledge"
+                | "close"
+                | "notes"
+                | "snooze"
+                | "tags"
+                | "details"
+                | "assign"
+                | "teams"
+                | "responders"
+                | "escalate"
+        ),
+        "PUT" => matches!(verb, "message" | "description" | "priority"),
+        "DELETE" => matches!(verb, "tags" | "details"),
+        "GET" => matches!(verb, "notes" | "logs" | "recipients"),
+        _ => false,
+    }
+}
+
 pub async fn post_action(
     State(app): State<AppState>,
     Extension(p): Extension<Arc<Principal>>,

@@ -354,7 +354,7 @@ pub async fn create(
 /// Nobody obtains or reshapes a key that could do more than they can: checked when a key is
 /// created, rotated (which hands out a token) or given other roles or networks. A caller
 /// restricted to some networks cannot make a key that is less restricted.
-async fn check_within_caller(app: &App, p: &Principal, key: &ApiKey) -> ApiResult<()> {
+pub(crate) async fn check_within_caller(app: &App, p: &Principal, key: &ApiKey) -> ApiResult<()> {
     let roles = RoleBook::load(app, &p.org_id).await?;
     let grants = crate::auth::standing(app, &roles, key).await?.grants;
     check_no_escalation(&p.grants, &grants).map_err(ApiError::Escalation)?;
@@ -477,13 +477,7 @@ pub async fn list(
     };
     let page = app
         .store
-        .list_keys(
-            &p.org_id,
-            &filter,
-            &visible,
-            limit,
-            q.page.cursor.as_deref(),
-        )
+        .list_keys(&p.org_id, &filter, &visible, limit, q.page.cursor()?)
         .await?;
     let roles = RoleBook::load(&app, &p.org_id).await?;
     let mut data = Vec::with_capacity(page.items.len());
@@ -505,14 +499,20 @@ async fn load(app: &App, p: &Principal, raw: &str, permission: Permission) -> Ap
         .get_key(&p.org_id, &id)
         .await
         .map_err(not_found("API key"))?;
-    let own = key.kind == KeyKind::Personal
-        && key.user_id.is_some()
-        && key.user_id == p.user.as_ref().map(|u| u.id.clone())
-        && matches!(p.key_kind(), None | Some(KeyKind::Personal));
-    if !own {
+    if !is_own_personal(p, &key) {
         p.require(permission, &Resource::Teams(key_teams(&key)))?;
     }
     Ok(key)
+}
+
+/// True when `key` is a personal key of the caller's user and the caller acts as that user
+/// (a session or one of their personal keys): such a caller manages the key without the
+/// permission.
+pub(crate) fn is_own_personal(p: &Principal, key: &ApiKey) -> bool {
+    key.kind == KeyKind::Personal
+        && key.user_id.is_some()
+        && key.user_id == p.user.as_ref().map(|u| u.id.clone())
+        && matches!(p.key_kind(), None | Some(KeyKind::Personal))
 }
 
 pub async fn show(

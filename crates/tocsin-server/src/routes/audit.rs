@@ -47,7 +47,7 @@ pub async fn list(
 ) -> ApiResult<Json<views::List>> {
     p.require(Permission::AuditRead, &Resource::Org)?;
     let limit = q.page.limit()?;
-    let cursor = match q.page.cursor.as_deref() {
+    let cursor = match q.page.cursor()? {
         None => None,
         Some(c) => Some(
             c.parse::<i64>()

@@ -2,6 +2,7 @@
 
 use crate::auth::{Principal, key_teams, principal_for_key};
 use crate::error::{ApiError, ApiResult, JsonBody, not_found};
+use crate::routes::api_keys::is_own_personal;
 use crate::routes::{Needs, RouteInfo, match_route};
 use crate::state::{App, AppState};
 use crate::views;
@@ -19,57 +20,56 @@ use tocsin_core::permission::Permission;
 use tocsin_core::policy::{self, Decision, Resource, explain_outcome};
 use tocsin_core::{IntegrationId, KeyId, TeamId};
 
-/// The rules a route applies by the kind of key, beside the permission it needs, through the
-/// same functions as its handler: Opsgenie's rule that an organization may ask for
-/// integration keys for alert writes, and a personal key rotated by its own user only. `Err`
-/// is the refusal the route would answer; `Ok` holds notes on rules that depend on the
-/// request's body, which an explanation of the route alone cannot decide.
-async fn kind_rules(
-    app: &App,
-    caller: &Principal,
+/// Opsgenie's rule that an organization may ask for integration keys for alert writes, as
+/// the alert handlers apply it (routes/alerts.rs, `create` and `act`): before the permission,
+/// on every alert write but adding a note.
+fn integration_rule(
     subject: &Principal,
     route: &RouteInfo,
     params: &[(&'static str, String)],
-) -> ApiResult<Vec<String>> {
-    let param = |name: &str| {
-        params
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
-    };
+) -> ApiResult<()> {
     let alert_write = matches!(
         route.needs,
         Needs::AnyTeam(Permission::AlertsWrite) | Needs::Alert(Permission::AlertsWrite)
     );
-    // Every alert write but adding a note (routes/alerts.rs, `act`).
-    if alert_write && !(route.method == "POST" && param("action") == Some("notes")) {
+    let note = route.method == "POST" && param(params, "action") == Some("notes");
+    if alert_write && !note {
         crate::routes::alerts::require_integration_key(subject)?;
     }
-    let key = || async {
-        match param("id").and_then(KeyId::parse) {
-            Some(id) => app.store.get_key(&caller.org_id, &id).await.ok(),
-            None => None,
-        }
-    };
-    match (route.method, route.path) {
-        ("POST", "/v1/api_keys/{id}/rotate") => {
-            if let Some(key) = key().await {
-                crate::routes::api_keys::check_own_personal(subject, &key, "rotate")?;
-            }
-        }
-        ("PATCH", "/v1/api_keys/{id}") => {
-            if let Some(key) = key().await
-                && crate::routes::api_keys::check_own_personal(subject, &key, "change").is_err()
-            {
-                return Ok(vec![format!(
-                    "Only the user of personal key {} may change its roles or networks; its name, description and expiry may be changed.",
-                    key.id
-                )]);
-            }
-        }
-        _ => {}
+    Ok(())
+}
+
+fn param<'p>(params: &'p [(&'static str, String)], name: &str) -> Option<&'p str> {
+    params
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// A refusal as explain answers it: the route's own code, message and fixes.
+fn refused(
+    e: &ApiError,
+    route: Option<&str>,
+    permission: Option<Permission>,
+) -> ApiResult<Json<Value>> {
+    let info = e.info();
+    if !info.status.is_client_error() {
+        return Err(ApiError::Internal(info.message));
     }
-    Ok(vec![])
+    let fixes = match info.details.get("fixes") {
+        Some(f) => f.clone(),
+        None => json!([match info.code {
+            "integration_key_required" =>
+                "Send the request with an integration's key (POST /v1/integrations creates an integration and its key), or turn alerts_require_integration_key off (PATCH /v1/organization).",
+            "escalation_denied" =>
+                "Do it with a credential that holds everything the key would hold, from the networks the key is limited to.",
+            _ => "Ask the key's own user to do it, or revoke the key instead.",
+        }]),
+    };
+    Ok(Json(json!({
+        "allowed": false, "code": info.code, "route": route, "permission": permission.map(Permission::name),
+        "reasons": [info.message], "fixes": fixes,
+    })))
 }
 
 /// Notes on what a route open to any credential decides by the body (POST /v1/api_keys:
@@ -165,22 +165,26 @@ pub async fn explain(
                 .get_key(&caller.org_id, &id)
                 .await
                 .map_err(not_found("API key"))?;
-            let own = key.kind == KeyKind::Personal
-                && key.user_id.is_some()
-                && key.user_id == caller.user.as_ref().map(|u| u.id.clone())
-                && matches!(caller.key_kind(), None | Some(KeyKind::Personal));
-            if !own {
+            if !is_own_personal(&caller, &key) {
                 caller.require(Permission::ApiKeysRead, &Resource::Teams(key_teams(&key)))?;
             }
             // Explained as its current token would be judged.
             Arc::new(principal_for_key(&app, key, None).await?)
         }
     };
-    // The route and its path's parameters, when a route is explained.
+    // The route and its path's parameters, when a route is explained, and the API key it
+    // addresses, if any.
     let mut matched = None;
+    let mut target_key = None;
     let (permission, resource, route_note) = match (&req.method, &req.path, &req.permission) {
         (Some(method), Some(path), None) => {
-            let Some((route, params)) = match_route(method, path) else {
+            let matched_route = match_route(method, path).filter(|(route, params)| {
+                route.path != "/v2/alerts/{identifier}/{action}"
+                    || param(params, "action").is_some_and(|verb| {
+                        crate::routes::alerts::action_verb_known(route.method, verb)
+                    })
+            });
+            let Some((route, params)) = matched_route else {
                 return Err(ApiError::validation(
                     "path",
                     format!(
@@ -231,13 +235,11 @@ pub async fn explain(
                     Resource::Teams(id.and_then(|i| TeamId::parse(&i)).into_iter().collect()),
                 ),
                 Needs::Key(p) => {
-                    let teams = match id.and_then(|i| KeyId::parse(&i)) {
-                        Some(kid) => match app.store.get_key(&caller.org_id, &kid).await {
-                            Ok(k) => key_teams(&k),
-                            Err(_) => vec![],
-                        },
-                        None => vec![],
+                    target_key = match id.and_then(|i| KeyId::parse(&i)) {
+                        Some(kid) => app.store.get_key(&caller.org_id, &kid).await.ok(),
+                        None => None,
                     };
+                    let teams = target_key.as_ref().map(key_teams).unwrap_or_default();
                     (p, Resource::Teams(teams))
                 }
                 Needs::Alert(p) => {
@@ -299,26 +301,59 @@ pub async fn explain(
             ));
         }
     };
-    let outcome = policy::check_state(&subject.state, OffsetDateTime::now_utc(), Some(peer.ip()))
-        .map(|()| policy::authorize(&subject.grants, permission, &resource));
+    let state = policy::check_state(&subject.state, OffsetDateTime::now_utc(), Some(peer.ip()));
+    if state.is_ok()
+        && let Some((route, params)) = &matched
+        && let Err(e) = integration_rule(&subject, route, params)
+    {
+        return refused(&e, route_note, Some(permission));
+    }
+    // A user manages their own personal keys without the permission (routes/api_keys.rs,
+    // `load`).
+    let own_key = target_key
+        .as_ref()
+        .is_some_and(|k| is_own_personal(&subject, k));
+    let outcome = state.map(|()| {
+        if own_key {
+            Decision::Allowed
+        } else {
+            policy::authorize(&subject.grants, permission, &resource)
+        }
+    });
     let mut e = explain_outcome(outcome.clone(), &subject.describe, permission);
     debug_assert_eq!(e.allowed, matches!(outcome, Ok(Decision::Allowed)));
-    // Past the permission, the rules a route applies by the kind of key.
+    if own_key && e.allowed {
+        e.reasons = vec![format!(
+            "{} is a personal key of this user, who may manage it without `{permission}`.",
+            target_key
+                .as_ref()
+                .map_or_else(String::new, |k| k.id.to_string())
+        )];
+    }
+    // Past the permission, what the key routes check of the key they change.
     if e.allowed
-        && let Some((route, params)) = &matched
+        && let (Some((route, _)), Some(key)) = (&matched, &target_key)
     {
-        match kind_rules(&app, &caller, &subject, route, params).await {
-            Ok(notes) => e.reasons.extend(notes),
-            Err(ApiError::Forbidden { code, message }) => {
-                e.allowed = false;
-                e.code = Some(code);
-                e.reasons = vec![message];
-                e.fixes = vec![match code {
-                    "integration_key_required" => "Send the request with an integration's key (POST /v1/integrations creates an integration and its key), or turn alerts_require_integration_key off (PATCH /v1/organization).".to_owned(),
-                    _ => "Ask the key's own user to do it, or revoke the key instead.".to_owned(),
-                }];
+        use crate::routes::api_keys::{check_own_personal, check_within_caller};
+        match (route.method, route.path) {
+            ("POST", "/v1/api_keys/{id}/rotate") => {
+                let check = match check_own_personal(&subject, key, "rotate") {
+                    Ok(()) => check_within_caller(&app, &subject, key).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = check {
+                    return refused(&e, route_note, Some(permission));
+                }
             }
-            Err(other) => return Err(other),
+            ("PATCH", "/v1/api_keys/{id}")
+                if check_own_personal(&subject, key, "change").is_err() =>
+            {
+                e.reasons.push(format!(
+                    "Only the user of personal key {} may change its roles or networks; its name, description and expiry may be changed.",
+                    key.id
+                ));
+            }
+            _ => {}
         }
     }
     Ok(Json(json!({

@@ -215,7 +215,7 @@ pub async fn list(
             &visible,
             team.as_ref(),
             q.page.limit()?,
-            q.page.cursor.as_deref(),
+            q.page.cursor()?,
         )
         .await?;
     Ok(Json(views::List {

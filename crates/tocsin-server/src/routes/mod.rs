@@ -291,6 +291,21 @@ pub struct ListParams {
 }
 
 impl ListParams {
+    /// The cursor, when it can be one: cursors are the printable text this server handed
+    /// out; a control character (which PostgreSQL refuses in text) or a very long value is
+    /// refused here, naming the field, rather than failing in the store.
+    pub fn cursor(&self) -> ApiResult<Option<&str>> {
+        match self.cursor.as_deref() {
+            Some(c) if c.len() > 256 || c.chars().any(char::is_control) => {
+                Err(ApiError::validation(
+                    "cursor",
+                    "is not a cursor of this list; pass the next_cursor of the page before",
+                ))
+            }
+            other => Ok(other),
+        }
+    }
+
     pub fn limit(&self) -> ApiResult<usize> {
         match &self.limit {
             None => Ok(50),

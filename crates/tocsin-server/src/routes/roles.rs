@@ -33,7 +33,7 @@ pub async fn list(
     p.require(Permission::RolesRead, &Resource::AnyTeam)?;
     let limit = q.limit()?;
     let book = RoleBook::load(&app, &p.org_id).await?;
-    Ok(Json(views::roles(&book, limit, q.cursor.as_deref())))
+    Ok(Json(views::roles(&book, limit, q.cursor()?)))
 }
 
 #[derive(Deserialize)]

@@ -70,7 +70,7 @@ pub async fn list(
     p.require(Permission::TeamsRead, &Resource::AnyTeam)?;
     let page = app
         .store
-        .list_teams(&p.org_id, q.limit()?, q.cursor.as_deref())
+        .list_teams(&p.org_id, q.limit()?, q.cursor()?)
         .await?;
     // A caller that reads teams only within some teams lists only those.
     let all = p.grants.account.contains(Permission::TeamsRead);
@@ -165,7 +165,7 @@ pub async fn members(
     let team = load(&app, &p, &id, Permission::TeamsRead).await?;
     let page = app
         .store
-        .list_members(&p.org_id, &team.id, limit, q.cursor.as_deref())
+        .list_members(&p.org_id, &team.id, limit, q.cursor()?)
         .await?
         .ok_or_else(|| {
             ApiError::validation(

@@ -171,7 +171,7 @@ pub async fn list(
     p.require(Permission::UsersRead, &Resource::Org)?;
     let page = app
         .store
-        .list_users(&p.org_id, q.limit()?, q.cursor.as_deref())
+        .list_users(&p.org_id, q.limit()?, q.cursor()?)
         .await?;
     Ok(Json(views::List {
         data: page.items.iter().map(views::user).collect(),
