@@ -47,14 +47,15 @@ fn param<'p>(params: &'p [(&'static str, String)], name: &str) -> Option<&'p str
 }
 
 /// A refusal as explain answers it: the route's own code, message and fixes.
+/// A server-side failure (the store) stays the error it is.
 fn refused(
-    e: &ApiError,
+    e: ApiError,
     route: Option<&str>,
     permission: Option<Permission>,
 ) -> ApiResult<Json<Value>> {
     let info = e.info();
     if !info.status.is_client_error() {
-        return Err(ApiError::Internal(info.message));
+        return Err(e);
     }
     let fixes = match info.details.get("fixes") {
         Some(f) => f.clone(),
@@ -306,7 +307,7 @@ pub async fn explain(
         && let Some((route, params)) = &matched
         && let Err(e) = integration_rule(&subject, route, params)
     {
-        return refused(&e, route_note, Some(permission));
+        return refused(e, route_note, Some(permission));
     }
     // A user manages their own personal keys without the permission (routes/api_keys.rs,
     // `load`).
@@ -342,7 +343,7 @@ pub async fn explain(
                     Err(e) => Err(e),
                 };
                 if let Err(e) = check {
-                    return refused(&e, route_note, Some(permission));
+                    return refused(e, route_note, Some(permission));
                 }
             }
             ("PATCH", "/v1/api_keys/{id}")
