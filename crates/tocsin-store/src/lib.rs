@@ -191,10 +191,9 @@ impl Cadence {
         self.wait
     }
 
-    /// The wait after a checkpoint failed: the writer's own checkpoints go on meanwhile.
-    fn failed(&mut self) -> Duration {
+    /// After a checkpoint failed: the writer's own checkpoints go on meanwhile.
+    fn failed(&mut self) {
         self.wait = Self::IDLE;
-        self.wait
     }
 }
 

@@ -664,9 +664,10 @@ fn csv(v: Option<&str>, field: &str) -> ApiResult<Vec<String>> {
     Ok(items)
 }
 
-/// The verbs `/v2/alerts/{identifier}/{action}` answers, by method (`post_action`,
-/// `put_field`, `delete_field`, `entries`); any other is a 404. Kept beside the handlers for
-/// explain (identity.rs), which has to tell a route from a path that only looks like one.
+/// The verbs `/v2/alerts/{identifier}/{action}` answers, by method: the one list of them.
+/// The handlers (`post_action`, `put_field`, `delete_field`, `entries`) answer 404 to any
+/// other before anything else (`known_verb`), and explain (identity.rs) tells a route from a
+/// path that only looks like one by it.
 pub(crate) fn action_verb_known(method: &str, verb: &str) -> bool {
     match method {
         "POST" => matches!(
@@ -690,6 +691,15 @@ pub(crate) fn action_verb_known(method: &str, verb: &str) -> bool {
     }
 }
 
+/// A verb the action route does not answer is no route: 404.
+fn known_verb(method: &str, verb: &str) -> ApiResult<()> {
+    if action_verb_known(method, verb) {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound("route"))
+    }
+}
+
 pub async fn post_action(
     State(app): State<AppState>,
     Extension(p): Extension<Arc<Principal>>,
@@ -698,6 +708,7 @@ pub async fn post_action(
     v2: V2,
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Response> {
+    known_verb("POST", &verb)?;
     let action = match verb.as_str() {
         "acknowledge" => Action::Acknowledge,
         "unacknowledge" => Action::Unacknowledge,
@@ -816,6 +827,7 @@ pub async fn put_field(
     v2: V2,
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Response> {
+    known_verb("PUT", &field)?;
     let action = match field.as_str() {
         "message" => Action::SetMessage(required_string(&body, "message", alert::MESSAGE_MAX)?),
         "description" => Action::SetDescription(
@@ -856,6 +868,7 @@ pub async fn delete_field(
     QueryParams(q): QueryParams<IdentifierQuery>,
     v2: V2,
 ) -> ApiResult<Response> {
+    known_verb("DELETE", &field)?;
     let action = match field.as_str() {
         "tags" => Action::RemoveTags(csv(q.tags.as_deref(), "tags")?),
         "details" => Action::RemoveDetails(csv(q.keys.as_deref(), "keys")?),
@@ -881,6 +894,7 @@ pub async fn entries(
     QueryParams(q): QueryParams<EntriesQuery>,
     v2: V2,
 ) -> ApiResult<Response> {
+    known_verb("GET", &what)?;
     let kind = IdentifierType::parse(q.identifier_type.as_deref())
         .ok_or_else(|| ApiError::validation("identifierType", "must be id, tiny or alias"))?;
     let alert = app

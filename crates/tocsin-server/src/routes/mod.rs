@@ -296,14 +296,17 @@ impl ListParams {
     /// refused here, naming the field, rather than failing in the store.
     pub fn cursor(&self) -> ApiResult<Option<&str>> {
         match self.cursor.as_deref() {
-            Some(c) if c.len() > 256 || c.chars().any(char::is_control) => {
-                Err(ApiError::validation(
-                    "cursor",
-                    "is not a cursor of this list; pass the next_cursor of the page before",
-                ))
-            }
+            Some(c) if c.len() > 256 || c.chars().any(char::is_control) => Err(Self::bad_cursor()),
             other => Ok(other),
         }
+    }
+
+    /// The refusal of a cursor this server did not hand out.
+    pub fn bad_cursor() -> ApiError {
+        ApiError::validation(
+            "cursor",
+            "is not a cursor of this list; pass the next_cursor of the page before",
+        )
     }
 
     pub fn limit(&self) -> ApiResult<usize> {

@@ -167,12 +167,7 @@ pub async fn members(
         .store
         .list_members(&p.org_id, &team.id, limit, q.cursor()?)
         .await?
-        .ok_or_else(|| {
-            ApiError::validation(
-                "cursor",
-                "is not a cursor of this list; pass the next_cursor of the page before",
-            )
-        })?;
+        .ok_or_else(ListParams::bad_cursor)?;
     Ok(Json(views::List {
         data: page.items.iter().map(views::member).collect(),
         next_cursor: page.next_cursor,
