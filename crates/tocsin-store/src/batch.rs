@@ -82,8 +82,10 @@ pub(crate) trait BatchConn: SegmentConn {
     async fn rollback_to(&mut self) -> Result<()>;
 }
 
+/// (The no-op update is there for `RETURNING` on an existing row; it sets `seq`, not the
+/// indexed `chain`, which SQLite would otherwise write into its index again on every commit.)
 pub(crate) const HEAD: &str = "INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, 0, $2)
-    ON CONFLICT (chain) DO UPDATE SET chain = excluded.chain RETURNING seq, hash";
+    ON CONFLICT (chain) DO UPDATE SET seq = audit_heads.seq RETURNING seq, hash";
 pub(crate) const SEGMENT: &str =
     "INSERT INTO audit_segments (chain, first_seq, last_seq, first_at, last_at, prev_hash, events)
     VALUES ($1, $2, $3, $4, $5, $6, $7)";
@@ -144,7 +146,7 @@ pub(crate) fn alerts_sql() -> &'static BulkSql {
     static SQL: std::sync::LazyLock<BulkSql> = std::sync::LazyLock::new(|| {
         BulkSql::new(
             "alerts",
-            crate::alerts::COLUMNS,
+            crate::alerts::INSERT_COLUMNS,
             "ON CONFLICT (org_id, alias) WHERE status = 'open'
              DO UPDATE SET count = alerts.count + 1, last_occurred_at = excluded.last_occurred_at,
                updated_at = excluded.updated_at

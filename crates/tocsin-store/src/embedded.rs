@@ -267,7 +267,7 @@ impl BatchConn for Embedded<'_> {
         rows: &[AlertInsert<'_>],
     ) -> Result<Vec<(String, String, String, i64)>> {
         static SQL: std::sync::LazyLock<BulkSql> =
-            std::sync::LazyLock::new(|| BulkSql::new("alerts", crate::alerts::COLUMNS, ""));
+            std::sync::LazyLock::new(|| BulkSql::new("alerts", crate::alerts::INSERT_COLUMNS, ""));
         self.insert_each(&SQL, rows)?;
         Ok(rows.iter().map(AlertInsert::stored).collect())
     }

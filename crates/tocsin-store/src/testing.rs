@@ -92,3 +92,21 @@ pub async fn tamper_audit_event(
     }
     panic!("no audit event {id} in chain `{chain}`");
 }
+
+/// Runs the migrations up to and including `last` only, as a deployment of an older version
+/// would have, so that a test can put rows of the older schema in place before `migrate`
+/// runs the rest.
+pub async fn migrate_until(store: &crate::Store, last: i64) {
+    let mut migrator = match store.db() {
+        crate::Db::Sqlite(_) => sqlx::migrate!("migrations/sqlite"),
+        crate::Db::Postgres(_) => sqlx::migrate!("migrations/postgres"),
+    };
+    migrator.migrations = migrator
+        .migrations
+        .iter()
+        .filter(|m| m.version <= last)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    crate::on_db!(store.db(), |pool| migrator.run(pool).await.unwrap());
+}

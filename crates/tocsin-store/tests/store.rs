@@ -486,6 +486,125 @@ async fn a_batch_applies_its_ops_in_order() {
     assert_eq!(logs(s[2].alert_id.clone()).await, ["Alert created"]);
 }
 
+/// Migration 0009: a new alert's creation line is read off the alert itself, and the log
+/// lines and notes are re-keyed by alert. An alert created before it keeps its stored lines
+/// and note, each listed once and in order, and takes new lines after them.
+#[tokio::test]
+async fn alert_logs_written_before_0009_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = if tocsin_store::testing::postgres_backend() {
+        Store::connect(&tocsin_store::testing::fresh_postgres_database().await)
+            .await
+            .unwrap()
+    } else {
+        Store::open_sqlite(&dir.path().join("t.db")).await.unwrap()
+    };
+    tocsin_store::testing::migrate_until(&store, 8).await;
+    let org = org(&store).await;
+    let old = uuid::Uuid::now_v7().to_string();
+    let (first, second) = (
+        uuid::Uuid::now_v7().to_string(),
+        uuid::Uuid::now_v7().to_string(),
+    );
+    tocsin_store::on_db!(store.db(), |pool| {
+        sqlx::query(
+            "INSERT INTO alerts (id, org_id, tiny_id, alias, message, status, acknowledged,
+               is_seen, tags, snoozed, count, last_occurred_at, created_at, updated_at, source,
+               owner, priority, responders, teams, visible_to, actions, entity, description,
+               details)
+             VALUES ($1, $2, 1, 'old', 'disk full', 'open', false, false, '[]', false, 1, 1000,
+               1000, 1000, 'test', '', 'P3', '[]', '[]', '[]', '[]', '', '', '{}')",
+        )
+        .bind(&old)
+        .bind(org.as_str())
+        .execute(pool)
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO alert_counters (org_id, next_tiny_id) VALUES ($1, 2)")
+            .bind(org.as_str())
+            .execute(pool)
+            .await
+            .unwrap();
+        for (id, log) in [(&first, "Alert created"), (&second, "Alert acknowledged")] {
+            sqlx::query(
+                "INSERT INTO alert_logs (id, org_id, alert_id, log, type, owner, created_at)
+                 VALUES ($1, $2, $3, $4, 'system', 'bot', 1000)",
+            )
+            .bind(id)
+            .bind(org.as_str())
+            .bind(&old)
+            .bind(log)
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+        sqlx::query(
+            "INSERT INTO alert_notes (id, org_id, alert_id, note, owner, created_at)
+             VALUES ($1, $2, $3, 'looked at it', 'bot', 1000)",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(org.as_str())
+        .bind(&old)
+        .execute(pool)
+        .await
+        .unwrap();
+    });
+    store.migrate().await.unwrap();
+
+    let entries = |id: String, logs: bool| {
+        let (store, org) = (&store, &org);
+        async move {
+            store
+                .alert_entries(org, &id, logs, None, false, 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| (e.id, e.text, e.owner))
+                .collect::<Vec<_>>()
+        }
+    };
+    let bot = || "bot".to_owned();
+    assert_eq!(
+        entries(old.clone(), true).await,
+        [
+            (first.clone(), "Alert created".to_owned(), bot()),
+            (second.clone(), "Alert acknowledged".to_owned(), bot()),
+        ]
+    );
+    assert_eq!(entries(old.clone(), false).await.len(), 1);
+
+    // New lines follow the stored ones; a new alert's creation line comes off the alert.
+    let s = store
+        .apply_alert_ops(&[
+            act(&org, &old, Action::Close),
+            create(&org, Some("new"), None),
+        ])
+        .await
+        .unwrap();
+    assert!(s.iter().all(|s| s.success), "{s:?}");
+    let texts = |v: Vec<(String, String, String)>| v.into_iter().map(|e| e.1).collect::<Vec<_>>();
+    assert_eq!(
+        texts(entries(old.clone(), true).await),
+        ["Alert created", "Alert acknowledged", "Alert closed by bot"]
+    );
+    let new = entries(s[1].alert_id.clone(), true).await;
+    assert_eq!(
+        new,
+        [(s[1].alert_id.clone(), "Alert created".to_owned(), bot())]
+    );
+    // Paging walks past the creation line, both ways.
+    let after = store
+        .alert_entries(&org, &old, true, Some(&second), false, 100)
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 1);
+    let before = store
+        .alert_entries(&org, &s[1].alert_id, true, Some(&s[1].alert_id), true, 100)
+        .await
+        .unwrap();
+    assert!(before.is_empty(), "{before:?}");
+}
+
 /// `close` stops the background checkpointer before the pools, so the last connection to
 /// close still checkpoints the WAL into the database file and removes it: nothing is left
 /// open or running after a clean stop, and the file alone holds every event.

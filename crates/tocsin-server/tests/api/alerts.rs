@@ -151,7 +151,25 @@ async fn create_deduplicate_act_and_read_like_opsgenie() {
     let (_, b, _) = app
         .v2("GET", &format!("/v2/alerts/{alert_id}/logs"), &key, None)
         .await;
-    assert!(b["data"].as_array().unwrap().len() >= 4, "{b}");
+    let logs: Vec<(&str, &str)> = b["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["log"].as_str().unwrap(), l["owner"].as_str().unwrap()))
+        .collect();
+    // Newest first; the creation line is the alert's own (its offset is the alert's id).
+    assert_eq!(
+        logs,
+        vec![
+            ("Note added by ann", "ann"),
+            ("Alert acknowledged by Alertmanager", "Alertmanager"),
+            ("Alert occurred again: Disk full again", "Alertmanager"),
+            ("Alert occurred again: Disk full again", "Alertmanager"),
+            ("Alert created", "Alertmanager"),
+        ],
+        "{b}"
+    );
+    assert_eq!(b["data"][4]["offset"], alert_id.as_str());
 
     // Tags, priority, message.
     app.v2(
