@@ -60,6 +60,8 @@ pub(crate) async fn run<F: Future<Output = Response>>(
             }
         }
         rendered
+    } else if resp.extensions().get::<Answered>().is_some() {
+        resp
     } else if status.is_client_error() || status.is_server_error() {
         // A framework answer with no ErrorInfo (unmatched method, oversized body...).
         render(&framework_error(status), id, opsgenie, started)
@@ -68,7 +70,7 @@ pub(crate) async fn run<F: Future<Output = Response>>(
     };
     // The access log: the path only, never the query string (legacy clients put keys there).
     tracing::debug!(request_id = %id, status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, path = %path, "request");
-    if status.is_server_error() {
+    if status.is_server_error() && resp.extensions().get::<Answered>().is_none() {
         let panic = panicked.as_ref().map(|p| p.0.as_str());
         tracing::error!(request_id = %id, status = status.as_u16(), path = %path, panic, "request failed");
     }
@@ -77,6 +79,11 @@ pub(crate) async fn run<F: Future<Output = Response>>(
     }
     resp
 }
+
+/// Marks an error status that is a route's own answer, body and all, rather than a failure
+/// (`/readyz`'s 503 when the node is not ready): sent as it is and not logged as an error.
+#[derive(Clone, Copy)]
+pub(crate) struct Answered;
 
 /// The message of a handler's panic, on the 500 that answers it (lib.rs): logged here with
 /// the request id.

@@ -49,6 +49,12 @@ pub enum ApiError {
     Timeout {
         seconds: u64,
     },
+    /// 503 with `Retry-After`: the store could not take a write just now (the reason is
+    /// logged, not sent).
+    Unavailable {
+        message: String,
+        detail: String,
+    },
     Internal(String),
 }
 
@@ -150,6 +156,10 @@ impl ApiError {
                     format!("The request was not received and answered within this server's limit of {seconds} seconds (setting `request-timeout-seconds`); a write it asked for may or may not have been made."),
                 )
             }
+            ApiError::Unavailable { message, .. } => {
+                details.insert("retry_after_seconds".into(), json!(UNAVAILABLE_RETRY_AFTER));
+                (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", message.clone())
+            }
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal_error",
@@ -175,7 +185,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Internal(detail) = &self {
+        if let ApiError::Internal(detail) | ApiError::Unavailable { detail, .. } = &self {
             // Logged here, with the request id added by the trace span; never sent.
             tracing::error!(error = %detail, "internal error");
         }
@@ -189,10 +199,19 @@ impl IntoResponse for ApiError {
             // Opsgenie clients read this one too.
             resp.headers_mut().insert("x-ratelimit-period-in-sec", v);
         }
+        if let ApiError::Unavailable { .. } = &self {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(UNAVAILABLE_RETRY_AFTER),
+            );
+        }
         resp.extensions_mut().insert(info);
         resp
     }
 }
+
+/// Seconds a client is told to wait after a 503 `store_unavailable`.
+const UNAVAILABLE_RETRY_AFTER: u64 = 1;
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
@@ -201,6 +220,10 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(c) => ApiError::Conflict {
                 code: "conflict",
                 message: format!("A conflicting object exists ({c})."),
+            },
+            StoreError::WriteFailed(why) => ApiError::Unavailable {
+                message: "The database did not take the write; nothing of this request was written unless it says otherwise. Try again shortly; /readyz tells when writes go through again.".into(),
+                detail: why,
             },
             other => ApiError::Internal(other.to_string()),
         }

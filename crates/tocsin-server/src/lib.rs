@@ -252,7 +252,9 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
         if let Err(e) = app2.last_used.flush(&app2.store).await {
             tracing::error!(error = %e, "could not record last use at shutdown");
         }
-        app2.audit.flush().await;
+        if let Err(e) = app2.audit.flush().await {
+            tracing::error!(error = %e, "could not write the audit events queued at shutdown");
+        }
         // Closing the pool checkpoints the WAL into the database file.
         app2.store.close().await;
         drop(app2);
@@ -455,7 +457,7 @@ mod tests {
             .unwrap();
         assert_eq!(who.status(), 200, "the server goes on serving");
 
-        running.app.audit.flush().await;
+        running.app.audit.flush().await.unwrap();
         let events: Value = http
             .get(format!("{base}/v1/audit_events?action=http.request"))
             .bearer_auth(owner)

@@ -30,7 +30,7 @@ pub mod testing;
 pub mod users;
 pub mod writer;
 
-pub use writer::{AuditWriter, LastUsedTracker, spawn_writers};
+pub use writer::{AuditWriter, LastUsedTracker, WriterHealth, spawn_writers};
 
 /// The configured database: one typed pool per backend, the same query code for both.
 #[derive(Clone, Debug)]
@@ -69,6 +69,10 @@ pub enum StoreError {
     /// The store was closed (`Store::close`); nothing more can be written through it.
     #[error("the store is closed")]
     Closed,
+    /// A write batch failed: nothing of it was written (its audit events are held and
+    /// retried by the writer). The string is why.
+    #[error("the write failed: {0}")]
+    WriteFailed(String),
 }
 
 impl From<sqlx::Error> for StoreError {

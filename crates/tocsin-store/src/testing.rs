@@ -110,3 +110,46 @@ pub async fn migrate_until(store: &crate::Store, last: i64) {
         .into();
     crate::on_db!(store.db(), |pool| migrator.run(pool).await.unwrap());
 }
+
+/// Makes the database refuse inserts into `table` (those whose new row matches `when`, an SQL
+/// condition on `NEW`, if given) with an error, as a full disk or a broken constraint would:
+/// a trigger, on either backend. `allow_inserts` takes it away.
+pub async fn refuse_inserts(store: &crate::Store, table: &str, when: Option<&str>) {
+    let statements = match store.db() {
+        crate::Db::Sqlite(_) => vec![format!(
+            "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} {} BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END",
+            when.map(|w| format!("WHEN {w}")).unwrap_or_default()
+        )],
+        crate::Db::Postgres(_) => vec![
+            "CREATE OR REPLACE FUNCTION refuse_insert() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN RAISE EXCEPTION 'refused by a test trigger'; END $$"
+                .to_owned(),
+            format!(
+                "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} FOR EACH ROW {} EXECUTE FUNCTION refuse_insert()",
+                when.map(|w| format!("WHEN ({w})")).unwrap_or_default()
+            ),
+        ],
+    };
+    for sql in statements {
+        crate::on_db!(store.db(), |pool| {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(pool)
+                .await
+                .unwrap();
+        });
+    }
+}
+
+/// Takes away what `refuse_inserts` put on `table`.
+pub async fn allow_inserts(store: &crate::Store, table: &str) {
+    let sql = match store.db() {
+        crate::Db::Sqlite(_) => format!("DROP TRIGGER refuse_{table}"),
+        crate::Db::Postgres(_) => format!("DROP TRIGGER refuse_{table} ON {table}"),
+    };
+    crate::on_db!(store.db(), |pool| {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(pool)
+            .await
+            .unwrap();
+    });
+}

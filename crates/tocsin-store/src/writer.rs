@@ -20,9 +20,12 @@ const BATCH: usize = 2_000;
 // Nearly every message is an event, so boxing it would only add an allocation.
 #[allow(clippy::large_enum_variant)]
 enum Msg {
-    Event(AuditEntry, Option<oneshot::Sender<()>>),
-    Flush(oneshot::Sender<()>),
+    Event(AuditEntry, Option<Ack>),
+    Flush(Ack),
 }
+
+/// Answers whoever waits on a message: committed, or why its batch failed.
+type Ack = oneshot::Sender<std::result::Result<(), String>>;
 
 #[derive(Clone)]
 pub struct AuditWriter {
@@ -31,7 +34,35 @@ pub struct AuditWriter {
     /// Rung after queueing a message someone waits on (a durable event, a flush), so that the
     /// writer ends its gathering window at once.
     urgent: Arc<Notify>,
+    health: Arc<Health>,
 }
+
+/// What the writer's last batches came to, for `/readyz`.
+#[derive(Default)]
+struct Health {
+    /// Why the last batch failed; `None` once a batch commits again.
+    failing: Mutex<Option<String>>,
+    /// Audit events of failed batches not written yet, and why they last failed.
+    held: Mutex<(usize, String)>,
+}
+
+/// What `AuditWriter::health` tells.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriterHealth {
+    /// Why the last write batch failed: nothing is being written until one commits again.
+    pub failing: Option<String>,
+    /// Audit events whose batch failed and that are retried on their own (with the reason they
+    /// last failed): batches of other writes go on meanwhile.
+    pub held_events: usize,
+    pub held_reason: Option<String>,
+}
+
+/// How long held events wait before their next try: doubling from the first to the last.
+const HELD_FIRST_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+const HELD_LAST_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// At most this many held events; beyond it the writer takes no new audit events (their
+/// senders wait, as for a full queue) until the held ones are written.
+const HELD_MAX: usize = BATCH;
 
 const ALERT_BATCH: usize = 512;
 /// How long a batch of plain audit events may gather after the last commit.
@@ -47,6 +78,7 @@ pub fn spawn_writers(store: Store) -> (AuditWriter, AlertWriter, tokio::task::Jo
     let audit_depth = Arc::new(AtomicI64::new(0));
     let alert_depth = Arc::new(AtomicI64::new(0));
     let urgent = Arc::new(Notify::new());
+    let health = Arc::new(Health::default());
     let embedded = !store.is_postgres();
     let task = run(
         store,
@@ -57,6 +89,7 @@ pub fn spawn_writers(store: Store) -> (AuditWriter, AlertWriter, tokio::task::Jo
         },
         audit_depth.clone(),
         alert_depth.clone(),
+        health.clone(),
     );
     // On SQLite the batches run on the writer's own thread, through the store's own write
     // connection (embedded.rs): a runtime of its own keeps the blocking commits off the
@@ -95,6 +128,7 @@ pub fn spawn_writers(store: Store) -> (AuditWriter, AlertWriter, tokio::task::Jo
             tx: audit_tx,
             depth: audit_depth,
             urgent,
+            health,
         },
         AlertWriter {
             tx: alert_tx,
@@ -123,8 +157,10 @@ impl AuditWriter {
         }
     }
 
-    /// Queues an event and waits until it is committed.
-    pub async fn record_durable(&self, event: AuditRecord) {
+    /// Queues an event and waits until it is committed. Should its batch fail, the event is
+    /// kept and written later (the writer retries it on its own), and this answers the
+    /// failure at once: what the event records happened, but it is not in the trail yet.
+    pub async fn record_durable(&self, event: AuditRecord) -> crate::Result<()> {
         let (ack, done) = oneshot::channel();
         self.depth.fetch_add(1, Ordering::Relaxed);
         if self
@@ -135,18 +171,44 @@ impl AuditWriter {
         {
             self.depth.fetch_sub(1, Ordering::Relaxed);
             tracing::error!("audit writer has stopped; an event was not recorded");
-            return;
+            return Err(crate::StoreError::Closed);
         }
         self.urgent.notify_one();
-        let _ = done.await;
+        match done.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(why)) => Err(crate::StoreError::WriteFailed(why)),
+            Err(_) => Err(crate::StoreError::Closed),
+        }
     }
 
-    /// Waits until everything queued before this call is committed.
-    pub async fn flush(&self) {
+    /// Waits until everything queued before this call is committed, or held after its batch
+    /// failed (`WriterHealth::held_events`); an error says why the batch failed.
+    pub async fn flush(&self) -> crate::Result<()> {
         let (ack, done) = oneshot::channel();
-        if self.tx.send(Msg::Flush(ack)).await.is_ok() {
-            self.urgent.notify_one();
-            let _ = done.await;
+        if self.tx.send(Msg::Flush(ack)).await.is_err() {
+            return Err(crate::StoreError::Closed);
+        }
+        self.urgent.notify_one();
+        match done.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(why)) => Err(crate::StoreError::WriteFailed(why)),
+            Err(_) => Err(crate::StoreError::Closed),
+        }
+    }
+
+    /// Whether writes are going through: for `/readyz`.
+    pub fn health(&self) -> WriterHealth {
+        let failing = self
+            .health
+            .failing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let held = self.health.held.lock().unwrap_or_else(|p| p.into_inner());
+        WriterHealth {
+            failing,
+            held_events: held.0,
+            held_reason: (held.0 > 0).then(|| held.1.clone()),
         }
     }
 
@@ -166,7 +228,7 @@ struct Queues {
 /// ops beside their reply channels (the ops go to the store as a slice).
 struct Batch {
     events: Vec<AuditEntry>,
-    acks: Vec<oneshot::Sender<()>>,
+    acks: Vec<Ack>,
     ops: Vec<AlertOp>,
     replies: Vec<Reply>,
 }
@@ -189,9 +251,10 @@ impl Batch {
         self.replies.push(reply);
     }
 
-    /// Takes what is queued, up to a batch of each kind, without waiting.
-    fn drain(&mut self, queues: &mut Queues) {
-        while self.events.len() < BATCH {
+    /// Takes what is queued, up to a batch of each kind (no audit events unless `events`),
+    /// without waiting.
+    fn drain(&mut self, queues: &mut Queues, events: bool) {
+        while events && self.events.len() < BATCH {
             match queues.audit_rx.try_recv() {
                 Ok(m) => self.take(m),
                 Err(_) => break,
@@ -211,11 +274,70 @@ impl Batch {
     }
 }
 
+/// Audit events of failed batches, retried on their own so that a failing event cannot hold
+/// back the writes queued behind it.
+struct Held {
+    events: Vec<AuditEntry>,
+    wait: std::time::Duration,
+    next_try: tokio::time::Instant,
+}
+
+impl Held {
+    /// Keeps a failed batch's events; their next try comes after the shortest wait.
+    fn keep(&mut self, events: &mut Vec<AuditEntry>) {
+        if self.events.is_empty() {
+            self.wait = HELD_FIRST_WAIT;
+            self.next_try = tokio::time::Instant::now() + self.wait;
+        }
+        self.events.append(events);
+    }
+
+    /// Tries the held events again: all in one transaction, else one at a time, so that the
+    /// ones that can be written are, and only those that fail on their own stay held (and are
+    /// tried again after a longer wait). Returns false once the store is closed.
+    async fn retry(&mut self, store: &Store, depth: &AtomicI64, health: &Health) -> bool {
+        let mut why = match store.apply_batch(&[], &self.events).await {
+            Ok(_) => {
+                depth.fetch_sub(self.events.len() as i64, Ordering::Relaxed);
+                self.events.clear();
+                None
+            }
+            Err(crate::StoreError::Closed) => return false,
+            Err(e) => Some(e.to_string()),
+        };
+        if why.is_some() && self.events.len() > 1 {
+            let mut kept = Vec::new();
+            for event in self.events.drain(..) {
+                match store.apply_batch(&[], std::slice::from_ref(&event)).await {
+                    Ok(_) => {
+                        depth.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    Err(crate::StoreError::Closed) => return false,
+                    Err(e) => {
+                        why = Some(e.to_string());
+                        kept.push(event);
+                    }
+                }
+            }
+            self.events = kept;
+        }
+        let why = why.unwrap_or_default();
+        if !self.events.is_empty() {
+            tracing::error!(error = %why, events = self.events.len(), retry_in_ms = self.wait.as_millis() as u64, "audit events still cannot be written; retrying");
+            self.wait = (self.wait * 2).min(HELD_LAST_WAIT);
+            self.next_try = tokio::time::Instant::now() + self.wait;
+        }
+        *health.held.lock().unwrap_or_else(|p| p.into_inner()) = (self.events.len(), why);
+        true
+    }
+}
+
 async fn run(
     store: Store,
     mut queues: Queues,
     audit_depth: Arc<AtomicI64>,
     alert_depth: Arc<AtomicI64>,
+    health: Arc<Health>,
 ) {
     let mut batch = Batch {
         events: Vec::with_capacity(BATCH),
@@ -223,24 +345,37 @@ async fn run(
         ops: Vec::with_capacity(ALERT_BATCH),
         replies: Vec::with_capacity(ALERT_BATCH),
     };
+    let mut held = Held {
+        events: Vec::new(),
+        wait: HELD_FIRST_WAIT,
+        next_try: tokio::time::Instant::now(),
+    };
     let (mut audit_open, mut alerts_open) = (true, true);
     let mut last_commit = tokio::time::Instant::now();
     loop {
-        // Wait for the first thing to write (unless a failed batch left events to retry).
-        if batch.events.is_empty() && batch.acks.is_empty() {
-            tokio::select! {
-                m = queues.audit_rx.recv(), if audit_open => match m {
-                    Some(m) => batch.take(m),
-                    None => audit_open = false,
-                },
-                o = queues.alert_rx.recv(), if alerts_open => match o {
-                    Some(request) => batch.push_op(request),
-                    None => alerts_open = false,
-                },
-                else => break,
-            }
+        // Held events go first when their wait is over.
+        if !held.events.is_empty()
+            && tokio::time::Instant::now() >= held.next_try
+            && !held.retry(&store, &audit_depth, &health).await
+        {
+            break;
         }
-        batch.drain(&mut queues);
+        // While too many events are held, new ones stay queued (their senders wait).
+        let take_events = held.events.len() < HELD_MAX;
+        // Wait for the first thing to write, or for the held events' next try.
+        tokio::select! {
+            m = queues.audit_rx.recv(), if audit_open && take_events => match m {
+                Some(m) => batch.take(m),
+                None => audit_open = false,
+            },
+            o = queues.alert_rx.recv(), if alerts_open => match o {
+                Some(request) => batch.push_op(request),
+                None => alerts_open = false,
+            },
+            _ = tokio::time::sleep_until(held.next_try), if !held.events.is_empty() => continue,
+            else => break,
+        }
+        batch.drain(&mut queues, take_events);
         if batch.events.is_empty() && batch.unwaited() {
             continue;
         }
@@ -260,7 +395,7 @@ async fn run(
                     None => alerts_open = false,
                 },
             }
-            batch.drain(&mut queues);
+            batch.drain(&mut queues, take_events);
         }
         last_commit = tokio::time::Instant::now();
         let Batch {
@@ -271,6 +406,7 @@ async fn run(
         } = &mut batch;
         match store.apply_batch(ops, events).await {
             Ok(statuses) => {
+                *health.failing.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 alert_depth.fetch_sub(ops.len() as i64, Ordering::Relaxed);
                 ops.clear();
                 for (reply, status) in replies.drain(..).zip(statuses) {
@@ -279,7 +415,7 @@ async fn run(
                 audit_depth.fetch_sub(events.len() as i64, Ordering::Relaxed);
                 events.clear();
                 for ack in acks.drain(..) {
-                    let _ = ack.send(());
+                    let _ = ack.send(Ok(()));
                 }
             }
             Err(crate::StoreError::Closed) => {
@@ -294,19 +430,31 @@ async fn run(
                 break;
             }
             Err(e) => {
-                // Alert requests learn at once (nothing of theirs was written); audit events
-                // are kept and retried, so an acknowledged request's event is not lost.
-                tracing::error!(error = %e, ops = ops.len(), events = events.len(), "write batch failed; retrying its audit events");
+                // Nothing of the batch was written. Alert requests and whoever waits on an
+                // event learn at once; the audit events are held and retried on their own,
+                // so an acknowledged request's event is not lost and a failing event does not
+                // hold back the batches after it.
+                let why = e.to_string();
+                tracing::error!(error = %why, ops = ops.len(), events = events.len(), "write batch failed; its audit events are held and retried");
+                *health.failing.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
+                held.keep(events);
+                *health.held.lock().unwrap_or_else(|p| p.into_inner()) =
+                    (held.events.len(), why.clone());
                 alert_depth.fetch_sub(ops.len() as i64, Ordering::Relaxed);
                 ops.clear();
-                let msg = e.to_string();
                 for reply in replies.drain(..) {
-                    let _ = reply.send(Err(crate::StoreError::Config(format!(
-                        "alert batch failed: {msg}"
-                    ))));
+                    let _ = reply.send(Err(crate::StoreError::WriteFailed(why.clone())));
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                for ack in acks.drain(..) {
+                    let _ = ack.send(Err(why.clone()));
+                }
             }
+        }
+    }
+    if !held.events.is_empty() {
+        // The writer stops with events it could not write: the log is their last record.
+        for event in &held.events {
+            tracing::error!(event = ?event, "audit event not written before the writer stopped");
         }
     }
 }

@@ -302,7 +302,7 @@ async fn other_writes_get_their_turn_beside_a_busy_alert_writer() {
     for s in senders {
         requests.extend(s.await.unwrap());
     }
-    audit.flush().await;
+    audit.flush().await.unwrap();
     drop((audit, alerts));
     task.await.unwrap();
     let all = tocsin_store::alerts::AlertScope {
@@ -327,6 +327,72 @@ async fn other_writes_get_their_turn_beside_a_busy_alert_writer() {
     }
 }
 
+/// An audit event the database refuses does not hold back the writes behind it: its batch
+/// fails (whoever waits on it learns at once), the event is held and retried on its own while
+/// later batches commit, and it is written once the database takes it; nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_audit_event_is_held_and_written_later_without_blocking_others() {
+    let (_dir, store) = store().await;
+    let org = org(&store).await;
+    let (audit, alerts, task) = tocsin_store::spawn_writers(store.clone());
+    tocsin_store::testing::refuse_inserts(
+        &store,
+        "audit_segment_terms",
+        Some("NEW.term = 't:poison'"),
+    )
+    .await;
+    let mut poison = AuditRecord::new(Some(org.clone()), "api_key.created", "allowed");
+    poison.target = Some(AuditTarget {
+        kind: "api_key".into(),
+        id: "poison".into(),
+    });
+    let poison_id = poison.id.clone();
+    let refused = audit.record_durable(poison).await;
+    assert!(
+        matches!(refused, Err(tocsin_store::StoreError::WriteFailed(_))),
+        "{refused:?}"
+    );
+    let health = audit.health();
+    assert!(health.failing.is_some(), "{health:?}");
+    assert_eq!(health.held_events, 1);
+
+    // Later writes go through meanwhile.
+    let created = alerts.submit(create(&org, Some("x"), None)).await.unwrap();
+    assert!(created.success, "{created:?}");
+    let fine = AuditRecord::new(Some(org.clone()), "api_key.updated", "allowed");
+    let fine_id = fine.id.clone();
+    audit.record_durable(fine).await.unwrap();
+    let health = audit.health();
+    assert_eq!(health.failing, None);
+    assert_eq!(health.held_events, 1, "{health:?}");
+    let ids = |events: Vec<tocsin_store::audit::AuditEvent>| {
+        events.into_iter().map(|e| e.record.id).collect::<Vec<_>>()
+    };
+    let written = ids(audit_events(&store, org.as_str()).await);
+    assert!(written.contains(&fine_id) && !written.contains(&poison_id));
+
+    // Once the database takes it, the held event is written (it is retried with a growing
+    // wait, at first 100 ms).
+    tocsin_store::testing::allow_inserts(&store, "audit_segment_terms").await;
+    let mut waited = 0;
+    while audit.health().held_events > 0 {
+        assert!(
+            waited < 200,
+            "the held event was not written: {:?}",
+            audit.health()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    let written = ids(audit_events(&store, org.as_str()).await);
+    assert!(written.contains(&poison_id), "{written:?}");
+    let report = store.verify_chain(org.as_str()).await.unwrap();
+    assert!(report.broken_at.is_none(), "{report:?}");
+    assert_eq!(audit.health().held_reason, None);
+    drop((audit, alerts));
+    task.await.unwrap();
+}
+
 /// Once the store is closed the writer stops: whatever still waits on it is answered at once
 /// instead of waiting on retries that cannot succeed, and its task ends.
 #[tokio::test]
@@ -341,16 +407,19 @@ async fn the_writer_stops_when_the_store_is_closed() {
             .unwrap()
             .success
     );
-    audit.flush().await;
+    audit.flush().await.unwrap();
     store.close().await;
-    audit
-        .record_durable(AuditRecord::new(
-            Some(org.clone()),
-            "http.request",
-            "allowed",
-        ))
-        .await;
-    audit.flush().await;
+    assert!(
+        audit
+            .record_durable(AuditRecord::new(
+                Some(org.clone()),
+                "http.request",
+                "allowed",
+            ))
+            .await
+            .is_err()
+    );
+    assert!(audit.flush().await.is_err());
     assert!(alerts.submit(create(&org, None, None)).await.is_err());
     task.await.expect("the writer ends without a panic");
 }

@@ -397,10 +397,28 @@ pub async fn issue(
         .insert_key(&key, &app.hasher.digest(token), account.as_ref())
         .await
         .map_err(name_taken(key.kind))?;
-    app.audit
-        .record_durable(lifecycle(p, "api_key.created", &key))
-        .await;
+    recorded(
+        app,
+        lifecycle(p, "api_key.created", &key),
+        format!("The key {} was created, but its token is not shown: revoke the key and create it again", key.id),
+    )
+    .await?;
     Ok(json!({"api_key": view(app, &key).await?, "token": token.expose()}))
+}
+
+/// Records a key's lifecycle event and waits until it is written, as the response must. Should
+/// the write fail, the change (`done`, said in the 503) stands and the event is kept and written
+/// once the database takes writes again; the caller learns both.
+async fn recorded(app: &App, event: AuditRecord, done: String) -> ApiResult<()> {
+    app.audit.record_durable(event).await.map_err(|e| match e {
+        StoreError::WriteFailed(why) => ApiError::Unavailable {
+            message: format!(
+                "{done}; its audit event could not be written yet (it is kept, and written once the database takes writes again: /readyz tells when)."
+            ),
+            detail: why,
+        },
+        other => other.into(),
+    })
 }
 
 /// Only a personal key's own user may rotate or reshape it; anyone allowed may revoke it.
@@ -650,9 +668,12 @@ pub async fn update(
         .await
         .map_err(name_taken(key.kind))?;
     app.invalidate_credentials().await;
-    app.audit
-        .record_durable(lifecycle(&p, "api_key.updated", &updated))
-        .await;
+    recorded(
+        &app,
+        lifecycle(&p, "api_key.updated", &updated),
+        format!("The key {} was updated", updated.id),
+    )
+    .await?;
     Ok(Json(view(&app, &updated).await?))
 }
 
@@ -709,9 +730,15 @@ pub async fn rotate(
         )
         .await?;
     app.invalidate_credentials().await;
-    app.audit
-        .record_durable(lifecycle(&p, "api_key.rotated", &rotated))
-        .await;
+    recorded(
+        &app,
+        lifecycle(&p, "api_key.rotated", &rotated),
+        format!(
+            "The key {} was rotated, but its new token is not shown: rotate it again",
+            rotated.id
+        ),
+    )
+    .await?;
     Ok(Json(
         json!({"api_key": view(&app, &rotated).await?, "token": token.expose()}),
     ))
@@ -726,9 +753,12 @@ pub async fn revoke(
     let (revoked, changed) = app.store.revoke_key(&p.org_id, &key.id, &p.creator).await?;
     app.invalidate_credentials().await;
     if changed {
-        app.audit
-            .record_durable(lifecycle(&p, "api_key.revoked", &revoked))
-            .await;
+        recorded(
+            &app,
+            lifecycle(&p, "api_key.revoked", &revoked),
+            format!("The key {} was revoked", revoked.id),
+        )
+        .await?;
     }
     Ok(Json(view(&app, &revoked).await?))
 }

@@ -64,7 +64,7 @@ pub async fn list(
         until: time_param("until", q.until.as_deref())?,
     };
     // Events queued before this request are visible to it.
-    app.audit.flush().await;
+    app.audit.flush().await?;
     let page = app
         .store
         .list_audit(&p.org_id, &filter, limit, cursor)

@@ -61,7 +61,7 @@ use Needs::*;
 use Permission::*;
 routes_table! {
     "GET" "/healthz" Public, "Process is up";
-    "GET" "/readyz" Public, "Database is reachable";
+    "GET" "/readyz" Public, "Database is reachable and taking writes";
     "GET" "/metrics" Public, "Prometheus metrics";
     "GET" "/openapi.json" Public, "This OpenAPI document";
     "GET" "/" Public, "The web console (HTML)";

@@ -220,7 +220,9 @@ fn error_statuses(r: &RouteInfo) -> Vec<u16> {
         // `searchIdentifier` (saved searches) is not implemented.
         statuses.push(501);
     }
-    if r.path == "/readyz" {
+    if r.path == "/readyz" || (api && r.method != "GET") || r.path == "/v1/audit_events" {
+        // Not ready; a write the database did not take (the audit listing first waits for
+        // the events queued before it).
         statuses.push(503);
     }
     statuses.sort_unstable();
@@ -245,7 +247,9 @@ fn describe(status: u16) -> &'static str {
         429 => "Too many failed attempts or requests; retry after `Retry-After` seconds",
         500 => "An internal error; the request id identifies it in the server's log",
         501 => "Not implemented yet",
-        503 => "The database does not answer",
+        503 => {
+            "The database does not answer, or did not take the write; retry after `Retry-After` seconds (`/readyz` tells when writes go through)"
+        }
         _ => "Error",
     }
 }

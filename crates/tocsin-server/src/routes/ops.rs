@@ -4,7 +4,7 @@
 use crate::routes::{Needs, ROUTES};
 use crate::state::AppState;
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -16,15 +16,28 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// Ready when the database answers and writes go through. Audit events held after a failed
+/// write (retried on their own while other writes go on) are counted without making the node
+/// unready.
 pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
-    if app.store.ping().await {
-        (StatusCode::OK, Json(json!({"status": "ready"})))
+    let writer = app.audit.health();
+    let mut body = if !app.store.ping().await {
+        json!({"status": "database unreachable"})
+    } else if writer.failing.is_some() {
+        json!({"status": "writes failing"})
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "database unreachable"})),
-        )
+        json!({"status": "ready"})
+    };
+    // The reasons (the database's own messages) are in the log only: /readyz answers anyone.
+    if writer.held_events > 0 {
+        body["audit_events_waiting"] = json!(writer.held_events);
     }
+    let status = if body["status"] == "ready" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Extension(crate::envelope::Answered), Json(body))
 }
 
 /// The process-wide Prometheus recorder (one per process, shared by every server in it).

@@ -910,3 +910,106 @@ async fn every_action_route_changes_the_alert_and_reports_its_action() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// A write the database refuses (here a trigger; a full disk in life): the alert request
+/// answers 503 with Retry-After, which Opsgenie's clients retry, instead of a 500 or a hang;
+/// /readyz says writes are failing; both recover once the database takes writes again. A
+/// key created meanwhile is refused with what happened to it.
+#[tokio::test]
+async fn a_refused_write_answers_503_until_the_database_takes_writes_again() {
+    let app = TestApp::spawn().await;
+    let (_, key) = app.integration(json!({"name": "Alertmanager"})).await;
+    let db = tocsin_store::Store::connect(&app.database_url)
+        .await
+        .unwrap();
+    tocsin_store::testing::refuse_inserts(&db, "alert_requests", None).await;
+
+    let resp = app
+        .http
+        .post(format!("{}/v2/alerts", app.base))
+        .header("Authorization", format!("GenieKey {key}"))
+        .json(&json!({"message": "Disk full"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    let b: Value = resp.json().await.unwrap();
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap()
+            .contains("The database did not take the write"),
+        "{b}"
+    );
+    assert!(b["requestId"].is_string(), "{b}");
+    let (s, b) = app.call("GET", "/readyz", None, None).await;
+    assert_eq!(
+        (s, b["status"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("writes failing")),
+        "{b}"
+    );
+
+    // A key's lifecycle event shares the fate of the batch it rides in.
+    tocsin_store::testing::refuse_inserts(&db, "audit_segments", None).await;
+    let (s, b) = app
+        .post(
+            "/v1/api_keys",
+            &app.owner,
+            json!({"name": "meanwhile", "expires_at": super::in_days(30)}),
+        )
+        .await;
+    assert_eq!(
+        (s, super::code(&b)),
+        (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+        "{b}"
+    );
+    let message = b["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("was created, but its token is not shown") && message.contains("/readyz"),
+        "{b}"
+    );
+    assert!(b.to_string().find("tcs_").is_none(), "no token in {b}");
+    let refused_key = message
+        .split_whitespace()
+        .find(|w| w.starts_with("key_"))
+        .unwrap()
+        .to_owned();
+
+    tocsin_store::testing::allow_inserts(&db, "alert_requests").await;
+    tocsin_store::testing::allow_inserts(&db, "audit_segments").await;
+    let (s, b, request) = app
+        .v2(
+            "POST",
+            "/v2/alerts",
+            &key,
+            Some(json!({"message": "Disk full"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    assert_eq!(app.status_of(&key, &request).await["isSuccess"], true);
+    // The refused key's event was held: it is written on a later try (the tries wait 100 ms,
+    // then twice as long each time), and /readyz counts it until then.
+    let mut tries = 0;
+    loop {
+        let (s, b) = app.call("GET", "/readyz", None, None).await;
+        assert_eq!(
+            (s, b["status"].as_str()),
+            (StatusCode::OK, Some("ready")),
+            "{b}"
+        );
+        if b.get("audit_events_waiting").is_none() {
+            break;
+        }
+        assert!(tries < 100, "the held event was not written: {b}");
+        tries += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (_, b) = app
+        .get(
+            &format!("/v1/audit_events?target_id={refused_key}"),
+            &app.owner,
+        )
+        .await;
+    assert_eq!(b["data"][0]["action"], "api_key.created", "{b}");
+}
