@@ -175,6 +175,9 @@ where
     }
 }
 
+/// How long shutdown waits for the audit writer: to write what is queued, then to stop.
+const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Opens the store, initializes it if empty, binds, and serves until `shutdown` or SIGTERM/ctrl-c.
 pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Running> {
     let store = bootstrap::open_store(&settings).await?;
@@ -252,17 +255,35 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
         if let Err(e) = app2.last_used.flush(&app2.store).await {
             tracing::error!(error = %e, "could not record last use at shutdown");
         }
-        if let Err(e) = app2.audit.flush().await {
-            tracing::error!(error = %e, "could not write the audit events queued at shutdown");
+        match tokio::time::timeout(SHUTDOWN_WAIT, app2.audit.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "could not write the audit events queued at shutdown")
+            }
+            Err(_) => tracing::error!(
+                "the audit events queued at shutdown were not written within {} s",
+                SHUTDOWN_WAIT.as_secs()
+            ),
         }
         // Closing the pool checkpoints the WAL into the database file.
         app2.store.close().await;
-        drop(app2);
-        // The writer ends once every handle is gone; the state may still hold one, so flushing
-        // above is what guarantees the events are committed.
         // Every alert write was answered only after its commit, and the flush above committed
-        // every audit event: nothing is pending in the writer now.
-        writer_task.abort();
+        // every audit event queued before it, unless the database refused some: the writer
+        // holds those. Once it finds the store closed (this flush's batch, or its next try of
+        // the held events) it logs them in full and ends; it is waited for, not aborted.
+        let _ = tokio::time::timeout(SHUTDOWN_WAIT, app2.audit.flush()).await;
+        drop(app2);
+        let mut writer_task = writer_task;
+        if tokio::time::timeout(SHUTDOWN_WAIT, &mut writer_task)
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                "the writer did not stop within {} s",
+                SHUTDOWN_WAIT.as_secs()
+            );
+            writer_task.abort();
+        }
         loops.stop().await;
         tracing::info!("stopped; batched writes flushed");
     });

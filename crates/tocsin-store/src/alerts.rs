@@ -1105,17 +1105,25 @@ impl Store {
         // alert's id, which sorts before the ids of the log lines written after it). Alerts
         // created before migration 0009 have no `created_by`: that line is a row of
         // alert_logs.
+        // The stored lines are paged in their own subquery, so that the table's key
+        // (alert_id, id) gives a page without reading the alert's other lines: an alert that
+        // occurred again 100,000 times has as many.
         let created = if logs {
-            "UNION ALL SELECT id, 'Alert created', 'system', created_by, created_at FROM alerts
-             WHERE org_id = $1 AND id = $2 AND created_by IS NOT NULL"
+            format!(
+                "UNION ALL SELECT id, 'Alert created', 'system', created_by, created_at FROM alerts
+                 WHERE org_id = $1 AND id = $2 AND created_by IS NOT NULL AND ($3 IS NULL OR id {cmp} $3)"
+            )
         } else {
-            ""
+            String::new()
         };
         let sql = format!(
             "SELECT id, text, kind, owner, created_at FROM (
-               SELECT id, {text} AS text, {kind} AS kind, owner, created_at FROM {table}
-               WHERE org_id = $1 AND alert_id = $2 {created}) AS entries
-             WHERE $3 IS NULL OR id {cmp} $3 ORDER BY id {order} LIMIT $4"
+               SELECT id, text, kind, owner, created_at FROM (
+                 SELECT id, {text} AS text, {kind} AS kind, owner, created_at FROM {table}
+                 WHERE org_id = $1 AND alert_id = $2 AND ($3 IS NULL OR id {cmp} $3)
+                 ORDER BY id {order} LIMIT $4
+               ) AS stored {created}
+             ) AS entries ORDER BY id {order} LIMIT $4"
         );
         let rows: Vec<(String, String, String, String, i64)> = on_db!(&self.db, |pool| {
             sqlx::query_as(safe(&sql))

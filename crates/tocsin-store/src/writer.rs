@@ -40,8 +40,8 @@ pub struct AuditWriter {
 /// What the writer's last batches came to, for `/readyz`.
 #[derive(Default)]
 struct Health {
-    /// Why the last batch failed; `None` once a batch commits again.
-    failing: Mutex<Option<String>>,
+    /// Why the last batch failed, and when; `None` once a write commits again.
+    failing: Mutex<Option<(String, std::time::Instant)>>,
     /// Audit events of failed batches not written yet, and why they last failed.
     held: Mutex<(usize, String)>,
 }
@@ -49,7 +49,8 @@ struct Health {
 /// What `AuditWriter::health` tells.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WriterHealth {
-    /// Why the last write batch failed: nothing is being written until one commits again.
+    /// Why the last write batch failed, if it did in the last 10 s and no write has
+    /// committed since.
     pub failing: Option<String>,
     /// Audit events whose batch failed and that are retried on their own (with the reason they
     /// last failed): batches of other writes go on meanwhile.
@@ -60,9 +61,15 @@ pub struct WriterHealth {
 /// How long held events wait before their next try: doubling from the first to the last.
 const HELD_FIRST_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 const HELD_LAST_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-/// At most this many held events; beyond it the writer takes no new audit events (their
-/// senders wait, as for a full queue) until the held ones are written.
+/// Once this many events are held, the writer takes no new audit events (their senders wait,
+/// as for a full queue) until fewer are.
 const HELD_MAX: usize = BATCH;
+/// The most transactions one try of the held events makes (each refused piece is split in two).
+const HELD_TRIES: usize = 64;
+/// How long `/readyz` reports a failed write batch, unless a write succeeds first: long enough
+/// for a load balancer to see it, short enough that a node it stopped sending traffic to (so
+/// that nothing is written to prove otherwise) comes back to be tried.
+const FAILURE_SHOWN: std::time::Duration = std::time::Duration::from_secs(10);
 
 const ALERT_BATCH: usize = 512;
 /// How long a batch of plain audit events may gather after the last commit.
@@ -203,7 +210,9 @@ impl AuditWriter {
             .failing
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone();
+            .as_ref()
+            .filter(|(_, at)| at.elapsed() < FAILURE_SHOWN)
+            .map(|(why, _)| why.clone());
         let held = self.health.held.lock().unwrap_or_else(|p| p.into_inner());
         WriterHealth {
             failing,
@@ -292,43 +301,58 @@ impl Held {
         self.events.append(events);
     }
 
-    /// Tries the held events again: all in one transaction, else one at a time, so that the
-    /// ones that can be written are, and only those that fail on their own stay held (and are
-    /// tried again after a longer wait). Returns false once the store is closed.
-    async fn retry(&mut self, store: &Store, depth: &AtomicI64, health: &Health) -> bool {
-        let mut why = match store.apply_batch(&[], &self.events).await {
-            Ok(_) => {
-                depth.fetch_sub(self.events.len() as i64, Ordering::Relaxed);
-                self.events.clear();
-                None
-            }
-            Err(crate::StoreError::Closed) => return false,
-            Err(e) => Some(e.to_string()),
-        };
-        if why.is_some() && self.events.len() > 1 {
-            let mut kept = Vec::new();
-            for event in self.events.drain(..) {
-                match store.apply_batch(&[], std::slice::from_ref(&event)).await {
-                    Ok(_) => {
-                        depth.fetch_sub(1, Ordering::Relaxed);
-                    }
-                    Err(crate::StoreError::Closed) => return false,
-                    Err(e) => {
-                        why = Some(e.to_string());
-                        kept.push(event);
+    /// Tries the held events again: all in one transaction, and should the database refuse
+    /// them while it takes other writes, in halves and halves of halves, so that the events it
+    /// takes are written and only those it refuses on their own stay held (to be tried again
+    /// after a longer wait). While every write fails (`outage`), only the whole set is tried.
+    /// Returns false once the store is closed (the events are still held, for the log).
+    async fn retry(
+        &mut self,
+        store: &Store,
+        depth: &AtomicI64,
+        health: &Health,
+        outage: bool,
+    ) -> bool {
+        let mut written = vec![false; self.events.len()];
+        let mut pieces: Vec<std::ops::Range<usize>> = Vec::new();
+        pieces.push(0..self.events.len());
+        let mut tries = 0;
+        let mut why = None;
+        let mut open = true;
+        while let Some(piece) = pieces.pop() {
+            tries += 1;
+            match store.apply_batch(&[], &self.events[piece.clone()]).await {
+                Ok(_) => written[piece].fill(true),
+                Err(crate::StoreError::Closed) => {
+                    open = false;
+                    break;
+                }
+                Err(e) => {
+                    why = Some(e.to_string());
+                    if piece.len() > 1 && !outage && tries < HELD_TRIES {
+                        let middle = piece.start + piece.len() / 2;
+                        pieces.push(middle..piece.end);
+                        pieces.push(piece.start..middle);
                     }
                 }
             }
-            self.events = kept;
+        }
+        let done = written.iter().filter(|w| **w).count();
+        if done > 0 {
+            depth.fetch_sub(done as i64, Ordering::Relaxed);
+            let mut written = written.into_iter();
+            self.events.retain(|_| !written.next().unwrap_or(false));
+            // The database takes writes again.
+            *health.failing.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
         let why = why.unwrap_or_default();
-        if !self.events.is_empty() {
+        if open && !self.events.is_empty() {
             tracing::error!(error = %why, events = self.events.len(), retry_in_ms = self.wait.as_millis() as u64, "audit events still cannot be written; retrying");
             self.wait = (self.wait * 2).min(HELD_LAST_WAIT);
             self.next_try = tokio::time::Instant::now() + self.wait;
         }
         *health.held.lock().unwrap_or_else(|p| p.into_inner()) = (self.events.len(), why);
-        true
+        open
     }
 }
 
@@ -354,11 +378,15 @@ async fn run(
     let mut last_commit = tokio::time::Instant::now();
     loop {
         // Held events go first when their wait is over.
-        if !held.events.is_empty()
-            && tokio::time::Instant::now() >= held.next_try
-            && !held.retry(&store, &audit_depth, &health).await
-        {
-            break;
+        if !held.events.is_empty() && tokio::time::Instant::now() >= held.next_try {
+            let outage = health
+                .failing
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some();
+            if !held.retry(&store, &audit_depth, &health, outage).await {
+                break;
+            }
         }
         // While too many events are held, new ones stay queued (their senders wait).
         let take_events = held.events.len() < HELD_MAX;
@@ -406,7 +434,10 @@ async fn run(
         } = &mut batch;
         match store.apply_batch(ops, events).await {
             Ok(statuses) => {
-                *health.failing.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                if !(ops.is_empty() && events.is_empty()) {
+                    // (A batch of flushes alone writes nothing, so it proves nothing.)
+                    *health.failing.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                }
                 alert_depth.fetch_sub(ops.len() as i64, Ordering::Relaxed);
                 ops.clear();
                 for (reply, status) in replies.drain(..).zip(statuses) {
@@ -422,11 +453,16 @@ async fn run(
                 // Nothing can be written any more: whoever waits is told (their
                 // acknowledgements are dropped) and the writer stops, so later writes fail at
                 // once instead of waiting for a retry that cannot succeed.
-                tracing::error!(
-                    ops = ops.len(),
-                    events = events.len(),
-                    "the store was closed with writes queued; they are not recorded"
-                );
+                if !(ops.is_empty() && events.is_empty()) {
+                    tracing::error!(
+                        ops = ops.len(),
+                        events = events.len(),
+                        "the store was closed with writes queued; they are not recorded"
+                    );
+                }
+                for event in events.iter() {
+                    tracing::error!(event = ?event, "audit event not written before the writer stopped");
+                }
                 break;
             }
             Err(e) => {
@@ -436,7 +472,8 @@ async fn run(
                 // hold back the batches after it.
                 let why = e.to_string();
                 tracing::error!(error = %why, ops = ops.len(), events = events.len(), "write batch failed; its audit events are held and retried");
-                *health.failing.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
+                *health.failing.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((why.clone(), std::time::Instant::now()));
                 held.keep(events);
                 *health.held.lock().unwrap_or_else(|p| p.into_inner()) =
                     (held.events.len(), why.clone());

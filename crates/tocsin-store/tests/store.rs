@@ -335,18 +335,20 @@ async fn a_refused_audit_event_is_held_and_written_later_without_blocking_others
     let (_dir, store) = store().await;
     let org = org(&store).await;
     let (audit, alerts, task) = tocsin_store::spawn_writers(store.clone());
-    tocsin_store::testing::refuse_inserts(
-        &store,
-        "audit_segment_terms",
-        Some("NEW.term = 't:poison'"),
-    )
-    .await;
+    // First the database refuses every audit segment (an outage)...
+    tocsin_store::testing::refuse_inserts(&store, "audit_segments", None).await;
     let mut poison = AuditRecord::new(Some(org.clone()), "api_key.created", "allowed");
     poison.target = Some(AuditTarget {
         kind: "api_key".into(),
         id: "poison".into(),
     });
     let poison_id = poison.id.clone();
+    let mut neighbours = Vec::new();
+    for _ in 0..4 {
+        let event = AuditRecord::new(Some(org.clone()), "http.request", "allowed");
+        neighbours.push(event.id.clone());
+        audit.record(event).await;
+    }
     let refused = audit.record_durable(poison).await;
     assert!(
         matches!(refused, Err(tocsin_store::StoreError::WriteFailed(_))),
@@ -354,7 +356,15 @@ async fn a_refused_audit_event_is_held_and_written_later_without_blocking_others
     );
     let health = audit.health();
     assert!(health.failing.is_some(), "{health:?}");
-    assert_eq!(health.held_events, 1);
+    assert_eq!(health.held_events, 5);
+    // ...then only one event of the five, on its own.
+    tocsin_store::testing::refuse_inserts(
+        &store,
+        "audit_segment_terms",
+        Some("NEW.term = 't:poison'"),
+    )
+    .await;
+    tocsin_store::testing::allow_inserts(&store, "audit_segments").await;
 
     // Later writes go through meanwhile.
     let created = alerts.submit(create(&org, Some("x"), None)).await.unwrap();
@@ -362,14 +372,24 @@ async fn a_refused_audit_event_is_held_and_written_later_without_blocking_others
     let fine = AuditRecord::new(Some(org.clone()), "api_key.updated", "allowed");
     let fine_id = fine.id.clone();
     audit.record_durable(fine).await.unwrap();
+    assert_eq!(audit.health().failing, None);
+    // The held events are tried again, refused together, then in halves: the four fine ones
+    // are written, and only the refused one stays held.
+    let mut waited = 0;
+    while audit.health().held_events > 1 {
+        assert!(waited < 200, "{:?}", audit.health());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        waited += 1;
+    }
     let health = audit.health();
-    assert_eq!(health.failing, None);
     assert_eq!(health.held_events, 1, "{health:?}");
+    assert!(health.held_reason.is_some());
     let ids = |events: Vec<tocsin_store::audit::AuditEvent>| {
         events.into_iter().map(|e| e.record.id).collect::<Vec<_>>()
     };
     let written = ids(audit_events(&store, org.as_str()).await);
     assert!(written.contains(&fine_id) && !written.contains(&poison_id));
+    assert!(neighbours.iter().all(|n| written.contains(n)));
 
     // Once the database takes it, the held event is written (it is retried with a growing
     // wait, at first 100 ms).

@@ -63,8 +63,15 @@ pub async fn list(
         since: time_param("since", q.since.as_deref())?,
         until: time_param("until", q.until.as_deref())?,
     };
-    // Events queued before this request are visible to it.
-    app.audit.flush().await?;
+    // Events queued before this request are visible to it (those the database refused are
+    // held by the writer and come later). The wait is bounded: while many refused events
+    // are held, the writer takes no new ones.
+    tokio::time::timeout(std::time::Duration::from_secs(5), app.audit.flush())
+        .await
+        .map_err(|_| ApiError::Unavailable {
+            message: "The audit events queued before this request are still waiting to be written; try again shortly (/readyz counts them).".into(),
+            detail: "the audit listing's flush did not finish within 5 s".into(),
+        })??;
     let page = app
         .store
         .list_audit(&p.org_id, &filter, limit, cursor)

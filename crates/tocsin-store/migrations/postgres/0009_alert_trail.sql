@@ -7,7 +7,8 @@
 ALTER TABLE alerts ADD COLUMN created_by TEXT;
 
 -- 2. An alert's log lines and notes are keyed by what they are read by, (alert_id, id): one
---    index where there were two (the id's and the alert's).
+--    index where there were two (the id's and the alert's). Building the new key reads the
+--    whole table and locks it meanwhile: on a large deployment, upgrade in a quiet hour.
 ALTER TABLE alert_logs DROP CONSTRAINT alert_logs_pkey, ADD PRIMARY KEY (alert_id, id);
 DROP INDEX alert_logs_alert;
 ALTER TABLE alert_notes DROP CONSTRAINT alert_notes_pkey, ADD PRIMARY KEY (alert_id, id);

@@ -12,7 +12,8 @@ ALTER TABLE alerts ADD COLUMN created_by TEXT;
 --    by rowid, the id's unique index, the alert's index). They are read by alert in id order
 --    (alert_entries). Ids stay as they were (UUID v7, unique). (Request statuses stay a
 --    rowid table: keyed by id, their 200-byte rows made a b-tree that wrote as many pages
---    per commit as the table and its index together.)
+--    per commit as the table and its index together.) The tables are copied whole: on a
+--    large store the first start of this version takes a while.
 
 CREATE TABLE alert_logs_keyed (
     alert_id   TEXT NOT NULL REFERENCES alerts(id) ON DELETE CASCADE,
