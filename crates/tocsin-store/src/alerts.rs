@@ -1101,17 +1101,23 @@ impl Store {
         } else {
             (">", "ASC")
         };
+        // The stored lines are paged in their own subquery, on the table's key (alert_id, id):
+        // a page reads its own lines only, however many the alert has (one that occurred
+        // again 100,000 times has as many). The cursor is in the SQL only when there is one,
+        // as a range on that key (`$4 IS NULL OR id > $4` is not used as one).
+        let past = if after.is_some() {
+            format!("AND id {cmp} $4")
+        } else {
+            String::new()
+        };
         // An alert's log opens with its creation line, read off the alert row (it has the
         // alert's id, which sorts before the ids of the log lines written after it). Alerts
         // created before migration 0009 have no `created_by`: that line is a row of
         // alert_logs.
-        // The stored lines are paged in their own subquery, so that the table's key
-        // (alert_id, id) gives a page without reading the alert's other lines: an alert that
-        // occurred again 100,000 times has as many.
         let created = if logs {
             format!(
                 "UNION ALL SELECT id, 'Alert created', 'system', created_by, created_at FROM alerts
-                 WHERE org_id = $1 AND id = $2 AND created_by IS NOT NULL AND ($3 IS NULL OR id {cmp} $3)"
+                 WHERE org_id = $1 AND id = $2 AND created_by IS NOT NULL {past}"
             )
         } else {
             String::new()
@@ -1120,19 +1126,22 @@ impl Store {
             "SELECT id, text, kind, owner, created_at FROM (
                SELECT id, text, kind, owner, created_at FROM (
                  SELECT id, {text} AS text, {kind} AS kind, owner, created_at FROM {table}
-                 WHERE org_id = $1 AND alert_id = $2 AND ($3 IS NULL OR id {cmp} $3)
-                 ORDER BY id {order} LIMIT $4
+                 WHERE org_id = $1 AND alert_id = $2 {past}
+                 ORDER BY id {order} LIMIT $3
                ) AS stored {created}
-             ) AS entries ORDER BY id {order} LIMIT $4"
+             ) AS entries ORDER BY id {order} LIMIT $3"
         );
         let rows: Vec<(String, String, String, String, i64)> = on_db!(&self.db, |pool| {
-            sqlx::query_as(safe(&sql))
+            let query = sqlx::query_as(safe(&sql))
                 .bind(org.as_str())
                 .bind(alert_id)
-                .bind(after)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?
+                .bind(limit);
+            match after {
+                Some(after) => query.bind(after),
+                None => query,
+            }
+            .fetch_all(pool)
+            .await?
         });
         Ok(rows
             .into_iter()

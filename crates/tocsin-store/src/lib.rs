@@ -75,6 +75,23 @@ pub enum StoreError {
     WriteFailed(String),
 }
 
+impl StoreError {
+    /// True when the database could not be reached at all (the connection, not the write):
+    /// trying other writes at once would only wait out the same timeout.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Db(
+                sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::Protocol(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::WorkerCrashed
+            )
+        )
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match &e {

@@ -64,8 +64,10 @@ const HELD_LAST_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Once this many events are held, the writer takes no new audit events (their senders wait,
 /// as for a full queue) until fewer are.
 const HELD_MAX: usize = BATCH;
-/// The most transactions one try of the held events makes (each refused piece is split in two).
+/// The most transactions, and the most time, one try of the held events takes (each refused
+/// piece is split in two).
 const HELD_TRIES: usize = 64;
+const HELD_TRY_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 /// How long `/readyz` reports a failed write batch, unless a write succeeds first: long enough
 /// for a load balancer to see it, short enough that a node it stopped sending traffic to (so
 /// that nothing is written to prove otherwise) comes back to be tried.
@@ -302,24 +304,23 @@ impl Held {
     }
 
     /// Tries the held events again: all in one transaction, and should the database refuse
-    /// them while it takes other writes, in halves and halves of halves, so that the events it
-    /// takes are written and only those it refuses on their own stay held (to be tried again
-    /// after a longer wait). While every write fails (`outage`), only the whole set is tried.
+    /// them, in halves and halves of halves, so that the events it takes are written and only
+    /// those it refuses on their own stay held (to be tried again after a longer wait). A try
+    /// ends at the first sign that the database cannot be reached at all, after `HELD_TRIES`
+    /// transactions or after `HELD_TRY_TIME`: the writer's other work waits meanwhile.
     /// Returns false once the store is closed (the events are still held, for the log).
-    async fn retry(
-        &mut self,
-        store: &Store,
-        depth: &AtomicI64,
-        health: &Health,
-        outage: bool,
-    ) -> bool {
+    async fn retry(&mut self, store: &Store, depth: &AtomicI64, health: &Health) -> bool {
         let mut written = vec![false; self.events.len()];
         let mut pieces: Vec<std::ops::Range<usize>> = Vec::new();
         pieces.push(0..self.events.len());
+        let started = std::time::Instant::now();
         let mut tries = 0;
         let mut why = None;
         let mut open = true;
         while let Some(piece) = pieces.pop() {
+            if tries == HELD_TRIES || started.elapsed() > HELD_TRY_TIME {
+                break;
+            }
             tries += 1;
             match store.apply_batch(&[], &self.events[piece.clone()]).await {
                 Ok(_) => written[piece].fill(true),
@@ -328,8 +329,12 @@ impl Held {
                     break;
                 }
                 Err(e) => {
+                    let unreachable = e.is_unreachable();
                     why = Some(e.to_string());
-                    if piece.len() > 1 && !outage && tries < HELD_TRIES {
+                    if unreachable {
+                        break;
+                    }
+                    if piece.len() > 1 {
                         let middle = piece.start + piece.len() / 2;
                         pieces.push(middle..piece.end);
                         pieces.push(piece.start..middle);
@@ -378,15 +383,11 @@ async fn run(
     let mut last_commit = tokio::time::Instant::now();
     loop {
         // Held events go first when their wait is over.
-        if !held.events.is_empty() && tokio::time::Instant::now() >= held.next_try {
-            let outage = health
-                .failing
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_some();
-            if !held.retry(&store, &audit_depth, &health, outage).await {
-                break;
-            }
+        if !held.events.is_empty()
+            && tokio::time::Instant::now() >= held.next_try
+            && !held.retry(&store, &audit_depth, &health).await
+        {
+            break;
         }
         // While too many events are held, new ones stay queued (their senders wait).
         let take_events = held.events.len() < HELD_MAX;
@@ -488,11 +489,15 @@ async fn run(
             }
         }
     }
-    if !held.events.is_empty() {
-        // The writer stops with events it could not write: the log is their last record.
-        for event in &held.events {
-            tracing::error!(event = ?event, "audit event not written before the writer stopped");
-        }
+    // The writer stops with events it could not write (held, or still queued behind them):
+    // the log is their last record.
+    queues.audit_rx.close();
+    let queued = std::iter::from_fn(|| queues.audit_rx.try_recv().ok()).filter_map(|m| match m {
+        Msg::Event(event, _) => Some(event),
+        Msg::Flush(_) => None,
+    });
+    for event in held.events.iter().cloned().chain(queued) {
+        tracing::error!(event = ?event, "audit event not written before the writer stopped");
     }
 }
 

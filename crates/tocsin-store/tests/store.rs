@@ -694,6 +694,50 @@ async fn alert_logs_written_before_0009_are_kept() {
     assert!(before.is_empty(), "{before:?}");
 }
 
+/// An alert's log pages by offset in both directions, its creation line (read off the alert)
+/// first, each line once.
+#[tokio::test]
+async fn alert_logs_page_both_ways() {
+    let (_dir, store) = store().await;
+    let org = org(&store).await;
+    let mut ops = vec![create(&org, Some("a"), None)];
+    for _ in 0..5 {
+        ops.push(create(&org, Some("a"), None));
+    }
+    let s = store.apply_alert_ops(&ops).await.unwrap();
+    let alert = s[0].alert_id.clone();
+    let walk = |descending: bool| {
+        let (store, org, alert) = (&store, &org, &alert);
+        async move {
+            let mut seen = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let page = store
+                    .alert_entries(org, alert, true, after.as_deref(), descending, 2)
+                    .await
+                    .unwrap();
+                if page.is_empty() {
+                    return seen;
+                }
+                assert!(page.len() <= 2);
+                after = page.last().map(|e| e.id.clone());
+                seen.extend(page.into_iter().map(|e| (e.id, e.text)));
+            }
+        }
+    };
+    let forward = walk(false).await;
+    assert_eq!(forward.len(), 6, "{forward:?}");
+    assert_eq!(forward[0], (alert.clone(), "Alert created".to_owned()));
+    assert!(
+        forward[1..]
+            .iter()
+            .all(|(_, t)| t.starts_with("Alert occurred again"))
+    );
+    let mut backward = walk(true).await;
+    backward.reverse();
+    assert_eq!(backward, forward);
+}
+
 /// `close` stops the background checkpointer before the pools, so the last connection to
 /// close still checkpoints the WAL into the database file and removes it: nothing is left
 /// open or running after a clean stop, and the file alone holds every event.
