@@ -182,12 +182,7 @@ impl AuditWriter {
             tracing::error!("audit writer has stopped; an event was not recorded");
             return Err(crate::StoreError::Closed);
         }
-        self.urgent.notify_one();
-        match done.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(why)) => Err(crate::StoreError::WriteFailed(why)),
-            Err(_) => Err(crate::StoreError::Closed),
-        }
+        self.answered(done).await
     }
 
     /// Waits until everything queued before this call is committed, or held after its batch
@@ -197,6 +192,15 @@ impl AuditWriter {
         if self.tx.send(Msg::Flush(ack)).await.is_err() {
             return Err(crate::StoreError::Closed);
         }
+        self.answered(done).await
+    }
+
+    /// Ends the writer's gathering window for a message someone waits on, and waits for its
+    /// answer.
+    async fn answered(
+        &self,
+        done: oneshot::Receiver<std::result::Result<(), String>>,
+    ) -> crate::Result<()> {
         self.urgent.notify_one();
         match done.await {
             Ok(Ok(())) => Ok(()),

@@ -15,6 +15,13 @@ use tocsin_store::users::User;
 /// A fresh store: a SQLite file, or with TOCSIN_TEST_BACKEND=postgres a new PostgreSQL
 /// database on TOCSIN_TEST_PG_URL's server (scripts/test drops them afterwards).
 async fn store() -> (tempfile::TempDir, Store) {
+    let (dir, store) = unmigrated_store().await;
+    store.migrate().await.unwrap();
+    (dir, store)
+}
+
+/// The same, before any migration has run.
+async fn unmigrated_store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = if tocsin_store::testing::postgres_backend() {
         Store::connect(&tocsin_store::testing::fresh_postgres_database().await)
@@ -23,7 +30,6 @@ async fn store() -> (tempfile::TempDir, Store) {
     } else {
         Store::open_sqlite(&dir.path().join("t.db")).await.unwrap()
     };
-    store.migrate().await.unwrap();
     (dir, store)
 }
 
@@ -580,14 +586,7 @@ async fn a_batch_applies_its_ops_in_order() {
 /// and note, each listed once and in order, and takes new lines after them.
 #[tokio::test]
 async fn alert_logs_written_before_0009_are_kept() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = if tocsin_store::testing::postgres_backend() {
-        Store::connect(&tocsin_store::testing::fresh_postgres_database().await)
-            .await
-            .unwrap()
-    } else {
-        Store::open_sqlite(&dir.path().join("t.db")).await.unwrap()
-    };
+    let (_dir, store) = unmigrated_store().await;
     tocsin_store::testing::migrate_until(&store, 8).await;
     let org = org(&store).await;
     let old = uuid::Uuid::now_v7().to_string();
