@@ -184,8 +184,9 @@ impl AlertRow {
     }
 }
 
-/// The parameters of `batch::update_alert()`, in order: the alert, then what an action may
-/// change.
+/// The row of an alert's update: the alert, then what an action may change. SQLite binds its
+/// fields in this order as the parameters of `batch::update_alert()`; PostgreSQL reads them
+/// by name from the row as a JSON object.
 #[derive(Serialize)]
 pub(crate) struct AlertUpdate<'a> {
     pub org_id: &'a str,

@@ -124,6 +124,21 @@ pub(crate) fn update_alert() -> &'static str {
     });
     &SQL
 }
+/// The same update on PostgreSQL, from an `AlertUpdate` as a JSON object in `$1`.
+fn update_alert_pg() -> &'static str {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let set: Vec<&str> = AlertUpdate::COLUMNS.iter().skip(2).copied().collect();
+        let from: Vec<String> = set.iter().map(|c| format!("r.{c}")).collect();
+        format!(
+            "UPDATE alerts AS a SET ({}) = ({}) FROM json_populate_record(NULL::alerts, $1::json) AS r
+             WHERE a.org_id = r.org_id AND a.id = r.id",
+            set.join(", "),
+            from.join(", ")
+        )
+    });
+    &SQL
+}
+
 pub(crate) const DELETE_ALERT: [&str; 3] = [
     "DELETE FROM alert_notes WHERE org_id = $1 AND alert_id = $2",
     "DELETE FROM alert_logs WHERE org_id = $1 AND alert_id = $2",
@@ -265,26 +280,10 @@ impl BatchConn for sqlx::PgConnection {
     }
 
     async fn update_alert(&mut self, u: &AlertUpdate<'_>) -> Result<()> {
-        sqlx::query(crate::safe(update_alert()))
-            .bind(u.org_id)
-            .bind(u.id)
-            .bind(u.status)
-            .bind(u.acknowledged)
-            .bind(&u.tags)
-            .bind(u.snoozed)
-            .bind(u.snoozed_until)
-            .bind(u.updated_at)
-            .bind(u.owner)
-            .bind(u.priority)
-            .bind(&u.responders)
-            .bind(&u.teams)
-            .bind(u.ack_time)
-            .bind(u.close_time)
-            .bind(u.acknowledged_by)
-            .bind(u.closed_by)
-            .bind(u.message)
-            .bind(u.description)
-            .bind(&u.details)
+        // The row travels as one JSON object, read by column name (as the bulk inserts'
+        // rows do): no parameter is bound by hand, so none can be bound out of order.
+        sqlx::query(crate::safe(update_alert_pg()))
+            .bind(crate::to_json(u))
             .execute(self)
             .await?;
         Ok(())
@@ -330,6 +329,28 @@ mod tests {
              snoozed_until = $7, updated_at = $8, owner = $9, priority = $10, responders = $11, \
              teams = $12, ack_time = $13, close_time = $14, acknowledged_by = $15, closed_by = $16, \
              message = $17, description = $18, details = $19 WHERE org_id = $1 AND id = $2"
+        );
+    }
+
+    /// PostgreSQL's sets the same columns, each from the row's field of that name.
+    #[test]
+    fn the_postgres_update_reads_the_row_by_name() {
+        let sql = super::update_alert_pg();
+        assert!(
+            sql.starts_with("UPDATE alerts AS a SET (status, acknowledged, tags,"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("= (r.status, r.acknowledged, r.tags,"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("r.description, r.details) FROM json_populate_record"),
+            "{sql}"
+        );
+        assert!(
+            sql.ends_with("WHERE a.org_id = r.org_id AND a.id = r.id"),
+            "{sql}"
         );
     }
 }
