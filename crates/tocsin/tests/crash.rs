@@ -210,13 +210,9 @@ async fn every_alert_that_got_a_202_survives_sigkill() {
         String::from_utf8_lossy(&intact.stdout),
         stderr(&intact)
     );
-    let url = server
-        .extra
-        .iter()
-        .position(|a| a == "--database-url")
-        .map(|i| server.extra[i + 1].clone())
-        .unwrap_or_else(|| format!("sqlite://{}", server.data.join("tocsin.db").display()));
-    let store = tocsin_store::Store::connect(&url).await.unwrap();
+    let store = tocsin_store::Store::connect(&server.database_url())
+        .await
+        .unwrap();
     let chain = store
         .audit_chains()
         .await
@@ -245,5 +241,56 @@ async fn every_alert_that_got_a_202_survives_sigkill() {
     assert!(
         said.contains(&edited),
         "verify should name event {edited}: {said}"
+    );
+}
+
+/// An audit event the database refuses is held by the writer; when the server stops before it
+/// could be written (SIGTERM), the event is written to the log in full rather than lost, and
+/// the server still stops.
+#[tokio::test]
+async fn an_audit_event_the_database_refuses_is_logged_in_full_at_shutdown() {
+    let mut server = Server::start_logging("error");
+    let owner = server.owner();
+    let store = tocsin_store::Store::connect(&server.database_url())
+        .await
+        .unwrap();
+    tocsin_store::testing::refuse_inserts(&store, "audit_segments", None).await;
+    let resp = http()
+        .get(format!("{}/v1/auth/whoami", server.url))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    // The request's event rides in the next batch, which the database refuses.
+    let started = Instant::now();
+    loop {
+        let (status, body) = {
+            let r = http()
+                .get(format!("{}/readyz", server.url))
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.json::<Value>().await.unwrap())
+        };
+        if body.get("audit_events_waiting").is_some() {
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    store.close().await;
+    server.stop();
+    let log = read(&server.log);
+    let lost: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("audit event not written before the writer stopped"))
+        .collect();
+    assert!(
+        lost.iter()
+            .any(|l| l.contains(&request_id) && l.contains("/v1/auth/whoami")),
+        "{log}"
     );
 }

@@ -68,6 +68,15 @@ impl Server {
         self.url = url;
     }
 
+    /// The URL of the database this server uses (its SQLite file, or its PostgreSQL database).
+    pub fn database_url(&self) -> String {
+        self.extra
+            .iter()
+            .position(|a| a == "--database-url")
+            .map(|i| self.extra[i + 1].clone())
+            .unwrap_or_else(|| format!("sqlite://{}", self.data.join("tocsin.db").display()))
+    }
+
     pub fn owner(&self) -> String {
         std::fs::read_to_string(self.data.join("owner-token"))
             .unwrap()
