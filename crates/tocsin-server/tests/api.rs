@@ -107,6 +107,10 @@ impl TestApp {
         self.call("POST", path, Some(token), Some(body)).await
     }
 
+    async fn patch(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call("PATCH", path, Some(token), Some(body)).await
+    }
+
     /// The outcomes of a key's audit events, newest first, with the whole answer.
     async fn audit_outcomes(&self, key_id: &str) -> (Vec<String>, Value) {
         let (s, b) = self
@@ -319,11 +323,10 @@ async fn whoami_shows_changes_made_after_it_was_answered() {
     assert_eq!((s, b["name"].as_str()), (StatusCode::OK, Some("before")));
     assert!(b["grace_period_ends_at"].is_null());
     let (s, b) = app
-        .call(
-            "PATCH",
+        .patch(
             &format!("/v1/api_keys/{id}"),
-            Some(&app.owner),
-            Some(json!({"name": "after"})),
+            &app.owner,
+            json!({"name": "after"}),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
@@ -700,11 +703,10 @@ async fn personal_keys_follow_their_user() {
 
     // Demotion narrows at once; deactivation stops the key at once.
     let (s, _) = app
-        .call(
-            "PATCH",
+        .patch(
             &format!("/v1/users/{ann}"),
-            Some(&app.owner),
-            Some(json!({"role_name": "viewer"})),
+            &app.owner,
+            json!({"role_name": "viewer"}),
         )
         .await;
     assert_eq!(s, StatusCode::OK);
@@ -713,11 +715,10 @@ async fn personal_keys_follow_their_user() {
         .await;
     assert_eq!((s, code(&b)), (StatusCode::FORBIDDEN, "permission_denied"));
     let (s, _) = app
-        .call(
-            "PATCH",
+        .patch(
             &format!("/v1/users/{ann}"),
-            Some(&app.owner),
-            Some(json!({"active": false})),
+            &app.owner,
+            json!({"active": false}),
         )
         .await;
     assert_eq!(s, StatusCode::OK);
@@ -823,11 +824,10 @@ async fn explain_applies_the_rules_of_key_kinds() {
     assert_eq!(s, StatusCode::CREATED, "{b}");
     let integration = b["token"].as_str().unwrap().to_owned();
     let (s, b) = app
-        .call(
-            "PATCH",
+        .patch(
             "/v1/organization",
-            Some(&app.owner),
-            Some(json!({"alerts_require_integration_key": true})),
+            &app.owner,
+            json!({"alerts_require_integration_key": true}),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
@@ -1232,12 +1232,7 @@ async fn verifications(app: &TestApp) -> u64 {
 async fn organization_maximum_expiry_and_custom_roles() {
     let app = TestApp::spawn().await;
     let (s, b) = app
-        .call(
-            "PATCH",
-            "/v1/organization",
-            Some(&app.owner),
-            Some(json!({"max_key_days": 30})),
-        )
+        .patch("/v1/organization", &app.owner, json!({"max_key_days": 30}))
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["max_key_days"], 30);
@@ -1256,11 +1251,10 @@ async fn organization_maximum_expiry_and_custom_roles() {
             .contains("30 days")
     );
     let (s, _) = app
-        .call(
-            "PATCH",
+        .patch(
             "/v1/organization",
-            Some(&app.owner),
-            Some(json!({"max_key_days": null})),
+            &app.owner,
+            json!({"max_key_days": null}),
         )
         .await;
     assert_eq!(s, StatusCode::OK);
@@ -1578,11 +1572,10 @@ async fn revocation_is_idempotent_and_listed_with_include_revoked() {
     // The name is free again once its key is revoked.
     app.key(&app.owner, json!({"name": "gone"})).await;
     let (s, b) = app
-        .call(
-            "PATCH",
+        .patch(
             &format!("/v1/api_keys/{id}"),
-            Some(&app.owner),
-            Some(json!({"name": "x"})),
+            &app.owner,
+            json!({"name": "x"}),
         )
         .await;
     assert_eq!((s, code(&b)), (StatusCode::CONFLICT, "key_revoked"));
@@ -1612,11 +1605,10 @@ async fn patch_changes_roles_without_escalation_and_explain_can_name_a_key() {
     assert_eq!(e["allowed"], false);
     assert_eq!(e["code"], "permission_denied");
     let (s, b) = app
-        .call(
-            "PATCH",
+        .patch(
             &format!("/v1/api_keys/{id}"),
-            Some(&app.owner),
-            Some(json!({"role_names": ["admin"], "description": "more"})),
+            &app.owner,
+            json!({"role_names": ["admin"], "description": "more"}),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
@@ -1639,11 +1631,10 @@ async fn patch_changes_roles_without_escalation_and_explain_can_name_a_key() {
         .key(&app.owner, json!({"name": "t", "kind": "team", "team_id": team, "team_role_names": ["team_admin"]}))
         .await;
     let (s, b) = app
-        .call(
-            "PATCH",
+        .patch(
             &format!("/v1/api_keys/{tid}"),
-            Some(&tk),
-            Some(json!({"role_names": ["admin"]})),
+            &tk,
+            json!({"role_names": ["admin"]}),
         )
         .await;
     assert_eq!(
@@ -1653,11 +1644,10 @@ async fn patch_changes_roles_without_escalation_and_explain_can_name_a_key() {
     );
     // Expiry may move later only within the maximum.
     let (_, b) = app
-        .call(
-            "PATCH",
+        .patch(
             &format!("/v1/api_keys/{id}"),
-            Some(&app.owner),
-            Some(json!({"expires_at": in_days(365 * 6)})),
+            &app.owner,
+            json!({"expires_at": in_days(365 * 6)}),
         )
         .await;
     assert!(b["error"]["fields"]["expires_at"].is_string());
@@ -1725,11 +1715,10 @@ async fn integrations_issue_keys_whose_rights_follow_their_flags() {
         .await;
     assert_eq!(e["allowed"], false);
     let (s, b) = app
-        .call(
-            "PATCH",
+        .patch(
             &format!("/v1/integrations/{iid}"),
-            Some(&app.owner),
-            Some(json!({"allow_delete": true})),
+            &app.owner,
+            json!({"allow_delete": true}),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
@@ -1762,11 +1751,10 @@ async fn integrations_issue_keys_whose_rights_follow_their_flags() {
     );
 
     // Disabled: its keys are refused with a message that says so.
-    app.call(
-        "PATCH",
+    app.patch(
         &format!("/v1/integrations/{iid}"),
-        Some(&app.owner),
-        Some(json!({"enabled": false})),
+        &app.owner,
+        json!({"enabled": false}),
     )
     .await;
     let (s, b) = app.get("/v1/auth/whoami", &key).await;
@@ -1777,11 +1765,10 @@ async fn integrations_issue_keys_whose_rights_follow_their_flags() {
             .unwrap()
             .contains("integration `Prometheus` is disabled")
     );
-    app.call(
-        "PATCH",
+    app.patch(
         &format!("/v1/integrations/{iid}"),
-        Some(&app.owner),
-        Some(json!({"enabled": true})),
+        &app.owner,
+        json!({"enabled": true}),
     )
     .await;
     assert_eq!(app.get("/v1/auth/whoami", &key).await.0, StatusCode::OK);
@@ -1910,11 +1897,10 @@ async fn nobody_gets_a_token_stronger_than_themselves() {
         "{b}"
     );
     let (s, b) = app
-        .call(
-            "PATCH",
+        .patch(
             &format!("/v1/api_keys/{narrow_id}"),
-            Some(&narrow),
-            Some(json!({"role_names": []})),
+            &narrow,
+            json!({"role_names": []}),
         )
         .await;
     assert_eq!(
@@ -1932,11 +1918,10 @@ async fn nobody_gets_a_token_stronger_than_themselves() {
     assert_eq!(s, StatusCode::CREATED);
     // Renaming needs no more than the right to change the key.
     let (s, _) = app
-        .call(
-            "PATCH",
+        .patch(
             &format!("/v1/api_keys/{narrow_id}"),
-            Some(&narrow),
-            Some(json!({"name": "renamed"})),
+            &narrow,
+            json!({"name": "renamed"}),
         )
         .await;
     assert_eq!(s, StatusCode::OK);
@@ -1987,12 +1972,7 @@ async fn nobody_gets_a_token_stronger_than_themselves() {
         )
         .await;
     let (s, b) = app
-        .call(
-            "PATCH",
-            &format!("/v1/users/{ada}"),
-            Some(&hr),
-            Some(json!({"active": false})),
-        )
+        .patch(&format!("/v1/users/{ada}"), &hr, json!({"active": false}))
         .await;
     assert_eq!(
         (s, code(&b)),
@@ -2000,11 +1980,10 @@ async fn nobody_gets_a_token_stronger_than_themselves() {
         "{b}"
     );
     let (s, _) = app
-        .call(
-            "PATCH",
+        .patch(
             &format!("/v1/users/{kim}"),
-            Some(&app.owner),
-            Some(json!({"role_name": "viewer"})),
+            &app.owner,
+            json!({"role_name": "viewer"}),
         )
         .await;
     assert_eq!(s, StatusCode::OK);
@@ -2375,11 +2354,10 @@ async fn a_keys_rate_limit_answers_429_naming_the_limit() {
     );
     // The owner lifts the limit; the key works again at once.
     let (s, b) = app
-        .call(
-            "PATCH",
+        .patch(
             &format!("/v1/api_keys/{id}"),
-            Some(&app.owner),
-            Some(json!({"rate_limit": null})),
+            &app.owner,
+            json!({"rate_limit": null}),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
@@ -2393,11 +2371,10 @@ async fn a_keys_rate_limit_answers_429_naming_the_limit() {
         )
         .await;
     let (s, b) = app
-        .call(
-            "PATCH",
+        .patch(
             &format!("/v1/api_keys/{limited_id}"),
-            Some(&limited),
-            Some(json!({"rate_limit": 1000})),
+            &limited,
+            json!({"rate_limit": 1000}),
         )
         .await;
     assert_eq!(
@@ -2406,11 +2383,10 @@ async fn a_keys_rate_limit_answers_429_naming_the_limit() {
         "{b}"
     );
     let (s, b) = app
-        .call(
-            "PATCH",
+        .patch(
             &format!("/v1/api_keys/{limited_id}"),
-            Some(&limited),
-            Some(json!({"rate_limit": 50})),
+            &limited,
+            json!({"rate_limit": 50}),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");

@@ -477,11 +477,10 @@ async fn opsgenie_validation_and_the_integration_key_setting() {
         .await;
     assert_eq!(s, StatusCode::ACCEPTED);
     let (s, _) = app
-        .call(
-            "PATCH",
+        .patch(
             "/v1/organization",
-            Some(&app.owner),
-            Some(json!({"alerts_require_integration_key": true})),
+            &app.owner,
+            json!({"alerts_require_integration_key": true}),
         )
         .await;
     assert_eq!(s, StatusCode::OK);

@@ -485,22 +485,20 @@ async fn an_administrator_sets_a_password_which_ends_the_users_sessions() {
 
     // Too short: the field is named.
     let (s, b) = app
-        .call(
-            "PATCH",
+        .patch(
             &format!("/v1/users/{ann}"),
-            Some(&app.owner),
-            Some(json!({"password": "short"})),
+            &app.owner,
+            json!({"password": "short"}),
         )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     assert!(b["error"]["fields"]["password"].is_string(), "{b}");
 
     let (s, b) = app
-        .call(
-            "PATCH",
+        .patch(
             &format!("/v1/users/{ann}"),
-            Some(&app.owner),
-            Some(json!({"password": "a new passphrase"})),
+            &app.owner,
+            json!({"password": "a new passphrase"}),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
@@ -546,11 +544,10 @@ async fn an_administrator_sets_a_password_which_ends_the_users_sessions() {
     assert_eq!(s, StatusCode::OK, "{b}");
     let ann_session = b["session_token"].as_str().unwrap().to_owned();
     let (s, b) = app
-        .call(
-            "PATCH",
+        .patch(
             &format!("/v1/users/{owner}"),
-            Some(&ann_session),
-            Some(json!({"password": "owned by ann"})),
+            &ann_session,
+            json!({"password": "owned by ann"}),
         )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
@@ -579,11 +576,10 @@ async fn an_administrator_sets_a_password_which_ends_the_users_sessions() {
         .await;
     for target in [&ann, &owner] {
         let (s, b) = app
-            .call(
-                "PATCH",
+            .patch(
                 &format!("/v1/users/{target}"),
-                Some(&narrow),
-                Some(json!({"password": "taken over"})),
+                &narrow,
+                json!({"password": "taken over"}),
             )
             .await;
         assert_eq!(
