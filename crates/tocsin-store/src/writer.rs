@@ -9,7 +9,7 @@ use crate::audit::{AuditEntry, AuditRecord, RequestRecord};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use time::OffsetDateTime;
 use tocsin_core::KeyId;
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -42,8 +42,8 @@ pub struct AuditWriter {
 struct Health {
     /// Why the last batch failed, and when; `None` once a write commits again.
     failing: Mutex<Option<(String, std::time::Instant)>>,
-    /// Audit events of failed batches not written yet, and why they last failed.
-    held: Mutex<(usize, String)>,
+    /// How many audit events of failed batches are not written yet (the log says why).
+    held: AtomicUsize,
 }
 
 /// What `AuditWriter::health` tells.
@@ -52,10 +52,9 @@ pub struct WriterHealth {
     /// Why the last write batch failed, if it did in the last 10 s and no write has
     /// committed since.
     pub failing: Option<String>,
-    /// Audit events whose batch failed and that are retried on their own (with the reason they
-    /// last failed): batches of other writes go on meanwhile.
+    /// Audit events whose batch failed and that are retried on their own: batches of other
+    /// writes go on meanwhile.
     pub held_events: usize,
-    pub held_reason: Option<String>,
 }
 
 /// How long held events wait before their next try: doubling from the first to the last.
@@ -219,11 +218,9 @@ impl AuditWriter {
             .as_ref()
             .filter(|(_, at)| at.elapsed() < FAILURE_SHOWN)
             .map(|(why, _)| why.clone());
-        let held = self.health.held.lock().unwrap_or_else(|p| p.into_inner());
         WriterHealth {
             failing,
-            held_events: held.0,
-            held_reason: (held.0 > 0).then(|| held.1.clone()),
+            held_events: self.health.held.load(Ordering::Relaxed),
         }
     }
 
@@ -354,13 +351,13 @@ impl Held {
             // The database takes writes again.
             *health.failing.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
-        let why = why.unwrap_or_default();
         if open && !self.events.is_empty() {
+            let why = why.unwrap_or_default();
             tracing::error!(error = %why, events = self.events.len(), retry_in_ms = self.wait.as_millis() as u64, "audit events still cannot be written; retrying");
             self.wait = (self.wait * 2).min(HELD_LAST_WAIT);
             self.next_try = tokio::time::Instant::now() + self.wait;
         }
-        *health.held.lock().unwrap_or_else(|p| p.into_inner()) = (self.events.len(), why);
+        health.held.store(self.events.len(), Ordering::Relaxed);
         open
     }
 }
@@ -480,8 +477,7 @@ async fn run(
                 *health.failing.lock().unwrap_or_else(|p| p.into_inner()) =
                     Some((why.clone(), std::time::Instant::now()));
                 held.keep(events);
-                *health.held.lock().unwrap_or_else(|p| p.into_inner()) =
-                    (held.events.len(), why.clone());
+                health.held.store(held.events.len(), Ordering::Relaxed);
                 alert_depth.fetch_sub(ops.len() as i64, Ordering::Relaxed);
                 ops.clear();
                 for reply in replies.drain(..) {

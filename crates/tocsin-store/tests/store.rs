@@ -389,7 +389,6 @@ async fn a_refused_audit_event_is_held_and_written_later_without_blocking_others
     }
     let health = audit.health();
     assert_eq!(health.held_events, 1, "{health:?}");
-    assert!(health.held_reason.is_some());
     let ids = |events: Vec<tocsin_store::audit::AuditEvent>| {
         events.into_iter().map(|e| e.record.id).collect::<Vec<_>>()
     };
@@ -414,7 +413,6 @@ async fn a_refused_audit_event_is_held_and_written_later_without_blocking_others
     assert!(written.contains(&poison_id), "{written:?}");
     let report = store.verify_chain(org.as_str()).await.unwrap();
     assert!(report.broken_at.is_none(), "{report:?}");
-    assert_eq!(audit.health().held_reason, None);
     drop((audit, alerts));
     task.await.unwrap();
 }

@@ -236,8 +236,13 @@ pub async fn explain(
                     Resource::Teams(id.and_then(|i| TeamId::parse(&i)).into_iter().collect()),
                 ),
                 Needs::Key(p) => {
+                    // No such key explains as a key of no team; a store failure stays one.
                     target_key = match id.and_then(|i| KeyId::parse(&i)) {
-                        Some(kid) => app.store.get_key(&caller.org_id, &kid).await.ok(),
+                        Some(kid) => match app.store.get_key(&caller.org_id, &kid).await {
+                            Ok(k) => Some(k),
+                            Err(tocsin_store::StoreError::NotFound) => None,
+                            Err(e) => return Err(e.into()),
+                        },
                         None => None,
                     };
                     let teams = target_key.as_ref().map(key_teams).unwrap_or_default();
@@ -259,7 +264,8 @@ pub async fn explain(
                             .await
                         {
                             Ok(Some(a)) => a.teams.into_iter().map(TeamId::from_trusted).collect(),
-                            _ => vec![],
+                            Ok(None) => vec![],
+                            Err(e) => return Err(e.into()),
                         },
                         None => vec![],
                     };
@@ -269,7 +275,8 @@ pub async fn explain(
                     let teams = match id.and_then(|i| IntegrationId::parse(&i)) {
                         Some(iid) => match app.store.get_integration(&caller.org_id, &iid).await {
                             Ok(i) => i.team_id.into_iter().collect(),
-                            Err(_) => vec![],
+                            Err(tocsin_store::StoreError::NotFound) => vec![],
+                            Err(e) => return Err(e.into()),
                         },
                         None => vec![],
                     };

@@ -21,22 +21,18 @@ pub async fn healthz() -> Json<Value> {
 /// unready.
 pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
     let writer = app.audit.health();
-    let mut body = if !app.store.ping().await {
-        json!({"status": "database unreachable"})
+    let (status, text) = if !app.store.ping().await {
+        (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
     } else if writer.failing.is_some() {
-        json!({"status": "writes failing"})
+        (StatusCode::SERVICE_UNAVAILABLE, "writes failing")
     } else {
-        json!({"status": "ready"})
+        (StatusCode::OK, "ready")
     };
+    let mut body = json!({ "status": text });
     // The reasons (the database's own messages) are in the log only: /readyz answers anyone.
     if writer.held_events > 0 {
         body["audit_events_waiting"] = json!(writer.held_events);
     }
-    let status = if body["status"] == "ready" {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
     (status, Extension(crate::envelope::Answered), Json(body))
 }
 
