@@ -3,7 +3,7 @@
 
 use crate::error::{ApiError, ApiResult, ErrorInfo};
 use crate::state::App;
-use axum::extract::{ConnectInfo, MatchedPath, Request};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use std::borrow::Cow;
@@ -407,6 +407,17 @@ pub async fn lookup(app: &App, token: &Token) -> ApiResult<Option<Arc<Principal>
         app.cache_hits.fetch_add(1, Ordering::Relaxed);
         return Ok(hit);
     }
+    // Boxed: the store's read is a future of several KB, and every request's future (the
+    // door's, moved whole into its box) would carry that space for the rare miss (issue #5).
+    Box::pin(lookup_uncached(app, token, digest)).await
+}
+
+/// A cache miss: reads the key (or session) from the store and caches what it found.
+async fn lookup_uncached(
+    app: &App,
+    token: &Token,
+    digest: TokenDigest,
+) -> ApiResult<Option<Arc<Principal>>> {
     app.cache_misses.fetch_add(1, Ordering::Relaxed);
     let generation = app.generation.load(Ordering::SeqCst);
     let found = if token.kind() == TokenKind::Session {
@@ -541,17 +552,15 @@ const REFUSAL_CODES: &[&str] = &[
 
 /// The auth step of the door (lib.rs): authenticates, runs the handler, records the audit
 /// event and last use.
+/// `route` is the matched route's template (`route_text`), `None` when no route matched;
 /// `next` runs the rest of the request (the route's handler).
 pub(crate) async fn run<F: Future<Output = Response>>(
     app: &App,
     mut req: Request,
+    route: Option<&'static str>,
     next: impl FnOnce(Request) -> F,
 ) -> Response {
-    let Some(route) = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| route_text(m.as_str()))
-    else {
+    let Some(route) = route else {
         return next(req).await;
     };
     if is_public(route) {
@@ -724,8 +733,10 @@ pub(crate) fn route_text(route: &str) -> &'static str {
     use std::collections::HashSet;
     use std::sync::Mutex;
     static ROUTES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+    // The router's own templates, not a client's text: a fast fixed hash (issue #5).
     thread_local! {
-        static SEEN: std::cell::RefCell<HashSet<&'static str>> = Default::default();
+        static SEEN: std::cell::RefCell<HashSet<&'static str, foldhash::fast::FixedState>> =
+            Default::default();
     }
     SEEN.with_borrow_mut(|seen| {
         if let Some(&r) = seen.get(route) {
@@ -775,6 +786,11 @@ pub fn key_teams(key: &ApiKey) -> Vec<TeamId> {
 /// The object a request addresses, from its route and path: `/v1/api_keys/{id}/rotate`
 /// targets the API key `{id}`.
 fn target_of(route: &str, path: &str) -> Option<AuditTarget> {
+    // Most requests' routes name no object; splitting their paths cost more than the rest of
+    // this function.
+    if !route.contains('{') {
+        return None;
+    }
     let mut template = route.split('/');
     let mut actual = path.split('/');
     let (_, _, collection) = (template.next()?, template.next()?, template.next()?);

@@ -21,9 +21,10 @@ pub struct RequestId(pub uuid::Uuid);
 pub struct RequestStart(pub Instant);
 
 /// The envelope step of the door (lib.rs); `next` runs the rest of the request.
+/// `next` also gets the route template, `None` when no route matched.
 pub(crate) async fn run<F: Future<Output = Response>>(
     mut req: Request,
-    next: impl FnOnce(Request) -> F,
+    next: impl FnOnce(Request, Option<&'static str>) -> F,
 ) -> Response {
     let started = Instant::now();
     let uuid = uuid::Uuid::now_v7();
@@ -35,13 +36,14 @@ pub(crate) async fn run<F: Future<Output = Response>>(
     // A token pasted into a path (`/v1/api_keys/tcs_...`) must not reach the log.
     let path = tocsin_core::token::redact(req.uri().path()).into_owned();
     // Route templates only (bounded label values), never raw paths.
-    let route = req
+    let matched = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .map_or("unmatched", |m| crate::auth::route_text(m.as_str()));
+        .map(|m| crate::auth::route_text(m.as_str()));
+    let route = matched.unwrap_or("unmatched");
     let span =
         tracing::info_span!("request", request_id = %id, method = %req.method(), path = %path);
-    let mut resp = next(req).instrument(span).await;
+    let mut resp = next(req, matched).instrument(span).await;
     let status = resp.status();
     let panicked = if status.is_server_error() {
         resp.extensions_mut().remove::<Panicked>()
@@ -75,10 +77,13 @@ pub(crate) async fn run<F: Future<Output = Response>>(
         tracing::error!(request_id = %id, status = status.as_u16(), path = %path, panic, "request failed");
     }
     if let Ok(v) = HeaderValue::from_str(id) {
-        resp.headers_mut().insert("x-request-id", v);
+        resp.headers_mut().insert(X_REQUEST_ID, v);
     }
     resp
 }
+
+/// Built once: a header name given as text is parsed and checked on every insert.
+const X_REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");
 
 /// Marks an error status that is a route's own answer, body and all, rather than a failure
 /// (`/readyz`'s 503 when the node is not ready): sent as it is and not logged as an error.
@@ -92,11 +97,17 @@ pub(crate) struct Panicked(pub(crate) String);
 
 /// Counts a request in `tocsin_http_requests_total`. The registry's lookup of a labelled
 /// counter (hashing its name and labels into a shared map) cost more than a whoami handler,
-/// so each thread keeps the counters it has used; routes and statuses are few.
+/// so each thread keeps the counters it has used; routes and statuses are few. Its keys are
+/// the router's templates and the server's statuses, never a client's text, so they are
+/// hashed with a fast fixed hash rather than SipHash (issue #5).
 fn count_request(route: &'static str, status: u16) {
+    type Counters = std::collections::HashMap<
+        (&'static str, u16),
+        metrics::Counter,
+        foldhash::fast::FixedState,
+    >;
     thread_local! {
-        static COUNTERS: std::cell::RefCell<std::collections::HashMap<(&'static str, u16), metrics::Counter>> =
-            Default::default();
+        static COUNTERS: std::cell::RefCell<Counters> = Default::default();
     }
     COUNTERS.with_borrow_mut(|counters| {
         counters

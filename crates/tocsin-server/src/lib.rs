@@ -167,8 +167,10 @@ where
                     Err(never) => match never {},
                 }
             };
-            Ok(envelope::run(req, |req| {
-                limits::run(&app.settings, req, |req| auth::run(app, req, handler))
+            Ok(envelope::run(req, |req, route| {
+                limits::run(&app.settings, req, move |req| {
+                    auth::run(app, req, route, handler)
+                })
             })
             .await)
         })

@@ -84,7 +84,7 @@ impl App {
     /// Counts a request against a key's own limit; `Some(seconds)` to wait when it is over.
     pub async fn key_over_limit(&self, key: &KeyId, limit: u32) -> Option<u64> {
         if self.store.is_postgres() {
-            self.shared_over_limit(&format!("key:{key}"), limit).await
+            Box::pin(self.shared_over_limit(&format!("key:{key}"), limit)).await
         } else {
             self.key_limits.check(key, limit)
         }
@@ -95,13 +95,16 @@ impl App {
     pub async fn failed_auth_throttle(&self, ip: Option<IpAddr>) -> Option<u64> {
         let ip = ip?;
         if self.store.is_postgres() {
-            return self
-                .shared_over_limit(&format!("ip:{ip}"), self.settings.failed_auth_per_minute)
-                .await;
+            return Box::pin(
+                self.shared_over_limit(&format!("ip:{ip}"), self.settings.failed_auth_per_minute),
+            )
+            .await;
         }
         self.failed_auth.check_key(&ip).err().map(wait_secs)
     }
 
+    /// Called boxed: the store's round trip is a future of several KB, which every request's
+    /// future would otherwise carry for the PostgreSQL case alone (issue #5).
     async fn shared_over_limit(&self, bucket: &str, limit: u32) -> Option<u64> {
         let now = tocsin_store::now_ms();
         let window_start = now - now.rem_euclid(WINDOW_MS);

@@ -152,17 +152,43 @@ impl AuditWriter {
         self.queue(event.into()).await
     }
 
-    /// Queues a request's event; waits only if the queue is full.
-    pub async fn record_request(&self, event: RequestRecord) {
-        self.queue(event.into()).await
+    /// Queues a request's event; waits only if the queue is full. Every authenticated
+    /// request calls this: while the queue has room the event goes in before the returned
+    /// future is first polled, and that future is a pointer's size. (An `async fn` would
+    /// carry the event and the channel's send future, 800 bytes, in every request's future,
+    /// which is moved whole into its box: issue #5.)
+    pub fn record_request(&self, event: RequestRecord) -> impl Future<Output = ()> + Send + '_ {
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        let waiting = match self.tx.try_send(Msg::Event(event.into(), None)) {
+            Ok(()) => None,
+            Err(mpsc::error::TrySendError::Full(msg)) => Some(Box::pin(self.send_queued(msg))),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.stopped();
+                None
+            }
+        };
+        async move {
+            if let Some(send) = waiting {
+                send.await
+            }
+        }
+    }
+
+    /// Sends a message whose place `depth` already counts, waiting for room in the queue.
+    async fn send_queued(&self, msg: Msg) {
+        if self.tx.send(msg).await.is_err() {
+            self.stopped();
+        }
+    }
+
+    fn stopped(&self) {
+        self.depth.fetch_sub(1, Ordering::Relaxed);
+        tracing::error!("audit writer has stopped; an event was not recorded");
     }
 
     async fn queue(&self, event: AuditEntry) {
         self.depth.fetch_add(1, Ordering::Relaxed);
-        if self.tx.send(Msg::Event(event, None)).await.is_err() {
-            self.depth.fetch_sub(1, Ordering::Relaxed);
-            tracing::error!("audit writer has stopped; an event was not recorded");
-        }
+        self.send_queued(Msg::Event(event, None)).await
     }
 
     /// Queues an event and waits until it is committed. Should its batch fail, the event is
