@@ -299,6 +299,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         let not_json = |e: serde_json::Error| {
             ApiError::BadRequest(format!("The request body is not valid JSON: {e}."))
         };
+        // Parsed untracked first: tracking the path costs on every value, and is needed only
+        // to name the field of an error, when the body is parsed again below (issue #5).
+        if let Ok(v) = serde_json::from_slice::<T>(&bytes) {
+            return Ok(JsonBody(v));
+        }
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         match serde_path_to_error::deserialize::<_, T>(&mut de) {
             Ok(v) => {
