@@ -146,49 +146,83 @@ pub fn spawn_writers(store: Store) -> (AuditWriter, AlertWriter, tokio::task::Jo
     )
 }
 
+/// An event's place in the queue's depth count, taken before it is sent: the writer gives
+/// the place back once the event is written, and this gives it back itself when the event
+/// never reached the queue (the writer had stopped, or the sending future was dropped while
+/// it waited for room).
+struct Place<'a>(Option<&'a AtomicI64>);
+
+impl<'a> Place<'a> {
+    fn take(depth: &'a AtomicI64) -> Self {
+        depth.fetch_add(1, Ordering::Relaxed);
+        Place(Some(depth))
+    }
+
+    /// The event is in the queue: the writer gives the place back.
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        if let Some(depth) = self.0 {
+            depth.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn stopped() {
+    tracing::error!("audit writer has stopped; an event was not recorded");
+}
+
 impl AuditWriter {
     /// Queues an event; waits only if the queue is full.
     pub async fn record(&self, event: AuditRecord) {
         self.queue(event.into()).await
     }
 
-    /// Queues a request's event; waits only if the queue is full. Every authenticated
-    /// request calls this: while the queue has room the event goes in before the returned
-    /// future is first polled, and that future is a pointer's size. (An `async fn` would
-    /// carry the event and the channel's send future, 800 bytes, in every request's future,
-    /// which is moved whole into its box: issue #5.)
+    /// Queues a request's event; waits only if the queue is full. The request path calls this
+    /// for every request it records (allowed, refused or forbidden): while the queue has
+    /// room the event goes in before the returned future is first polled, and that future is
+    /// a pointer's size. (An `async fn` would carry the event and the channel's send future,
+    /// 800 bytes, in every request's future, which is moved whole into its box: issue #5.)
     pub fn record_request(&self, event: RequestRecord) -> impl Future<Output = ()> + Send + '_ {
-        self.depth.fetch_add(1, Ordering::Relaxed);
+        let place = Place::take(&self.depth);
         let waiting = match self.tx.try_send(Msg::Event(event.into(), None)) {
-            Ok(()) => None,
-            Err(mpsc::error::TrySendError::Full(msg)) => Some(Box::pin(self.send_queued(msg))),
+            Ok(()) => {
+                place.keep();
+                None
+            }
+            Err(mpsc::error::TrySendError::Full(msg)) => {
+                Some(Box::pin(self.send_queued(msg, place)))
+            }
             Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.stopped();
+                stopped();
                 None
             }
         };
         async move {
             if let Some(send) = waiting {
-                send.await
+                send.await;
             }
         }
     }
 
-    /// Sends a message whose place `depth` already counts, waiting for room in the queue.
-    async fn send_queued(&self, msg: Msg) {
+    /// Sends a message that holds `place`, waiting for room in the queue; false if the writer
+    /// has stopped.
+    async fn send_queued(&self, msg: Msg, place: Place<'_>) -> bool {
         if self.tx.send(msg).await.is_err() {
-            self.stopped();
+            stopped();
+            return false;
         }
-    }
-
-    fn stopped(&self) {
-        self.depth.fetch_sub(1, Ordering::Relaxed);
-        tracing::error!("audit writer has stopped; an event was not recorded");
+        place.keep();
+        true
     }
 
     async fn queue(&self, event: AuditEntry) {
-        self.depth.fetch_add(1, Ordering::Relaxed);
-        self.send_queued(Msg::Event(event, None)).await
+        let place = Place::take(&self.depth);
+        self.send_queued(Msg::Event(event, None), place).await;
     }
 
     /// Queues an event and waits until it is committed. Should its batch fail, the event is
@@ -196,15 +230,11 @@ impl AuditWriter {
     /// failure at once: what the event records happened, but it is not in the trail yet.
     pub async fn record_durable(&self, event: AuditRecord) -> crate::Result<()> {
         let (ack, done) = oneshot::channel();
-        self.depth.fetch_add(1, Ordering::Relaxed);
-        if self
-            .tx
-            .send(Msg::Event(event.into(), Some(ack)))
+        let place = Place::take(&self.depth);
+        if !self
+            .send_queued(Msg::Event(event.into(), Some(ack)), place)
             .await
-            .is_err()
         {
-            self.depth.fetch_sub(1, Ordering::Relaxed);
-            tracing::error!("audit writer has stopped; an event was not recorded");
             return Err(crate::StoreError::Closed);
         }
         self.answered(done).await
@@ -555,5 +585,76 @@ impl LastUsedTracker {
         };
         store.touch_keys(&uses).await?;
         Ok(uses.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    fn request_event() -> RequestRecord {
+        RequestRecord {
+            occurred_at: OffsetDateTime::now_utc(),
+            caller: None,
+            outcome: "allowed",
+            method: Cow::Borrowed("GET"),
+            route: Cow::Borrowed("/v1/auth/whoami"),
+            status: 200,
+            ip: None,
+            user_agent: None,
+            request_id: None,
+            target: None,
+        }
+    }
+
+    /// A writer whose queue holds one message and is never read.
+    fn stalled_writer() -> (AuditWriter, mpsc::Receiver<Msg>) {
+        let (tx, rx) = mpsc::channel(1);
+        let writer = AuditWriter {
+            tx,
+            depth: Arc::new(AtomicI64::new(0)),
+            urgent: Arc::new(Notify::new()),
+            health: Arc::new(Health::default()),
+        };
+        (writer, rx)
+    }
+
+    #[tokio::test]
+    async fn a_request_event_counts_in_the_depth_until_written_and_not_after_it_is_dropped() {
+        let (writer, mut rx) = stalled_writer();
+        // Room in the queue: the event is in it before the future is polled, and counted.
+        let queued = writer.record_request(request_event());
+        assert_eq!(writer.depth(), 1);
+        drop(queued);
+        assert_eq!(
+            writer.depth(),
+            1,
+            "a queued event stays counted until written"
+        );
+        // The queue is full now: a second event waits, counted, and a dropped wait gives its
+        // place back (a request whose client went away, or that timed out).
+        let waiting = writer.record_request(request_event());
+        assert_eq!(writer.depth(), 2);
+        drop(waiting);
+        assert_eq!(
+            writer.depth(),
+            1,
+            "an event that never reached the queue is not counted"
+        );
+        // Once there is room, a waiting event goes in when its future runs.
+        let waiting = writer.record_request(request_event());
+        assert!(rx.recv().await.is_some());
+        waiting.await;
+        assert_eq!(
+            writer.depth(),
+            2,
+            "the first (read, not yet written) and the second"
+        );
+        assert!(rx.try_recv().is_ok(), "the waiting event reached the queue");
+        // A stopped writer: nothing is counted.
+        drop(rx);
+        writer.record_request(request_event()).await;
+        assert_eq!(writer.depth(), 2);
     }
 }
