@@ -37,21 +37,31 @@ pub struct AuditWriter {
     health: Arc<Health>,
 }
 
-/// What the writer's last batches came to, for `/readyz`.
+/// What the writer's last batches came to, for `/readyz` (the log says why a batch failed).
 #[derive(Default)]
 struct Health {
-    /// Why the last batch failed, and when; `None` once a write commits again.
-    failing: Mutex<Option<(String, std::time::Instant)>>,
-    /// How many audit events of failed batches are not written yet (the log says why).
+    /// When the last batch failed; `None` once a write commits again.
+    failed_at: Mutex<Option<std::time::Instant>>,
+    /// How many audit events of failed batches are not written yet.
     held: AtomicUsize,
+}
+
+impl Health {
+    fn failed(&self) {
+        *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+    }
+
+    /// A write committed: the database takes writes again.
+    fn wrote(&self) {
+        *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
 }
 
 /// What `AuditWriter::health` tells.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WriterHealth {
-    /// Why the last write batch failed, if it did in the last 10 s and no write has
-    /// committed since.
-    pub failing: Option<String>,
+    /// Whether a write batch failed in the last 10 s with no write committed since.
+    pub failing: bool,
     /// Audit events whose batch failed and that are retried on their own: batches of other
     /// writes go on meanwhile.
     pub held_events: usize,
@@ -268,12 +278,10 @@ impl AuditWriter {
     pub fn health(&self) -> WriterHealth {
         let failing = self
             .health
-            .failing
+            .failed_at
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .filter(|(_, at)| at.elapsed() < FAILURE_SHOWN)
-            .map(|(why, _)| why.clone());
+            .is_some_and(|at| at.elapsed() < FAILURE_SHOWN);
         WriterHealth {
             failing,
             held_events: self.health.held.load(Ordering::Relaxed),
@@ -404,8 +412,7 @@ impl Held {
             depth.fetch_sub(done as i64, Ordering::Relaxed);
             let mut written = written.into_iter();
             self.events.retain(|_| !written.next().unwrap_or(false));
-            // The database takes writes again.
-            *health.failing.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            health.wrote();
         }
         if open && !self.events.is_empty() {
             let why = why.unwrap_or_default();
@@ -494,7 +501,7 @@ async fn run(
             Ok(statuses) => {
                 if !(ops.is_empty() && events.is_empty()) {
                     // (A batch of flushes alone writes nothing, so it proves nothing.)
-                    *health.failing.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    health.wrote();
                 }
                 alert_depth.fetch_sub(ops.len() as i64, Ordering::Relaxed);
                 ops.clear();
@@ -530,8 +537,7 @@ async fn run(
                 // hold back the batches after it.
                 let why = e.to_string();
                 tracing::error!(error = %why, ops = ops.len(), events = events.len(), "write batch failed; its audit events are held and retried");
-                *health.failing.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some((why.clone(), std::time::Instant::now()));
+                health.failed();
                 held.keep(events);
                 health.held.store(held.events.len(), Ordering::Relaxed);
                 alert_depth.fetch_sub(ops.len() as i64, Ordering::Relaxed);

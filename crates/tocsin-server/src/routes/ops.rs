@@ -23,7 +23,7 @@ pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
     let writer = app.audit.health();
     let (status, text) = if !app.store.ping().await {
         (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
-    } else if writer.failing.is_some() {
+    } else if writer.failing {
         (StatusCode::SERVICE_UNAVAILABLE, "writes failing")
     } else {
         (StatusCode::OK, "ready")
