@@ -348,10 +348,8 @@ async fn submit(app: &App, p: &Principal, v2: &V2, kind: OpKind) -> ApiResult<Re
         integration_id: p.integration.as_ref().map(|i| i.id.to_string()),
         kind,
     };
-    app.alerts.submit(op).await.map_err(|e| match e {
-        e @ tocsin_store::StoreError::WriteFailed(_) => ApiError::from(e),
-        e => ApiError::Internal(format!("alert write: {e}")),
-    })?;
+    // A refused write is a 503 `store_unavailable`, anything else a 500 (ApiError's From).
+    app.alerts.submit(op).await?;
     Ok(v2.accepted())
 }
 
