@@ -395,13 +395,19 @@ impl Store {
         &self.db
     }
 
+    /// This backend's migrations, embedded in the binary once.
+    pub(crate) fn migrator(&self) -> sqlx::migrate::Migrator {
+        match &self.db {
+            Db::Sqlite(_) => sqlx::migrate!("migrations/sqlite"),
+            Db::Postgres(_) => sqlx::migrate!("migrations/postgres"),
+        }
+    }
+
     /// Creates or updates the schema. On PostgreSQL sqlx holds an advisory lock meanwhile, so
     /// nodes started together migrate one at a time.
     pub async fn migrate(&self) -> Result<()> {
-        match &self.db {
-            Db::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await?,
-            Db::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
-        }
+        let migrator = self.migrator();
+        on_db!(&self.db, |pool| migrator.run(pool).await?);
         let moved = self.convert_legacy_audit().await?;
         if moved > 0 {
             tracing::info!(

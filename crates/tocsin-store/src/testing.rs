@@ -97,10 +97,7 @@ pub async fn tamper_audit_event(
 /// would have, so that a test can put rows of the older schema in place before `migrate`
 /// runs the rest.
 pub async fn migrate_until(store: &crate::Store, last: i64) {
-    let mut migrator = match store.db() {
-        crate::Db::Sqlite(_) => sqlx::migrate!("migrations/sqlite"),
-        crate::Db::Postgres(_) => sqlx::migrate!("migrations/postgres"),
-    };
+    let mut migrator = store.migrator();
     migrator.migrations = migrator
         .migrations
         .iter()
