@@ -1,6 +1,8 @@
 //! The alert create body (`POST /v2/alerts`), as the server reads it: the depth scan, then
-//! `NewAlert::parse`. Never panics; a body the scan passes is within the depth limit once
-//! parsed; an accepted alert keeps every Opsgenie limit, and a refused one names a field.
+//! `AlertFields` straight from the bytes and `NewAlert::check`. Never panics; a body the scan
+//! passes is within the depth limit once parsed; the fields read from the bytes are those
+//! read from the parsed `Value` (`NewAlert::parse`); an accepted alert keeps every Opsgenie
+//! limit, and a refused one names a field.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -15,7 +17,19 @@ fuzz_target!(|data: &[u8]| {
     };
     // (Not the converse: a duplicate key may replace a deep value with a shallow one.)
     assert!(!shallow || json::depth(&body) <= json::MAX_DEPTH);
-    match NewAlert::parse(&body) {
+    let checked = match serde_json::from_slice::<alert::AlertFields>(data) {
+        Ok(fields) => {
+            assert_eq!(Some(&fields), alert::AlertFields::from_value(body.clone()).as_ref());
+            NewAlert::check(fields)
+        }
+        // Only a body that is not an object (the server refuses those before reading them).
+        Err(_) => {
+            assert!(!body.is_object() && !body.is_null());
+            return;
+        }
+    };
+    assert_eq!(checked, NewAlert::parse(&body));
+    match checked {
         Ok(a) => {
             assert!(!a.message.trim().is_empty());
             assert!(a.message.chars().count() <= alert::MESSAGE_MAX);

@@ -268,9 +268,9 @@ pub async fn create(
     Extension(p): Extension<Arc<Principal>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     v2: V2,
-    JsonBody(body): JsonBody<Value>,
+    JsonBody(body): JsonBody<alert::AlertFields>,
 ) -> ApiResult<Response> {
-    let new = NewAlert::parse(&body).map_err(ApiError::Validation)?;
+    let new = NewAlert::check(body).map_err(ApiError::Validation)?;
     require_integration_key(&p)?;
     let (mut responders, mut teams) = resolve_responders(&app, &p, &new.responders).await?;
     let (visible_to, _) = resolve_responders(&app, &p, &new.visible_to).await?;
