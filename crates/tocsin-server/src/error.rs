@@ -118,7 +118,10 @@ impl ApiError {
                     fields.insert(p.field.clone(), json!(p.reason));
                 }
                 details.insert("fields".into(), Value::Object(fields));
-                (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", format!("The request is invalid: {}.", problems.summary()))
+                // A reason may end a sentence already (Opsgenie's "Message can not be empty.").
+                let summary = problems.summary();
+                let stop = if summary.ends_with('.') { "" } else { "." };
+                (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", format!("The request is invalid: {summary}{stop}"))
             }
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, "not_found", format!("No {what} with this id exists.")),
             ApiError::Conflict { code, message } => (StatusCode::CONFLICT, *code, message.clone()),

@@ -451,6 +451,11 @@ async fn opsgenie_validation_and_the_integration_key_setting() {
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(b["errors"]["message"].is_string(), "{b}");
+    // Opsgenie's own reason ends with a full stop; the summary does not add a second one.
+    assert_eq!(
+        b["message"], "The request is invalid: message: Message can not be empty.",
+        "{b}"
+    );
     let (s, _, rid) = app.v2("POST", "/v2/alerts", &key, Some(json!({"message": "é".repeat(140), "tags": (0..30).map(|i| format!("t{i}")).collect::<Vec<_>>()}))).await;
     assert_eq!(s, StatusCode::ACCEPTED);
     let st = app.status_of(&key, &rid).await;
