@@ -3,7 +3,7 @@
 //! request is answered only once its batch has committed.
 
 use crate::alert_search::{SqlValue, to_sql};
-use crate::batch::{BatchConn, Rows};
+use crate::batch::BatchConn;
 use crate::{Db, Result, Store, StoreError, from_json, from_ms, ms, on_db, safe, to_json};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -954,21 +954,14 @@ async fn write_batch<C: BatchConn>(
         }
         i = end;
     }
-    if !trail.logs.is_empty() {
-        conn.insert_rows(Rows::Logs, &trail.logs).await?;
-    }
-    if !trail.notes.is_empty() {
-        conn.insert_rows(Rows::Notes, &trail.notes).await?;
-    }
-    if !out.is_empty() {
-        let requests: Vec<RequestInsert> = out
-            .iter()
-            .zip(ops)
-            .map(|(s, op)| RequestInsert::new(op, s))
-            .collect();
-        conn.insert_rows(Rows::Requests, &requests).await?;
-    }
-    crate::audit::append_audit_in(conn, audit).await?;
+    let requests: Vec<RequestInsert> = out
+        .iter()
+        .zip(ops)
+        .map(|(s, op)| RequestInsert::new(op, s))
+        .collect();
+    let segments = crate::audit::segments_in(conn, audit).await?;
+    conn.finish(&trail.logs, &trail.notes, &requests, &segments)
+        .await?;
     Ok(Some(out))
 }
 

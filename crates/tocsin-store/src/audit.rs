@@ -434,35 +434,40 @@ pub struct BrokenLink {
     pub reason: String,
 }
 
-/// Appends `records` to their chains inside an open transaction: per chain, one statement
-/// takes its head, one writes the chain's events as one segment, one per search term indexes
-/// it, and one moves the head.
+/// Appends `records` to their chains inside an open transaction: each chain's head is taken
+/// (`segments_in`), then its events are written as one segment with their search terms and
+/// the head is moved (`SegmentConn::write_segments`).
 pub(crate) async fn append_audit_in<C: SegmentConn>(
     conn: &mut C,
     records: &[EventView<'_>],
 ) -> Result<()> {
-    // One segment per chain, in the order the chains first appear.
-    let mut index: std::collections::HashMap<&str, usize> = Default::default();
-    let mut segments: Vec<(&str, SegmentBuilder)> = Vec::new();
+    let segments = segments_in(conn, records).await?;
+    conn.write_segments(&segments).await
+}
+
+/// `records` as one segment per chain, in the chains' order, each chain's head taken (and on
+/// PostgreSQL locked until the transaction ends); nothing written yet.
+pub(crate) async fn segments_in<'a, C: SegmentConn>(
+    conn: &mut C,
+    records: &[EventView<'a>],
+) -> Result<Vec<(&'a str, SegmentBuilder<'a>)>> {
+    // The heads are taken in one order on every node, so that two nodes' batches holding
+    // events of the same chains wait for each other's commit instead of deadlocking.
+    let mut chains: Vec<&str> = records.iter().map(|r| r.chain).collect();
+    chains.sort_unstable();
+    chains.dedup();
+    let mut segments = Vec::with_capacity(chains.len());
+    for chain in chains {
+        let (seq, hash) = conn.audit_head(chain).await?;
+        segments.push((chain, SegmentBuilder::new(seq, hash)));
+    }
     for r in records {
-        let chain = r.chain;
-        let i = match index.get(chain) {
-            Some(&i) => i,
-            None => {
-                let (seq, hash) = conn.audit_head(chain).await?;
-                segments.push((chain, SegmentBuilder::new(seq, hash)));
-                index.insert(chain, segments.len() - 1);
-                segments.len() - 1
-            }
-        };
+        let i = segments
+            .binary_search_by(|(chain, _)| (*chain).cmp(r.chain))
+            .expect("each record's chain has its segment");
         segments[i].1.append(*r);
     }
-    for (chain, segment) in &segments {
-        conn.insert_segment(chain, segment).await?;
-        conn.move_head(chain, segment.last_seq, &segment.head)
-            .await?;
-    }
-    Ok(())
+    Ok(segments)
 }
 
 impl Store {

@@ -21,6 +21,16 @@ pub(crate) trait SegmentConn {
     async fn audit_head(&mut self, chain: &str) -> Result<(i64, String)>;
     async fn insert_segment(&mut self, chain: &str, segment: &SegmentBuilder<'_>) -> Result<()>;
     async fn move_head(&mut self, chain: &str, seq: i64, hash: &str) -> Result<()>;
+
+    /// Writes each chain's segment and moves its head.
+    async fn write_segments(&mut self, segments: &[(&str, SegmentBuilder<'_>)]) -> Result<()> {
+        for (chain, segment) in segments {
+            self.insert_segment(chain, segment).await?;
+            self.move_head(chain, segment.last_seq, &segment.head)
+                .await?;
+        }
+        Ok(())
+    }
 }
 
 /// The tables a batch appends rows to besides `alerts`.
@@ -80,6 +90,60 @@ pub(crate) trait BatchConn: SegmentConn {
     async fn savepoint(&mut self) -> Result<()>;
     async fn release(&mut self) -> Result<()>;
     async fn rollback_to(&mut self) -> Result<()>;
+
+    /// What a batch writes once its ops have run: their log lines, notes and request
+    /// statuses, and its audit segments (each chain's head moved). Empty slices write nothing.
+    async fn finish<L: Serialize, N: Serialize, Q: Serialize>(
+        &mut self,
+        logs: &[L],
+        notes: &[N],
+        requests: &[Q],
+        segments: &[(&str, SegmentBuilder<'_>)],
+    ) -> Result<()> {
+        if !logs.is_empty() {
+            self.insert_rows(Rows::Logs, logs).await?;
+        }
+        if !notes.is_empty() {
+            self.insert_rows(Rows::Notes, notes).await?;
+        }
+        if !requests.is_empty() {
+            self.insert_rows(Rows::Requests, requests).await?;
+        }
+        self.write_segments(segments).await
+    }
+}
+
+/// `BatchConn::finish` on PostgreSQL as one statement, so one round trip: each table's rows
+/// are written by a data-modifying `WITH` clause (the trail's rows as JSON arrays, as the bulk
+/// inserts take them; the segments, their terms and the new heads as parallel arrays), and
+/// the heads are moved by the statement itself. The chains' head rows were taken, and locked,
+/// by `audit_head` before the segments were built.
+fn finish_pg() -> &'static str {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let trail = [
+            (Rows::Logs, "logs"),
+            (Rows::Notes, "notes"),
+            (Rows::Requests, "requests"),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (rows, name))| format!("{name} AS ({})", rows.sql().postgres_at(i + 1)))
+        .collect::<Vec<_>>()
+        .join(",\n");
+        format!(
+            "WITH {trail},
+            segments AS (
+                INSERT INTO audit_segments (chain, first_seq, last_seq, first_at, last_at, prev_hash, events)
+                SELECT * FROM unnest($4::text[], $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::text[], $10::bytea[])),
+            terms AS (
+                INSERT INTO audit_segment_terms (chain, term, first_seq)
+                SELECT * FROM unnest($11::text[], $12::text[], $13::int8[]))
+            UPDATE audit_heads AS h SET seq = v.seq, hash = v.hash
+            FROM unnest($4::text[], $6::int8[], $14::text[]) AS v (chain, seq, hash)
+            WHERE h.chain = v.chain"
+        )
+    });
+    &SQL
 }
 
 /// (The no-op update is there for `RETURNING` on an existing row; it sets `seq`, not the
@@ -315,6 +379,59 @@ impl BatchConn for sqlx::PgConnection {
             .execute(&mut *self)
             .await?;
         self.release().await
+    }
+
+    async fn finish<L: Serialize, N: Serialize, Q: Serialize>(
+        &mut self,
+        logs: &[L],
+        notes: &[N],
+        requests: &[Q],
+        segments: &[(&str, SegmentBuilder<'_>)],
+    ) -> Result<()> {
+        let mut terms: (Vec<&str>, Vec<String>, Vec<i64>) = Default::default();
+        for (chain, segment) in segments {
+            for term in segment.terms() {
+                terms.0.push(chain);
+                terms.1.push(term);
+                terms.2.push(segment.first_seq);
+            }
+        }
+        let column = |f: fn(&SegmentBuilder<'_>) -> i64| -> Vec<i64> {
+            segments.iter().map(|(_, s)| f(s)).collect()
+        };
+        sqlx::query(crate::safe(finish_pg()))
+            .bind(crate::to_json(&logs))
+            .bind(crate::to_json(&notes))
+            .bind(crate::to_json(&requests))
+            .bind(segments.iter().map(|(c, _)| *c).collect::<Vec<&str>>())
+            .bind(column(|s| s.first_seq))
+            .bind(column(|s| s.last_seq))
+            .bind(column(|s| s.first_at))
+            .bind(column(|s| s.last_at))
+            .bind(
+                segments
+                    .iter()
+                    .map(|(_, s)| s.prev_hash.as_str())
+                    .collect::<Vec<&str>>(),
+            )
+            .bind(
+                segments
+                    .iter()
+                    .map(|(_, s)| s.encode())
+                    .collect::<Vec<Vec<u8>>>(),
+            )
+            .bind(terms.0)
+            .bind(terms.1)
+            .bind(terms.2)
+            .bind(
+                segments
+                    .iter()
+                    .map(|(_, s)| s.head.as_str())
+                    .collect::<Vec<&str>>(),
+            )
+            .execute(self)
+            .await?;
+        Ok(())
     }
 }
 

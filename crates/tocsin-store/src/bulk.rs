@@ -49,6 +49,14 @@ impl BulkSql {
     }
 }
 
+impl BulkSql {
+    /// The PostgreSQL statement with its rows in parameter `$n` instead of `$1`, for a
+    /// statement that writes more than one table.
+    pub(crate) fn postgres_at(&self, n: usize) -> String {
+        self.postgres.replace("$1::json", &format!("${n}::json"))
+    }
+}
+
 /// Inserts `rows` on PostgreSQL; returns what the statement's `RETURNING` clause yields, in
 /// no promised order (PostgreSQL does not order `RETURNING` rows): callers match rows by key.
 pub(crate) async fn pg_fetch<R, O>(

@@ -579,6 +579,76 @@ async fn a_batch_applies_its_ops_in_order() {
     assert_eq!(logs(s[2].alert_id.clone()).await, ["Alert created"]);
 }
 
+/// One batch holding alert ops and the audit events of two organizations appends to both
+/// chains, each event after the one before it in its own chain, with the search terms that
+/// find them by key; a later batch goes on from both heads.
+#[tokio::test]
+async fn a_batch_appends_to_every_chain_it_holds_events_of() {
+    let (_dir, store) = store().await;
+    let (a, b) = (org(&store).await, org(&store).await);
+    let event = |org: &OrgId, key: &KeyId| {
+        let mut r = AuditRecord::new(Some(org.clone()), "http.request", "allowed");
+        r.api_key_id = Some(key.clone());
+        r
+    };
+    let (key_a, key_b) = (KeyId::generate(), KeyId::generate());
+    let first = [event(&a, &key_a), event(&b, &key_b), event(&a, &key_a)];
+    let s = store
+        .apply_batch(
+            &[create(&a, Some("x"), Some("on a")), create(&b, None, None)],
+            &first.iter().cloned().map(Into::into).collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+    assert!(s.iter().all(|s| s.success), "{s:?}");
+    let second = [event(&b, &key_b), event(&a, &key_a)];
+    store
+        .apply_batch(
+            &[],
+            &second.iter().cloned().map(Into::into).collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+
+    for (org, key, ids) in [
+        (
+            &a,
+            &key_a,
+            [&first[0], &first[2], &second[1]]
+                .map(|r| r.id.clone())
+                .to_vec(),
+        ),
+        (
+            &b,
+            &key_b,
+            [&first[1], &second[0]].map(|r| r.id.clone()).to_vec(),
+        ),
+    ] {
+        let report = store.verify_chain(org.as_str()).await.unwrap();
+        assert!(report.broken_at.is_none(), "{report:?}");
+        assert_eq!(report.events, ids.len() as i64);
+        let stored: Vec<_> = audit_events(&store, org.as_str())
+            .await
+            .into_iter()
+            .map(|e| e.record.id)
+            .collect();
+        assert_eq!(stored, ids);
+        let by_key = AuditFilter {
+            api_key_id: Some(key.to_string()),
+            ..Default::default()
+        };
+        let page = store.list_audit(org, &by_key, 10, None).await.unwrap();
+        assert_eq!(page.items.len(), ids.len());
+    }
+    let notes = store
+        .alert_entries(&a, &s[0].alert_id, false, None, false, 100)
+        .await
+        .unwrap();
+    assert_eq!(notes[0].text, "on a");
+    let status = store.request_status(&b, &s[1].id).await.unwrap();
+    assert_eq!(status.unwrap().alert_id, s[1].alert_id);
+}
+
 /// Migration 0009: a new alert's creation line is read off the alert itself, and the log
 /// lines and notes are re-keyed by alert. An alert created before it keeps its stored lines
 /// and note, each listed once and in order, and takes new lines after them.
