@@ -168,7 +168,12 @@ enum OrgsCommand {
     },
 }
 
-#[tokio::main]
+// One worker: requests are served on the event loops (one per core, limits.rs), so this
+// runtime holds the accept loop, the background tasks and, on PostgreSQL, the batch writer.
+// With a second worker, each of the writer's round trips parked one worker and woke the
+// other (a futex and an eventfd write): one worker cut the writer's CPU per alert by a fifth
+// (issue #5, bench/README.md). Blocking work still goes to tokio's blocking pool.
+#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
