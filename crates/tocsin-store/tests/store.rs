@@ -581,7 +581,8 @@ async fn a_batch_applies_its_ops_in_order() {
 
 /// One batch holding alert ops and the audit events of two organizations appends to both
 /// chains, each event after the one before it in its own chain, with the search terms that
-/// find them by key; a later batch goes on from both heads.
+/// find them by key, and numbers each organization's new alerts; a later batch goes on from
+/// both heads.
 #[tokio::test]
 async fn a_batch_appends_to_every_chain_it_holds_events_of() {
     let (_dir, store) = store().await;
@@ -595,7 +596,11 @@ async fn a_batch_appends_to_every_chain_it_holds_events_of() {
     let first = [event(&a, &key_a), event(&b, &key_b), event(&a, &key_a)];
     let s = store
         .apply_batch(
-            &[create(&a, Some("x"), Some("on a")), create(&b, None, None)],
+            &[
+                create(&a, Some("x"), Some("on a")),
+                create(&b, None, None),
+                create(&a, None, None),
+            ],
             &first.iter().cloned().map(Into::into).collect::<Vec<_>>(),
         )
         .await
@@ -647,6 +652,13 @@ async fn a_batch_appends_to_every_chain_it_holds_events_of() {
     assert_eq!(notes[0].text, "on a");
     let status = store.request_status(&b, &s[1].id).await.unwrap();
     assert_eq!(status.unwrap().alert_id, s[1].alert_id);
+    // Each organization numbers its alerts from 1, in the batch's order.
+    let mut tiny_ids = Vec::new();
+    for (org, status) in [(&a, &s[0]), (&b, &s[1]), (&a, &s[2])] {
+        let alert = store.find_alert(org, &status.alert_id, IdentifierType::Id);
+        tiny_ids.push(alert.await.unwrap().unwrap().tiny_id);
+    }
+    assert_eq!(tiny_ids, [1, 1, 2]);
 }
 
 /// Migration 0009: a new alert's creation line is read off the alert itself, and the log
