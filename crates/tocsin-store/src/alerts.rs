@@ -787,6 +787,9 @@ async fn create_run<C: BatchConn>(
         landings.push(Some(Landing::New(rows.len())));
         rows.push(AlertInsert::new(id, alias, org, d, now));
     }
+    // The counter rows are taken in the organizations' order, as the chains' heads are
+    // (audit::segments_in), so that two nodes' batches wait for each other, not deadlock.
+    per_org.sort_unstable();
     for (org, n) in &per_org {
         let mut next = conn.reserve_tiny_ids(org, *n).await?;
         for row in rows.iter_mut().filter(|r| r.org_id == *org) {

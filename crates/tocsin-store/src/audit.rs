@@ -451,8 +451,9 @@ pub(crate) async fn segments_in<'a, C: SegmentConn>(
     conn: &mut C,
     records: &[EventView<'a>],
 ) -> Result<Vec<(&'a str, SegmentBuilder<'a>)>> {
-    // The heads are taken in one order on every node, so that two nodes' batches holding
-    // events of the same chains wait for each other's commit instead of deadlocking.
+    // The heads are taken in one order on every node (as the tinyId counters are), so that
+    // two nodes' batches holding events of the same chains wait for each other's commit
+    // instead of deadlocking on their head rows.
     let mut chains: Vec<&str> = records.iter().map(|r| r.chain).collect();
     chains.sort_unstable();
     chains.dedup();

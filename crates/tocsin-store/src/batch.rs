@@ -92,7 +92,7 @@ pub(crate) trait BatchConn: SegmentConn {
     async fn rollback_to(&mut self) -> Result<()>;
 
     /// What a batch writes once its ops have run: their log lines, notes and request
-    /// statuses, and its audit segments (each chain's head moved). Empty slices write nothing.
+    /// statuses, and its audit segments (each chain's head moved). Empty slices write no rows.
     async fn finish<L: Serialize, N: Serialize, Q: Serialize>(
         &mut self,
         logs: &[L],
@@ -388,6 +388,10 @@ impl BatchConn for sqlx::PgConnection {
         requests: &[Q],
         segments: &[(&str, SegmentBuilder<'_>)],
     ) -> Result<()> {
+        // A batch of flushes alone writes nothing: no round trip.
+        if logs.is_empty() && notes.is_empty() && requests.is_empty() && segments.is_empty() {
+            return Ok(());
+        }
         let mut terms: (Vec<&str>, Vec<String>, Vec<i64>) = Default::default();
         for (chain, segment) in segments {
             for term in segment.terms() {

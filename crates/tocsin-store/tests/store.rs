@@ -649,6 +649,7 @@ async fn a_batch_appends_to_every_chain_it_holds_events_of() {
         .alert_entries(&a, &s[0].alert_id, false, None, false, 100)
         .await
         .unwrap();
+    assert_eq!(notes.len(), 1);
     assert_eq!(notes[0].text, "on a");
     let status = store.request_status(&b, &s[1].id).await.unwrap();
     assert_eq!(status.unwrap().alert_id, s[1].alert_id);

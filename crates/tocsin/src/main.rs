@@ -170,9 +170,10 @@ enum OrgsCommand {
 
 // One worker: requests are served on the event loops (one per core, limits.rs), so this
 // runtime holds the accept loop, the background tasks and, on PostgreSQL, the batch writer.
-// With a second worker, each of the writer's round trips parked one worker and woke the
-// other (a futex and an eventfd write): one worker cut the writer's CPU per alert by a fifth
-// (issue #5, bench/README.md). Blocking work still goes to tokio's blocking pool.
+// With a worker per core (two on the bench's machines), each of the writer's round trips
+// parked one worker and woke another (a futex and an eventfd write): one worker cut the
+// writer's CPU per alert by 15-20% (issue #5, bench/README.md, "Thirteenth session").
+// Blocking work still goes to tokio's blocking pool. TOKIO_WORKER_THREADS is not read.
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
