@@ -223,9 +223,13 @@ pub(crate) fn select_alert() -> &'static str {
 /// The new alerts' insert, an upsert that counts a row into the open alert with its alias.
 pub(crate) fn alerts_sql() -> &'static BulkSql {
     static SQL: std::sync::LazyLock<BulkSql> = std::sync::LazyLock::new(|| {
-        BulkSql::new(
+        // In alias order: a new alert whose alias another node's uncommitted batch has just
+        // inserted waits for that batch, and two batches with the same two aliases then wait
+        // in one order instead of deadlocking.
+        BulkSql::ordered(
             "alerts",
             crate::alerts::INSERT_COLUMNS,
+            "org_id, alias",
             "ON CONFLICT (org_id, alias) WHERE status = 'open'
              DO UPDATE SET count = alerts.count + 1, last_occurred_at = excluded.last_occurred_at,
                updated_at = excluded.updated_at

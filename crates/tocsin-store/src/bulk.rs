@@ -31,10 +31,26 @@ pub(crate) struct BulkSql {
 impl BulkSql {
     /// `tail` follows the rows: an `ON CONFLICT` clause, `RETURNING`.
     pub(crate) fn new(table: &str, columns: &'static str, tail: &str) -> BulkSql {
+        BulkSql::ordered(table, columns, "", tail)
+    }
+
+    /// The same, with PostgreSQL's rows inserted in the order of `order_by` (columns): rows
+    /// that wait on another transaction's uncommitted key then wait in one order on every
+    /// node. (SQLite's writer is the only one; its statement is one row.)
+    pub(crate) fn ordered(
+        table: &str,
+        columns: &'static str,
+        order_by: &str,
+        tail: &str,
+    ) -> BulkSql {
         let columns: Vec<&'static str> = columns.split(',').map(str::trim).collect();
         let list = columns.join(", ");
+        let order = match order_by {
+            "" => String::new(),
+            by => format!("ORDER BY {by} "),
+        };
         let postgres = format!(
-            "INSERT INTO {table} ({list}) SELECT {list} FROM json_populate_recordset(NULL::{table}, $1::json) {tail}"
+            "INSERT INTO {table} ({list}) SELECT {list} FROM json_populate_recordset(NULL::{table}, $1::json) {order}{tail}"
         );
         let params: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
         let sqlite = format!(
@@ -331,6 +347,23 @@ mod tests {
         assert!(
             sql.postgres
                 .contains("json_populate_recordset(NULL::t, $1::json) RETURNING id")
+        );
+    }
+
+    /// PostgreSQL's rows go in sorted before the tail; SQLite's one-row statement is as before.
+    #[test]
+    fn an_order_applies_to_postgres_rows_only() {
+        let sql = BulkSql::ordered("t", "id, n, flag", "n, id", "RETURNING id");
+        assert!(
+            sql.postgres.ends_with(
+                "json_populate_recordset(NULL::t, $1::json) ORDER BY n, id RETURNING id"
+            ),
+            "{}",
+            sql.postgres
+        );
+        assert_eq!(
+            sql.sqlite,
+            BulkSql::new("t", "id, n, flag", "RETURNING id").sqlite
         );
     }
 
