@@ -162,12 +162,28 @@ fn backend_args(extra: &[String]) -> Vec<String> {
     ]
 }
 
+/// A port no server of this test process has been given yet. A probe socket finds a free
+/// one, but the port is free again once the probe closes, and a test starting a server at
+/// the same moment could be handed it too: the first server then answered the second
+/// test's connection check before the second server had started (it fails to bind), and
+/// that test read a data directory its own server never initialized.
+fn free_port() -> u16 {
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if GIVEN.lock().unwrap_or_else(|p| p.into_inner()).insert(port) {
+            return port;
+        }
+    }
+}
+
 fn spawn(data: &Path, log: &Path, level: &str, extra: &[String]) -> (Child, String) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let stderr: File = OpenOptions::new()
         .create(true)
         .append(true)
