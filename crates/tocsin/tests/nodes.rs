@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{BIN, Server, stderr};
+use common::{BIN, Server, free_port, stderr};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -334,11 +334,7 @@ async fn nodes_started_together_on_an_empty_database_initialize_it_once() {
     std::fs::write(dir.path().join("secret"), "c".repeat(64)).unwrap();
     let mut nodes = Vec::new();
     for n in 0..3 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let data = dir.path().join(format!("node{n}"));
         let child = std::process::Command::new(BIN)
             .args([

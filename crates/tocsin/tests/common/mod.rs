@@ -167,7 +167,7 @@ fn backend_args(extra: &[String]) -> Vec<String> {
 /// the same moment could be handed it too: the first server then answered the second
 /// test's connection check before the second server had started (it fails to bind), and
 /// that test read a data directory its own server never initialized.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
         std::sync::Mutex::new(std::collections::BTreeSet::new());
     loop {
