@@ -63,13 +63,13 @@ impl BulkSql {
             sqlite,
         }
     }
-}
 
-impl BulkSql {
     /// The PostgreSQL statement with its rows in parameter `$n` instead of `$1`, for a
-    /// statement that writes more than one table.
+    /// statement that writes more than one table. (The rows' parameter is the statement's
+    /// first; a tail's own text is left as it is.)
     pub(crate) fn postgres_at(&self, n: usize) -> String {
-        self.postgres.replace("$1::json", &format!("${n}::json"))
+        self.postgres
+            .replacen("$1::json", &format!("${n}::json"), 1)
     }
 }
 
