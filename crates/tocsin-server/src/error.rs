@@ -45,6 +45,11 @@ pub enum ApiError {
     PayloadTooLarge {
         limit: usize,
     },
+    /// 431: the request line and headers are over the server's limit (`max-header-bytes`).
+    HeadersTooLarge {
+        size: usize,
+        limit: usize,
+    },
     /// 408: the request was not answered within `request-timeout-seconds`.
     Timeout {
         seconds: u64,
@@ -149,6 +154,15 @@ impl ApiError {
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "payload_too_large",
                     format!("The request body is larger than this server's limit of {limit} bytes (setting `max-body-bytes`)."),
+                )
+            }
+            ApiError::HeadersTooLarge { size, limit } => {
+                details.insert("limit_bytes".into(), json!(limit));
+                details.insert("size_bytes".into(), json!(size));
+                (
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "headers_too_large",
+                    format!("The request line and headers are {size} bytes, more than this server's limit of {limit} bytes (setting `max-header-bytes`); send fewer or shorter headers."),
                 )
             }
             ApiError::Timeout { seconds } => {

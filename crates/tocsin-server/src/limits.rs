@@ -1,7 +1,9 @@
 //! Limits against hostile or broken clients, in one place: the connection loop (request
-//! heads at most `max_header_bytes`, answered 431 above it; headers within `header_timeout`,
-//! which also closes idle kept-alive connections) and the per-request middleware (bodies at
-//! most `max_body_bytes`, answered 413; an answer within `request_timeout`, else 408).
+//! heads read up to twice `max_header_bytes`, and a bare 431 from hyper above that; headers
+//! within `header_timeout`, which also closes idle kept-alive connections) and the
+//! per-request middleware (heads at most `max_header_bytes`, answered 431 with the JSON
+//! error naming the limit; bodies at most `max_body_bytes`, answered 413; an answer within
+//! `request_timeout`, else 408).
 //! The JSON depth limit is enforced where bodies are parsed (`error::JsonBody`).
 
 use crate::config::Settings;
@@ -18,13 +20,21 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug)]
 pub struct BodyLimit(pub usize);
 
-/// Bounds each request's time, and gives the framework's 413 the JSON error naming the limit.
-/// The limits step of the door (lib.rs); `next` runs the rest of the request.
+/// Bounds each request's head and time, and gives the framework's 413 the JSON error naming
+/// the limit. The limits step of the door (lib.rs); `next` runs the rest of the request.
 pub(crate) async fn run<F: Future<Output = Response>>(
     settings: &Settings,
     mut req: Request,
     next: impl FnOnce(Request) -> F,
 ) -> Response {
+    let size = head_size(&req);
+    if size > settings.max_header_bytes {
+        return ApiError::HeadersTooLarge {
+            size,
+            limit: settings.max_header_bytes,
+        }
+        .into_response();
+    }
     let limit = settings.max_body_bytes;
     let timeout = settings.request_timeout;
     req.extensions_mut().insert(BodyLimit(limit));
@@ -43,6 +53,27 @@ pub(crate) async fn run<F: Future<Output = Response>>(
         }
         .into_response(),
     }
+}
+
+/// The size of a request's head as it came on the wire: the request line, each header as
+/// `name: value` and its line end, and the blank line after them.
+fn head_size(req: &Request) -> usize {
+    let target = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
+    let line = req.method().as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
+        .sum();
+    line + headers + 2
+}
+
+/// How large a head hyper reads before it answers a bare 431 and closes the connection:
+/// twice the limit, so that a head over the limit by less than that is read whole and
+/// answered with the JSON error naming the limit (`run`), and a connection's buffer stays
+/// bounded.
+fn head_cap(limit: usize) -> usize {
+    limit.saturating_mul(2)
 }
 
 /// The threads that serve connections: one event loop (a single-threaded tokio runtime) per
@@ -140,7 +171,7 @@ pub async fn serve(
     builder
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(settings.header_timeout)
-        .max_header_size(settings.max_header_bytes)
+        .max_header_size(head_cap(settings.max_header_bytes))
         .keep_alive(true)
         // One buffer per response instead of a vectored write of head and body: the bodies
         // are small JSON, copying one is cheaper than the kernel's handling of a second

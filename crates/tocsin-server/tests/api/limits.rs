@@ -141,14 +141,49 @@ async fn a_body_limit_above_two_mebibytes_is_the_setting_not_the_framework_defau
 #[tokio::test]
 async fn oversized_request_heads_get_431_and_the_server_goes_on() {
     let app = TestApp::spawn_with(|o| o.max_header_bytes = Some(2048)).await;
+    let whoami = |padding: usize| {
+        app.http
+            .get(format!("{}/v1/auth/whoami", app.base))
+            .header("Authorization", format!("Bearer {}", app.owner))
+            .header("X-Padding", "p".repeat(padding))
+            .send()
+    };
+    // Over the limit: the JSON error, naming the limit and the head's size.
+    let resp = whoami(3000).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    let b: Value = resp.json().await.unwrap();
+    assert_eq!(code(&b), "headers_too_large", "{b}");
+    assert_eq!(b["error"]["limit_bytes"], 2048, "{b}");
+    let size = b["error"]["size_bytes"].as_u64().unwrap();
+    assert!((3000..3300).contains(&size), "{b}");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max-header-bytes"),
+        "{b}"
+    );
+    // Opsgenie's routes answer in their own envelope.
     let resp = app
         .http
-        .get(format!("{}/v1/auth/whoami", app.base))
-        .header("Authorization", format!("Bearer {}", app.owner))
-        .header("X-Padding", "p".repeat(4000))
+        .get(format!("{}/v2/alerts", app.base))
+        .header("Authorization", format!("GenieKey {}", app.owner))
+        .header("X-Padding", "p".repeat(3000))
         .send()
         .await
         .unwrap();
+    assert_eq!(resp.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    let b: Value = resp.json().await.unwrap();
+    assert!(
+        b["message"].as_str().unwrap().contains("max-header-bytes"),
+        "{b}"
+    );
+    assert_eq!(b["error"]["code"], "headers_too_large", "{b}");
+    // Just under the limit: served.
+    let resp = whoami(1500).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    // Over twice the limit: hyper refuses the head before it is read whole, with a bare 431.
+    let resp = whoami(5000).await.unwrap();
     assert_eq!(resp.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
     let (s, b) = app.get("/v1/auth/whoami", &app.owner).await;
     assert_eq!(s, StatusCode::OK, "{b}");
