@@ -119,6 +119,7 @@ pub fn spawn_writers(store: Store) -> (AuditWriter, AlertWriter, tokio::task::Jo
         let thread = std::thread::Builder::new()
             .name("tocsin-writer".into())
             .spawn(move || {
+                behind_the_loops();
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     match tokio::runtime::Builder::new_current_thread()
                         .enable_time()
@@ -155,6 +156,39 @@ pub fn spawn_writers(store: Store) -> (AuditWriter, AlertWriter, tokio::task::Jo
         handle,
     )
 }
+
+/// Puts the calling thread, the SQLite writer, on the `SCHED_BATCH` policy (Linux): it keeps
+/// its full share of the cores, but waking up no longer preempts an event loop in the middle
+/// of a request; it runs when a core comes free, which under load is within a loop's next
+/// wait. Under tracked whoami the writer wakes every gathering window and works through a
+/// few thousand events: with the default policy that preempted the loops and cost them
+/// about as much again as the writer's own work (issue #5; bench/README.md, "Fourteenth
+/// session"). Alert commits were no slower in alternating rounds.
+fn behind_the_loops() {
+    #[cfg(target_os = "linux")]
+    {
+        use thread_priority::{
+            NormalThreadSchedulePolicy, ThreadPriority, ThreadPriorityValue, ThreadSchedulePolicy,
+            set_thread_priority_and_policy, thread_native_id,
+        };
+        // For the normal policies the crate sets a niceness, mapping 0..=99 onto 19..=-20:
+        // this value is niceness 0, the default (checked by a test below).
+        let Ok(nice_zero) = ThreadPriorityValue::try_from(NICE_ZERO) else {
+            return;
+        };
+        if let Err(e) = set_thread_priority_and_policy(
+            thread_native_id(),
+            ThreadPriority::Crossplatform(nice_zero),
+            ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch),
+        ) {
+            tracing::debug!(error = ?e, "the writer thread keeps its scheduling policy");
+        }
+    }
+}
+
+/// The value `thread-priority` maps to niceness 0 under a normal policy.
+#[cfg(target_os = "linux")]
+const NICE_ZERO: u8 = 47;
 
 /// An event's place in the queue's depth count, taken before it is sent: the writer gives
 /// the place back once the event is written, and this gives it back itself when the event
@@ -624,6 +658,30 @@ mod tests {
             health: Arc::new(Health::default()),
         };
         (writer, rx)
+    }
+
+    /// The writer thread runs on SCHED_BATCH at niceness 0, the default: the policy changes,
+    /// its share of the cores does not.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_writer_thread_is_batch_scheduled_at_niceness_zero() {
+        // Fields of /proc/thread-self/stat after the command's closing parenthesis: state is
+        // the first, nice the 17th, policy the 39th.
+        fn nice_and_policy() -> (i64, i64) {
+            let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+            let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+            (fields[16].parse().unwrap(), fields[38].parse().unwrap())
+        }
+        let (before, after) = std::thread::spawn(|| {
+            let before = nice_and_policy();
+            behind_the_loops();
+            (before, nice_and_policy())
+        })
+        .join()
+        .unwrap();
+        // SCHED_OTHER is 0, SCHED_BATCH 3.
+        assert_eq!(before.1, 0, "{before:?}");
+        assert_eq!(after, (0, 3), "niceness 0, policy SCHED_BATCH");
     }
 
     #[tokio::test]
