@@ -55,8 +55,11 @@ pub(crate) async fn run<F: Future<Output = Response>>(
     }
 }
 
-/// The size of a request's head as it came on the wire: the request line, each header as
-/// `name: value` and its line end, and the blank line after them.
+/// The size of a request's head as hyper parsed it: the request line (the target as its path
+/// and query), each header as `name: value` and its line end, and the blank line after them.
+/// Close to the bytes on the wire for any ordinary client; whitespace around header values,
+/// which the parser drops, is not counted, so a head padded with it is bounded only by
+/// `head_cap`.
 fn head_size(req: &Request) -> usize {
     let target = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
     let line = req.method().as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
@@ -71,7 +74,7 @@ fn head_size(req: &Request) -> usize {
 /// How large a head hyper reads before it answers a bare 431 and closes the connection:
 /// twice the limit, so that a head over the limit by less than that is read whole and
 /// answered with the JSON error naming the limit (`run`), and a connection's buffer stays
-/// bounded.
+/// bounded. (hyper applies the same bound to a chunked body's trailers.)
 fn head_cap(limit: usize) -> usize {
     limit.saturating_mul(2)
 }

@@ -171,8 +171,13 @@ fn behind_the_loops() {
             NormalThreadSchedulePolicy, ThreadPriority, ThreadPriorityValue, ThreadSchedulePolicy,
             set_thread_priority_and_policy, thread_native_id,
         };
-        // For the normal policies the crate sets a niceness, mapping 0..=99 onto 19..=-20:
-        // this value is niceness 0, the default (checked by a test below).
+        // For the normal policies the crate also sets a niceness, mapping 0..=99 onto
+        // 19..=-20: this value is niceness 0 (checked by a test below). So the policy is
+        // changed only for a thread at niceness 0 on the default policy: a server started
+        // under `nice`, or `chrt`, keeps what it was given.
+        if nice_and_policy() != Some((0, SCHED_OTHER)) {
+            return;
+        }
         let Ok(nice_zero) = ThreadPriorityValue::try_from(NICE_ZERO) else {
             return;
         };
@@ -181,7 +186,7 @@ fn behind_the_loops() {
             ThreadPriority::Crossplatform(nice_zero),
             ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch),
         ) {
-            tracing::debug!(error = ?e, "the writer thread keeps its scheduling policy");
+            tracing::debug!(error = ?e, "could not put the writer thread on SCHED_BATCH");
         }
     }
 }
@@ -189,6 +194,20 @@ fn behind_the_loops() {
 /// The value `thread-priority` maps to niceness 0 under a normal policy.
 #[cfg(target_os = "linux")]
 const NICE_ZERO: u8 = 47;
+#[cfg(target_os = "linux")]
+const SCHED_OTHER: i64 = 0;
+
+/// The calling thread's niceness and scheduling policy, from `/proc/thread-self/stat`: the
+/// fields after the command's closing parenthesis start at the state (field 3), so nice
+/// (field 19) is the 17th and the policy (field 41) the 39th.
+#[cfg(target_os = "linux")]
+fn nice_and_policy() -> Option<(i64, i64)> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    let mut fields = stat.get(stat.rfind(')')? + 2..)?.split(' ');
+    let nice = fields.nth(16)?.parse().ok()?;
+    let policy = fields.nth(21)?.parse().ok()?;
+    Some((nice, policy))
+}
 
 /// An event's place in the queue's depth count, taken before it is sent: the writer gives
 /// the place back once the event is written, and this gives it back itself when the event
@@ -661,17 +680,11 @@ mod tests {
     }
 
     /// The writer thread runs on SCHED_BATCH at niceness 0, the default: the policy changes,
-    /// its share of the cores does not.
+    /// its share of the cores does not. A thread started niced, or on another policy, is
+    /// left as it was.
     #[cfg(target_os = "linux")]
     #[test]
     fn the_writer_thread_is_batch_scheduled_at_niceness_zero() {
-        // Fields of /proc/thread-self/stat after the command's closing parenthesis: state is
-        // the first, nice the 17th, policy the 39th.
-        fn nice_and_policy() -> (i64, i64) {
-            let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-            let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-            (fields[16].parse().unwrap(), fields[38].parse().unwrap())
-        }
         let (before, after) = std::thread::spawn(|| {
             let before = nice_and_policy();
             behind_the_loops();
@@ -679,9 +692,17 @@ mod tests {
         })
         .join()
         .unwrap();
+        let before = before.expect("/proc/thread-self/stat reads");
         // SCHED_OTHER is 0, SCHED_BATCH 3.
-        assert_eq!(before.1, 0, "{before:?}");
-        assert_eq!(after, (0, 3), "niceness 0, policy SCHED_BATCH");
+        if before == (0, SCHED_OTHER) {
+            assert_eq!(after, Some((0, 3)), "niceness 0, policy SCHED_BATCH");
+        } else {
+            assert_eq!(
+                after,
+                Some(before),
+                "a niced or rescheduled thread is left alone"
+            );
+        }
     }
 
     #[tokio::test]

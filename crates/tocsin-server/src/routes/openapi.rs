@@ -185,7 +185,7 @@ fn no_content(r: &RouteInfo) -> Option<&'static str> {
 
 /// The error statuses route `r` can answer, from what it needs and takes.
 fn error_statuses(r: &RouteInfo) -> Vec<u16> {
-    let mut statuses = vec![408, 500];
+    let mut statuses = vec![408, 431, 500];
     let with_body = matches!(r.method, "POST" | "PUT" | "PATCH");
     let api = r.path.starts_with("/v1/") || r.path.starts_with("/v2/");
     if api {
@@ -241,6 +241,9 @@ fn describe(status: u16) -> &'static str {
         }
         404 => "No such object in the caller's organization",
         408 => "The request was not received and answered within the server's request timeout",
+        431 => {
+            "The request line and headers are larger than the server's limit, which the message names"
+        }
         409 => "A conflict: the name is taken, or the object is still in use",
         413 => "The body is larger than the server's limit, which the message names",
         422 => "A field is invalid; `error.fields` names each with its reason",
