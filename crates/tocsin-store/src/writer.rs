@@ -161,9 +161,10 @@ pub fn spawn_writers(store: Store) -> (AuditWriter, AlertWriter, tokio::task::Jo
 /// its full share of the cores, but waking up no longer preempts an event loop in the middle
 /// of a request; it runs when a core comes free, which under load is within a loop's next
 /// wait. Under tracked whoami the writer wakes every gathering window and works through a
-/// few thousand events: with the default policy that preempted the loops and cost them
-/// about as much again as the writer's own work (issue #5; bench/README.md, "Fourteenth
-/// session"). Alert commits were no slower in alternating rounds.
+/// few thousand events. In alternating rounds of two tracked nodes, the one whose writer
+/// was on SCHED_BATCH answered 0-11% more requests in every round, and alert commits were
+/// no slower (issue #5; bench/README.md, "Fourteenth session", where a full run after it
+/// still measured tracking's cost at 16%).
 fn behind_the_loops() {
     #[cfg(target_os = "linux")]
     {

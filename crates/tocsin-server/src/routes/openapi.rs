@@ -241,13 +241,13 @@ fn describe(status: u16) -> &'static str {
         }
         404 => "No such object in the caller's organization",
         408 => "The request was not received and answered within the server's request timeout",
-        431 => {
-            "The request line and headers are larger than the server's limit, which the message names"
-        }
         409 => "A conflict: the name is taken, or the object is still in use",
         413 => "The body is larger than the server's limit, which the message names",
         422 => "A field is invalid; `error.fields` names each with its reason",
         429 => "Too many failed attempts or requests; retry after `Retry-After` seconds",
+        431 => {
+            "The request line and headers are larger than the server's limit, which the message names"
+        }
         500 => "An internal error; the request id identifies it in the server's log",
         501 => "Not implemented yet",
         503 => {
