@@ -2,13 +2,15 @@
 // run.sh): sign in; create a key with the wizard and see its token once; reload and find it
 // gone; use the token against the API; explain a refusal; revoke the key in the console and
 // see the API refuse it with its explanation; create an integration, send an alert with its
-// key and acknowledge it in the console; the audit log; a phone-sized screen. The steps run
+// key and acknowledge it in the console; the audit log; a phone-sized screen; one email in two
+// organizations, where the sign-in asks which one. The steps run
 // in order and share one browser; the screenshots they save are the README's.
 "use strict";
 
 const { test, before, after } = require("node:test");
 const assert = require("node:assert/strict");
 const fs = require("node:fs");
+const { execFileSync } = require("node:child_process");
 const path = require("node:path");
 const { chromium } = require("playwright-core");
 
@@ -499,5 +501,33 @@ step("signing out ends the session on the server too", async () => {
   assert.equal((await context.cookies()).filter((c) => c.name === "tocsin_session").length, 0);
   const r = await apiCall("GET", "/v1/auth/whoami", s.sessionToken);
   assert.equal(r.status, 401, JSON.stringify(r.body));
+  assert.deepEqual(s.pageErrors || [], [], "the console logged errors");
+});
+
+step("one email and password in two organizations: the sign-in asks which one", async () => {
+  // A second organization whose owner has the same email and password, made with the CLI
+  // on the running server's data directory.
+  const out = execFileSync(process.env.TOCSIN_TEST_BIN,
+    ["orgs", "create", "--data-dir", process.env.TOCSIN_TEST_DATA_DIR, "--org", "Second org", "--email", email, "--json"],
+    { env: { ...process.env, TOCSIN_OWNER_PASSWORD: password }, encoding: "utf8" });
+  const second = JSON.parse(out);
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  const choice = page.getByLabel("Organization");
+  await choice.waitFor();
+  const options = await choice.locator("option").allInnerTexts();
+  assert.equal(options.length, 2, JSON.stringify(options));
+  assert.ok(options.some((o) => o.includes("Second org") && o.includes(second.organization_id)), JSON.stringify(options));
+  await assertLabelled("the organization choice");
+  await choice.selectOption(second.organization_id);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("heading", { name: "API keys" }).waitFor();
+  assert.match(await page.locator("#who-name").innerText(), /Second org/);
+  const session = (await context.cookies()).find((c) => c.name === "tocsin_session");
+  const me = await apiCall("GET", "/v1/auth/whoami", session.value);
+  assert.equal(me.status, 200, JSON.stringify(me.body));
+  assert.equal(me.body.organization.id, second.organization_id);
+  assert.equal(me.body.user_id, second.user_id);
   assert.deepEqual(s.pageErrors || [], [], "the console logged errors");
 });

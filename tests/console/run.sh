@@ -69,6 +69,7 @@ mkdir -p "$shots"
 set +e
 TOCSIN_URL="$url" TOCSIN_OWNER_EMAIL="$owner_email" TOCSIN_OWNER_PASSWORD="$owner_password" \
   TOCSIN_OWNER_TOKEN_FILE="$data/owner-token" TOCSIN_TEST_CHROMIUM="$chromium" \
+  TOCSIN_TEST_BIN="$bin" TOCSIN_TEST_DATA_DIR="$data" \
   TOCSIN_SCREENSHOTS="$shots" TOCSIN_TEST_SUMMARY="$work/summary" \
   node --test-reporter=spec "$here/console.test.js"
 status=$?

@@ -169,9 +169,6 @@ pub async fn create_org(
     if !email.contains('@') {
         bail!("invalid `--email`: `{email}` is not an email address");
     }
-    if store.find_user_by_email(email).await?.is_some() {
-        bail!("invalid `--email`: a user with the email {email} already exists");
-    }
     let now = OffsetDateTime::now_utc();
     let org = Organization {
         id: OrgId::generate(),

@@ -34,6 +34,9 @@ pub enum ApiError {
     },
     NotImplemented(String),
     BadRequest(String),
+    /// 409: a login's email and password matched users of several organizations (their ids
+    /// and names, all of which the caller just proved it may enter); it must name one.
+    ChooseOrganization(Vec<(tocsin_core::OrgId, String)>),
     /// 429 with `Retry-After` (seconds).
     RateLimited {
         message: String,
@@ -136,6 +139,22 @@ impl ApiError {
                 (StatusCode::NOT_IMPLEMENTED, "not_implemented", format!("{what} is not implemented yet."))
             }
             ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, "bad_request", message.clone()),
+            ApiError::ChooseOrganization(choices) => {
+                details.insert(
+                    "organizations".into(),
+                    json!(choices.iter().map(|(id, name)| json!({"id": id.as_str(), "name": name})).collect::<Vec<_>>()),
+                );
+                let named: Vec<String> = choices.iter().map(|(id, name)| format!("{id} ({name})")).collect();
+                (
+                    StatusCode::CONFLICT,
+                    "organization_required",
+                    format!(
+                        "This email and password sign in to {} organizations; send the login again with `organization_id`, one of: {}.",
+                        choices.len(),
+                        named.join(", ")
+                    ),
+                )
+            }
             ApiError::RateLimited {
                 message,
                 retry_after,

@@ -12,6 +12,8 @@ mod alerts;
 mod console;
 #[path = "api/limits.rs"]
 mod limits;
+#[path = "api/users.rs"]
+mod users;
 
 struct TestApp {
     base: String,

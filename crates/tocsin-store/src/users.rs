@@ -125,10 +125,33 @@ impl Store {
         Ok(row.into_credentials().user)
     }
 
-    /// Emails are unique across the deployment, so a login needs no organization.
-    pub async fn find_user_by_email(&self, email: &str) -> Result<Option<UserCredentials>> {
-        let sql = format!("SELECT {COLUMNS} FROM users WHERE email_folded = $1");
+    /// The users with this email (case folded) in every organization, oldest first and at most
+    /// `limit` of them, for the login check: an email is unique within an organization only.
+    pub async fn find_users_by_email(
+        &self,
+        email: &str,
+        limit: usize,
+    ) -> Result<Vec<UserCredentials>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM users WHERE email_folded = $1 ORDER BY created_at, id LIMIT $2"
+        );
+        let rows: Vec<UserRow> = on_db!(&self.db, |pool| sqlx::query_as(safe(&sql))
+            .bind(email.to_lowercase())
+            .bind(limit as i64)
+            .fetch_all(pool)
+            .await?);
+        Ok(rows.into_iter().map(UserRow::into_credentials).collect())
+    }
+
+    /// The user of organization `org` with this email (case folded), if there is one.
+    pub async fn find_org_user_by_email(
+        &self,
+        org: &OrgId,
+        email: &str,
+    ) -> Result<Option<UserCredentials>> {
+        let sql = format!("SELECT {COLUMNS} FROM users WHERE org_id = $1 AND email_folded = $2");
         let row: Option<UserRow> = on_db!(&self.db, |pool| sqlx::query_as(safe(&sql))
+            .bind(org.as_str())
             .bind(email.to_lowercase())
             .fetch_optional(pool)
             .await?);

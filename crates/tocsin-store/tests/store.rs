@@ -1256,3 +1256,129 @@ async fn editing_a_segment_index_to_hide_events_breaks_the_chain() {
         );
     }
 }
+
+/// Migration 0010: a user's email is unique within its organization only. The users table is
+/// rebuilt on SQLite while sessions and team memberships point at its rows: every user, its
+/// password hash, its session and its membership come through, no reference is left
+/// dangling, and afterwards another organization may hold the same email while the first
+/// still may not hold it twice.
+#[tokio::test]
+async fn users_come_through_0010_with_their_sessions_and_memberships() {
+    let (_dir, store) = unmigrated_store().await;
+    tocsin_store::testing::migrate_until(&store, 9).await;
+    let (a, b) = (org(&store).await, org(&store).await);
+    let now = OffsetDateTime::now_utc();
+    let ann = User {
+        id: UserId::generate(),
+        org_id: a.clone(),
+        email: "Ann@Example.com".into(),
+        name: "Ann".into(),
+        role_name: "admin".into(),
+        active: true,
+        created_at: now,
+        updated_at: now,
+    };
+    store.insert_user(&ann, Some("argon2 hash")).await.unwrap();
+    let others = [user(&store, &a).await, user(&store, &b).await];
+    let session = tocsin_store::users::Session {
+        id: tocsin_core::SessionId::generate(),
+        org_id: a.clone(),
+        user_id: ann.id.clone(),
+        expires_at: now + Duration::hours(1),
+    };
+    store.insert_session(&session, &[7; 32]).await.unwrap();
+    let team = tocsin_store::teams::Team {
+        id: tocsin_core::TeamId::generate(),
+        org_id: a.clone(),
+        name: "payments".into(),
+        description: String::new(),
+        created_at: now,
+        updated_at: now,
+    };
+    store.insert_team(&team).await.unwrap();
+    store
+        .put_member(&a, &team.id, &ann.id, &["responder".to_owned()])
+        .await
+        .unwrap();
+    // Before 0010, the email is taken everywhere.
+    let mut in_b = User {
+        id: UserId::generate(),
+        org_id: b.clone(),
+        email: "ann@example.com".into(),
+        created_at: now + Duration::seconds(1),
+        ..ann.clone()
+    };
+    assert!(store.insert_user(&in_b, None).await.is_err());
+
+    store.migrate().await.unwrap();
+
+    let found = store
+        .find_users_by_email("ANN@example.com", 16)
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].user.id, ann.id);
+    assert_eq!(found[0].user.email, "Ann@Example.com");
+    assert_eq!(found[0].password_hash.as_deref(), Some("argon2 hash"));
+    for (org, id) in [(&a, &others[0]), (&b, &others[1])] {
+        assert_eq!(store.get_user(org, id).await.unwrap().id, *id);
+    }
+    assert_eq!(store.count_users(&a).await.unwrap(), 2);
+    let kept = store.find_session(&[7; 32]).await.unwrap().unwrap();
+    assert_eq!(kept.user_id, ann.id);
+    let memberships = store.memberships_of(&a, &ann.id).await.unwrap();
+    assert_eq!(memberships.len(), 1);
+    if let tocsin_store::Db::Sqlite(pool) = store.db() {
+        let dangling: Vec<(String,)> =
+            sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_check")
+                .fetch_all(pool)
+                .await
+                .unwrap();
+        assert!(dangling.is_empty(), "{dangling:?}");
+        // The rebuilt table's indexes are there, and the copy is gone.
+        let (indexes,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM sqlite_master WHERE tbl_name = 'users' AND name IN ('users_org', 'users_email')",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        assert_eq!(indexes, 2);
+        let (copies,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM sqlite_master WHERE name = 'users_before_0010'")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        assert_eq!(copies, 0);
+    }
+
+    // Another organization may now hold the same email; the same one still may not.
+    store.insert_user(&in_b, None).await.unwrap();
+    let both = store
+        .find_users_by_email("ann@example.com", 16)
+        .await
+        .unwrap();
+    assert_eq!(both.len(), 2);
+    assert_eq!(
+        store
+            .find_org_user_by_email(&b, "ANN@EXAMPLE.COM")
+            .await
+            .unwrap()
+            .unwrap()
+            .user
+            .id,
+        in_b.id
+    );
+    in_b.id = UserId::generate();
+    in_b.email = "ANN@example.com".into();
+    assert!(store.insert_user(&in_b, None).await.is_err());
+    // The login's bound: at most `limit` users, oldest first.
+    assert_eq!(
+        store
+            .find_users_by_email("ann@example.com", 1)
+            .await
+            .unwrap()[0]
+            .user
+            .id,
+        ann.id
+    );
+}

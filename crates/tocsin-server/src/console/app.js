@@ -65,6 +65,7 @@
       const e = (body && body.error) || {};
       super(e.message || body.message || `HTTP ${status}`);
       this.status = status; this.code = e.code || ""; this.fixes = e.fixes || []; this.fields = e.fields || {};
+      this.organizations = e.organizations || [];
     }
   }
   async function api(method, path, body) {
@@ -205,22 +206,37 @@
     render();
     const email = h("input", { type: "email", name: "email", autocomplete: "username", required: true, autofocus: true });
     const password = h("input", { type: "password", name: "password", autocomplete: "current-password", required: true });
+    // Shown only when the email and password sign in to several organizations (409).
+    const org = h("select", { name: "organization_id" });
+    const orgField = field("Organization", org, "This email and password sign in to more than one organization: choose one.");
+    orgField.hidden = true;
     const form = h("form", { class: "panel sign-in", "aria-labelledby": "signin-title", novalidate: true },
       h("h1", { id: "signin-title" }, "Sign in to Tocsin"),
       message ? h("div", { class: "notice" }, message) : null,
-      field("Email", email), field("Password", password),
+      field("Email", email), field("Password", password), orgField,
       h("div", { class: "actions" }, h("button", { type: "submit" }, "Sign in")),
       h("p", { class: "hint" }, "No password yet? The owner's is set by the first start with ", h("code", {}, "TOCSIN_OWNER_PASSWORD"),
         " (or ", h("code", {}, "tocsin init --password"), "); an administrator sets anyone's with ", h("code", {}, "PATCH /v1/users/{id}"), " and a key."));
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
       try {
-        const r = await api("POST", "/v1/auth/console/login", { email: email.value, password: password.value });
+        const body = { email: email.value, password: password.value };
+        if (!orgField.hidden) body.organization_id = org.value;
+        const r = await api("POST", "/v1/auth/console/login", body);
         password.value = "";
         state.csrf = r.csrf_token;
         await loadSession();
         if (!location.hash || location.hash === "#/" || location.hash === "#/signin") location.hash = "#/keys"; else route();
-      } catch (e) { showError(form, e); }
+      } catch (e) {
+        if (e.code === "organization_required" && e.organizations.length) {
+          org.replaceChildren(...e.organizations.map((o) => h("option", { value: o.id }, `${o.name} (${o.id})`)));
+          orgField.hidden = false;
+          clearError(form);
+          org.focus();
+          return;
+        }
+        showError(form, e);
+      }
     });
     main.append(form);
     email.focus();

@@ -243,10 +243,12 @@ async fn resolve_responders(
         } else if r.kind == "user" {
             match (&r.id, &r.name) {
                 (Some(id), _) => id.clone(),
-                (None, Some(name)) => match app.store.find_user_by_email(name).await? {
-                    Some(c) if c.user.org_id == p.org_id => c.user.id.to_string(),
-                    _ => name.clone(),
-                },
+                (None, Some(name)) => {
+                    match app.store.find_org_user_by_email(&p.org_id, name).await? {
+                        Some(c) => c.user.id.to_string(),
+                        None => name.clone(),
+                    }
+                }
                 (None, None) => continue,
             }
         } else {

@@ -241,7 +241,9 @@ fn describe(status: u16) -> &'static str {
         }
         404 => "No such object in the caller's organization",
         408 => "The request was not received and answered within the server's request timeout",
-        409 => "A conflict: the name is taken, or the object is still in use",
+        409 => {
+            "A conflict: the name is taken, or the object is still in use; on login, the email and password sign in to several organizations (`error.organizations`), so name one"
+        }
         413 => "The body is larger than the server's limit, which the message names",
         422 => "A field is invalid; `error.fields` names each with its reason",
         429 => "Too many failed attempts or requests; retry after `Retry-After` seconds",
@@ -338,7 +340,9 @@ fn request_schema(method: &str, path: &str) -> Option<Value> {
     Some(match (method, path) {
         ("POST", "/v1/auth/login") | ("POST", "/v1/auth/console/login") => {
             json!({"type": "object", "required": ["email", "password"], "properties": {
-                "email": string(), "password": string()}})
+                "email": string(), "password": string(),
+                "organization_id": {"type": "string", "description":
+                    "Needed only when the email and password sign in to several organizations (a 409 `organization_required` lists them)"}}})
         }
         ("POST", "/v1/auth/explain") => object(
             &[],

@@ -19,7 +19,7 @@ use tocsin_core::permission::Permission;
 use tocsin_core::policy::Resource;
 use tocsin_core::token::{Token, TokenKind};
 use tocsin_core::validation::Problems;
-use tocsin_core::{SessionId, UserId};
+use tocsin_core::{OrgId, SessionId, UserId};
 use tocsin_store::users::{Session, User, UserPatch};
 
 pub const SESSION_HOURS: i64 = 12;
@@ -158,7 +158,10 @@ pub async fn create(
         .await
         .map_err(conflict(
             "email_taken",
-            format!("A user with the email {} already exists.", user.email),
+            format!(
+                "A user with the email {} already exists in this organization.",
+                user.email
+            ),
         ))?;
     Ok(created(views::user(&user)))
 }
@@ -285,7 +288,14 @@ pub async fn update(
 pub struct Login {
     pub email: Option<String>,
     pub password: Option<String>,
+    /// Which organization to sign in to, needed only when the email and password match users
+    /// of more than one (an email is unique within an organization, not across them).
+    pub organization_id: Option<String>,
 }
+
+/// The most users one login checks the password of (Argon2 each), when the same email belongs
+/// to users of several organizations and no `organization_id` narrows it.
+pub const LOGIN_CANDIDATES: usize = 16;
 
 pub async fn login(
     State(app): State<AppState>,
@@ -301,6 +311,11 @@ pub async fn login(
 
 /// Checks an email and password (throttled per client address, equal time for unknown
 /// emails) and opens a 12-hour session: shared by the API's login and the console's.
+///
+/// The email may belong to users of several organizations. The password is checked against
+/// each of them (at most `LOGIN_CANDIDATES`, or only the one of `organization_id`); if it
+/// opens more than one, the caller is asked to choose, and told the organizations it proved
+/// it may enter, never any other.
 pub async fn password_login(
     app: &App,
     ip: std::net::IpAddr,
@@ -313,17 +328,54 @@ pub async fn password_login(
     if req.password.as_deref().unwrap_or("").is_empty() {
         problems.add("password", "is required");
     }
+    let org = req.organization_id.as_deref().and_then(|id| {
+        problems.take(
+            "organization_id",
+            OrgId::parse(id).ok_or_else(|| {
+                "must be an organization id (`org_` and 32 hex digits), as the choices of a login that matched several organizations name them".to_owned()
+            }),
+        )
+    });
     problems.into_result().map_err(ApiError::Validation)?;
     let email = req.email.unwrap_or_default();
     let password = req.password.unwrap_or_default();
-    let found = app.store.find_user_by_email(email.trim()).await?;
-    let hash = found.as_ref().and_then(|c| c.password_hash.clone());
-    let ok = tokio::task::spawn_blocking(move || verify_password(&password, hash.as_deref()))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let user = match found {
-        Some(c) if ok && c.user.active => c.user,
-        _ => {
+    let candidates = match &org {
+        Some(org) => app
+            .store
+            .find_org_user_by_email(org, email.trim())
+            .await?
+            .into_iter()
+            .collect(),
+        None => {
+            app.store
+                .find_users_by_email(email.trim(), LOGIN_CANDIDATES)
+                .await?
+        }
+    };
+    let hashes: Vec<Option<String>> = candidates.iter().map(|c| c.password_hash.clone()).collect();
+    let opened = tokio::task::spawn_blocking(move || {
+        if hashes.iter().all(Option::is_none) {
+            // No password to check: spend the time one check takes, so an unknown email (or
+            // one without a password) answers like a wrong password.
+            verify_password(&password, None);
+            return vec![false; hashes.len()];
+        }
+        hashes
+            .iter()
+            .map(|h| h.is_some() && verify_password(&password, h.as_deref()))
+            .collect::<Vec<bool>>()
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut opened: Vec<User> = candidates
+        .into_iter()
+        .zip(opened)
+        .filter(|(c, ok)| *ok && c.user.active)
+        .map(|(c, _)| c.user)
+        .collect();
+    let user = match opened.len() {
+        1 => opened.remove(0),
+        0 => {
             // Password guessing is throttled per client address, like token guessing.
             if let Some(retry_after) = app.failed_auth_throttle(Some(ip)).await {
                 return Err(ApiError::RateLimited {
@@ -335,6 +387,14 @@ pub async fn password_login(
                 });
             }
             return Err(login_refused());
+        }
+        _ => {
+            let mut choices = Vec::with_capacity(opened.len());
+            for user in &opened {
+                let org = app.store.get_org(&user.org_id).await?;
+                choices.push((org.id, org.name));
+            }
+            return Err(ApiError::ChooseOrganization(choices));
         }
     };
     let token = Token::generate(TokenKind::Session, &app.settings.region);

@@ -1,0 +1,179 @@
+//! Users across tenants: an email is unique within an organization only, so adding a user
+//! says nothing about other tenants, and a login whose email and password open users of
+//! several organizations asks which one.
+
+use super::{TestApp, code};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+impl TestApp {
+    /// `POST /v1/auth/login` with `body`, unauthenticated.
+    async fn try_login(&self, body: Value) -> (StatusCode, Value) {
+        self.call("POST", "/v1/auth/login", None, Some(body)).await
+    }
+
+    /// A second organization (its owner's token and the organization's id).
+    async fn second_tenant(&self, name: &str, owner_email: &str) -> (String, String) {
+        let running = self.running.as_ref().unwrap();
+        let other = tocsin_server::bootstrap::create_org(
+            &running.app.store,
+            &running.app.hasher,
+            "us",
+            name,
+            owner_email,
+            None,
+        )
+        .await
+        .unwrap();
+        (other.token, other.organization_id.to_string())
+    }
+}
+
+#[tokio::test]
+async fn an_email_taken_in_another_tenant_is_not_revealed_and_either_user_can_log_in() {
+    let app = TestApp::spawn().await;
+    let a_user = app
+        .user(json!({"email": "ann@example.com", "name": "Ann", "role_name": "viewer", "password": "ann's password in A"}))
+        .await;
+    let (_, a_org) = app.get("/v1/organization", &app.owner).await;
+    let a_org = a_org["id"].as_str().unwrap().to_owned();
+    // Tenant B's owner gets tenant A's user's email: the organization is made with it.
+    let (b_owner, b_org) = app.second_tenant("B", "Ann@Example.com").await;
+    let (s, b) = app
+        .post(
+            "/v1/users",
+            &b_owner,
+            json!({"email": "ann@example.com.b", "name": "Ann B", "role_name": "viewer"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let b_second = b["id"].as_str().unwrap().to_owned();
+    // Tenant A adds an email that only tenant B has: created, exactly as for an email no one
+    // has (before, this was a 409 that told A the email was in use elsewhere).
+    let (s, b) = app
+        .post(
+            "/v1/users",
+            &app.owner,
+            json!({"email": "ann@example.com.b", "name": "Not B's", "role_name": "viewer", "password": "ann's password in B"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let a_second = b["id"].as_str().unwrap().to_owned();
+    // Within one organization the email is still unique, whatever its case, and the refusal
+    // says so.
+    let (s, b) = app
+        .post(
+            "/v1/users",
+            &b_owner,
+            json!({"email": "ANN@example.com", "name": "Ann B", "role_name": "viewer"}),
+        )
+        .await;
+    assert_eq!((s, code(&b)), (StatusCode::CONFLICT, "email_taken"), "{b}");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("in this organization"),
+        "{b}"
+    );
+    // Within one organization the email is still unique, whatever its case.
+    let (s, b) = app
+        .post(
+            "/v1/users",
+            &app.owner,
+            json!({"email": "Ann@Example.COM", "role_name": "viewer"}),
+        )
+        .await;
+    assert_eq!((s, code(&b)), (StatusCode::CONFLICT, "email_taken"), "{b}");
+
+    // One password opens one user: that user's session, in its own organization.
+    let (s, b) = app
+        .try_login(json!({"email": "ann@example.com", "password": "ann's password in A"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["user"]["id"], json!(a_user));
+    assert_eq!(b["user"]["organization_id"], json!(a_org));
+    let session = b["session_token"].as_str().unwrap().to_owned();
+    let (s, me) = app.get("/v1/auth/whoami", &session).await;
+    assert_eq!(s, StatusCode::OK, "{me}");
+    assert_eq!(me["organization"]["id"], json!(a_org), "{me}");
+    // B's owner (same email) has no password: A's password opens only A's user.
+    let (s, b) = app
+        .try_login(json!({"email": "ann@example.com", "password": "ann's password in B"}))
+        .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+        "{b}"
+    );
+
+    // The second email is held in both tenants, with one password: the login asks which
+    // organization, and names both, since the caller proved it may enter both.
+    let (s, b) = app
+        .call(
+            "PATCH",
+            &format!("/v1/users/{b_second}"),
+            Some(&b_owner),
+            Some(json!({"password": "ann's password in B"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = app
+        .try_login(json!({"email": "ann@example.com.b", "password": "ann's password in B"}))
+        .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::CONFLICT, "organization_required"),
+        "{b}"
+    );
+    let mut named: Vec<&str> = b["error"]["organizations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    named.sort_unstable();
+    let mut both = vec![a_org.as_str(), b_org.as_str()];
+    both.sort_unstable();
+    assert_eq!(named, both, "{b}");
+    assert!(
+        b["error"]["message"].as_str().unwrap().contains(&b_org),
+        "{b}"
+    );
+    for (org, user) in [(&a_org, &a_second), (&b_org, &b_second)] {
+        let (s, b) = app
+            .try_login(json!({"email": "ann@example.com.b", "password": "ann's password in B", "organization_id": org}))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        assert_eq!(b["user"]["id"], json!(user), "{b}");
+    }
+    // An organization the email has no user in refuses as a wrong password does.
+    let (s, b) = app
+        .try_login(json!({"email": "ann@example.com", "password": "ann's password in A", "organization_id": b_org}))
+        .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+        "{b}"
+    );
+    let (s, b) = app
+        .try_login(json!({"email": "ann@example.com", "password": "ann's password in A", "organization_id": "B"}))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(b["error"]["fields"]["organization_id"].is_string(), "{b}");
+    // A deactivated user no longer counts: the other organization's user logs in alone.
+    let (s, b) = app
+        .call(
+            "PATCH",
+            &format!("/v1/users/{a_second}"),
+            Some(&app.owner),
+            Some(json!({"active": false})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = app
+        .try_login(json!({"email": "ann@example.com.b", "password": "ann's password in B"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["user"]["id"], json!(b_second), "{b}");
+}
