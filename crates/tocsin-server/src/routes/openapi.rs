@@ -142,11 +142,15 @@ fn links(r: &RouteInfo) -> Option<(&'static str, Value)> {
                     ("GetIntegration", "get /v1/integrations/{id}"),
                     ("UpdateIntegration", "patch /v1/integrations/{id}"),
                     ("GetOpsgenieIntegration", "get /v2/integrations/{id}"),
+                    ("ReplaceOpsgenieIntegration", "put /v2/integrations/{id}"),
+                    ("DisableIntegration", "post /v2/integrations/{id}/{action}"),
+                    ("DeleteOpsgenieIntegration", "delete /v2/integrations/{id}"),
                     ("DeleteIntegration", "delete /v1/integrations/{id}"),
                 ],
                 "id",
                 "/integration/id",
-            ),
+            )
+            .with("DisableIntegration", "action", "disable"),
         ),
         ("POST", "/v2/heartbeats") => (
             "201",
@@ -155,11 +159,13 @@ fn links(r: &RouteInfo) -> Option<(&'static str, Value)> {
                     ("GetHeartbeat", "get /v2/heartbeats/{name}"),
                     ("UpdateHeartbeat", "patch /v2/heartbeats/{name}"),
                     ("PingHeartbeat", "get /v2/heartbeats/{name}/ping"),
+                    ("DisableHeartbeat", "post /v2/heartbeats/{name}/{action}"),
                     ("DeleteHeartbeat", "delete /v2/heartbeats/{name}"),
                 ],
                 "name",
                 "/data/name",
-            ),
+            )
+            .with("DisableHeartbeat", "action", "disable"),
         ),
         ("POST", "/v2/alerts") => (
             "202",
@@ -169,8 +175,39 @@ fn links(r: &RouteInfo) -> Option<(&'static str, Value)> {
                 "/requestId",
             ),
         ),
+        // A create's request status names the alert it made.
+        ("GET", "/v2/alerts/requests/{id}") => (
+            "200",
+            link(
+                &[
+                    ("GetAlert", "get /v2/alerts/{identifier}"),
+                    ("AcknowledgeAlert", "post /v2/alerts/{identifier}/{action}"),
+                    ("AlertNotes", "get /v2/alerts/{identifier}/{action}"),
+                    ("UpdateAlertMessage", "put /v2/alerts/{identifier}/{action}"),
+                    ("RemoveAlertTags", "delete /v2/alerts/{identifier}/{action}"),
+                ],
+                "identifier",
+                "/data/alertId",
+            )
+            .with("AcknowledgeAlert", "action", "acknowledge")
+            .with("AlertNotes", "action", "notes")
+            .with("UpdateAlertMessage", "action", "message")
+            .with("RemoveAlertTags", "action", "tags"),
+        ),
         _ => return None,
     })
+}
+
+/// A constant parameter of one of the links: an `{action}` the response does not carry.
+trait WithConstant {
+    fn with(self, link: &str, param: &str, value: &str) -> Self;
+}
+
+impl WithConstant for Value {
+    fn with(mut self, link: &str, param: &str, value: &str) -> Self {
+        self[link]["parameters"][param] = json!(value);
+        self
+    }
 }
 
 fn no_content(r: &RouteInfo) -> Option<&'static str> {
