@@ -36,6 +36,9 @@ owner="$(tr -d '[:space:]' <"$data/owner-token")"
 # not exist (a 404 or 422 is then the right answer). The stateful phase chains operations
 # (create a team, then read, change and delete it), reaching what random ids cannot.
 checks="not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection,missing_required_header,unsupported_method,ignored_auth"
+# The routes Opsgenie has and Tocsin has not built (saved searches, alert attachments,
+# integration actions) answer 501 by design, which not_a_server_error counts as a failure;
+# tests/api/alerts.rs holds them to that 501.
 set +e
 # From the scratch directory: schemathesis keeps a cache (.schemathesis/) in the current one.
 cd "$work"
@@ -43,6 +46,7 @@ cd "$work"
   --header "Authorization: Bearer $owner" \
   --checks "$checks" \
   --phases examples,coverage,fuzzing,stateful \
+  --exclude-path-regex '/saved-searches|/attachments|^/v2/integrations/\{id\}/actions$' \
   --max-examples "$max_examples" \
   --seed "$seed" \
   --workers 2 \

@@ -342,7 +342,10 @@ pub fn describe_refusal(refusal: &Refusal, who: Option<&Describe>) -> (String, V
     match refusal {
         Refusal::MissingCredentials => (
             "No credentials were sent. Send `Authorization: Bearer <token>` or, from an Opsgenie client, `Authorization: GenieKey <token>`.".into(),
-            vec!["Create a key with `tocsin keys create` or POST /v1/api_keys and send it in the Authorization header.".into()],
+            vec![
+                "Create a key with `tocsin keys create` or POST /v1/api_keys and send it in the Authorization header.".into(),
+                "A key in the query string (Opsgenie's legacy `?apiKey=`) is read only on /v2 routes, and only when the server runs with `--allow-query-api-key`.".into(),
+            ],
         ),
         Refusal::MalformedToken(why) => (
             format!("The token is damaged, not unknown: {why}."),
@@ -389,6 +392,39 @@ pub fn describe_refusal(refusal: &Refusal, who: Option<&Describe>) -> (String, V
             format!("This key is restricted to certain networks (allowed_cidrs) and the request came from {ip}."),
             vec!["Call from an allowed network, or have the key's allowed_cidrs widened.".into()],
         ),
+        Refusal::Denied(Decision::PermissionDenied { required })
+            if who.is_some_and(|w| w.kind == "integration key") =>
+        {
+            // An integration key's permissions are its integration's access flags, not roles.
+            let who = who.map(Describe::summary).unwrap_or_default();
+            let flag = match required {
+                Permission::AlertsRead => Some("allow_read"),
+                Permission::AlertsWrite => Some("allow_write"),
+                Permission::AlertsDelete => Some("allow_delete"),
+                Permission::IntegrationsRead => Some("allow_configuration"),
+                Permission::IntegrationsWrite => Some("allow_configuration and allow_write"),
+                _ => None,
+            };
+            match flag {
+                Some(flag) => (
+                    format!(
+                        "This action requires the permission `{required}`, which {who} does not hold: its integration's access flags do not include {flag}."
+                    ),
+                    vec![format!(
+                        "Turn on {flag} for the integration (PATCH /v1/integrations/{{id}}, or allow*Access in PUT /v2/integrations/{{id}}; either needs integrations:write), or use a personal, team or organization key."
+                    )],
+                ),
+                None => (
+                    format!(
+                        "This action requires the permission `{required}`, which integration keys never hold: they reach alerts and their integration only."
+                    ),
+                    vec![format!(
+                        "Use a personal, team or organization key with a role that grants `{required}` (for example {}).",
+                        roles_granting(*required).iter().rev().take(2).copied().collect::<Vec<_>>().join(" or ")
+                    )],
+                ),
+            }
+        }
         Refusal::Denied(Decision::PermissionDenied { required }) => {
             let who = who.map(Describe::summary).unwrap_or_else(|| "this credential".into());
             (

@@ -72,15 +72,38 @@ pub(crate) async fn run<F: Future<Output = Response>>(
     };
     // The access log: the path only, never the query string (legacy clients put keys there).
     tracing::debug!(request_id = %id, status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, path = %path, "request");
-    if status.is_server_error() && resp.extensions().get::<Answered>().is_none() {
+    if status == StatusCode::NOT_IMPLEMENTED {
+        // A feature not built yet: the client's request is fine, and so is the server.
+        tracing::info!(request_id = %id, path = %path, "not implemented");
+    } else if status.is_server_error() && resp.extensions().get::<Answered>().is_none() {
         let panic = panicked.as_ref().map(|p| p.0.as_str());
         tracing::error!(request_id = %id, status = status.as_u16(), path = %path, panic, "request failed");
     }
+    let headers = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(id) {
-        resp.headers_mut().insert(X_REQUEST_ID, v);
+        headers.insert(X_REQUEST_ID, v);
+    }
+    if opsgenie {
+        // Opsgenie's answers say whether the caller is being throttled (its Go SDK warns when
+        // a 2xx lacks this), and how long the request took, in seconds.
+        let state = if status == StatusCode::TOO_MANY_REQUESTS {
+            "THROTTLED"
+        } else {
+            "OK"
+        };
+        headers.insert(X_RATELIMIT_STATE, HeaderValue::from_static(state));
+        let seconds = started.elapsed().as_secs_f64();
+        if let Ok(v) = HeaderValue::from_str(&format!("{seconds:.3}")) {
+            headers.insert(X_RESPONSE_TIME, v);
+        }
     }
     resp
 }
+
+const X_RATELIMIT_STATE: axum::http::HeaderName =
+    axum::http::HeaderName::from_static("x-ratelimit-state");
+const X_RESPONSE_TIME: axum::http::HeaderName =
+    axum::http::HeaderName::from_static("x-response-time");
 
 /// Built once: a header name given as text is parsed and checked on every insert.
 const X_REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");

@@ -20,6 +20,11 @@ pub enum ApiError {
     Escalation(Vec<MissingGrant>),
     Validation(Problems),
     NotFound(&'static str),
+    /// 404 for an object looked up by something other than its id: `(what, by)`, e.g.
+    /// `("alert", "alias")`, `("heartbeat", "name")`.
+    NotFoundBy(&'static str, &'static str),
+    /// 404: no route has this method and path (or an `{action}` the route does not know).
+    NoRoute,
     Conflict {
         code: &'static str,
         message: String,
@@ -132,6 +137,12 @@ impl ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", format!("The request is invalid: {summary}{stop}"))
             }
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, "not_found", format!("No {what} with this id exists.")),
+            ApiError::NotFoundBy(what, by) => (StatusCode::NOT_FOUND, "not_found", format!("No {what} with this {by} exists.")),
+            ApiError::NoRoute => (
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "No route matches this method and path; GET /openapi.json lists every route.".into(),
+            ),
             ApiError::Conflict { code, message } => (StatusCode::CONFLICT, *code, message.clone()),
             ApiError::Forbidden { code, message } => (StatusCode::FORBIDDEN, *code, message.clone()),
             ApiError::Unauthorized { code, message } => (StatusCode::UNAUTHORIZED, *code, message.clone()),
@@ -231,9 +242,14 @@ impl IntoResponse for ApiError {
             && let Ok(v) = axum::http::HeaderValue::from_str(&retry_after.to_string())
         {
             resp.headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, v.clone());
-            // Opsgenie clients read this one too.
-            resp.headers_mut().insert("x-ratelimit-period-in-sec", v);
+                .insert(axum::http::header::RETRY_AFTER, v);
+            // Opsgenie's clients read the window that was exceeded (Airbyte's sleeps that
+            // long): a key's limit and the failed-authentication throttle both count per
+            // minute.
+            resp.headers_mut().insert(
+                "x-ratelimit-period-in-sec",
+                axum::http::HeaderValue::from_static("60"),
+            );
         }
         if let ApiError::Unavailable { .. } = &self {
             resp.headers_mut().insert(

@@ -71,6 +71,29 @@ fn head_size(req: &Request) -> usize {
     line + headers + 2
 }
 
+/// Reads `//v2/alerts` as `/v2/alerts`: a client whose base URL ends in a slash and that
+/// appends `/v2/...` to it (Opsgenie's Python SDK builds `host + "/v2/..."`) sends a path with
+/// two. Only the slashes at the start are merged; the rest of the path is routed as sent.
+fn one_leading_slash<B>(req: &mut Request<B>) {
+    let path = req.uri().path();
+    if !path.starts_with("//") {
+        return;
+    }
+    let extra = path.len() - path.trim_start_matches('/').len() - 1;
+    let mut parts = req.uri().clone().into_parts();
+    let Some(merged) = parts
+        .path_and_query
+        .as_ref()
+        .and_then(|pq| pq.as_str()[extra..].parse().ok())
+    else {
+        return;
+    };
+    parts.path_and_query = Some(merged);
+    if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+    }
+}
+
 /// How large a head hyper reads before it answers a bare 431 and closes the connection:
 /// twice the limit, so that a head over the limit by less than that is read whole and
 /// answered with the JSON error naming the limit (`run`), and a connection's buffer stays
@@ -211,6 +234,7 @@ pub async fn serve(
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
+            one_leading_slash(&mut req);
             tower::ServiceExt::oneshot(router.clone(), req.map(axum::body::Body::new))
         });
         let builder = builder.clone();

@@ -179,10 +179,12 @@ pub(crate) fn require_integration_key(p: &Principal) -> ApiResult<()> {
 }
 
 /// Turns responders (by id or name) into stored responders, and collects the teams among them.
+/// `field` is the body field they came from, which a refusal names.
 async fn resolve_responders(
     app: &App,
     p: &Principal,
     refs: &[ResponderRef],
+    field: &str,
 ) -> ApiResult<(Vec<Responder>, Vec<String>)> {
     let mut team_names: Option<HashMap<String, String>> = None;
     let mut responders = Vec::new();
@@ -235,7 +237,7 @@ async fn resolve_responders(
                 None => {
                     let named = r.name.clone().or(r.id.clone()).unwrap_or_default();
                     return Err(ApiError::validation(
-                        "responders",
+                        field,
                         format!("no team `{named}` exists in this organization"),
                     ));
                 }
@@ -274,8 +276,9 @@ pub async fn create(
 ) -> ApiResult<Response> {
     let new = NewAlert::check(body).map_err(ApiError::Validation)?;
     require_integration_key(&p)?;
-    let (mut responders, mut teams) = resolve_responders(&app, &p, &new.responders).await?;
-    let (visible_to, _) = resolve_responders(&app, &p, &new.visible_to).await?;
+    let (mut responders, mut teams) =
+        resolve_responders(&app, &p, &new.responders, "responders").await?;
+    let (visible_to, _) = resolve_responders(&app, &p, &new.visible_to, "visibleTo").await?;
     // A team integration's alerts belong to its team (Opsgenie overwrites the responders);
     // a caller that may write alerts only within teams makes its first such team the owner.
     let owner_team = match &p.integration {
@@ -366,6 +369,18 @@ pub struct IdentifierQuery {
     keys: Option<String>,
 }
 
+/// The 404 for an alert looked up by `kind`, naming what it was looked up by.
+fn no_alert(kind: IdentifierType) -> ApiError {
+    ApiError::NotFoundBy(
+        "alert",
+        match kind {
+            IdentifierType::Id => "id",
+            IdentifierType::Tiny => "tiny id",
+            IdentifierType::Alias => "alias",
+        },
+    )
+}
+
 fn identifier_type(q: &IdentifierQuery) -> ApiResult<IdentifierType> {
     IdentifierType::parse(q.identifier_type.as_deref())
         .ok_or_else(|| ApiError::validation("identifierType", "must be id, tiny or alias"))
@@ -383,7 +398,7 @@ pub async fn show(
         .store
         .find_alert(&p.org_id, &identifier, kind)
         .await?
-        .ok_or(ApiError::NotFound("alert"))?;
+        .ok_or_else(|| no_alert(kind))?;
     p.require(Permission::AlertsRead, &alert_resource(&alert))?;
     Ok(v2.data(view(&alert, true)))
 }
@@ -401,6 +416,62 @@ pub struct ListQuery {
 
 fn parse_query(q: Option<&str>) -> ApiResult<search::Query> {
     search::parse(q.unwrap_or("")).map_err(|e| ApiError::validation("query", e.to_string()))
+}
+
+/// Reads team names in `teams:` and `responders:` terms (and users' emails in `responders:`)
+/// as the ids alerts store, as Opsgenie's saved queries name them: `teams:sre`. A value that
+/// is an id already, or names nothing in the organization, is left as it is.
+async fn ids_for_names(app: &App, p: &Principal, query: &mut search::Query) -> ApiResult<()> {
+    fn terms<'a>(q: &'a mut search::Query, out: &mut Vec<&'a mut search::Term>) {
+        match q {
+            search::Query::And(a, b) | search::Query::Or(a, b) => {
+                terms(a, out);
+                terms(b, out);
+            }
+            search::Query::Not(a) => terms(a, out),
+            search::Query::Term(t) => out.push(t),
+            search::Query::All => {}
+        }
+    }
+    let mut named = Vec::new();
+    terms(query, &mut named);
+    named.retain(|t| {
+        matches!(t.field, search::Field::Teams | search::Field::Responders)
+            && t.op == search::Op::Eq
+            && TeamId::parse(&t.value).is_none()
+            && tocsin_core::UserId::parse(&t.value).is_none()
+    });
+    if named.is_empty() {
+        return Ok(());
+    }
+    let mut teams = HashMap::new();
+    let mut cursor = None;
+    loop {
+        let page = app
+            .store
+            .list_teams(&p.org_id, 500, cursor.as_deref())
+            .await?;
+        for t in page.items {
+            teams.insert(t.name.to_lowercase(), t.id.to_string());
+        }
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    for term in named {
+        if let Some(id) = teams.get(&term.value.to_lowercase()) {
+            term.value = id.clone();
+        } else if term.field == search::Field::Responders
+            && let Some(user) = app
+                .store
+                .find_org_user_by_email(&p.org_id, &term.value)
+                .await?
+        {
+            term.value = user.user.id.to_string();
+        }
+    }
+    Ok(())
 }
 
 fn saved_searches_unsupported(q: &ListQuery) -> ApiResult<()> {
@@ -469,7 +540,8 @@ pub async fn list(
         Err(other) => return Err(other),
     };
     problems.into_result().map_err(ApiError::Validation)?;
-    let query = query.expect("checked");
+    let mut query = query.expect("checked");
+    ids_for_names(&app, &p, &mut query).await?;
     let alerts = app
         .store
         .list_alerts(&p.org_id, &scope, &query, sort, descending, offset, limit)
@@ -532,7 +604,8 @@ pub async fn count(
 ) -> ApiResult<Response> {
     saved_searches_unsupported(&q)?;
     let scope = read_scope(&p)?;
-    let query = parse_query(q.query.as_deref())?;
+    let mut query = parse_query(q.query.as_deref())?;
+    ids_for_names(&app, &p, &mut query).await?;
     let n = app.store.count_alerts(&p.org_id, &scope, &query).await?;
     Ok(v2.data(json!({"count": n})))
 }
@@ -710,7 +783,7 @@ fn known_verb(method: &str, verb: &str) -> ApiResult<()> {
     if action_verb_known(method, verb) {
         Ok(())
     } else {
-        Err(ApiError::NotFound("route"))
+        Err(ApiError::NoRoute)
     }
 }
 
@@ -783,7 +856,7 @@ pub async fn post_action(
                     "team is required: {\"id\"} or {\"name\"}",
                 ));
             }
-            let (_, teams) = resolve_responders(&app, &p, &[r]).await?;
+            let (_, teams) = resolve_responders(&app, &p, &[r], "team").await?;
             Action::AddTeam {
                 team_id: teams.into_iter().next().unwrap_or_default(),
             }
@@ -794,7 +867,7 @@ pub async fn post_action(
             let refs =
                 alert::parse_responders(Some(&json!([responder])), "responder", &mut problems);
             problems.into_result().map_err(ApiError::Validation)?;
-            let (resolved, _) = resolve_responders(&app, &p, &refs).await?;
+            let (resolved, _) = resolve_responders(&app, &p, &refs, "responder").await?;
             match resolved.into_iter().next() {
                 Some(r) => Action::AddResponder(r),
                 None => {
@@ -808,7 +881,7 @@ pub async fn post_action(
         "escalate" => Action::Escalate {
             escalation: reference(&body, "escalation", &["id", "name"])?,
         },
-        _ => return Err(ApiError::NotFound("route")),
+        _ => return Err(ApiError::NoRoute),
     };
     act(&app, &p, &v2, &identifier, &q, &body, action).await
 }
@@ -860,7 +933,7 @@ pub async fn put_field(
             })?;
             Action::SetPriority(p.name().to_owned())
         }
-        _ => return Err(ApiError::NotFound("route")),
+        _ => return Err(ApiError::NoRoute),
     };
     act(&app, &p, &v2, &identifier, &q, &body, action).await
 }
@@ -886,7 +959,7 @@ pub async fn delete_field(
     let action = match field.as_str() {
         "tags" => Action::RemoveTags(csv(q.tags.as_deref(), "tags")?),
         "details" => Action::RemoveDetails(csv(q.keys.as_deref(), "keys")?),
-        _ => return Err(ApiError::NotFound("route")),
+        _ => return Err(ApiError::NoRoute),
     };
     act(&app, &p, &v2, &identifier, &q, &json!({}), action).await
 }
@@ -915,7 +988,7 @@ pub async fn entries(
         .store
         .find_alert(&p.org_id, &identifier, kind)
         .await?
-        .ok_or(ApiError::NotFound("alert"))?;
+        .ok_or_else(|| no_alert(kind))?;
     p.require(Permission::AlertsRead, &alert_resource(&alert))?;
     if what == "recipients" {
         // Tocsin does not notify people yet, so no one has been a recipient.
@@ -924,7 +997,7 @@ pub async fn entries(
     let logs = match what.as_str() {
         "notes" => false,
         "logs" => true,
-        _ => return Err(ApiError::NotFound("route")),
+        _ => return Err(ApiError::NoRoute),
     };
     let limit = match q.limit.as_deref() {
         None => 20,

@@ -41,7 +41,7 @@ fn content_type(file: &str) -> &'static str {
 /// One embedded file with the console's security headers. `Cache-Control: no-cache` with an
 /// ETag: browsers keep a copy but ask each time, so an upgraded server is never half-loaded.
 fn asset(file: &str, headers: &HeaderMap) -> ApiResult<Response> {
-    let found = Assets::get(file).ok_or(ApiError::NotFound("console file"))?;
+    let found = Assets::get(file).ok_or(ApiError::NotFoundBy("console file", "name"))?;
     let etag = format!("\"{}\"", hex::encode(&found.metadata.sha256_hash()[..16]));
     let fresh = headers
         .get(header::IF_NONE_MATCH)

@@ -62,7 +62,7 @@ async fn load(
         .store
         .get_heartbeat(&p.org_id, name)
         .await?
-        .ok_or(ApiError::NotFound("heartbeat"))?;
+        .ok_or(ApiError::NotFoundBy("heartbeat", "name"))?;
     p.require(permission, &resource(&h))?;
     Ok(h)
 }
@@ -274,7 +274,7 @@ pub async fn toggle(
     let enabled = match verb.as_str() {
         "enable" => true,
         "disable" => false,
-        _ => return Err(ApiError::NotFound("route")),
+        _ => return Err(ApiError::NoRoute),
     };
     let mut h = load(&app, &p, &name, Permission::IntegrationsWrite).await?;
     h.enabled = enabled;

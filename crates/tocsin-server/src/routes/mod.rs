@@ -107,6 +107,15 @@ routes_table! {
     "GET" "/v2/alerts" AnyTeam(AlertsRead), "List alerts with Opsgenie's query syntax, sort, order, offset and limit";
     "GET" "/v2/alerts/count" AnyTeam(AlertsRead), "Count the alerts a query matches";
     "GET" "/v2/alerts/requests/{id}" AnyTeam(AlertsRead), "What became of an asynchronous (202) request";
+    "GET" "/v2/alerts/saved-searches" Authenticated, "Saved searches: not implemented yet (501)";
+    "POST" "/v2/alerts/saved-searches" Authenticated, "Saved searches: not implemented yet (501)";
+    "GET" "/v2/alerts/saved-searches/{identifier}" Authenticated, "Saved searches: not implemented yet (501)";
+    "PATCH" "/v2/alerts/saved-searches/{identifier}" Authenticated, "Saved searches: not implemented yet (501)";
+    "DELETE" "/v2/alerts/saved-searches/{identifier}" Authenticated, "Saved searches: not implemented yet (501)";
+    "GET" "/v2/alerts/{identifier}/attachments" Authenticated, "Alert attachments: not implemented yet (501)";
+    "POST" "/v2/alerts/{identifier}/attachments" Authenticated, "Alert attachments: not implemented yet (501)";
+    "GET" "/v2/alerts/{identifier}/attachments/{attachment_id}" Authenticated, "Alert attachments: not implemented yet (501)";
+    "DELETE" "/v2/alerts/{identifier}/attachments/{attachment_id}" Authenticated, "Alert attachments: not implemented yet (501)";
     "GET" "/v2/alerts/{identifier}" Alert(AlertsRead), "Get an alert by id, tiny id or alias (identifierType)";
     "DELETE" "/v2/alerts/{identifier}" Alert(AlertsDelete), "Delete an alert";
     "POST" "/v2/alerts/{identifier}/{action}" Alert(AlertsWrite), "acknowledge, unacknowledge, close, snooze, escalate, assign, responders, teams, notes, tags, details";
@@ -121,6 +130,9 @@ routes_table! {
     "PUT" "/v2/integrations/{id}" Integration(IntegrationsWrite), "Replace an integration's name, flags and enabled";
     "DELETE" "/v2/integrations/{id}" Integration(IntegrationsWrite), "Delete an integration and revoke its keys";
     "POST" "/v2/integrations/{id}/{action}" Integration(IntegrationsWrite), "enable or disable an integration";
+    "GET" "/v2/integrations/{id}/actions" Authenticated, "Integration actions: not implemented yet (501)";
+    "PUT" "/v2/integrations/{id}/actions" Authenticated, "Integration actions: not implemented yet (501)";
+    "POST" "/v2/integrations/{id}/actions" Authenticated, "Integration actions: not implemented yet (501)";
     "GET" "/v2/account" Authenticated, "The account (organization): name, user count, plan";
     "GET" "/v2/heartbeats" AnyTeam(IntegrationsRead), "List heartbeats (under data.heartbeats)";
     "POST" "/v2/heartbeats" Authenticated, "Create a heartbeat: name, interval, intervalUnit, enabled, ownerTeam, alertMessage, alertTags, alertPriority";
@@ -129,6 +141,8 @@ routes_table! {
     "DELETE" "/v2/heartbeats/{name}" AnyTeam(IntegrationsWrite), "Delete a heartbeat";
     "POST" "/v2/heartbeats/{name}/ping" Authenticated, "Ping a heartbeat; answers PONG";
     "POST" "/v2/heartbeats/{name}/{action}" AnyTeam(IntegrationsWrite), "enable or disable a heartbeat";
+    "PUT" "/v2/heartbeats/{name}/{action}" AnyTeam(IntegrationsWrite), "enable or disable a heartbeat (as POST; Opsgenie's migration guide says PUT works too)";
+    "PATCH" "/v2/heartbeats/{name}/{action}" AnyTeam(IntegrationsWrite), "enable or disable a heartbeat (as POST; Opsgenie's migration guide says PATCH works too)";
     "GET" "/v2/heartbeats/{name}/ping" Authenticated, "Ping a heartbeat; answers PONG";
     "PUT" "/v2/heartbeats/{name}/ping" Authenticated, "Ping a heartbeat; answers PONG";
     "PATCH" "/v2/heartbeats/{name}/ping" Authenticated, "Ping a heartbeat; answers PONG";
@@ -192,6 +206,24 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/alerts/count", get(alerts::count))
         .route("/v2/alerts/requests/{id}", get(alerts::request_status))
         .route(
+            "/v2/alerts/saved-searches",
+            get(not_built("Saved searches")).post(not_built("Saved searches")),
+        )
+        .route(
+            "/v2/alerts/saved-searches/{identifier}",
+            get(not_built("Saved searches"))
+                .patch(not_built("Saved searches"))
+                .delete(not_built("Saved searches")),
+        )
+        .route(
+            "/v2/alerts/{identifier}/attachments",
+            get(not_built("Alert attachments")).post(not_built("Alert attachments")),
+        )
+        .route(
+            "/v2/alerts/{identifier}/attachments/{attachment_id}",
+            get(not_built("Alert attachments")).delete(not_built("Alert attachments")),
+        )
+        .route(
             "/v2/alerts/{identifier}",
             get(alerts::show).delete(alerts::delete_alert),
         )
@@ -221,6 +253,12 @@ pub fn router(state: AppState) -> Router {
                 .delete(opsgenie::delete),
         )
         .route("/v2/integrations/{id}/{action}", post(opsgenie::toggle))
+        .route(
+            "/v2/integrations/{id}/actions",
+            get(not_built("Integration actions"))
+                .put(not_built("Integration actions"))
+                .post(not_built("Integration actions")),
+        )
         .route("/v2/account", get(opsgenie::account))
         .route(
             "/v2/heartbeats",
@@ -239,13 +277,26 @@ pub fn router(state: AppState) -> Router {
                 .put(heartbeats::ping)
                 .patch(heartbeats::ping),
         )
-        .route("/v2/heartbeats/{name}/{action}", post(heartbeats::toggle));
+        .route(
+            "/v2/heartbeats/{name}/{action}",
+            post(heartbeats::toggle)
+                .put(heartbeats::toggle)
+                .patch(heartbeats::toggle),
+        );
     // The crate's own tests add a handler that panics, to show how one is answered (lib.rs).
     #[cfg(test)]
     let router = router.route("/v1/test/panic", get(panics));
     router
-        .fallback(|| async { ApiError::NotFound("route") })
+        .fallback(|| async { ApiError::NoRoute })
         .with_state(state)
+}
+
+/// The handler of a route Opsgenie has and Tocsin does not yet: a 501 that names the feature,
+/// where a 404 or 405 would suggest a wrong path or method.
+fn not_built(
+    feature: &'static str,
+) -> impl Fn() -> std::future::Ready<ApiError> + Clone + Send + Sync + 'static {
+    move || std::future::ready(ApiError::NotImplemented(feature.to_owned()))
 }
 
 #[cfg(test)]

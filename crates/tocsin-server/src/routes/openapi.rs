@@ -15,13 +15,21 @@ pub fn refine(r: &RouteInfo, op: &mut Value) {
     } else {
         json!({"$ref": "#/components/schemas/Error"})
     };
+    // Every answer carries its request id; Opsgenie's routes also say whether the caller is
+    // throttled and how long the request took.
+    let headers = if opsgenie {
+        json!({"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"},
+               "X-RateLimit-State": {"$ref": "#/components/headers/X-RateLimit-State"},
+               "X-Response-Time": {"$ref": "#/components/headers/X-Response-Time"}})
+    } else {
+        json!({"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}})
+    };
     let mut responses = Map::new();
     if let Some(Value::Object(existing)) = op.get("responses") {
         // The success answer (and its content type) as the route table gave it.
         if let Some(success) = existing.get("2XX") {
             let mut success = success.clone();
-            success["headers"] =
-                json!({"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}});
+            success["headers"] = headers.clone();
             responses.insert("2XX".into(), success);
         }
     }
@@ -36,18 +44,22 @@ pub fn refine(r: &RouteInfo, op: &mut Value) {
         responses.insert(
             status.into(),
             json!({"description": "Done; no body",
-                   "headers": {"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}}}),
+                   "headers": headers.clone()}),
         );
     }
     for status in error_statuses(r) {
         let mut response = json!({
             "description": describe(status),
             "content": {"application/json": {"schema": error.clone()}},
-            "headers": {"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}},
+            "headers": headers.clone(),
         });
         if status == 429 {
             response["headers"]["Retry-After"] = json!({
                 "description": "Seconds to wait before trying again",
+                "required": true,
+                "schema": {"type": "string"}});
+            response["headers"]["X-RateLimit-Period-In-Sec"] = json!({
+                "description": "The window of the limit that was passed, in seconds (60: both limits count per minute)",
                 "required": true,
                 "schema": {"type": "string"}});
         }
@@ -253,8 +265,9 @@ fn error_statuses(r: &RouteInfo) -> Vec<u16> {
         // A name that is taken, or an object still in use (a team that owns keys).
         statuses.push(409);
     }
-    if r.path.starts_with("/v2/alerts") {
-        // `searchIdentifier` (saved searches) is not implemented.
+    if r.path.starts_with("/v2/alerts") || r.path.ends_with("/actions") {
+        // Saved searches (also `searchIdentifier`), attachments and integration actions are
+        // not implemented.
         statuses.push(501);
     }
     if r.path == "/readyz" || (api && r.method != "GET") || r.path == "/v1/audit_events" {
@@ -559,6 +572,14 @@ fn components(schemas: &mut Value) -> Value {
     );
     json!({"X-Request-Id": {
         "description": "The request's id; error bodies carry it too, and the server's log names it",
+        "required": true,
+        "schema": {"type": "string"}},
+        "X-RateLimit-State": {
+        "description": "THROTTLED on a 429, OK otherwise (Opsgenie's header; its Go SDK warns when a 2xx lacks it)",
+        "required": true,
+        "schema": {"type": "string", "enum": ["OK", "THROTTLED"]}},
+        "X-Response-Time": {
+        "description": "Seconds the server took, as Opsgenie sends it",
         "required": true,
         "schema": {"type": "string"}}})
 }

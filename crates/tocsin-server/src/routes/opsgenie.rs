@@ -248,12 +248,15 @@ pub async fn toggle(
     let enabled = match verb.as_str() {
         "enable" => true,
         "disable" => false,
-        _ => return Err(ApiError::NotFound("route")),
+        _ => return Err(ApiError::NoRoute),
     };
     let i = load(&app, &p, &id, Permission::IntegrationsWrite).await?;
     let flags = i.flags;
     let updated = apply(&app, &p, i, None, flags, enabled).await?;
-    Ok(v2.data(meta(&updated)))
+    // 201, as Opsgenie's API description gives it for enable and disable.
+    let mut resp = v2.data(meta(&updated));
+    *resp.status_mut() = axum::http::StatusCode::CREATED;
+    Ok(resp)
 }
 
 /// `POST /v2/integrations/authenticate`: does the calling key belong to an integration of this type?

@@ -109,7 +109,10 @@ pub async fn update(
         ));
     }
     let book = RoleBook::load(&app, &p.org_id).await?;
-    let current = book.get(&name).cloned().ok_or(ApiError::NotFound("role"))?;
+    let current = book
+        .get(&name)
+        .cloned()
+        .ok_or(ApiError::NotFoundBy("role", "name"))?;
     let perms = req.permissions.unwrap_or_else(|| {
         current
             .permissions

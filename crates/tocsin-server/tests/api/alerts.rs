@@ -566,7 +566,7 @@ async fn opsgenie_integration_and_account_api() {
         .await;
     assert_eq!(
         (s, b["data"]["enabled"].clone()),
-        (StatusCode::OK, json!(false))
+        (StatusCode::CREATED, json!(false))
     );
     let (s, b, _) = app
         .v2("POST", "/v2/alerts", &key, Some(json!({"message": "m"})))
@@ -1016,4 +1016,247 @@ async fn a_refused_write_answers_503_until_the_database_takes_writes_again() {
         )
         .await;
     assert_eq!(b["data"][0]["action"], "api_key.created", "{b}");
+}
+
+/// What Opsgenie's clients read besides the body, and the paths they build: `//v2/...` from a
+/// base URL with a trailing slash, the rate-limit and response-time headers (and the 429's
+/// window), the routes Tocsin has not built (501, never a 404 or 405), heartbeats enabled by
+/// PUT and PATCH, and 404s that name what was looked up.
+#[tokio::test]
+async fn opsgenie_clients_paths_headers_and_unbuilt_routes() {
+    let app = TestApp::spawn().await;
+    let (_, key) = app.integration(json!({"name": "Alertmanager"})).await;
+    let send = |method: &str, path: &str, key: &str, body: Option<Value>| {
+        let mut req = app
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", app.base))
+            .header("Authorization", format!("GenieKey {key}"));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            let (status, headers) = (resp.status(), resp.headers().clone());
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            (status, headers, body)
+        }
+    };
+
+    // The Python SDK with host "https://…/" sends "//v2/alerts": served as /v2/alerts.
+    let (s, h, b) = send(
+        "POST",
+        "//v2/alerts",
+        &key,
+        Some(json!({"message": "m", "alias": "a-1"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    assert_eq!(h["x-ratelimit-state"], "OK");
+    let took: f64 = h["x-response-time"].to_str().unwrap().parse().unwrap();
+    assert!(took >= 0.0);
+    let (s, _, b) = send("GET", "///v2/alerts/a-1?identifierType=alias", &key, None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["alias"], "a-1");
+
+    // 404s say what was looked up, in Opsgenie's envelope.
+    let (s, h, b) = send("GET", "/v2/alerts/nope?identifierType=alias", &key, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(b["message"], "No alert with this alias exists.", "{b}");
+    assert!(b["requestId"].is_string() && b["took"].is_number(), "{b}");
+    assert_eq!(h["x-ratelimit-state"], "OK");
+    let (s, _, b) = send("GET", "/v2/heartbeats/nope", &key, None).await;
+    assert_eq!(
+        (s, b["message"].as_str()),
+        (
+            StatusCode::NOT_FOUND,
+            Some("No heartbeat with this name exists.")
+        )
+    );
+    let (s, _, b) = send("GET", "/v2/nothing/here", &key, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("No route matches"),
+        "{b}"
+    );
+    let (s, _, b) = send(
+        "POST",
+        "/v2/alerts/a-1/dance?identifierType=alias",
+        &key,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("No route matches"),
+        "{b}"
+    );
+
+    // Routes Opsgenie has and Tocsin has not built yet answer 501, naming the feature.
+    for (method, path, feature) in [
+        ("GET", "/v2/alerts/saved-searches", "Saved searches"),
+        ("POST", "/v2/alerts/saved-searches", "Saved searches"),
+        ("DELETE", "/v2/alerts/saved-searches/mine", "Saved searches"),
+        ("GET", "/v2/alerts/a-1/attachments", "Alert attachments"),
+        ("GET", "/v2/alerts/a-1/attachments/1", "Alert attachments"),
+        ("GET", "/v2/integrations/x/actions", "Integration actions"),
+        ("PUT", "/v2/integrations/x/actions", "Integration actions"),
+        (
+            "GET",
+            "/v2/alerts?searchIdentifier=mine",
+            "Saved searches (searchIdentifier)",
+        ),
+    ] {
+        let (s, _, b) = send(method, path, &app.owner, Some(json!({}))).await;
+        assert_eq!(s, StatusCode::NOT_IMPLEMENTED, "{method} {path}: {b}");
+        assert_eq!(
+            b["message"],
+            format!("{feature} is not implemented yet."),
+            "{method} {path}"
+        );
+    }
+
+    // Heartbeats: enable and disable by PUT and PATCH as well as POST.
+    let (s, _, b) = send(
+        "POST",
+        "/v2/heartbeats",
+        &app.owner,
+        Some(json!({"name": "hb", "interval": 1, "intervalUnit": "hours", "enabled": true})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    for (method, action, enabled) in [
+        ("PUT", "disable", false),
+        ("PATCH", "enable", true),
+        ("POST", "disable", false),
+    ] {
+        let (s, _, b) = send(
+            method,
+            &format!("/v2/heartbeats/hb/{action}"),
+            &app.owner,
+            None,
+        )
+        .await;
+        assert_eq!(
+            (s, &b["data"]["enabled"]),
+            (StatusCode::OK, &json!(enabled)),
+            "{method} {action}: {b}"
+        );
+    }
+
+    // A key over its own limit: THROTTLED, and the window (a minute), as Opsgenie sends them.
+    let (_, slow) = app
+        .key(&app.owner, json!({"name": "slow", "rate_limit": 1}))
+        .await;
+    let mut throttled = None;
+    for _ in 0..3 {
+        let (s, h, _) = send("GET", "/v2/alerts/count", &slow, None).await;
+        if s == StatusCode::TOO_MANY_REQUESTS {
+            throttled = Some(h);
+            break;
+        }
+    }
+    let h = throttled.expect("a key limited to one request a minute was never throttled");
+    assert_eq!(h["x-ratelimit-state"], "THROTTLED");
+    assert_eq!(h["x-ratelimit-period-in-sec"], "60");
+    assert!(h["retry-after"].to_str().unwrap().parse::<u64>().unwrap() <= 60);
+}
+
+/// Search by team name, as Opsgenie's queries are written (`teams:sre`), and by a user's
+/// email in `responders:`; a name that matches no team finds nothing. A 422 about a team that
+/// does not exist names the field it was sent in.
+#[tokio::test]
+async fn searching_by_team_name_and_responder_email() {
+    let app = TestApp::spawn().await;
+    let sre = app.team("SRE").await;
+    app.user(json!({"email": "ann@example.com", "role_name": "viewer"}))
+        .await;
+    let (_, key) = app.integration(json!({"name": "Alertmanager"})).await;
+    for (message, responders) in [
+        ("for sre", json!([{"type": "team", "name": "sre"}])),
+        (
+            "for ann",
+            json!([{"type": "user", "username": "ann@example.com"}]),
+        ),
+        ("for no one", json!([])),
+    ] {
+        let (s, b, _) = app
+            .v2(
+                "POST",
+                "/v2/alerts",
+                &key,
+                Some(json!({"message": message, "responders": responders})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    }
+    let found = |query: &'static str| {
+        let app = &app;
+        let key = key.clone();
+        async move {
+            let (s, b, _) = app
+                .v2(
+                    "GET",
+                    &format!("/v2/alerts?query={}", query.replace(' ', "%20")),
+                    &key,
+                    None,
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{query}: {b}");
+            let mut messages: Vec<String> = b["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["message"].as_str().unwrap().to_owned())
+                .collect();
+            messages.sort();
+            messages
+        }
+    };
+    assert_eq!(found("teams:sre").await, ["for sre"]);
+    assert_eq!(found("teams:SRE").await, ["for sre"]);
+    assert_eq!(
+        found(Box::leak(format!("teams:{sre}").into_boxed_str())).await,
+        ["for sre"]
+    );
+    assert_eq!(found("responders:sre").await, ["for sre"]);
+    assert_eq!(found("responders:ann@example.com").await, ["for ann"]);
+    assert_eq!(found("NOT teams:sre").await, ["for ann", "for no one"]);
+    assert!(found("teams:nobody").await.is_empty());
+    let (s, b, _) = app
+        .v2("GET", "/v2/alerts/count?query=teams:sre", &key, None)
+        .await;
+    assert_eq!((s, &b["data"]["count"]), (StatusCode::OK, &json!(1)), "{b}");
+
+    let (s, b, _) = app
+        .v2(
+            "POST",
+            "/v2/alerts",
+            &key,
+            Some(json!({"message": "m", "visibleTo": [{"type": "team", "name": "nosuch"}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(b["errors"]["visibleTo"].is_string(), "{b}");
+}
+
+/// An integration key refused for a missing access flag is told which flag, not which role.
+#[tokio::test]
+async fn an_integration_key_without_write_access_is_told_the_flag() {
+    let app = TestApp::spawn().await;
+    let (_, key) = app
+        .integration(json!({"name": "read only", "allow_write": false}))
+        .await;
+    let (s, b, _) = app
+        .v2("POST", "/v2/alerts", &key, Some(json!({"message": "m"})))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    let text = b.to_string();
+    assert!(text.contains("allow_write"), "{b}");
+    assert!(!text.contains("Use a key holding a role"), "{b}");
 }
