@@ -394,9 +394,20 @@ async fn expired_keys_and_rotated_out_tokens_are_refused() {
         )
         .await;
     let third = b["token"].as_str().unwrap().to_owned();
+    // The first token's grace ended at this rotation: refused as expired, saying when (SPEC
+    // section 4: "a rotated-out token past grace" is `expired_key`).
+    let (s, b) = app.get("/v1/auth/whoami", &first).await;
     assert_eq!(
-        code(&app.get("/v1/auth/whoami", &first).await.1),
-        "unknown_key"
+        (s, code(&b)),
+        (StatusCode::UNAUTHORIZED, "expired_key"),
+        "{b}"
+    );
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("replaced by a rotation"),
+        "{b}"
     );
     assert_eq!(app.get("/v1/auth/whoami", &second).await.0, StatusCode::OK);
     assert_eq!(app.get("/v1/auth/whoami", &third).await.0, StatusCode::OK);
@@ -410,7 +421,11 @@ async fn expired_keys_and_rotated_out_tokens_are_refused() {
     let fourth = b["token"].as_str().unwrap().to_owned();
     assert_eq!(
         code(&app.get("/v1/auth/whoami", &third).await.1),
-        "unknown_key"
+        "expired_key"
+    );
+    assert_eq!(
+        code(&app.get("/v1/auth/whoami", &second).await.1),
+        "expired_key"
     );
     assert_eq!(app.get("/v1/auth/whoami", &fourth).await.0, StatusCode::OK);
     let (s, b) = app

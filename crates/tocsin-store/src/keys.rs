@@ -239,6 +239,11 @@ impl From<KeyRow> for ApiKey {
     }
 }
 
+/// How long a token replaced by a rotation is kept after its grace ended, so that it is refused
+/// as `expired_key` (saying when) rather than as a token no key has. Pruned at the key's next
+/// rotation.
+pub const RETIRED_TOKENS_KEPT_DAYS: i64 = 90;
+
 const COLUMNS: &str = "k.id, k.org_id, k.kind, k.name, k.description, k.user_id, k.team_id, k.integration_id,
     k.service_account_id, k.role_names, k.team_ids, k.team_role_names, k.allowed_cidrs, k.region, k.token_hint,
     k.created_at, k.updated_at, k.created_by_type, k.created_by_id, k.created_by_name, k.expires_at,
@@ -476,7 +481,8 @@ impl Store {
     }
 
     /// Issues a new current token. The old current token stays valid until `grace_ends_at`
-    /// (dropped at once when `None`); any older token is dropped, so at most two are valid.
+    /// (ends at once when `None`), and any older token's grace ends now, so at most two are
+    /// valid. Replaced tokens are kept for `RETIRED_TOKENS_KEPT_DAYS` after their grace.
     pub async fn rotate_key(
         &self,
         org: &OrgId,
@@ -505,34 +511,39 @@ impl Store {
             if found == 0 {
                 return Err(StoreError::NotFound);
             }
+            // Tokens replaced earlier end their grace now, and the current one starts its own
+            // (or ends at once). Replaced tokens are kept, not deleted, so that one presented
+            // later is refused as `expired_key` with when it ended, not as an unknown token;
+            // those that ended more than `RETIRED_TOKENS_KEPT_DAYS` ago go.
             sqlx::query(
-                "DELETE FROM api_key_tokens WHERE org_id = $1 AND key_id = $2 AND is_current = $3",
+                "DELETE FROM api_key_tokens WHERE org_id = $1 AND key_id = $2 AND is_current = $3 AND grace_ends_at < $4",
             )
             .bind(org.as_str())
             .bind(id.as_str())
             .bind(false)
+            .bind(now - RETIRED_TOKENS_KEPT_DAYS * 86_400_000)
             .execute(&mut *tx)
             .await?;
-            match grace_ends_at {
-                Some(end) => {
-                    sqlx::query(
-                        "UPDATE api_key_tokens SET is_current = $3, grace_ends_at = $4 WHERE org_id = $1 AND key_id = $2",
-                    )
-                    .bind(org.as_str())
-                    .bind(id.as_str())
-                    .bind(false)
-                    .bind(ms(end))
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                None => {
-                    sqlx::query("DELETE FROM api_key_tokens WHERE org_id = $1 AND key_id = $2")
-                        .bind(org.as_str())
-                        .bind(id.as_str())
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
+            sqlx::query(
+                "UPDATE api_key_tokens SET grace_ends_at = $4
+                 WHERE org_id = $1 AND key_id = $2 AND is_current = $3 AND (grace_ends_at IS NULL OR grace_ends_at > $4)",
+            )
+            .bind(org.as_str())
+            .bind(id.as_str())
+            .bind(false)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE api_key_tokens SET is_current = $3, grace_ends_at = $4 WHERE org_id = $1 AND key_id = $2 AND is_current = $5",
+            )
+            .bind(org.as_str())
+            .bind(id.as_str())
+            .bind(false)
+            .bind(grace_ends_at.map_or(now, ms))
+            .bind(true)
+            .execute(&mut *tx)
+            .await?;
             insert_token!(tx, id, org, digest, hint);
             tx.commit().await?;
         });

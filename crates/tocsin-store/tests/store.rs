@@ -187,6 +187,9 @@ async fn expired_keys_are_reported_once() {
     assert!(store.take_newly_expired(now).await.unwrap().is_empty());
 }
 
+/// At most two tokens are valid after a rotation: the new one and the one it replaced, until
+/// its grace ends. Replaced tokens are kept, their grace ended (so that they are refused as
+/// expired, with when), and pruned at a later rotation once ended long enough.
 #[tokio::test]
 async fn rotation_keeps_at_most_two_tokens() {
     let (_dir, store) = store().await;
@@ -195,6 +198,11 @@ async fn rotation_keeps_at_most_two_tokens() {
     let key = personal_key(&org, &user, OffsetDateTime::now_utc() + Duration::days(1));
     store.insert_key(&key, &[1; 32], None).await.unwrap();
     let grace = Some(OffsetDateTime::now_utc() + Duration::hours(1));
+    let ended = |m: &tocsin_store::keys::TokenMatch| {
+        !m.is_current
+            && m.grace_ends_at
+                .is_some_and(|g| g <= OffsetDateTime::now_utc())
+    };
     store
         .rotate_key(&org, &key.id, &[2; 32], "bbbb", grace)
         .await
@@ -203,9 +211,14 @@ async fn rotation_keeps_at_most_two_tokens() {
         .rotate_key(&org, &key.id, &[3; 32], "cccc", grace)
         .await
         .unwrap();
-    assert!(store.find_key_by_digest(&[1; 32]).await.unwrap().is_none());
+    let (_, first) = store.find_key_by_digest(&[1; 32]).await.unwrap().unwrap();
+    assert!(
+        ended(&first),
+        "the first token's grace ended at the second rotation"
+    );
     let (_, previous) = store.find_key_by_digest(&[2; 32]).await.unwrap().unwrap();
-    assert!(!previous.is_current && previous.grace_ends_at.is_some());
+    assert!(!previous.is_current);
+    assert!(previous.grace_ends_at.unwrap() > OffsetDateTime::now_utc());
     let (k, current) = store.find_key_by_digest(&[3; 32]).await.unwrap().unwrap();
     assert!(current.is_current);
     assert_eq!(k.token_hint, "cccc");
@@ -213,8 +226,29 @@ async fn rotation_keeps_at_most_two_tokens() {
         .rotate_key(&org, &key.id, &[4; 32], "dddd", None)
         .await
         .unwrap();
-    assert!(store.find_key_by_digest(&[2; 32]).await.unwrap().is_none());
-    assert!(store.find_key_by_digest(&[3; 32]).await.unwrap().is_none());
+    for old in [[2; 32], [3; 32]] {
+        let (_, m) = store.find_key_by_digest(&old).await.unwrap().unwrap();
+        assert!(ended(&m));
+    }
+    // A replaced token whose grace ended more than RETIRED_TOKENS_KEPT_DAYS ago is pruned at
+    // the next rotation.
+    let long_ago =
+        tocsin_store::now_ms() - (tocsin_store::keys::RETIRED_TOKENS_KEPT_DAYS + 1) * 86_400_000;
+    tocsin_store::on_db!(store.db(), |pool| sqlx::query(
+        "UPDATE api_key_tokens SET grace_ends_at = $1 WHERE digest = $2"
+    )
+    .bind(long_ago)
+    .bind(&[1u8; 32][..])
+    .execute(pool)
+    .await
+    .unwrap()
+    .rows_affected());
+    store
+        .rotate_key(&org, &key.id, &[6; 32], "ffff", None)
+        .await
+        .unwrap();
+    assert!(store.find_key_by_digest(&[1; 32]).await.unwrap().is_none());
+    assert!(store.find_key_by_digest(&[2; 32]).await.unwrap().is_some());
     // Another organization cannot rotate it.
     let other = OrgId::generate();
     assert!(
