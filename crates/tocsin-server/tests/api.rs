@@ -2437,3 +2437,31 @@ async fn a_new_custom_role_reaches_keys_at_once() {
     let (s, b) = app.get("/v1/users", &token).await;
     assert_eq!((s, code(&b)), (StatusCode::FORBIDDEN, "permission_denied"));
 }
+
+/// A cursor that no page handed out is a 422 naming `cursor` on every list, never an empty
+/// page that reads as the end of the list; the cursors pages do hand out work.
+#[tokio::test]
+async fn a_cursor_this_server_did_not_hand_out_is_refused() {
+    let app = TestApp::spawn().await;
+    app.team("one").await;
+    app.team("two").await;
+    for list in [
+        "/v1/api_keys",
+        "/v1/users",
+        "/v1/teams",
+        "/v1/integrations",
+        "/v1/audit_events",
+    ] {
+        let (s, b) = app.get(&format!("{list}?cursor=garbage"), &app.owner).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{list}: {b}");
+        assert!(b["error"]["fields"]["cursor"].is_string(), "{list}: {b}");
+    }
+    let (s, b) = app.get("/v1/teams?limit=1", &app.owner).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let cursor = b["next_cursor"].as_str().unwrap().to_owned();
+    let (s, b) = app
+        .get(&format!("/v1/teams?limit=1&cursor={cursor}"), &app.owner)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"].as_array().unwrap().len(), 1, "{b}");
+}

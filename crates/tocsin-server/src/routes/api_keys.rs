@@ -495,7 +495,13 @@ pub async fn list(
     };
     let page = app
         .store
-        .list_keys(&p.org_id, &filter, &visible, limit, q.page.cursor()?)
+        .list_keys(
+            &p.org_id,
+            &filter,
+            &visible,
+            limit,
+            q.page.id_cursor(KeyId::parse)?,
+        )
         .await?;
     let roles = RoleBook::load(&app, &p.org_id).await?;
     let mut data = Vec::with_capacity(page.items.len());

@@ -215,7 +215,7 @@ pub async fn list(
             &visible,
             team.as_ref(),
             q.page.limit()?,
-            q.page.cursor()?,
+            q.page.id_cursor(IntegrationId::parse)?,
         )
         .await?;
     Ok(Json(views::List {

@@ -352,6 +352,16 @@ impl ListParams {
         }
     }
 
+    /// The cursor of a list paged by id: the id of the page before's last item, so anything
+    /// not shaped like one of `parse`'s ids is refused (it would page from nowhere and answer
+    /// an empty page that looks like the end of the list).
+    pub fn id_cursor<T>(&self, parse: fn(&str) -> Option<T>) -> ApiResult<Option<&str>> {
+        match self.cursor()? {
+            Some(c) if parse(c).is_none() => Err(Self::bad_cursor()),
+            other => Ok(other),
+        }
+    }
+
     /// The refusal of a cursor this server did not hand out.
     pub fn bad_cursor() -> ApiError {
         ApiError::validation(

@@ -70,7 +70,7 @@ pub async fn list(
     p.require(Permission::TeamsRead, &Resource::AnyTeam)?;
     let page = app
         .store
-        .list_teams(&p.org_id, q.limit()?, q.cursor()?)
+        .list_teams(&p.org_id, q.limit()?, q.id_cursor(TeamId::parse)?)
         .await?;
     // A caller that reads teams only within some teams lists only those.
     let all = p.grants.account.contains(Permission::TeamsRead);

@@ -174,7 +174,7 @@ pub async fn list(
     p.require(Permission::UsersRead, &Resource::Org)?;
     let page = app
         .store
-        .list_users(&p.org_id, q.limit()?, q.cursor()?)
+        .list_users(&p.org_id, q.limit()?, q.id_cursor(UserId::parse)?)
         .await?;
     Ok(Json(views::List {
         data: page.items.iter().map(views::user).collect(),
