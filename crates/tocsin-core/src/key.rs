@@ -137,9 +137,32 @@ pub fn parse_expires_at(
     let s = s.ok_or_else(|| {
         "is required: every key expires (RFC 3339, e.g. 2027-01-31T00:00:00Z)".to_string()
     })?;
+    let t = parse_time(s)?;
+    check_expiry(t, now, org_max_days)?;
+    Ok(t)
+}
+
+/// A new expiry for an existing key that now expires at `current`: an earlier one (still in
+/// the future) is always allowed, even past a maximum lowered since the key was made; a
+/// later one only within the maximum, as for a new key.
+pub fn parse_new_expiry(
+    s: &str,
+    now: OffsetDateTime,
+    org_max_days: Option<i64>,
+    current: OffsetDateTime,
+) -> Result<OffsetDateTime, String> {
+    let t = parse_time(s)?;
+    if t <= current && t > now {
+        return Ok(t);
+    }
+    check_expiry(t, now, org_max_days)?;
+    Ok(t)
+}
+
+/// An RFC 3339 time, in UTC and to the millisecond (as stored).
+fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
     let t = OffsetDateTime::parse(s, &Rfc3339)
         .map_err(|_| format!("`{s}` is not an RFC 3339 time such as 2027-01-31T00:00:00Z"))?;
-    check_expiry(t, now, org_max_days)?;
     Ok(to_millis(t.to_offset(time::UtcOffset::UTC)))
 }
 
@@ -264,6 +287,37 @@ mod tests {
             KeyName::parse("Deploy").unwrap().folded(),
             KeyName::parse("deploy").unwrap().folded()
         );
+    }
+
+    /// SPEC section 3: a key's expiry may move earlier, or later within the maximum. After the
+    /// organization lowers its maximum, a key made under the old one can still be shortened
+    /// in steps that stay beyond the new maximum.
+    #[test]
+    fn a_new_expiry_may_be_earlier_past_a_lowered_maximum() {
+        let now = OffsetDateTime::now_utc();
+        let f = |days: i64| fmt_rfc3339(now + Duration::days(days));
+        let current = now + Duration::days(60);
+        assert!(parse_new_expiry(&f(59), now, Some(30), current).is_ok());
+        assert!(parse_new_expiry(&f(10), now, Some(30), current).is_ok());
+        assert!(
+            parse_new_expiry(&f(61), now, Some(30), current)
+                .unwrap_err()
+                .contains("30 days")
+        );
+        // Later than now is still required, and "later" keeps the maximum.
+        assert!(
+            parse_new_expiry(
+                &fmt_rfc3339(now - Duration::hours(1)),
+                now,
+                Some(30),
+                current
+            )
+            .unwrap_err()
+            .contains("future")
+        );
+        let short = now + Duration::days(5);
+        assert!(parse_new_expiry(&f(20), now, Some(30), short).is_ok());
+        assert!(parse_new_expiry(&f(40), now, Some(30), short).is_err());
     }
 
     #[test]

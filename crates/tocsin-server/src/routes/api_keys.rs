@@ -594,7 +594,7 @@ pub async fn update(
     let expires_at = req.expires_at.as_deref().and_then(|e| {
         problems.take(
             "expires_at",
-            key::parse_expires_at(Some(e), now, org.max_key_days),
+            key::parse_new_expiry(e, now, org.max_key_days, key.expires_at),
         )
     });
     let rate_limit: Option<Option<u32>> = match req.rate_limit {
