@@ -63,7 +63,7 @@ pub fn builtin_roles() -> Vec<Role> {
     let viewer = reads();
     let responder = viewer.union(set(&[AlertsWrite]));
     let alert_admin = responder.union(set(&[AlertsDelete]));
-    let team_admin = PermSet::all().minus(set(&[UsersWrite, RolesWrite, SettingsWrite, AuditRead]));
+    let team_admin = PermSet::all().minus(account_only());
     let r = |name: &str, description: &str, scope, permissions| Role {
         name: name.to_owned(),
         description: description.to_owned(),
@@ -135,6 +135,21 @@ pub fn builtin(name: &str) -> Option<Role> {
 
 pub fn is_builtin_name(name: &str) -> bool {
     builtin_roles().iter().any(|r| r.name == name)
+}
+
+/// Permissions that act on the whole organization (its users, roles, settings and audit
+/// trail): a team role cannot hold them, since no route checks them within a team.
+pub fn account_only() -> PermSet {
+    let mut p = PermSet::EMPTY;
+    for perm in [
+        Permission::UsersWrite,
+        Permission::RolesWrite,
+        Permission::SettingsWrite,
+        Permission::AuditRead,
+    ] {
+        p.insert(perm);
+    }
+    p
 }
 
 /// Why a custom role definition was refused, field by field.
@@ -213,6 +228,16 @@ impl Role {
                 reason: "must name at least one permission".into(),
             });
         }
+        let beyond_a_team = perms.intersect(account_only());
+        if scope == Some(RoleScope::Team) && !beyond_a_team.is_empty() {
+            problems.push(RoleProblem {
+                field: "permissions",
+                reason: format!(
+                    "a team role cannot hold permissions that work only organization-wide: {}; put them in an account role",
+                    beyond_a_team.names().join(", ")
+                ),
+            });
+        }
         match (problems.is_empty(), scope) {
             (true, Some(scope)) => Ok(Role {
                 name: name.to_owned(),
@@ -229,6 +254,41 @@ impl Role {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A team role holds only what routes check within a team: the organization-wide
+    /// permissions are refused by name, and the same role as an account role is taken.
+    #[test]
+    fn a_team_role_cannot_hold_organization_wide_permissions() {
+        let perms = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let refused = Role::custom(
+            "auditors",
+            None,
+            "team",
+            &perms(&["audit:read", "alerts:read"]),
+        )
+        .unwrap_err();
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].field, "permissions");
+        assert!(
+            refused[0]
+                .reason
+                .ends_with("organization-wide: audit:read; put them in an account role"),
+            "{refused:?}"
+        );
+        assert!(Role::custom("auditors", None, "account", &perms(&["audit:read"])).is_ok());
+        assert!(
+            Role::custom(
+                "pager",
+                None,
+                "team",
+                &perms(&["alerts:read", "teams:write"])
+            )
+            .is_ok()
+        );
+        // The built-in team role keeps to the same rule.
+        let team_admin = builtin("team_admin").unwrap().permissions;
+        assert!(team_admin.intersect(account_only()).is_empty());
+    }
 
     #[test]
     fn builtins_follow_the_spec() {
