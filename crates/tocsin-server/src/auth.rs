@@ -688,7 +688,13 @@ pub(crate) async fn run<F: Future<Output = Response>>(
         .map(|e| e.code)
         .filter(|c| REFUSAL_CODES.contains(c))
         .unwrap_or("allowed");
-    let event = record(Some(&principal), outcome, resp.status().as_u16());
+    let mut event = record(Some(&principal), outcome, resp.status().as_u16());
+    if event.target.is_none()
+        && let Some(created) = resp.extensions().get::<AuditTarget>()
+    {
+        // A create names what it made, which the path could not.
+        event.target = Some(Box::new(created.clone()));
+    }
     app.audit.record_request(event).await;
     resp
 }
@@ -725,6 +731,60 @@ fn method_text(method: &axum::http::Method) -> Cow<'static, str> {
         Method::OPTIONS => "OPTIONS",
         _ => return Cow::Owned(method.as_str().to_owned()),
     })
+}
+
+/// The request behind a change, for the audit event the change records (a key's lifecycle
+/// event): the method, route, client address, user agent and request id that the request's
+/// own `http.request` event has. Read only by the handlers that record such events.
+pub struct RequestFacts {
+    method: Cow<'static, str>,
+    route: Option<&'static str>,
+    ip: Option<IpAddr>,
+    user_agent: Option<String>,
+    request_id: Option<uuid::Uuid>,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestFacts {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(RequestFacts {
+            method: method_text(&parts.method),
+            route: parts
+                .extensions
+                .get::<axum::extract::MatchedPath>()
+                .map(|m| route_text(m.as_str())),
+            ip: parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+            user_agent: parts
+                .headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.chars().take(256).collect()),
+            request_id: parts
+                .extensions
+                .get::<crate::envelope::RequestId>()
+                .map(|r| r.0),
+        })
+    }
+}
+
+impl RequestFacts {
+    /// Fills `r`'s request fields; `status` is what the request answers when the change
+    /// goes through.
+    pub fn fill(&self, r: &mut tocsin_store::audit::AuditRecord, status: u16) {
+        r.method = Some(self.method.clone().into_owned());
+        r.route = self.route.map(str::to_owned);
+        r.status = Some(status);
+        r.ip = self.ip.map(tocsin_store::audit::ip_text);
+        r.user_agent = self.user_agent.clone();
+        r.request_id = self.request_id.map(|u| u.hyphenated().to_string());
+    }
 }
 
 /// A route template as request events store it. Templates come from the router, so there

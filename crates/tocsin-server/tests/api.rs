@@ -1096,6 +1096,53 @@ async fn audit_trail_records_requests_and_verifies() {
         .get("/v1/audit_events?action=api_key.revoked", &app.owner)
         .await;
     assert_eq!(b["data"].as_array().unwrap().len(), 1);
+    // A lifecycle event names the request that made the change, as that request's own
+    // event does; and the request that created the key names it as its target.
+    let (second, _) = app.key(&app.owner, json!({"name": "second"})).await;
+    let resp = app
+        .http
+        .post(format!("{}/v1/api_keys/{second}/rotate", app.base))
+        .header("Authorization", format!("Bearer {}", app.owner))
+        .header("User-Agent", "audit-test/2")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let (_, b) = app
+        .get("/v1/audit_events?action=api_key.rotated", &app.owner)
+        .await;
+    let rotated = &b["data"][0];
+    assert_eq!(rotated["method"], "POST", "{rotated}");
+    assert_eq!(rotated["route"], "/v1/api_keys/{id}/rotate", "{rotated}");
+    assert_eq!(rotated["status"], 200, "{rotated}");
+    assert_eq!(rotated["ip"], "127.0.0.1", "{rotated}");
+    assert_eq!(rotated["user_agent"], "audit-test/2", "{rotated}");
+    assert_eq!(rotated["request_id"], request_id.as_str(), "{rotated}");
+    let (_, b) = app
+        .get(&format!("/v1/audit_events?target_id={second}"), &app.owner)
+        .await;
+    let created: Vec<&Value> = b["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["route"] == "/v1/api_keys" && e["method"] == "POST")
+        .collect();
+    let actions: Vec<&str> = created
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(
+        actions.contains(&"http.request") && actions.contains(&"api_key.created"),
+        "{created:?}"
+    );
+    assert!(
+        created
+            .iter()
+            .all(|e| e["status"] == 201 && e["request_id"] == created[0]["request_id"]),
+        "{created:?}"
+    );
     let (_, b) = app.get("/v1/audit_events?limit=2", &app.owner).await;
     let cursor = b["next_cursor"].as_str().unwrap().to_owned();
     let (_, b2) = app

@@ -1,7 +1,7 @@
 //! API keys: create (every kind's rules), list, show, patch, rotate with grace, revoke.
 //! The token appears once, in the create or rotate response.
 
-use crate::auth::{Principal, RoleBook, key_teams};
+use crate::auth::{Principal, RequestFacts, RoleBook, key_teams};
 use crate::error::{ApiError, ApiResult, JsonBody, conflict, created, found, not_found};
 use crate::routes::{ListParams, path_id};
 use crate::state::{App, AppState};
@@ -97,8 +97,17 @@ async fn view(app: &App, k: &ApiKey) -> ApiResult<Value> {
     Ok(views::key(k, &effective(app, &roles, k).await?))
 }
 
-fn lifecycle(p: &Principal, action: &str, key: &ApiKey) -> AuditRecord {
+/// A key's lifecycle event, with the request that made the change (`status`: what that
+/// request answers).
+fn lifecycle(
+    p: &Principal,
+    action: &str,
+    key: &ApiKey,
+    request: &RequestFacts,
+    status: u16,
+) -> AuditRecord {
     let mut r = AuditRecord::new(Some(p.org_id.clone()), action, "allowed");
+    request.fill(&mut r, status);
     r.actor = Some(p.actor.clone());
     r.api_key_id = p.key.as_ref().map(|k| k.id.clone());
     r.token_hint = Some(p.token_hint.clone());
@@ -122,6 +131,7 @@ fn name_taken(kind: KeyKind) -> impl FnOnce(StoreError) -> ApiError {
 pub async fn create(
     State(app): State<AppState>,
     Extension(p): Extension<Arc<Principal>>,
+    request: RequestFacts,
     JsonBody(req): JsonBody<CreateKey>,
 ) -> ApiResult<Response> {
     let now = OffsetDateTime::now_utc();
@@ -346,9 +356,13 @@ pub async fn create(
     // The new key is checked like a new key of the service account it would create: the
     // service account row does not exist yet, so only grants and networks are compared.
     check_within_caller(&app, &p, &key).await?;
-    Ok(created(
-        issue(&app, &p, key, &token, service_account, None).await?,
-    ))
+    let target = AuditTarget {
+        kind: "api_key".into(),
+        id: key.id.to_string(),
+    };
+    let mut resp = created(issue(&app, &p, key, &token, service_account, None, &request).await?);
+    resp.extensions_mut().insert(target);
+    Ok(resp)
 }
 
 /// Nobody obtains or reshapes a key that could do more than they can: checked when a key is
@@ -389,6 +403,7 @@ pub async fn issue(
     token: &Token,
     account: Option<ServiceAccount>,
     requested: Option<Grants>,
+    request: &RequestFacts,
 ) -> ApiResult<Value> {
     if let Some(requested) = requested {
         check_no_escalation(&p.grants, &requested).map_err(ApiError::Escalation)?;
@@ -399,7 +414,7 @@ pub async fn issue(
         .map_err(name_taken(key.kind))?;
     recorded(
         app,
-        lifecycle(p, "api_key.created", &key),
+        lifecycle(p, "api_key.created", &key, request, 201),
         format!("The key {} was created, but its token is not shown: revoke the key and create it again", key.id),
     )
     .await?;
@@ -566,6 +581,7 @@ pub async fn update(
     State(app): State<AppState>,
     Extension(p): Extension<Arc<Principal>>,
     Path(id): Path<String>,
+    request: RequestFacts,
     JsonBody(req): JsonBody<UpdateKey>,
 ) -> ApiResult<Json<Value>> {
     let key = load(&app, &p, &id, Permission::ApiKeysWrite).await?;
@@ -676,7 +692,7 @@ pub async fn update(
     app.invalidate_credentials().await;
     recorded(
         &app,
-        lifecycle(&p, "api_key.updated", &updated),
+        lifecycle(&p, "api_key.updated", &updated, &request, 200),
         format!("The key {} was updated", updated.id),
     )
     .await?;
@@ -693,6 +709,7 @@ pub async fn rotate(
     State(app): State<AppState>,
     Extension(p): Extension<Arc<Principal>>,
     Path(id): Path<String>,
+    request: RequestFacts,
     JsonBody(req): JsonBody<RotateKey>,
 ) -> ApiResult<Json<Value>> {
     let key = load(&app, &p, &id, Permission::ApiKeysWrite).await?;
@@ -738,7 +755,7 @@ pub async fn rotate(
     app.invalidate_credentials().await;
     recorded(
         &app,
-        lifecycle(&p, "api_key.rotated", &rotated),
+        lifecycle(&p, "api_key.rotated", &rotated, &request, 200),
         format!(
             "The key {} was rotated, but its new token is not shown: rotate it again",
             rotated.id
@@ -754,6 +771,7 @@ pub async fn revoke(
     State(app): State<AppState>,
     Extension(p): Extension<Arc<Principal>>,
     Path(id): Path<String>,
+    request: RequestFacts,
 ) -> ApiResult<Json<Value>> {
     let key = load(&app, &p, &id, Permission::ApiKeysWrite).await?;
     let (revoked, changed) = app.store.revoke_key(&p.org_id, &key.id, &p.creator).await?;
@@ -761,7 +779,7 @@ pub async fn revoke(
     if changed {
         recorded(
             &app,
-            lifecycle(&p, "api_key.revoked", &revoked),
+            lifecycle(&p, "api_key.revoked", &revoked, &request, 200),
             format!("The key {} was revoked", revoked.id),
         )
         .await?;

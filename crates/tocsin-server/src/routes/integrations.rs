@@ -1,7 +1,7 @@
 //! API integrations (`/v1/integrations`): inbound alert sources whose access flags decide what
 //! their keys may do, at once. Creating one issues its first key, shown once.
 
-use crate::auth::Principal;
+use crate::auth::{Principal, RequestFacts};
 use crate::error::{ApiError, ApiResult, JsonBody, conflict, created, found, not_found};
 use crate::routes::api_keys::issue;
 use crate::routes::{ListParams, path_id};
@@ -23,6 +23,7 @@ use tocsin_core::token::Token;
 use tocsin_core::validation::Problems;
 use tocsin_core::{IntegrationId, TeamId};
 use tocsin_store::StoreError;
+use tocsin_store::audit::AuditTarget;
 use tocsin_store::integrations::{Integration, IntegrationVisibility};
 use tocsin_store::keys::{ApiKey, KeyFilter, KeyVisibility};
 
@@ -73,10 +74,12 @@ pub struct NewIntegration {
 }
 
 /// Creates an integration and its first key; shared by `/v1` and Opsgenie's `/v2`.
+/// `request` is the request that creates it, for the key's `api_key.created` event.
 pub async fn create_with_key(
     app: &App,
     p: &Principal,
     new: NewIntegration,
+    request: &RequestFacts,
 ) -> ApiResult<(Integration, Value)> {
     let now = OffsetDateTime::now_utc();
     let org = app.store.get_org(&p.org_id).await?;
@@ -143,13 +146,14 @@ pub async fn create_with_key(
     );
     key.integration_id = Some(integration.id.to_string());
     key.team_id = integration.team_id.clone();
-    let issued = issue(app, p, key, &token, None, None).await?;
+    let issued = issue(app, p, key, &token, None, None, request).await?;
     Ok((integration, issued))
 }
 
 pub async fn create(
     State(app): State<AppState>,
     Extension(p): Extension<Arc<Principal>>,
+    request: RequestFacts,
     JsonBody(req): JsonBody<CreateIntegration>,
 ) -> ApiResult<Response> {
     let team_id = match req.team_id.as_deref() {
@@ -176,10 +180,12 @@ pub async fn create(
         enabled: req.enabled.unwrap_or(true),
         key_expires_at: req.key_expires_at,
     };
-    let (integration, issued) = create_with_key(&app, &p, new).await?;
-    Ok(created(json!({
+    let (integration, issued) = create_with_key(&app, &p, new, &request).await?;
+    let mut resp = created(json!({
         "integration": view(&integration), "api_key": issued["api_key"], "token": issued["token"],
-    })))
+    }));
+    resp.extensions_mut().insert(target(&integration));
+    Ok(resp)
 }
 
 #[derive(Deserialize)]
@@ -187,6 +193,14 @@ pub struct ListIntegrations {
     team_id: Option<String>,
     #[serde(flatten)]
     page: ListParams,
+}
+
+/// What a request that made `i` names in its audit event.
+pub fn target(i: &Integration) -> AuditTarget {
+    AuditTarget {
+        kind: "integration".into(),
+        id: i.id.to_string(),
+    }
 }
 
 /// What the caller may list: everything with an account grant, else its teams' integrations.

@@ -179,6 +179,7 @@ pub async fn create(
     State(app): State<AppState>,
     Extension(p): Extension<Arc<Principal>>,
     v2: V2,
+    request: crate::auth::RequestFacts,
     JsonBody(b): JsonBody<Value>,
 ) -> ApiResult<Response> {
     let defaults = AccessFlags::default();
@@ -196,11 +197,14 @@ pub async fn create(
         enabled: flag(&b, "enabled", true)?,
         key_expires_at: None,
     };
-    let (integration, issued) = create_with_key(&app, &p, new).await?;
+    let (integration, issued) = create_with_key(&app, &p, new, &request).await?;
     let mut data = meta(&integration);
     data["apiKey"] = issued["token"].clone();
     let body = json!({"data": data, "took": v2.took(), "requestId": v2.request_id()});
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    let mut resp = (StatusCode::CREATED, Json(body)).into_response();
+    resp.extensions_mut()
+        .insert(crate::routes::integrations::target(&integration));
+    Ok(resp)
 }
 
 /// `PUT`: Opsgenie replaces the integration; absent flags fall back to Opsgenie's defaults.
