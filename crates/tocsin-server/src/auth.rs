@@ -536,20 +536,6 @@ pub fn client_ip(req: &Request) -> Option<IpAddr> {
         .map(|c| c.0.ip())
 }
 
-const REFUSAL_CODES: &[&str] = &[
-    "missing_credentials",
-    "malformed_token",
-    "wrong_region",
-    "unknown_key",
-    "revoked_key",
-    "key_disabled",
-    "expired_key",
-    "ip_not_allowed",
-    "permission_denied",
-    "scope_denied",
-    "escalation_denied",
-];
-
 /// The auth step of the door (lib.rs): authenticates, runs the handler, records the audit
 /// event and last use.
 /// `route` is the matched route's template (`route_text`), `None` when no route matched;
@@ -682,12 +668,13 @@ pub(crate) async fn run<F: Future<Output = Response>>(
     }
     note_use(app, &principal, ip);
     let resp = next(req).await;
+    // Past the door the outcome is `allowed`, or the code of the error the request was
+    // answered with (`validation_failed`, `not_found`, `name_taken`, `escalation_denied`...),
+    // so that `GET /v1/audit_events?outcome=` finds those too.
     let outcome = resp
         .extensions()
         .get::<ErrorInfo>()
-        .map(|e| e.code)
-        .filter(|c| REFUSAL_CODES.contains(c))
-        .unwrap_or("allowed");
+        .map_or("allowed", |e| e.code);
     let mut event = record(Some(&principal), outcome, resp.status().as_u16());
     if event.target.is_none()
         && let Some(created) = resp.extensions().get::<AuditTarget>()

@@ -1143,6 +1143,25 @@ async fn audit_trail_records_requests_and_verifies() {
             .all(|e| e["status"] == 201 && e["request_id"] == created[0]["request_id"]),
         "{created:?}"
     );
+    // A request refused past the door records the error's code as its outcome.
+    let (s, _) = app
+        .call(
+            "PATCH",
+            "/v1/organization",
+            Some(&app.owner),
+            Some(json!({"max_key_days": -1})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (_, b) = app
+        .get("/v1/audit_events?outcome=validation_failed", &app.owner)
+        .await;
+    let failed = &b["data"][0];
+    assert_eq!(
+        (failed["route"].as_str(), failed["status"].as_u64()),
+        (Some("/v1/organization"), Some(422)),
+        "{b}"
+    );
     let (_, b) = app.get("/v1/audit_events?limit=2", &app.owner).await;
     let cursor = b["next_cursor"].as_str().unwrap().to_owned();
     let (_, b2) = app
