@@ -272,10 +272,16 @@ pub async fn principal_for_key(
             .filter_map(|c| c.parse().ok())
             .collect(),
     };
+    // A personal key without roles of its own acts with its user's: name that role, not
+    // "no roles".
+    let role_names = match (&standing.user, key.role_names.is_empty()) {
+        (Some(user), true) => vec![format!("{} (its user's role)", user.role_name)],
+        _ => key.role_names.clone(),
+    };
     let describe = Describe {
         kind: format!("{} key", key.kind.name()),
         name: key.name.clone(),
-        role_names: key.role_names.clone(),
+        role_names,
         team_role_names: key.team_role_names.clone(),
     };
     let key_actor = Actor {

@@ -176,3 +176,30 @@ async fn an_email_taken_in_another_tenant_is_not_revealed_and_either_user_can_lo
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["user"]["id"], json!(b_second), "{b}");
 }
+
+/// A personal key without roles of its own acts with its user's role, and a refusal says
+/// which: not "no roles".
+#[tokio::test]
+async fn a_refused_personal_key_names_its_users_role() {
+    let app = TestApp::spawn().await;
+    app.user(json!({"email": "vi@example.com", "role_name": "viewer", "password": "long enough"}))
+        .await;
+    let (s, b) = app
+        .try_login(json!({"email": "vi@example.com", "password": "long enough"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let session = b["session_token"].as_str().unwrap().to_owned();
+    let (_, key) = app.key(&session, json!({"name": "vi laptop"})).await;
+    let (s, b) = app.post("/v1/teams", &key, json!({"name": "nope"})).await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::FORBIDDEN, "permission_denied"),
+        "{b}"
+    );
+    let message = b["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("roles: viewer (its user's role)"),
+        "{message}"
+    );
+    assert!(!message.contains("no roles"), "{message}");
+}
