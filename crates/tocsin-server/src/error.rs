@@ -117,12 +117,12 @@ impl ApiError {
                 );
                 details.insert(
                     "fixes".into(),
-                    json!(["Ask for fewer roles, or have someone who holds these permissions create the key."]),
+                    json!(["Grant fewer roles or permissions, or have someone who holds these permissions make the change."]),
                 );
                 (
                     StatusCode::FORBIDDEN,
                     "escalation_denied",
-                    format!("A key cannot hold permissions its creator lacks; you lack: {}.", parts.join("; ")),
+                    format!("Nobody can grant permissions they do not hold (to a key, a user, a role or a team membership); you lack: {}.", parts.join("; ")),
                 )
             }
             ApiError::Validation(problems) => {

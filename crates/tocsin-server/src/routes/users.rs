@@ -231,23 +231,28 @@ pub async fn update(
     if let Some(r) = &req.role_name {
         check_account_role(&mut problems, &roles, r);
     }
-    if target.role_name == "owner"
-        && (req.active == Some(false) || req.role_name.as_deref().is_some_and(|r| r != "owner"))
-        && p.user.as_ref().map(|u| u.role_name.as_str()) != Some("owner")
-    {
-        problems.add(
-            "role_name",
-            "only an owner can demote or deactivate an owner",
-        );
-    }
     check_password(&mut problems, req.password.as_deref());
-    if req.password.is_some()
-        && target.role_name == "owner"
-        && p.user.as_ref().map(|u| u.role_name.as_str()) != Some("owner")
-    {
-        problems.add("password", "only an owner can set an owner's password");
-    }
     problems.into_result().map_err(ApiError::Validation)?;
+    // An owner is changed only by an owner: a refusal of who is asking, not of the body.
+    let caller_is_owner = p.user.as_ref().map(|u| u.role_name.as_str()) == Some("owner");
+    if target.role_name == "owner" && !caller_is_owner {
+        let demotes =
+            req.active == Some(false) || req.role_name.as_deref().is_some_and(|r| r != "owner");
+        let doing = match (demotes, req.password.is_some()) {
+            (true, _) => Some("demote or deactivate an owner"),
+            (false, true) => Some("set an owner's password"),
+            (false, false) => None,
+        };
+        if let Some(doing) = doing {
+            return Err(ApiError::Forbidden {
+                code: "escalation_denied",
+                message: format!(
+                    "Only an owner can {doing}; this request is made by {}.",
+                    p.describe.summary()
+                ),
+            });
+        }
+    }
     if let Some(r) = &req.role_name {
         check_role_grant(&p, &roles, r)?;
     }

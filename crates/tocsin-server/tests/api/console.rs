@@ -550,14 +550,36 @@ async fn an_administrator_sets_a_password_which_ends_the_users_sessions() {
             json!({"password": "owned by ann"}),
         )
         .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
-    assert!(
-        b["error"]["fields"]["password"]
-            .as_str()
-            .unwrap()
-            .contains("owner"),
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::FORBIDDEN, "escalation_denied"),
         "{b}"
     );
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Only an owner can set an owner's password"),
+        "{b}"
+    );
+    // Nor demote or switch off the owner.
+    for change in [json!({"role_name": "viewer"}), json!({"active": false})] {
+        let (s, b) = app
+            .patch(&format!("/v1/users/{owner}"), &ann_session, change)
+            .await;
+        assert_eq!(
+            (s, code(&b)),
+            (StatusCode::FORBIDDEN, "escalation_denied"),
+            "{b}"
+        );
+        assert!(
+            b["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Only an owner can demote or deactivate an owner"),
+            "{b}"
+        );
+    }
     // A key narrowed to user management cannot set the password of anyone who holds more,
     // its own user included: a password opens a session with all of the user's rights.
     let (s, b) = app
