@@ -274,8 +274,10 @@ pub async fn principal_for_key(
     };
     // A personal key without roles of its own acts with its user's: name that role, not
     // "no roles".
-    let role_names = match (&standing.user, key.role_names.is_empty()) {
-        (Some(user), true) => vec![format!("{} (its user's role)", user.role_name)],
+    let role_names = match &standing.user {
+        Some(user) if key.role_names.is_empty() && key.team_role_names.is_empty() => {
+            vec![format!("{} (its user's role)", user.role_name)]
+        }
         _ => key.role_names.clone(),
     };
     let describe = Describe {

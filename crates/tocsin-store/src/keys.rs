@@ -242,7 +242,7 @@ impl From<KeyRow> for ApiKey {
 /// How long a token replaced by a rotation is kept after its grace ended, so that it is refused
 /// as `expired_key` (saying when) rather than as a token no key has. Pruned at the key's next
 /// rotation.
-pub const RETIRED_TOKENS_KEPT_DAYS: i64 = 90;
+pub const RETIRED_TOKENS_KEPT_DAYS: i64 = 30;
 
 const COLUMNS: &str = "k.id, k.org_id, k.kind, k.name, k.description, k.user_id, k.team_id, k.integration_id,
     k.service_account_id, k.role_names, k.team_ids, k.team_role_names, k.allowed_cidrs, k.region, k.token_hint,

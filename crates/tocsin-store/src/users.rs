@@ -125,19 +125,22 @@ impl Store {
         Ok(row.into_credentials().user)
     }
 
-    /// The users with this email (case folded) in every organization, oldest first and at most
-    /// `limit` of them, for the login check: an email is unique within an organization only.
+    /// The active users with a password and this email (case folded), in every organization,
+    /// oldest first and at most `limit` of them: those a login may sign in as (an email is
+    /// unique within an organization only).
     pub async fn find_users_by_email(
         &self,
         email: &str,
         limit: usize,
     ) -> Result<Vec<UserCredentials>> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM users WHERE email_folded = $1 ORDER BY created_at, id LIMIT $2"
+            "SELECT {COLUMNS} FROM users WHERE email_folded = $1 AND active = $3 AND password_hash IS NOT NULL
+             ORDER BY created_at, id LIMIT $2"
         );
         let rows: Vec<UserRow> = on_db!(&self.db, |pool| sqlx::query_as(safe(&sql))
             .bind(email.to_lowercase())
             .bind(limit as i64)
+            .bind(true)
             .fetch_all(pool)
             .await?);
         Ok(rows.into_iter().map(UserRow::into_credentials).collect())

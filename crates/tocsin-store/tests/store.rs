@@ -191,7 +191,7 @@ async fn expired_keys_are_reported_once() {
 /// its grace ends. Replaced tokens are kept, their grace ended (so that they are refused as
 /// expired, with when), and pruned at a later rotation once ended long enough.
 #[tokio::test]
-async fn rotation_keeps_at_most_two_tokens() {
+async fn rotation_keeps_at_most_two_valid_tokens() {
     let (_dir, store) = store().await;
     let org = org(&store).await;
     let user = user(&store, &org).await;
@@ -1386,7 +1386,10 @@ async fn users_come_through_0010_with_their_sessions_and_memberships() {
     }
 
     // Another organization may now hold the same email; the same one still may not.
-    store.insert_user(&in_b, None).await.unwrap();
+    store
+        .insert_user(&in_b, Some("argon2 hash b"))
+        .await
+        .unwrap();
     let both = store
         .find_users_by_email("ann@example.com", 16)
         .await

@@ -210,6 +210,8 @@
     const org = h("select", { name: "organization_id" });
     const orgField = field("Organization", org, "This email and password sign in to more than one organization: choose one.");
     orgField.hidden = true;
+    // Another email may sign in to other organizations: ask again.
+    email.addEventListener("input", () => { orgField.hidden = true; org.replaceChildren(); });
     const form = h("form", { class: "panel sign-in", "aria-labelledby": "signin-title", novalidate: true },
       h("h1", { id: "signin-title" }, "Sign in to Tocsin"),
       message ? h("div", { class: "notice" }, message) : null,

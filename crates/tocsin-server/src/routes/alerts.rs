@@ -17,13 +17,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use tocsin_core::TeamId;
 use tocsin_core::alert::{self, NewAlert, Priority, ResponderRef};
 use tocsin_core::key::{KeyKind, fmt_rfc3339};
 use tocsin_core::permission::Permission;
 use tocsin_core::policy::Resource;
 use tocsin_core::search;
 use tocsin_core::validation::Problems;
+use tocsin_core::{OrgId, TeamId};
 use tocsin_store::alerts::{
     Action, Alert, AlertDraft, AlertIntegration, AlertOp, AlertScope, IdentifierType, OpKind,
     Responder, SortField,
@@ -178,6 +178,24 @@ pub(crate) fn require_integration_key(p: &Principal) -> ApiResult<()> {
     })
 }
 
+/// The organization's team ids by lowercased name, for responders and searches that name
+/// teams as Opsgenie's clients do.
+async fn team_ids_by_name(app: &App, org: &OrgId) -> ApiResult<HashMap<String, String>> {
+    let mut names = HashMap::new();
+    let mut cursor = None;
+    loop {
+        let page = app.store.list_teams(org, 500, cursor.as_deref()).await?;
+        for t in page.items {
+            names.insert(t.name.to_lowercase(), t.id.to_string());
+        }
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    Ok(names)
+}
+
 /// Turns responders (by id or name) into stored responders, and collects the teams among them.
 /// `field` is the body field they came from, which a refusal names.
 async fn resolve_responders(
@@ -201,22 +219,7 @@ async fn resolve_responders(
                     .map(|t| t.id.to_string()),
                 None => {
                     if team_names.is_none() {
-                        let mut names = HashMap::new();
-                        let mut cursor = None;
-                        loop {
-                            let page = app
-                                .store
-                                .list_teams(&p.org_id, 500, cursor.as_deref())
-                                .await?;
-                            for t in &page.items {
-                                names.insert(t.name.to_lowercase(), t.id.to_string());
-                            }
-                            match page.next_cursor {
-                                Some(c) => cursor = Some(c),
-                                None => break,
-                            }
-                        }
-                        team_names = Some(names);
+                        team_names = Some(team_ids_by_name(app, &p.org_id).await?);
                     }
                     let wanted = r
                         .name
@@ -444,21 +447,7 @@ async fn ids_for_names(app: &App, p: &Principal, query: &mut search::Query) -> A
     if named.is_empty() {
         return Ok(());
     }
-    let mut teams = HashMap::new();
-    let mut cursor = None;
-    loop {
-        let page = app
-            .store
-            .list_teams(&p.org_id, 500, cursor.as_deref())
-            .await?;
-        for t in page.items {
-            teams.insert(t.name.to_lowercase(), t.id.to_string());
-        }
-        match page.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
+    let teams = team_ids_by_name(app, &p.org_id).await?;
     for term in named {
         if let Some(id) = teams.get(&term.value.to_lowercase()) {
             term.value = id.clone();

@@ -298,9 +298,11 @@ pub struct Login {
     pub organization_id: Option<String>,
 }
 
-/// The most users one login checks the password of (Argon2 each), when the same email belongs
-/// to users of several organizations and no `organization_id` narrows it.
-pub const LOGIN_CANDIDATES: usize = 16;
+/// How many password checks (Argon2 each) every login makes: one for each active user with a
+/// password who holds the email (the oldest, when more do and no `organization_id` narrows
+/// it), and dummy checks for the rest. Always the same number, so that a login's time says
+/// nothing about how many users, in any organization, hold an email.
+pub const LOGIN_CANDIDATES: usize = 4;
 
 pub async fn login(
     State(app): State<AppState>,
@@ -342,6 +344,15 @@ pub async fn password_login(
         )
     });
     problems.into_result().map_err(ApiError::Validation)?;
+    // Every attempt counts against the address's budget, before any hashing: an address
+    // past it costs no Argon2 work.
+    if let Some(retry_after) = app.failed_auth_throttle(Some(ip)).await {
+        return Err(ApiError::RateLimited {
+            message: format!("Too many logins from {ip}; try again in {retry_after} s."),
+            retry_after,
+            limit: None,
+        });
+    }
     let email = req.email.unwrap_or_default();
     let password = req.password.unwrap_or_default();
     let candidates = match &org {
@@ -357,17 +368,17 @@ pub async fn password_login(
                 .await?
         }
     };
-    let hashes: Vec<Option<String>> = candidates.iter().map(|c| c.password_hash.clone()).collect();
+    let hashes: Vec<Option<String>> = candidates
+        .iter()
+        .map(|c| c.password_hash.clone().filter(|_| c.user.active))
+        .collect();
     let opened = tokio::task::spawn_blocking(move || {
-        if hashes.iter().all(Option::is_none) {
-            // No password to check: spend the time one check takes, so an unknown email (or
-            // one without a password) answers like a wrong password.
-            verify_password(&password, None);
-            return vec![false; hashes.len()];
-        }
-        hashes
-            .iter()
-            .map(|h| h.is_some() && verify_password(&password, h.as_deref()))
+        (0..LOGIN_CANDIDATES)
+            .map(|i| {
+                let hash = hashes.get(i).and_then(Option::as_deref);
+                // A check against the dummy hash when there is no password to check.
+                verify_password(&password, hash)
+            })
             .collect::<Vec<bool>>()
     })
     .await
@@ -380,19 +391,7 @@ pub async fn password_login(
         .collect();
     let user = match opened.len() {
         1 => opened.remove(0),
-        0 => {
-            // Password guessing is throttled per client address, like token guessing.
-            if let Some(retry_after) = app.failed_auth_throttle(Some(ip)).await {
-                return Err(ApiError::RateLimited {
-                    message: format!(
-                        "Too many failed logins from {ip}; try again in {retry_after} s."
-                    ),
-                    retry_after,
-                    limit: None,
-                });
-            }
-            return Err(login_refused());
-        }
+        0 => return Err(login_refused()),
         _ => {
             let mut choices = Vec::with_capacity(opened.len());
             for user in &opened {

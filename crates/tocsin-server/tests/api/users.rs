@@ -86,7 +86,7 @@ async fn an_email_taken_in_another_tenant_is_not_revealed_and_either_user_can_lo
             .contains("in this organization"),
         "{b}"
     );
-    // Within one organization the email is still unique, whatever its case.
+    // The same in the other tenant, for its own user.
     let (s, b) = app
         .post(
             "/v1/users",
@@ -152,9 +152,15 @@ async fn an_email_taken_in_another_tenant_is_not_revealed_and_either_user_can_lo
         assert_eq!(s, StatusCode::OK, "{b}");
         assert_eq!(b["user"]["id"], json!(user), "{b}");
     }
-    // An organization the email has no user in refuses as a wrong password does.
+    // Naming an organization where the email's user has no password, or where the email has
+    // no user, refuses as a wrong password does.
     app.login_refused(json!({"email": "ann@example.com", "password": "ann's password in A", "organization_id": b_org}))
         .await;
+    app.login_refused(
+        json!({"email": "ann@example.com", "password": "ann's password in A",
+        "organization_id": format!("org_{}", uuid::Uuid::new_v4().simple())}),
+    )
+    .await;
     let (s, b) = app
         .try_login(json!({"email": "ann@example.com", "password": "ann's password in A", "organization_id": "B"}))
         .await;

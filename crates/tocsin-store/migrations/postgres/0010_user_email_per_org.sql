@@ -6,3 +6,5 @@
 ALTER TABLE users DROP CONSTRAINT users_email_folded_key;
 ALTER TABLE users ADD CONSTRAINT users_org_email UNIQUE (org_id, email_folded);
 CREATE INDEX users_email ON users (email_folded);
+-- As on SQLite, where the rebuild's checks look sessions up by user.
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user_id);
