@@ -1072,30 +1072,20 @@ async fn opsgenie_clients_paths_headers_and_unbuilt_routes() {
             Some("No heartbeat with this name exists.")
         )
     );
-    let (s, _, b) = send("GET", "/v2/nothing/here", &key, None).await;
-    assert_eq!(s, StatusCode::NOT_FOUND);
-    assert!(
-        b["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("No route matches"),
-        "{b}"
-    );
-    let (s, _, b) = send(
-        "POST",
-        "/v2/alerts/a-1/dance?identifierType=alias",
-        &key,
-        Some(json!({})),
-    )
-    .await;
-    assert_eq!(s, StatusCode::NOT_FOUND);
-    assert!(
-        b["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("No route matches"),
-        "{b}"
-    );
+    for (method, path) in [
+        ("GET", "/v2/nothing/here"),
+        ("POST", "/v2/alerts/a-1/dance?identifierType=alias"),
+    ] {
+        let (s, _, b) = send(method, path, &key, Some(json!({}))).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{method} {path}");
+        assert!(
+            b["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("No route matches"),
+            "{method} {path}: {b}"
+        );
+    }
 
     // Routes Opsgenie has and Tocsin has not built yet answer 501, naming the feature.
     for (method, path, feature) in [
