@@ -41,14 +41,21 @@ pub(crate) async fn run<F: Future<Output = Response>>(
         .get::<axum::extract::MatchedPath>()
         .map(|m| crate::auth::route_text(m.as_str()));
     let route = matched.unwrap_or("unmatched");
+    // At debug level only: an info span (its fields formatted as it opens, entered and left
+    // on every poll) cost 1.2-3.9 us of a whoami's 13-14 us at the default log level. The
+    // lines that matter at info (a failed request, with what went wrong) name the request id
+    // themselves.
     let span =
-        tracing::info_span!("request", request_id = %id, method = %req.method(), path = %path);
+        tracing::debug_span!("request", request_id = %id, method = %req.method(), path = %path);
     let mut resp = next(req, matched).instrument(span).await;
     let status = resp.status();
-    let panicked = if status.is_server_error() {
-        resp.extensions_mut().remove::<Panicked>()
+    let (panicked, detail) = if status.is_server_error() {
+        (
+            resp.extensions_mut().remove::<Panicked>(),
+            resp.extensions_mut().remove::<crate::error::Detail>(),
+        )
     } else {
-        None
+        (None, None)
     };
     count_request(route, status.as_u16());
     let mut resp = if let Some(info) = resp.extensions().get::<ErrorInfo>().cloned() {
@@ -77,7 +84,8 @@ pub(crate) async fn run<F: Future<Output = Response>>(
         tracing::info!(request_id = %id, path = %path, "not implemented");
     } else if status.is_server_error() && resp.extensions().get::<Answered>().is_none() {
         let panic = panicked.as_ref().map(|p| p.0.as_str());
-        tracing::error!(request_id = %id, status = status.as_u16(), path = %path, panic, "request failed");
+        let error = detail.as_ref().map(|d| d.0.as_str());
+        tracing::error!(request_id = %id, status = status.as_u16(), path = %path, error, panic, "request failed");
     }
     let headers = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(id) {

@@ -232,12 +232,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Internal(detail) | ApiError::Unavailable { detail, .. } = &self {
-            // Logged here, with the request id added by the trace span; never sent.
-            tracing::error!(error = %detail, "internal error");
-        }
         let info = self.info();
         let mut resp = info.status.into_response();
+        if let ApiError::Internal(detail) | ApiError::Unavailable { detail, .. } = &self {
+            // Never sent: the envelope logs it with the request's id (envelope.rs).
+            resp.extensions_mut().insert(Detail(detail.clone()));
+        }
         if let ApiError::RateLimited { retry_after, .. } = &self
             && let Ok(v) = axum::http::HeaderValue::from_str(&retry_after.to_string())
         {
@@ -261,6 +261,11 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+/// What went wrong behind a 500 or 503, for the log only: the envelope writes it beside the
+/// request's id, method and path.
+#[derive(Clone)]
+pub(crate) struct Detail(pub(crate) String);
 
 /// Seconds a client is told to wait after a 503 `store_unavailable`.
 const UNAVAILABLE_RETRY_AFTER: u64 = 1;

@@ -437,16 +437,75 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
+    /// What the server logged at `error` in this test process (also shown beside a failing
+    /// test's output): the subscriber is global, so it is installed once for every test here.
+    fn logged() -> &'static std::sync::Mutex<Vec<u8>> {
+        static LOG: std::sync::OnceLock<std::sync::Mutex<Vec<u8>>> = std::sync::OnceLock::new();
+        struct Tee;
+        impl std::io::Write for Tee {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                logged().lock().unwrap().extend_from_slice(buf);
+                eprint!("{}", String::from_utf8_lossy(buf));
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let log = LOG.get_or_init(|| std::sync::Mutex::new(Vec::new()));
+        static INIT: std::sync::Once = std::sync::Once::new();
+        INIT.call_once(|| {
+            let _ = tracing_subscriber::fmt()
+                .with_writer(|| Tee)
+                .with_ansi(false)
+                .with_env_filter("error")
+                .try_init();
+        });
+        log
+    }
+
+    /// A 500's cause is logged once, at error, with the request's id and path (the request's
+    /// span is at debug level, so the line names them itself), and never sent.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_internal_error_is_logged_with_its_request_id_and_not_sent() {
+        logged();
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings::from_overrides(crate::config::Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        })
+        .unwrap();
+        let running = start(settings, ServeOptions::default()).await.unwrap();
+        let owner = std::fs::read_to_string(dir.path().join("owner-token")).unwrap();
+        let resp = reqwest::Client::new()
+            .get(format!("http://{}/v1/test/internal", running.addr))
+            .bearer_auth(owner.trim())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 500);
+        let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+        let body = resp.text().await.unwrap();
+        assert!(!body.contains("a test's internal detail"), "{body}");
+        let log = String::from_utf8_lossy(&logged().lock().unwrap()).into_owned();
+        let line = log
+            .lines()
+            .find(|l| l.contains(&request_id))
+            .unwrap_or_else(|| panic!("no log line names {request_id}: {log}"));
+        assert!(line.contains("request failed"), "{line}");
+        assert!(line.contains("a test's internal detail"), "{line}");
+        assert!(line.contains("/v1/test/internal"), "{line}");
+        running.shutdown().await;
+    }
+
     /// A handler that panics is answered as any other failure: a 500 in the JSON envelope with
     /// its request id, an audit event with that status, and a server that goes on serving.
     /// (The panicking route exists only in this crate's own test build; routes/mod.rs.)
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_handler_that_panics_is_answered_and_audited() {
         // The panic's log line shows beside a failing test's output.
-        let _ = tracing_subscriber::fmt()
-            .with_test_writer()
-            .with_env_filter("error")
-            .try_init();
+        logged();
         let dir = tempfile::tempdir().unwrap();
         let settings = Settings::from_overrides(crate::config::Overrides {
             listen: Some("127.0.0.1:0".into()),

@@ -285,7 +285,9 @@ pub fn router(state: AppState) -> Router {
         );
     // The crate's own tests add a handler that panics, to show how one is answered (lib.rs).
     #[cfg(test)]
-    let router = router.route("/v1/test/panic", get(panics));
+    let router = router
+        .route("/v1/test/panic", get(panics))
+        .route("/v1/test/internal", get(internal));
     router
         .fallback(|| async { ApiError::NoRoute })
         .with_state(state)
@@ -297,6 +299,11 @@ fn not_built(
     feature: &'static str,
 ) -> impl Fn() -> std::future::Ready<ApiError> + Clone + Send + Sync + 'static {
     move || std::future::ready(ApiError::NotImplemented(feature.to_owned()))
+}
+
+#[cfg(test)]
+async fn internal() -> ApiError {
+    ApiError::Internal("a test's internal detail".into())
 }
 
 #[cfg(test)]
