@@ -464,11 +464,8 @@ mod tests {
         log
     }
 
-    /// A 500's cause is logged once, at error, with the request's id and path (the request's
-    /// span is at debug level, so the line names them itself), and never sent.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn an_internal_error_is_logged_with_its_request_id_and_not_sent() {
-        logged();
+    /// A server on a fresh data directory, and its owner's token.
+    async fn serve() -> (tempfile::TempDir, Running, String) {
         let dir = tempfile::tempdir().unwrap();
         let settings = Settings::from_overrides(crate::config::Overrides {
             listen: Some("127.0.0.1:0".into()),
@@ -478,9 +475,18 @@ mod tests {
         .unwrap();
         let running = start(settings, ServeOptions::default()).await.unwrap();
         let owner = std::fs::read_to_string(dir.path().join("owner-token")).unwrap();
+        (dir, running, owner.trim().to_owned())
+    }
+
+    /// A 500's cause is logged once, at error, with the request's id and path (the request's
+    /// span is at debug level, so the line names them itself), and never sent.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_internal_error_is_logged_with_its_request_id_and_not_sent() {
+        logged();
+        let (_dir, running, owner) = serve().await;
         let resp = reqwest::Client::new()
             .get(format!("http://{}/v1/test/internal", running.addr))
-            .bearer_auth(owner.trim())
+            .bearer_auth(&owner)
             .send()
             .await
             .unwrap();
@@ -506,17 +512,9 @@ mod tests {
     async fn a_handler_that_panics_is_answered_and_audited() {
         // The panic's log line shows beside a failing test's output.
         logged();
-        let dir = tempfile::tempdir().unwrap();
-        let settings = Settings::from_overrides(crate::config::Overrides {
-            listen: Some("127.0.0.1:0".into()),
-            data_dir: Some(dir.path().to_path_buf()),
-            ..Default::default()
-        })
-        .unwrap();
-        let running = start(settings, ServeOptions::default()).await.unwrap();
+        let (_dir, running, owner) = serve().await;
+        let owner = owner.as_str();
         let base = format!("http://{}", running.addr);
-        let owner = std::fs::read_to_string(dir.path().join("owner-token")).unwrap();
-        let owner = owner.trim();
         let http = reqwest::Client::new();
 
         let resp = http
