@@ -196,6 +196,18 @@ async fn team_ids_by_name(app: &App, org: &OrgId) -> ApiResult<HashMap<String, S
     Ok(names)
 }
 
+/// How a team that does not exist is taken.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum UnknownTeam {
+    /// Kept by the name it was given, as unknown users are, and owning nothing: an alert
+    /// is never refused (and lost: Alertmanager does not retry a 4xx) for naming a team
+    /// Tocsin does not have yet. Opsgenie answers a create 202 before it looks responders up.
+    KeepName,
+    /// A 422 naming the body field (`field`): the `teams` action, which gives the alert to
+    /// a team and so needs one that exists.
+    Refuse,
+}
+
 /// Turns responders (by id or name) into stored responders, and collects the teams among them.
 /// `field` is the body field they came from, which a refusal names.
 async fn resolve_responders(
@@ -203,6 +215,7 @@ async fn resolve_responders(
     p: &Principal,
     refs: &[ResponderRef],
     field: &str,
+    unknown: UnknownTeam,
 ) -> ApiResult<(Vec<Responder>, Vec<String>)> {
     let mut team_names: Option<HashMap<String, String>> = None;
     let mut responders = Vec::new();
@@ -239,10 +252,14 @@ async fn resolve_responders(
                 }
                 None => {
                     let named = r.name.clone().or(r.id.clone()).unwrap_or_default();
-                    return Err(ApiError::validation(
-                        field,
-                        format!("no team `{named}` exists in this organization"),
-                    ));
+                    if unknown == UnknownTeam::KeepName {
+                        named
+                    } else {
+                        return Err(ApiError::validation(
+                            field,
+                            format!("no team `{named}` exists in this organization"),
+                        ));
+                    }
                 }
             }
         } else if r.kind == "user" {
@@ -279,9 +296,22 @@ pub async fn create(
 ) -> ApiResult<Response> {
     let new = NewAlert::check(body).map_err(ApiError::Validation)?;
     require_integration_key(&p)?;
-    let (mut responders, mut teams) =
-        resolve_responders(&app, &p, &new.responders, "responders").await?;
-    let (visible_to, _) = resolve_responders(&app, &p, &new.visible_to, "visibleTo").await?;
+    let (mut responders, mut teams) = resolve_responders(
+        &app,
+        &p,
+        &new.responders,
+        "responders",
+        UnknownTeam::KeepName,
+    )
+    .await?;
+    let (visible_to, _) = resolve_responders(
+        &app,
+        &p,
+        &new.visible_to,
+        "visibleTo",
+        UnknownTeam::KeepName,
+    )
+    .await?;
     // A team integration's alerts belong to its team (Opsgenie overwrites the responders);
     // a caller that may write alerts only within teams makes its first such team the owner.
     let owner_team = match &p.integration {
@@ -845,7 +875,8 @@ pub async fn post_action(
                     "team is required: {\"id\"} or {\"name\"}",
                 ));
             }
-            let (_, teams) = resolve_responders(&app, &p, &[r], "team").await?;
+            let (_, teams) =
+                resolve_responders(&app, &p, &[r], "team", UnknownTeam::Refuse).await?;
             Action::AddTeam {
                 team_id: teams.into_iter().next().unwrap_or_default(),
             }
@@ -856,7 +887,8 @@ pub async fn post_action(
             let refs =
                 alert::parse_responders(Some(&json!([responder])), "responder", &mut problems);
             problems.into_result().map_err(ApiError::Validation)?;
-            let (resolved, _) = resolve_responders(&app, &p, &refs, "responder").await?;
+            let (resolved, _) =
+                resolve_responders(&app, &p, &refs, "responder", UnknownTeam::KeepName).await?;
             match resolved.into_iter().next() {
                 Some(r) => Action::AddResponder(r),
                 None => {

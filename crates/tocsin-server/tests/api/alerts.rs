@@ -1159,8 +1159,8 @@ async fn opsgenie_clients_paths_headers_and_unbuilt_routes() {
 }
 
 /// Search by team name, as Opsgenie's queries are written (`teams:sre`), and by a user's
-/// email in `responders:`; a name that matches no team finds nothing. A 422 about a team that
-/// does not exist names the field it was sent in.
+/// email in `responders:`; a name that matches no team finds nothing. A create naming a team
+/// that does not exist keeps it by name; the `teams` action refuses it, naming its field.
 #[tokio::test]
 async fn searching_by_team_name_and_responder_email() {
     let app = TestApp::spawn().await;
@@ -1224,16 +1224,34 @@ async fn searching_by_team_name_and_responder_email() {
         .await;
     assert_eq!((s, &b["data"]["count"]), (StatusCode::OK, &json!(1)), "{b}");
 
+    // A team that does not exist (yet) does not cost the alert: it is kept by its name, as
+    // an unknown user is, and owns nothing. Giving an alert to such a team is refused, naming
+    // the field.
+    let (s, b, _) = app
+        .v2("POST", "/v2/alerts", &key, Some(json!({"message": "for a team to come", "alias": "later",
+            "responders": [{"type": "team", "name": "platform"}], "visibleTo": [{"type": "team", "name": "nosuch"}]})))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let (s, b, _) = app
+        .v2("GET", "/v2/alerts/later?identifierType=alias", &key, None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        b["data"]["responders"],
+        json!([{"type": "team", "id": "platform"}]),
+        "{b}"
+    );
+    assert_eq!(b["data"]["teams"], json!([]), "{b}");
     let (s, b, _) = app
         .v2(
             "POST",
-            "/v2/alerts",
+            "/v2/alerts/later/teams?identifierType=alias",
             &key,
-            Some(json!({"message": "m", "visibleTo": [{"type": "team", "name": "nosuch"}]})),
+            Some(json!({"team": {"name": "nosuch"}})),
         )
         .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(b["errors"]["visibleTo"].is_string(), "{b}");
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(b["errors"]["team"].is_string(), "{b}");
 }
 
 /// An integration key refused for a missing access flag is told which flag, not which role.
