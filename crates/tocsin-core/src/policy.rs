@@ -121,6 +121,17 @@ pub fn authorize(grants: &Grants, required: Permission, resource: &Resource) -> 
     }
 }
 
+/// The two narrowest built-in roles that grant `p`, as a refusal's fix names them.
+fn example_roles(p: Permission) -> String {
+    roles_granting(p)
+        .iter()
+        .rev()
+        .take(2)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
 /// The names of the built-in roles that grant `p`, for messages that say what would work.
 pub fn roles_granting(p: Permission) -> Vec<&'static str> {
     const NAMES: &[&str] = &[
@@ -420,7 +431,7 @@ pub fn describe_refusal(refusal: &Refusal, who: Option<&Describe>) -> (String, V
                     ),
                     vec![format!(
                         "Use a personal, team or organization key with a role that grants `{required}` (for example {}).",
-                        roles_granting(*required).iter().rev().take(2).copied().collect::<Vec<_>>().join(" or ")
+                        example_roles(*required)
                     )],
                 ),
             }
@@ -435,7 +446,7 @@ pub fn describe_refusal(refusal: &Refusal, who: Option<&Describe>) -> (String, V
                 ),
                 vec![format!(
                     "Use a key holding a role that grants `{required}` (for example {}), or ask an administrator to add one to this key.",
-                    roles_granting(*required).iter().rev().take(2).copied().collect::<Vec<_>>().join(" or ")
+                    example_roles(*required)
                 )],
             )
         }

@@ -538,10 +538,22 @@ pub fn is_public(route: &str) -> bool {
     )
 }
 
-pub fn client_ip(req: &Request) -> Option<IpAddr> {
-    req.extensions()
+pub fn client_ip(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
+}
+
+/// The client's `User-Agent` as audit events keep it: its first 256 characters.
+fn user_agent(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(256).collect())
+}
+
+fn request_id(extensions: &axum::http::Extensions) -> Option<uuid::Uuid> {
+    extensions.get::<crate::envelope::RequestId>().map(|r| r.0)
 }
 
 /// The auth step of the door (lib.rs): authenticates, runs the handler, records the audit
@@ -561,17 +573,10 @@ pub(crate) async fn run<F: Future<Output = Response>>(
         return next(req).await;
     }
     let started = std::time::Instant::now();
-    let ip = client_ip(&req);
+    let ip = client_ip(req.extensions());
     let method = method_text(req.method());
-    let user_agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.chars().take(256).collect::<String>().into_boxed_str());
-    let request_id = req
-        .extensions()
-        .get::<crate::envelope::RequestId>()
-        .map(|r| r.0);
+    let user_agent = user_agent(req.headers()).map(String::into_boxed_str);
+    let request_id = request_id(req.extensions());
     let target = target_of(route, req.uri().path());
     let query_key = query_api_key(app, req.uri().path(), req.uri().query()).map(str::to_owned);
     // The console's cookie counts only when no other credential is sent (console_session.rs).
@@ -752,19 +757,9 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestFacts {
                 .extensions
                 .get::<axum::extract::MatchedPath>()
                 .map(|m| route_text(m.as_str())),
-            ip: parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
-            user_agent: parts
-                .headers
-                .get(header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .map(|s| s.chars().take(256).collect()),
-            request_id: parts
-                .extensions
-                .get::<crate::envelope::RequestId>()
-                .map(|r| r.0),
+            ip: client_ip(&parts.extensions),
+            user_agent: user_agent(&parts.headers),
+            request_id: request_id(&parts.extensions),
         })
     }
 }

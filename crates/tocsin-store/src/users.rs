@@ -128,7 +128,7 @@ impl Store {
     /// The active users with a password and this email (case folded), in every organization,
     /// oldest first and at most `limit` of them: those a login may sign in as (an email is
     /// unique within an organization only).
-    pub async fn find_users_by_email(
+    pub async fn find_login_candidates(
         &self,
         email: &str,
         limit: usize,

@@ -1347,7 +1347,7 @@ async fn users_come_through_0010_with_their_sessions_and_memberships() {
     store.migrate().await.unwrap();
 
     let found = store
-        .find_users_by_email("ANN@example.com", 16)
+        .find_login_candidates("ANN@example.com", 16)
         .await
         .unwrap();
     assert_eq!(found.len(), 1);
@@ -1391,7 +1391,7 @@ async fn users_come_through_0010_with_their_sessions_and_memberships() {
         .await
         .unwrap();
     let both = store
-        .find_users_by_email("ann@example.com", 16)
+        .find_login_candidates("ann@example.com", 16)
         .await
         .unwrap();
     assert_eq!(both.len(), 2);
@@ -1411,7 +1411,7 @@ async fn users_come_through_0010_with_their_sessions_and_memberships() {
     // The login's bound: at most `limit` users, oldest first.
     assert_eq!(
         store
-            .find_users_by_email("ann@example.com", 1)
+            .find_login_candidates("ann@example.com", 1)
             .await
             .unwrap()[0]
             .user

@@ -197,24 +197,22 @@ async fn team_ids_by_name(app: &App, org: &OrgId) -> ApiResult<HashMap<String, S
 }
 
 /// How a team that does not exist is taken.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 enum UnknownTeam {
     /// Kept by the name it was given, as unknown users are, and owning nothing: an alert
     /// is never refused (and lost: Alertmanager does not retry a 4xx) for naming a team
     /// Tocsin does not have yet. Opsgenie answers a create 202 before it looks responders up.
     KeepName,
-    /// A 422 naming the body field (`field`): the `teams` action, which gives the alert to
+    /// A 422 naming the body field it came in: the `teams` action, which gives the alert to
     /// a team and so needs one that exists.
-    Refuse,
+    Refuse { field: &'static str },
 }
 
 /// Turns responders (by id or name) into stored responders, and collects the teams among them.
-/// `field` is the body field they came from, which a refusal names.
 async fn resolve_responders(
     app: &App,
     p: &Principal,
     refs: &[ResponderRef],
-    field: &str,
     unknown: UnknownTeam,
 ) -> ApiResult<(Vec<Responder>, Vec<String>)> {
     let mut team_names: Option<HashMap<String, String>> = None;
@@ -252,13 +250,16 @@ async fn resolve_responders(
                 }
                 None => {
                     let named = r.name.clone().or(r.id.clone()).unwrap_or_default();
-                    if unknown == UnknownTeam::KeepName {
-                        named
-                    } else {
-                        return Err(ApiError::validation(
-                            field,
-                            format!("no team `{named}` exists in this organization"),
-                        ));
+                    match unknown {
+                        UnknownTeam::KeepName => named,
+                        UnknownTeam::Refuse { field } => {
+                            return Err(ApiError::validation(
+                                field,
+                                format!(
+                                    "no team `{named}` exists in this organization; create it with POST /v1/teams, or name one that exists"
+                                ),
+                            ));
+                        }
                     }
                 }
             }
@@ -296,22 +297,10 @@ pub async fn create(
 ) -> ApiResult<Response> {
     let new = NewAlert::check(body).map_err(ApiError::Validation)?;
     require_integration_key(&p)?;
-    let (mut responders, mut teams) = resolve_responders(
-        &app,
-        &p,
-        &new.responders,
-        "responders",
-        UnknownTeam::KeepName,
-    )
-    .await?;
-    let (visible_to, _) = resolve_responders(
-        &app,
-        &p,
-        &new.visible_to,
-        "visibleTo",
-        UnknownTeam::KeepName,
-    )
-    .await?;
+    let (mut responders, mut teams) =
+        resolve_responders(&app, &p, &new.responders, UnknownTeam::KeepName).await?;
+    let (visible_to, _) =
+        resolve_responders(&app, &p, &new.visible_to, UnknownTeam::KeepName).await?;
     // A team integration's alerts belong to its team (Opsgenie overwrites the responders);
     // a caller that may write alerts only within teams makes its first such team the owner.
     let owner_team = match &p.integration {
@@ -876,7 +865,7 @@ pub async fn post_action(
                 ));
             }
             let (_, teams) =
-                resolve_responders(&app, &p, &[r], "team", UnknownTeam::Refuse).await?;
+                resolve_responders(&app, &p, &[r], UnknownTeam::Refuse { field: "team" }).await?;
             Action::AddTeam {
                 team_id: teams.into_iter().next().unwrap_or_default(),
             }
@@ -887,8 +876,7 @@ pub async fn post_action(
             let refs =
                 alert::parse_responders(Some(&json!([responder])), "responder", &mut problems);
             problems.into_result().map_err(ApiError::Validation)?;
-            let (resolved, _) =
-                resolve_responders(&app, &p, &refs, "responder", UnknownTeam::KeepName).await?;
+            let (resolved, _) = resolve_responders(&app, &p, &refs, UnknownTeam::KeepName).await?;
             match resolved.into_iter().next() {
                 Some(r) => Action::AddResponder(r),
                 None => {

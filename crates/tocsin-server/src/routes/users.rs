@@ -247,7 +247,7 @@ pub async fn update(
             return Err(ApiError::Forbidden {
                 code: "escalation_denied",
                 message: format!(
-                    "Only an owner can {doing}; this request is made by {}.",
+                    "Only an owner can {doing}; this request is made by {}. Ask an owner to do it.",
                     p.describe.summary()
                 ),
             });
@@ -364,10 +364,12 @@ pub async fn password_login(
             .collect(),
         None => {
             app.store
-                .find_users_by_email(email.trim(), LOGIN_CANDIDATES)
+                .find_login_candidates(email.trim(), LOGIN_CANDIDATES)
                 .await?
         }
     };
+    // A deactivated user's password is not checked (a dummy check takes its place), so only
+    // active users can be opened.
     let hashes: Vec<Option<String>> = candidates
         .iter()
         .map(|c| c.password_hash.clone().filter(|_| c.user.active))
@@ -386,7 +388,7 @@ pub async fn password_login(
     let mut opened: Vec<User> = candidates
         .into_iter()
         .zip(opened)
-        .filter(|(c, ok)| *ok && c.user.active)
+        .filter(|(_, ok)| *ok)
         .map(|(c, _)| c.user)
         .collect();
     let user = match opened.len() {
