@@ -316,8 +316,10 @@ pub fn conflict(code: &'static str, message: String) -> impl FnOnce(StoreError) 
     }
 }
 
-/// A JSON body whose problems become `validation_failed` (naming the field where serde can)
-/// or `bad_request` (for JSON that does not parse), never a framework text page.
+/// A JSON body whose problems become `validation_failed` (naming the field where serde can),
+/// never a framework text page. JSON that does not parse is `validation_failed` on `body` for
+/// Tocsin's own routes (SPEC section 4: a bad body is a 422) and `400 bad_request` on the
+/// Opsgenie routes, as Opsgenie answers a syntax error.
 /// An empty body is read as `{}`, as Opsgenie clients send empty-bodied POSTs. A body over
 /// the size limit is a 413, one nested deeper than `tocsin_core::json::MAX_DEPTH` a 422:
 /// both are refused before serde builds anything.
@@ -328,6 +330,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let limit = req.extensions().get::<crate::limits::BodyLimit>().copied();
+        let opsgenie = req.uri().path().starts_with("/v2/");
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
             .map_err(|e| match limit {
@@ -353,8 +356,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         {
             return Err(ApiError::validation("body", "must be a JSON object"));
         }
-        let not_json = |e: serde_json::Error| {
-            ApiError::BadRequest(format!("The request body is not valid JSON: {e}."))
+        let not_json = |e: serde_json::Error| match opsgenie {
+            true => ApiError::BadRequest(format!("The request body is not valid JSON: {e}.")),
+            false => ApiError::validation("body", format!("is not valid JSON: {e}")),
         };
         // Parsed untracked first: tracking the path costs on every value, and is needed only
         // to name the field of an error, when the body is parsed again below (issue #5).

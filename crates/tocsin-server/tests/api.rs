@@ -571,19 +571,37 @@ async fn key_validation_names_each_field() {
         )
         .await;
     assert!(b["error"]["fields"]["team_role_names"].is_string());
-    // Malformed JSON is a clear 400, never a framework page.
-    let resp = app
-        .http
-        .post(format!("{}/v1/api_keys", app.base))
-        .header("Authorization", format!("Bearer {}", app.owner))
-        .header("Content-Type", "application/json")
-        .body("{nope")
-        .send()
+    // Malformed JSON is a bad body (SPEC section 4): a 422 naming `body` and where it broke,
+    // never a framework page. The Opsgenie routes answer it 400, as Opsgenie does.
+    let malformed = |path: &str, auth: String| {
+        app.http
+            .post(format!("{}{path}", app.base))
+            .header("Authorization", auth)
+            .header("Content-Type", "application/json")
+            .body("{nope")
+            .send()
+    };
+    let resp = malformed("/v1/api_keys", format!("Bearer {}", app.owner))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let b: Value = resp.json().await.unwrap();
+    assert_eq!(code(&b), "validation_failed");
+    let why = b["error"]["fields"]["body"].as_str().unwrap();
+    assert!(
+        why.contains("not valid JSON") && why.contains("column 2"),
+        "{b}"
+    );
+    let resp = malformed("/v2/alerts", format!("GenieKey {}", app.owner))
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     let b: Value = resp.json().await.unwrap();
     assert_eq!(code(&b), "bad_request");
+    assert!(
+        b["message"].as_str().unwrap().contains("not valid JSON"),
+        "{b}"
+    );
 }
 
 #[tokio::test]

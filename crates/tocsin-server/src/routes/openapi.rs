@@ -282,7 +282,9 @@ fn error_statuses(r: &RouteInfo) -> Vec<u16> {
 
 fn describe(status: u16) -> &'static str {
     match status {
-        400 => "The request is malformed (JSON that does not parse, a bad query string)",
+        400 => {
+            "The request is malformed (a bad query string or header; on the Opsgenie routes, JSON that does not parse)"
+        }
         401 => {
             "No credential, or one that is damaged, unknown, revoked, disabled or expired; the message says which"
         }
