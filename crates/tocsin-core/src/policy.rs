@@ -112,10 +112,15 @@ pub fn authorize(grants: &Grants, required: Permission, resource: &Resource) -> 
     match resource {
         Resource::AnyTeam if !holding.is_empty() => Decision::Allowed,
         Resource::Teams(owners) if owners.iter().any(|t| holding.contains(t)) => Decision::Allowed,
-        Resource::Teams(owners) if !holding.is_empty() => Decision::ScopeDenied {
+        // Held, but only within teams: the object is another team's, or organization-wide
+        // (no owners), which only an account grant reaches.
+        Resource::Teams(_) | Resource::Org if !holding.is_empty() => Decision::ScopeDenied {
             required,
             key_teams: holding,
-            resource_teams: owners.clone(),
+            resource_teams: match resource {
+                Resource::Teams(owners) => owners.clone(),
+                _ => Vec::new(),
+            },
         },
         _ => Decision::PermissionDenied { required },
     }
@@ -452,18 +457,27 @@ pub fn describe_refusal(refusal: &Refusal, who: Option<&Describe>) -> (String, V
         }
         Refusal::Denied(Decision::ScopeDenied { required, key_teams, resource_teams }) => {
             let who = who.map(Describe::summary).unwrap_or_else(|| "this credential".into());
-            let owners = if resource_teams.is_empty() {
-                "no team (it is organization-wide)".to_owned()
+            let held = format!(
+                "{who} holds `{required}` only within team(s) {}",
+                key_teams.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
+            );
+            if resource_teams.is_empty() {
+                (
+                    format!("{held}, and this resource belongs to no team (it is organization-wide), which only an account-wide grant reaches."),
+                    vec![format!(
+                        "Use a personal or organization key whose role grants `{required}` account-wide (for example {}).",
+                        example_roles(*required)
+                    )],
+                )
             } else {
-                resource_teams.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
-            };
-            (
-                format!(
-                    "{who} holds `{required}` only within team(s) {}, and this resource belongs to {owners}.",
-                    key_teams.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
-                ),
-                vec![format!("Use a key of the resource's team, or one holding `{required}` account-wide.")],
-            )
+                (
+                    format!(
+                        "{held}, and this resource belongs to {}.",
+                        resource_teams.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                    vec![format!("Use a key of the resource's team, or one holding `{required}` account-wide.")],
+                )
+            }
         }
         Refusal::Denied(Decision::Allowed) => ("Allowed.".into(), vec![]),
     }
@@ -622,6 +636,28 @@ mod tests {
         let (msg, _) = describe_refusal(&Refusal::Denied(d), None);
         assert!(msg.contains(team(0).as_str()) && msg.contains(team(1).as_str()));
         assert!(authorize(&g, Permission::AlertsRead, &Resource::AnyTeam).is_allowed());
+    }
+
+    #[test]
+    fn a_team_grant_on_an_org_wide_object_is_named_as_held_only_within_the_team() {
+        let mut g = Grants::default();
+        g.add_team(team(0), [Permission::TeamsWrite].into_iter().collect());
+        for r in [Resource::Org, Resource::Teams(vec![])] {
+            let d = authorize(&g, Permission::TeamsWrite, &r);
+            assert!(matches!(d, Decision::ScopeDenied { .. }), "{r:?}");
+            let (msg, fixes) = describe_refusal(&Refusal::Denied(d), None);
+            assert!(
+                msg.contains(team(0).as_str()) && msg.contains("organization-wide"),
+                "{msg}"
+            );
+            assert!(
+                fixes[0].contains("account-wide") && fixes[0].contains("admin"),
+                "{fixes:?}"
+            );
+        }
+        // Not held anywhere: still a permission refusal.
+        let d = authorize(&g, Permission::UsersRead, &Resource::Org);
+        assert!(matches!(d, Decision::PermissionDenied { .. }));
     }
 
     #[test]
