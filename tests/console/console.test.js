@@ -3,7 +3,8 @@
 // gone; use the token against the API; explain a refusal; revoke the key in the console and
 // see the API refuse it with its explanation; create an integration, send an alert with its
 // key and acknowledge it in the console; the audit log; a phone-sized screen; one email in two
-// organizations, where the sign-in asks which one. The steps run
+// organizations, where the sign-in asks which one unless its link names the organization.
+// The steps run
 // in order and share one browser; the screenshots they save are the README's.
 "use strict";
 
@@ -529,5 +530,20 @@ step("one email and password in two organizations: the sign-in asks which one", 
   assert.equal(me.status, 200, JSON.stringify(me.body));
   assert.equal(me.body.organization.id, second.organization_id);
   assert.equal(me.body.user_id, second.user_id);
+  s.secondOrg = second.organization_id;
+  assert.deepEqual(s.pageErrors || [], [], "the console logged errors");
+});
+
+step("a sign-in link naming the organization signs in to it without asking", async () => {
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByRole("heading", { name: "Sign in to Tocsin" }).waitFor();
+  await page.goto(`/?organization=${encodeURIComponent(s.secondOrg)}`);
+  await page.getByRole("heading", { name: "Sign in to Tocsin" }).waitFor();
+  assert.match(await page.locator("#signin-organization").innerText(), new RegExp(s.secondOrg));
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("heading", { name: "API keys" }).waitFor();
+  assert.match(await page.locator("#who-name").innerText(), /Second org/);
   assert.deepEqual(s.pageErrors || [], [], "the console logged errors");
 });

@@ -206,6 +206,9 @@
     render();
     const email = h("input", { type: "email", name: "email", autocomplete: "username", required: true, autofocus: true });
     const password = h("input", { type: "password", name: "password", autocomplete: "current-password", required: true });
+    // A sign-in link may name the organization (`/?organization=ID`): the sign-in goes to it
+    // and never asks. (Without it, only the four oldest users holding an email are tried.)
+    const linked = new URLSearchParams(location.search).get("organization");
     // Shown only when the email and password sign in to several organizations (409).
     const org = h("select", { name: "organization_id" });
     const orgField = field("Organization", org, "This email and password sign in to more than one organization: choose one.");
@@ -215,6 +218,7 @@
     const form = h("form", { class: "panel sign-in", "aria-labelledby": "signin-title", novalidate: true },
       h("h1", { id: "signin-title" }, "Sign in to Tocsin"),
       message ? h("div", { class: "notice" }, message) : null,
+      linked ? h("p", { class: "hint", id: "signin-organization" }, "Signing in to the organization ", h("code", {}, linked), " (named by this link).") : null,
       field("Email", email), field("Password", password), orgField,
       h("div", { class: "actions" }, h("button", { type: "submit" }, "Sign in")),
       h("p", { class: "hint" }, "No password yet? The owner's is set by the first start with ", h("code", {}, "TOCSIN_OWNER_PASSWORD"),
@@ -223,7 +227,8 @@
       ev.preventDefault();
       try {
         const body = { email: email.value, password: password.value };
-        if (!orgField.hidden) body.organization_id = org.value;
+        if (linked) body.organization_id = linked;
+        else if (!orgField.hidden) body.organization_id = org.value;
         const r = await api("POST", "/v1/auth/console/login", body);
         password.value = "";
         state.csrf = r.csrf_token;
