@@ -2082,6 +2082,41 @@ async fn nobody_gets_a_token_stronger_than_themselves() {
         (StatusCode::FORBIDDEN, "escalation_denied"),
         "{b}"
     );
+    // Nor take over a user whose extra rights are team roles: setting a team admin's
+    // password would let hr sign in as them. (Tess's account role is within hr's.)
+    let (s, b) = app
+        .post(
+            "/v1/roles",
+            &app.owner,
+            json!({"name": "staff", "scope": "account", "permissions": ["users:read"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let tess = app
+        .user(json!({"email": "tess@example.com", "role_name": "staff"}))
+        .await;
+    let ops = app.team("ops-escalation").await;
+    app.add_member(&ops, &tess, &["team_admin"]).await;
+    for body in [
+        json!({"password": "correct horse battery"}),
+        json!({"active": false}),
+    ] {
+        let (s, b) = app.patch(&format!("/v1/users/{tess}"), &hr, body).await;
+        assert_eq!(
+            (s, code(&b)),
+            (StatusCode::FORBIDDEN, "escalation_denied"),
+            "{b}"
+        );
+        assert!(
+            b["error"]["message"].as_str().unwrap().contains(&ops),
+            "{b}"
+        );
+    }
+    // Renaming needs no more than users:write.
+    let (s, b) = app
+        .patch(&format!("/v1/users/{tess}"), &hr, json!({"name": "Tess"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
     let (s, _) = app
         .patch(
             &format!("/v1/users/{kim}"),

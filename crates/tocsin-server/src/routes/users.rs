@@ -257,19 +257,13 @@ pub async fn update(
         check_role_grant(&p, &roles, r)?;
     }
     // Changing someone's role, switching them off or setting their password needs every
-    // right they hold now: otherwise a holder of users:write alone could demote an admin, or
-    // sign in as one. A narrowed key therefore cannot set even its own user's password.
+    // right they hold now, their team roles included: otherwise a holder of users:write alone
+    // could demote an admin, or set a team admin's password and sign in as them. A narrowed
+    // key therefore cannot set even its own user's password.
     if req.role_name.is_some() || req.active.is_some() || req.password.is_some() {
-        let theirs = roles.perms(std::slice::from_ref(&target.role_name));
-        let missing = theirs.minus(p.grants.account);
-        if !missing.is_empty() {
-            return Err(ApiError::Escalation(vec![
-                tocsin_core::policy::MissingGrant {
-                    team: None,
-                    permissions: missing,
-                },
-            ]));
-        }
+        let theirs = roles.user_grants(&app, &target).await?;
+        tocsin_core::policy::check_no_escalation(&p.grants, &theirs)
+            .map_err(ApiError::Escalation)?;
     }
     let patch = UserPatch {
         name: name.map(|n| n.as_str().to_owned()),
