@@ -174,26 +174,18 @@ impl Store {
         }
     }
 
-    /// Records a ping; returns the heartbeat as it was before (None if there is no such heartbeat).
-    pub async fn ping_heartbeat(
-        &self,
-        org: &OrgId,
-        name: &str,
-        at: OffsetDateTime,
-    ) -> Result<Option<Heartbeat>> {
-        let before = self.get_heartbeat(org, name).await?;
-        if before.is_some() {
-            on_db!(&self.db, |pool| {
-                sqlx::query("UPDATE heartbeats SET last_ping_at = $3, expired = $4 WHERE org_id = $1 AND name = $2")
-                    .bind(org.as_str())
-                    .bind(name)
-                    .bind(ms(at))
-                    .bind(false)
-                    .execute(pool)
-                    .await?;
-            });
-        }
-        Ok(before)
+    /// Records a ping of `h` (read by the caller, which checks who may ping it).
+    pub async fn ping_heartbeat(&self, h: &Heartbeat, at: OffsetDateTime) -> Result<()> {
+        on_db!(&self.db, |pool| {
+            sqlx::query("UPDATE heartbeats SET last_ping_at = $3, expired = $4 WHERE org_id = $1 AND name = $2")
+                .bind(h.org_id.as_str())
+                .bind(h.name.as_str())
+                .bind(ms(at))
+                .bind(false)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
     }
 
     /// Enabled heartbeats past due at `now` that were not yet expired; marks them expired.

@@ -286,17 +286,23 @@ pub async fn toggle(
 }
 
 /// A ping: Opsgenie answers PONG whether or not the heartbeat exists. An expired one's alert
-/// is closed.
+/// is closed. A ping keeps a heartbeat from raising its alert and closes that alert, so it
+/// needs `alerts:write` where the heartbeat belongs (its owner team's, or account-wide for
+/// one with no owner team): a read-only or another team's key cannot silence it.
 pub async fn ping(
     State(app): State<AppState>,
     Extension(p): Extension<Arc<Principal>>,
     Path(name): Path<String>,
     v2: V2,
 ) -> ApiResult<Response> {
-    if let Some(before) = app
-        .store
-        .ping_heartbeat(&p.org_id, &name, OffsetDateTime::now_utc())
-        .await?
+    let before = app.store.get_heartbeat(&p.org_id, &name).await?;
+    if let Some(h) = &before {
+        p.require(Permission::AlertsWrite, &resource(h))?;
+        app.store
+            .ping_heartbeat(h, OffsetDateTime::now_utc())
+            .await?;
+    }
+    if let Some(before) = before
         && before.expired
         && let Some(alert) = app
             .store

@@ -139,13 +139,13 @@ routes_table! {
     "GET" "/v2/heartbeats/{name}" AnyTeam(IntegrationsRead), "Get a heartbeat";
     "PATCH" "/v2/heartbeats/{name}" AnyTeam(IntegrationsWrite), "Change a heartbeat";
     "DELETE" "/v2/heartbeats/{name}" AnyTeam(IntegrationsWrite), "Delete a heartbeat";
-    "POST" "/v2/heartbeats/{name}/ping" Authenticated, "Ping a heartbeat; answers PONG";
+    "POST" "/v2/heartbeats/{name}/ping" AnyTeam(AlertsWrite), "Ping a heartbeat (alerts:write where it belongs); answers PONG";
     "POST" "/v2/heartbeats/{name}/{action}" AnyTeam(IntegrationsWrite), "enable or disable a heartbeat";
     "PUT" "/v2/heartbeats/{name}/{action}" AnyTeam(IntegrationsWrite), "enable or disable a heartbeat (as POST; Opsgenie's migration guide says PUT works too)";
     "PATCH" "/v2/heartbeats/{name}/{action}" AnyTeam(IntegrationsWrite), "enable or disable a heartbeat (as POST; Opsgenie's migration guide says PATCH works too)";
-    "GET" "/v2/heartbeats/{name}/ping" Authenticated, "Ping a heartbeat; answers PONG";
-    "PUT" "/v2/heartbeats/{name}/ping" Authenticated, "Ping a heartbeat; answers PONG";
-    "PATCH" "/v2/heartbeats/{name}/ping" Authenticated, "Ping a heartbeat; answers PONG";
+    "GET" "/v2/heartbeats/{name}/ping" AnyTeam(AlertsWrite), "Ping a heartbeat (alerts:write where it belongs); answers PONG";
+    "PUT" "/v2/heartbeats/{name}/ping" AnyTeam(AlertsWrite), "Ping a heartbeat (alerts:write where it belongs); answers PONG";
+    "PATCH" "/v2/heartbeats/{name}/ping" AnyTeam(AlertsWrite), "Ping a heartbeat (alerts:write where it belongs); answers PONG";
 }
 
 pub fn router(state: AppState) -> Router {

@@ -638,6 +638,33 @@ async fn a_missed_heartbeat_opens_an_alert_and_the_next_ping_closes_it() {
             .0,
         StatusCode::ACCEPTED
     );
+    // A ping silences a heartbeat and closes its alert: it needs alerts:write where the
+    // heartbeat belongs (this one has no owner team: account-wide), so neither a read-only
+    // key nor a key of some team can keep it quiet.
+    let (_, viewer) = app
+        .key(
+            &app.owner,
+            json!({"name": "hb viewer", "role_names": ["viewer"]}),
+        )
+        .await;
+    let team = app.team("hb-other").await;
+    let (_, other) = app
+        .key(&app.owner, json!({"name": "hb other", "kind": "team", "team_id": team, "team_role_names": ["team_admin"]}))
+        .await;
+    for (key, code) in [(&viewer, "permission_denied"), (&other, "scope_denied")] {
+        let (s, b, _) = app
+            .v2("GET", "/v2/heartbeats/nightly-backup/ping", key, None)
+            .await;
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some(code)),
+            "{b}"
+        );
+        assert!(
+            b["message"].as_str().unwrap().contains("alerts:write"),
+            "{b}"
+        );
+    }
 
     let running = app.running.as_ref().unwrap();
     let later = time::OffsetDateTime::now_utc() + time::Duration::hours(2);
