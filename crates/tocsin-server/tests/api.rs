@@ -411,6 +411,42 @@ async fn expired_keys_and_rotated_out_tokens_are_refused() {
     );
     assert_eq!(app.get("/v1/auth/whoami", &second).await.0, StatusCode::OK);
     assert_eq!(app.get("/v1/auth/whoami", &third).await.0, StatusCode::OK);
+    // A replaced token in its grace period works, but cannot outlive the rotation: it may not
+    // rotate its key again (which would lock out the current token), reshape it, or mint a
+    // key of its own.
+    let rotate = format!("/v1/api_keys/{id}/rotate");
+    let key_path = format!("/v1/api_keys/{id}");
+    let attempts = [
+        app.post(&rotate, &second, json!({"grace_period_seconds": 0}))
+            .await,
+        app.patch(
+            &key_path,
+            &second,
+            json!({"allowed_cidrs": ["192.0.2.1/32"]}),
+        )
+        .await,
+        app.post(
+            "/v1/api_keys",
+            &second,
+            json!({"name": "foothold", "expires_at": in_days(30)}),
+        )
+        .await,
+    ];
+    for (s, b) in attempts {
+        assert_eq!(
+            (s, code(&b)),
+            (StatusCode::FORBIDDEN, "replaced_token"),
+            "{b}"
+        );
+        assert!(
+            b["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("current token"),
+            "{b}"
+        );
+    }
+    assert_eq!(app.get("/v1/auth/whoami", &third).await.0, StatusCode::OK);
     let (_, b) = app
         .post(
             &format!("/v1/api_keys/{id}/rotate"),

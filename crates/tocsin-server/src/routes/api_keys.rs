@@ -405,6 +405,7 @@ pub async fn issue(
     requested: Option<Grants>,
     request: &RequestFacts,
 ) -> ApiResult<Value> {
+    check_not_replaced(p, "create keys")?;
     if let Some(requested) = requested {
         check_no_escalation(&p.grants, &requested).map_err(ApiError::Escalation)?;
     }
@@ -434,6 +435,23 @@ async fn recorded(app: &App, event: AuditRecord, done: String) -> ApiResult<()> 
         },
         other => other.into(),
     })
+}
+
+/// A token a rotation replaced keeps working until its grace period ends, so deployments can
+/// switch over, but it may not mint, rotate or reshape keys: otherwise a leaked token would
+/// outlive the rotation meant to end it (rotate again with no grace, or make itself a new
+/// key). Revoking stays open to it.
+pub(crate) fn check_not_replaced(p: &Principal, doing: &str) -> ApiResult<()> {
+    match p.state.grace_period_ends_at {
+        None => Ok(()),
+        Some(end) => Err(ApiError::Forbidden {
+            code: "replaced_token",
+            message: format!(
+                "This request is made with a token that a rotation replaced. It keeps working for other requests until its grace period ends at {}, but it may not {doing}. Use the key's current token (the one the rotation returned).",
+                key::fmt_rfc3339(end)
+            ),
+        }),
+    }
 }
 
 /// Only a personal key's own user may rotate or reshape it; anyone allowed may revoke it.
@@ -585,6 +603,7 @@ pub async fn update(
     JsonBody(req): JsonBody<UpdateKey>,
 ) -> ApiResult<Json<Value>> {
     let key = load(&app, &p, &id, Permission::ApiKeysWrite).await?;
+    check_not_replaced(&p, "change keys")?;
     if key.revoked_at.is_some() {
         return Err(ApiError::Conflict {
             code: "key_revoked",
@@ -713,6 +732,7 @@ pub async fn rotate(
     JsonBody(req): JsonBody<RotateKey>,
 ) -> ApiResult<Json<Value>> {
     let key = load(&app, &p, &id, Permission::ApiKeysWrite).await?;
+    check_not_replaced(&p, "rotate keys")?;
     // Rotating hands the caller a working token: it must not open more than the caller holds.
     check_own_personal(&p, &key, "rotate")?;
     check_within_caller(&app, &p, &key).await?;
