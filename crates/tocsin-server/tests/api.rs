@@ -662,6 +662,12 @@ async fn team_keys_stay_in_their_team_and_cannot_escalate() {
         vec![payments.as_str()],
         "a team key lists only its team"
     );
+    // Page by page too, and no page's cursor is the id of a team it may not see.
+    let (s, b) = app.get("/v1/teams?limit=1", &tk).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"].as_array().unwrap().len(), 1, "{b}");
+    assert_eq!(b["data"][0]["id"], payments.as_str(), "{b}");
+    assert!(b["next_cursor"].is_null(), "{b}");
     let (s, b) = app.get(&format!("/v1/teams/{search}"), &tk).await;
     assert_eq!((s, code(&b)), (StatusCode::FORBIDDEN, "scope_denied"));
     assert!(b["error"]["message"].as_str().unwrap().contains(&payments));

@@ -104,6 +104,43 @@ impl Store {
         ))
     }
 
+    /// `list_teams` restricted to `among` (a team-scoped caller's teams): the page and its
+    /// cursor hold only those, so paging never shows another team's id.
+    pub async fn list_teams_among(
+        &self,
+        org: &OrgId,
+        among: &[TeamId],
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Team>> {
+        if among.is_empty() {
+            return Ok(Page {
+                items: Vec::new(),
+                next_cursor: None,
+            });
+        }
+        let params: Vec<String> = (0..among.len()).map(|i| format!("${}", i + 4)).collect();
+        let sql = format!(
+            "SELECT {COLUMNS} FROM teams WHERE org_id = $1 AND ($2 IS NULL OR id < $2) AND id IN ({}) ORDER BY id DESC LIMIT $3",
+            params.join(", ")
+        );
+        let rows: Vec<TeamRow> = on_db!(&self.db, |pool| {
+            let mut q = sqlx::query_as(safe(&sql))
+                .bind(org.as_str())
+                .bind(cursor)
+                .bind(limit as i64 + 1);
+            for t in among {
+                q = q.bind(t.as_str());
+            }
+            q.fetch_all(pool).await?
+        });
+        Ok(paginate(
+            rows.into_iter().map(Team::from).collect(),
+            limit,
+            |t: &Team| t.id.to_string(),
+        ))
+    }
+
     pub async fn update_team(
         &self,
         org: &OrgId,

@@ -68,20 +68,19 @@ pub async fn list(
     Query(q): Query<ListParams>,
 ) -> ApiResult<Json<views::List>> {
     p.require(Permission::TeamsRead, &Resource::AnyTeam)?;
-    let page = app
-        .store
-        .list_teams(&p.org_id, q.limit()?, q.id_cursor(TeamId::parse)?)
-        .await?;
-    // A caller that reads teams only within some teams lists only those.
-    let all = p.grants.account.contains(Permission::TeamsRead);
-    let mine = p.grants.teams_with(Permission::TeamsRead);
+    let (limit, cursor) = (q.limit()?, q.id_cursor(TeamId::parse)?);
+    // A caller that reads teams only within some teams lists only those, in the query itself:
+    // filtered afterwards, a page's cursor could be the id of a team it may not see.
+    let page = if p.grants.account.contains(Permission::TeamsRead) {
+        app.store.list_teams(&p.org_id, limit, cursor).await?
+    } else {
+        let mine = p.grants.teams_with(Permission::TeamsRead);
+        app.store
+            .list_teams_among(&p.org_id, &mine, limit, cursor)
+            .await?
+    };
     Ok(Json(views::List {
-        data: page
-            .items
-            .iter()
-            .filter(|t| all || mine.contains(&t.id))
-            .map(views::team)
-            .collect(),
+        data: page.items.iter().map(views::team).collect(),
         next_cursor: page.next_cursor,
     }))
 }
