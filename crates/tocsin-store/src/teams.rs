@@ -80,6 +80,17 @@ impl Store {
         Ok(row.into())
     }
 
+    /// The organization's team with this name, in any case (names are unique that way).
+    pub async fn find_team_by_name(&self, org: &OrgId, name: &str) -> Result<Option<Team>> {
+        let sql = format!("SELECT {COLUMNS} FROM teams WHERE org_id = $1 AND name_folded = $2");
+        let row: Option<TeamRow> = on_db!(&self.db, |pool| sqlx::query_as(safe(&sql))
+            .bind(org.as_str())
+            .bind(name.to_lowercase())
+            .fetch_optional(pool)
+            .await?);
+        Ok(row.map(Team::from))
+    }
+
     pub async fn list_teams(
         &self,
         org: &OrgId,

@@ -147,11 +147,8 @@ async fn apply_fields(
             (Some(id), _) => app.store.get_team(&p.org_id, &id).await.ok().map(|t| t.id),
             (None, Some(name)) => app
                 .store
-                .list_teams(&p.org_id, 500, None)
+                .find_team_by_name(&p.org_id, name)
                 .await?
-                .items
-                .into_iter()
-                .find(|t| t.name.eq_ignore_ascii_case(name))
                 .map(|t| t.id),
             _ => None,
         };

@@ -80,29 +80,13 @@ async fn owner_team(app: &App, p: &Principal, v: Option<&Value>) -> ApiResult<Op
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
     {
-        let mut cursor = None;
-        loop {
-            let page = app
-                .store
-                .list_teams(&p.org_id, 500, cursor.as_deref())
-                .await?;
-            if let Some(t) = page
-                .items
-                .iter()
-                .find(|t| t.name.eq_ignore_ascii_case(name))
-            {
-                return Ok(Some(t.id.clone()));
-            }
-            match page.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => {
-                    return Err(ApiError::validation(
-                        "ownerTeam",
-                        format!("no team named `{name}` exists"),
-                    ));
-                }
-            }
-        }
+        return match app.store.find_team_by_name(&p.org_id, name).await? {
+            Some(t) => Ok(Some(t.id)),
+            None => Err(ApiError::validation(
+                "ownerTeam",
+                format!("no team named `{name}` exists"),
+            )),
+        };
     }
     Err(ApiError::validation(
         "ownerTeam",

@@ -741,6 +741,21 @@ async fn a_missed_heartbeat_opens_an_alert_and_the_next_ping_closes_it() {
         .v2("DELETE", "/v2/heartbeats/nightly-backup", &app.owner, None)
         .await;
     assert_eq!(s, StatusCode::OK);
+    // A heartbeat of a team (named in any case) takes that team's key's pings.
+    let (s, b, _) = app
+        .v2(
+            "POST",
+            "/v2/heartbeats",
+            &app.owner,
+            Some(json!({"name": "team-cron", "interval": 1, "intervalUnit": "hours", "enabled": true, "ownerTeam": {"name": "HB-Other"}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(b["data"]["ownerTeam"]["id"], team.as_str(), "{b}");
+    let (s, b, _) = app
+        .v2("GET", "/v2/heartbeats/team-cron/ping", &other, None)
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
 }
 
 #[tokio::test]
