@@ -312,6 +312,26 @@ pub struct AlertDraft {
     pub note: Option<String>,
     /// Appended to the request status ("message was truncated", ...).
     pub adjustments: Vec<String>,
+    /// The teams the creator may write alerts in; `None` when it may write every alert (an
+    /// account-wide grant). A create whose alias is taken by an open alert outside these teams
+    /// is refused, not counted into that alert: a team's key never writes to, nor learns the
+    /// id of, another team's alert.
+    pub write_teams: Option<Vec<String>>,
+}
+
+impl AlertDraft {
+    /// Whether this draft's creator may count it into an alert with `teams`.
+    fn may_add_to(&self, teams: &[String]) -> bool {
+        match &self.write_teams {
+            None => true,
+            Some(mine) => teams.iter().any(|t| mine.contains(t)),
+        }
+    }
+}
+
+/// An alert's teams as stored (a JSON array of ids).
+fn stored_teams(json: &str) -> Vec<String> {
+    serde_json::from_str(json).unwrap_or_default()
 }
 
 /// A change to an existing alert.
@@ -725,6 +745,8 @@ async fn act_op<C: BatchConn>(
 enum Landing {
     /// An open alert with its alias, there before the run: counted.
     Existing(String),
+    /// An open alert with its alias that belongs to teams its creator may not write in.
+    Refused,
     /// The run's new row `k`.
     New(usize),
     /// Counted into the run's new row `k` (an earlier create of the run had the alias).
@@ -750,10 +772,11 @@ async fn create_run<C: BatchConn>(
             wanted.entry(op.org_id.as_str()).or_default().push(alias);
         }
     }
-    let mut open: std::collections::HashMap<(&str, String), String> = Default::default();
+    let mut open: std::collections::HashMap<(&str, String), (String, Vec<String>)> =
+        Default::default();
     for (org, aliases) in &wanted {
-        for (alias, id) in conn.open_aliases(org, aliases).await? {
-            open.insert((*org, alias), id);
+        for (alias, id, teams) in conn.open_aliases(org, aliases).await? {
+            open.insert((*org, alias), (id, stored_teams(&teams)));
         }
     }
     let mut landings: Vec<Option<Landing>> = Vec::with_capacity(ops.len());
@@ -768,8 +791,11 @@ async fn create_run<C: BatchConn>(
         let org = op.org_id.as_str();
         if let Some(alias) = &d.alias {
             let key = (org, alias.clone());
-            if let Some(id) = open.get(&key) {
-                landings.push(Some(Landing::Existing(id.clone())));
+            if let Some((id, teams)) = open.get(&key) {
+                landings.push(Some(match d.may_add_to(teams) {
+                    true => Landing::Existing(id.clone()),
+                    false => Landing::Refused,
+                }));
                 continue;
             }
             if let Some(&k) = fresh.get(&key) {
@@ -797,18 +823,23 @@ async fn create_run<C: BatchConn>(
             next += 1;
         }
     }
-    // Each new row's alert: its own, or the open alert the upsert counted it into.
-    let mut stored: Vec<(String, bool)> = Vec::with_capacity(rows.len());
+    // Each new row's alert: its own, or the open alert the upsert counted it into (another
+    // node's, opened since the look above), with that alert's teams.
+    let mut stored: Vec<(String, bool, Option<String>)> = Vec::with_capacity(rows.len());
     if !rows.is_empty() {
-        let returned: std::collections::HashMap<(String, String), (String, i64)> = conn
+        let returned: std::collections::HashMap<(String, String), (String, i64, String)> = conn
             .insert_alerts(&rows)
             .await?
             .into_iter()
-            .map(|(org, alias, id, count)| ((org, alias), (id, count)))
+            .map(|(org, alias, id, count, teams)| ((org, alias), (id, count, teams)))
             .collect();
         for row in &rows {
             match returned.get(&(row.org_id.to_owned(), row.alias.clone())) {
-                Some((id, count)) => stored.push((id.clone(), *count > 1 || *id != row.id)),
+                Some((id, count, teams)) => stored.push((
+                    id.clone(),
+                    *count > 1 || *id != row.id,
+                    (*id != row.id).then(|| teams.clone()),
+                )),
                 None => {
                     return Err(StoreError::Config(
                         "an inserted alert was not returned".into(),
@@ -825,7 +856,37 @@ async fn create_run<C: BatchConn>(
             continue;
         };
         let org = op.org_id.as_str();
+        let refused = |alias: &str| {
+            let mut s = failed(
+                op,
+                &format!(
+                    "Request could not be processed: an open alert with the alias `{alias}` belongs to teams this key may not write alerts in. Use another alias, or a key of the alert's team."
+                ),
+            );
+            s.alias = alias.to_owned();
+            s.processed_at = from_ms(now);
+            s
+        };
+        let alias_of = |k: usize| rows[k].alias.as_str();
+        // The teams of the alert row `k` landed in: its own, or those of the alert the upsert
+        // counted it into. (Read only when a create is counted into one.)
+        let teams_of = |k: usize| stored_teams(stored[k].2.as_deref().unwrap_or(&rows[k].teams));
         let (alert_id, alias, again) = match landing {
+            Landing::Refused => {
+                statuses.push(refused(d.alias.as_deref().unwrap_or_default()));
+                continue;
+            }
+            // Counted into a row of this run, or (by the upsert) into an alert another node
+            // opened since the look for open aliases. (The upsert has counted it already: a
+            // race between nodes, which only the count shows.)
+            Landing::Again(k) if !d.may_add_to(&teams_of(k)) => {
+                statuses.push(refused(alias_of(k)));
+                continue;
+            }
+            Landing::New(k) if stored[k].1 && !d.may_add_to(&teams_of(k)) => {
+                statuses.push(refused(alias_of(k)));
+                continue;
+            }
             Landing::Existing(id) => {
                 match counted.iter_mut().find(|(_, a, _)| *a == id) {
                     Some((_, _, n)) => *n += 1,
@@ -1350,13 +1411,16 @@ pub(crate) struct AlertInsert<'a> {
 }
 
 impl<'a> AlertInsert<'a> {
-    /// `(org, alias, id, count)`, as the insert's `RETURNING` gives it for a new row.
-    pub(crate) fn stored(&self) -> (String, String, String, i64) {
+    /// `(org, alias, id, count, teams)`, as the insert's `RETURNING` gives it for a new row,
+    /// but for `teams`: it is read only of a row counted into another alert, which a plain
+    /// insert never does, so it is left empty here.
+    pub(crate) fn stored(&self) -> (String, String, String, i64, String) {
         (
             self.org_id.to_owned(),
             self.alias.clone(),
             self.id.clone(),
             self.count,
+            String::new(),
         )
     }
 

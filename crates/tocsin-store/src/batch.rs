@@ -68,17 +68,22 @@ impl Rows {
 
 /// What the alert ops of a batch need, on an open transaction.
 pub(crate) trait BatchConn: SegmentConn {
-    /// `(alias, id)` of the organization's open alerts with one of `aliases`.
-    async fn open_aliases(&mut self, org: &str, aliases: &[&str]) -> Result<Vec<(String, String)>>;
+    /// `(alias, id, teams)` of the organization's open alerts with one of `aliases` (`teams`
+    /// as stored: a JSON array).
+    async fn open_aliases(
+        &mut self,
+        org: &str,
+        aliases: &[&str],
+    ) -> Result<Vec<(String, String, String)>>;
     /// Takes `n` tinyIds of an organization at once; returns the first.
     async fn reserve_tiny_ids(&mut self, org: &str, n: i64) -> Result<i64>;
     /// Inserts new alerts, each counted into the open alert with its alias instead should one
-    /// have appeared meanwhile; returns `(org, alias, id, count)` of each row's alert, in no
-    /// promised order.
+    /// have appeared meanwhile; returns `(org, alias, id, count, teams)` of each row's alert, in
+    /// no promised order.
     async fn insert_alerts(
         &mut self,
         rows: &[AlertInsert<'_>],
-    ) -> Result<Vec<(String, String, String, i64)>>;
+    ) -> Result<Vec<(String, String, String, i64, String)>>;
     async fn insert_rows<R: Serialize>(&mut self, table: Rows, rows: &[R]) -> Result<()>;
     /// Counts `n` more occurrences into an alert.
     async fn count_again(&mut self, org: &str, id: &str, n: i64, now: i64) -> Result<()>;
@@ -233,7 +238,7 @@ pub(crate) fn alerts_sql() -> &'static BulkSql {
             "ON CONFLICT (org_id, alias) WHERE status = 'open'
              DO UPDATE SET count = alerts.count + 1, last_occurred_at = excluded.last_occurred_at,
                updated_at = excluded.updated_at
-             RETURNING org_id, alias, id, count",
+             RETURNING org_id, alias, id, count, teams",
         )
     });
     &SQL
@@ -296,9 +301,13 @@ sqlx_segment_conn!(sqlx::PgConnection, TERMS_PG);
 sqlx_segment_conn!(sqlx::SqliteConnection, TERMS_SQLITE);
 
 impl BatchConn for sqlx::PgConnection {
-    async fn open_aliases(&mut self, org: &str, aliases: &[&str]) -> Result<Vec<(String, String)>> {
+    async fn open_aliases(
+        &mut self,
+        org: &str,
+        aliases: &[&str],
+    ) -> Result<Vec<(String, String, String)>> {
         Ok(sqlx::query_as(
-            "SELECT alias, id FROM alerts WHERE org_id = $1 AND status = 'open'
+            "SELECT alias, id, teams FROM alerts WHERE org_id = $1 AND status = 'open'
                AND alias IN (SELECT json_array_elements_text($2::json))",
         )
         .bind(org)
@@ -319,7 +328,7 @@ impl BatchConn for sqlx::PgConnection {
     async fn insert_alerts(
         &mut self,
         rows: &[AlertInsert<'_>],
-    ) -> Result<Vec<(String, String, String, i64)>> {
+    ) -> Result<Vec<(String, String, String, i64, String)>> {
         Ok(crate::bulk::pg_fetch(self, alerts_sql(), rows).await?)
     }
 

@@ -241,13 +241,17 @@ impl SegmentConn for Embedded<'_> {
 }
 
 impl BatchConn for Embedded<'_> {
-    async fn open_aliases(&mut self, org: &str, aliases: &[&str]) -> Result<Vec<(String, String)>> {
+    async fn open_aliases(
+        &mut self,
+        org: &str,
+        aliases: &[&str],
+    ) -> Result<Vec<(String, String, String)>> {
         let mut stmt = self.prepare(
-            "SELECT alias, id FROM alerts WHERE org_id = $1 AND status = 'open'
+            "SELECT alias, id, teams FROM alerts WHERE org_id = $1 AND status = 'open'
                AND alias IN (SELECT value FROM json_each($2))",
         )?;
         let rows = stmt.query_map((org, crate::to_json(&aliases)), |r| {
-            Ok((r.get(0)?, r.get(1)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -265,7 +269,7 @@ impl BatchConn for Embedded<'_> {
     async fn insert_alerts(
         &mut self,
         rows: &[AlertInsert<'_>],
-    ) -> Result<Vec<(String, String, String, i64)>> {
+    ) -> Result<Vec<(String, String, String, i64, String)>> {
         static SQL: std::sync::LazyLock<BulkSql> =
             std::sync::LazyLock::new(|| BulkSql::new("alerts", crate::alerts::INSERT_COLUMNS, ""));
         self.insert_each(&SQL, rows)?;

@@ -283,6 +283,7 @@ fn create(org: &OrgId, alias: Option<&str>, note: Option<&str>) -> AlertOp {
             user: "bot".into(),
             note: note.map(str::to_owned),
             adjustments: vec![],
+            write_teams: None,
         })),
     }
 }
@@ -480,6 +481,56 @@ async fn the_writer_stops_when_the_store_is_closed() {
     assert!(audit.flush().await.is_err());
     assert!(alerts.submit(create(&org, None, None)).await.is_err());
     task.await.expect("the writer ends without a panic");
+}
+
+/// A create whose creator may write alerts only in some teams is never counted into an open
+/// alert of other teams, whether that alert was there before the batch or opened earlier in
+/// it: its request fails, and the alert keeps its count and notes.
+#[tokio::test]
+async fn a_team_scoped_create_is_not_counted_into_another_teams_alert() {
+    let (_dir, store) = store().await;
+    let org = org(&store).await;
+    let scoped = |alias: &str, teams: &[&str], writes_in: Option<&[&str]>| {
+        let mut op = create(&org, Some(alias), Some("from a team"));
+        if let OpKind::Create(d) = &mut op.kind {
+            d.teams = teams.iter().map(|t| t.to_string()).collect();
+            d.write_teams = writes_in.map(|w| w.iter().map(|t| t.to_string()).collect());
+        }
+        op
+    };
+    let before = store
+        .apply_alert_ops(&[scoped("early", &["team_y"], Some(&["team_y"]))])
+        .await
+        .unwrap();
+    let batch = [
+        scoped("early", &["team_x"], Some(&["team_x"])),
+        scoped("fresh", &["team_y"], Some(&["team_y"])),
+        scoped("fresh", &["team_x"], Some(&["team_x"])),
+        scoped("fresh", &["team_x"], Some(&["team_x", "team_y"])),
+        scoped("fresh", &[], None),
+    ];
+    let s = store.apply_alert_ops(&batch).await.unwrap();
+    for refused in [&s[0], &s[2]] {
+        assert!(!refused.success, "{refused:?}");
+        assert!(refused.status.contains("belongs to teams"), "{refused:?}");
+        assert!(refused.alert_id.is_empty(), "{refused:?}");
+    }
+    assert_eq!(s[3].alert_id, s[1].alert_id, "{s:?}");
+    assert_eq!(s[4].alert_id, s[1].alert_id, "{s:?}");
+    let count = |id: String| {
+        let store = &store;
+        let org = &org;
+        async move {
+            store
+                .find_alert(org, &id, IdentifierType::Id)
+                .await
+                .unwrap()
+                .unwrap()
+                .count
+        }
+    };
+    assert_eq!(count(before[0].alert_id.clone()).await, 1);
+    assert_eq!(count(s[1].alert_id.clone()).await, 3);
 }
 
 /// One batch mixing creates and actions gives what one op at a time would: creates with an

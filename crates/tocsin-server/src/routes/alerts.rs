@@ -364,6 +364,13 @@ pub async fn create(
         user: new.user.unwrap_or_else(|| display_name(&p)),
         note: new.note,
         adjustments: new.adjustments,
+        write_teams: (!p.grants.account.contains(Permission::AlertsWrite)).then(|| {
+            p.grants
+                .teams_with(Permission::AlertsWrite)
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        }),
     };
     submit(&app, &p, &v2, OpKind::Create(Box::new(draft))).await
 }

@@ -360,6 +360,8 @@ pub async fn sweep(app: &App, now: OffsetDateTime) -> ApiResult<usize> {
             user: "Heartbeat".into(),
             note: None,
             adjustments: vec![],
+            // The heartbeat's own alert, counted into whatever alert holds its alias.
+            write_teams: None,
         };
         let op = AlertOp {
             org_id: h.org_id.clone(),

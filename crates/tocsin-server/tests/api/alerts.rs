@@ -394,6 +394,63 @@ async fn team_keys_see_and_touch_only_their_teams_alerts() {
     // The owner's personal key sees everything.
     let (_, b, _) = app.v2("GET", "/v2/alerts", &app.owner, None).await;
     assert_eq!(b["data"].as_array().unwrap().len(), 2);
+    // An alias held by another team's open alert: the create is refused in its request
+    // status, and neither counted into that alert nor told its id.
+    let (_, _, rid) = app
+        .v2(
+            "POST",
+            "/v2/alerts",
+            &sre_key,
+            Some(json!({"message": "db failover", "alias": "db-failover"})),
+        )
+        .await;
+    let failover = app.status_of(&sre_key, &rid).await;
+    assert_eq!(failover["isSuccess"], true, "{failover}");
+    let (s, b, rid) = app
+        .v2(
+            "POST",
+            "/v2/alerts",
+            &dba_key,
+            Some(json!({"message": "probe", "alias": "db-failover", "note": "dba was here"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let probe = app.status_of(&dba_key, &rid).await;
+    assert_eq!(probe["isSuccess"], false, "{probe}");
+    assert!(
+        probe["status"]
+            .as_str()
+            .unwrap()
+            .contains("belongs to teams"),
+        "{probe}"
+    );
+    assert_ne!(probe["alertId"], failover["alertId"], "{probe}");
+    let path = format!("/v2/alerts/{}", failover["alertId"].as_str().unwrap());
+    let (_, b, _) = app.v2("GET", &path, &sre_key, None).await;
+    assert_eq!(b["data"]["count"], 1, "{b}");
+    let (_, b, _) = app
+        .v2("GET", &format!("{path}/notes"), &sre_key, None)
+        .await;
+    assert_eq!(b["data"].as_array().unwrap().len(), 0, "{b}");
+    // The alert's own team, and account-wide keys, still count into it.
+    for key in [&sre_key, &app.owner] {
+        let (_, _, rid) = app
+            .v2(
+                "POST",
+                "/v2/alerts",
+                key,
+                Some(json!({"message": "again", "alias": "db-failover"})),
+            )
+            .await;
+        let again = app.status_of(key, &rid).await;
+        assert_eq!(
+            (&again["isSuccess"], &again["alertId"]),
+            (&json!(true), &failover["alertId"]),
+            "{again}"
+        );
+    }
+    let (_, b, _) = app.v2("GET", &path, &sre_key, None).await;
+    assert_eq!(b["data"]["count"], 3, "{b}");
     // Read-only integrations cannot write, and refusals use Opsgenie's envelope.
     let (_, ro) = app
         .integration(json!({"name": "ro", "allow_write": false}))
