@@ -2095,6 +2095,85 @@ async fn nobody_gets_a_token_stronger_than_themselves() {
         .await;
     assert_eq!(s, StatusCode::CREATED);
 
+    // A rate-limited key makes only keys limited as tightly, and a key makes none that
+    // outlives it; an integration it makes gets a key within both.
+    let (_, bounded) = app
+        .key(&app.owner, json!({"name": "bounded", "rate_limit": 100}))
+        .await;
+    for (body, says) in [
+        (
+            json!({"name": "unlimited", "expires_at": in_days(3)}),
+            "rate_limit",
+        ),
+        (
+            json!({"name": "looser", "rate_limit": 101, "expires_at": in_days(3)}),
+            "rate_limit",
+        ),
+        (
+            json!({"name": "longer", "rate_limit": 100, "expires_at": in_days(60)}),
+            "cannot expire later",
+        ),
+    ] {
+        let (s, b) = app.post("/v1/api_keys", &bounded, body).await;
+        assert_eq!(
+            (s, code(&b)),
+            (StatusCode::FORBIDDEN, "escalation_denied"),
+            "{b}"
+        );
+        assert!(
+            b["error"]["message"].as_str().unwrap().contains(says),
+            "{b}"
+        );
+    }
+    let (s, b) = app
+        .post(
+            "/v1/api_keys",
+            &bounded,
+            json!({"name": "within", "rate_limit": 50, "expires_at": in_days(3)}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let within = b["api_key"]["id"].as_str().unwrap().to_owned();
+    let (s, b) = app
+        .patch(
+            &format!("/v1/api_keys/{within}"),
+            &bounded,
+            json!({"rate_limit": null}),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::FORBIDDEN, "escalation_denied"),
+        "{b}"
+    );
+    let (s, b) = app
+        .patch(
+            &format!("/v1/api_keys/{within}"),
+            &bounded,
+            json!({"expires_at": in_days(90)}),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::FORBIDDEN, "escalation_denied"),
+        "{b}"
+    );
+    let (s, b) = app
+        .post(
+            "/v1/integrations",
+            &bounded,
+            json!({"name": "bounded made"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(b["api_key"]["rate_limit"], 100, "{b}");
+    let made =
+        OffsetDateTime::parse(b["api_key"]["expires_at"].as_str().unwrap(), &Rfc3339).unwrap();
+    assert!(
+        made <= OffsetDateTime::now_utc() + Duration::days(30),
+        "{b}"
+    );
+
     // users:write alone cannot demote an admin or switch one off.
     let (_, b) = app
         .post(

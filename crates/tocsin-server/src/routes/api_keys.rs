@@ -134,6 +134,8 @@ pub async fn create(
     request: RequestFacts,
     JsonBody(req): JsonBody<CreateKey>,
 ) -> ApiResult<Response> {
+    // First, as the reason that holds whatever the body asks for (`issue` checks it again).
+    check_not_replaced(&p, "create keys")?;
     let now = OffsetDateTime::now_utc();
     let org = app.store.get_org(&p.org_id).await?;
     let roles = RoleBook::load(&app, &p.org_id).await?;
@@ -354,8 +356,9 @@ pub async fn create(
     key.allowed_cidrs = cidrs.iter().map(ToString::to_string).collect();
     key.rate_limit = rate_limit;
     // The new key is checked like a new key of the service account it would create: the
-    // service account row does not exist yet, so only grants and networks are compared.
+    // service account row does not exist yet, so only grants, networks and limits are compared.
     check_within_caller(&app, &p, &key).await?;
+    check_expiry_within_caller(&p, key.expires_at)?;
     let target = AuditTarget {
         kind: "api_key".into(),
         id: key.id.to_string(),
@@ -372,7 +375,40 @@ pub(crate) async fn check_within_caller(app: &App, p: &Principal, key: &ApiKey) 
     let roles = RoleBook::load(app, &p.org_id).await?;
     let grants = crate::auth::standing(app, &roles, key).await?.grants;
     check_no_escalation(&p.grants, &grants).map_err(ApiError::Escalation)?;
-    check_networks(p, &key.allowed_cidrs)
+    check_networks(p, &key.allowed_cidrs)?;
+    check_rate_limit(p, key.rate_limit)
+}
+
+/// A calling key with a rate limit cannot make a key with a looser one (or none): the limit
+/// would be lifted by minting a sibling. Sessions have no limit of their own.
+fn check_rate_limit(p: &Principal, limit: Option<u32>) -> ApiResult<()> {
+    match p.key.as_ref().and_then(|k| k.rate_limit) {
+        Some(mine) if limit.is_none_or(|n| n > mine) => Err(ApiError::Forbidden {
+            code: "escalation_denied",
+            message: format!(
+                "The calling key is limited to {mine} requests per minute (rate_limit); a key it creates, rotates or changes must have a rate_limit of at most {mine}."
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A key cannot make a key that outlives it, or move one's expiry past its own: a leaked
+/// short-lived token would otherwise make itself a long-lived one. Sessions are not bound.
+pub(crate) fn check_expiry_within_caller(
+    p: &Principal,
+    expires_at: OffsetDateTime,
+) -> ApiResult<()> {
+    match p.key.as_ref().map(|k| k.expires_at) {
+        Some(mine) if expires_at > mine => Err(ApiError::Forbidden {
+            code: "escalation_denied",
+            message: format!(
+                "The calling key expires at {}; a key it creates or changes cannot expire later. Pick an earlier expires_at, or sign in (or use a longer-lived key) to make this one.",
+                key::fmt_rfc3339(mine)
+            ),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// A caller restricted to some networks cannot make a key that is less restricted.
@@ -693,6 +729,12 @@ pub async fn update(
     if req.role_names.is_some() || req.team_role_names.is_some() || cidrs.is_some() {
         check_own_personal(&p, &key, "change the roles or networks of")?;
         check_within_caller(&app, &p, &changed).await?;
+    }
+    if let Some(limit) = rate_limit {
+        check_rate_limit(&p, limit)?;
+    }
+    if let Some(at) = expires_at {
+        check_expiry_within_caller(&p, at)?;
     }
     let patch = KeyPatch {
         name: name.map(|n| n.as_str().to_owned()),

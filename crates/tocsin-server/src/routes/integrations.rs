@@ -105,9 +105,15 @@ pub async fn create_with_key(
             "key_expires_at",
             key::parse_expires_at(Some(raw), now, org.max_key_days),
         ),
-        None => Some(key::to_millis(
-            key::max_expiry(now, org.max_key_days).min(now + Duration::days(365)),
-        )),
+        // A year, within the organization's maximum and (made with a key) the calling
+        // key's own expiry: a key does not make one that outlives it.
+        None => {
+            let mut at = key::max_expiry(now, org.max_key_days).min(now + Duration::days(365));
+            if let Some(k) = &p.key {
+                at = at.min(k.expires_at);
+            }
+            Some(key::to_millis(at))
+        }
     };
     problems.into_result().map_err(ApiError::Validation)?;
     let (name, expires_at) = (name.expect("checked"), expires_at.expect("checked"));
@@ -124,6 +130,7 @@ pub async fn create_with_key(
     };
     p.require(Permission::IntegrationsWrite, &resource(&integration))?;
     crate::routes::api_keys::check_networks(p, &[])?;
+    crate::routes::api_keys::check_expiry_within_caller(p, expires_at)?;
     // Check the key's rights before anything is written.
     tocsin_core::policy::check_no_escalation(
         &p.grants,
@@ -146,6 +153,8 @@ pub async fn create_with_key(
     );
     key.integration_id = Some(integration.id.to_string());
     key.team_id = integration.team_id.clone();
+    // Made with a rate-limited key, the new key shares its limit.
+    key.rate_limit = p.key.as_ref().and_then(|k| k.rate_limit);
     let issued = issue(app, p, key, &token, None, None, request).await?;
     Ok((integration, issued))
 }
