@@ -431,6 +431,19 @@ async fn expired_keys_and_rotated_out_tokens_are_refused() {
             json!({"name": "foothold", "expires_at": in_days(30)}),
         )
         .await,
+        app.post("/v1/integrations", &second, json!({"name": "foothold"}))
+            .await,
+        app.patch(
+            &format!(
+                "/v1/users/{}",
+                app.get("/v1/auth/whoami", &second).await.1["user_id"]
+                    .as_str()
+                    .unwrap()
+            ),
+            &second,
+            json!({"password": "a new password to sign in with"}),
+        )
+        .await,
     ];
     for (s, b) in attempts {
         assert_eq!(
@@ -446,6 +459,11 @@ async fn expired_keys_and_rotated_out_tokens_are_refused() {
             "{b}"
         );
     }
+    let (_, b) = app.get("/v1/integrations", &app.owner).await;
+    assert!(
+        !b.to_string().contains("foothold"),
+        "a refused integration was made: {b}"
+    );
     assert_eq!(app.get("/v1/auth/whoami", &third).await.0, StatusCode::OK);
     let (_, b) = app
         .post(
@@ -2158,6 +2176,40 @@ async fn nobody_gets_a_token_stronger_than_themselves() {
         (StatusCode::FORBIDDEN, "escalation_denied"),
         "{b}"
     );
+    // Nor rotate a key that outlives it (the new token would), and a change that brings a
+    // key within its limit passes in one request with other changes.
+    let (s, b) = app
+        .post(
+            "/v1/api_keys",
+            &app.owner,
+            json!({"name": "long and open", "expires_at": in_days(90)}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let long = b["api_key"]["id"].as_str().unwrap().to_owned();
+    let (s, b) = app
+        .post(&format!("/v1/api_keys/{long}/rotate"), &bounded, json!({}))
+        .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::FORBIDDEN, "escalation_denied"),
+        "{b}"
+    );
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot expire later"),
+        "{b}"
+    );
+    let (s, b) = app
+        .patch(
+            &format!("/v1/api_keys/{long}"),
+            &bounded,
+            json!({"allowed_cidrs": ["127.0.0.0/8"], "rate_limit": 50}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
     let (s, b) = app
         .post(
             "/v1/integrations",

@@ -320,11 +320,12 @@ pub struct AlertDraft {
 }
 
 impl AlertDraft {
-    /// Whether this draft's creator may count it into an alert with `teams`.
-    fn may_add_to(&self, teams: &[String]) -> bool {
+    /// Whether this draft's creator may count it into an alert with `teams` (read only for a
+    /// creator limited to some teams: an account-wide one costs no parse).
+    fn may_add_to(&self, teams: impl FnOnce() -> Vec<String>) -> bool {
         match &self.write_teams {
             None => true,
-            Some(mine) => teams.iter().any(|t| mine.contains(t)),
+            Some(mine) => teams().iter().any(|t| mine.contains(t)),
         }
     }
 }
@@ -772,11 +773,10 @@ async fn create_run<C: BatchConn>(
             wanted.entry(op.org_id.as_str()).or_default().push(alias);
         }
     }
-    let mut open: std::collections::HashMap<(&str, String), (String, Vec<String>)> =
-        Default::default();
+    let mut open: std::collections::HashMap<(&str, String), (String, String)> = Default::default();
     for (org, aliases) in &wanted {
         for (alias, id, teams) in conn.open_aliases(org, aliases).await? {
-            open.insert((*org, alias), (id, stored_teams(&teams)));
+            open.insert((*org, alias), (id, teams));
         }
     }
     let mut landings: Vec<Option<Landing>> = Vec::with_capacity(ops.len());
@@ -792,7 +792,7 @@ async fn create_run<C: BatchConn>(
         if let Some(alias) = &d.alias {
             let key = (org, alias.clone());
             if let Some((id, teams)) = open.get(&key) {
-                landings.push(Some(match d.may_add_to(teams) {
+                landings.push(Some(match d.may_add_to(|| stored_teams(teams)) {
                     true => Landing::Existing(id.clone()),
                     false => Landing::Refused,
                 }));
@@ -827,19 +827,17 @@ async fn create_run<C: BatchConn>(
     // node's, opened since the look above), with that alert's teams.
     let mut stored: Vec<(String, bool, Option<String>)> = Vec::with_capacity(rows.len());
     if !rows.is_empty() {
-        let returned: std::collections::HashMap<(String, String), (String, i64, String)> = conn
-            .insert_alerts(&rows)
-            .await?
-            .into_iter()
-            .map(|(org, alias, id, count, teams)| ((org, alias), (id, count, teams)))
-            .collect();
+        let returned: std::collections::HashMap<(String, String), (String, i64, Option<String>)> =
+            conn.insert_alerts(&rows)
+                .await?
+                .into_iter()
+                .map(|(org, alias, id, count, teams)| ((org, alias), (id, count, teams)))
+                .collect();
         for row in &rows {
             match returned.get(&(row.org_id.to_owned(), row.alias.clone())) {
-                Some((id, count, teams)) => stored.push((
-                    id.clone(),
-                    *count > 1 || *id != row.id,
-                    (*id != row.id).then(|| teams.clone()),
-                )),
+                Some((id, count, teams)) => {
+                    stored.push((id.clone(), *count > 1 || *id != row.id, teams.clone()))
+                }
                 None => {
                     return Err(StoreError::Config(
                         "an inserted alert was not returned".into(),
@@ -860,7 +858,7 @@ async fn create_run<C: BatchConn>(
             let mut s = failed(
                 op,
                 &format!(
-                    "Request could not be processed: an open alert with the alias `{alias}` belongs to teams this key may not write alerts in. Use another alias, or a key of the alert's team."
+                    "Request could not be processed: an open alert with the alias `{alias}` belongs to other teams (or to no team), where this credential may not write alerts. Use another alias, or a key of the alert's team."
                 ),
             );
             s.alias = alias.to_owned();
@@ -869,8 +867,10 @@ async fn create_run<C: BatchConn>(
         };
         let alias_of = |k: usize| rows[k].alias.as_str();
         // The teams of the alert row `k` landed in: its own, or those of the alert the upsert
-        // counted it into. (Read only when a create is counted into one.)
-        let teams_of = |k: usize| stored_teams(stored[k].2.as_deref().unwrap_or(&rows[k].teams));
+        // counted it into (which it returns only then).
+        let (stored, rows) = (&stored, &rows);
+        let teams_of =
+            |k: usize| move || stored_teams(stored[k].2.as_deref().unwrap_or(&rows[k].teams));
         let (alert_id, alias, again) = match landing {
             Landing::Refused => {
                 statuses.push(refused(d.alias.as_deref().unwrap_or_default()));
@@ -879,11 +879,11 @@ async fn create_run<C: BatchConn>(
             // Counted into a row of this run, or (by the upsert) into an alert another node
             // opened since the look for open aliases. (The upsert has counted it already: a
             // race between nodes, which only the count shows.)
-            Landing::Again(k) if !d.may_add_to(&teams_of(k)) => {
+            Landing::Again(k) if !d.may_add_to(teams_of(k)) => {
                 statuses.push(refused(alias_of(k)));
                 continue;
             }
-            Landing::New(k) if stored[k].1 && !d.may_add_to(&teams_of(k)) => {
+            Landing::New(k) if stored[k].1 && !d.may_add_to(teams_of(k)) => {
                 statuses.push(refused(alias_of(k)));
                 continue;
             }
@@ -1411,16 +1411,15 @@ pub(crate) struct AlertInsert<'a> {
 }
 
 impl<'a> AlertInsert<'a> {
-    /// `(org, alias, id, count, teams)`, as the insert's `RETURNING` gives it for a new row,
-    /// but for `teams`: it is read only of a row counted into another alert, which a plain
-    /// insert never does, so it is left empty here.
-    pub(crate) fn stored(&self) -> (String, String, String, i64, String) {
+    /// `(org, alias, id, count, teams)`, as the insert's `RETURNING` gives it for a new row
+    /// (`teams` only of a row counted into another alert).
+    pub(crate) fn stored(&self) -> (String, String, String, i64, Option<String>) {
         (
             self.org_id.to_owned(),
             self.alias.clone(),
             self.id.clone(),
             self.count,
-            String::new(),
+            None,
         )
     }
 

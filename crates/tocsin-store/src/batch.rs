@@ -79,11 +79,11 @@ pub(crate) trait BatchConn: SegmentConn {
     async fn reserve_tiny_ids(&mut self, org: &str, n: i64) -> Result<i64>;
     /// Inserts new alerts, each counted into the open alert with its alias instead should one
     /// have appeared meanwhile; returns `(org, alias, id, count, teams)` of each row's alert, in
-    /// no promised order.
+    /// no promised order, `teams` only for a row counted into an alert already there.
     async fn insert_alerts(
         &mut self,
         rows: &[AlertInsert<'_>],
-    ) -> Result<Vec<(String, String, String, i64, String)>>;
+    ) -> Result<Vec<(String, String, String, i64, Option<String>)>>;
     async fn insert_rows<R: Serialize>(&mut self, table: Rows, rows: &[R]) -> Result<()>;
     /// Counts `n` more occurrences into an alert.
     async fn count_again(&mut self, org: &str, id: &str, n: i64, now: i64) -> Result<()>;
@@ -238,7 +238,7 @@ pub(crate) fn alerts_sql() -> &'static BulkSql {
             "ON CONFLICT (org_id, alias) WHERE status = 'open'
              DO UPDATE SET count = alerts.count + 1, last_occurred_at = excluded.last_occurred_at,
                updated_at = excluded.updated_at
-             RETURNING org_id, alias, id, count, teams",
+             RETURNING org_id, alias, id, count, CASE WHEN count > 1 THEN teams END",
         )
     });
     &SQL
@@ -328,7 +328,7 @@ impl BatchConn for sqlx::PgConnection {
     async fn insert_alerts(
         &mut self,
         rows: &[AlertInsert<'_>],
-    ) -> Result<Vec<(String, String, String, i64, String)>> {
+    ) -> Result<Vec<(String, String, String, i64, Option<String>)>> {
         Ok(crate::bulk::pg_fetch(self, alerts_sql(), rows).await?)
     }
 

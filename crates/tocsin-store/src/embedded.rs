@@ -269,7 +269,7 @@ impl BatchConn for Embedded<'_> {
     async fn insert_alerts(
         &mut self,
         rows: &[AlertInsert<'_>],
-    ) -> Result<Vec<(String, String, String, i64, String)>> {
+    ) -> Result<Vec<(String, String, String, i64, Option<String>)>> {
         static SQL: std::sync::LazyLock<BulkSql> =
             std::sync::LazyLock::new(|| BulkSql::new("alerts", crate::alerts::INSERT_COLUMNS, ""));
         self.insert_each(&SQL, rows)?;

@@ -512,7 +512,10 @@ async fn a_team_scoped_create_is_not_counted_into_another_teams_alert() {
     let s = store.apply_alert_ops(&batch).await.unwrap();
     for refused in [&s[0], &s[2]] {
         assert!(!refused.success, "{refused:?}");
-        assert!(refused.status.contains("belongs to teams"), "{refused:?}");
+        assert!(
+            refused.status.contains("belongs to other teams"),
+            "{refused:?}"
+        );
         assert!(refused.alert_id.is_empty(), "{refused:?}");
     }
     assert_eq!(s[3].alert_id, s[1].alert_id, "{s:?}");

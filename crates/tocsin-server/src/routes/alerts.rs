@@ -150,7 +150,7 @@ fn read_scope(p: &Principal) -> ApiResult<AlertScope> {
     })
 }
 
-fn alert_resource(a: &Alert) -> Resource {
+pub(crate) fn alert_resource(a: &Alert) -> Resource {
     Resource::Teams(
         a.teams
             .iter()

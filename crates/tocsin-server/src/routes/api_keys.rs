@@ -474,9 +474,10 @@ async fn recorded(app: &App, event: AuditRecord, done: String) -> ApiResult<()> 
 }
 
 /// A token a rotation replaced keeps working until its grace period ends, so deployments can
-/// switch over, but it may not mint, rotate or reshape keys: otherwise a leaked token would
-/// outlive the rotation meant to end it (rotate again with no grace, or make itself a new
-/// key). Revoking stays open to it.
+/// switch over, but it may not make or change credentials (keys, integrations with their key,
+/// passwords): otherwise a leaked token would outlive the rotation meant to end it (rotate
+/// again with no grace, make itself a new key, or set a password and sign in). Revoking stays
+/// open to it.
 pub(crate) fn check_not_replaced(p: &Principal, doing: &str) -> ApiResult<()> {
     match p.state.grace_period_ends_at {
         None => Ok(()),
@@ -726,12 +727,15 @@ pub async fn update(
     if let Some(c) = &cidrs {
         changed.allowed_cidrs = c.iter().map(ToString::to_string).collect();
     }
+    if let Some(limit) = rate_limit {
+        changed.rate_limit = limit;
+    }
     if req.role_names.is_some() || req.team_role_names.is_some() || cidrs.is_some() {
         check_own_personal(&p, &key, "change the roles or networks of")?;
+        // The key as it would be, its new rate limit included.
         check_within_caller(&app, &p, &changed).await?;
-    }
-    if let Some(limit) = rate_limit {
-        check_rate_limit(&p, limit)?;
+    } else if rate_limit.is_some() {
+        check_rate_limit(&p, changed.rate_limit)?;
     }
     if let Some(at) = expires_at {
         check_expiry_within_caller(&p, at)?;
@@ -775,8 +779,10 @@ pub async fn rotate(
 ) -> ApiResult<Json<Value>> {
     let key = load(&app, &p, &id, Permission::ApiKeysWrite).await?;
     check_not_replaced(&p, "rotate keys")?;
-    // Rotating hands the caller a working token: it must not open more than the caller holds.
+    // Rotating hands the caller a working token: it must not open more than the caller holds,
+    // nor outlive the caller's own key.
     check_own_personal(&p, &key, "rotate")?;
+    check_expiry_within_caller(&p, key.expires_at)?;
     check_within_caller(&app, &p, &key).await?;
     let grace = req
         .grace_period_seconds

@@ -306,6 +306,14 @@ pub async fn ping(
             .find_alert(&p.org_id, &before.name, IdentifierType::Alias)
             .await?
         && alert.status == "open"
+        // Only an alert the caller may write: another team's alert with the heartbeat's name
+        // as its alias is not the heartbeat's to close.
+        && tocsin_core::policy::authorize(
+            &p.grants,
+            Permission::AlertsWrite,
+            &crate::routes::alerts::alert_resource(&alert),
+        )
+        .is_allowed()
     {
         let op = AlertOp {
             org_id: p.org_id.clone(),
@@ -360,8 +368,9 @@ pub async fn sweep(app: &App, now: OffsetDateTime) -> ApiResult<usize> {
             user: "Heartbeat".into(),
             note: None,
             adjustments: vec![],
-            // The heartbeat's own alert, counted into whatever alert holds its alias.
-            write_teams: None,
+            // As a create from the heartbeat's team: never counted into another team's alert
+            // that happens to hold the heartbeat's name as its alias.
+            write_teams: h.owner_team_id.clone().map(|t| vec![t]),
         };
         let op = AlertOp {
             org_id: h.org_id.clone(),
@@ -369,10 +378,14 @@ pub async fn sweep(app: &App, now: OffsetDateTime) -> ApiResult<usize> {
             integration_id: None,
             kind: OpKind::Create(Box::new(draft)),
         };
-        app.alerts
+        let status = app
+            .alerts
             .submit(op)
             .await
             .map_err(|e| ApiError::Internal(format!("heartbeat alert: {e}")))?;
+        if !status.success {
+            tracing::warn!(org = %h.org_id, heartbeat = %h.name, status = %status.status, "a missed heartbeat's alert was not raised");
+        }
     }
     Ok(expired.len())
 }

@@ -33,7 +33,9 @@ fn integration_rule(
         Needs::AnyTeam(Permission::AlertsWrite) | Needs::Alert(Permission::AlertsWrite)
     );
     let note = route.method == "POST" && param(params, "action") == Some("notes");
-    if alert_write && !note {
+    // A heartbeat's ping needs alerts:write, but it is no alert write of the caller's.
+    let ping = route.path.ends_with("/ping");
+    if alert_write && !note && !ping {
         crate::routes::alerts::require_integration_key(subject)?;
     }
     Ok(())
@@ -338,14 +340,33 @@ pub async fn explain(
                 .map_or_else(String::new, |k| k.id.to_string())
         )];
     }
+    // A token a rotation replaced may not make or change credentials (api_keys.rs).
+    if e.allowed
+        && let Some((route, _)) = &matched
+        && matches!(
+            (route.method, route.path),
+            ("POST", "/v1/api_keys")
+                | ("PATCH", "/v1/api_keys/{id}")
+                | ("POST", "/v1/integrations")
+                | ("POST", "/v2/integrations")
+        )
+        && let Err(e) = crate::routes::api_keys::check_not_replaced(&subject, "make or change keys")
+    {
+        return refused(e, route_note, Some(permission));
+    }
     // Past the permission, what the key routes check of the key they change.
     if e.allowed
         && let (Some((route, _)), Some(key)) = (&matched, &target_key)
     {
-        use crate::routes::api_keys::{check_own_personal, check_within_caller};
+        use crate::routes::api_keys::{
+            check_expiry_within_caller, check_not_replaced, check_own_personal, check_within_caller,
+        };
         match (route.method, route.path) {
             ("POST", "/v1/api_keys/{id}/rotate") => {
-                let check = match check_own_personal(&subject, key, "rotate") {
+                let check = match check_not_replaced(&subject, "rotate keys")
+                    .and_then(|()| check_own_personal(&subject, key, "rotate"))
+                    .and_then(|()| check_expiry_within_caller(&subject, key.expires_at))
+                {
                     Ok(()) => check_within_caller(&app, &subject, key).await,
                     Err(e) => Err(e),
                 };

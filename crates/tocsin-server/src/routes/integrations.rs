@@ -81,6 +81,8 @@ pub async fn create_with_key(
     new: NewIntegration,
     request: &RequestFacts,
 ) -> ApiResult<(Integration, Value)> {
+    // Before anything is written: `issue` would refuse the key after the integration was made.
+    crate::routes::api_keys::check_not_replaced(p, "create integrations")?;
     let now = OffsetDateTime::now_utc();
     let org = app.store.get_org(&p.org_id).await?;
     let mut problems = Problems::new();

@@ -133,6 +133,10 @@ pub async fn create(
     check_password(&mut problems, req.password.as_deref());
     problems.into_result().map_err(ApiError::Validation)?;
     check_role_grant(&p, &roles, &role_name)?;
+    // A password is a credential: a token a rotation replaced may not set one (api_keys.rs).
+    if req.password.is_some() {
+        crate::routes::api_keys::check_not_replaced(&p, "set passwords")?;
+    }
     // Argon2 is deliberately slow: keep it off the async workers.
     let hash = match req.password.clone() {
         Some(pw) => Some(
@@ -255,6 +259,9 @@ pub async fn update(
     }
     if let Some(r) = &req.role_name {
         check_role_grant(&p, &roles, r)?;
+    }
+    if req.password.is_some() {
+        crate::routes::api_keys::check_not_replaced(&p, "set passwords")?;
     }
     // Changing someone's role, switching them off or setting their password needs every
     // right they hold now, their team roles included: otherwise a holder of users:write alone

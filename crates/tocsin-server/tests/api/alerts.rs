@@ -421,7 +421,7 @@ async fn team_keys_see_and_touch_only_their_teams_alerts() {
         probe["status"]
             .as_str()
             .unwrap()
-            .contains("belongs to teams"),
+            .contains("belongs to other teams"),
         "{probe}"
     );
     assert_ne!(probe["alertId"], failover["alertId"], "{probe}");
@@ -813,6 +813,43 @@ async fn a_missed_heartbeat_opens_an_alert_and_the_next_ping_closes_it() {
         .v2("GET", "/v2/heartbeats/team-cron/ping", &other, None)
         .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    // A team's heartbeat named like an organization-wide alert's alias neither counts into
+    // that alert when it expires nor closes it when pinged.
+    app.v2(
+        "POST",
+        "/v2/alerts",
+        &app.owner,
+        Some(json!({"message": "org-wide", "alias": "hb-collide"})),
+    )
+    .await;
+    let (s, b, _) = app
+        .v2(
+            "POST",
+            "/v2/heartbeats",
+            &app.owner,
+            Some(json!({"name": "hb-collide", "interval": 1, "intervalUnit": "hours", "enabled": true, "ownerTeam": {"id": team}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let much_later = time::OffsetDateTime::now_utc() + time::Duration::hours(3);
+    tocsin_server::routes::heartbeats::sweep(&running.app, much_later)
+        .await
+        .unwrap();
+    app.v2("GET", "/v2/heartbeats/hb-collide/ping", &other, None)
+        .await;
+    let (_, b, _) = app
+        .v2(
+            "GET",
+            "/v2/alerts/hb-collide?identifierType=alias",
+            &app.owner,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (&b["data"]["status"], &b["data"]["count"]),
+        (&json!("open"), &json!(1)),
+        "{b}"
+    );
 }
 
 #[tokio::test]
