@@ -195,6 +195,13 @@ impl TestApp {
     }
 }
 
+/// Asserts an answer is the refusal `status` with the error code `expected`, showing the body
+/// when it is not.
+#[track_caller]
+fn refused(s: StatusCode, b: &Value, status: StatusCode, expected: &str) {
+    assert_eq!((s, code(b)), (status, expected), "{b}");
+}
+
 fn code(b: &Value) -> &str {
     b["error"]["code"].as_str().unwrap_or("")
 }
@@ -237,11 +244,7 @@ async fn bootstrap_writes_a_private_owner_token_that_authenticates() {
 async fn every_refusal_before_the_permission_check_has_its_code() {
     let app = TestApp::spawn().await;
     let (s, b) = app.call("GET", "/v1/auth/whoami", None, None).await;
-    assert_eq!(
-        (s, code(&b)),
-        (StatusCode::UNAUTHORIZED, "missing_credentials"),
-        "{b}"
-    );
+    refused(s, &b, StatusCode::UNAUTHORIZED, "missing_credentials");
     assert!(b["error"]["message"].as_str().unwrap().contains("GenieKey"));
     assert!(b["request_id"].is_string());
 
@@ -397,11 +400,7 @@ async fn expired_keys_and_rotated_out_tokens_are_refused() {
     // The first token's grace ended at this rotation: refused as expired, saying when (SPEC
     // section 4: "a rotated-out token past grace" is `expired_key`).
     let (s, b) = app.get("/v1/auth/whoami", &first).await;
-    assert_eq!(
-        (s, code(&b)),
-        (StatusCode::UNAUTHORIZED, "expired_key"),
-        "{b}"
-    );
+    refused(s, &b, StatusCode::UNAUTHORIZED, "expired_key");
     assert!(
         b["error"]["message"]
             .as_str()
@@ -446,11 +445,7 @@ async fn expired_keys_and_rotated_out_tokens_are_refused() {
         .await,
     ];
     for (s, b) in attempts {
-        assert_eq!(
-            (s, code(&b)),
-            (StatusCode::FORBIDDEN, "replaced_token"),
-            "{b}"
-        );
+        refused(s, &b, StatusCode::FORBIDDEN, "replaced_token");
         assert!(
             b["error"]["message"]
                 .as_str()
@@ -717,11 +712,7 @@ async fn team_keys_stay_in_their_team_and_cannot_escalate() {
             json!({"name": "greedy", "kind": "team", "team_id": payments, "team_role_names": ["responder"], "role_names": ["viewer"], "expires_at": in_days(3)}),
         )
         .await;
-    assert_eq!(
-        (s, code(&b)),
-        (StatusCode::FORBIDDEN, "escalation_denied"),
-        "{b}"
-    );
+    refused(s, &b, StatusCode::FORBIDDEN, "escalation_denied");
     assert!(
         b["error"]["message"]
             .as_str()
@@ -1800,11 +1791,7 @@ async fn patch_changes_roles_without_escalation_and_explain_can_name_a_key() {
             json!({"role_names": ["admin"]}),
         )
         .await;
-    assert_eq!(
-        (s, code(&b)),
-        (StatusCode::FORBIDDEN, "escalation_denied"),
-        "{b}"
-    );
+    refused(s, &b, StatusCode::FORBIDDEN, "escalation_denied");
     // Expiry may move later only within the maximum.
     let (_, b) = app
         .patch(
@@ -1954,11 +1941,7 @@ async fn integrations_issue_keys_whose_rights_follow_their_flags() {
     let (s, b) = app
         .post("/v1/integrations", &manager, json!({"name": "Grafana"}))
         .await;
-    assert_eq!(
-        (s, code(&b)),
-        (StatusCode::FORBIDDEN, "escalation_denied"),
-        "{b}"
-    );
+    refused(s, &b, StatusCode::FORBIDDEN, "escalation_denied");
     let (_, b) = app.get("/v1/integrations", &manager).await;
     assert_eq!(b["data"].as_array().unwrap().len(), 1);
 
@@ -1973,11 +1956,7 @@ async fn integrations_issue_keys_whose_rights_follow_their_flags() {
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, b) = app.get("/v1/auth/whoami", &second).await;
-    assert_eq!(
-        (s, code(&b)),
-        (StatusCode::UNAUTHORIZED, "revoked_key"),
-        "{b}"
-    );
+    refused(s, &b, StatusCode::UNAUTHORIZED, "revoked_key");
 }
 
 #[tokio::test]
@@ -2006,11 +1985,7 @@ async fn nobody_gets_a_token_stronger_than_themselves() {
             json!({}),
         )
         .await;
-    assert_eq!(
-        (s, code(&b)),
-        (StatusCode::FORBIDDEN, "permission_denied"),
-        "{b}"
-    );
+    refused(s, &b, StatusCode::FORBIDDEN, "permission_denied");
     assert!(b.get("token").is_none());
 
     // A team admin cannot rotate a team key of its team that holds more than it does.
@@ -2023,22 +1998,14 @@ async fn nobody_gets_a_token_stronger_than_themselves() {
     let (s, b) = app
         .post(&format!("/v1/api_keys/{strong}/rotate"), &admin, json!({}))
         .await;
-    assert_eq!(
-        (s, code(&b)),
-        (StatusCode::FORBIDDEN, "escalation_denied"),
-        "{b}"
-    );
+    refused(s, &b, StatusCode::FORBIDDEN, "escalation_denied");
 
     // Organization keys belong to no team: a team admin neither sees nor touches them.
     let (org_key, _) = app
         .key(&app.owner, json!({"name": "org", "kind": "organization", "team_ids": [team], "team_role_names": ["viewer"]}))
         .await;
     let (s, b) = app.get(&format!("/v1/api_keys/{org_key}"), &admin).await;
-    assert_eq!(
-        (s, code(&b)),
-        (StatusCode::FORBIDDEN, "scope_denied"),
-        "{b}"
-    );
+    refused(s, &b, StatusCode::FORBIDDEN, "scope_denied");
 
     // A narrowed personal key cannot undo its narrowing, nor mint a wider key.
     let (narrow_id, narrow) = app
@@ -2054,11 +2021,7 @@ async fn nobody_gets_a_token_stronger_than_themselves() {
             json!({"name": "wide", "expires_at": in_days(3)}),
         )
         .await;
-    assert_eq!(
-        (s, code(&b)),
-        (StatusCode::FORBIDDEN, "escalation_denied"),
-        "{b}"
-    );
+    refused(s, &b, StatusCode::FORBIDDEN, "escalation_denied");
     let (s, b) = app
         .patch(
             &format!("/v1/api_keys/{narrow_id}"),
@@ -2066,11 +2029,7 @@ async fn nobody_gets_a_token_stronger_than_themselves() {
             json!({"role_names": []}),
         )
         .await;
-    assert_eq!(
-        (s, code(&b)),
-        (StatusCode::FORBIDDEN, "escalation_denied"),
-        "{b}"
-    );
+    refused(s, &b, StatusCode::FORBIDDEN, "escalation_denied");
     let (s, _) = app
         .post(
             "/v1/api_keys",
@@ -2103,11 +2062,7 @@ async fn nobody_gets_a_token_stronger_than_themselves() {
             json!({"name": "open", "expires_at": in_days(3)}),
         )
         .await;
-    assert_eq!(
-        (s, code(&b)),
-        (StatusCode::FORBIDDEN, "escalation_denied"),
-        "{b}"
-    );
+    refused(s, &b, StatusCode::FORBIDDEN, "escalation_denied");
     let (s, _) = app
         .post("/v1/api_keys", &fenced, json!({"name": "fenced too", "allowed_cidrs": ["127.0.0.1/32"], "expires_at": in_days(3)}))
         .await;
@@ -2133,11 +2088,7 @@ async fn nobody_gets_a_token_stronger_than_themselves() {
         ),
     ] {
         let (s, b) = app.post("/v1/api_keys", &bounded, body).await;
-        assert_eq!(
-            (s, code(&b)),
-            (StatusCode::FORBIDDEN, "escalation_denied"),
-            "{b}"
-        );
+        refused(s, &b, StatusCode::FORBIDDEN, "escalation_denied");
         assert!(
             b["error"]["message"].as_str().unwrap().contains(says),
             "{b}"
@@ -2159,11 +2110,7 @@ async fn nobody_gets_a_token_stronger_than_themselves() {
             json!({"rate_limit": null}),
         )
         .await;
-    assert_eq!(
-        (s, code(&b)),
-        (StatusCode::FORBIDDEN, "escalation_denied"),
-        "{b}"
-    );
+    refused(s, &b, StatusCode::FORBIDDEN, "escalation_denied");
     let (s, b) = app
         .patch(
             &format!("/v1/api_keys/{within}"),
@@ -2171,11 +2118,7 @@ async fn nobody_gets_a_token_stronger_than_themselves() {
             json!({"expires_at": in_days(90)}),
         )
         .await;
-    assert_eq!(
-        (s, code(&b)),
-        (StatusCode::FORBIDDEN, "escalation_denied"),
-        "{b}"
-    );
+    refused(s, &b, StatusCode::FORBIDDEN, "escalation_denied");
     // Nor rotate a key that outlives it (the new token would), and a change that brings a
     // key within its limit passes in one request with other changes.
     let (s, b) = app
@@ -2190,11 +2133,7 @@ async fn nobody_gets_a_token_stronger_than_themselves() {
     let (s, b) = app
         .post(&format!("/v1/api_keys/{long}/rotate"), &bounded, json!({}))
         .await;
-    assert_eq!(
-        (s, code(&b)),
-        (StatusCode::FORBIDDEN, "escalation_denied"),
-        "{b}"
-    );
+    refused(s, &b, StatusCode::FORBIDDEN, "escalation_denied");
     assert!(
         b["error"]["message"]
             .as_str()
@@ -2250,11 +2189,7 @@ async fn nobody_gets_a_token_stronger_than_themselves() {
     let (s, b) = app
         .patch(&format!("/v1/users/{ada}"), &hr, json!({"active": false}))
         .await;
-    assert_eq!(
-        (s, code(&b)),
-        (StatusCode::FORBIDDEN, "escalation_denied"),
-        "{b}"
-    );
+    refused(s, &b, StatusCode::FORBIDDEN, "escalation_denied");
     // Nor take over a user whose extra rights are team roles: setting a team admin's
     // password would let hr sign in as them. (Tess's account role is within hr's.)
     let (s, b) = app
@@ -2275,11 +2210,7 @@ async fn nobody_gets_a_token_stronger_than_themselves() {
         json!({"active": false}),
     ] {
         let (s, b) = app.patch(&format!("/v1/users/{tess}"), &hr, body).await;
-        assert_eq!(
-            (s, code(&b)),
-            (StatusCode::FORBIDDEN, "escalation_denied"),
-            "{b}"
-        );
+        refused(s, &b, StatusCode::FORBIDDEN, "escalation_denied");
         assert!(
             b["error"]["message"].as_str().unwrap().contains(&ops),
             "{b}"
@@ -2363,11 +2294,7 @@ async fn guessing_tokens_or_passwords_is_throttled_but_valid_keys_are_not() {
             Some(json!({"email": "owner@localhost", "password": "wrong guess"})),
         )
         .await;
-    assert_eq!(
-        (s, code(&b)),
-        (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-        "{b}"
-    );
+    refused(s, &b, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
 }
 
 /// Every route that names an object, called by another tenant with this tenant's ids, answers
@@ -2688,11 +2615,7 @@ async fn a_keys_rate_limit_answers_429_naming_the_limit() {
             json!({"rate_limit": 1000}),
         )
         .await;
-    assert_eq!(
-        (s, code(&b)),
-        (StatusCode::FORBIDDEN, "escalation_denied"),
-        "{b}"
-    );
+    refused(s, &b, StatusCode::FORBIDDEN, "escalation_denied");
     let (s, b) = app
         .patch(
             &format!("/v1/api_keys/{limited_id}"),

@@ -1,7 +1,7 @@
 //! The web console over HTTP: its embedded files and their security headers, and its cookie
 //! session (HttpOnly, SameSite=Strict, Secure behind HTTPS) with the CSRF rule.
 
-use super::{TestApp, code};
+use super::{TestApp, code, refused};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
@@ -559,11 +559,7 @@ async fn an_administrator_sets_a_password_which_ends_the_users_sessions() {
         let (s, b) = app
             .patch(&format!("/v1/users/{owner}"), &ann_session, change)
             .await;
-        assert_eq!(
-            (s, code(&b)),
-            (StatusCode::FORBIDDEN, "escalation_denied"),
-            "{b}"
-        );
+        refused(s, &b, StatusCode::FORBIDDEN, "escalation_denied");
         let message = b["error"]["message"].as_str().unwrap();
         assert!(
             message.starts_with(&format!("Only an owner can {only_an_owner_can}")),
@@ -594,11 +590,7 @@ async fn an_administrator_sets_a_password_which_ends_the_users_sessions() {
                 json!({"password": "taken over"}),
             )
             .await;
-        assert_eq!(
-            (s, code(&b)),
-            (StatusCode::FORBIDDEN, "escalation_denied"),
-            "{b}"
-        );
+        refused(s, &b, StatusCode::FORBIDDEN, "escalation_denied");
     }
 }
 
@@ -644,11 +636,7 @@ async fn a_user_may_explain_their_own_keys_but_not_others_without_api_keys_read(
             json!({"key_id": owner_key, "permission": "alerts:read"}),
         )
         .await;
-    assert_eq!(
-        (s, code(&b)),
-        (StatusCode::FORBIDDEN, "permission_denied"),
-        "{b}"
-    );
+    refused(s, &b, StatusCode::FORBIDDEN, "permission_denied");
     // An unknown key id is a 404 naming what was looked for.
     let (s, b) = app
         .post(

@@ -2,7 +2,7 @@
 //! says nothing about other tenants, and a login whose email and password open users of
 //! several organizations asks which one.
 
-use super::{TestApp, code};
+use super::{TestApp, code, refused};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -15,11 +15,7 @@ impl TestApp {
     /// A login that must be refused as a wrong password is.
     async fn login_refused(&self, body: Value) {
         let (s, b) = self.try_login(body).await;
-        assert_eq!(
-            (s, code(&b)),
-            (StatusCode::UNAUTHORIZED, "invalid_credentials"),
-            "{b}"
-        );
+        refused(s, &b, StatusCode::UNAUTHORIZED, "invalid_credentials");
     }
 
     /// A second organization (its owner's token and the organization's id).
@@ -126,11 +122,7 @@ async fn an_email_taken_in_another_tenant_is_not_revealed_and_either_user_can_lo
     let (s, b) = app
         .try_login(json!({"email": "ann@example.com.b", "password": "ann's password in B"}))
         .await;
-    assert_eq!(
-        (s, code(&b)),
-        (StatusCode::CONFLICT, "organization_required"),
-        "{b}"
-    );
+    refused(s, &b, StatusCode::CONFLICT, "organization_required");
     let mut named: Vec<&str> = b["error"]["organizations"]
         .as_array()
         .unwrap()
@@ -197,11 +189,7 @@ async fn a_refused_personal_key_names_its_users_role() {
     let session = b["session_token"].as_str().unwrap().to_owned();
     let (_, key) = app.key(&session, json!({"name": "vi laptop"})).await;
     let (s, b) = app.post("/v1/teams", &key, json!({"name": "nope"})).await;
-    assert_eq!(
-        (s, code(&b)),
-        (StatusCode::FORBIDDEN, "permission_denied"),
-        "{b}"
-    );
+    refused(s, &b, StatusCode::FORBIDDEN, "permission_denied");
     let message = b["error"]["message"].as_str().unwrap();
     assert!(
         message.contains("roles: viewer (its user's role)"),
