@@ -356,9 +356,9 @@ pub async fn create(
     key.allowed_cidrs = cidrs.iter().map(ToString::to_string).collect();
     key.rate_limit = rate_limit;
     // The new key is checked like a new key of the service account it would create: the
-    // service account row does not exist yet, so only grants, networks and limits are compared.
+    // service account row does not exist yet, so only grants, networks and the rate limit are
+    // compared.
     check_within_caller(&app, &p, &key).await?;
-    check_expiry_within_caller(&p, key.expires_at)?;
     let target = AuditTarget {
         kind: "api_key".into(),
         id: key.id.to_string(),
@@ -387,24 +387,6 @@ fn check_rate_limit(p: &Principal, limit: Option<u32>) -> ApiResult<()> {
             code: "escalation_denied",
             message: format!(
                 "The calling key is limited to {mine} requests per minute (rate_limit); a key it creates, rotates or changes must have a rate_limit of at most {mine}."
-            ),
-        }),
-        _ => Ok(()),
-    }
-}
-
-/// A key cannot make a key that outlives it, or move one's expiry past its own: a leaked
-/// short-lived token would otherwise make itself a long-lived one. Sessions are not bound.
-pub(crate) fn check_expiry_within_caller(
-    p: &Principal,
-    expires_at: OffsetDateTime,
-) -> ApiResult<()> {
-    match p.key.as_ref().map(|k| k.expires_at) {
-        Some(mine) if expires_at > mine => Err(ApiError::Forbidden {
-            code: "escalation_denied",
-            message: format!(
-                "The calling key expires at {}; a key it creates or changes cannot expire later. Pick an earlier expires_at, or sign in (or use a longer-lived key) to make this one.",
-                key::fmt_rfc3339(mine)
             ),
         }),
         _ => Ok(()),
@@ -737,9 +719,6 @@ pub async fn update(
     } else if rate_limit.is_some() {
         check_rate_limit(&p, changed.rate_limit)?;
     }
-    if let Some(at) = expires_at {
-        check_expiry_within_caller(&p, at)?;
-    }
     let patch = KeyPatch {
         name: name.map(|n| n.as_str().to_owned()),
         description,
@@ -779,10 +758,8 @@ pub async fn rotate(
 ) -> ApiResult<Json<Value>> {
     let key = load(&app, &p, &id, Permission::ApiKeysWrite).await?;
     check_not_replaced(&p, "rotate keys")?;
-    // Rotating hands the caller a working token: it must not open more than the caller holds,
-    // nor outlive the caller's own key.
+    // Rotating hands the caller a working token: it must not open more than the caller holds.
     check_own_personal(&p, &key, "rotate")?;
-    check_expiry_within_caller(&p, key.expires_at)?;
     check_within_caller(&app, &p, &key).await?;
     let grace = req
         .grace_period_seconds

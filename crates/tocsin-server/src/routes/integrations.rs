@@ -107,15 +107,9 @@ pub async fn create_with_key(
             "key_expires_at",
             key::parse_expires_at(Some(raw), now, org.max_key_days),
         ),
-        // A year, within the organization's maximum and (made with a key) the calling
-        // key's own expiry: a key does not make one that outlives it.
-        None => {
-            let mut at = key::max_expiry(now, org.max_key_days).min(now + Duration::days(365));
-            if let Some(k) = &p.key {
-                at = at.min(k.expires_at);
-            }
-            Some(key::to_millis(at))
-        }
+        None => Some(key::to_millis(
+            key::max_expiry(now, org.max_key_days).min(now + Duration::days(365)),
+        )),
     };
     problems.into_result().map_err(ApiError::Validation)?;
     let (name, expires_at) = (name.expect("checked"), expires_at.expect("checked"));
@@ -132,7 +126,6 @@ pub async fn create_with_key(
     };
     p.require(Permission::IntegrationsWrite, &resource(&integration))?;
     crate::routes::api_keys::check_networks(p, &[])?;
-    crate::routes::api_keys::check_expiry_within_caller(p, expires_at)?;
     // Check the key's rights before anything is written.
     tocsin_core::policy::check_no_escalation(
         &p.grants,
