@@ -2030,7 +2030,7 @@ async fn nobody_gets_a_token_stronger_than_themselves() {
         )
         .await;
     refused(s, &b, StatusCode::FORBIDDEN, "escalation_denied");
-    let (s, _) = app
+    let (s, b) = app
         .post(
             "/v1/api_keys",
             &narrow,
@@ -2038,6 +2038,32 @@ async fn nobody_gets_a_token_stronger_than_themselves() {
         )
         .await;
     assert_eq!(s, StatusCode::CREATED);
+    let also = b["api_key"]["id"].as_str().unwrap().to_owned();
+    // It manages itself, but not its user's other keys: a leaked read-only key cannot revoke
+    // or reshape them. The user's unnarrowed keys and sessions can.
+    let (sibling, _) = app.key(&app.owner, json!({"name": "sibling"})).await;
+    for target in [&sibling, &also] {
+        let (s, b) = app
+            .post(&format!("/v1/api_keys/{target}/revoke"), &narrow, json!({}))
+            .await;
+        refused(s, &b, StatusCode::FORBIDDEN, "permission_denied");
+        let (s, b) = app
+            .patch(
+                &format!("/v1/api_keys/{target}"),
+                &narrow,
+                json!({"rate_limit": 1}),
+            )
+            .await;
+        refused(s, &b, StatusCode::FORBIDDEN, "permission_denied");
+    }
+    let (s, b) = app
+        .post(
+            &format!("/v1/api_keys/{also}/revoke"),
+            &app.owner,
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
     // Renaming needs no more than the right to change the key.
     let (s, _) = app
         .patch(

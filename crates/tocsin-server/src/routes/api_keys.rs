@@ -583,12 +583,18 @@ async fn load(app: &App, p: &Principal, raw: &str, permission: Permission) -> Ap
 
 /// True when `key` is a personal key of the caller's user and the caller acts as that user
 /// (a session or one of their personal keys): such a caller manages the key without the
-/// permission.
+/// permission. A personal key narrowed to some roles manages only itself: a leaked read-only
+/// key must not revoke or reshape its user's other keys.
 pub(crate) fn is_own_personal(p: &Principal, key: &ApiKey) -> bool {
     key.kind == KeyKind::Personal
         && key.user_id.is_some()
         && key.user_id == p.user.as_ref().map(|u| u.id.clone())
-        && matches!(p.key_kind(), None | Some(KeyKind::Personal))
+        && match &p.key {
+            None => true,
+            Some(mine) => {
+                mine.kind == KeyKind::Personal && (mine.role_names.is_empty() || mine.id == key.id)
+            }
+        }
 }
 
 pub async fn show(
