@@ -12,18 +12,17 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use tocsin_core::TeamId;
 use tocsin_core::alert::{self, NewAlert, Priority, ResponderRef};
 use tocsin_core::key::{KeyKind, fmt_rfc3339};
 use tocsin_core::permission::Permission;
 use tocsin_core::policy::Resource;
 use tocsin_core::search;
 use tocsin_core::validation::Problems;
-use tocsin_core::{OrgId, TeamId};
 use tocsin_store::alerts::{
     Action, Alert, AlertDraft, AlertIntegration, AlertOp, AlertScope, IdentifierType, OpKind,
     Responder, SortField,
@@ -178,24 +177,6 @@ pub(crate) fn require_integration_key(p: &Principal) -> ApiResult<()> {
     })
 }
 
-/// The organization's team ids by lowercased name, for responders and searches that name
-/// teams as Opsgenie's clients do.
-async fn team_ids_by_name(app: &App, org: &OrgId) -> ApiResult<HashMap<String, String>> {
-    let mut names = HashMap::new();
-    let mut cursor = None;
-    loop {
-        let page = app.store.list_teams(org, 500, cursor.as_deref()).await?;
-        for t in page.items {
-            names.insert(t.name.to_lowercase(), t.id.to_string());
-        }
-        match page.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
-    Ok(names)
-}
-
 /// How a team that does not exist is taken.
 #[derive(Clone, Copy)]
 enum UnknownTeam {
@@ -215,7 +196,6 @@ async fn resolve_responders(
     refs: &[ResponderRef],
     unknown: UnknownTeam,
 ) -> ApiResult<(Vec<Responder>, Vec<String>)> {
-    let mut team_names: Option<HashMap<String, String>> = None;
     let mut responders = Vec::new();
     let mut teams = Vec::new();
     for r in refs {
@@ -229,16 +209,11 @@ async fn resolve_responders(
                     .ok()
                     .map(|t| t.id.to_string()),
                 None => {
-                    if team_names.is_none() {
-                        team_names = Some(team_ids_by_name(app, &p.org_id).await?);
-                    }
-                    let wanted = r
-                        .name
-                        .as_deref()
-                        .or(r.id.as_deref())
-                        .unwrap_or("")
-                        .to_lowercase();
-                    team_names.as_ref().and_then(|n| n.get(&wanted).cloned())
+                    let wanted = r.name.as_deref().or(r.id.as_deref()).unwrap_or("");
+                    app.store
+                        .find_team_by_name(&p.org_id, wanted)
+                        .await?
+                        .map(|t| t.id.to_string())
                 }
             };
             match found {
@@ -470,13 +445,9 @@ async fn ids_for_names(app: &App, p: &Principal, query: &mut search::Query) -> A
             && TeamId::parse(&t.value).is_none()
             && tocsin_core::UserId::parse(&t.value).is_none()
     });
-    if named.is_empty() {
-        return Ok(());
-    }
-    let teams = team_ids_by_name(app, &p.org_id).await?;
     for term in named {
-        if let Some(id) = teams.get(&term.value.to_lowercase()) {
-            term.value = id.clone();
+        if let Some(team) = app.store.find_team_by_name(&p.org_id, &term.value).await? {
+            term.value = team.id.to_string();
         } else if term.field == search::Field::Responders
             && let Some(user) = app
                 .store

@@ -137,25 +137,10 @@ async fn apply_fields(
             None => problems.add("alertPriority", "must be one of P1, P2, P3, P4, P5"),
         }
     }
-    if let Some(team) = b.get("ownerTeam").filter(|t| !t.is_null()) {
-        let id = team
-            .get("id")
-            .and_then(Value::as_str)
-            .and_then(TeamId::parse);
-        let by_name = team.get("name").and_then(Value::as_str);
-        let found = match (id, by_name) {
-            (Some(id), _) => app.store.get_team(&p.org_id, &id).await.ok().map(|t| t.id),
-            (None, Some(name)) => app
-                .store
-                .find_team_by_name(&p.org_id, name)
-                .await?
-                .map(|t| t.id),
-            _ => None,
-        };
-        match found {
-            Some(t) => h.owner_team_id = Some(t.to_string()),
-            None => problems.add("ownerTeam", "no such team in this organization"),
-        }
+    match crate::routes::opsgenie::owner_team(app, &p.org_id, b.get("ownerTeam")).await? {
+        Ok(Some(t)) => h.owner_team_id = Some(t.to_string()),
+        Ok(None) => {}
+        Err(why) => problems.add("ownerTeam", why),
     }
     // A team integration's heartbeats belong to its team, as in Opsgenie.
     if let Some(team) = p.integration.as_ref().and_then(|i| i.team_id.as_ref()) {

@@ -2,7 +2,7 @@
 //! Opsgenie's shapes, over the same integrations as `/v1/integrations`.
 
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiResult, JsonBody};
+use crate::error::{ApiError, ApiResult, JsonBody, found};
 use crate::routes::alerts::V2;
 use crate::routes::integrations::{
     NewIntegration, apply, create_with_key, load, remove, visibility,
@@ -15,9 +15,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use tocsin_core::TeamId;
 use tocsin_core::integration::AccessFlags;
 use tocsin_core::permission::Permission;
+use tocsin_core::{OrgId, TeamId};
 use tocsin_store::integrations::Integration;
 
 async fn team_name(app: &App, p: &Principal, team: Option<&TeamId>) -> Option<String> {
@@ -57,41 +57,39 @@ async fn full(app: &App, p: &Principal, i: &Integration) -> Value {
     v
 }
 
-/// `ownerTeam: {id} | {name}` to a team of the caller's organization.
-async fn owner_team(app: &App, p: &Principal, v: Option<&Value>) -> ApiResult<Option<TeamId>> {
+/// `ownerTeam: {id} | {name}` to a team of the organization (integrations and heartbeats).
+/// `Ok(Err(reason))` when it names no team: the caller reports the reason on `ownerTeam`.
+pub(crate) async fn owner_team(
+    app: &App,
+    org: &OrgId,
+    v: Option<&Value>,
+) -> ApiResult<Result<Option<TeamId>, String>> {
     let Some(team) = v.filter(|t| !t.is_null()) else {
-        return Ok(None);
+        return Ok(Ok(None));
     };
-    if let Some(id) = team
-        .get("id")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-    {
-        let id = TeamId::parse(id)
-            .ok_or_else(|| ApiError::validation("ownerTeam", format!("no team `{id}` exists")))?;
-        app.store
-            .get_team(&p.org_id, &id)
-            .await
-            .map_err(|_| ApiError::validation("ownerTeam", format!("no team `{id}` exists")))?;
-        return Ok(Some(id));
-    }
-    if let Some(name) = team
-        .get("name")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-    {
-        return match app.store.find_team_by_name(&p.org_id, name).await? {
-            Some(t) => Ok(Some(t.id)),
-            None => Err(ApiError::validation(
-                "ownerTeam",
-                format!("no team named `{name}` exists"),
-            )),
+    let text = |field: &str| {
+        team.get(field)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    if let Some(raw) = text("id") {
+        let id = TeamId::parse(raw);
+        let exists = match &id {
+            Some(id) => found(app.store.get_team(org, id).await)?,
+            None => false,
         };
+        return Ok(match (id, exists) {
+            (Some(id), true) => Ok(Some(id)),
+            _ => Err(format!("no team `{raw}` exists")),
+        });
     }
-    Err(ApiError::validation(
-        "ownerTeam",
-        "must have an id or a name",
-    ))
+    if let Some(name) = text("name") {
+        return Ok(match app.store.find_team_by_name(org, name).await? {
+            Some(t) => Ok(Some(t.id)),
+            None => Err(format!("no team named `{name}` exists")),
+        });
+    }
+    Ok(Err("must have an id or a name".into()))
 }
 
 fn flag(b: &Value, field: &str, default: bool) -> ApiResult<bool> {
@@ -121,7 +119,15 @@ pub async fn list(
     let visible = visibility(&p)?;
     let team = match (&q.team_id, &q.team_name) {
         (Some(id), _) => Some(TeamId::from_trusted(id.clone())),
-        (None, Some(name)) => owner_team(&app, &p, Some(&json!({"name": name}))).await?,
+        (None, Some(name)) => match app.store.find_team_by_name(&p.org_id, name).await? {
+            Some(t) => Some(t.id),
+            None => {
+                return Err(ApiError::validation(
+                    "teamName",
+                    format!("no team named `{name}` exists"),
+                ));
+            }
+        },
         _ => None,
     };
     let mut data = Vec::new();
@@ -170,7 +176,9 @@ pub async fn create(
     let new = NewIntegration {
         name: b.get("name").and_then(Value::as_str).map(str::to_owned),
         kind: b.get("type").and_then(Value::as_str).map(str::to_owned),
-        team_id: owner_team(&app, &p, b.get("ownerTeam")).await?,
+        team_id: owner_team(&app, &p.org_id, b.get("ownerTeam"))
+            .await?
+            .map_err(|why| ApiError::validation("ownerTeam", why))?,
         team_field: "ownerTeam",
         flags: AccessFlags {
             read: flag(&b, "allowReadAccess", defaults.read)?,
