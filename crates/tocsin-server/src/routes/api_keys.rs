@@ -134,8 +134,6 @@ pub async fn create(
     request: RequestFacts,
     JsonBody(req): JsonBody<CreateKey>,
 ) -> ApiResult<Response> {
-    // First, as the reason that holds whatever the body asks for (`issue` checks it again).
-    check_not_replaced(&p, "create keys")?;
     let now = OffsetDateTime::now_utc();
     let org = app.store.get_org(&p.org_id).await?;
     let roles = RoleBook::load(&app, &p.org_id).await?;
@@ -363,7 +361,7 @@ pub async fn create(
         kind: "api_key".into(),
         id: key.id.to_string(),
     };
-    let mut resp = created(issue(&app, &p, key, &token, service_account, None, &request).await?);
+    let mut resp = created(issue(&app, &p, key, &token, service_account, &request).await?);
     resp.extensions_mut().insert(target);
     Ok(resp)
 }
@@ -379,14 +377,14 @@ pub(crate) async fn check_within_caller(app: &App, p: &Principal, key: &ApiKey) 
     check_rate_limit(p, key.rate_limit)
 }
 
-/// A calling key with a rate limit cannot make a key with a looser one (or none): the limit
-/// would be lifted by minting a sibling. Sessions have no limit of their own.
+/// A calling key with a rate limit cannot make a key with a looser one (or none), nor loosen
+/// its own: the limit would be lifted by minting a sibling. Sessions have no limit of their own.
 fn check_rate_limit(p: &Principal, limit: Option<u32>) -> ApiResult<()> {
     match p.key.as_ref().and_then(|k| k.rate_limit) {
         Some(mine) if limit.is_none_or(|n| n > mine) => Err(ApiError::Forbidden {
             code: "escalation_denied",
             message: format!(
-                "The calling key is limited to {mine} requests per minute (rate_limit); a key it creates, rotates or changes must have a rate_limit of at most {mine}."
+                "The calling key is limited to {mine} requests per minute (rate_limit); a key it creates, rotates or changes (itself included) must have a rate_limit of at most {mine}. To go higher, ask someone whose key or session has no such limit."
             ),
         }),
         _ => Ok(()),
@@ -412,7 +410,7 @@ pub fn check_networks(p: &Principal, cidrs: &[String]) -> ApiResult<()> {
     Ok(())
 }
 
-/// Stores a new key (after `requested`, if given, passes the no-escalation check), records
+/// Stores a new key (its caller has checked it against the creator's rights), records
 /// `api_key.created`, and builds `{"api_key", "token"}`: the one response that carries the token.
 pub async fn issue(
     app: &App,
@@ -420,13 +418,9 @@ pub async fn issue(
     key: ApiKey,
     token: &Token,
     account: Option<ServiceAccount>,
-    requested: Option<Grants>,
     request: &RequestFacts,
 ) -> ApiResult<Value> {
     check_not_replaced(p, "create keys")?;
-    if let Some(requested) = requested {
-        check_no_escalation(&p.grants, &requested).map_err(ApiError::Escalation)?;
-    }
     app.store
         .insert_key(&key, &app.hasher.digest(token), account.as_ref())
         .await
@@ -692,19 +686,6 @@ pub async fn update(
         }
     }
     problems.into_result().map_err(ApiError::Validation)?;
-    // A limited key cannot lift or raise its own limit.
-    if let Some(new) = rate_limit
-        && p.key.as_ref().is_some_and(|k| k.id == key.id)
-        && let Some(old) = key.rate_limit
-        && new.is_none_or(|n| n > old)
-    {
-        return Err(ApiError::Forbidden {
-            code: "escalation_denied",
-            message: format!(
-                "A key cannot raise or remove its own rate_limit ({old} requests per minute); ask a holder of api_keys:write for this key to change it."
-            ),
-        });
-    }
     let mut changed = key.clone();
     if let Some(r) = &req.role_names {
         changed.role_names = r.clone();

@@ -150,7 +150,7 @@ pub async fn create_with_key(
     key.team_id = integration.team_id.clone();
     // Made with a rate-limited key, the new key shares its limit.
     key.rate_limit = p.key.as_ref().and_then(|k| k.rate_limit);
-    let issued = issue(app, p, key, &token, None, None, request).await?;
+    let issued = issue(app, p, key, &token, None, request).await?;
     Ok((integration, issued))
 }
 
