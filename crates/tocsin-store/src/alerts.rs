@@ -335,6 +335,12 @@ fn stored_teams(json: &str) -> Vec<String> {
     serde_json::from_str(json).unwrap_or_default()
 }
 
+/// The teams of the alert a new row landed in: the row's own, or those of the open alert the
+/// insert counted it into (returned only then, as `stored`'s third field).
+fn landed_teams(stored: &(String, bool, Option<String>), row: &AlertInsert<'_>) -> Vec<String> {
+    stored_teams(stored.2.as_deref().unwrap_or(&row.teams))
+}
+
 /// A change to an existing alert.
 #[derive(Clone, Debug)]
 pub enum Action {
@@ -865,12 +871,6 @@ async fn create_run<C: BatchConn>(
             s.processed_at = from_ms(now);
             s
         };
-        let alias_of = |k: usize| rows[k].alias.as_str();
-        // The teams of the alert row `k` landed in: its own, or those of the alert the upsert
-        // counted it into (which it returns only then).
-        let (stored, rows) = (&stored, &rows);
-        let teams_of =
-            |k: usize| move || stored_teams(stored[k].2.as_deref().unwrap_or(&rows[k].teams));
         let (alert_id, alias, again) = match landing {
             Landing::Refused => {
                 statuses.push(refused(d.alias.as_deref().unwrap_or_default()));
@@ -879,12 +879,14 @@ async fn create_run<C: BatchConn>(
             // Counted into a row of this run, or (by the upsert) into an alert another node
             // opened since the look for open aliases. (The upsert has counted it already: a
             // race between nodes, which only the count shows.)
-            Landing::Again(k) if !d.may_add_to(teams_of(k)) => {
-                statuses.push(refused(alias_of(k)));
+            Landing::Again(k) if !d.may_add_to(|| landed_teams(&stored[k], &rows[k])) => {
+                statuses.push(refused(&rows[k].alias));
                 continue;
             }
-            Landing::New(k) if stored[k].1 && !d.may_add_to(teams_of(k)) => {
-                statuses.push(refused(alias_of(k)));
+            Landing::New(k)
+                if stored[k].1 && !d.may_add_to(|| landed_teams(&stored[k], &rows[k])) =>
+            {
+                statuses.push(refused(&rows[k].alias));
                 continue;
             }
             Landing::Existing(id) => {
