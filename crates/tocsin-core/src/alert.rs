@@ -86,9 +86,11 @@ pub fn truncate(field: &str, s: &str, max: usize, adjustments: &mut Vec<String>)
     if s.chars().count() <= max {
         return s.to_owned();
     }
-    adjustments.push(format!(
-        "{field} was longer than {max} characters and was truncated"
-    ));
+    // Noted once per field, however many of its items (tags, say) were cut.
+    let note = format!("{field} was longer than {max} characters and was truncated");
+    if !adjustments.contains(&note) {
+        adjustments.push(note);
+    }
     s.chars().take(max).collect()
 }
 

@@ -31,10 +31,16 @@ pub enum SqlValue {
 /// The expression for `q` and its parameters, numbered from `$first_param` in the order they
 /// appear, so it can follow the caller's own leading parameters (the organization id, say).
 pub fn to_sql(q: &Query, first_param: usize) -> (String, Vec<SqlValue>) {
+    to_sql_at(q, first_param, crate::now_ms())
+}
+
+/// `to_sql` at the time `now` (ms): a snooze counts until its end (`snoozed`).
+fn to_sql_at(q: &Query, first_param: usize, now: i64) -> (String, Vec<SqlValue>) {
     let mut r = Renderer {
         sql: String::new(),
         params: Vec::new(),
         first_param,
+        now,
     };
     r.query(q);
     (r.sql, r.params)
@@ -46,6 +52,8 @@ enum Column {
     /// Text that may be NULL.
     NullableText(&'static str),
     Bool(&'static str),
+    /// `snoozed`, which is true only until `snoozed_until`: a snooze ends by itself.
+    Snoozed,
     Int(&'static str),
     /// JSON array of strings.
     StringList(&'static str),
@@ -57,7 +65,7 @@ fn column(field: Field) -> Column {
     match field {
         Field::Status => Column::Text("status"),
         Field::Acknowledged => Column::Bool("acknowledged"),
-        Field::Snoozed => Column::Bool("snoozed"),
+        Field::Snoozed => Column::Snoozed,
         Field::IsSeen => Column::Bool("is_seen"),
         Field::Priority => Column::Text("priority"),
         Field::Tag => Column::StringList("tags"),
@@ -84,6 +92,8 @@ struct Renderer {
     sql: String,
     params: Vec<SqlValue>,
     first_param: usize,
+    /// The time the search is made (ms), for snoozes that have ended.
+    now: i64,
 }
 
 impl Renderer {
@@ -138,6 +148,16 @@ impl Renderer {
                 "false" => self.compare(col, op, SqlValue::Bool(false)),
                 _ => NOTHING.to_owned(),
             },
+            (Column::Snoozed, op) => {
+                let wanted = match value {
+                    "true" => true,
+                    "false" => false,
+                    _ => return NOTHING.to_owned(),
+                };
+                let now = self.bind(SqlValue::Int(self.now));
+                let col = format!("(snoozed AND COALESCE(snoozed_until, 0) > {now})");
+                self.compare(&col, op, SqlValue::Bool(wanted))
+            }
             (Column::Int(col), op) => match value.parse::<i64>() {
                 Ok(n) => self.compare(col, op, SqlValue::Int(n)),
                 Err(_) => NOTHING.to_owned(),
@@ -284,9 +304,13 @@ mod tests {
             sql("acknowledged:true"),
             ("acknowledged = $1".into(), vec![SqlValue::Bool(true)])
         );
+        // A snooze counts only until its end, so the time of the search is bound too.
         assert_eq!(
-            sql("snoozed:false"),
-            ("snoozed = $1".into(), vec![SqlValue::Bool(false)])
+            to_sql_at(&parse("snoozed:false").unwrap(), 1, 1_000),
+            (
+                "(snoozed AND COALESCE(snoozed_until, 0) > $1) = $2".into(),
+                vec![SqlValue::Int(1_000), SqlValue::Bool(false)]
+            )
         );
         assert_eq!(
             sql("isSeen:TRUE"),

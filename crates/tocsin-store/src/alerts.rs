@@ -114,7 +114,9 @@ impl From<AlertRow> for Alert {
             acknowledged: r.acknowledged,
             is_seen: r.is_seen,
             tags: from_json(&r.tags),
-            snoozed: r.snoozed,
+            // A snooze ends at its `snoozed_until` without anything being written: the alert
+            // reads as snoozed only until then (the search reads it the same way).
+            snoozed: r.snoozed && r.snoozed_until.is_some_and(|until| until > crate::now_ms()),
             snoozed_until: r.snoozed_until.map(from_ms),
             count: r.count,
             last_occurred_at: from_ms(r.last_occurred_at),
@@ -569,6 +571,8 @@ struct Outcome {
     /// Why the action is refused (the alert is left as it was).
     refused: Option<String>,
     delete: bool,
+    /// What the action could not do as asked (tags over the limit, say), for the status.
+    notes: Vec<String>,
 }
 
 fn act_on(a: &Alert, action: &Action, user: &str, now: i64) -> Outcome {
@@ -576,6 +580,7 @@ fn act_on(a: &Alert, action: &Action, user: &str, now: i64) -> Outcome {
     let mut text = String::new();
     let mut refused = None;
     let mut delete = false;
+    let mut notes = Vec::new();
     match action {
         Action::Acknowledge => {
             if a.status == "closed" {
@@ -604,28 +609,70 @@ fn act_on(a: &Alert, action: &Action, user: &str, now: i64) -> Outcome {
         }
         Action::AddNote => text = format!("Note added by {user}"),
         Action::Snooze { until } => {
-            a2.snoozed = true;
-            a2.snoozed_until = Some(*until);
-            text = format!(
-                "Alert snoozed until {} by {user}",
-                tocsin_core::key::fmt_rfc3339(*until)
-            );
+            if a.status == "closed" {
+                refused = Some("Alert is closed; it cannot be snoozed".into());
+            } else {
+                a2.snoozed = true;
+                a2.snoozed_until = Some(*until);
+                text = format!(
+                    "Alert snoozed until {} by {user}",
+                    tocsin_core::key::fmt_rfc3339(*until)
+                );
+            }
         }
         Action::AddTags(tags) => {
+            use tocsin_core::alert::{TAG_MAX, TAGS_MAX, truncate};
+            let mut added = Vec::new();
+            let mut over = 0;
             for t in tags {
-                if !a2.tags.contains(t) && a2.tags.len() < tocsin_core::alert::TAGS_MAX {
-                    a2.tags.push(t.clone());
+                let t = truncate("a tag", t, TAG_MAX, &mut notes);
+                if a2.tags.contains(&t) {
+                    continue;
                 }
+                if a2.tags.len() >= TAGS_MAX {
+                    over += 1;
+                    continue;
+                }
+                a2.tags.push(t.clone());
+                added.push(t);
             }
-            text = format!("Tags added: {}", tags.join(", "));
+            if over > 0 {
+                notes.push(format!(
+                    "{over} of the tags were not added: an alert holds at most {TAGS_MAX}"
+                ));
+            }
+            text = if added.is_empty() {
+                format!("No tags added (the alert already had them, or holds {TAGS_MAX} tags)")
+            } else {
+                format!("Tags added: {}", added.join(", "))
+            };
         }
         Action::RemoveTags(tags) => {
             a2.tags.retain(|t| !tags.contains(t));
             text = format!("Tags removed: {}", tags.join(", "));
         }
         Action::AddDetails(details) => {
+            use tocsin_core::alert::DETAILS_MAX;
+            let size = |k: &str, v: &serde_json::Value| {
+                k.chars().count() + v.as_str().map_or(0, |s| s.chars().count())
+            };
+            let mut total: usize = a2.details.iter().map(|(k, v)| size(k, v)).sum();
+            let mut dropped = Vec::new();
             for (k, v) in details {
+                let replaced = a2.details.get(k).map_or(0, |old| size(k, old));
+                let after = total - replaced + size(k, v);
+                if after > DETAILS_MAX {
+                    dropped.push(k.as_str());
+                    continue;
+                }
+                total = after;
                 a2.details.insert(k.clone(), v.clone());
+            }
+            if !dropped.is_empty() {
+                notes.push(format!(
+                    "details {} were not added: an alert's details hold at most {DETAILS_MAX} characters in total",
+                    dropped.join(", ")
+                ));
             }
             text = "Details added".into();
         }
@@ -640,11 +687,21 @@ fn act_on(a: &Alert, action: &Action, user: &str, now: i64) -> Outcome {
             text = format!("Priority changed to {p}");
         }
         Action::SetMessage(m) => {
-            a2.message = m.clone();
+            a2.message = tocsin_core::alert::truncate(
+                "message",
+                m,
+                tocsin_core::alert::MESSAGE_MAX,
+                &mut notes,
+            );
             text = "Message updated".into();
         }
         Action::SetDescription(d) => {
-            a2.description = d.clone();
+            a2.description = tocsin_core::alert::truncate(
+                "description",
+                d,
+                tocsin_core::alert::DESCRIPTION_MAX,
+                &mut notes,
+            );
             text = "Description updated".into();
         }
         Action::Assign { owner } => {
@@ -690,6 +747,7 @@ fn act_on(a: &Alert, action: &Action, user: &str, now: i64) -> Outcome {
         text,
         refused,
         delete,
+        notes,
     }
 }
 
@@ -740,12 +798,12 @@ async fn act_op<C: BatchConn>(
     if let Some(n) = note {
         out.note(org, &a.id, n, user, now);
     }
-    Ok(done(
-        "Request processed successfully".into(),
-        &a.id,
-        &a.alias,
-        true,
-    ))
+    let mut status = "Request processed successfully".to_owned();
+    for n in &outcome.notes {
+        status.push_str("; ");
+        status.push_str(n);
+    }
+    Ok(done(status, &a.id, &a.alias, true))
 }
 
 /// Where a create of a run lands.

@@ -696,28 +696,66 @@ fn reference(body: &Value, field: &str, keys: &[&str]) -> ApiResult<String> {
     }
 }
 
-fn required_string(body: &Value, field: &str, max: usize) -> ApiResult<String> {
+/// A required text field of an action's body, read as create reads text: a string, or a
+/// number or boolean as its text. Over-long text is cut where the action is applied, which
+/// notes it in the request status.
+fn required_string(body: &Value, field: &str) -> ApiResult<String> {
     match body.get(field) {
-        Some(Value::String(s)) if !s.trim().is_empty() => {
-            Ok(alert::truncate(field, s, max, &mut Vec::new()))
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        Some(Value::Bool(b)) => Ok(b.to_string()),
+        None | Some(Value::Null) => {
+            Err(ApiError::validation(field, format!("{field} is required")))
         }
-        _ => Err(ApiError::validation(field, format!("{field} is required"))),
+        Some(Value::String(_)) => Err(ApiError::validation(
+            field,
+            format!("{field} must not be blank"),
+        )),
+        Some(_) => Err(ApiError::validation(
+            field,
+            format!("{field} must be a string"),
+        )),
     }
 }
 
-fn string_list(body: &Value, field: &str) -> ApiResult<Vec<String>> {
-    match body.get(field) {
-        Some(Value::Array(items)) if !items.is_empty() => Ok(items
-            .iter()
-            .filter_map(Value::as_str)
-            .map(|t| alert::truncate("a tag", t.trim(), alert::TAG_MAX, &mut Vec::new()))
-            .filter(|t| !t.is_empty())
-            .collect()),
-        _ => Err(ApiError::validation(
-            field,
-            format!("{field} must be a non-empty list of strings"),
-        )),
+/// The tags of an add-tags body, read as create reads them: a list of strings or numbers (or
+/// one string), trimmed, blanks left out. Any other item is refused by its place in the list,
+/// and so is a list with no tag left: the action would otherwise report tags it never added.
+/// Over-long tags and tags past the alert's limit are noted in the request status.
+fn tags_to_add(body: &Value) -> ApiResult<Vec<String>> {
+    let items: Vec<&Value> = match body.get("tags") {
+        Some(Value::Array(items)) => items.iter().collect(),
+        Some(one @ Value::String(_)) => vec![one],
+        _ => {
+            return Err(ApiError::validation(
+                "tags",
+                "tags must be a non-empty list of strings",
+            ));
+        }
+    };
+    let mut tags = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let tag = match item {
+            Value::String(s) => s.trim().to_owned(),
+            Value::Number(n) => n.to_string(),
+            _ => {
+                return Err(ApiError::validation(
+                    &format!("tags[{i}]"),
+                    "must be a string",
+                ));
+            }
+        };
+        if !tag.is_empty() && !tags.contains(&tag) {
+            tags.push(tag);
+        }
     }
+    if tags.is_empty() {
+        return Err(ApiError::validation(
+            "tags",
+            "tags must hold at least one tag that is not blank",
+        ));
+    }
+    Ok(tags)
 }
 
 fn csv(v: Option<&str>, field: &str) -> ApiResult<Vec<String>> {
@@ -787,11 +825,11 @@ pub async fn post_action(
         "unacknowledge" => Action::Unacknowledge,
         "close" => Action::Close,
         "notes" => {
-            required_string(&body, "note", alert::NOTE_MAX)?;
+            required_string(&body, "note")?;
             Action::AddNote
         }
         "snooze" => {
-            let raw = required_string(&body, "endTime", 64)?;
+            let raw = required_string(&body, "endTime")?;
             let until = OffsetDateTime::parse(&raw, &Rfc3339).map_err(|_| {
                 ApiError::validation(
                     "endTime",
@@ -803,7 +841,7 @@ pub async fn post_action(
             }
             Action::Snooze { until }
         }
-        "tags" => Action::AddTags(string_list(&body, "tags")?),
+        "tags" => Action::AddTags(tags_to_add(&body)?),
         "details" => match body.get("details") {
             Some(Value::Object(d)) if !d.is_empty() => Action::AddDetails(
                 d.iter()
@@ -849,10 +887,24 @@ pub async fn post_action(
             }
         }
         "responders" => {
-            let responder = body.get("responder").cloned().unwrap_or(Value::Null);
+            let responder = match body.get("responder") {
+                Some(r @ Value::Object(_)) => r.clone(),
+                _ => {
+                    return Err(ApiError::validation(
+                        "responder",
+                        "responder is required: {type, id | name | username}",
+                    ));
+                }
+            };
             let mut problems = Problems::new();
             let refs =
                 alert::parse_responders(Some(&json!([responder])), "responder", &mut problems);
+            // The one responder is not a list: `responder.type`, not `responder[0].type`.
+            for p in &mut problems.0 {
+                if let Some(rest) = p.field.strip_prefix("responder[0]") {
+                    p.field = format!("responder{rest}");
+                }
+            }
             problems.into_result().map_err(ApiError::Validation)?;
             let (resolved, _) = resolve_responders(&app, &p, &refs, UnknownTeam::KeepName).await?;
             match resolved.into_iter().next() {
@@ -903,15 +955,25 @@ pub async fn put_field(
 ) -> ApiResult<Response> {
     known_verb("PUT", &field)?;
     let action = match field.as_str() {
-        "message" => Action::SetMessage(required_string(&body, "message", alert::MESSAGE_MAX)?),
-        "description" => Action::SetDescription(
-            body.get("description")
-                .and_then(Value::as_str)
-                .map(|d| alert::truncate("description", d, alert::DESCRIPTION_MAX, &mut Vec::new()))
-                .ok_or_else(|| ApiError::validation("description", "description is required"))?,
-        ),
+        "message" => Action::SetMessage(required_string(&body, "message")?),
+        // A description may be emptied.
+        "description" => Action::SetDescription(match body.get("description") {
+            Some(Value::String(d)) => d.clone(),
+            None | Some(Value::Null) => {
+                return Err(ApiError::validation(
+                    "description",
+                    "description is required",
+                ));
+            }
+            Some(_) => {
+                return Err(ApiError::validation(
+                    "description",
+                    "description must be a string",
+                ));
+            }
+        }),
         "priority" => {
-            let raw = required_string(&body, "priority", 8)?;
+            let raw = required_string(&body, "priority")?;
             let p = Priority::parse(&raw).ok_or_else(|| {
                 ApiError::validation(
                     "priority",

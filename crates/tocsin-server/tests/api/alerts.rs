@@ -1051,6 +1051,231 @@ async fn every_action_route_changes_the_alert_and_reports_its_action() {
     );
 }
 
+/// An action that cannot do all it was asked says so in its request status, and its log line
+/// names only what it did: tags past the alert's 20, details past 8000 characters, a message
+/// cut to 130. Items that are not tags are refused by their place, as create reads numbers.
+#[tokio::test]
+async fn actions_report_what_they_could_not_do() {
+    let app = TestApp::spawn().await;
+    let (_, key) = app.integration(json!({"name": "tagger"})).await;
+    let tags: Vec<String> = (0..19).map(|i| format!("t{i}")).collect();
+    app.v2(
+        "POST",
+        "/v2/alerts",
+        &key,
+        Some(json!({"message": "m", "alias": "tg", "tags": tags})),
+    )
+    .await;
+    let post = |path: &'static str, body: Value| {
+        let app = &app;
+        let key = &key;
+        async move {
+            let (s, b, rid) = app
+                .v2(
+                    "POST",
+                    &format!("/v2/alerts/tg/{path}?identifierType=alias"),
+                    key,
+                    Some(body),
+                )
+                .await;
+            (s, b, rid)
+        }
+    };
+    // Numbers are tags, as on create; one more fits; the next two do not.
+    let (s, _, rid) = post("tags", json!({"tags": [7, " t0 ", "x", "y"]})).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let st = app.status_of(&key, &rid).await;
+    assert_eq!(st["isSuccess"], true);
+    assert_eq!(
+        st["status"],
+        "Request processed successfully; 2 of the tags were not added: an alert holds at most 20"
+    );
+    let (_, b, _) = app
+        .v2("GET", "/v2/alerts/tg?identifierType=alias", &key, None)
+        .await;
+    let stored = b["data"]["tags"].as_array().unwrap();
+    assert_eq!(stored.len(), 20);
+    assert!(stored.contains(&json!("7")) && !stored.contains(&json!("x")));
+    let (_, b, _) = app
+        .v2("GET", "/v2/alerts/tg/logs?identifierType=alias", &key, None)
+        .await;
+    let logs: Vec<&str> = b["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["log"].as_str().unwrap())
+        .collect();
+    assert!(logs.contains(&"Tags added: 7"), "{logs:?}");
+
+    // What is not a tag is refused, by its place; so is a list with none left.
+    let (s, b, _) = post("tags", json!({"tags": ["ok", {"a": 1}]})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(b["errors"]["tags[1]"], "must be a string");
+    let (s, b, _) = post("tags", json!({"tags": ["", "  "]})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        b["errors"]["tags"].as_str().unwrap().contains("not blank"),
+        "{b}"
+    );
+
+    // Details: 8000 characters in all, as on create.
+    let (_, _, rid) = post(
+        "details",
+        json!({"details": {"big": "y".repeat(7_990), "huge": "z".repeat(20)}}),
+    )
+    .await;
+    let st = app.status_of(&key, &rid).await;
+    assert_eq!(
+        st["status"],
+        "Request processed successfully; details huge were not added: an alert's details hold at most 8000 characters in total"
+    );
+    let (_, b, _) = app
+        .v2("GET", "/v2/alerts/tg?identifierType=alias", &key, None)
+        .await;
+    assert!(b["data"]["details"]["big"].is_string() && b["data"]["details"]["huge"].is_null());
+
+    // A message is cut to 130 characters, and the status says so; a number is its text.
+    let (_, _, rid) = app
+        .v2(
+            "PUT",
+            "/v2/alerts/tg/message?identifierType=alias",
+            &key,
+            Some(json!({"message": "m".repeat(140)})),
+        )
+        .await;
+    assert_eq!(
+        app.status_of(&key, &rid).await["status"],
+        "Request processed successfully; message was longer than 130 characters and was truncated"
+    );
+    let (s, _, _) = app
+        .v2(
+            "PUT",
+            "/v2/alerts/tg/message?identifierType=alias",
+            &key,
+            Some(json!({"message": 5})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let (s, b, _) = app
+        .v2(
+            "PUT",
+            "/v2/alerts/tg/description?identifierType=alias",
+            &key,
+            Some(json!({"description": [1]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(b["errors"]["description"], "description must be a string");
+    let (s, b, _) = post(
+        "responders",
+        json!({"responder": {"type": "robot", "id": "x"}}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(b["errors"]["responder.type"].is_string(), "{b}");
+    let (s, b, _) = post("responders", json!({})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(b["errors"]["responder"].is_string(), "{b}");
+}
+
+/// A snooze ends at its `endTime` by itself: the alert reads `snoozed: false` again and the
+/// `snoozed` search agrees. A closed alert cannot be snoozed, as it cannot be acknowledged.
+#[tokio::test]
+async fn a_snooze_ends_at_its_end_time_and_a_closed_alert_is_not_snoozed() {
+    let app = TestApp::spawn().await;
+    let (_, key) = app.integration(json!({"name": "snoozer"})).await;
+    for alias in ["short", "long", "shut"] {
+        app.v2(
+            "POST",
+            "/v2/alerts",
+            &key,
+            Some(json!({"message": alias, "alias": alias})),
+        )
+        .await;
+    }
+    let at = |secs: i64| {
+        (time::OffsetDateTime::now_utc() + time::Duration::seconds(secs))
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let snooze = |alias: &'static str, until: String| {
+        let app = &app;
+        let key = &key;
+        async move {
+            let (s, _, rid) = app
+                .v2(
+                    "POST",
+                    &format!("/v2/alerts/{alias}/snooze?identifierType=alias"),
+                    key,
+                    Some(json!({"endTime": until})),
+                )
+                .await;
+            assert_eq!(s, StatusCode::ACCEPTED);
+            app.status_of(key, &rid).await
+        }
+    };
+    assert_eq!(snooze("short", at(1)).await["isSuccess"], true);
+    assert_eq!(snooze("long", at(3600)).await["isSuccess"], true);
+    let snoozed = |alias: &'static str| {
+        let app = &app;
+        let key = &key;
+        async move {
+            let (_, b, _) = app
+                .v2(
+                    "GET",
+                    &format!("/v2/alerts/{alias}?identifierType=alias"),
+                    key,
+                    None,
+                )
+                .await;
+            b["data"]["snoozed"].as_bool().unwrap()
+        }
+    };
+    let found = |query: &'static str| {
+        let app = &app;
+        let key = &key;
+        async move {
+            let (_, b, _) = app
+                .v2("GET", &format!("/v2/alerts?query={query}"), key, None)
+                .await;
+            let mut aliases: Vec<String> = b["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["alias"].as_str().unwrap().to_owned())
+                .collect();
+            aliases.sort();
+            aliases
+        }
+    };
+    assert!(snoozed("short").await);
+    assert_eq!(found("snoozed:true").await, ["long", "short"]);
+    // Past the short snooze's end (a second and a half later).
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    assert!(!snoozed("short").await);
+    assert!(snoozed("long").await);
+    assert_eq!(found("snoozed:true").await, ["long"]);
+    assert_eq!(found("snoozed:false").await, ["short", "shut"]);
+    assert_eq!(found("NOT%20snoozed:true").await, ["short", "shut"]);
+
+    // A closed alert: the snooze is refused in the request status, and it stays unsnoozed.
+    let (s, _, _) = app
+        .v2(
+            "POST",
+            "/v2/alerts/shut/close?identifierType=alias",
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let st = snooze("shut", at(3600)).await;
+    assert_eq!(
+        (st["isSuccess"].clone(), st["status"].clone()),
+        (json!(false), json!("Alert is closed; it cannot be snoozed"))
+    );
+    assert!(!snoozed("shut").await);
+}
+
 /// A write the database refuses (here a trigger; a full disk in life): the alert request
 /// answers 503 with Retry-After, which Opsgenie's clients retry, instead of a 500 or a hang;
 /// /readyz says writes are failing; both recover once the database takes writes again. A
