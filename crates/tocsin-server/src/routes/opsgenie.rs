@@ -208,6 +208,25 @@ pub async fn update(
     JsonBody(b): JsonBody<Value>,
 ) -> ApiResult<Response> {
     let i = load(&app, &p, &id, Permission::IntegrationsWrite).await?;
+    // The owner team is where the integration's key acts, so it is fixed when the integration
+    // is made: a PUT may repeat it (or leave it out), not move the integration. Refused
+    // rather than ignored, so that a client (Terraform) does not believe it moved.
+    let team = owner_team(&app, &p.org_id, b.get("ownerTeam"))
+        .await?
+        .map_err(|why| ApiError::validation("ownerTeam", why))?;
+    if let Some(team) = team
+        && i.team_id.as_ref() != Some(&team)
+    {
+        return Err(ApiError::validation(
+            "ownerTeam",
+            format!(
+                "an integration's owner team cannot be changed (this one's is {}); create a new integration owned by team {team}, and delete this one",
+                i.team_id
+                    .as_ref()
+                    .map_or("none: it is global".to_owned(), |t| format!("{t}")),
+            ),
+        ));
+    }
     let defaults = AccessFlags::default();
     let flags = AccessFlags {
         read: flag(&b, "allowReadAccess", defaults.read)?,

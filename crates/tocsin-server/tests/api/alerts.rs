@@ -612,6 +612,41 @@ async fn opsgenie_integration_and_account_api() {
         .await;
     assert_eq!(b["data"].as_array().unwrap().len(), 1);
 
+    // A PUT may repeat its owner team or leave it out; moving it is refused, not ignored.
+    app.team("Other").await;
+    let put = |team: Value| {
+        let app = &app;
+        let id = &id;
+        async move {
+            let mut body = json!({"name": "Terraform made", "type": "API", "allowWriteAccess": true, "allowConfigurationAccess": true});
+            if !team.is_null() {
+                body["ownerTeam"] = team;
+            }
+            app.v2(
+                "PUT",
+                &format!("/v2/integrations/{id}"),
+                &app.owner,
+                Some(body),
+            )
+            .await
+        }
+    };
+    assert_eq!(put(json!({"name": "Platform"})).await.0, StatusCode::OK);
+    assert_eq!(put(Value::Null).await.0, StatusCode::OK);
+    let (s, b, _) = put(json!({"name": "Other"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(
+        b["errors"]["ownerTeam"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be changed"),
+        "{b}"
+    );
+    let (_, b, _) = app
+        .v2("GET", &format!("/v2/integrations/{id}"), &key, None)
+        .await;
+    assert_eq!(b["data"]["ownerTeam"]["name"], "Platform");
+
     // Disabled: 401, as Opsgenie answers; enabled again: works.
     let (s, b, _) = app
         .v2(
