@@ -235,6 +235,7 @@ pub async fn serve(
         let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
             one_leading_slash(&mut req);
+            crate::routes::alert_named_like_a_route(&mut req);
             tower::ServiceExt::oneshot(router.clone(), req.map(axum::body::Body::new))
         });
         let builder = builder.clone();

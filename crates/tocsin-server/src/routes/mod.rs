@@ -293,6 +293,63 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Sends an action on an alert whose alias (or id) is `requests`, `saved-searches` or `count`
+/// to that alert. Those names are also fixed routes (`/v2/alerts/requests/{id}`,
+/// `/v2/alerts/saved-searches/{id}`, `/v2/alerts/count`), which the router prefers, so
+/// `POST /v2/alerts/requests/close?identifierType=alias` was a 405 and a client could not
+/// close its alert. The fixed routes keep what they answer by their own methods (a request
+/// status by GET, saved searches by GET, PATCH and DELETE, the count without an
+/// `identifierType`); an action verb by another method, and `count` asked with an
+/// `identifierType`, are the alert's. The name's first letter is percent-encoded, so the
+/// router takes the alert's route, whose path parameter decodes it back.
+pub(crate) fn alert_named_like_a_route<B>(req: &mut axum::http::Request<B>) {
+    let Some(rest) = req.uri().path().strip_prefix("/v2/alerts/") else {
+        return;
+    };
+    let method = req.method().as_str();
+    let (name, verb) = match rest.split_once('/') {
+        Some((name, verb)) => (name, Some(verb)),
+        None => (rest, None),
+    };
+    let escaped = match (name, verb) {
+        ("requests", Some(verb)) if method != "GET" && alerts::action_verb_known(method, verb) => {
+            "%72equests"
+        }
+        ("saved-searches", Some(verb))
+            if matches!(method, "POST" | "PUT") && alerts::action_verb_known(method, verb) =>
+        {
+            "%73aved-searches"
+        }
+        ("count", None)
+            if method == "GET"
+                && req.uri().query().is_some_and(|q| {
+                    q.split('&')
+                        .any(|pair| pair.split('=').next() == Some("identifierType"))
+                }) =>
+        {
+            "%63ount"
+        }
+        _ => return,
+    };
+    let mut target = format!("/v2/alerts/{escaped}");
+    if let Some(verb) = verb {
+        target.push('/');
+        target.push_str(verb);
+    }
+    if let Some(q) = req.uri().query() {
+        target.push('?');
+        target.push_str(q);
+    }
+    let mut parts = req.uri().clone().into_parts();
+    let Ok(pq) = target.parse() else {
+        return;
+    };
+    parts.path_and_query = Some(pq);
+    if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+    }
+}
+
 /// The handler of a route Opsgenie has and Tocsin does not yet: a 501 that names the feature,
 /// where a 404 or 405 would suggest a wrong path or method.
 fn not_built(

@@ -1086,6 +1086,86 @@ async fn every_action_route_changes_the_alert_and_reports_its_action() {
     );
 }
 
+/// Aliases that are also fixed routes' names (`requests`, `saved-searches`, `count`) still
+/// reach their alerts by the methods those routes do not answer, while the routes keep theirs.
+#[tokio::test]
+async fn aliases_named_like_fixed_routes_reach_their_alerts() {
+    let app = TestApp::spawn().await;
+    let (_, key) = app.integration(json!({"name": "named"})).await;
+    for alias in ["requests", "saved-searches", "count"] {
+        let (s, _, rid) = app
+            .v2(
+                "POST",
+                "/v2/alerts",
+                &key,
+                Some(json!({"message": alias, "alias": alias})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+        assert_eq!(app.status_of(&key, &rid).await["isSuccess"], true);
+    }
+    for alias in ["requests", "saved-searches"] {
+        let (s, b, rid) = app
+            .v2(
+                "PUT",
+                &format!("/v2/alerts/{alias}/priority?identifierType=alias"),
+                &key,
+                Some(json!({"priority": "P1"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{alias}: {b}");
+        assert_eq!(
+            app.status_of(&key, &rid).await["isSuccess"],
+            true,
+            "{alias}"
+        );
+        let (s, b, rid) = app
+            .v2(
+                "POST",
+                &format!("/v2/alerts/{alias}/close?identifierType=alias"),
+                &key,
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{alias}: {b}");
+        let st = app.status_of(&key, &rid).await;
+        assert_eq!(
+            (st["action"].clone(), st["isSuccess"].clone()),
+            (json!("Close"), json!(true)),
+            "{alias}"
+        );
+    }
+    let (_, b, rid) = app
+        .v2(
+            "DELETE",
+            "/v2/alerts/requests/tags?identifierType=alias&tags=x",
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(
+        app.status_of(&key, &rid).await["action"],
+        "RemoveTags",
+        "{b}"
+    );
+    let (s, b, _) = app
+        .v2("GET", "/v2/alerts/count?identifierType=alias", &key, None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b["data"]["alias"], "count", "{b}");
+    // The fixed routes answer as before.
+    let (s, b, _) = app.v2("GET", "/v2/alerts/count", &key, None).await;
+    assert_eq!((s, b["data"]["count"].clone()), (StatusCode::OK, json!(3)));
+    let (s, _, _) = app
+        .v2("GET", &format!("/v2/alerts/requests/{rid}"), &key, None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, _) = app
+        .v2("DELETE", "/v2/alerts/saved-searches/tags", &key, None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_IMPLEMENTED);
+}
+
 /// An action that cannot do all it was asked says so in its request status, and its log line
 /// names only what it did: tags past the alert's 20, details past 8000 characters, a message
 /// cut to 130. Items that are not tags are refused by their place, as create reads numbers.
