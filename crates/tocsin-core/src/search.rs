@@ -269,6 +269,21 @@ pub fn parse(input: &str) -> Result<Query, SearchError> {
         depth: 0,
         terms: 0,
     };
+    // A control character (NUL, say) is in no alert's text: PostgreSQL refuses NUL in text
+    // outright, and SQLite's pattern would end at it and match everything.
+    if let Some(at) = p
+        .chars
+        .iter()
+        .position(|c| c.is_control() && !c.is_whitespace())
+    {
+        return Err(p.error_at(
+            at,
+            format!(
+                "a control character (U+{:04X}) cannot be searched for",
+                p.chars[at] as u32
+            ),
+        ));
+    }
     p.skip_ws();
     if p.at_end() {
         return Ok(Query::All);
@@ -830,6 +845,14 @@ mod tests {
         let e = err(input);
         assert_eq!(e.position, position, "{input:?}: {e}");
         assert!(e.message.contains(fragment), "{input:?}: {e}");
+    }
+
+    #[test]
+    fn control_characters_are_refused_where_they_are() {
+        assert_err("message:\u{0}", 8, "U+0000");
+        assert_err("message:\"ab\u{1}cd\"", 11, "control character");
+        // Tabs and line ends are white space, not refused.
+        assert!(parse("status:open\tAND\nacknowledged:false").is_ok());
     }
 
     #[test]

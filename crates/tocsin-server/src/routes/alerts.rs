@@ -549,7 +549,8 @@ pub async fn list(
     };
     let mut paging = Map::new();
     paging.insert("first".into(), json!(link(0)));
-    if offset + limit < total {
+    // Saturating: an offset near i64::MAX has no next page, not a wrapped negative one.
+    if offset.saturating_add(limit) < total {
         paging.insert("next".into(), json!(link(offset + limit)));
     }
     if offset > 0 {

@@ -165,7 +165,13 @@ pub async fn create(
         interval_unit: "minutes".into(),
         enabled: true,
         owner_team_id: None,
-        alert_message: format!("{} is expired", name.as_str()),
+        // An alert's message holds 130 characters, and a heartbeat's name up to 200.
+        alert_message: alert::truncate(
+            "alertMessage",
+            &format!("{} is expired", name.as_str()),
+            alert::MESSAGE_MAX,
+            &mut Vec::new(),
+        ),
         alert_tags: vec![],
         alert_priority: "P3".into(),
         last_ping_at: None,

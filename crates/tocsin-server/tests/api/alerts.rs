@@ -310,6 +310,20 @@ async fn list_search_sort_and_page() {
     assert_eq!(tiny, vec!["1", "2"]);
     assert!(b["paging"]["next"].as_str().unwrap().contains("offset=2"));
     assert!(b["paging"]["first"].as_str().unwrap().starts_with("http"));
+    // An offset past every page has no next page (near i64::MAX it once wrapped negative).
+    let (s, b, _) = app
+        .v2(
+            "GET",
+            "/v2/alerts?offset=9223372036854775807&limit=100",
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(
+        b["data"].as_array().unwrap().is_empty() && b["paging"]["next"].is_null(),
+        "{b}"
+    );
     let (_, b, _) = app
         .v2("GET", "/v2/alerts?query=NOT%20tag%3Aprod", &key, None)
         .await;
@@ -711,6 +725,16 @@ async fn a_missed_heartbeat_opens_an_alert_and_the_next_ping_closes_it() {
         .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     assert_eq!(b["data"]["expired"], false);
+    assert_eq!(b["data"]["alertMessage"], "nightly-backup is expired");
+    // The default message of a long name is cut to an alert message's 130 characters.
+    let (s, b, _) = app
+        .v2("POST", "/v2/heartbeats", &app.owner, Some(json!({"name": "n".repeat(150), "interval": 1, "intervalUnit": "hours", "enabled": false})))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(
+        b["data"]["alertMessage"].as_str().unwrap().chars().count(),
+        130
+    );
     let (s, b, _) = app
         .v2(
             "GET",
