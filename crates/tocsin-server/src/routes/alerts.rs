@@ -1062,13 +1062,44 @@ pub async fn entries(
                 )
             })?,
     };
-    let desc = !matches!(q.order.as_deref(), Some("asc"));
-    // `direction=prev` walks back towards the start of the order.
-    let walk_desc = if matches!(q.direction.as_deref(), Some("prev")) {
-        !desc
-    } else {
-        desc
+    // Opsgenie's words, in any case; anything else is refused rather than read as the default.
+    let mut problems = Problems::new();
+    let desc = match q.order.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("desc") => true,
+        Some("asc") => false,
+        Some(other) => {
+            problems.add("order", format!("`{other}` is not asc or desc"));
+            true
+        }
     };
+    // `direction=prev` walks back towards the start of the order.
+    let prev = match q
+        .direction
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("next") => false,
+        Some("prev") => true,
+        Some(other) => {
+            problems.add("direction", format!("`{other}` is not next or prev"));
+            false
+        }
+    };
+    // A cursor is the `offset` of a line a page gave (a UUID); any other would read as the
+    // end of the list.
+    if let Some(offset) = q.offset.as_deref()
+        && uuid::Uuid::try_parse(offset).is_err()
+    {
+        problems.add(
+            "offset",
+            format!(
+                "`{offset}` is not the offset of a note or log line (give one a page returned)"
+            ),
+        );
+    }
+    problems.into_result().map_err(ApiError::Validation)?;
+    let walk_desc = if prev { !desc } else { desc };
     let mut items = app
         .store
         .alert_entries(

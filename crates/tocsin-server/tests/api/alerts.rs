@@ -170,6 +170,45 @@ async fn create_deduplicate_act_and_read_like_opsgenie() {
         "{b}"
     );
     assert_eq!(b["data"][4]["offset"], alert_id.as_str());
+    // Paging by a line's offset, either way, in Opsgenie's words in any case.
+    let second = b["data"][1]["offset"].as_str().unwrap().to_owned();
+    let page = |query: String| {
+        let app = &app;
+        let key = &key;
+        let alert_id = &alert_id;
+        async move {
+            app.v2(
+                "GET",
+                &format!("/v2/alerts/{alert_id}/logs?{query}"),
+                key,
+                None,
+            )
+            .await
+        }
+    };
+    let (_, b, _) = page(format!("offset={second}&limit=2")).await;
+    let texts = |b: &Value| -> Vec<String> {
+        b["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["log"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(texts(&b), ["Alert occurred again: Disk full again"; 2]);
+    let (_, b, _) = page(format!("offset={second}&direction=PREV&order=DESC")).await;
+    assert_eq!(texts(&b), ["Note added by ann"]);
+    let (_, b, _) = page("order=ASC&limit=1".into()).await;
+    assert_eq!(texts(&b), ["Alert created"]);
+    for (query, field) in [
+        ("order=sideways", "order"),
+        ("direction=up", "direction"),
+        ("offset=zzz", "offset"),
+    ] {
+        let (s, b, _) = page(query.into()).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {b}");
+        assert!(b["errors"][field].is_string(), "{query}: {b}");
+    }
 
     // Tags, priority, message.
     app.v2(
