@@ -609,6 +609,28 @@ pub async fn request_status(
         .request_status(&p.org_id, &id)
         .await?
         .ok_or(ApiError::NotFound("request"))?;
+    // A caller held to some teams sees the statuses of requests on alerts it may read, of
+    // its own integration's requests, and of requests that reached no alert (they name
+    // none); any other is no request, as another organization's is (its alert id and alias
+    // belong to another team).
+    if p.require(Permission::AlertsRead, &Resource::Org).is_err() && !s.alert_id.is_empty() {
+        let own = s.integration_id.is_some()
+            && s.integration_id.as_deref() == p.integration.as_ref().map(|i| i.id.as_str());
+        let readable = !own
+            && match app
+                .store
+                .find_alert(&p.org_id, &s.alert_id, IdentifierType::Id)
+                .await?
+            {
+                Some(a) => p
+                    .require(Permission::AlertsRead, &alert_resource(&a))
+                    .is_ok(),
+                None => false,
+            };
+        if !own && !readable {
+            return Err(ApiError::NotFound("request"));
+        }
+    }
     Ok(v2.data(json!({
         "success": s.success, "isSuccess": s.success, "action": s.action, "processedAt": fmt_rfc3339(s.processed_at),
         "integrationId": s.integration_id.unwrap_or_default(), "status": s.status, "alertId": s.alert_id, "alias": s.alias,

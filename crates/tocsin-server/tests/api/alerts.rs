@@ -444,6 +444,26 @@ async fn team_keys_see_and_touch_only_their_teams_alerts() {
         )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
+    // Nor does another team's key read the status of a request on that alert (it names the
+    // alert's id and alias): no such request, for it. Its own requests' statuses it reads,
+    // and so does the owner.
+    let (s, b, _) = app
+        .v2("GET", &format!("/v2/alerts/requests/{rid}"), &dba_key, None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+    assert_eq!(
+        app.status_of(&app.owner, &rid).await["alertId"],
+        sre_alert.as_str()
+    );
+    let (_, _, own) = app
+        .v2(
+            "POST",
+            "/v2/alerts/nothing-here/close?identifierType=alias",
+            &dba_key,
+            None,
+        )
+        .await;
+    assert_eq!(app.status_of(&dba_key, &own).await["isSuccess"], false);
     // The owner's personal key sees everything.
     let (_, b, _) = app.v2("GET", "/v2/alerts", &app.owner, None).await;
     assert_eq!(b["data"].as_array().unwrap().len(), 2);
