@@ -118,7 +118,16 @@ pub async fn list(
 ) -> ApiResult<Response> {
     let visible = visibility(&p)?;
     let team = match (&q.team_id, &q.team_name) {
-        (Some(id), _) => Some(TeamId::from_trusted(id.clone())),
+        // An unknown team is refused by either name for it, not read as an empty list.
+        (Some(raw), _) => match TeamId::parse(raw) {
+            Some(id) if found(app.store.get_team(&p.org_id, &id).await)? => Some(id),
+            _ => {
+                return Err(ApiError::validation(
+                    "teamId",
+                    format!("no team `{raw}` exists"),
+                ));
+            }
+        },
         (None, Some(name)) => match app.store.find_team_by_name(&p.org_id, name).await? {
             Some(t) => Some(t.id),
             None => {

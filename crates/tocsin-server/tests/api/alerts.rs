@@ -684,6 +684,28 @@ async fn opsgenie_integration_and_account_api() {
         )
         .await;
     assert_eq!(b["data"].as_array().unwrap().len(), 1);
+    let (_, b, _) = app
+        .v2(
+            "GET",
+            &format!("/v2/integrations?teamId={team}"),
+            &app.owner,
+            None,
+        )
+        .await;
+    assert_eq!(b["data"].as_array().unwrap().len(), 1);
+    // A team that does not exist is refused by its id as by its name.
+    for (query, field) in [("teamId=garbage", "teamId"), ("teamName=ghost", "teamName")] {
+        let (s, b, _) = app
+            .v2(
+                "GET",
+                &format!("/v2/integrations?{query}"),
+                &app.owner,
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {b}");
+        assert!(b["errors"][field].is_string(), "{query}: {b}");
+    }
 
     // A PUT may repeat its owner team or leave it out; moving it is refused, not ignored.
     app.team("Other").await;
