@@ -208,7 +208,10 @@ pub async fn create(
     Ok(resp)
 }
 
-/// `PUT`: Opsgenie replaces the integration; absent flags fall back to Opsgenie's defaults.
+/// `PUT`: Opsgenie replaces the integration. A flag the body leaves out keeps its value:
+/// Tocsin's defaults (delete and configuration off) are not Opsgenie's, and the Go SDK and
+/// Terraform never send `allowDeleteAccess`, so falling back to a default would switch off,
+/// on every apply, a delete access an administrator had granted.
 pub async fn update(
     State(app): State<AppState>,
     Extension(p): Extension<Arc<Principal>>,
@@ -236,12 +239,12 @@ pub async fn update(
             ),
         ));
     }
-    let defaults = AccessFlags::default();
+    let kept = i.flags;
     let flags = AccessFlags {
-        read: flag(&b, "allowReadAccess", defaults.read)?,
-        write: flag(&b, "allowWriteAccess", defaults.write)?,
-        delete: flag(&b, "allowDeleteAccess", defaults.delete)?,
-        configuration: flag(&b, "allowConfigurationAccess", defaults.configuration)?,
+        read: flag(&b, "allowReadAccess", kept.read)?,
+        write: flag(&b, "allowWriteAccess", kept.write)?,
+        delete: flag(&b, "allowDeleteAccess", kept.delete)?,
+        configuration: flag(&b, "allowConfigurationAccess", kept.configuration)?,
     };
     let enabled = flag(&b, "enabled", i.enabled)?;
     let name = b.get("name").and_then(Value::as_str).map(str::to_owned);

@@ -741,6 +741,21 @@ async fn opsgenie_integration_and_account_api() {
         .v2("GET", &format!("/v2/integrations/{id}"), &key, None)
         .await;
     assert_eq!(b["data"]["ownerTeam"]["name"], "Platform");
+    // A flag the PUT leaves out keeps its value (Terraform never sends allowDeleteAccess).
+    let (s, b) = app
+        .call(
+            "PATCH",
+            &format!("/v1/integrations/{id}"),
+            Some(&app.owner),
+            Some(json!({"allow_delete": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(put(Value::Null).await.0, StatusCode::OK);
+    let (_, b, _) = app
+        .v2("GET", &format!("/v2/integrations/{id}"), &key, None)
+        .await;
+    assert_eq!(b["data"]["allowDeleteAccess"], true, "{b}");
 
     // Disabled: 401, as Opsgenie answers; enabled again: works.
     let (s, b, _) = app
