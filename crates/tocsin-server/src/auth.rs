@@ -657,13 +657,15 @@ pub(crate) async fn run<F: Future<Output = Response>>(
     };
     if let Some(key) = &principal.key
         && let Some(limit) = key.rate_limit
-        && let Some(retry_after) = app.key_over_limit(&key.id, limit).await
+        && let domain = crate::rate_limit::Domain::of(req.method(), req.uri().path())
+        && let Some(retry_after) = app.key_over_limit(&key.id, domain, limit).await
     {
         metrics::counter!("tocsin_auth_outcomes_total", "code" => "rate_limited").increment(1);
         let resp = ApiError::RateLimited {
             message: format!(
-                "{} may make {limit} requests per minute (its rate_limit) and has used them; try again in {retry_after} s. A holder of api_keys:write for this key can raise the limit: PATCH /v1/api_keys/{} {{\"rate_limit\": <requests per minute>}}.",
+                "{} may make {limit} {} per minute (its rate_limit, which each part of the API counts on its own) and has used them; try again in {retry_after} s. A holder of api_keys:write for this key can raise the limit: PATCH /v1/api_keys/{} {{\"rate_limit\": <requests per minute>}}.",
                 principal.describe.summary(),
+                domain.describe(),
                 key.id
             ),
             retry_after,

@@ -15,16 +15,71 @@ use std::sync::{Arc, Mutex};
 use tocsin_core::KeyId;
 use tocsin_store::rate_limits::WINDOW_MS;
 
+/// The parts of the API a key's `rate_limit` is counted in, each with a budget of its own, as
+/// Opsgenie counts its limits per domain: a client's heavy searches do not use up what its
+/// alert ingestion needs, nor its configuration scripts what its pages need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Domain {
+    /// Alert creation, actions, reads of one alert and request statuses (`/v2/alerts/...`).
+    Alert,
+    /// Alert lists and counts (`GET /v2/alerts`, `GET /v2/alerts/count`).
+    Search,
+    /// Heartbeats and their pings (`/v2/heartbeats/...`).
+    Heartbeat,
+    /// Everything else: keys, users, teams, roles, integrations, audit, account.
+    Configuration,
+}
+
+impl Domain {
+    /// The domain of a request by its method and (routed) path.
+    pub fn of(method: &axum::http::Method, path: &str) -> Domain {
+        let path = path.trim_end_matches('/');
+        if path == "/v2/alerts" || path == "/v2/alerts/count" {
+            return if method == axum::http::Method::GET {
+                Domain::Search
+            } else {
+                Domain::Alert
+            };
+        }
+        if path.starts_with("/v2/alerts/") {
+            Domain::Alert
+        } else if path == "/v2/heartbeats" || path.starts_with("/v2/heartbeats/") {
+            Domain::Heartbeat
+        } else {
+            Domain::Configuration
+        }
+    }
+
+    /// How a refusal names it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Domain::Alert => "alert requests",
+            Domain::Search => "alert searches (lists and counts)",
+            Domain::Heartbeat => "heartbeat requests",
+            Domain::Configuration => "configuration requests",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Domain::Alert => "alert",
+            Domain::Search => "search",
+            Domain::Heartbeat => "heartbeat",
+            Domain::Configuration => "configuration",
+        }
+    }
+}
+
 /// Per-key limits of a single node: one governor keyed limiter per distinct limit, each
-/// holding the keys that use that limit (a key whose limit changes starts afresh under the
-/// new one). governor forgets idle keys itself (`retain_recent`).
+/// holding the keys (with their domains) that use that limit (a key whose limit changes
+/// starts afresh under the new one). governor forgets idle keys itself (`retain_recent`).
 #[derive(Default)]
 pub struct LocalKeyLimits {
-    by_limit: Mutex<HashMap<u32, Arc<DefaultKeyedRateLimiter<KeyId>>>>,
+    by_limit: Mutex<HashMap<u32, Arc<DefaultKeyedRateLimiter<(KeyId, Domain)>>>>,
 }
 
 impl LocalKeyLimits {
-    fn check(&self, key: &KeyId, limit: u32) -> Option<u64> {
+    fn check(&self, key: &KeyId, domain: Domain, limit: u32) -> Option<u64> {
         let limiter = {
             let mut map = self.by_limit.lock().unwrap_or_else(|p| p.into_inner());
             map.entry(limit)
@@ -34,7 +89,10 @@ impl LocalKeyLimits {
                 })
                 .clone()
         };
-        limiter.check_key(key).err().map(wait_secs)
+        limiter
+            .check_key(&(key.clone(), domain))
+            .err()
+            .map(wait_secs)
     }
 
     /// Forgets keys whose budget is full again, and limiters no key uses any more.
@@ -81,12 +139,14 @@ pub fn sliding_window(limit: u32, current: i64, previous: i64, elapsed_ms: i64) 
 }
 
 impl App {
-    /// Counts a request against a key's own limit; `Some(seconds)` to wait when it is over.
-    pub async fn key_over_limit(&self, key: &KeyId, limit: u32) -> Option<u64> {
+    /// Counts a request against a key's own limit in its domain; `Some(seconds)` to wait when
+    /// it is over.
+    pub async fn key_over_limit(&self, key: &KeyId, domain: Domain, limit: u32) -> Option<u64> {
         if self.store.is_postgres() {
-            Box::pin(self.shared_over_limit(&format!("key:{key}"), limit)).await
+            let bucket = format!("key:{key}:{}", domain.name());
+            Box::pin(self.shared_over_limit(&bucket, limit)).await
         } else {
-            self.key_limits.check(key, limit)
+            self.key_limits.check(key, domain, limit)
         }
     }
 
@@ -141,15 +201,42 @@ mod tests {
     fn local_limits_follow_each_keys_own_limit() {
         let limits = LocalKeyLimits::default();
         let (a, b) = (KeyId::generate(), KeyId::generate());
+        let alert = Domain::Alert;
         for _ in 0..3 {
-            assert_eq!(limits.check(&a, 3), None);
+            assert_eq!(limits.check(&a, alert, 3), None);
         }
         let wait = limits
-            .check(&a, 3)
+            .check(&a, alert, 3)
             .expect("the fourth request in a minute is over");
         assert!((1..=60).contains(&wait));
-        assert_eq!(limits.check(&b, 3), None, "keys do not share a budget");
+        assert_eq!(
+            limits.check(&b, alert, 3),
+            None,
+            "keys do not share a budget"
+        );
+        assert_eq!(
+            limits.check(&a, Domain::Search, 3),
+            None,
+            "nor do a key's domains"
+        );
         // A raised limit takes effect at once.
-        assert_eq!(limits.check(&a, 10), None);
+        assert_eq!(limits.check(&a, alert, 10), None);
+    }
+
+    #[test]
+    fn requests_fall_in_opsgenies_domains() {
+        use axum::http::Method;
+        let of = |m: Method, p: &str| Domain::of(&m, p);
+        assert_eq!(of(Method::POST, "/v2/alerts"), Domain::Alert);
+        assert_eq!(of(Method::GET, "/v2/alerts"), Domain::Search);
+        assert_eq!(of(Method::GET, "/v2/alerts/count"), Domain::Search);
+        assert_eq!(of(Method::GET, "/v2/alerts/abc"), Domain::Alert);
+        assert_eq!(of(Method::POST, "/v2/alerts/abc/close"), Domain::Alert);
+        assert_eq!(of(Method::GET, "/v2/alerts/requests/r1"), Domain::Alert);
+        assert_eq!(of(Method::GET, "/v2/heartbeats/h/ping"), Domain::Heartbeat);
+        assert_eq!(of(Method::GET, "/v2/heartbeats"), Domain::Heartbeat);
+        assert_eq!(of(Method::GET, "/v2/alertsx"), Domain::Configuration);
+        assert_eq!(of(Method::POST, "/v1/api_keys"), Domain::Configuration);
+        assert_eq!(of(Method::GET, "/v2/integrations"), Domain::Configuration);
     }
 }

@@ -2534,9 +2534,9 @@ async fn request_tracking_can_be_turned_off_for_measurement() {
     assert_eq!(flushed, 0);
 }
 
-/// A key's own `rate_limit` (requests per minute, set on create or patch) answers 429 with
-/// Retry-After and names the limit; the key cannot lift its own limit, a holder of
-/// api_keys:write can; other keys are not slowed.
+/// A key's own `rate_limit` (requests per minute, set on create or patch, counted in each
+/// part of the API on its own) answers 429 with Retry-After and names the limit; the key
+/// cannot lift its own limit, a holder of api_keys:write can; other keys are not slowed.
 #[tokio::test]
 async fn a_keys_rate_limit_answers_429_naming_the_limit() {
     let app = TestApp::spawn().await;
@@ -2579,9 +2579,15 @@ async fn a_keys_rate_limit_answers_429_naming_the_limit() {
         b["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("3 requests per minute"),
+            .contains("3 configuration requests per minute"),
         "{b}"
     );
+    // Each part of the API counts on its own, as Opsgenie's domains do: the key's searches
+    // and alert requests still have their budgets.
+    let (s, b) = app.get("/v2/alerts", &token).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = app.get("/v2/alerts/requests/no-such-request", &token).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
     // Other keys are not slowed.
     assert_eq!(
         app.get("/v1/auth/whoami", &app.owner).await.0,
