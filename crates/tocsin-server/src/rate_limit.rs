@@ -75,8 +75,11 @@ impl Domain {
 /// starts afresh under the new one). governor forgets idle keys itself (`retain_recent`).
 #[derive(Default)]
 pub struct LocalKeyLimits {
-    by_limit: Mutex<HashMap<u32, Arc<DefaultKeyedRateLimiter<(KeyId, Domain)>>>>,
+    by_limit: Mutex<HashMap<u32, Arc<KeyLimiter>>>,
 }
+
+/// The limiter of the keys that share one limit, by key and domain.
+type KeyLimiter = DefaultKeyedRateLimiter<(KeyId, Domain)>;
 
 impl LocalKeyLimits {
     fn check(&self, key: &KeyId, domain: Domain, limit: u32) -> Option<u64> {
