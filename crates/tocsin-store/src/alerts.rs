@@ -283,9 +283,11 @@ pub enum IdentifierType {
 }
 
 impl IdentifierType {
+    /// Opsgenie's `identifierType`, in any case; absent or empty (`identifierType=`, as a
+    /// client that fills in a template sends) is `id`, Opsgenie's default.
     pub fn parse(s: Option<&str>) -> Option<IdentifierType> {
         match s.map(str::to_ascii_lowercase).as_deref() {
-            None | Some("id") => Some(IdentifierType::Id),
+            None | Some("" | "id") => Some(IdentifierType::Id),
             Some("tiny") => Some(IdentifierType::Tiny),
             Some("alias") => Some(IdentifierType::Alias),
             _ => None,

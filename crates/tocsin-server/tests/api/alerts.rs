@@ -1206,6 +1206,45 @@ async fn every_action_route_changes_the_alert_and_reports_its_action() {
     );
 }
 
+/// `identifierType` is `id` when absent or empty, as in Opsgenie; an unknown one is a 422.
+#[tokio::test]
+async fn identifier_type_defaults_to_id() {
+    let app = TestApp::spawn().await;
+    let (_, key) = app.integration(json!({"name": "ids"})).await;
+    let (_, _, rid) = app
+        .v2(
+            "POST",
+            "/v2/alerts",
+            &key,
+            Some(json!({"message": "m", "alias": "a1"})),
+        )
+        .await;
+    let id = app.status_of(&key, &rid).await["alertId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for query in ["", "?identifierType=", "?identifierType=ID"] {
+        let (s, b, _) = app
+            .v2("GET", &format!("/v2/alerts/{id}{query}"), &key, None)
+            .await;
+        assert_eq!(
+            (s, b["data"]["alias"].clone()),
+            (StatusCode::OK, json!("a1")),
+            "{query}"
+        );
+    }
+    let (s, b, _) = app
+        .v2(
+            "GET",
+            &format!("/v2/alerts/{id}?identifierType=name"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(b["errors"]["identifierType"].is_string(), "{b}");
+}
+
 /// Aliases that are also fixed routes' names (`requests`, `saved-searches`, `count`) still
 /// reach their alerts by the methods those routes do not answer, while the routes keep theirs.
 #[tokio::test]
