@@ -667,15 +667,17 @@ mod tests {
     #[test]
     fn text_that_fits_is_kept_and_only_what_is_over_is_cut() {
         let a = from_bytes(&format!(
-            r#"{{"message": "{}", "description": "{}", "tags": ["{}"]}}"#,
+            r#"{{"message": "{}", "description": "{}", "tags": ["{}", "{}"]}}"#,
             "m".repeat(MESSAGE_MAX),
             "é".repeat(DESCRIPTION_MAX),
-            "t".repeat(TAG_MAX + 1)
+            "t".repeat(TAG_MAX + 1),
+            "u".repeat(TAG_MAX + 1)
         ))
         .unwrap();
         assert_eq!(a.message.len(), MESSAGE_MAX);
         assert_eq!(a.description.chars().count(), DESCRIPTION_MAX);
         assert_eq!(a.tags[0].len(), TAG_MAX);
+        // Two tags cut, one note: a request status does not repeat itself per tag.
         assert_eq!(
             a.adjustments,
             vec![format!(
