@@ -660,6 +660,7 @@ fn act_on(a: &Alert, action: &Action, user: &str, now: i64) -> Outcome {
             };
             let mut total: usize = a2.details.iter().map(|(k, v)| size(k, v)).sum();
             let mut dropped = Vec::new();
+            let mut added = 0;
             for (k, v) in details {
                 let replaced = a2.details.get(k).map_or(0, |old| size(k, old));
                 let after = total - replaced + size(k, v);
@@ -668,6 +669,7 @@ fn act_on(a: &Alert, action: &Action, user: &str, now: i64) -> Outcome {
                     continue;
                 }
                 total = after;
+                added += 1;
                 a2.details.insert(k.clone(), v.clone());
             }
             if !dropped.is_empty() {
@@ -676,7 +678,11 @@ fn act_on(a: &Alert, action: &Action, user: &str, now: i64) -> Outcome {
                     dropped.join(", ")
                 ));
             }
-            text = "Details added".into();
+            text = if added == 0 {
+                "No details added".into()
+            } else {
+                "Details added".into()
+            };
         }
         Action::RemoveDetails(keys) => {
             for k in keys {
