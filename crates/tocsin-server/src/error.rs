@@ -29,6 +29,12 @@ pub enum ApiError {
         code: &'static str,
         message: String,
     },
+    /// 409 that also says what to do instead (`fixes` in the body).
+    ConflictWithFix {
+        code: &'static str,
+        message: String,
+        fix: String,
+    },
     Forbidden {
         code: &'static str,
         message: String,
@@ -144,6 +150,10 @@ impl ApiError {
                 "No route matches this method and path; GET /openapi.json lists every route.".into(),
             ),
             ApiError::Conflict { code, message } => (StatusCode::CONFLICT, *code, message.clone()),
+            ApiError::ConflictWithFix { code, message, fix } => {
+                details.insert("fixes".into(), json!([fix]));
+                (StatusCode::CONFLICT, *code, message.clone())
+            }
             ApiError::Forbidden { code, message } => (StatusCode::FORBIDDEN, *code, message.clone()),
             ApiError::Unauthorized { code, message } => (StatusCode::UNAUTHORIZED, *code, message.clone()),
             ApiError::NotImplemented(what) => {

@@ -294,7 +294,7 @@ fn describe(status: u16) -> &'static str {
         404 => "No such object in the caller's organization",
         408 => "The request was not received and answered within the server's request timeout",
         409 => {
-            "A conflict: the name is taken, or the object is still in use; on login, the email and password sign in to several organizations (`error.organizations`), so name one"
+            "A conflict: the name is taken, the object is still in use, or its state forbids the change (the organization's last active owner, an expired key); `error.fixes` says what to do instead; on login, the email and password sign in to several organizations (`error.organizations`), so name one"
         }
         413 => "The body is larger than the server's limit, which the message names",
         422 => "A field is invalid; `error.fields` names each with its reason",
