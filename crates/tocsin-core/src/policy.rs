@@ -349,6 +349,10 @@ fn kinds_allowed(p: Permission) -> &'static str {
     }
 }
 
+/// What to do about an expired key, in `expired_key` and in `key_expired` (rotate and PATCH
+/// of an expired key): an expired key cannot be renewed, only replaced.
+pub const EXPIRED_KEY_FIX: &str = "An expired key cannot be rotated or extended: create a new key (POST /v1/api_keys, or `tocsin keys create`) and use its token; revoke the expired one to free its name. To keep a key from expiring, rotate it (POST /v1/api_keys/{id}/rotate) or extend it (PATCH /v1/api_keys/{id} with a later `expires_at`) before it expires.";
+
 /// The message and fixes of a refusal: the single source for HTTP errors and `explain`.
 pub fn describe_refusal(refusal: &Refusal, who: Option<&Describe>) -> (String, Vec<String>) {
     let fmt_time = |t: &OffsetDateTime| {
@@ -401,7 +405,7 @@ pub fn describe_refusal(refusal: &Refusal, who: Option<&Describe>) -> (String, V
             vec![if *rotated_out {
                 "Use the token the rotation returned, or rotate the key again to get a new one.".into()
             } else {
-                "Create a new key, or before a key expires extend it with PATCH /v1/api_keys/{id} or rotate it with POST /v1/api_keys/{id}/rotate.".into()
+                EXPIRED_KEY_FIX.into()
             }],
         ),
         Refusal::IpNotAllowed { ip } => (

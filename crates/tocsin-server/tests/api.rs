@@ -369,11 +369,45 @@ async fn expired_keys_and_rotated_out_tokens_are_refused() {
         .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     let token = b["token"].as_str().unwrap().to_owned();
+    let short = b["api_key"]["id"].as_str().unwrap().to_owned();
     assert_eq!(app.get("/v1/auth/whoami", &token).await.0, StatusCode::OK);
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     let (s, b) = app.get("/v1/auth/whoami", &token).await;
     assert_eq!((s, code(&b)), (StatusCode::UNAUTHORIZED, "expired_key"));
     assert!(b["error"]["message"].as_str().unwrap().contains("expired"));
+    // The fix does not promise a rotation that would be refused: an expired key is replaced.
+    let fix = b["error"]["fixes"][0].as_str().unwrap();
+    assert!(fix.contains("create a new key"), "{b}");
+    assert!(fix.contains("cannot be rotated or extended"), "{b}");
+    // An expired key stays expired: neither rotation nor a later expiry brings its token back.
+    let (s, b) = app
+        .post(
+            &format!("/v1/api_keys/{short}/rotate"),
+            &app.owner,
+            json!({}),
+        )
+        .await;
+    refused(s, &b, StatusCode::CONFLICT, "key_expired");
+    assert_eq!(b["error"]["fixes"][0].as_str(), Some(fix), "{b}");
+    for change in [
+        json!({"expires_at": in_days(10)}),
+        json!({"name": "short, renamed"}),
+    ] {
+        let (s, b) = app
+            .patch(&format!("/v1/api_keys/{short}"), &app.owner, change)
+            .await;
+        refused(s, &b, StatusCode::CONFLICT, "key_expired");
+        assert!(
+            b["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("cannot be changed or extended"),
+            "{b}"
+        );
+        assert_eq!(b["error"]["fixes"][0].as_str(), Some(fix), "{b}");
+    }
+    let (s, b) = app.get("/v1/auth/whoami", &token).await;
+    refused(s, &b, StatusCode::UNAUTHORIZED, "expired_key");
 
     // Rotation: both tokens work during the grace period; at most two are ever valid.
     let (id, first) = app.key(&app.owner, json!({"name": "rotating"})).await;

@@ -122,7 +122,7 @@ fn name_taken(kind: KeyKind) -> impl FnOnce(StoreError) -> ApiError {
     conflict(
         "name_taken",
         format!(
-            "A live {} key with this name already exists in the same scope (names ignore case); choose another name or revoke that key.",
+            "A {} key with this name already exists in the same scope and is not revoked (names ignore case; an expired key keeps its name until it is revoked); choose another name or revoke that key.",
             kind.name()
         ),
     )
@@ -629,6 +629,11 @@ pub async fn update(
             message: "This key is revoked; revoked keys cannot be changed.".into(),
         });
     }
+    // A later expiry would bring an expired token back to life, without a rotation; an
+    // expired key is therefore as final as rotate treats it.
+    if key.expires_at <= OffsetDateTime::now_utc() {
+        return Err(key_expired(key.expires_at, "changed or extended"));
+    }
     let org = app.store.get_org(&p.org_id).await?;
     let roles = RoleBook::load(&app, &p.org_id).await?;
     let now = OffsetDateTime::now_utc();
@@ -767,10 +772,7 @@ pub async fn rotate(
         });
     }
     if key.expires_at <= OffsetDateTime::now_utc() {
-        return Err(ApiError::Conflict {
-            code: "key_expired",
-            message: "This key has expired; create a new key instead.".into(),
-        });
+        return Err(key_expired(key.expires_at, "rotated"));
     }
     let token = Token::generate(key.kind.token_kind(), &app.settings.region);
     let grace_end = (grace > 0).then(|| OffsetDateTime::now_utc() + Duration::seconds(grace));
@@ -817,4 +819,17 @@ pub async fn revoke(
         .await?;
     }
     Ok(Json(view(&app, &revoked).await?))
+}
+
+/// 409 `key_expired`: an expired key is final; it can be neither rotated nor extended, since
+/// either would make a token that has expired (perhaps after it leaked) work again.
+fn key_expired(at: OffsetDateTime, what: &str) -> ApiError {
+    ApiError::ConflictWithFix {
+        code: "key_expired",
+        message: format!(
+            "This key expired at {}; an expired key cannot be {what}, as that would make its expired token work again.",
+            views::t(at)
+        ),
+        fix: tocsin_core::policy::EXPIRED_KEY_FIX.into(),
+    }
 }
