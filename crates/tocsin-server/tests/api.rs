@@ -2713,3 +2713,90 @@ async fn a_cursor_this_server_did_not_hand_out_is_refused() {
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["data"].as_array().unwrap().len(), 1, "{b}");
 }
+
+/// A custom role's scope cannot change under its holders: an account role held by a user
+/// would otherwise keep applying organization-wide as a "team" role, and a team role held in
+/// a key's `team_role_names` would become an account role there.
+#[tokio::test]
+async fn a_roles_scope_does_not_change_while_it_is_held_in_that_scope() {
+    let app = TestApp::spawn().await;
+    let (s, b) = app
+        .post("/v1/roles", &app.owner, json!({"name": "reader3", "scope": "account", "permissions": ["alerts:read", "teams:read"]}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let holder = app
+        .user(json!({"email": "r3@example.com", "role_name": "reader3"}))
+        .await;
+    let (s, b) = app
+        .patch("/v1/roles/reader3", &app.owner, json!({"scope": "team"}))
+        .await;
+    refused(s, &b, StatusCode::CONFLICT, "role_in_use");
+    let message = b["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("held as an account role by 1 user(s)"),
+        "{b}"
+    );
+    assert!(
+        b["error"]["fixes"][0]
+            .as_str()
+            .unwrap()
+            .contains("Create a new role with scope `team`"),
+        "{b}"
+    );
+    let (_, b) = app.get("/v1/roles", &app.owner).await;
+    let role = b["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "reader3")
+        .unwrap();
+    assert_eq!(role["scope"], "account", "{b}");
+    // Other changes to a held role are fine; and once nobody holds it as an account role,
+    // its scope may change.
+    let (s, b) = app
+        .patch(
+            "/v1/roles/reader3",
+            &app.owner,
+            json!({"description": "reads"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = app
+        .patch(
+            &format!("/v1/users/{holder}"),
+            &app.owner,
+            json!({"role_name": "viewer"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = app
+        .patch("/v1/roles/reader3", &app.owner, json!({"scope": "team"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+
+    // The converse: a team role held by a team key cannot become an account role.
+    let team = app.team("ops").await;
+    let (key, _) = app
+        .key(&app.owner, json!({"name": "ops reader", "kind": "team", "team_id": team, "team_role_names": ["reader3"]}))
+        .await;
+    let (s, b) = app
+        .patch("/v1/roles/reader3", &app.owner, json!({"scope": "account"}))
+        .await;
+    refused(s, &b, StatusCode::CONFLICT, "role_in_use");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("held as a team role by 1 key(s)"),
+        "{b}"
+    );
+    // A revoked key holds nothing.
+    let (s, b) = app
+        .post(&format!("/v1/api_keys/{key}/revoke"), &app.owner, json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = app
+        .patch("/v1/roles/reader3", &app.owner, json!({"scope": "account"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+}
