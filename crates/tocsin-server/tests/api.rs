@@ -654,6 +654,31 @@ async fn key_validation_names_each_field() {
         )
         .await;
     assert!(b["error"]["fields"]["team_role_names"].is_string());
+    // `integration_id` belongs to integration keys: on any other kind it is refused, never
+    // dropped (a forgotten `kind` would otherwise make a personal key with the owner's rights).
+    for body in [
+        json!({"name": "pi", "integration_id": "int_x"}),
+        json!({"name": "ti", "kind": "team", "team_id": team, "team_role_names": ["viewer"], "integration_id": "int_x"}),
+        json!({"name": "oi", "kind": "organization", "role_names": ["viewer"], "integration_id": "int_x"}),
+    ] {
+        let mut body = body;
+        body["expires_at"] = json!(in_days(1));
+        let (s, b) = app.post("/v1/api_keys", &app.owner, body).await;
+        refused(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        let why = b["error"]["fields"]["integration_id"].as_str().unwrap();
+        assert!(why.contains("only for kind `integration`"), "{b}");
+    }
+    let (_, b) = app.get("/v1/api_keys?limit=500", &app.owner).await;
+    for name in ["pi", "ti", "oi"] {
+        assert!(
+            !b["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|k| k["name"] == name),
+            "{name} was created: {b}"
+        );
+    }
     // Malformed JSON is a bad body (SPEC section 4): a 422 naming `body` and where it broke,
     // never a framework page. The Opsgenie routes answer it 400, as Opsgenie does.
     let malformed = |path: &str, auth: String| {

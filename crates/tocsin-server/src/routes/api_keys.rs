@@ -166,6 +166,17 @@ pub async fn create(
     let mut team_id = None;
     let mut team_ids = Vec::new();
     let mut integration = None;
+    // Never dropped silently: without `"kind": "integration"` the key would be a personal key
+    // with its user's full rights, not the integration key that was meant.
+    if kind != KeyKind::Integration && req.integration_id.is_some() {
+        problems.add(
+            "integration_id",
+            format!(
+                "is only for kind `integration`, and this is a {} key; to make a key for an integration, send \"kind\": \"integration\", or leave integration_id out",
+                kind.name()
+            ),
+        );
+    }
     match kind {
         KeyKind::Personal => {
             check_roles(&mut problems, &roles, "role_names", &req.role_names, false);
