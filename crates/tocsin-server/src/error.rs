@@ -4,8 +4,9 @@
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
@@ -401,6 +402,62 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                 let reason = msg.split(" at line").next().unwrap_or(&msg).to_owned();
                 Err(ApiError::validation(&field, reason))
             }
+        }
+    }
+}
+
+/// A query string read into `T`, whose problems become `validation_failed` naming the
+/// parameter (SPEC section 4: a bad query is a 422 naming every offending field), never the
+/// framework's bare 400. Every query struct holds `Option<String>`s and checks its values
+/// itself, so what is left here is a parameter given twice (`?limit=1&limit=2`).
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::try_from_uri(&parts.uri) {
+            Ok(axum::extract::Query(v)) => Ok(Query(v)),
+            Err(rejection) => {
+                let text = rejection.body_text();
+                let msg = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text);
+                // serde names the parameter in backticks: "duplicate field `limit`".
+                let named = msg.split('`').nth(1).filter(|n| !n.is_empty());
+                Err(match named {
+                    Some(name) if msg.contains("duplicate field") => ApiError::validation(
+                        name,
+                        format!("is given more than once in the query string; send `{name}` once"),
+                    ),
+                    Some(name) => ApiError::validation(name, msg.to_owned()),
+                    None => ApiError::validation("query", msg.to_owned()),
+                })
+            }
+        }
+    }
+}
+
+/// Path parameters read into `T`. A parameter that is not UTF-8 once percent-decoded
+/// (`/v1/roles/%FF`) is a 400 naming the parameter and why, never the framework's bare 400.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::extract::path::ErrorKind;
+        use axum::extract::rejection::PathRejection;
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Path(v)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => match e.kind() {
+                ErrorKind::InvalidUtf8InPathParam { key } => Err(ApiError::BadRequest(format!(
+                    "The path parameter `{key}` is not valid UTF-8 once percent-decoded (for example `%FF`); send the {key} as percent-encoded UTF-8 text."
+                ))),
+                // Every path parameter is text; any other failure is this server's own.
+                _ => Err(ApiError::Internal(e.body_text())),
+            },
+            Err(other) => Err(ApiError::Internal(other.body_text())),
         }
     }
 }

@@ -2825,3 +2825,55 @@ async fn a_roles_scope_does_not_change_while_it_is_held_in_that_scope() {
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
 }
+
+/// A query parameter given twice, or a path parameter that is not UTF-8, is refused naming
+/// the parameter and why (never a bare "could not be processed"); the Opsgenie routes keep
+/// their own envelope.
+#[tokio::test]
+async fn a_repeated_query_parameter_or_a_bad_path_segment_is_named() {
+    let app = TestApp::spawn().await;
+    for (path, param) in [
+        ("/v1/api_keys?limit=1&limit=2", "limit"),
+        (
+            "/v1/api_keys?include_revoked=true&include_revoked=false",
+            "include_revoked",
+        ),
+        (
+            "/v1/audit_events?outcome=allowed&outcome=revoked_key",
+            "outcome",
+        ),
+        ("/v1/users?cursor=a&cursor=b", "cursor"),
+        ("/v1/roles?limit=5&limit=5", "limit"),
+    ] {
+        let (s, b) = app.get(path, &app.owner).await;
+        refused(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        let why = b["error"]["fields"][param].as_str().unwrap_or_default();
+        assert!(why.contains("more than once"), "{path}: {b}");
+        assert!(
+            b["error"]["message"].as_str().unwrap().contains(param),
+            "{path}: {b}"
+        );
+    }
+    let (s, b) = app
+        .patch("/v1/roles/%FF", &app.owner, json!({"description": "x"}))
+        .await;
+    refused(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+    let message = b["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("`name`") && message.contains("UTF-8"),
+        "{b}"
+    );
+    // Opsgenie's envelope: `message`, `errors`, `took` and `requestId`, beside the error.
+    let resp = app
+        .http
+        .get(format!("{}/v2/alerts?limit=1&limit=2", app.base))
+        .header("Authorization", format!("GenieKey {}", app.owner))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let b: Value = resp.json().await.unwrap();
+    assert!(b["message"].as_str().unwrap().contains("limit"), "{b}");
+    assert!(b["errors"]["limit"].is_string(), "{b}");
+    assert!(b["requestId"].is_string() && b["took"].is_number(), "{b}");
+}

@@ -3,11 +3,12 @@
 
 use crate::auth::{Principal, RequestFacts, RoleBook, key_teams};
 use crate::error::{ApiError, ApiResult, JsonBody, conflict, created, found, not_found};
+use crate::error::{Path, Query};
 use crate::routes::{ListParams, path_id};
 use crate::state::{App, AppState};
 use crate::views;
 use axum::Json;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, State};
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};

@@ -2,11 +2,12 @@
 
 use crate::auth::{Principal, RoleBook};
 use crate::error::{ApiError, ApiResult, JsonBody, conflict, created, not_found};
+use crate::error::{Path, Query};
 use crate::routes::{ListParams, path_id};
 use crate::state::AppState;
 use crate::views;
 use axum::Json;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
