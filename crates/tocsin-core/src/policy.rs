@@ -137,6 +137,19 @@ fn example_roles(p: Permission) -> String {
         .join(" or ")
 }
 
+/// The two narrowest built-in roles that grant `p` account-wide: for a fix that asks for an
+/// account grant, which a team-only role such as `team_admin` can never be.
+fn example_account_roles(p: Permission) -> String {
+    roles_granting(p)
+        .iter()
+        .rev()
+        .copied()
+        .filter(|n| crate::role::builtin(n).is_some_and(|r| r.scope.allows_account()))
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
 /// The names of the built-in roles that grant `p`, for messages that say what would work.
 pub fn roles_granting(p: Permission) -> Vec<&'static str> {
     const NAMES: &[&str] = &[
@@ -470,7 +483,7 @@ pub fn describe_refusal(refusal: &Refusal, who: Option<&Describe>) -> (String, V
                     format!("{held}, and this resource belongs to no team (it is organization-wide), which only an account-wide grant reaches."),
                     vec![format!(
                         "Use a personal or organization key whose role grants `{required}` account-wide (for example {}).",
-                        example_roles(*required)
+                        example_account_roles(*required)
                     )],
                 )
             } else {
@@ -544,6 +557,25 @@ mod tests {
 
     fn team(n: u8) -> TeamId {
         TeamId::from_trusted(format!("team_{n:032x}"))
+    }
+
+    /// A fix that asks for an account-wide grant names only roles that can be one.
+    #[test]
+    fn an_account_wide_fix_names_account_roles_only() {
+        for required in Permission::ALL.iter().copied() {
+            let refusal = Refusal::Denied(Decision::ScopeDenied {
+                required,
+                key_teams: vec![team(1)],
+                resource_teams: vec![],
+            });
+            let (_, fixes) = describe_refusal(&refusal, None);
+            assert!(!fixes[0].contains("team_admin"), "{required}: {}", fixes[0]);
+            assert!(
+                fixes[0].contains("for example "),
+                "{required}: {}",
+                fixes[0]
+            );
+        }
     }
 
     fn perms() -> impl Strategy<Value = PermSet> {
