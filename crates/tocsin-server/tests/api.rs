@@ -2877,3 +2877,49 @@ async fn a_repeated_query_parameter_or_a_bad_path_segment_is_named() {
     assert!(b["errors"]["limit"].is_string(), "{b}");
     assert!(b["requestId"].is_string() && b["took"].is_number(), "{b}");
 }
+
+/// A team that live keys are granted on is not deleted, and the refusal names those keys
+/// itself, organization keys included (the `team_id` listing does not show those).
+#[tokio::test]
+async fn a_team_in_use_names_the_keys_that_hold_it() {
+    let app = TestApp::spawn().await;
+    let delta = app.team("delta").await;
+    let (org_key, _) = app
+        .key(&app.owner, json!({"name": "org on delta", "kind": "organization", "team_ids": [delta], "team_role_names": ["viewer"]}))
+        .await;
+    let (s, b) = app
+        .call(
+            "DELETE",
+            &format!("/v1/teams/{delta}"),
+            Some(&app.owner),
+            None,
+        )
+        .await;
+    refused(s, &b, StatusCode::CONFLICT, "team_in_use");
+    let message = b["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("{org_key} (organization key \"org on delta\")")),
+        "{b}"
+    );
+    assert!(
+        b["error"]["fixes"][0].as_str().unwrap().contains("revoke"),
+        "{b}"
+    );
+    let (s, b) = app
+        .post(
+            &format!("/v1/api_keys/{org_key}/revoke"),
+            &app.owner,
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = app
+        .call(
+            "DELETE",
+            &format!("/v1/teams/{delta}"),
+            Some(&app.owner),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+}
