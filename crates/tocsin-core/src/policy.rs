@@ -192,7 +192,12 @@ pub struct CredentialState {
 /// Every refusal Tocsin can give, in the order the checks run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
-    MissingCredentials,
+    /// No usable credential. `header` says what was wrong with an `Authorization` header that
+    /// was sent but holds no credential Tocsin reads (no scheme, or another scheme); `None`
+    /// when there was no header at all.
+    MissingCredentials {
+        header: Option<String>,
+    },
     MalformedToken(MalformedToken),
     WrongRegion {
         region: String,
@@ -219,7 +224,7 @@ pub enum Refusal {
 impl Refusal {
     pub fn code(&self) -> &'static str {
         match self {
-            Refusal::MissingCredentials => "missing_credentials",
+            Refusal::MissingCredentials { .. } => "missing_credentials",
             Refusal::MalformedToken(_) => "malformed_token",
             Refusal::WrongRegion { .. } => "wrong_region",
             Refusal::UnknownKey => "unknown_key",
@@ -373,8 +378,11 @@ pub fn describe_refusal(refusal: &Refusal, who: Option<&Describe>) -> (String, V
             .unwrap_or_else(|_| t.to_string())
     };
     match refusal {
-        Refusal::MissingCredentials => (
-            "No credentials were sent. Send `Authorization: Bearer <token>` or, from an Opsgenie client, `Authorization: GenieKey <token>`.".into(),
+        Refusal::MissingCredentials { header } => (
+            match header {
+                None => "No credentials were sent. Send `Authorization: Bearer <token>` or, from an Opsgenie client, `Authorization: GenieKey <token>`.".into(),
+                Some(problem) => format!("The Authorization header was sent, but {problem}. Send `Authorization: Bearer <token>` or, from an Opsgenie client, `Authorization: GenieKey <token>`."),
+            },
             vec![
                 "Create a key with `tocsin keys create` or POST /v1/api_keys and send it in the Authorization header.".into(),
                 "A key in the query string (Opsgenie's legacy `?apiKey=`) is read only on /v2 routes, and only when the server runs with `--allow-query-api-key`.".into(),

@@ -2923,3 +2923,50 @@ async fn a_team_in_use_names_the_keys_that_hold_it() {
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
 }
+
+/// An Authorization header without a usable scheme is not "no credentials": the refusal says
+/// what is wrong with the header (without repeating it, as it may hold a token).
+#[tokio::test]
+async fn an_authorization_header_without_a_scheme_is_told_so() {
+    let app = TestApp::spawn().await;
+    let send = |value: String| {
+        app.http
+            .get(format!("{}/v1/auth/whoami", app.base))
+            .header("Authorization", value)
+            .send()
+    };
+    for (value, said) in [
+        (
+            app.owner.clone(),
+            "token without a scheme: put `Bearer ` before",
+        ),
+        (
+            format!("Token {}", app.owner),
+            "scheme `Token` is not one Tocsin accepts",
+        ),
+        (
+            "Basic dXNlcjpwYXNz".into(),
+            "scheme `Basic` is not one Tocsin accepts",
+        ),
+        ("Bearer".into(), "names the scheme `Bearer` and no token"),
+    ] {
+        let resp = send(value).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        let b: Value = resp.json().await.unwrap();
+        assert_eq!(code(&b), "missing_credentials", "{b}");
+        let message = b["error"]["message"].as_str().unwrap();
+        assert!(message.contains(said), "{b}");
+        assert!(!message.contains("No credentials were sent"), "{b}");
+        assert!(!b.to_string().contains(&app.owner), "{b}");
+    }
+    // With no header at all, the message is as before.
+    let (s, b) = app.call("GET", "/v1/auth/whoami", None, None).await;
+    refused(s, &b, StatusCode::UNAUTHORIZED, "missing_credentials");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("No credentials were sent"),
+        "{b}"
+    );
+}
