@@ -377,33 +377,79 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
             return Ok(JsonBody(v));
         }
         let mut de = serde_json::Deserializer::from_slice(&bytes);
-        match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        let first = match serde_path_to_error::deserialize::<_, T>(&mut de) {
             Ok(v) => {
                 de.end().map_err(not_json)?;
-                Ok(JsonBody(v))
+                return Ok(JsonBody(v));
             }
             Err(e) => {
-                // Where the problem is: `description`, `responders[0].type`, or `.` for the body.
                 let path = e.path().to_string();
                 let e = e.into_inner();
                 if e.is_syntax() || e.is_eof() {
                     return Err(not_json(e));
                 }
-                let msg = e.to_string();
-                let named = msg.split('`').nth(1).filter(|_| {
-                    msg.starts_with("missing field") || msg.starts_with("unknown field")
-                });
-                let field = match (named, path.as_str()) {
-                    (Some(name), ".") => name.to_owned(),
-                    (Some(name), parent) if !parent.ends_with(name) => format!("{parent}.{name}"),
-                    (_, ".") => "body".to_owned(),
-                    (_, path) => path.to_owned(),
-                };
-                let reason = msg.split(" at line").next().unwrap_or(&msg).to_owned();
-                Err(ApiError::validation(&field, reason))
+                field_problem(&path, &e)
             }
-        }
+        };
+        Err(ApiError::Validation(every_field_problem::<T>(
+            &bytes, first,
+        )))
     }
+}
+
+/// Where a serde error is (`description`, `responders[0].type`, or `body` for the body
+/// itself) and why, in words for `fields`.
+fn field_problem(path: &str, e: &serde_json::Error) -> (String, String) {
+    let msg = e.to_string();
+    let named = msg
+        .split('`')
+        .nth(1)
+        .filter(|_| msg.starts_with("missing field") || msg.starts_with("unknown field"));
+    let field = match (named, path) {
+        (Some(name), ".") => name.to_owned(),
+        (Some(name), parent) if !parent.ends_with(name) => format!("{parent}.{name}"),
+        (_, ".") => "body".to_owned(),
+        (_, path) => path.to_owned(),
+    };
+    let reason = msg.split(" at line").next().unwrap_or(&msg).to_owned();
+    (field, reason)
+}
+
+/// Every field serde refuses, not only the first (SPEC section 4: "every offending field"):
+/// the body is read again without each top-level field already reported, until it reads or
+/// the next problem is not one a missing field would hide (a required field absent).
+fn every_field_problem<T: DeserializeOwned>(bytes: &[u8], first: (String, String)) -> Problems {
+    /// The top-level member a field's path starts with.
+    fn member(field: &str) -> &str {
+        field.split(['.', '[']).next().unwrap_or(field)
+    }
+    let mut problems = Problems::new();
+    let mut object = match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(object)) => object,
+        _ => {
+            problems.add(first.0, first.1);
+            return problems;
+        }
+    };
+    let mut next = Some(first);
+    // A body has at most as many problems to find this way as it has members.
+    for _ in 0..=object.len() {
+        let Some((field, reason)) = next.take() else {
+            break;
+        };
+        let removed = object.remove(member(&field)).is_some();
+        problems.add(field, reason);
+        if !removed {
+            break;
+        }
+        next = serde_path_to_error::deserialize::<_, T>(Value::Object(object.clone()))
+            .err()
+            .map(|e| {
+                let path = e.path().to_string();
+                field_problem(&path, &e.into_inner())
+            });
+    }
+    problems
 }
 
 /// A query string read into `T`, whose problems become `validation_failed` naming the

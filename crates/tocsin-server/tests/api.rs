@@ -2970,3 +2970,40 @@ async fn an_authorization_header_without_a_scheme_is_told_so() {
         "{b}"
     );
 }
+
+/// Every field of the wrong type, and every unknown field, is reported in one answer, not
+/// only the first one serde met.
+#[tokio::test]
+async fn every_wrongly_typed_or_unknown_field_is_reported() {
+    let app = TestApp::spawn().await;
+    let (s, b) = app
+        .post(
+            "/v1/api_keys",
+            &app.owner,
+            json!({"name": 5, "kind": 7, "expires_at": 12345, "role_names": "x"}),
+        )
+        .await;
+    refused(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    for field in ["name", "kind", "expires_at", "role_names"] {
+        assert!(b["error"]["fields"][field].is_string(), "{field}: {b}");
+    }
+    let (_, me) = app.get("/v1/auth/whoami", &app.owner).await;
+    let (s, b) = app
+        .patch(
+            &format!("/v1/users/{}", me["user_id"].as_str().unwrap()),
+            &app.owner,
+            json!({"role_name": 5, "bogus": 1, "active": "yes"}),
+        )
+        .await;
+    refused(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    for field in ["role_name", "bogus", "active"] {
+        assert!(b["error"]["fields"][field].is_string(), "{field}: {b}");
+    }
+    assert!(
+        b["error"]["fields"]["bogus"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field"),
+        "{b}"
+    );
+}
