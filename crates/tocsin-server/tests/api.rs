@@ -3007,3 +3007,35 @@ async fn every_wrongly_typed_or_unknown_field_is_reported() {
         "{b}"
     );
 }
+
+/// A personal key is made by its user only; the refusal names what was used instead, in
+/// plain English ("an organization key", not "a organization key").
+#[tokio::test]
+async fn a_personal_key_refused_to_a_service_key_names_the_kind_used() {
+    let app = TestApp::spawn().await;
+    let team = app.team("ops").await;
+    let (_, org_key) = app
+        .key(
+            &app.owner,
+            json!({"name": "org", "kind": "organization", "role_names": ["admin"]}),
+        )
+        .await;
+    let (_, team_key) = app
+        .key(&app.owner, json!({"name": "team", "kind": "team", "team_id": team, "team_role_names": ["team_admin"]}))
+        .await;
+    for (token, used) in [(&org_key, "an organization key"), (&team_key, "a team key")] {
+        let (s, b) = app
+            .post(
+                "/v1/api_keys",
+                token,
+                json!({"name": "mine", "expires_at": in_days(1)}),
+            )
+            .await;
+        refused(s, &b, StatusCode::FORBIDDEN, "permission_denied");
+        let message = b["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("this request used {used}.")),
+            "{b}"
+        );
+    }
+}

@@ -306,8 +306,14 @@ pub async fn create(
                 return Err(ApiError::Forbidden {
                     code: "permission_denied",
                     message: format!(
-                        "Personal keys act as a user, so only that user can create them (with a session or one of their personal keys); this request used a {} key.",
-                        p.key_kind().map(KeyKind::name).unwrap_or("session")
+                        "Personal keys act as a user, so only that user can create them (with a session or one of their personal keys); this request used {}.",
+                        match p.key_kind() {
+                            Some(KeyKind::Organization) => "an organization key",
+                            Some(KeyKind::Integration) => "an integration key",
+                            Some(KeyKind::Team) => "a team key",
+                            Some(KeyKind::Personal) => "a personal key",
+                            None => "a session",
+                        }
                     ),
                 });
             }
