@@ -654,7 +654,6 @@ pub(crate) async fn run<F: Future<Output = Response>>(
             return resp;
         }
         Err(AuthFailure::Refused(refusal, principal)) => {
-            metrics::counter!("tocsin_auth_outcomes_total", "code" => refusal.code()).increment(1);
             let describe = principal.as_ref().map(|p| p.describe.clone());
             // Guessing tokens is throttled per client address; valid keys never pass here.
             let counted = matches!(
@@ -684,6 +683,8 @@ pub(crate) async fn run<F: Future<Output = Response>>(
                 ),
                 None => (ApiError::refused(refusal.clone(), describe).into_response(), refusal.code()),
             };
+            // Counted as answered: a throttled guess is `rate_limited`, as its audit event says.
+            metrics::counter!("tocsin_auth_outcomes_total", "code" => outcome).increment(1);
             let event = record(principal.as_deref(), outcome, resp.status().as_u16());
             app.audit.record_request(event).await;
             return resp;

@@ -1431,6 +1431,17 @@ async fn every_documented_route_exists_and_errors_are_json() {
     );
 }
 
+/// `tocsin_auth_outcomes_total` of this outcome code as `/metrics` shows it.
+async fn auth_outcomes(app: &TestApp, code: &str) -> f64 {
+    let (_, m) = app.call("GET", "/metrics", None, None).await;
+    let prefix = format!("tocsin_auth_outcomes_total{{code=\"{code}\"}} ");
+    m.as_str()
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .map_or(0.0, |n| n.trim().parse().unwrap())
+}
+
 /// `tocsin_key_verification_seconds_count` as `/metrics` shows it.
 async fn verifications(app: &TestApp) -> u64 {
     let (_, m) = app.call("GET", "/metrics", None, None).await;
@@ -2336,6 +2347,16 @@ async fn guessing_tokens_or_passwords_is_throttled_but_valid_keys_are_not() {
     let (retry_after, body) = limited.expect("the sixth guess within a minute is refused with 429");
     assert!(retry_after.is_some(), "429 carries Retry-After");
     assert_eq!(code(&body), "rate_limited");
+    // The metric counts a throttled guess as what it was answered, `rate_limited` (the
+    // recorder is shared by the tests of this process: other tests only add to it).
+    let before = auth_outcomes(&app, "rate_limited").await;
+    for _ in 0..3 {
+        let guess =
+            tocsin_core::token::Token::generate(tocsin_core::token::TokenKind::Personal, "us");
+        let (s, _) = app.get("/v1/auth/whoami", guess.expose()).await;
+        assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+    }
+    assert!(auth_outcomes(&app, "rate_limited").await >= before + 3.0);
     // The owner's valid key still works from the same address.
     assert_eq!(
         app.get("/v1/auth/whoami", &app.owner).await.0,
