@@ -345,7 +345,10 @@ pub struct ListArgs {
     pub all: bool,
 }
 
+/// What to explain: a route (`--method` with `--path`) or a permission; clap's usage line
+/// names both forms when neither is given.
 #[derive(Args, Clone, Debug, Default)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["method", "permission"])))]
 pub struct ExplainArgs {
     /// HTTP method of the route to explain (with --path).
     #[arg(long, requires = "path", conflicts_with = "permission")]
@@ -354,7 +357,7 @@ pub struct ExplainArgs {
     #[arg(long, requires = "method")]
     pub path: Option<String>,
     /// A permission to explain, e.g. alerts:delete.
-    #[arg(long, required_unless_present = "method")]
+    #[arg(long)]
     pub permission: Option<String>,
     /// The team the permission is wanted in (with --permission).
     #[arg(long, value_name = "TEAM_ID", requires = "permission")]
@@ -2078,7 +2081,12 @@ mod tests {
             body(&["--permission", "alerts:delete", "--team", "t", "--key", "k"]),
             json!({"permission": "alerts:delete", "team_id": "t", "key_id": "k"})
         );
-        assert!(parse(&["explain"]).is_err());
+        // Without either form, the error names both, not only --permission.
+        let none = parse(&["explain"]).err().unwrap().to_string();
+        assert!(
+            none.contains("--method") && none.contains("--permission"),
+            "{none}"
+        );
         assert!(parse(&["explain", "--method", "GET"]).is_err());
         assert!(
             parse(&[
