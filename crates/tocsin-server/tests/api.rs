@@ -881,6 +881,35 @@ async fn personal_keys_follow_their_user() {
     assert_eq!(s, StatusCode::OK);
     assert!(b.get("token").is_none());
     assert_eq!(b["created_by"]["type"], "user");
+    // Shown as what it is: disabled, and why, not "active" while it is refused.
+    assert_eq!(b["status"], "disabled", "{b}");
+    assert!(
+        b["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .contains("deactivated"),
+        "{b}"
+    );
+    let (_, b) = app.get("/v1/api_keys?limit=500", &app.owner).await;
+    let listed = b["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == kid.as_str())
+        .unwrap();
+    assert_eq!(listed["status"], "disabled", "{b}");
+    // Active again, and so is the key.
+    let (s, _) = app
+        .patch(
+            &format!("/v1/users/{ann}"),
+            &app.owner,
+            json!({"active": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, b) = app.get(&format!("/v1/api_keys/{kid}"), &app.owner).await;
+    assert_eq!(b["status"], "active", "{b}");
+    assert!(b["disabled_reason"].is_null(), "{b}");
 }
 
 #[tokio::test]

@@ -974,12 +974,15 @@ fn time_field(v: &Value, field: &str) -> Option<OffsetDateTime> {
         .and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok())
 }
 
-/// revoked, expired, rotating (in a grace period) or active.
+/// revoked, expired, disabled, rotating (in a grace period) or active.
 fn key_status(key: &Value, now: OffsetDateTime) -> &'static str {
     if key.get("revoked_at").is_some_and(|v| !v.is_null()) {
         "revoked"
     } else if time_field(key, "expires_at").is_some_and(|t| t <= now) {
         "expired"
+    } else if key.get("status").and_then(Value::as_str) == Some("disabled") {
+        // Only the server knows (the key's user is deactivated, its integration disabled).
+        "disabled"
     } else if time_field(key, "grace_period_ends_at").is_some_and(|t| t > now) {
         "rotating"
     } else {

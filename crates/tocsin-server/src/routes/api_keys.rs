@@ -16,7 +16,7 @@ use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
 use tocsin_core::key::{self, KeyKind, KeyName};
 use tocsin_core::permission::{PermSet, Permission};
-use tocsin_core::policy::{Grants, Resource, check_no_escalation};
+use tocsin_core::policy::{Resource, check_no_escalation};
 use tocsin_core::token::Token;
 use tocsin_core::validation::Problems;
 use tocsin_core::{IntegrationId, KeyId, ServiceAccountId, TeamId};
@@ -89,13 +89,19 @@ fn check_roles(p: &mut Problems, roles: &RoleBook, field: &str, names: &[String]
 }
 
 /// The effective grants of a stored key, for its view.
-async fn effective(app: &App, roles: &RoleBook, k: &ApiKey) -> ApiResult<Grants> {
-    Ok(crate::auth::standing(app, roles, k).await?.grants)
-}
-
 async fn view(app: &App, k: &ApiKey) -> ApiResult<Value> {
     let roles = RoleBook::load(app, &k.org_id).await?;
-    Ok(views::key(k, &effective(app, &roles, k).await?))
+    shown(app, &roles, k).await
+}
+
+/// A key as the API shows it, with its effective permissions and whether it is disabled.
+async fn shown(app: &App, roles: &RoleBook, k: &ApiKey) -> ApiResult<Value> {
+    let standing = crate::auth::standing(app, roles, k).await?;
+    Ok(views::key(
+        k,
+        &standing.grants,
+        standing.disabled_reason.as_deref(),
+    ))
 }
 
 /// A key's lifecycle event, with the request that made the change (`status`: what that
@@ -570,7 +576,7 @@ pub async fn list(
     let roles = RoleBook::load(&app, &p.org_id).await?;
     let mut data = Vec::with_capacity(page.items.len());
     for k in &page.items {
-        data.push(views::key(k, &effective(&app, &roles, k).await?));
+        data.push(shown(&app, &roles, k).await?);
     }
     Ok(Json(views::List {
         data,
