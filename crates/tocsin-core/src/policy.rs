@@ -137,6 +137,19 @@ fn example_roles(p: Permission) -> String {
         .join(" or ")
 }
 
+/// The two narrowest built-in roles that grant `p` account-wide: for a fix that asks for an
+/// account grant, which a team-only role such as `team_admin` can never be.
+fn example_account_roles(p: Permission) -> String {
+    roles_granting(p)
+        .iter()
+        .rev()
+        .copied()
+        .filter(|n| crate::role::builtin(n).is_some_and(|r| r.scope.allows_account()))
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
 /// The names of the built-in roles that grant `p`, for messages that say what would work.
 pub fn roles_granting(p: Permission) -> Vec<&'static str> {
     const NAMES: &[&str] = &[
@@ -179,7 +192,12 @@ pub struct CredentialState {
 /// Every refusal Tocsin can give, in the order the checks run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
-    MissingCredentials,
+    /// No usable credential. `header` says what was wrong with an `Authorization` header that
+    /// was sent but holds no credential Tocsin reads (no scheme, or another scheme); `None`
+    /// when there was no header at all.
+    MissingCredentials {
+        header: Option<String>,
+    },
     MalformedToken(MalformedToken),
     WrongRegion {
         region: String,
@@ -206,7 +224,7 @@ pub enum Refusal {
 impl Refusal {
     pub fn code(&self) -> &'static str {
         match self {
-            Refusal::MissingCredentials => "missing_credentials",
+            Refusal::MissingCredentials { .. } => "missing_credentials",
             Refusal::MalformedToken(_) => "malformed_token",
             Refusal::WrongRegion { .. } => "wrong_region",
             Refusal::UnknownKey => "unknown_key",
@@ -349,6 +367,10 @@ fn kinds_allowed(p: Permission) -> &'static str {
     }
 }
 
+/// What to do about an expired key, in `expired_key` and in `key_expired` (rotate and PATCH
+/// of an expired key): an expired key cannot be renewed, only replaced.
+pub const EXPIRED_KEY_FIX: &str = "An expired key cannot be rotated or extended: create a new key (POST /v1/api_keys, or `tocsin keys create`) and use its token; revoke the expired one to free its name. To keep a key from expiring, rotate it (POST /v1/api_keys/{id}/rotate) or extend it (PATCH /v1/api_keys/{id} with a later `expires_at`) before it expires.";
+
 /// The message and fixes of a refusal: the single source for HTTP errors and `explain`.
 pub fn describe_refusal(refusal: &Refusal, who: Option<&Describe>) -> (String, Vec<String>) {
     let fmt_time = |t: &OffsetDateTime| {
@@ -356,8 +378,11 @@ pub fn describe_refusal(refusal: &Refusal, who: Option<&Describe>) -> (String, V
             .unwrap_or_else(|_| t.to_string())
     };
     match refusal {
-        Refusal::MissingCredentials => (
-            "No credentials were sent. Send `Authorization: Bearer <token>` or, from an Opsgenie client, `Authorization: GenieKey <token>`.".into(),
+        Refusal::MissingCredentials { header } => (
+            match header {
+                None => "No credentials were sent. Send `Authorization: Bearer <token>` or, from an Opsgenie client, `Authorization: GenieKey <token>`.".into(),
+                Some(problem) => format!("The Authorization header was sent, but {problem}. Send `Authorization: Bearer <token>` or, from an Opsgenie client, `Authorization: GenieKey <token>`."),
+            },
             vec![
                 "Create a key with `tocsin keys create` or POST /v1/api_keys and send it in the Authorization header.".into(),
                 "A key in the query string (Opsgenie's legacy `?apiKey=`) is read only on /v2 routes, and only when the server runs with `--allow-query-api-key`.".into(),
@@ -401,7 +426,7 @@ pub fn describe_refusal(refusal: &Refusal, who: Option<&Describe>) -> (String, V
             vec![if *rotated_out {
                 "Use the token the rotation returned, or rotate the key again to get a new one.".into()
             } else {
-                "Create a new key, or before a key expires extend it with PATCH /v1/api_keys/{id} or rotate it with POST /v1/api_keys/{id}/rotate.".into()
+                EXPIRED_KEY_FIX.into()
             }],
         ),
         Refusal::IpNotAllowed { ip } => (
@@ -466,7 +491,7 @@ pub fn describe_refusal(refusal: &Refusal, who: Option<&Describe>) -> (String, V
                     format!("{held}, and this resource belongs to no team (it is organization-wide), which only an account-wide grant reaches."),
                     vec![format!(
                         "Use a personal or organization key whose role grants `{required}` account-wide (for example {}).",
-                        example_roles(*required)
+                        example_account_roles(*required)
                     )],
                 )
             } else {
@@ -540,6 +565,25 @@ mod tests {
 
     fn team(n: u8) -> TeamId {
         TeamId::from_trusted(format!("team_{n:032x}"))
+    }
+
+    /// A fix that asks for an account-wide grant names only roles that can be one.
+    #[test]
+    fn an_account_wide_fix_names_account_roles_only() {
+        for required in Permission::ALL.iter().copied() {
+            let refusal = Refusal::Denied(Decision::ScopeDenied {
+                required,
+                key_teams: vec![team(1)],
+                resource_teams: vec![],
+            });
+            let (_, fixes) = describe_refusal(&refusal, None);
+            assert!(!fixes[0].contains("team_admin"), "{required}: {}", fixes[0]);
+            assert!(
+                fixes[0].contains("for example "),
+                "{required}: {}",
+                fixes[0]
+            );
+        }
     }
 
     fn perms() -> impl Strategy<Value = PermSet> {

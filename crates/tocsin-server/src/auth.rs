@@ -478,6 +478,36 @@ pub fn credential(headers: &HeaderMap) -> Option<&str> {
     }
 }
 
+/// What is wrong with an `Authorization` header that `credential` found no token in, in
+/// words for the refusal; `None` when no such header was sent. Never repeats the header's
+/// value: it may be a token.
+pub fn header_problem(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?;
+    let Ok(value) = value.to_str() else {
+        return Some("its value is not plain ASCII text".into());
+    };
+    let value = value.trim();
+    Some(match value.split_once(' ') {
+        _ if value.is_empty() => "it is empty".into(),
+        None if value.eq_ignore_ascii_case("bearer") || value.eq_ignore_ascii_case("geniekey") => {
+            format!("it names the scheme `{value}` and no token after it")
+        }
+        None if value.starts_with("tcs_") => {
+            "it holds a token without a scheme: put `Bearer ` before the token".into()
+        }
+        None => "it has no scheme (`Bearer` or `GenieKey`) before its value".into(),
+        Some((scheme, _))
+            if scheme.len() <= 20
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-') =>
+        {
+            format!("its scheme `{scheme}` is not one Tocsin accepts")
+        }
+        Some(_) => "its scheme is not one Tocsin accepts".into(),
+    })
+}
+
 /// Why a request was not authenticated.
 pub enum AuthFailure {
     /// A refusal, with the principal when the key was identified (for the audit trail).
@@ -496,7 +526,11 @@ pub async fn authenticate(
     ip: Option<IpAddr>,
 ) -> Result<Arc<Principal>, AuthFailure> {
     let Some(raw) = credential(headers).or(query_key) else {
-        return Err(AuthFailure::Refused(Refusal::MissingCredentials, None));
+        let header = header_problem(headers);
+        return Err(AuthFailure::Refused(
+            Refusal::MissingCredentials { header },
+            None,
+        ));
     };
     let token =
         Token::parse(raw).map_err(|e| AuthFailure::Refused(Refusal::MalformedToken(e), None))?;
@@ -620,7 +654,6 @@ pub(crate) async fn run<F: Future<Output = Response>>(
             return resp;
         }
         Err(AuthFailure::Refused(refusal, principal)) => {
-            metrics::counter!("tocsin_auth_outcomes_total", "code" => refusal.code()).increment(1);
             let describe = principal.as_ref().map(|p| p.describe.clone());
             // Guessing tokens is throttled per client address; valid keys never pass here.
             let counted = matches!(
@@ -650,6 +683,8 @@ pub(crate) async fn run<F: Future<Output = Response>>(
                 ),
                 None => (ApiError::refused(refusal.clone(), describe).into_response(), refusal.code()),
             };
+            // Counted as answered: a throttled guess is `rate_limited`, as its audit event says.
+            metrics::counter!("tocsin_auth_outcomes_total", "code" => outcome).increment(1);
             let event = record(principal.as_deref(), outcome, resp.status().as_u16());
             app.audit.record_request(event).await;
             return resp;

@@ -151,6 +151,41 @@ pub fn valid_region(r: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
+/// The settings of a TOML file. A problem in one setting's value names that setting
+/// (`listen = 5` is a problem of `listen`); any other (a syntax error, an unknown key, which
+/// the reason names) is a problem of `config`.
+fn from_toml(text: &str) -> Result<Overrides, (&'static str, String)> {
+    /// Each TOML key and the name its setting goes by in errors (the flag's, without `--`).
+    const SETTINGS: &[(&str, &str)] = &[
+        ("listen", "listen"),
+        ("data_dir", "data-dir"),
+        ("database_url", "database-url"),
+        ("region", "region"),
+        ("regions", "regions"),
+        ("public_url", "public-url"),
+        ("secret_file", "secret-file"),
+        ("log_format", "log-format"),
+        ("allow_query_api_key", "allow-query-api-key"),
+        ("failed_auth_per_minute", "failed-auth-per-minute"),
+        ("track_requests", "track-requests"),
+        ("max_body_bytes", "max-body-bytes"),
+        ("max_header_bytes", "max-header-bytes"),
+        ("header_timeout_seconds", "header-timeout-seconds"),
+        ("request_timeout_seconds", "request-timeout-seconds"),
+    ];
+    let de = toml::de::Deserializer::parse(text).map_err(|e| ("config", e.message().to_owned()))?;
+    serde_path_to_error::deserialize::<_, Overrides>(de).map_err(|e| {
+        let path = e.path().to_string();
+        let key = path.split('.').next().unwrap_or_default().to_owned();
+        let why = e.into_inner().message().to_owned();
+        let setting = SETTINGS
+            .iter()
+            .find(|(toml_key, _)| *toml_key == key)
+            .map_or("config", |(_, setting)| setting);
+        (setting, why)
+    })
+}
+
 impl Settings {
     /// Merges `cli` (flags and environment, already merged by clap) over the TOML file.
     pub fn load(
@@ -161,8 +196,8 @@ impl Settings {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| bad("config", format!("cannot read {}: {e}", path.display())))?;
-                toml::from_str::<Overrides>(&text)
-                    .map_err(|e| bad("config", format!("{}: {}", path.display(), e.message())))?
+                from_toml(&text)
+                    .map_err(|(setting, why)| bad(setting, format!("{}: {why}", path.display())))?
             }
             None => Overrides::default(),
         };
@@ -326,5 +361,18 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.to_string().contains("log-format"));
+    }
+
+    #[test]
+    fn a_toml_type_error_names_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "region = \"eu\"\nlisten = 5\n").unwrap();
+        let e = Settings::load(Some(&file), Overrides::default()).unwrap_err();
+        assert_eq!(e.setting, "listen", "{e}");
+        assert!(e.to_string().contains("expected a string"), "{e}");
+        std::fs::write(&file, "listen = \"127.0.0.1:1\"\n[nope\n").unwrap();
+        let e = Settings::load(Some(&file), Overrides::default()).unwrap_err();
+        assert_eq!(e.setting, "config", "{e}");
     }
 }

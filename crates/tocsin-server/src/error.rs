@@ -4,8 +4,9 @@
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
@@ -28,6 +29,12 @@ pub enum ApiError {
     Conflict {
         code: &'static str,
         message: String,
+    },
+    /// 409 that also says what to do instead (`fixes` in the body).
+    ConflictWithFix {
+        code: &'static str,
+        message: String,
+        fix: String,
     },
     Forbidden {
         code: &'static str,
@@ -144,6 +151,10 @@ impl ApiError {
                 "No route matches this method and path; GET /openapi.json lists every route.".into(),
             ),
             ApiError::Conflict { code, message } => (StatusCode::CONFLICT, *code, message.clone()),
+            ApiError::ConflictWithFix { code, message, fix } => {
+                details.insert("fixes".into(), json!([fix]));
+                (StatusCode::CONFLICT, *code, message.clone())
+            }
             ApiError::Forbidden { code, message } => (StatusCode::FORBIDDEN, *code, message.clone()),
             ApiError::Unauthorized { code, message } => (StatusCode::UNAUTHORIZED, *code, message.clone()),
             ApiError::NotImplemented(what) => {
@@ -366,31 +377,133 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
             return Ok(JsonBody(v));
         }
         let mut de = serde_json::Deserializer::from_slice(&bytes);
-        match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        let first = match serde_path_to_error::deserialize::<_, T>(&mut de) {
             Ok(v) => {
                 de.end().map_err(not_json)?;
-                Ok(JsonBody(v))
+                return Ok(JsonBody(v));
             }
             Err(e) => {
-                // Where the problem is: `description`, `responders[0].type`, or `.` for the body.
                 let path = e.path().to_string();
                 let e = e.into_inner();
                 if e.is_syntax() || e.is_eof() {
                     return Err(not_json(e));
                 }
-                let msg = e.to_string();
-                let named = msg.split('`').nth(1).filter(|_| {
-                    msg.starts_with("missing field") || msg.starts_with("unknown field")
-                });
-                let field = match (named, path.as_str()) {
-                    (Some(name), ".") => name.to_owned(),
-                    (Some(name), parent) if !parent.ends_with(name) => format!("{parent}.{name}"),
-                    (_, ".") => "body".to_owned(),
-                    (_, path) => path.to_owned(),
-                };
-                let reason = msg.split(" at line").next().unwrap_or(&msg).to_owned();
-                Err(ApiError::validation(&field, reason))
+                field_problem(&path, &e)
             }
+        };
+        Err(ApiError::Validation(every_field_problem::<T>(
+            &bytes, first,
+        )))
+    }
+}
+
+/// Where a serde error is (`description`, `responders[0].type`, or `body` for the body
+/// itself) and why, in words for `fields`.
+fn field_problem(path: &str, e: &serde_json::Error) -> (String, String) {
+    let msg = e.to_string();
+    let named = msg
+        .split('`')
+        .nth(1)
+        .filter(|_| msg.starts_with("missing field") || msg.starts_with("unknown field"));
+    let field = match (named, path) {
+        (Some(name), ".") => name.to_owned(),
+        (Some(name), parent) if !parent.ends_with(name) => format!("{parent}.{name}"),
+        (_, ".") => "body".to_owned(),
+        (_, path) => path.to_owned(),
+    };
+    let reason = msg.split(" at line").next().unwrap_or(&msg).to_owned();
+    (field, reason)
+}
+
+/// Every field serde refuses, not only the first (SPEC section 4: "every offending field"):
+/// the body is read again without each top-level field already reported, until it reads or
+/// the next problem is not one a missing field would hide (a required field absent).
+fn every_field_problem<T: DeserializeOwned>(bytes: &[u8], first: (String, String)) -> Problems {
+    /// The top-level member a field's path starts with.
+    fn member(field: &str) -> &str {
+        field.split(['.', '[']).next().unwrap_or(field)
+    }
+    let mut problems = Problems::new();
+    let mut object = match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(object)) => object,
+        _ => {
+            problems.add(first.0, first.1);
+            return problems;
+        }
+    };
+    let mut next = Some(first);
+    // A body has at most as many problems to find this way as it has members.
+    for _ in 0..=object.len() {
+        let Some((field, reason)) = next.take() else {
+            break;
+        };
+        let removed = object.remove(member(&field)).is_some();
+        problems.add(field, reason);
+        if !removed {
+            break;
+        }
+        next = serde_path_to_error::deserialize::<_, T>(Value::Object(object.clone()))
+            .err()
+            .map(|e| {
+                let path = e.path().to_string();
+                field_problem(&path, &e.into_inner())
+            });
+    }
+    problems
+}
+
+/// A query string read into `T`, whose problems become `validation_failed` naming the
+/// parameter (SPEC section 4: a bad query is a 422 naming every offending field), never the
+/// framework's bare 400. Every query struct holds `Option<String>`s and checks its values
+/// itself, so what is left here is a parameter given twice (`?limit=1&limit=2`).
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::try_from_uri(&parts.uri) {
+            Ok(axum::extract::Query(v)) => Ok(Query(v)),
+            Err(rejection) => {
+                let text = rejection.body_text();
+                let msg = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text);
+                // serde names the parameter in backticks: "duplicate field `limit`".
+                let named = msg.split('`').nth(1).filter(|n| !n.is_empty());
+                Err(match named {
+                    Some(name) if msg.contains("duplicate field") => ApiError::validation(
+                        name,
+                        format!("is given more than once in the query string; send `{name}` once"),
+                    ),
+                    Some(name) => ApiError::validation(name, msg.to_owned()),
+                    None => ApiError::validation("query", msg.to_owned()),
+                })
+            }
+        }
+    }
+}
+
+/// Path parameters read into `T`. A parameter that is not UTF-8 once percent-decoded
+/// (`/v1/roles/%FF`) is a 400 naming the parameter and why, never the framework's bare 400.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::extract::path::ErrorKind;
+        use axum::extract::rejection::PathRejection;
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Path(v)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => match e.kind() {
+                ErrorKind::InvalidUtf8InPathParam { key } => Err(ApiError::BadRequest(format!(
+                    "The path parameter `{key}` is not valid UTF-8 once percent-decoded (for example `%FF`); send the {key} as percent-encoded UTF-8 text."
+                ))),
+                // Every path parameter is text; any other failure is this server's own.
+                _ => Err(ApiError::Internal(e.body_text())),
+            },
+            Err(other) => Err(ApiError::Internal(other.body_text())),
         }
     }
 }

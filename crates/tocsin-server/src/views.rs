@@ -31,7 +31,10 @@ pub fn permission_fields(grants: &Grants) -> (Vec<&'static str>, Value) {
     (grants.anywhere().names(), Value::Object(teams))
 }
 
-pub fn key(k: &ApiKey, grants: &Grants) -> Value {
+/// A key as the API shows it. `disabled_reason`: why its requests are refused
+/// `key_disabled` although it is neither revoked nor expired (its user is deactivated, its
+/// integration disabled).
+pub fn key(k: &ApiKey, grants: &Grants, disabled_reason: Option<&str>) -> Value {
     let (permissions, team_permissions) = permission_fields(grants);
     json!({
         "id": k.id, "name": k.name, "description": k.description, "kind": k.kind.name(),
@@ -46,16 +49,18 @@ pub fn key(k: &ApiKey, grants: &Grants) -> Value {
         "last_used_ip": k.last_used_ip, "revoked_at": ot(k.revoked_at), "revoked_by": k.revoked_by,
         "rate_limit": k.rate_limit,
         "allowed_cidrs": k.allowed_cidrs,
-        "status": status(k),
+        "status": status(k, disabled_reason.is_some()), "disabled_reason": disabled_reason,
     })
 }
 
-pub fn status(k: &ApiKey) -> &'static str {
+pub fn status(k: &ApiKey, disabled: bool) -> &'static str {
     let now = OffsetDateTime::now_utc();
     if k.revoked_at.is_some() {
         "revoked"
     } else if k.expires_at <= now {
         "expired"
+    } else if disabled {
+        "disabled"
     } else if k.grace_period_ends_at.is_some_and(|g| g > now) {
         "rotating"
     } else {

@@ -369,11 +369,45 @@ async fn expired_keys_and_rotated_out_tokens_are_refused() {
         .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     let token = b["token"].as_str().unwrap().to_owned();
+    let short = b["api_key"]["id"].as_str().unwrap().to_owned();
     assert_eq!(app.get("/v1/auth/whoami", &token).await.0, StatusCode::OK);
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     let (s, b) = app.get("/v1/auth/whoami", &token).await;
     assert_eq!((s, code(&b)), (StatusCode::UNAUTHORIZED, "expired_key"));
     assert!(b["error"]["message"].as_str().unwrap().contains("expired"));
+    // The fix does not promise a rotation that would be refused: an expired key is replaced.
+    let fix = b["error"]["fixes"][0].as_str().unwrap();
+    assert!(fix.contains("create a new key"), "{b}");
+    assert!(fix.contains("cannot be rotated or extended"), "{b}");
+    // An expired key stays expired: neither rotation nor a later expiry brings its token back.
+    let (s, b) = app
+        .post(
+            &format!("/v1/api_keys/{short}/rotate"),
+            &app.owner,
+            json!({}),
+        )
+        .await;
+    refused(s, &b, StatusCode::CONFLICT, "key_expired");
+    assert_eq!(b["error"]["fixes"][0].as_str(), Some(fix), "{b}");
+    for change in [
+        json!({"expires_at": in_days(10)}),
+        json!({"name": "short, renamed"}),
+    ] {
+        let (s, b) = app
+            .patch(&format!("/v1/api_keys/{short}"), &app.owner, change)
+            .await;
+        refused(s, &b, StatusCode::CONFLICT, "key_expired");
+        assert!(
+            b["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("cannot be changed or extended"),
+            "{b}"
+        );
+        assert_eq!(b["error"]["fixes"][0].as_str(), Some(fix), "{b}");
+    }
+    let (s, b) = app.get("/v1/auth/whoami", &token).await;
+    refused(s, &b, StatusCode::UNAUTHORIZED, "expired_key");
 
     // Rotation: both tokens work during the grace period; at most two are ever valid.
     let (id, first) = app.key(&app.owner, json!({"name": "rotating"})).await;
@@ -620,6 +654,31 @@ async fn key_validation_names_each_field() {
         )
         .await;
     assert!(b["error"]["fields"]["team_role_names"].is_string());
+    // `integration_id` belongs to integration keys: on any other kind it is refused, never
+    // dropped (a forgotten `kind` would otherwise make a personal key with the owner's rights).
+    for body in [
+        json!({"name": "pi", "integration_id": "int_x"}),
+        json!({"name": "ti", "kind": "team", "team_id": team, "team_role_names": ["viewer"], "integration_id": "int_x"}),
+        json!({"name": "oi", "kind": "organization", "role_names": ["viewer"], "integration_id": "int_x"}),
+    ] {
+        let mut body = body;
+        body["expires_at"] = json!(in_days(1));
+        let (s, b) = app.post("/v1/api_keys", &app.owner, body).await;
+        refused(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        let why = b["error"]["fields"]["integration_id"].as_str().unwrap();
+        assert!(why.contains("only for kind `integration`"), "{b}");
+    }
+    let (_, b) = app.get("/v1/api_keys?limit=500", &app.owner).await;
+    for name in ["pi", "ti", "oi"] {
+        assert!(
+            !b["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|k| k["name"] == name),
+            "{name} was created: {b}"
+        );
+    }
     // Malformed JSON is a bad body (SPEC section 4): a 422 naming `body` and where it broke,
     // never a framework page. The Opsgenie routes answer it 400, as Opsgenie does.
     let malformed = |path: &str, auth: String| {
@@ -822,6 +881,35 @@ async fn personal_keys_follow_their_user() {
     assert_eq!(s, StatusCode::OK);
     assert!(b.get("token").is_none());
     assert_eq!(b["created_by"]["type"], "user");
+    // Shown as what it is: disabled, and why, not "active" while it is refused.
+    assert_eq!(b["status"], "disabled", "{b}");
+    assert!(
+        b["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .contains("deactivated"),
+        "{b}"
+    );
+    let (_, b) = app.get("/v1/api_keys?limit=500", &app.owner).await;
+    let listed = b["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == kid.as_str())
+        .unwrap();
+    assert_eq!(listed["status"], "disabled", "{b}");
+    // Active again, and so is the key.
+    let (s, _) = app
+        .patch(
+            &format!("/v1/users/{ann}"),
+            &app.owner,
+            json!({"active": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, b) = app.get(&format!("/v1/api_keys/{kid}"), &app.owner).await;
+    assert_eq!(b["status"], "active", "{b}");
+    assert!(b["disabled_reason"].is_null(), "{b}");
 }
 
 #[tokio::test]
@@ -1370,6 +1458,17 @@ async fn every_documented_route_exists_and_errors_are_json() {
         app.call("GET", "/readyz", None, None).await.0,
         StatusCode::OK
     );
+}
+
+/// `tocsin_auth_outcomes_total` of this outcome code as `/metrics` shows it.
+async fn auth_outcomes(app: &TestApp, code: &str) -> f64 {
+    let (_, m) = app.call("GET", "/metrics", None, None).await;
+    let prefix = format!("tocsin_auth_outcomes_total{{code=\"{code}\"}} ");
+    m.as_str()
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .map_or(0.0, |n| n.trim().parse().unwrap())
 }
 
 /// `tocsin_key_verification_seconds_count` as `/metrics` shows it.
@@ -2277,6 +2376,16 @@ async fn guessing_tokens_or_passwords_is_throttled_but_valid_keys_are_not() {
     let (retry_after, body) = limited.expect("the sixth guess within a minute is refused with 429");
     assert!(retry_after.is_some(), "429 carries Retry-After");
     assert_eq!(code(&body), "rate_limited");
+    // The metric counts a throttled guess as what it was answered, `rate_limited` (the
+    // recorder is shared by the tests of this process: other tests only add to it).
+    let before = auth_outcomes(&app, "rate_limited").await;
+    for _ in 0..3 {
+        let guess =
+            tocsin_core::token::Token::generate(tocsin_core::token::TokenKind::Personal, "us");
+        let (s, _) = app.get("/v1/auth/whoami", guess.expose()).await;
+        assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+    }
+    assert!(auth_outcomes(&app, "rate_limited").await >= before + 3.0);
     // The owner's valid key still works from the same address.
     assert_eq!(
         app.get("/v1/auth/whoami", &app.owner).await.0,
@@ -2684,4 +2793,305 @@ async fn a_cursor_this_server_did_not_hand_out_is_refused() {
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["data"].as_array().unwrap().len(), 1, "{b}");
+}
+
+/// A custom role's scope cannot change under its holders: an account role held by a user
+/// would otherwise keep applying organization-wide as a "team" role, and a team role held in
+/// a key's `team_role_names` would become an account role there.
+#[tokio::test]
+async fn a_roles_scope_does_not_change_while_it_is_held_in_that_scope() {
+    let app = TestApp::spawn().await;
+    let (s, b) = app
+        .post("/v1/roles", &app.owner, json!({"name": "reader3", "scope": "account", "permissions": ["alerts:read", "teams:read"]}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let holder = app
+        .user(json!({"email": "r3@example.com", "role_name": "reader3"}))
+        .await;
+    let (s, b) = app
+        .patch("/v1/roles/reader3", &app.owner, json!({"scope": "team"}))
+        .await;
+    refused(s, &b, StatusCode::CONFLICT, "role_in_use");
+    let message = b["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("held as an account role by 1 user(s)"),
+        "{b}"
+    );
+    assert!(
+        b["error"]["fixes"][0]
+            .as_str()
+            .unwrap()
+            .contains("Create a new role with scope `team`"),
+        "{b}"
+    );
+    let (_, b) = app.get("/v1/roles", &app.owner).await;
+    let role = b["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "reader3")
+        .unwrap();
+    assert_eq!(role["scope"], "account", "{b}");
+    // Other changes to a held role are fine; and once nobody holds it as an account role,
+    // its scope may change.
+    let (s, b) = app
+        .patch(
+            "/v1/roles/reader3",
+            &app.owner,
+            json!({"description": "reads"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = app
+        .patch(
+            &format!("/v1/users/{holder}"),
+            &app.owner,
+            json!({"role_name": "viewer"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = app
+        .patch("/v1/roles/reader3", &app.owner, json!({"scope": "team"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+
+    // The converse: a team role held by a team key cannot become an account role.
+    let team = app.team("ops").await;
+    let (key, _) = app
+        .key(&app.owner, json!({"name": "ops reader", "kind": "team", "team_id": team, "team_role_names": ["reader3"]}))
+        .await;
+    let (s, b) = app
+        .patch("/v1/roles/reader3", &app.owner, json!({"scope": "account"}))
+        .await;
+    refused(s, &b, StatusCode::CONFLICT, "role_in_use");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("held as a team role by 1 key(s)"),
+        "{b}"
+    );
+    // A revoked key holds nothing.
+    let (s, b) = app
+        .post(&format!("/v1/api_keys/{key}/revoke"), &app.owner, json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = app
+        .patch("/v1/roles/reader3", &app.owner, json!({"scope": "account"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+}
+
+/// A query parameter given twice, or a path parameter that is not UTF-8, is refused naming
+/// the parameter and why (never a bare "could not be processed"); the Opsgenie routes keep
+/// their own envelope.
+#[tokio::test]
+async fn a_repeated_query_parameter_or_a_bad_path_segment_is_named() {
+    let app = TestApp::spawn().await;
+    for (path, param) in [
+        ("/v1/api_keys?limit=1&limit=2", "limit"),
+        (
+            "/v1/api_keys?include_revoked=true&include_revoked=false",
+            "include_revoked",
+        ),
+        (
+            "/v1/audit_events?outcome=allowed&outcome=revoked_key",
+            "outcome",
+        ),
+        ("/v1/users?cursor=a&cursor=b", "cursor"),
+        ("/v1/roles?limit=5&limit=5", "limit"),
+    ] {
+        let (s, b) = app.get(path, &app.owner).await;
+        refused(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        let why = b["error"]["fields"][param].as_str().unwrap_or_default();
+        assert!(why.contains("more than once"), "{path}: {b}");
+        assert!(
+            b["error"]["message"].as_str().unwrap().contains(param),
+            "{path}: {b}"
+        );
+    }
+    let (s, b) = app
+        .patch("/v1/roles/%FF", &app.owner, json!({"description": "x"}))
+        .await;
+    refused(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+    let message = b["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("`name`") && message.contains("UTF-8"),
+        "{b}"
+    );
+    // Opsgenie's envelope: `message`, `errors`, `took` and `requestId`, beside the error.
+    let resp = app
+        .http
+        .get(format!("{}/v2/alerts?limit=1&limit=2", app.base))
+        .header("Authorization", format!("GenieKey {}", app.owner))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let b: Value = resp.json().await.unwrap();
+    assert!(b["message"].as_str().unwrap().contains("limit"), "{b}");
+    assert!(b["errors"]["limit"].is_string(), "{b}");
+    assert!(b["requestId"].is_string() && b["took"].is_number(), "{b}");
+}
+
+/// A team that live keys are granted on is not deleted, and the refusal names those keys
+/// itself, organization keys included (the `team_id` listing does not show those).
+#[tokio::test]
+async fn a_team_in_use_names_the_keys_that_hold_it() {
+    let app = TestApp::spawn().await;
+    let delta = app.team("delta").await;
+    let (org_key, _) = app
+        .key(&app.owner, json!({"name": "org on delta", "kind": "organization", "team_ids": [delta], "team_role_names": ["viewer"]}))
+        .await;
+    let (s, b) = app
+        .call(
+            "DELETE",
+            &format!("/v1/teams/{delta}"),
+            Some(&app.owner),
+            None,
+        )
+        .await;
+    refused(s, &b, StatusCode::CONFLICT, "team_in_use");
+    let message = b["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("{org_key} (organization key \"org on delta\")")),
+        "{b}"
+    );
+    assert!(
+        b["error"]["fixes"][0].as_str().unwrap().contains("revoke"),
+        "{b}"
+    );
+    let (s, b) = app
+        .post(
+            &format!("/v1/api_keys/{org_key}/revoke"),
+            &app.owner,
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = app
+        .call(
+            "DELETE",
+            &format!("/v1/teams/{delta}"),
+            Some(&app.owner),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+}
+
+/// An Authorization header without a usable scheme is not "no credentials": the refusal says
+/// what is wrong with the header (without repeating it, as it may hold a token).
+#[tokio::test]
+async fn an_authorization_header_without_a_scheme_is_told_so() {
+    let app = TestApp::spawn().await;
+    let send = |value: String| {
+        app.http
+            .get(format!("{}/v1/auth/whoami", app.base))
+            .header("Authorization", value)
+            .send()
+    };
+    for (value, said) in [
+        (
+            app.owner.clone(),
+            "token without a scheme: put `Bearer ` before",
+        ),
+        (
+            format!("Token {}", app.owner),
+            "scheme `Token` is not one Tocsin accepts",
+        ),
+        (
+            "Basic dXNlcjpwYXNz".into(),
+            "scheme `Basic` is not one Tocsin accepts",
+        ),
+        ("Bearer".into(), "names the scheme `Bearer` and no token"),
+    ] {
+        let resp = send(value).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        let b: Value = resp.json().await.unwrap();
+        assert_eq!(code(&b), "missing_credentials", "{b}");
+        let message = b["error"]["message"].as_str().unwrap();
+        assert!(message.contains(said), "{b}");
+        assert!(!message.contains("No credentials were sent"), "{b}");
+        assert!(!b.to_string().contains(&app.owner), "{b}");
+    }
+    // With no header at all, the message is as before.
+    let (s, b) = app.call("GET", "/v1/auth/whoami", None, None).await;
+    refused(s, &b, StatusCode::UNAUTHORIZED, "missing_credentials");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("No credentials were sent"),
+        "{b}"
+    );
+}
+
+/// Every field of the wrong type, and every unknown field, is reported in one answer, not
+/// only the first one serde met.
+#[tokio::test]
+async fn every_wrongly_typed_or_unknown_field_is_reported() {
+    let app = TestApp::spawn().await;
+    let (s, b) = app
+        .post(
+            "/v1/api_keys",
+            &app.owner,
+            json!({"name": 5, "kind": 7, "expires_at": 12345, "role_names": "x"}),
+        )
+        .await;
+    refused(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    for field in ["name", "kind", "expires_at", "role_names"] {
+        assert!(b["error"]["fields"][field].is_string(), "{field}: {b}");
+    }
+    let (_, me) = app.get("/v1/auth/whoami", &app.owner).await;
+    let (s, b) = app
+        .patch(
+            &format!("/v1/users/{}", me["user_id"].as_str().unwrap()),
+            &app.owner,
+            json!({"role_name": 5, "bogus": 1, "active": "yes"}),
+        )
+        .await;
+    refused(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    for field in ["role_name", "bogus", "active"] {
+        assert!(b["error"]["fields"][field].is_string(), "{field}: {b}");
+    }
+    assert!(
+        b["error"]["fields"]["bogus"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field"),
+        "{b}"
+    );
+}
+
+/// A personal key is made by its user only; the refusal names what was used instead, in
+/// plain English ("an organization key", not "a organization key").
+#[tokio::test]
+async fn a_personal_key_refused_to_a_service_key_names_the_kind_used() {
+    let app = TestApp::spawn().await;
+    let team = app.team("ops").await;
+    let (_, org_key) = app
+        .key(
+            &app.owner,
+            json!({"name": "org", "kind": "organization", "role_names": ["admin"]}),
+        )
+        .await;
+    let (_, team_key) = app
+        .key(&app.owner, json!({"name": "team", "kind": "team", "team_id": team, "team_role_names": ["team_admin"]}))
+        .await;
+    for (token, used) in [(&org_key, "an organization key"), (&team_key, "a team key")] {
+        let (s, b) = app
+            .post(
+                "/v1/api_keys",
+                token,
+                json!({"name": "mine", "expires_at": in_days(1)}),
+            )
+            .await;
+        refused(s, &b, StatusCode::FORBIDDEN, "permission_denied");
+        let message = b["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("this request used {used}.")),
+            "{b}"
+        );
+    }
 }

@@ -80,22 +80,37 @@ impl Store {
     }
 
     /// Where a role is still used: users, memberships and live keys that name it.
-    pub async fn role_usage(&self, org: &OrgId, name: &str) -> Result<i64> {
+    /// Who holds a role now: how many users, team memberships and live keys (revoked keys
+    /// do not count), and in which scope the keys hold it.
+    pub async fn role_usage(&self, org: &OrgId, name: &str) -> Result<RoleUsage> {
         let quoted = crate::like_json_member(name);
-        let (n,): (i64,) = on_db!(&self.db, |pool| {
-            sqlx::query_as(
-                "SELECT (SELECT COUNT(*) FROM users WHERE org_id = $1 AND role_name = $2)
-                      + (SELECT COUNT(*) FROM team_members WHERE org_id = $1 AND team_role_names LIKE $3 ESCAPE '\\')
-                      + (SELECT COUNT(*) FROM api_keys WHERE org_id = $1 AND revoked_at IS NULL
-                           AND (role_names LIKE $3 ESCAPE '\\' OR team_role_names LIKE $3 ESCAPE '\\'))",
-            )
-            .bind(org.as_str())
-            .bind(name)
-            .bind(&quoted)
-            .fetch_one(pool)
-            .await?
-        });
-        Ok(n)
+        let (users, memberships, keys, keys_account, keys_team): (i64, i64, i64, i64, i64) = on_db!(
+            &self.db,
+            |pool| {
+                sqlx::query_as(
+                    "SELECT (SELECT COUNT(*) FROM users WHERE org_id = $1 AND role_name = $2),
+                            (SELECT COUNT(*) FROM team_members WHERE org_id = $1 AND team_role_names LIKE $3 ESCAPE '\\'),
+                            (SELECT COUNT(*) FROM api_keys WHERE org_id = $1 AND revoked_at IS NULL
+                               AND (role_names LIKE $3 ESCAPE '\\' OR team_role_names LIKE $3 ESCAPE '\\')),
+                            (SELECT COUNT(*) FROM api_keys WHERE org_id = $1 AND revoked_at IS NULL
+                               AND role_names LIKE $3 ESCAPE '\\'),
+                            (SELECT COUNT(*) FROM api_keys WHERE org_id = $1 AND revoked_at IS NULL
+                               AND team_role_names LIKE $3 ESCAPE '\\')",
+                )
+                .bind(org.as_str())
+                .bind(name)
+                .bind(&quoted)
+                .fetch_one(pool)
+                .await?
+            }
+        );
+        Ok(RoleUsage {
+            users,
+            memberships,
+            keys,
+            keys_account,
+            keys_team,
+        })
     }
 
     pub async fn delete_role(&self, org: &OrgId, name: &str) -> Result<()> {
@@ -112,5 +127,27 @@ impl Store {
         } else {
             Ok(())
         }
+    }
+}
+
+/// Who holds a role (`Store::role_usage`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RoleUsage {
+    /// Users whose account role it is.
+    pub users: i64,
+    /// Team memberships that hold it as a team role.
+    pub memberships: i64,
+    /// Live keys that hold it, in either scope.
+    pub keys: i64,
+    /// Live keys that hold it as an account role (`role_names`).
+    pub keys_account: i64,
+    /// Live keys that hold it as a team role (`team_role_names`).
+    pub keys_team: i64,
+}
+
+impl RoleUsage {
+    /// Everything that holds it: users, memberships and keys.
+    pub fn total(&self) -> i64 {
+        self.users + self.memberships + self.keys
     }
 }

@@ -1,7 +1,7 @@
 //! Users (people in an organization) and their login sessions.
 
 use crate::point_read::point;
-use crate::{Page, Result, Store, StoreError, from_ms, ms, on_db, paginate, safe};
+use crate::{Db, Page, Result, Store, StoreError, from_ms, ms, on_db, paginate, safe};
 use time::OffsetDateTime;
 use tocsin_core::token::TokenDigest;
 use tocsin_core::{OrgId, SessionId, UserId};
@@ -70,6 +70,16 @@ impl UserRow {
 
 const COLUMNS: &str =
     "id, org_id, email, name, role_name, active, created_at, updated_at, password_hash";
+
+/// What `update_user` did.
+#[derive(Clone, Debug)]
+pub enum UserUpdate {
+    /// The change was made; the user as it is now.
+    Updated(User),
+    /// Refused: the user is the organization's last active owner, and the change would make
+    /// them inactive or give them another role.
+    LastOwner,
+}
 
 #[derive(Clone, Debug, Default)]
 pub struct UserPatch {
@@ -195,26 +205,63 @@ impl Store {
         Ok(n)
     }
 
-    pub async fn update_user(&self, org: &OrgId, id: &UserId, patch: &UserPatch) -> Result<User> {
-        let done = on_db!(&self.db, |pool| {
-            sqlx::query(
-                "UPDATE users SET name = COALESCE($3, name), role_name = COALESCE($4, role_name),
-                 active = COALESCE($5, active), updated_at = $6 WHERE org_id = $1 AND id = $2",
-            )
-            .bind(org.as_str())
-            .bind(id.as_str())
-            .bind(patch.name.as_deref())
-            .bind(patch.role_name.as_deref())
-            .bind(patch.active)
-            .bind(crate::now_ms())
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
-        if done == 0 {
-            return Err(StoreError::NotFound);
+    /// Changes a user, unless the change would leave the organization without an active
+    /// owner (the user is one, and would stop being one while no other active owner exists):
+    /// then nothing is written and the answer is `UserUpdate::LastOwner`. The check and the
+    /// write are one statement (SQLite writes one at a time); on PostgreSQL the organization's
+    /// active owners are locked first, so two owners demoting each other at the same moment
+    /// cannot both succeed.
+    pub async fn update_user(
+        &self,
+        org: &OrgId,
+        id: &UserId,
+        patch: &UserPatch,
+    ) -> Result<UserUpdate> {
+        // Applies when the user is not an active owner now, stays one after the change, or
+        // another active owner remains.
+        const SQL: &str =
+            "UPDATE users SET name = COALESCE($3, name), role_name = COALESCE($4, role_name),
+             active = COALESCE($5, active), updated_at = $6 WHERE org_id = $1 AND id = $2
+             AND (NOT (role_name = 'owner' AND active)
+                  OR (COALESCE($4, role_name) = 'owner' AND COALESCE($5, active))
+                  OR EXISTS (SELECT 1 FROM users o WHERE o.org_id = $1 AND o.id <> $2
+                             AND o.role_name = 'owner' AND o.active))";
+        macro_rules! update {
+            ($executor:expr) => {
+                sqlx::query(SQL)
+                    .bind(org.as_str())
+                    .bind(id.as_str())
+                    .bind(patch.name.as_deref())
+                    .bind(patch.role_name.as_deref())
+                    .bind(patch.active)
+                    .bind(crate::now_ms())
+                    .execute($executor)
+                    .await?
+                    .rows_affected()
+            };
         }
-        self.get_user(org, id).await
+        let done = match &self.db {
+            Db::Sqlite(pool) => update!(pool),
+            Db::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query(
+                    "SELECT id FROM users WHERE org_id = $1 AND role_name = 'owner' AND active FOR UPDATE",
+                )
+                .bind(org.as_str())
+                .fetch_all(&mut *tx)
+                .await?;
+                let done = update!(&mut *tx);
+                tx.commit().await?;
+                done
+            }
+        };
+        // Nothing changed: the user does not exist (NotFound), or the rule held it back.
+        let user = self.get_user(org, id).await?;
+        Ok(if done == 0 {
+            UserUpdate::LastOwner
+        } else {
+            UserUpdate::Updated(user)
+        })
     }
 
     /// Sets a user's password and ends every session they have, so a changed password never

@@ -345,7 +345,10 @@ pub struct ListArgs {
     pub all: bool,
 }
 
+/// What to explain: a route (`--method` with `--path`) or a permission; clap's usage line
+/// names both forms when neither is given.
 #[derive(Args, Clone, Debug, Default)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["method", "permission"])))]
 pub struct ExplainArgs {
     /// HTTP method of the route to explain (with --path).
     #[arg(long, requires = "path", conflicts_with = "permission")]
@@ -354,7 +357,7 @@ pub struct ExplainArgs {
     #[arg(long, requires = "method")]
     pub path: Option<String>,
     /// A permission to explain, e.g. alerts:delete.
-    #[arg(long, required_unless_present = "method")]
+    #[arg(long)]
     pub permission: Option<String>,
     /// The team the permission is wanted in (with --permission).
     #[arg(long, value_name = "TEAM_ID", requires = "permission")]
@@ -409,6 +412,12 @@ enum Failure {
     Unexpected(String),
     /// A failure after an earlier step succeeded (a write accepted, then its status unreadable).
     After { done: String, failure: Box<Failure> },
+    /// Standard output could not be written. A reader that has gone (`tocsin keys list |
+    /// head`, a closed pipe) is no failure: the command ends quietly with exit code 0.
+    Stdout(std::io::Error),
+    /// A new token could not be written to standard output: it is lost, since the server
+    /// never shows it again. `redo` says what to do.
+    TokenNotWritten { error: std::io::Error, redo: String },
 }
 
 impl Failure {
@@ -416,6 +425,7 @@ impl Failure {
         match self {
             Failure::Usage(_) => EXIT_USAGE,
             Failure::After { failure, .. } => failure.exit_code(),
+            Failure::Stdout(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
             _ => EXIT_FAILED,
         }
     }
@@ -447,6 +457,11 @@ impl Failure {
                 lines.extend(failure.lines());
                 lines
             }
+            Failure::Stdout(e) if e.kind() == std::io::ErrorKind::BrokenPipe => vec![],
+            Failure::Stdout(e) => vec![format!("error: cannot write to standard output: {e}")],
+            Failure::TokenNotWritten { error, redo } => vec![format!(
+                "error: the new token could not be written to standard output ({error}), and the server never shows it again; {redo}"
+            )],
         }
     }
 }
@@ -959,12 +974,15 @@ fn time_field(v: &Value, field: &str) -> Option<OffsetDateTime> {
         .and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok())
 }
 
-/// revoked, expired, rotating (in a grace period) or active.
+/// revoked, expired, disabled, rotating (in a grace period) or active.
 fn key_status(key: &Value, now: OffsetDateTime) -> &'static str {
     if key.get("revoked_at").is_some_and(|v| !v.is_null()) {
         "revoked"
     } else if time_field(key, "expires_at").is_some_and(|t| t <= now) {
         "expired"
+    } else if key.get("status").and_then(Value::as_str) == Some("disabled") {
+        // Only the server knows (the key's user is deactivated, its integration disabled).
+        "disabled"
     } else if time_field(key, "grace_period_ends_at").is_some_and(|t| t > now) {
         "rotating"
     } else {
@@ -1257,11 +1275,60 @@ fn outcome_lines(status: &Value, request_id: &str, done: &str) -> (bool, Vec<Str
     (true, vec![line])
 }
 
-fn print_json(v: &Value) {
-    println!(
+/// Writes one line to standard output and flushes it. `println!` panics when the reader has
+/// gone (`tocsin keys list --json | head`); this answers `Failure::Stdout` instead, which
+/// ends the command quietly for a closed pipe.
+fn out(line: fmt::Arguments) -> Result<(), Failure> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}")
+        .and_then(|()| stdout.flush())
+        .map_err(Failure::Stdout)
+}
+
+/// `println!` for the client commands, through `out` (and `?`).
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        out(format_args!($($arg)*))?
+    };
+}
+
+fn print_json(v: &Value) -> Result<(), Failure> {
+    outln!(
         "{}",
         serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
     );
+    Ok(())
+}
+
+/// A create or rotate answer with `--json`: the token comes first, so that a reader that
+/// stops early (`| head -c 100`) still has it, then the rest of the answer.
+fn print_json_token_first(answer: &Value, redo: &str) -> Result<(), Failure> {
+    #[derive(serde::Serialize)]
+    struct TokenFirst<'a> {
+        token: &'a Value,
+        #[serde(flatten)]
+        rest: Map<String, Value>,
+    }
+    let mut rest = answer.as_object().cloned().unwrap_or_default();
+    let token = rest.remove("token").unwrap_or(Value::Null);
+    let text = serde_json::to_string_pretty(&TokenFirst {
+        token: &token,
+        rest,
+    })
+    .unwrap_or_else(|_| answer.to_string());
+    token_written(out(format_args!("{text}")), redo)
+}
+
+/// The outcome of writing a new token: a failure, a closed pipe included, is reported on
+/// standard error with what to do about the lost token (`redo`).
+fn token_written(written: Result<(), Failure>, redo: &str) -> Result<(), Failure> {
+    written.map_err(|f| match f {
+        Failure::Stdout(error) => Failure::TokenNotWritten {
+            error,
+            redo: redo.to_owned(),
+        },
+        other => other,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1301,10 +1368,14 @@ async fn keys(cmd: KeysCommand) -> Result<i32, Failure> {
         KeysCommand::Create { key, opts } => {
             let body = create_body(&key, now).map_err(Failure::Usage)?;
             let created = Client::new(&opts)?.post(&["v1", "api_keys"], &body).await?;
+            let id = text(&created["api_key"]["id"]);
+            let redo = format!(
+                "the key {id} was created: revoke it (`tocsin keys revoke {id}`) and create another"
+            );
             if opts.json {
-                print_json(&created);
+                print_json_token_first(&created, &redo)?;
             } else {
-                print_new_token(&created, "Created")?;
+                print_new_token(&created, "Created", &redo)?;
             }
         }
         KeysCommand::List { filter, opts } => {
@@ -1312,13 +1383,13 @@ async fn keys(cmd: KeysCommand) -> Result<i32, Failure> {
                 .list(&["v1", "api_keys"], key_list_query(&filter), filter.all)
                 .await?;
             if opts.json {
-                print_json(&list);
+                print_json(&list)?;
             } else {
                 let items = list["data"].as_array().cloned().unwrap_or_default();
                 if items.is_empty() {
-                    println!("no keys");
+                    outln!("no keys");
                 } else {
-                    println!(
+                    outln!(
                         "{}",
                         list_table(&items, KEY_COLUMNS, |k, c| key_cell(k, c, now))
                     );
@@ -1333,9 +1404,9 @@ async fn keys(cmd: KeysCommand) -> Result<i32, Failure> {
                 .get(&["v1", "api_keys", &id], &[])
                 .await?;
             if opts.json {
-                print_json(&key);
+                print_json(&key)?;
             } else {
-                println!(
+                outln!(
                     "{}",
                     fields_table(
                         &key,
@@ -1350,13 +1421,16 @@ async fn keys(cmd: KeysCommand) -> Result<i32, Failure> {
             let rotated = Client::new(&opts)?
                 .post(&["v1", "api_keys", &id, "rotate"], &body)
                 .await?;
+            let redo = format!(
+                "the key {id} was rotated: rotate it again (`tocsin keys rotate {id}`) to get a token you can keep"
+            );
             if opts.json {
-                print_json(&rotated);
+                print_json_token_first(&rotated, &redo)?;
             } else {
-                print_new_token(&rotated, "Rotated")?;
+                print_new_token(&rotated, "Rotated", &redo)?;
                 match rotated["api_key"]["grace_period_ends_at"].as_str() {
-                    Some(t) => println!("The previous token keeps working until {t}."),
-                    None => println!("The previous token no longer works."),
+                    Some(t) => outln!("The previous token keeps working until {t}."),
+                    None => outln!("The previous token no longer works."),
                 }
             }
         }
@@ -1365,9 +1439,9 @@ async fn keys(cmd: KeysCommand) -> Result<i32, Failure> {
                 .post(&["v1", "api_keys", &id, "revoke"], &json!({}))
                 .await?;
             if opts.json {
-                print_json(&key);
+                print_json(&key)?;
             } else {
-                println!(
+                outln!(
                     "Revoked key {} ({}) at {}; none of its tokens work any more.",
                     text(&key["id"]),
                     text(&key["name"]),
@@ -1392,14 +1466,14 @@ async fn alerts(cmd: AlertsCommand) -> Result<i32, Failure> {
                 .get(&["v2", "alerts"], &alert_list_query(&filter))
                 .await?;
             if opts.json {
-                print_json(&list);
+                print_json(&list)?;
                 return Ok(0);
             }
             let items = list["data"].as_array().cloned().unwrap_or_default();
             if items.is_empty() {
-                println!("no alerts");
+                outln!("no alerts");
             } else {
-                println!("{}", list_table(&items, ALERT_COLUMNS, alert_cell));
+                outln!("{}", list_table(&items, ALERT_COLUMNS, alert_cell));
             }
             if let Some(offset) = next_offset(&list) {
                 eprintln!("more alerts: add --offset {offset}");
@@ -1414,7 +1488,7 @@ async fn alerts(cmd: AlertsCommand) -> Result<i32, Failure> {
                 )
                 .await?;
             if opts.json {
-                print_json(&alert);
+                print_json(&alert)?;
                 return Ok(0);
             }
             let data = &alert["data"];
@@ -1424,7 +1498,7 @@ async fn alerts(cmd: AlertsCommand) -> Result<i32, Failure> {
                     t.add_row(vec![f.to_string(), alert_cell(data, f)]);
                 }
             }
-            println!("{t}");
+            outln!("{t}");
         }
         AlertsCommand::Ack { target, opts } => {
             return alert_action(&target, "acknowledge", "Acknowledged", &opts).await;
@@ -1494,33 +1568,39 @@ async fn print_outcome(
     };
     let (ok, lines) = outcome_lines(&status, request_id, done);
     if json {
-        print_json(&status);
+        print_json(&status)?;
     }
     for line in lines {
         if !ok {
             eprintln!("{line}");
         } else if !json {
-            println!("{line}");
+            outln!("{line}");
         }
     }
     Ok(if ok { 0 } else { EXIT_FAILED })
 }
 
-/// The one place a new token is printed: on its own line, with the key it belongs to.
-fn print_new_token(answer: &Value, verb: &str) -> Result<(), Failure> {
+/// The one place a new token is printed: first, on its own line, and flushed before anything
+/// else is written, so that a reader that stops early has it; then the key it belongs to.
+/// If the token cannot be written, standard error says so and what to do (`redo`).
+fn print_new_token(answer: &Value, verb: &str, redo: &str) -> Result<(), Failure> {
     let token = answer["token"]
         .as_str()
         .ok_or_else(|| Failure::Unexpected("the server's answer carries no token".into()))?;
     let key = &answer["api_key"];
-    println!(
+    token_written(
+        out(format_args!(
+            "Token (shown only this once; store it now, it cannot be shown again):\n{token}"
+        )),
+        redo,
+    )?;
+    outln!(
         "{verb} {} key {} ({})",
         text(&key["kind"]),
         text(&key["name"]),
         text(&key["id"])
     );
-    println!("expires_at: {}", text(&key["expires_at"]));
-    println!("Token (shown only this once; store it now, it cannot be shown again):");
-    println!("{token}");
+    outln!("expires_at: {}", text(&key["expires_at"]));
     Ok(())
 }
 
@@ -1529,9 +1609,9 @@ async fn whoami(opts: &ClientOpts) -> Result<i32, Failure> {
         .get(&["v1", "auth", "whoami"], &[])
         .await?;
     if opts.json {
-        print_json(&me);
+        print_json(&me)?;
     } else {
-        println!("{}", fields_table(&me, WHOAMI_FIELDS, &[]));
+        outln!("{}", fields_table(&me, WHOAMI_FIELDS, &[]));
     }
     Ok(0)
 }
@@ -1542,10 +1622,10 @@ async fn explain(args: &ExplainArgs, opts: &ClientOpts) -> Result<i32, Failure> 
         .post(&["v1", "auth", "explain"], &body)
         .await?;
     if opts.json {
-        print_json(&answer);
+        print_json(&answer)?;
     } else {
         for line in explain_lines(&answer) {
-            println!("{line}");
+            outln!("{line}");
         }
     }
     Ok(0)
@@ -1569,13 +1649,13 @@ async fn audit(cmd: AuditClientCommand) -> Result<i32, Failure> {
             page_query(&mut q, limit, &cursor, all);
             let list = Client::new(&opts)?.list(&path, q, all).await?;
             if opts.json {
-                print_json(&list);
+                print_json(&list)?;
             } else {
                 let items = list["data"].as_array().cloned().unwrap_or_default();
                 if items.is_empty() {
-                    println!("no audit events");
+                    outln!("no audit events");
                 } else {
-                    println!("{}", list_table(&items, AUDIT_COLUMNS, audit_cell));
+                    outln!("{}", list_table(&items, AUDIT_COLUMNS, audit_cell));
                 }
                 if let Some(next) = list["next_cursor"].as_str() {
                     eprintln!("more events: add --cursor {next}, or --all");
@@ -1742,10 +1822,10 @@ async fn doctor(
         None => well_formed,
     };
     if opts.json {
-        print_json(&json!({"offline": offline, "online": online}));
+        print_json(&json!({"offline": offline, "online": online}))?;
     } else {
         for line in doctor_lines(&offline, online.as_ref(), OffsetDateTime::now_utc()) {
-            println!("{line}");
+            outln!("{line}");
         }
     }
     Ok(if usable { 0 } else { EXIT_FAILED })
@@ -2004,7 +2084,12 @@ mod tests {
             body(&["--permission", "alerts:delete", "--team", "t", "--key", "k"]),
             json!({"permission": "alerts:delete", "team_id": "t", "key_id": "k"})
         );
-        assert!(parse(&["explain"]).is_err());
+        // Without either form, the error names both, not only --permission.
+        let none = parse(&["explain"]).err().unwrap().to_string();
+        assert!(
+            none.contains("--method") && none.contains("--permission"),
+            "{none}"
+        );
         assert!(parse(&["explain", "--method", "GET"]).is_err());
         assert!(
             parse(&[

@@ -201,6 +201,14 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Writes one line to standard output and flushes it, answering an error where `println!`
+/// would panic (a closed pipe: `tocsin audit verify | head`).
+fn say(line: std::fmt::Arguments) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}").and_then(|()| stdout.flush())
+}
+
 fn settings(server: &ServerArgs) -> anyhow::Result<Settings> {
     server.settings().map_err(anyhow::Error::msg)
 }
@@ -208,10 +216,10 @@ fn settings(server: &ServerArgs) -> anyhow::Result<Settings> {
 async fn migrate(server: ServerArgs) -> anyhow::Result<i32> {
     let settings = settings(&server)?;
     tocsin_server::bootstrap::open_store(&settings).await?;
-    println!(
+    say(format_args!(
         "database is up to date: {}",
         redact_url(&settings.database_url())
-    );
+    ))?;
     Ok(0)
 }
 
@@ -222,7 +230,7 @@ async fn migrate_data(from: &str, to: &str) -> anyhow::Result<i32> {
     target.migrate().await?;
     let copied = source.copy_into(&target).await?;
     for (table, rows) in &copied {
-        println!("{table:>20}: {rows} rows");
+        say(format_args!("{table:>20}: {rows} rows"))?;
     }
     let mut broken = 0;
     for chain in target.audit_chains().await? {
@@ -237,11 +245,11 @@ async fn migrate_data(from: &str, to: &str) -> anyhow::Result<i32> {
     if broken > 0 {
         anyhow::bail!("{broken} audit chain(s) did not verify after the copy");
     }
-    println!(
+    say(format_args!(
         "Copied {} to {}; the audit chains verify. Start the PostgreSQL nodes with the same secret file as the embedded deployment (its data directory's `secret`), or no key will be recognised.",
         redact_url(from),
         redact_url(to)
-    );
+    ))?;
     Ok(0)
 }
 
@@ -301,10 +309,26 @@ async fn create_org(server: ServerArgs, org: OrgArgs, first: bool) -> anyhow::Re
         }
         bootstrap::create_org(&store, &hasher, region, name, email, hash.as_deref()).await?
     };
-    if org.json {
-        println!("{}", serde_json::to_string(&created)?);
+    let line = if org.json {
+        serde_json::to_string(&created)?
     } else {
-        println!("{}", created.token);
+        created.token.clone()
+    };
+    if let Err(e) = say(format_args!("{line}")) {
+        let recover = if org.password.is_some() {
+            "sign in as the owner with the password given (POST /v1/auth/login, or the web console) and create a key"
+        } else if first {
+            "nothing else can act as the owner: start over with an empty data directory (or database)"
+        } else {
+            "nothing else can act as this organization's owner"
+        };
+        anyhow::bail!(
+            "organization {} and its owner {} were created, but the owner's token could not be written to standard output ({e}) and is shown only once; {recover}",
+            created.organization_id,
+            org.email
+        );
+    }
+    if !org.json {
         eprintln!(
             "Organization {} and owner {} created. The line above is the owner's API key token: it is shown only this once.",
             created.organization_id, org.email
@@ -332,11 +356,12 @@ async fn verify_chains(server: ServerArgs, json: bool) -> anyhow::Result<i32> {
         reports.push(store.verify_chain(&chain).await?);
     }
     let broken = reports.iter().any(|r| r.broken_at.is_some());
+    // A reader that stops early (`| head`) does not change the verdict: the exit code.
     if json {
-        println!(
+        let _ = say(format_args!(
             "{}",
             serde_json::json!({"intact": !broken, "chains": reports})
-        );
+        ));
     } else {
         for r in &reports {
             let name = if r.chain.is_empty() {
@@ -344,16 +369,19 @@ async fn verify_chains(server: ServerArgs, json: bool) -> anyhow::Result<i32> {
             } else {
                 &r.chain
             };
-            match &r.broken_at {
-                None => println!("{name}: intact, {} events", r.events),
-                Some(b) => println!(
+            let said = match &r.broken_at {
+                None => say(format_args!("{name}: intact, {} events", r.events)),
+                Some(b) => say(format_args!(
                     "{name}: BROKEN at event {} (seq {}): {}",
                     b.event_id, b.seq, b.reason
-                ),
+                )),
+            };
+            if said.is_err() {
+                break;
             }
         }
         if reports.is_empty() {
-            println!("no audit events yet");
+            let _ = say(format_args!("no audit events yet"));
         }
     }
     Ok(i32::from(broken))

@@ -545,3 +545,74 @@ fn error_paths_leave_no_token_in_trace_logs() {
         );
     }
 }
+
+/// Runs a client command whose standard output is closed before it writes anything (a
+/// reader that has gone, as in `tocsin keys list | true`).
+fn with_stdout_closed(server: &Server, token: &str, args: &[&str]) -> std::process::Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("TOCSIN_URL", &server.url)
+        .env("TOCSIN_TOKEN", token)
+        .env("RUST_BACKTRACE", "0")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_closed_stdout_ends_output_quietly_and_a_lost_token_is_reported() {
+    let server = Server::start_logging("warn");
+    let owner = server.owner();
+    // A listing whose reader has gone: no panic (exit 101), no complaint, exit 0.
+    for args in [
+        &["keys", "list", "--json"][..],
+        &["keys", "list"][..],
+        &["whoami"][..],
+    ] {
+        let out = with_stdout_closed(&server, &owner, args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    }
+    // A new token that cannot be written is lost: standard error says so, names the key and
+    // what to do, and the command fails.
+    for (name, json) in [("lost one", true), ("lost two", false)] {
+        let mut args = vec!["keys", "create", "--name", name, "--expires-in", "30d"];
+        if json {
+            args.push("--json");
+        }
+        let out = with_stdout_closed(&server, &owner, &args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(err.contains("could not be written"), "{err}");
+        assert!(err.contains("tocsin keys revoke key_"), "{err}");
+    }
+    // The token comes first, so a reader that stops early still has it.
+    let out = server.cli(
+        &owner,
+        &[
+            "keys",
+            "create",
+            "--name",
+            "first",
+            "--expires-in",
+            "30d",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let head: String = text.chars().take(80).collect();
+    assert!(head.contains("\"token\": \"tcs_p_"), "{text}");
+    let out = server.cli(
+        &owner,
+        &["keys", "create", "--name", "second", "--expires-in", "30d"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<String> = stdout(&out).lines().map(str::to_owned).collect();
+    assert!(lines[0].contains("shown only this once"), "{lines:?}");
+    assert!(lines[1].starts_with("tcs_p_"), "{lines:?}");
+}

@@ -325,7 +325,7 @@
     const integrationId = params.get("integration");
     const search = h("input", { type: "search", id: "key-search", placeholder: "name, id or role" });
     const kind = h("select", { id: "key-kind" }, h("option", { value: "" }, "All kinds"), Object.entries(KINDS).map(([v, k]) => h("option", { value: v }, k.label)));
-    const status = h("select", { id: "key-status" }, ["live", "active", "rotating", "expired", "revoked", "all"].map((s) => h("option", { value: s }, s === "live" ? "Not revoked" : s[0].toUpperCase() + s.slice(1))));
+    const status = h("select", { id: "key-status" }, ["live", "active", "rotating", "disabled", "expired", "revoked", "all"].map((s) => h("option", { value: s }, s === "live" ? "Not revoked" : s[0].toUpperCase() + s.slice(1))));
     const tbody = h("tbody");
     const count = h("caption", { role: "status" });
     const table = h("table", { class: "cards", id: "keys-table" }, count,

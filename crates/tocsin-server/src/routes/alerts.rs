@@ -5,9 +5,10 @@
 use crate::auth::Principal;
 use crate::envelope::{RequestId, RequestStart};
 use crate::error::{ApiError, ApiResult, JsonBody};
+use crate::error::{Path, Query as QueryParams};
 use crate::state::{App, AppState};
 use axum::Json;
-use axum::extract::{ConnectInfo, Extension, Path, Query as QueryParams, State};
+use axum::extract::{ConnectInfo, Extension, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;

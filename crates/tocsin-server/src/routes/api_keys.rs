@@ -3,11 +3,12 @@
 
 use crate::auth::{Principal, RequestFacts, RoleBook, key_teams};
 use crate::error::{ApiError, ApiResult, JsonBody, conflict, created, found, not_found};
+use crate::error::{Path, Query};
 use crate::routes::{ListParams, path_id};
 use crate::state::{App, AppState};
 use crate::views;
 use axum::Json;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, State};
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
 use tocsin_core::key::{self, KeyKind, KeyName};
 use tocsin_core::permission::{PermSet, Permission};
-use tocsin_core::policy::{Grants, Resource, check_no_escalation};
+use tocsin_core::policy::{Resource, check_no_escalation};
 use tocsin_core::token::Token;
 use tocsin_core::validation::Problems;
 use tocsin_core::{IntegrationId, KeyId, ServiceAccountId, TeamId};
@@ -88,13 +89,19 @@ fn check_roles(p: &mut Problems, roles: &RoleBook, field: &str, names: &[String]
 }
 
 /// The effective grants of a stored key, for its view.
-async fn effective(app: &App, roles: &RoleBook, k: &ApiKey) -> ApiResult<Grants> {
-    Ok(crate::auth::standing(app, roles, k).await?.grants)
-}
-
 async fn view(app: &App, k: &ApiKey) -> ApiResult<Value> {
     let roles = RoleBook::load(app, &k.org_id).await?;
-    Ok(views::key(k, &effective(app, &roles, k).await?))
+    shown(app, &roles, k).await
+}
+
+/// A key as the API shows it, with its effective permissions and whether it is disabled.
+async fn shown(app: &App, roles: &RoleBook, k: &ApiKey) -> ApiResult<Value> {
+    let standing = crate::auth::standing(app, roles, k).await?;
+    Ok(views::key(
+        k,
+        &standing.grants,
+        standing.disabled_reason.as_deref(),
+    ))
 }
 
 /// A key's lifecycle event, with the request that made the change (`status`: what that
@@ -122,7 +129,7 @@ fn name_taken(kind: KeyKind) -> impl FnOnce(StoreError) -> ApiError {
     conflict(
         "name_taken",
         format!(
-            "A live {} key with this name already exists in the same scope (names ignore case); choose another name or revoke that key.",
+            "A {} key with this name already exists in the same scope and is not revoked (names ignore case; an expired key keeps its name until it is revoked); choose another name or revoke that key.",
             kind.name()
         ),
     )
@@ -166,6 +173,17 @@ pub async fn create(
     let mut team_id = None;
     let mut team_ids = Vec::new();
     let mut integration = None;
+    // Never dropped silently: without `"kind": "integration"` the key would be a personal key
+    // with its user's full rights, not the integration key that was meant.
+    if kind != KeyKind::Integration && req.integration_id.is_some() {
+        problems.add(
+            "integration_id",
+            format!(
+                "is only for kind `integration`, and this is a {} key; to make a key for an integration, send \"kind\": \"integration\", or leave integration_id out",
+                kind.name()
+            ),
+        );
+    }
     match kind {
         KeyKind::Personal => {
             check_roles(&mut problems, &roles, "role_names", &req.role_names, false);
@@ -294,8 +312,14 @@ pub async fn create(
                 return Err(ApiError::Forbidden {
                     code: "permission_denied",
                     message: format!(
-                        "Personal keys act as a user, so only that user can create them (with a session or one of their personal keys); this request used a {} key.",
-                        p.key_kind().map(KeyKind::name).unwrap_or("session")
+                        "Personal keys act as a user, so only that user can create them (with a session or one of their personal keys); this request used {}.",
+                        match p.key_kind() {
+                            Some(KeyKind::Organization) => "an organization key",
+                            Some(KeyKind::Integration) => "an integration key",
+                            Some(KeyKind::Team) => "a team key",
+                            Some(KeyKind::Personal) => "a personal key",
+                            None => "a session",
+                        }
                     ),
                 });
             }
@@ -552,7 +576,7 @@ pub async fn list(
     let roles = RoleBook::load(&app, &p.org_id).await?;
     let mut data = Vec::with_capacity(page.items.len());
     for k in &page.items {
-        data.push(views::key(k, &effective(&app, &roles, k).await?));
+        data.push(shown(&app, &roles, k).await?);
     }
     Ok(Json(views::List {
         data,
@@ -628,6 +652,11 @@ pub async fn update(
             code: "key_revoked",
             message: "This key is revoked; revoked keys cannot be changed.".into(),
         });
+    }
+    // A later expiry would bring an expired token back to life, without a rotation; an
+    // expired key is therefore as final as rotate treats it.
+    if key.expires_at <= OffsetDateTime::now_utc() {
+        return Err(key_expired(key.expires_at, "changed or extended"));
     }
     let org = app.store.get_org(&p.org_id).await?;
     let roles = RoleBook::load(&app, &p.org_id).await?;
@@ -767,10 +796,7 @@ pub async fn rotate(
         });
     }
     if key.expires_at <= OffsetDateTime::now_utc() {
-        return Err(ApiError::Conflict {
-            code: "key_expired",
-            message: "This key has expired; create a new key instead.".into(),
-        });
+        return Err(key_expired(key.expires_at, "rotated"));
     }
     let token = Token::generate(key.kind.token_kind(), &app.settings.region);
     let grace_end = (grace > 0).then(|| OffsetDateTime::now_utc() + Duration::seconds(grace));
@@ -817,4 +843,17 @@ pub async fn revoke(
         .await?;
     }
     Ok(Json(view(&app, &revoked).await?))
+}
+
+/// 409 `key_expired`: an expired key is final; it can be neither rotated nor extended, since
+/// either would make a token that has expired (perhaps after it leaked) work again.
+fn key_expired(at: OffsetDateTime, what: &str) -> ApiError {
+    ApiError::ConflictWithFix {
+        code: "key_expired",
+        message: format!(
+            "This key expired at {}; an expired key cannot be {what}, as that would make its expired token work again.",
+            views::t(at)
+        ),
+        fix: tocsin_core::policy::EXPIRED_KEY_FIX.into(),
+    }
 }

@@ -1,12 +1,13 @@
 //! `GET /v1/audit_events`: the organization's audit trail, newest first.
 
 use crate::auth::Principal;
+use crate::error::Query;
 use crate::error::{ApiError, ApiResult};
 use crate::routes::ListParams;
 use crate::state::AppState;
 use crate::views;
 use axum::Json;
-use axum::extract::{Extension, Query, State};
+use axum::extract::{Extension, State};
 use serde::Deserialize;
 use std::sync::Arc;
 use time::OffsetDateTime;

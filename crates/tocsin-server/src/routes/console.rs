@@ -4,12 +4,13 @@
 
 use crate::auth::{Principal, credential};
 use crate::console_session::{self, csrf_for, over_https, set_cookie};
+use crate::error::Path;
 use crate::error::{ApiError, ApiResult, JsonBody};
 use crate::routes::users::{Login, SESSION_HOURS, password_login};
 use crate::state::AppState;
 use crate::views;
 use axum::Json;
-use axum::extract::{ConnectInfo, Extension, Path, State};
+use axum::extract::{ConnectInfo, Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rust_embed::RustEmbed;

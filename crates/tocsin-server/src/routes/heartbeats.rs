@@ -3,11 +3,12 @@
 //! ping closes it.
 
 use crate::auth::Principal;
+use crate::error::Path;
 use crate::error::{ApiError, ApiResult, JsonBody};
 use crate::routes::alerts::V2;
 use crate::state::{App, AppState};
 use axum::Json;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};

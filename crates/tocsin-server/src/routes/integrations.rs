@@ -3,12 +3,13 @@
 
 use crate::auth::{Principal, RequestFacts};
 use crate::error::{ApiError, ApiResult, JsonBody, conflict, created, found, not_found};
+use crate::error::{Path, Query};
 use crate::routes::api_keys::issue;
 use crate::routes::{ListParams, path_id};
 use crate::state::{App, AppState};
 use crate::views;
 use axum::Json;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;

@@ -256,8 +256,9 @@ fn error_statuses(r: &RouteInfo) -> Vec<u16> {
         // (`explain` names a key by `key_id`.)
         statuses.push(404);
     }
-    if api && r.method == "GET" {
-        // `limit`, `cursor` and filters are checked.
+    if api && (r.method == "GET" || r.path.starts_with("/v2/alerts/{")) {
+        // `limit`, `cursor`, filters and `identifierType` are checked, and a query parameter
+        // given twice is refused naming it.
         statuses.push(422);
     }
     let named = ["/v1/", "/v2/heartbeats", "/v2/integrations"];
@@ -283,7 +284,7 @@ fn error_statuses(r: &RouteInfo) -> Vec<u16> {
 fn describe(status: u16) -> &'static str {
     match status {
         400 => {
-            "The request is malformed (a bad query string or header; on the Opsgenie routes, JSON that does not parse)"
+            "The request is malformed (a bad header, or a path parameter that is not UTF-8, which the message names; on the Opsgenie routes, JSON that does not parse)"
         }
         401 => {
             "No credential, or one that is damaged, unknown, revoked, disabled or expired; the message says which"
@@ -294,10 +295,12 @@ fn describe(status: u16) -> &'static str {
         404 => "No such object in the caller's organization",
         408 => "The request was not received and answered within the server's request timeout",
         409 => {
-            "A conflict: the name is taken, or the object is still in use; on login, the email and password sign in to several organizations (`error.organizations`), so name one"
+            "A conflict: the name is taken, the object is still in use, or its state forbids the change (the organization's last active owner, an expired key); `error.fixes` says what to do instead; on login, the email and password sign in to several organizations (`error.organizations`), so name one"
         }
         413 => "The body is larger than the server's limit, which the message names",
-        422 => "A field is invalid; `error.fields` names each with its reason",
+        422 => {
+            "A field or query parameter is invalid (or given twice); `error.fields` names each with its reason"
+        }
         429 => "Too many failed attempts or requests; retry after `Retry-After` seconds",
         431 => {
             "The request line and headers are larger than the server's limit, which the message names"

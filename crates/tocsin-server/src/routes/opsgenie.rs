@@ -3,13 +3,14 @@
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, JsonBody, found};
+use crate::error::{Path, Query};
 use crate::routes::alerts::V2;
 use crate::routes::integrations::{
     NewIntegration, apply, create_with_key, load, remove, visibility,
 };
 use crate::state::{App, AppState};
 use axum::Json;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;

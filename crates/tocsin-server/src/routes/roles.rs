@@ -2,11 +2,12 @@
 
 use crate::auth::{Principal, RoleBook};
 use crate::error::{ApiError, ApiResult, JsonBody, conflict, created, not_found};
+use crate::error::{Path, Query};
 use crate::routes::ListParams;
 use crate::state::AppState;
 use crate::views;
 use axum::Json;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
@@ -129,9 +130,66 @@ pub async fn update(
     )
     .map_err(to_problems)?;
     check_grantable(&p, &role)?;
+    check_scope_change(&app, &p, &current, &role).await?;
     app.store.update_role(&p.org_id, &role).await?;
     app.invalidate_credentials().await;
     Ok(Json(views::role(&role)))
+}
+
+/// A role's scope may not drop a use its holders make of it: an account role held by users
+/// or keys cannot become a team role (they would keep it organization-wide, which no create or
+/// update would allow), nor a team role held in memberships or by keys an account role.
+async fn check_scope_change(
+    app: &AppState,
+    p: &Principal,
+    current: &Role,
+    new: &Role,
+) -> ApiResult<()> {
+    let drops_account = current.scope.allows_account() && !new.scope.allows_account();
+    let drops_team = current.scope.allows_team() && !new.scope.allows_team();
+    if !drops_account && !drops_team {
+        return Ok(());
+    }
+    let usage = app.store.role_usage(&p.org_id, &new.name).await?;
+    let name = &new.name;
+    let (holders, fix) = if drops_account {
+        (
+            [(usage.users, "user(s)"), (usage.keys_account, "key(s)")],
+            "give those users another account role (PATCH /v1/users/{id} with `role_name`) and take the role from those keys (PATCH /v1/api_keys/{id} with `role_names`, or revoke them)",
+        )
+    } else {
+        (
+            [
+                (usage.memberships, "team membership(s)"),
+                (usage.keys_team, "key(s)"),
+            ],
+            "take the role from those memberships (PUT /v1/teams/{id}/members/{user_id} with `team_role_names`) and from those keys (PATCH /v1/api_keys/{id} with `team_role_names`, or revoke them)",
+        )
+    };
+    let held: Vec<String> = holders
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+    if held.is_empty() {
+        return Ok(());
+    }
+    let (from, to) = (current.scope.name(), new.scope.name());
+    let as_from = if drops_account {
+        "an account role"
+    } else {
+        "a team role"
+    };
+    Err(ApiError::ConflictWithFix {
+        code: "role_in_use",
+        message: format!(
+            "The role `{name}` is held as {as_from} by {}; its scope cannot change from `{from}` to `{to}` while they hold it, or they would keep using it as {as_from}.",
+            held.join(" and ")
+        ),
+        fix: format!(
+            "Create a new role with scope `{to}` and these permissions instead, or first {fix}, then change the scope."
+        ),
+    })
 }
 
 pub async fn delete(
@@ -146,7 +204,7 @@ pub async fn delete(
             format!("`{name}` is a built-in role; built-in roles are read-only"),
         ));
     }
-    let uses = app.store.role_usage(&p.org_id, &name).await?;
+    let uses = app.store.role_usage(&p.org_id, &name).await?.total();
     if uses > 0 {
         return Err(ApiError::Conflict {
             code: "role_in_use",

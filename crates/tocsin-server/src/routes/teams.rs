@@ -2,11 +2,12 @@
 
 use crate::auth::{Principal, RoleBook};
 use crate::error::{ApiError, ApiResult, JsonBody, conflict, created, not_found};
+use crate::error::{Path, Query};
 use crate::routes::{ListParams, path_id};
 use crate::state::AppState;
 use crate::views;
 use axum::Json;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
@@ -139,14 +140,26 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     p.require(Permission::TeamsWrite, &Resource::Org)?;
     let team = load(&app, &p, &id, Permission::TeamsWrite).await?;
-    let keys = app.store.count_live_team_keys(&p.org_id, &team.id).await?;
-    if keys > 0 {
-        return Err(ApiError::Conflict {
+    // Named here, not sent to a listing: `GET /v1/api_keys?team_id=` lists the team's own
+    // keys, not the organization keys granted on the team, which block the delete as well.
+    const NAMED: usize = 10;
+    let (count, keys) = app.store.live_team_keys(&p.org_id, &team.id, NAMED).await?;
+    if count > 0 {
+        let named: Vec<String> = keys
+            .iter()
+            .map(|(id, name, kind)| format!("{id} ({kind} key \"{name}\")"))
+            .collect();
+        let more = match count as usize > keys.len() {
+            true => format!(" and {} more", count as usize - keys.len()),
+            false => String::new(),
+        };
+        return Err(ApiError::ConflictWithFix {
             code: "team_in_use",
             message: format!(
-                "{keys} live API key(s) are granted on this team; revoke them (GET /v1/api_keys?team_id={}) before deleting it.",
-                team.id
+                "{count} live API key(s) are granted on this team, so it cannot be deleted: {}{more}.",
+                named.join(", ")
             ),
+            fix: "Revoke those keys (POST /v1/api_keys/{id}/revoke, or `tocsin keys revoke <id>`), then delete the team.".into(),
         });
     }
     app.store.delete_team(&p.org_id, &team.id).await?;

@@ -2,13 +2,14 @@
 
 use crate::auth::{Principal, RoleBook};
 use crate::error::{ApiError, ApiResult, JsonBody, conflict, created, not_found};
+use crate::error::{Path, Query};
 use crate::routes::{ListParams, path_id};
 use crate::state::{App, AppState};
 use crate::views;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::Json;
-use axum::extract::{ConnectInfo, Extension, Path, Query, State};
+use axum::extract::{ConnectInfo, Extension, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -20,7 +21,7 @@ use tocsin_core::policy::Resource;
 use tocsin_core::token::{Token, TokenKind};
 use tocsin_core::validation::Problems;
 use tocsin_core::{OrgId, SessionId, UserId};
-use tocsin_store::users::{Session, User, UserPatch};
+use tocsin_store::users::{Session, User, UserPatch, UserUpdate};
 
 pub const SESSION_HOURS: i64 = 12;
 
@@ -277,7 +278,23 @@ pub async fn update(
         role_name: req.role_name,
         active: req.active,
     };
-    let mut user = app.store.update_user(&p.org_id, &id, &patch).await?;
+    let mut user = match app.store.update_user(&p.org_id, &id, &patch).await? {
+        UserUpdate::Updated(user) => user,
+        UserUpdate::LastOwner => {
+            let change = match req.active {
+                Some(false) => "deactivating",
+                _ => "demoting",
+            };
+            return Err(ApiError::ConflictWithFix {
+                code: "last_owner",
+                message: format!(
+                    "An organization must always have at least one active owner, and {} is its only one: {change} them would leave nobody able to manage the organization. Nothing was changed.",
+                    target.email
+                ),
+                fix: "Make another user owner first (PATCH /v1/users/{id} with {\"role_name\": \"owner\"}), then change this one.".into(),
+            });
+        }
+    };
     if let Some(password) = req.password {
         let hash = tokio::task::spawn_blocking(move || hash_password(&password))
             .await

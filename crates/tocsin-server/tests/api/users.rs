@@ -197,3 +197,70 @@ async fn a_refused_personal_key_names_its_users_role() {
     );
     assert!(!message.contains("no roles"), "{message}");
 }
+
+/// The organization's last active owner cannot be deactivated or demoted: nobody could then
+/// manage the organization, or make a new owner. An inactive owner does not count.
+#[tokio::test]
+async fn the_last_active_owner_cannot_be_deactivated_or_demoted() {
+    let app = TestApp::spawn().await;
+    let (_, me) = app.get("/v1/auth/whoami", &app.owner).await;
+    let owner = me["user_id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/users/{owner}");
+    for change in [
+        json!({"active": false}),
+        json!({"role_name": "viewer"}),
+        json!({"role_name": "admin", "active": true}),
+    ] {
+        let (s, b) = app.patch(&path, &app.owner, change.clone()).await;
+        refused(s, &b, StatusCode::CONFLICT, "last_owner");
+        let message = b["error"]["message"].as_str().unwrap();
+        assert!(message.contains("at least one active owner"), "{b}");
+        assert!(
+            b["error"]["fixes"][0]
+                .as_str()
+                .unwrap()
+                .contains("Make another user owner first"),
+            "{b}"
+        );
+    }
+    // Nothing was changed: the owner's key still works, and the owner is still an owner.
+    let (s, b) = app.get(&path, &app.owner).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        (b["role_name"].as_str(), b["active"].as_bool()),
+        (Some("owner"), Some(true))
+    );
+    // Changes that keep them an active owner are fine.
+    let (s, b) = app
+        .patch(
+            &path,
+            &app.owner,
+            json!({"name": "Still Owner", "role_name": "owner", "active": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+
+    // A second owner who is deactivated does not count.
+    let second = app
+        .user(json!({"email": "second@example.com", "role_name": "owner"}))
+        .await;
+    let second_path = format!("/v1/users/{second}");
+    let (s, b) = app
+        .patch(&second_path, &app.owner, json!({"active": false}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = app
+        .patch(&path, &app.owner, json!({"role_name": "admin"}))
+        .await;
+    refused(s, &b, StatusCode::CONFLICT, "last_owner");
+    // Once they are active again, the first owner may step down to admin.
+    let (s, b) = app
+        .patch(&second_path, &app.owner, json!({"active": true}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = app
+        .patch(&path, &app.owner, json!({"role_name": "admin"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["role_name"], "admin");
+}
