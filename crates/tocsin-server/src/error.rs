@@ -26,6 +26,8 @@ pub enum ApiError {
     NotFoundBy(&'static str, &'static str),
     /// 404: no route has this method and path (or an `{action}` the route does not know).
     NoRoute,
+    /// 405: the path is a route's, by other methods (given, for the message and `Allow`).
+    MethodNotAllowed(Vec<&'static str>),
     Conflict {
         code: &'static str,
         message: String,
@@ -150,6 +152,11 @@ impl ApiError {
                 "not_found",
                 "No route matches this method and path; GET /openapi.json lists every route.".into(),
             ),
+            ApiError::MethodNotAllowed(allowed) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("This path takes {}, not this method; GET /openapi.json lists the methods of each route.", allowed.join(" or ")),
+            ),
             ApiError::Conflict { code, message } => (StatusCode::CONFLICT, *code, message.clone()),
             ApiError::ConflictWithFix { code, message, fix } => {
                 details.insert("fixes".into(), json!([fix]));
@@ -261,6 +268,11 @@ impl IntoResponse for ApiError {
                 "x-ratelimit-period-in-sec",
                 axum::http::HeaderValue::from_static("60"),
             );
+        }
+        if let ApiError::MethodNotAllowed(allowed) = &self
+            && let Ok(v) = axum::http::HeaderValue::from_str(&allowed.join(", "))
+        {
+            resp.headers_mut().insert(axum::http::header::ALLOW, v);
         }
         if let ApiError::Unavailable { .. } = &self {
             resp.headers_mut().insert(

@@ -826,12 +826,20 @@ pub(crate) fn action_verb_known(method: &str, verb: &str) -> bool {
     }
 }
 
-/// A verb the action route does not answer is no route: 404.
+/// A verb the action route does not answer is no route (404), unless it answers it by other
+/// methods (`PUT .../acknowledge`): 405, naming them, as for any route.
 fn known_verb(method: &str, verb: &str) -> ApiResult<()> {
     if action_verb_known(method, verb) {
-        Ok(())
-    } else {
+        return Ok(());
+    }
+    let allowed: Vec<&'static str> = ["GET", "POST", "PUT", "DELETE"]
+        .into_iter()
+        .filter(|m| action_verb_known(m, verb))
+        .collect();
+    if allowed.is_empty() {
         Err(ApiError::NoRoute)
+    } else {
+        Err(ApiError::MethodNotAllowed(allowed))
     }
 }
 

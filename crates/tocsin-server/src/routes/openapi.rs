@@ -266,6 +266,10 @@ fn error_statuses(r: &RouteInfo) -> Vec<u16> {
         // A name that is taken, or an object still in use (a team that owns keys).
         statuses.push(409);
     }
+    if r.path == "/v2/alerts/{identifier}/{action}" {
+        // An action's verb by a method it does not take (`PUT .../acknowledge`).
+        statuses.push(405);
+    }
     if r.path.starts_with("/v2/alerts") || r.path.ends_with("/actions") {
         // Saved searches (also `searchIdentifier`), attachments and integration actions are
         // not implemented.
@@ -293,6 +297,7 @@ fn describe(status: u16) -> &'static str {
             "The credential may not do this (permission, team scope, network list or escalation); the message says what would be allowed"
         }
         404 => "No such object in the caller's organization",
+        405 => "The path's verb is taken by other methods (named in the message and `Allow`)",
         408 => "The request was not received and answered within the server's request timeout",
         409 => {
             "A conflict: the name is taken, the object is still in use, or its state forbids the change (the organization's last active owner, an expired key); `error.fixes` says what to do instead; on login, the email and password sign in to several organizations (`error.organizations`), so name one"

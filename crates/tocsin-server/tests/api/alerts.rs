@@ -1191,6 +1191,16 @@ async fn every_action_route_changes_the_alert_and_reports_its_action() {
         .v2("POST", &format!("/v2/alerts/{id}/fly"), &key, None)
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+    // A verb the route has, by a method it does not take it by: 405, naming the methods.
+    let (s, b, _) = app
+        .v2("PUT", &format!("/v2/alerts/{id}/acknowledge"), &key, None)
+        .await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED, "{b}");
+    assert!(b["message"].as_str().unwrap().contains("POST"), "{b}");
+    let (s, _, _) = app
+        .v2("GET", &format!("/v2/alerts/{id}/tags"), &key, None)
+        .await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
 
     // Delete needs alerts:delete, which this integration's flags grant.
     let (s, _, rid) = app
