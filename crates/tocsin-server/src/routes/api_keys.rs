@@ -273,10 +273,12 @@ pub async fn create(
                 Some(raw) => match IntegrationId::parse(raw) {
                     Some(id) => match app.store.get_integration(&p.org_id, &id).await {
                         Ok(i) => integration = Some(i),
-                        Err(_) => problems.add(
+                        Err(StoreError::NotFound) => problems.add(
                             "integration_id",
                             format!("no integration `{raw}` exists in this organization"),
                         ),
+                        // The database failing is not the request's fault.
+                        Err(e) => return Err(e.into()),
                     },
                     None => problems.add(
                         "integration_id",
