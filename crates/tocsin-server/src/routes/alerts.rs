@@ -510,14 +510,7 @@ pub async fn list(
         problems.add("sort", format!("`{sort_name}` is not a sortable field such as createdAt, updatedAt, tinyId or count"));
         SortField::CreatedAt
     });
-    let descending = match q.order.as_deref().map(str::to_ascii_lowercase).as_deref() {
-        None | Some("desc") => true,
-        Some("asc") => false,
-        Some(other) => {
-            problems.add("order", format!("`{other}` is not asc or desc"));
-            true
-        }
-    };
+    let descending = descending(q.order.as_deref(), &mut problems);
     let query = match query {
         Ok(q) => Some(q),
         Err(ApiError::Validation(mut e)) => {
@@ -568,6 +561,19 @@ pub async fn list(
         )
         .into_response(),
     )
+}
+
+/// Opsgenie's `order` (`asc` or `desc`, in any case; `desc` when absent) as "descending";
+/// anything else is noted in `problems` on `order`.
+fn descending(order: Option<&str>, problems: &mut Problems) -> bool {
+    match order.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("desc") => true,
+        Some("asc") => false,
+        Some(other) => {
+            problems.add("order", format!("`{other}` is not asc or desc"));
+            true
+        }
+    }
 }
 
 /// Percent-encodes a query-string value.
@@ -1095,14 +1101,7 @@ pub async fn entries(
     };
     // Opsgenie's words, in any case; anything else is refused rather than read as the default.
     let mut problems = Problems::new();
-    let desc = match q.order.as_deref().map(str::to_ascii_lowercase).as_deref() {
-        None | Some("desc") => true,
-        Some("asc") => false,
-        Some(other) => {
-            problems.add("order", format!("`{other}` is not asc or desc"));
-            true
-        }
-    };
+    let desc = descending(q.order.as_deref(), &mut problems);
     // `direction=prev` walks back towards the start of the order.
     let prev = match q
         .direction
