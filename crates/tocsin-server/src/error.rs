@@ -429,32 +429,41 @@ fn field_problem(path: &str, e: &serde_json::Error) -> (String, String) {
 
 /// Every field serde refuses, not only the first (SPEC section 4: "every offending field"):
 /// the body is read again without each top-level field already reported, until it reads or
-/// the next problem is not one a missing field would hide (a required field absent).
+/// the next problem is not one a missing field would hide (a required field absent). At most
+/// `FIELD_PROBLEMS_MAX` are listed: each costs a reading of the body, and a body of a
+/// hundred thousand unknown members must not hold its event loop for minutes.
 fn every_field_problem<T: DeserializeOwned>(bytes: &[u8], first: (String, String)) -> Problems {
     /// The top-level member a field's path starts with.
     fn member(field: &str) -> &str {
         field.split(['.', '[']).next().unwrap_or(field)
     }
+    const FIELD_PROBLEMS_MAX: usize = 20;
     let mut problems = Problems::new();
-    let mut object = match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(object)) => object,
+    let mut body = match serde_json::from_slice::<Value>(bytes) {
+        Ok(body @ Value::Object(_)) => body,
         _ => {
             problems.add(first.0, first.1);
             return problems;
         }
     };
     let mut next = Some(first);
-    // A body has at most as many problems to find this way as it has members.
-    for _ in 0..=object.len() {
-        let Some((field, reason)) = next.take() else {
+    while let Some((field, reason)) = next.take() {
+        if problems.0.len() == FIELD_PROBLEMS_MAX {
+            problems.add(
+                "body",
+                format!("has more problems than the {FIELD_PROBLEMS_MAX} listed; mend these and send it again"),
+            );
             break;
-        };
-        let removed = object.remove(member(&field)).is_some();
+        }
+        let removed = body
+            .as_object_mut()
+            .is_some_and(|o| o.remove(member(&field)).is_some());
         problems.add(field, reason);
         if !removed {
             break;
         }
-        next = serde_path_to_error::deserialize::<_, T>(Value::Object(object.clone()))
+        // Read from the value itself: no copy of the body per problem.
+        next = serde_path_to_error::deserialize::<_, T>(&body)
             .err()
             .map(|e| {
                 let path = e.path().to_string();

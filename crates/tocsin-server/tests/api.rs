@@ -3070,6 +3070,22 @@ async fn every_wrongly_typed_or_unknown_field_is_reported() {
             .contains("unknown field"),
         "{b}"
     );
+    // A body of many unknown members: twenty are named, then the body says there are more
+    // (each costs a reading of the body, which must not hold the server).
+    let mut many = serde_json::Map::new();
+    for i in 0..5_000 {
+        many.insert(format!("unknown{i}"), json!(0));
+    }
+    let (s, b) = app
+        .post("/v1/api_keys", &app.owner, Value::Object(many))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    let fields = b["error"]["fields"].as_object().unwrap();
+    assert_eq!(fields.len(), 21, "{b}");
+    assert!(
+        fields["body"].as_str().unwrap().contains("more problems"),
+        "{b}"
+    );
 }
 
 /// A personal key is made by its user only; the refusal names what was used instead, in
