@@ -617,14 +617,15 @@ pub async fn request_status(
         .await?
         .ok_or(ApiError::NotFound("request"))?;
     // A caller held to some teams sees the statuses of requests on alerts it may read, of
-    // its own integration's requests, and of requests that reached no alert (they name
-    // none); any other is no request, as another organization's is (its alert id and alias
-    // belong to another team).
+    // its own integration's requests, of requests that reached no alert and of requests on
+    // alerts deleted since (its own deletes among them; a deleted alert has no team left to
+    // keep); a status naming another team's alert is no request for it, as another
+    // organization's is.
     if p.require(Permission::AlertsRead, &Resource::Org).is_err() && !s.alert_id.is_empty() {
         let own = s.integration_id.is_some()
             && s.integration_id.as_deref() == p.integration.as_ref().map(|i| i.id.as_str());
-        let readable = !own
-            && match app
+        let readable = own
+            || match app
                 .store
                 .find_alert(&p.org_id, &s.alert_id, IdentifierType::Id)
                 .await?
@@ -632,9 +633,9 @@ pub async fn request_status(
                 Some(a) => p
                     .require(Permission::AlertsRead, &alert_resource(&a))
                     .is_ok(),
-                None => false,
+                None => true,
             };
-        if !own && !readable {
+        if !readable {
             return Err(ApiError::NotFound("request"));
         }
     }

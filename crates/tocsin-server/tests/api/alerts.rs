@@ -540,6 +540,26 @@ async fn team_keys_see_and_touch_only_their_teams_alerts() {
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert_eq!(code(&b), "malformed_token");
     assert!(b["requestId"].is_string() && b["took"].is_number());
+    // A team's (non-integration) key deleting its team's alert reads the status of its
+    // delete, although the alert is gone.
+    let (_, sre_team_key) = app
+        .key(&app.owner, json!({"name": "sre admin", "kind": "team", "team_id": sre, "team_role_names": ["team_admin"]}))
+        .await;
+    let (s, b, deleted) = app
+        .v2(
+            "DELETE",
+            &format!("/v2/alerts/{sre_alert}"),
+            &sre_team_key,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let st = app.status_of(&sre_team_key, &deleted).await;
+    assert_eq!(
+        (st["action"].clone(), st["isSuccess"].clone()),
+        (json!("Delete"), json!(true)),
+        "{st}"
+    );
 }
 
 #[tokio::test]
