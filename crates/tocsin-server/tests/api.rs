@@ -2969,6 +2969,30 @@ async fn a_team_in_use_names_the_keys_that_hold_it() {
         b["error"]["fixes"][0].as_str().unwrap().contains("revoke"),
         "{b}"
     );
+    // A caller who may change teams but not read keys learns how many, not which.
+    let (s, b) = app
+        .post(
+            "/v1/roles",
+            &app.owner,
+            json!({"name": "team_keeper", "scope": "account", "permissions": ["teams:read", "teams:write"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (_, keeper) = app
+        .key(
+            &app.owner,
+            json!({"name": "keeper", "kind": "organization", "role_names": ["team_keeper"]}),
+        )
+        .await;
+    let (s, b) = app
+        .call("DELETE", &format!("/v1/teams/{delta}"), Some(&keeper), None)
+        .await;
+    refused(s, &b, StatusCode::CONFLICT, "team_in_use");
+    let message = b["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("1 live API key(s)") && !message.contains(&org_key),
+        "{b}"
+    );
     let (s, b) = app
         .post(
             &format!("/v1/api_keys/{org_key}/revoke"),

@@ -145,19 +145,25 @@ pub async fn delete(
     const NAMED: usize = 10;
     let (count, keys) = app.store.live_team_keys(&p.org_id, &team.id, NAMED).await?;
     if count > 0 {
-        let named: Vec<String> = keys
-            .iter()
-            .map(|(id, name, kind)| format!("{id} ({kind} key \"{name}\")"))
-            .collect();
-        let more = match count as usize > keys.len() {
-            true => format!(" and {} more", count as usize - keys.len()),
-            false => String::new(),
+        // The keys are named only to a caller who may read every key: `teams:write` alone
+        // does not show other people's keys.
+        let which = if p.require(Permission::ApiKeysRead, &Resource::Org).is_ok() {
+            let named: Vec<String> = keys
+                .iter()
+                .map(|(id, name, kind)| format!("{id} ({kind} key \"{name}\")"))
+                .collect();
+            let more = match count as usize > keys.len() {
+                true => format!(" and {} more", count as usize - keys.len()),
+                false => String::new(),
+            };
+            format!(": {}{more}", named.join(", "))
+        } else {
+            " (someone holding api_keys:read can see which)".to_owned()
         };
         return Err(ApiError::ConflictWithFix {
             code: "team_in_use",
             message: format!(
-                "{count} live API key(s) are granted on this team, so it cannot be deleted: {}{more}.",
-                named.join(", ")
+                "{count} live API key(s) are granted on this team, so it cannot be deleted{which}."
             ),
             fix: "Revoke those keys (POST /v1/api_keys/{id}/revoke, or `tocsin keys revoke <id>`), then delete the team.".into(),
         });
