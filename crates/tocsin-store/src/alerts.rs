@@ -1141,11 +1141,21 @@ impl Store {
         offset: i64,
         limit: i64,
     ) -> Result<Vec<Alert>> {
-        let (clause, params) = search_clause(org, scope, query);
+        let (clause, mut params) = search_clause(org, scope, query);
         let order = if descending { "DESC" } else { "ASC" };
+        let sort_by = match sort {
+            // Snoozed as the alert reads: only until its snooze ends (the time is bound).
+            SortField::Snoozed => {
+                params.push(SqlValue::Int(crate::now_ms()));
+                format!(
+                    "(snoozed AND COALESCE(snoozed_until, 0) > ${})",
+                    params.len()
+                )
+            }
+            other => other.column().to_owned(),
+        };
         let sql = format!(
-            "SELECT {COLUMNS} FROM alerts WHERE {clause} ORDER BY {} {order}, tiny_id {order} LIMIT {limit} OFFSET {offset}",
-            sort.column()
+            "SELECT {COLUMNS} FROM alerts WHERE {clause} ORDER BY {sort_by} {order}, tiny_id {order} LIMIT {limit} OFFSET {offset}"
         );
         let rows: Vec<AlertRow> = on_db!(&self.db, |pool| bind_all!(
             sqlx::query_as(safe(&sql)),

@@ -674,6 +674,9 @@ async fn act(
             Some(Value::String(s)) if !s.is_empty() => {
                 Some(alert::truncate(field, s, max, &mut Vec::new()))
             }
+            // As create reads text.
+            Some(Value::Number(n)) => Some(n.to_string()),
+            Some(Value::Bool(b)) => Some(b.to_string()),
             Some(Value::String(_)) | Some(Value::Null) | None => None,
             Some(_) => {
                 problems.add(field, "must be a string");

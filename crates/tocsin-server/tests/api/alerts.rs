@@ -1477,6 +1477,10 @@ async fn actions_report_what_they_could_not_do() {
     .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(b["errors"]["responder.type"].is_string(), "{b}");
+    // A note may be a number, as on create.
+    let (s, b, rid) = post("notes", json!({"note": 5})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    assert_eq!(app.status_of(&key, &rid).await["isSuccess"], true);
     let (s, b, _) = post("responders", json!({})).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(b["errors"]["responder"].is_string(), "{b}");
@@ -1561,6 +1565,17 @@ async fn a_snooze_ends_at_its_end_time_and_a_closed_alert_is_not_snoozed() {
     assert_eq!(found("snoozed:true").await, ["long"]);
     assert_eq!(found("snoozed:false").await, ["short", "shut"]);
     assert_eq!(found("NOT%20snoozed:true").await, ["short", "shut"]);
+    // Sorting by snoozed agrees (then by tinyId): the ended snooze sorts with the rest.
+    let (_, b, _) = app
+        .v2("GET", "/v2/alerts?sort=snoozed&order=desc", &key, None)
+        .await;
+    let order: Vec<&str> = b["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["alias"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ["long", "shut", "short"], "{b}");
 
     // A closed alert: the snooze is refused in the request status, and it stays unsnoozed.
     let (s, _, _) = app
