@@ -88,6 +88,12 @@ fn column(field: Field) -> Column {
 
 const NOTHING: &str = "1=0";
 
+/// Whether an alert is snoozed at the time bound to `now` (a placeholder): a snooze ends at
+/// its `snoozed_until` without anything being written. The search and the sort share it.
+pub(crate) fn snoozed_at(now: &str) -> String {
+    format!("(snoozed AND COALESCE(snoozed_until, 0) > {now})")
+}
+
 struct Renderer {
     sql: String,
     params: Vec<SqlValue>,
@@ -155,8 +161,7 @@ impl Renderer {
                     _ => return NOTHING.to_owned(),
                 };
                 let now = self.bind(SqlValue::Int(self.now));
-                let col = format!("(snoozed AND COALESCE(snoozed_until, 0) > {now})");
-                self.compare(&col, op, SqlValue::Bool(wanted))
+                self.compare(&snoozed_at(&now), op, SqlValue::Bool(wanted))
             }
             (Column::Int(col), op) => match value.parse::<i64>() {
                 Ok(n) => self.compare(col, op, SqlValue::Int(n)),

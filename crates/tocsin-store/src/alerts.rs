@@ -1147,10 +1147,7 @@ impl Store {
             // Snoozed as the alert reads: only until its snooze ends (the time is bound).
             SortField::Snoozed => {
                 params.push(SqlValue::Int(crate::now_ms()));
-                format!(
-                    "(snoozed AND COALESCE(snoozed_until, 0) > ${})",
-                    params.len()
-                )
+                crate::alert_search::snoozed_at(&format!("${}", params.len()))
             }
             other => other.column().to_owned(),
         };
