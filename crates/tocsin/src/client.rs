@@ -538,7 +538,7 @@ fn explain_error(status: StatusCode, e: Map<String, Value>) -> Vec<String> {
 
 fn report(f: &Failure) {
     for line in f.lines() {
-        eprintln!("{line}");
+        errln!("{line}");
     }
 }
 
@@ -1395,7 +1395,7 @@ async fn keys(cmd: KeysCommand) -> Result<i32, Failure> {
                     );
                 }
                 if let Some(next) = list["next_cursor"].as_str() {
-                    eprintln!("more keys: add --cursor {next}, or --all");
+                    errln!("more keys: add --cursor {next}, or --all");
                 }
             }
         }
@@ -1476,7 +1476,7 @@ async fn alerts(cmd: AlertsCommand) -> Result<i32, Failure> {
                 outln!("{}", list_table(&items, ALERT_COLUMNS, alert_cell));
             }
             if let Some(offset) = next_offset(&list) {
-                eprintln!("more alerts: add --offset {offset}");
+                errln!("more alerts: add --offset {offset}");
             }
         }
         AlertsCommand::Show { id, by, opts } => {
@@ -1572,7 +1572,7 @@ async fn print_outcome(
     }
     for line in lines {
         if !ok {
-            eprintln!("{line}");
+            errln!("{line}");
         } else if !json {
             outln!("{line}");
         }
@@ -1658,7 +1658,7 @@ async fn audit(cmd: AuditClientCommand) -> Result<i32, Failure> {
                     outln!("{}", list_table(&items, AUDIT_COLUMNS, audit_cell));
                 }
                 if let Some(next) = list["next_cursor"].as_str() {
-                    eprintln!("more events: add --cursor {next}, or --all");
+                    errln!("more events: add --cursor {next}, or --all");
                 }
             }
         }

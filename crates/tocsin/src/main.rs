@@ -1,6 +1,14 @@
 //! The `tocsin` binary: the server (`serve`, `init`, `orgs create`, `migrate`,
 //! `audit verify`) and the HTTP client commands (`client.rs`).
 
+/// `eprintln!` without its panic: with standard error closed (`tocsin ... 2>&-`) the line is
+/// lost, where `eprintln!` would abort a command whose work may already be done.
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::err_line(format_args!($($arg)*))
+    };
+}
+
 mod client;
 
 use clap::{Args, Parser, Subcommand};
@@ -195,10 +203,16 @@ async fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             // One line that says what is wrong; settings errors name the setting.
-            eprintln!("error: {e:#}");
+            errln!("error: {e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+/// Writes one line to standard error, ignoring a failure to write it (see `errln!`).
+pub(crate) fn err_line(line: std::fmt::Arguments) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// Writes one line to standard output and flushes it, answering an error where `println!`
@@ -236,7 +250,7 @@ async fn migrate_data(from: &str, to: &str) -> anyhow::Result<i32> {
     for chain in target.audit_chains().await? {
         if let Some(b) = target.verify_chain(&chain).await?.broken_at {
             broken += 1;
-            eprintln!(
+            errln!(
                 "audit chain {chain} does not verify on the target: {}",
                 b.reason
             );
@@ -329,9 +343,10 @@ async fn create_org(server: ServerArgs, org: OrgArgs, first: bool) -> anyhow::Re
         );
     }
     if !org.json {
-        eprintln!(
+        errln!(
             "Organization {} and owner {} created. The line above is the owner's API key token: it is shown only this once.",
-            created.organization_id, org.email
+            created.organization_id,
+            org.email
         );
     }
     Ok(0)
@@ -342,7 +357,7 @@ pub(crate) async fn audit_verify(server: ServerArgs, json: bool) -> i32 {
     match verify_chains(server, json).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            errln!("error: {e:#}");
             2
         }
     }

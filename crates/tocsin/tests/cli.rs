@@ -546,9 +546,14 @@ fn error_paths_leave_no_token_in_trace_logs() {
     }
 }
 
-/// Runs a client command whose standard output is closed before it writes anything (a
-/// reader that has gone, as in `tocsin keys list | true`).
-fn with_stdout_closed(server: &Server, token: &str, args: &[&str]) -> std::process::Output {
+/// Runs a client command whose standard output (or standard error) is closed before it
+/// writes anything (a reader that has gone, as in `tocsin keys list | true`).
+fn with_closed(
+    server: &Server,
+    token: &str,
+    args: &[&str],
+    stream: Stream,
+) -> std::process::Output {
     let mut child = Command::new(BIN)
         .args(args)
         .env("TOCSIN_URL", &server.url)
@@ -558,8 +563,20 @@ fn with_stdout_closed(server: &Server, token: &str, args: &[&str]) -> std::proce
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    drop(child.stdout.take());
+    match stream {
+        Stream::Stdout => drop(child.stdout.take()),
+        Stream::Stderr => drop(child.stderr.take()),
+    }
     child.wait_with_output().unwrap()
+}
+
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+fn with_stdout_closed(server: &Server, token: &str, args: &[&str]) -> std::process::Output {
+    with_closed(server, token, args, Stream::Stdout)
 }
 
 #[test]
@@ -615,4 +632,49 @@ fn a_closed_stdout_ends_output_quietly_and_a_lost_token_is_reported() {
     let lines: Vec<String> = stdout(&out).lines().map(str::to_owned).collect();
     assert!(lines[0].contains("shown only this once"), "{lines:?}");
     assert!(lines[1].starts_with("tcs_p_"), "{lines:?}");
+}
+
+#[test]
+fn a_closed_stderr_costs_the_message_not_the_exit_code() {
+    let server = Server::start_logging("warn");
+    let owner = server.owner();
+    // A refusal (exit 1) and a usage error (exit 2) whose explanation cannot be written: the
+    // command still ends with its own exit code, not a panic's 101.
+    let out = with_closed(
+        &server,
+        &owner,
+        &["keys", "show", "key_00000000000000000000000000"],
+        Stream::Stderr,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let out = with_closed(
+        &server,
+        &owner,
+        &["keys", "create", "--name", "x", "--expires-in", "soon"],
+        Stream::Stderr,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    // A listing's "more" hint goes to standard error; the listing itself is still written.
+    for i in 0..3 {
+        let out = server.cli(
+            &owner,
+            &[
+                "keys",
+                "create",
+                "--name",
+                &format!("k{i}"),
+                "--expires-in",
+                "30d",
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = with_closed(
+        &server,
+        &owner,
+        &["keys", "list", "--limit", "2"],
+        Stream::Stderr,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stdout(&out).contains("k2"), "{}", stdout(&out));
 }
