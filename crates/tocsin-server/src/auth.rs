@@ -211,7 +211,7 @@ pub async fn standing(app: &App, roles: &RoleBook, key: &ApiKey) -> ApiResult<St
                 s.disabled_reason = Some(format!("its user {} is deactivated", user.name));
             }
             s.grants = roles.grants_of(&user, memberships);
-            if !key.role_names.is_empty() || !key.team_role_names.is_empty() {
+            if key.is_narrowed() {
                 // role_names narrow everywhere; team_role_names only what is held within teams.
                 let account_mask = roles.perms(&key.role_names);
                 let team_mask = account_mask.union(roles.perms(&key.team_role_names));
@@ -275,7 +275,7 @@ pub async fn principal_for_key(
     // A personal key without roles of its own acts with its user's: name that role, not
     // "no roles".
     let role_names = match &standing.user {
-        Some(user) if key.role_names.is_empty() && key.team_role_names.is_empty() => {
+        Some(user) if !key.is_narrowed() => {
             vec![format!("{} (its user's role)", user.role_name)]
         }
         _ => key.role_names.clone(),

@@ -2148,19 +2148,44 @@ async fn nobody_gets_a_token_stronger_than_themselves() {
     let also = b["api_key"]["id"].as_str().unwrap().to_owned();
     // It manages itself, but not its user's other keys: a leaked read-only key cannot revoke
     // or reshape them. The user's unnarrowed keys and sessions can.
+    // So does a key narrowed by team roles alone, which holds no right outside its teams: it
+    // must not rotate the full key away from its user either.
+    let (s, b) = app
+        .post(
+            "/v1/api_keys",
+            &app.owner,
+            json!({"name": "team narrow", "team_role_names": ["viewer"], "expires_at": in_days(3)}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let team_narrow = b["token"].as_str().unwrap().to_owned();
     let (sibling, _) = app.key(&app.owner, json!({"name": "sibling"})).await;
-    for target in [&sibling, &also] {
+    for (caller, target) in [
+        (&narrow, &sibling),
+        (&narrow, &also),
+        (&team_narrow, &sibling),
+    ] {
         let (s, b) = app
-            .post(&format!("/v1/api_keys/{target}/revoke"), &narrow, json!({}))
+            .post(&format!("/v1/api_keys/{target}/revoke"), caller, json!({}))
             .await;
         refused(s, &b, StatusCode::FORBIDDEN, "permission_denied");
         let (s, b) = app
             .patch(
                 &format!("/v1/api_keys/{target}"),
-                &narrow,
+                caller,
                 json!({"rate_limit": 1}),
             )
             .await;
+        refused(s, &b, StatusCode::FORBIDDEN, "permission_denied");
+        let (s, b) = app
+            .post(
+                &format!("/v1/api_keys/{target}/rotate"),
+                caller,
+                json!({"grace_period_seconds": 0}),
+            )
+            .await;
+        refused(s, &b, StatusCode::FORBIDDEN, "permission_denied");
+        let (s, b) = app.get(&format!("/v1/api_keys/{target}"), caller).await;
         refused(s, &b, StatusCode::FORBIDDEN, "permission_denied");
     }
     let (s, b) = app

@@ -71,6 +71,13 @@ pub struct ApiKey {
 }
 
 impl ApiKey {
+    /// True when the key holds roles of its own (`role_names`, `team_role_names` or both): a
+    /// personal key so narrowed acts with less than its user's rights, and manages only
+    /// itself.
+    pub fn is_narrowed(&self) -> bool {
+        !self.role_names.is_empty() || !self.team_role_names.is_empty()
+    }
+
     /// A new, live key with no roles, teams or network limits; callers set what their kind needs.
     pub fn new(
         org_id: OrgId,

@@ -603,8 +603,8 @@ async fn load(app: &App, p: &Principal, raw: &str, permission: Permission) -> Ap
 
 /// True when `key` is a personal key of the caller's user and the caller acts as that user
 /// (a session or one of their personal keys): such a caller manages the key without the
-/// permission. A personal key narrowed to some roles manages only itself: a leaked read-only
-/// key must not revoke or reshape its user's other keys.
+/// permission. A personal key narrowed to some roles (account or team roles) manages only
+/// itself: a leaked read-only key must not revoke, rotate or reshape its user's other keys.
 pub(crate) fn is_own_personal(p: &Principal, key: &ApiKey) -> bool {
     key.kind == KeyKind::Personal
         && key.user_id.is_some()
@@ -612,7 +612,7 @@ pub(crate) fn is_own_personal(p: &Principal, key: &ApiKey) -> bool {
         && match &p.key {
             None => true,
             Some(mine) => {
-                mine.kind == KeyKind::Personal && (mine.role_names.is_empty() || mine.id == key.id)
+                mine.kind == KeyKind::Personal && (!mine.is_narrowed() || mine.id == key.id)
             }
         }
 }
