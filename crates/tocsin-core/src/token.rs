@@ -203,11 +203,44 @@ impl fmt::Display for Token {
 
 /// `text` with everything that could be a token (`tcs_` and the letters, digits and
 /// underscores after it) replaced by `tcs_[redacted]`: for logging text a client chose, such
-/// as a request path, where a token may have been pasted by mistake.
+/// as a request path, where a token may have been pasted by mistake. A percent-encoded token
+/// (`tcs%5Fp%5F...`, encoded once or more) is a token too: text holding one is answered
+/// decoded, with the token redacted.
 pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.contains(PREFIX) {
+    if text.contains(PREFIX) {
+        return std::borrow::Cow::Owned(redact_plain(&decoded(text)));
+    }
+    if !text.contains('%') {
         return std::borrow::Cow::Borrowed(text);
     }
+    let plain = decoded(text);
+    if plain.contains(PREFIX) {
+        std::borrow::Cow::Owned(redact_plain(&plain))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
+/// `text` percent-decoded until nothing is left to decode (at most four times: a token is
+/// never encoded deeper by accident), with bytes that are not UTF-8 replaced.
+fn decoded(text: &str) -> String {
+    let mut plain = text.to_owned();
+    for _ in 0..4 {
+        if !plain.contains('%') {
+            break;
+        }
+        let next = percent_encoding::percent_decode_str(&plain)
+            .decode_utf8_lossy()
+            .into_owned();
+        if next == plain {
+            break;
+        }
+        plain = next;
+    }
+    plain
+}
+
+fn redact_plain(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find(PREFIX) {
@@ -220,7 +253,7 @@ pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
         rest = &after[end..];
     }
     out.push_str(rest);
-    std::borrow::Cow::Owned(out)
+    out
 }
 
 /// CRC32 (IEEE) of `s`, in base62, most significant digit first, padded to six characters.
@@ -410,6 +443,20 @@ mod tests {
         assert_eq!(redact("/v2/alerts/abc"), "/v2/alerts/abc");
         assert_eq!(redact("tcs_tcs_x-tcs_"), "tcs_[redacted]-tcs_[redacted]");
         assert_eq!(redact("é/tcs_ü"), "é/tcs_[redacted]ü");
+        // Encoded, once or twice, wholly or in part: decoded, then redacted.
+        let encoded: String = t.expose().bytes().map(|b| format!("%{b:02X}")).collect();
+        for path in [
+            format!("/v1/api_keys/{encoded}"),
+            format!("/v1/api_keys/{}", t.expose().replace('_', "%5F")),
+            format!("/v1/api_keys/{}", t.expose().replace('_', "%255F")),
+            format!("/a%20b/{}", t.expose()),
+        ] {
+            let r = redact(&path);
+            assert!(r.ends_with("/tcs_[redacted]"), "{path} -> {r}");
+            assert!(!r.contains(&t.expose()[9..]), "{path} -> {r}");
+        }
+        // Encoded text without a token is left as it came.
+        assert_eq!(redact("/v2/alerts/a%20b"), "/v2/alerts/a%20b");
     }
 
     proptest! {
@@ -419,6 +466,23 @@ mod tests {
             let text = format!("{prefix}{}{suffix}", t.expose());
             let redacted = redact(&text);
             prop_assert!(!redacted.contains(&t.expose()[9..]));
+        }
+
+        #[test]
+        fn redact_never_leaves_an_encoded_secret(
+            prefix in "[a-z/%]{0,8}",
+            encode in proptest::collection::vec(any::<bool>(), 47),
+        ) {
+            let t = Token::generate(TokenKind::Team, "eu");
+            let text: String = t
+                .expose()
+                .chars()
+                .zip(&encode)
+                .map(|(c, &e)| if e { format!("%{:02X}", c as u32) } else { c.to_string() })
+                .collect();
+            let text = format!("{prefix}{text}");
+            let redacted = redact(&text);
+            prop_assert!(!redacted.contains(&t.expose()[9..]), "{}", redacted);
         }
 
         #[test]

@@ -1220,6 +1220,27 @@ async fn tenants_never_see_each_other() {
 }
 
 #[tokio::test]
+async fn a_token_pasted_into_a_path_is_not_kept_even_percent_encoded() {
+    let app = TestApp::spawn().await;
+    let (_, token) = app.key(&app.owner, json!({"name": "pasted"})).await;
+    let encoded = token.replace('_', "%5F");
+    for path in [
+        format!("/v1/api_keys/{token}"),
+        format!("/v1/api_keys/{encoded}"),
+    ] {
+        let (s, _) = app.get(&path, &app.owner).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
+    }
+    let (s, b) = app
+        .get("/v1/audit_events?target_id=tcs_[redacted]", &app.owner)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"].as_array().unwrap().len(), 2, "{b}");
+    let (_, all) = app.get("/v1/audit_events?limit=500", &app.owner).await;
+    assert!(!all.to_string().contains(&token[9..]), "{all}");
+}
+
+#[tokio::test]
 async fn audit_trail_records_requests_and_verifies() {
     let mut app = TestApp::spawn().await;
     let (id, token) = app.key(&app.owner, json!({"name": "audited"})).await;
