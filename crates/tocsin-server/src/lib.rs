@@ -226,6 +226,10 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
         cache: Cache::new(100_000),
         orgs: Cache::new(10_000),
         generation: AtomicU64::new(0),
+        // A node that stopped between committing a change and announcing it (a crash, a
+        // kill) announces on its next start what it may not have: the others drop their
+        // caches once, which costs each a lookup per key in use.
+        announce_pending: std::sync::atomic::AtomicBool::new(true),
         audit,
         alerts,
         last_used: LastUsedTracker::default(),
@@ -319,10 +323,17 @@ async fn shutdown_signal() {
 /// Keeps this node's credential cache in step with the others: a LISTEN on PostgreSQL for
 /// changes as they happen, and a poll of the change log every 250 ms for anything a listener
 /// missed (notifications sent while it reconnects are lost, so a reconnect drops the cache).
+/// The poll also retries this node's own announcement when it failed, and every
+/// `CACHE_REFRESH` the cache is dropped whatever the log says: a node that died between
+/// committing a change and announcing it, and never came back, leaves the others stale for
+/// at most that long.
 async fn watch_credentials(app: AppState) {
     let mut last = app.store.last_credential_change().await.unwrap_or(0);
     let mut listener = None;
     let mut poll = tokio::time::interval(Duration::from_millis(250));
+    let mut refresh = tokio::time::interval(CACHE_REFRESH);
+    refresh.tick().await;
+    let mut retry_failing = false;
     loop {
         if listener.is_none() && app.store.is_postgres() {
             match app.store.credential_listener().await {
@@ -352,17 +363,29 @@ async fn watch_credentials(app: AppState) {
                     app.drop_cached_credentials();
                 }
             },
-            _ = poll.tick() => match app.store.last_credential_change().await {
-                Ok(n) if n != last => {
-                    last = n;
-                    app.drop_cached_credentials();
+            _ = poll.tick() => {
+                let announced = app.retry_announcement().await;
+                if !announced && !retry_failing {
+                    tracing::warn!("still cannot announce a credential change; retrying every 250 ms");
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "cannot poll credential changes"),
-            },
+                retry_failing = !announced;
+                match app.store.last_credential_change().await {
+                    Ok(n) if n != last => {
+                        last = n;
+                        app.drop_cached_credentials();
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot poll credential changes"),
+                }
+            }
+            _ = refresh.tick() => app.drop_cached_credentials(),
         }
     }
 }
+
+/// The longest a cached credential is trusted without a word from the change log: the bound
+/// on staleness when a change was committed but never announced (its node died first).
+const CACHE_REFRESH: Duration = Duration::from_secs(30);
 
 /// Folds the histograms' recorded samples into their buckets every second. The Prometheus
 /// recorder keeps every sample (8 bytes each, one per request for the key verification

@@ -4,7 +4,7 @@ use crate::auth::Principal;
 use crate::config::Settings;
 use quick_cache::sync::Cache;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tocsin_core::token::{TokenDigest, TokenHasher};
 use tocsin_store::alerts::AlertWriter;
 use tocsin_store::{AuditWriter, LastUsedTracker, Store};
@@ -21,6 +21,10 @@ pub struct App {
     /// Bumped by every change that can alter a credential; a lookup that started under an
     /// older generation does not fill the cache.
     pub generation: AtomicU64,
+    /// A committed change whose announcement to the other nodes failed (the database was
+    /// unreachable, or the connection died mid-statement): the credential watcher retries it
+    /// until it is written, since the others would otherwise keep serving what changed.
+    pub announce_pending: AtomicBool,
     /// Organization id -> its roles and settings, for credentials not in `cache` (dropped
     /// with it).
     pub orgs: Cache<tocsin_core::OrgId, Arc<crate::auth::OrgContext>>,
@@ -41,8 +45,29 @@ impl App {
     pub async fn invalidate_credentials(&self) {
         self.drop_cached_credentials();
         if let Err(e) = self.store.note_credential_change().await {
-            // Other nodes still catch up within their poll interval once the store answers.
-            tracing::error!(error = %e, "could not announce a credential change to other nodes");
+            // The change itself is committed: the watcher announces it as soon as the store
+            // answers again, and the other nodes follow within their poll interval.
+            self.announce_pending.store(true, Ordering::SeqCst);
+            tracing::error!(error = %e, "could not announce a credential change to other nodes; retrying");
+        }
+    }
+
+    /// Retries a failed announcement (see `announce_pending`); true once nothing is pending.
+    pub async fn retry_announcement(&self) -> bool {
+        if !self.announce_pending.swap(false, Ordering::SeqCst) {
+            return true;
+        }
+        match self.store.note_credential_change().await {
+            Ok(()) => {
+                tracing::info!(
+                    "announced the credential change that had failed to reach other nodes"
+                );
+                true
+            }
+            Err(_) => {
+                self.announce_pending.store(true, Ordering::SeqCst);
+                false
+            }
         }
     }
 

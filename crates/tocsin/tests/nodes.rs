@@ -493,3 +493,97 @@ async fn rate_limits_hold_across_nodes() {
     .await;
     assert_eq!(s, 200);
 }
+
+/// A revocation whose announcement to the other nodes fails (the connection dies while the
+/// node writes the change log) still reaches them: the node retries it. The change log is
+/// locked against inserts, so the announcement waits; its backend is then terminated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_announcement_is_retried_until_the_other_nodes_hear_it() {
+    use sqlx::Connection;
+    let db = fresh_database().await;
+    let secrets = tempfile::tempdir().unwrap();
+    let secret = secrets.path().join("secret");
+    std::fs::write(&secret, "a".repeat(64)).unwrap();
+    let args = vec![
+        "--database-url".to_owned(),
+        db.clone(),
+        "--secret-file".to_owned(),
+        secret.display().to_string(),
+    ];
+    let a = Server::start_with("error", &args);
+    let b = Server::start_with("warn", &args);
+    let owner = a.owner();
+    let http = reqwest::Client::new();
+    let (s, k) = call(
+        &http,
+        "POST",
+        format!("{}/v1/api_keys", a.url),
+        &owner,
+        Some(json!({"name": "lost news", "expires_at": "2030-01-01T00:00:00Z"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{k}");
+    let token = k["token"].as_str().unwrap().to_owned();
+    let id = k["api_key"]["id"].as_str().unwrap().to_owned();
+    let whoami_on_b = || {
+        call(
+            &http,
+            "GET",
+            format!("{}/v1/auth/whoami", b.url),
+            &token,
+            None,
+        )
+    };
+    assert_eq!(whoami_on_b().await.0, 200);
+
+    // Inserts into the change log wait (reads do not: the nodes' polls go on).
+    let mut lock = sqlx::PgConnection::connect(&db).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut lock).await.unwrap();
+    sqlx::query("LOCK TABLE credential_changes IN EXCLUSIVE MODE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let revoke = tokio::spawn({
+        let (http, url, owner) = (
+            http.clone(),
+            format!("{}/v1/api_keys/{id}/revoke", a.url),
+            owner.clone(),
+        );
+        async move { call(&http, "POST", url, &owner, None).await }
+    });
+    // The revocation is committed; its announcement waits on the lock. End that backend.
+    let mut killed = 0i64;
+    for _ in 0..500 {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_locks \
+             WHERE relation = 'credential_changes'::regclass AND NOT granted",
+        )
+        .fetch_one(&mut lock)
+        .await
+        .unwrap();
+        killed += n;
+        if killed > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(killed, 1, "the announcement never waited on the lock");
+    let (s, body) = revoke.await.unwrap();
+    assert_eq!(s, 200, "{body}");
+    sqlx::query("COMMIT").execute(&mut lock).await.unwrap();
+
+    // The other node hears of it all the same, well before the cache's periodic refresh.
+    let revoked_at = Instant::now();
+    loop {
+        let (s, body) = whoami_on_b().await;
+        if s == 401 {
+            assert_eq!(body["error"]["code"], "revoked_key", "{body}");
+            break;
+        }
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(10),
+            "node B still accepts the revoked key: {s} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
