@@ -301,6 +301,12 @@ impl From<StoreError> for ApiError {
                 code: "conflict",
                 message: format!("A conflicting object exists ({c})."),
             },
+            StoreError::Vanished(what) => ApiError::Conflict {
+                code: "conflict",
+                message: format!(
+                    "The {what} this request names was deleted while the request was handled; nothing was written. Name one that exists and try again."
+                ),
+            },
             StoreError::WriteFailed(why) => ApiError::Unavailable {
                 message: "The database did not take the write; nothing of this request was written unless it says otherwise. Try again shortly; /readyz tells when writes go through again.".into(),
                 detail: why,

@@ -305,8 +305,23 @@ impl Store {
         account: Option<&ServiceAccount>,
     ) -> Result<()> {
         let team_ids: Vec<&str> = key.team_ids.iter().map(|t| t.as_str()).collect();
+        let references = self.references_of(key);
         on_db!(&self.db, |pool| {
             let mut tx = pool.begin_write().await?;
+            // What the key names must still exist as it is written. A delete racing this
+            // create (the route checked a moment ago) either finds the key once this commits
+            // (PostgreSQL: it waits for the shared row lock; SQLite writes one at a time) or
+            // wins, and then this create is refused.
+            for &(sql, ref id, what) in &references {
+                let found = sqlx::query(sql)
+                    .bind(key.org_id.as_str())
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if found.is_none() {
+                    return Err(StoreError::Vanished(format!("{what} `{id}`")));
+                }
+            }
             if let Some(sa) = account {
                 sqlx::query("INSERT INTO service_accounts (id, org_id, name, team_id, created_at) VALUES ($1, $2, $3, $4, $5)")
                     .bind(sa.id.as_str())
@@ -353,6 +368,40 @@ impl Store {
             tx.commit().await?;
         });
         Ok(())
+    }
+
+    /// The custom roles, teams and integration a key names, each with the statement that
+    /// finds (and on PostgreSQL share-locks) its row: `insert_key` checks them inside its
+    /// transaction.
+    fn references_of(&self, key: &ApiKey) -> Vec<(&'static str, String, &'static str)> {
+        let pg = self.is_postgres();
+        let (role, team, integration) = if pg {
+            (
+                "SELECT 1 FROM roles WHERE org_id = $1 AND name = $2 FOR SHARE",
+                "SELECT 1 FROM teams WHERE org_id = $1 AND id = $2 FOR SHARE",
+                "SELECT 1 FROM integrations WHERE org_id = $1 AND id = $2 FOR SHARE",
+            )
+        } else {
+            (
+                "SELECT 1 FROM roles WHERE org_id = $1 AND name = $2",
+                "SELECT 1 FROM teams WHERE org_id = $1 AND id = $2",
+                "SELECT 1 FROM integrations WHERE org_id = $1 AND id = $2",
+            )
+        };
+        let mut refs: Vec<(&'static str, String, &'static str)> = Vec::new();
+        for name in key.role_names.iter().chain(&key.team_role_names) {
+            if !tocsin_core::role::is_builtin_name(name) && !refs.iter().any(|(_, n, _)| n == name)
+            {
+                refs.push((role, name.clone(), "role"));
+            }
+        }
+        for t in key.team_id.iter().chain(&key.team_ids) {
+            refs.push((team, t.as_str().to_owned(), "team"));
+        }
+        if let Some(id) = &key.integration_id {
+            refs.push((integration, id.clone(), "integration"));
+        }
+        refs
     }
 
     /// The key a token digest belongs to, with which of its tokens it is. Not tenant-scoped:

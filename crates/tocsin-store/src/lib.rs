@@ -69,6 +69,11 @@ pub enum StoreError {
     /// The store was closed (`Store::close`); nothing more can be written through it.
     #[error("the store is closed")]
     Closed,
+    /// A write refused because something it names (a role, a team, an integration) was
+    /// deleted after the caller checked it and before the write: the string names it, as
+    /// "role `name`".
+    #[error("{0} no longer exists")]
+    Vanished(String),
     /// A write batch failed: nothing of it was written (its audit events are held and
     /// retried by the writer). The string is why.
     #[error("the write failed: {0}")]

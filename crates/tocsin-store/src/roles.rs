@@ -1,6 +1,6 @@
 //! Custom roles, per organization. Built-in roles live in code (tocsin-core) and are not stored.
 
-use crate::{Result, Store, StoreError, from_json, now_ms, on_db, to_json};
+use crate::{BeginWrite, Result, Store, StoreError, from_json, now_ms, on_db, to_json};
 use tocsin_core::OrgId;
 use tocsin_core::permission::{PermSet, Permission};
 use tocsin_core::role::{Role, RoleScope};
@@ -84,48 +84,80 @@ impl Store {
     /// do not count), and in which scope the keys hold it.
     pub async fn role_usage(&self, org: &OrgId, name: &str) -> Result<RoleUsage> {
         let quoted = crate::like_json_member(name);
-        let (users, memberships, keys, keys_account, keys_team): (i64, i64, i64, i64, i64) = on_db!(
-            &self.db,
-            |pool| {
-                sqlx::query_as(
-                    "SELECT (SELECT COUNT(*) FROM users WHERE org_id = $1 AND role_name = $2),
-                            (SELECT COUNT(*) FROM team_members WHERE org_id = $1 AND team_role_names LIKE $3 ESCAPE '\\'),
-                            (SELECT COUNT(*) FROM api_keys WHERE org_id = $1 AND revoked_at IS NULL
-                               AND (role_names LIKE $3 ESCAPE '\\' OR team_role_names LIKE $3 ESCAPE '\\')),
-                            (SELECT COUNT(*) FROM api_keys WHERE org_id = $1 AND revoked_at IS NULL
-                               AND role_names LIKE $3 ESCAPE '\\'),
-                            (SELECT COUNT(*) FROM api_keys WHERE org_id = $1 AND revoked_at IS NULL
-                               AND team_role_names LIKE $3 ESCAPE '\\')",
-                )
+        let counts: (i64, i64, i64, i64, i64) = on_db!(&self.db, |pool| {
+            sqlx::query_as(ROLE_USAGE)
                 .bind(org.as_str())
                 .bind(name)
                 .bind(&quoted)
                 .fetch_one(pool)
                 .await?
+        });
+        Ok(RoleUsage::from(counts))
+    }
+
+    /// Deletes a custom role unless someone holds it: the answer is who held it (all zero
+    /// when it was deleted). The count and the delete are one transaction, with the role's row
+    /// locked on PostgreSQL (SQLite writes one at a time), so a key, user or membership given
+    /// the role at the same moment either is counted or, written after, finds no role.
+    pub async fn delete_role_unless_held(&self, org: &OrgId, name: &str) -> Result<RoleUsage> {
+        let quoted = crate::like_json_member(name);
+        let select = if self.is_postgres() {
+            "SELECT 1 FROM roles WHERE org_id = $1 AND name = $2 FOR UPDATE"
+        } else {
+            "SELECT 1 FROM roles WHERE org_id = $1 AND name = $2"
+        };
+        let usage = on_db!(&self.db, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let found = sqlx::query(select)
+                .bind(org.as_str())
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if found.is_none() {
+                return Err(StoreError::NotFound);
             }
-        );
-        Ok(RoleUsage {
+            let counts: (i64, i64, i64, i64, i64) = sqlx::query_as(ROLE_USAGE)
+                .bind(org.as_str())
+                .bind(name)
+                .bind(&quoted)
+                .fetch_one(&mut *tx)
+                .await?;
+            let usage = RoleUsage::from(counts);
+            if usage.total() == 0 {
+                sqlx::query("DELETE FROM roles WHERE org_id = $1 AND name = $2")
+                    .bind(org.as_str())
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            }
+            usage
+        });
+        Ok(usage)
+    }
+}
+
+/// Who holds role `$2` (its JSON-quoted LIKE pattern `$3`) in organization `$1`: users,
+/// memberships, live keys in either scope, live keys as an account role, as a team role.
+const ROLE_USAGE: &str = "SELECT (SELECT COUNT(*) FROM users WHERE org_id = $1 AND role_name = $2),
+        (SELECT COUNT(*) FROM team_members WHERE org_id = $1 AND team_role_names LIKE $3 ESCAPE '\\'),
+        (SELECT COUNT(*) FROM api_keys WHERE org_id = $1 AND revoked_at IS NULL
+           AND (role_names LIKE $3 ESCAPE '\\' OR team_role_names LIKE $3 ESCAPE '\\')),
+        (SELECT COUNT(*) FROM api_keys WHERE org_id = $1 AND revoked_at IS NULL
+           AND role_names LIKE $3 ESCAPE '\\'),
+        (SELECT COUNT(*) FROM api_keys WHERE org_id = $1 AND revoked_at IS NULL
+           AND team_role_names LIKE $3 ESCAPE '\\')";
+
+impl From<(i64, i64, i64, i64, i64)> for RoleUsage {
+    fn from(
+        (users, memberships, keys, keys_account, keys_team): (i64, i64, i64, i64, i64),
+    ) -> Self {
+        RoleUsage {
             users,
             memberships,
             keys,
             keys_account,
             keys_team,
-        })
-    }
-
-    pub async fn delete_role(&self, org: &OrgId, name: &str) -> Result<()> {
-        let n = on_db!(&self.db, |pool| {
-            sqlx::query("DELETE FROM roles WHERE org_id = $1 AND name = $2")
-                .bind(org.as_str())
-                .bind(name)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        });
-        if n == 0 {
-            Err(StoreError::NotFound)
-        } else {
-            Ok(())
         }
     }
 }

@@ -1473,3 +1473,110 @@ async fn users_come_through_0010_with_their_sessions_and_memberships() {
         ann.id
     );
 }
+
+fn custom_role(name: &str) -> tocsin_core::role::Role {
+    tocsin_core::role::Role {
+        name: name.into(),
+        description: String::new(),
+        scope: tocsin_core::role::RoleScope::Account,
+        permissions: [tocsin_core::permission::Permission::AlertsRead]
+            .into_iter()
+            .collect(),
+        builtin: false,
+    }
+}
+
+/// A key is written only while the roles, teams and integration it names exist: a delete
+/// that won a race with the create (which checked them first) leaves nothing dangling.
+#[tokio::test]
+async fn a_key_naming_what_was_deleted_is_not_written() {
+    let (_dir, store) = store().await;
+    let org = org(&store).await;
+    let user = user(&store, &org).await;
+    let expires = OffsetDateTime::now_utc() + Duration::days(1);
+    let mut ghost_role = personal_key(&org, &user, expires);
+    ghost_role.role_names = vec!["viewer".into(), "gone".into()];
+    let mut ghost_team = personal_key(&org, &user, expires);
+    ghost_team.team_ids = vec![tocsin_core::TeamId::generate()];
+    let mut ghost_integration = personal_key(&org, &user, expires);
+    ghost_integration.integration_id = Some("int_gone".into());
+    for (key, what) in [
+        (&ghost_role, "role `gone`"),
+        (&ghost_team, "team"),
+        (&ghost_integration, "integration `int_gone`"),
+    ] {
+        match store.insert_key(key, &[7; 32], None).await {
+            Err(tocsin_store::StoreError::Vanished(named)) => {
+                assert!(named.starts_with(what), "{named}")
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+        assert!(store.get_key(&org, &key.id).await.is_err());
+    }
+    // With the role there, the same key is written, and the role cannot be deleted under it.
+    store.insert_role(&org, &custom_role("gone")).await.unwrap();
+    store.insert_key(&ghost_role, &[7; 32], None).await.unwrap();
+    let usage = store.delete_role_unless_held(&org, "gone").await.unwrap();
+    assert_eq!(usage.keys, 1);
+    assert_eq!(store.list_custom_roles(&org).await.unwrap().len(), 1);
+    store
+        .revoke_key(
+            &org,
+            &ghost_role.id,
+            &Actor {
+                kind: "user".into(),
+                id: user.to_string(),
+                name: "u".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let usage = store.delete_role_unless_held(&org, "gone").await.unwrap();
+    assert_eq!(usage.total(), 0);
+    assert!(store.list_custom_roles(&org).await.unwrap().is_empty());
+    assert!(matches!(
+        store.delete_role_unless_held(&org, "gone").await,
+        Err(tocsin_store::StoreError::NotFound)
+    ));
+}
+
+/// A role deleted while keys that hold it are created: whichever order the two land in, no
+/// live key is left holding a role that does not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_role_never_strands_a_key_created_at_the_same_moment() {
+    let (_dir, store) = store().await;
+    let org = org(&store).await;
+    let user = user(&store, &org).await;
+    let expires = OffsetDateTime::now_utc() + Duration::days(1);
+    for round in 0..20 {
+        let name = format!("racing{round}");
+        store.insert_role(&org, &custom_role(&name)).await.unwrap();
+        let mut key = personal_key(&org, &user, expires);
+        key.name = name.clone();
+        key.role_names = vec![name.clone()];
+        let (created, deleted) = tokio::join!(
+            {
+                let store = store.clone();
+                let key = key.clone();
+                async move { store.insert_key(&key, &[round as u8; 32], None).await }
+            },
+            {
+                let (store, org, name) = (store.clone(), org.clone(), name.clone());
+                async move { store.delete_role_unless_held(&org, &name).await }
+            }
+        );
+        let role_left = store
+            .list_custom_roles(&org)
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.name == name);
+        match created {
+            Ok(()) => assert!(role_left, "round {round}: the key holds a deleted role"),
+            Err(tocsin_store::StoreError::Vanished(_)) => {
+                assert!(!role_left && deleted.unwrap().total() == 0, "round {round}")
+            }
+            Err(e) => panic!("round {round}: {e}"),
+        }
+    }
+}

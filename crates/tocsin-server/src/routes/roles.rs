@@ -204,7 +204,12 @@ pub async fn delete(
             format!("`{name}` is a built-in role; built-in roles are read-only"),
         ));
     }
-    let uses = app.store.role_usage(&p.org_id, &name).await?.total();
+    let uses = app
+        .store
+        .delete_role_unless_held(&p.org_id, &name)
+        .await
+        .map_err(not_found("role"))?
+        .total();
     if uses > 0 {
         return Err(ApiError::Conflict {
             code: "role_in_use",
@@ -213,10 +218,6 @@ pub async fn delete(
             ),
         });
     }
-    app.store
-        .delete_role(&p.org_id, &name)
-        .await
-        .map_err(not_found("role"))?;
     app.invalidate_credentials().await;
     Ok(StatusCode::NO_CONTENT)
 }
