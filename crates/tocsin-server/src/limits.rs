@@ -208,35 +208,73 @@ pub async fn serve(
     let (draining_tx, draining_rx) = tokio::sync::watch::channel(false);
     let (open_tx, open_rx) = tokio::sync::watch::channel(());
     let mut signal = std::pin::pin!(signal);
+    let mut live = Some(listener);
+    let mut stopping: Option<std::net::TcpListener> = None;
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
+        let (stream, peer) = if let Some(waiting) = &stopping {
+            // Connections the kernel completed before the stop are served, not reset: their
+            // clients have sent, or are sending, requests they believe will be answered.
+            // Take every one already waiting (the listener is non-blocking: WouldBlock once
+            // none is left), then close the listener.
+            match waiting.accept() {
+                // An accepted socket does not inherit the listener's non-blocking mode, which
+                // the loop's runtime needs.
+                Ok((stream, peer)) => match stream.set_nonblocking(true) {
+                    Ok(()) => (stream, peer),
+                    Err(_) => continue,
+                },
+                Err(_) => break,
+            }
+        } else {
+            let Some(listener) = &live else { break };
+            let accepted = tokio::select! {
+                accepted = listener.accept() => Some(accepted),
+                _ = &mut signal => None,
+            };
+            match accepted {
+                // The socket moves to its loop's runtime: out of this one's reactor, into
+                // that one's.
+                Some(Ok((stream, peer))) => match stream.into_std() {
+                    Ok(stream) => (stream, peer),
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "could not hand a connection to its loop");
+                        continue;
+                    }
+                },
+                Some(Err(e)) => {
                     // Out of file descriptors, or a connection reset before accept: wait
                     // briefly rather than spin, and keep serving the others.
                     tracing::warn!(error = %e, "could not accept a connection");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
-            },
-            _ = &mut signal => break,
-        };
-        let _ = stream.set_nodelay(true);
-        // The socket moves to its loop's runtime: out of this one's reactor, into that one's.
-        let stream = match stream.into_std() {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(%peer, error = %e, "could not hand a connection to its loop");
-                continue;
+                None => match live.take().map(tokio::net::TcpListener::into_std) {
+                    Some(Ok(waiting)) => {
+                        stopping = Some(waiting);
+                        continue;
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "could not take the connections waiting at shutdown");
+                        break;
+                    }
+                    None => break,
+                },
             }
         };
+        let _ = stream.set_nodelay(true);
         let router = router.clone();
-        let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
-            one_leading_slash(&mut req);
-            crate::routes::alert_named_like_a_route(&mut req);
-            tower::ServiceExt::oneshot(router.clone(), req.map(axum::body::Body::new))
+        // Set by the connection's first request: one that has had none when the shutdown
+        // comes is given `FIRST_REQUEST_GRACE` for it to arrive.
+        let started = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let service = hyper::service::service_fn({
+            let started = started.clone();
+            move |mut req: Request<hyper::body::Incoming>| {
+                started.store(true, std::sync::atomic::Ordering::Relaxed);
+                req.extensions_mut().insert(ConnectInfo(peer));
+                one_leading_slash(&mut req);
+                crate::routes::alert_named_like_a_route(&mut req);
+                tower::ServiceExt::oneshot(router.clone(), req.map(axum::body::Body::new))
+            }
         });
         let builder = builder.clone();
         let mut draining = draining_rx.clone();
@@ -255,6 +293,16 @@ pub async fn serve(
             tokio::select! {
                 result = connection.as_mut() => log_connection_end(result, peer),
                 _ = async { draining.wait_for(|d| *d).await.is_ok() } => {
+                    // Its first request may be on its way: serve it if it comes in time (the
+                    // connection stays open, for the client's next request, until then).
+                    if !started.load(std::sync::atomic::Ordering::Relaxed)
+                        && let Ok(result) =
+                            tokio::time::timeout(FIRST_REQUEST_GRACE, connection.as_mut()).await
+                    {
+                        log_connection_end(result, peer);
+                        drop(open);
+                        return;
+                    }
                     connection.as_mut().graceful_shutdown();
                     log_connection_end(connection.await, peer);
                 }
@@ -262,11 +310,16 @@ pub async fn serve(
             drop(open);
         });
     }
-    drop(listener);
+    drop((live, stopping));
     let _ = draining_tx.send(true);
     drop(open_rx);
     open_tx.closed().await;
 }
+
+/// How long a connection accepted before a shutdown, that has sent no request yet, is given
+/// for its first one: closing it unanswered would leave its client unable to tell whether a
+/// write it sent was processed.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_millis(500);
 
 fn log_connection_end(result: Result<(), hyper::Error>, peer: SocketAddr) {
     if let Err(e) = result {

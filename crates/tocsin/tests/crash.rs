@@ -294,3 +294,34 @@ async fn an_audit_event_the_database_refuses_is_logged_in_full_at_shutdown() {
         "{log}"
     );
 }
+
+/// SIGTERM drains: a connection accepted before the signal whose request is still on its way
+/// gets its answer, as does a request already in flight; only then does the server exit.
+#[test]
+fn a_connection_opened_before_sigterm_gets_its_answer() {
+    use std::io::{Read, Write};
+    let mut server = Server::start();
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    // Opened and accepted, but nothing sent yet.
+    let mut quiet = std::net::TcpStream::connect(&addr).unwrap();
+    quiet
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::thread::sleep(Duration::from_millis(100));
+    quiet
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    let _ = quiet.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "the request sent after SIGTERM on a connection opened before it got: {answer:?}"
+    );
+    server.stop();
+}
