@@ -545,6 +545,14 @@ pub async fn authenticate(
     let principal = match lookup(app, &token).await {
         Ok(Some(p)) => p,
         Ok(None) => return Err(AuthFailure::Refused(Refusal::UnknownKey, None)),
+        // A database that cannot be reached answers 503 `store_unavailable` with
+        // Retry-After (error.rs), as a refused write does; anything else stays a 500.
+        Err(ApiError::Unavailable { message, detail }) => {
+            return Err(AuthFailure::Unavailable(ApiError::Unavailable {
+                message,
+                detail: format!("credential lookup failed: {detail}"),
+            }));
+        }
         Err(e) => {
             return Err(AuthFailure::Unavailable(ApiError::Internal(format!(
                 "credential lookup failed: {e:?}"

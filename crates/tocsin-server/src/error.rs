@@ -305,6 +305,13 @@ impl From<StoreError> for ApiError {
                 message: "The database did not take the write; nothing of this request was written unless it says otherwise. Try again shortly; /readyz tells when writes go through again.".into(),
                 detail: why,
             },
+            // A lost connection, a database that refuses connections or is shutting down,
+            // a closed store: the request may well go through once it is back (README,
+            // Operations: "never a 500").
+            other if other.is_unavailable() => ApiError::Unavailable {
+                message: "The database cannot be reached just now; try again shortly (/readyz tells when it is back).".into(),
+                detail: other.to_string(),
+            },
             other => ApiError::Internal(other.to_string()),
         }
     }
