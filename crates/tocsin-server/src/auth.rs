@@ -657,6 +657,7 @@ pub(crate) async fn run<F: Future<Output = Response>>(
                 .extensions()
                 .get::<ErrorInfo>()
                 .map_or("forbidden", |i| i.code);
+            count_outcome(code, resp.status().as_u16());
             let event = record(Some(&principal), code, resp.status().as_u16());
             app.audit.record_request(event).await;
             return resp;
@@ -719,20 +720,16 @@ pub(crate) async fn run<F: Future<Output = Response>>(
         app.audit.record_request(event).await;
         return resp;
     }
-    hot_metrics().allowed.increment(1);
     req.extensions_mut().insert(principal.clone());
     if !app.settings.track_requests {
-        return next(req).await;
+        let resp = next(req).await;
+        count_outcome(outcome_of(&resp), resp.status().as_u16());
+        return resp;
     }
     note_use(app, &principal, ip);
     let resp = next(req).await;
-    // Past the door the outcome is `allowed`, or the code of the error the request was
-    // answered with (`validation_failed`, `not_found`, `name_taken`, `escalation_denied`...),
-    // so that `GET /v1/audit_events?outcome=` finds those too.
-    let outcome = resp
-        .extensions()
-        .get::<ErrorInfo>()
-        .map_or("allowed", |e| e.code);
+    let outcome = outcome_of(&resp);
+    count_outcome(outcome, resp.status().as_u16());
     let mut event = record(Some(&principal), outcome, resp.status().as_u16());
     if event.target.is_none()
         && let Some(created) = resp.extensions().get::<AuditTarget>()
@@ -742,6 +739,36 @@ pub(crate) async fn run<F: Future<Output = Response>>(
     }
     app.audit.record_request(event).await;
     resp
+}
+
+/// A request's outcome past the door: `allowed`, or the code of the error it was answered
+/// with (`validation_failed`, `not_found`, `permission_denied`, `escalation_denied`...), so
+/// that `GET /v1/audit_events?outcome=` finds those too. An error the framework answered
+/// (405 for a method the route does not take, 413 for a body over the limit) has no
+/// `ErrorInfo` yet, which the envelope adds later: its code is the one the envelope will
+/// send. No allocation: a lookup in the response's extensions, and a status check.
+fn outcome_of(resp: &Response) -> &'static str {
+    match resp.extensions().get::<ErrorInfo>() {
+        Some(info) => info.code,
+        None if resp.status().is_client_error() || resp.status().is_server_error() => {
+            crate::envelope::framework_code(resp.status())
+        }
+        None => "allowed",
+    }
+}
+
+/// Counts a request that passed the door in `tocsin_auth_outcomes_total`: a refusal made
+/// past it (401, 403, 429: `permission_denied`, `scope_denied`, `escalation_denied`, a
+/// console request without its CSRF token...) under its own code, anything else (an answer,
+/// or an error that is not a refusal, such as `validation_failed` or `not_found`) as
+/// `allowed`, since authentication and authorization let it through. The allowed counter is
+/// a handle registered once; a refusal's is looked up by its code.
+fn count_outcome(outcome: &'static str, status: u16) {
+    if matches!(status, 401 | 403 | 429) && outcome != "allowed" {
+        metrics::counter!("tocsin_auth_outcomes_total", "code" => outcome).increment(1);
+    } else {
+        hot_metrics().allowed.increment(1);
+    }
 }
 
 /// The metrics every request touches, registered once: the registry's lookup by name and

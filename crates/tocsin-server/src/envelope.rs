@@ -152,8 +152,24 @@ fn count_request(route: &'static str, status: u16) {
     });
 }
 
+/// The code of a framework answer with this status, as `framework_error` renders it (the
+/// audit trail records it as the request's outcome; auth.rs).
+pub(crate) fn framework_code(status: StatusCode) -> &'static str {
+    framework_text(status).0
+}
+
 fn framework_error(status: StatusCode) -> ErrorInfo {
-    let (code, message) = match status {
+    let (code, message) = framework_text(status);
+    ErrorInfo {
+        status,
+        code,
+        message: message.into(),
+        details: Map::new(),
+    }
+}
+
+fn framework_text(status: StatusCode) -> (&'static str, &'static str) {
+    match status {
         StatusCode::NOT_FOUND => (
             "not_found",
             "No route matches this path; GET /openapi.json lists every route.",
@@ -179,12 +195,6 @@ fn framework_error(status: StatusCode) -> ErrorInfo {
             "Something went wrong on our side; the request id identifies it in the server's log.",
         ),
         _ => ("bad_request", "The request could not be processed."),
-    };
-    ErrorInfo {
-        status,
-        code,
-        message: message.into(),
-        details: Map::new(),
     }
 }
 

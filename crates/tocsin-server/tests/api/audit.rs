@@ -65,3 +65,107 @@ async fn a_key_lookup_the_database_cannot_answer_is_503_store_unavailable() {
         assert_eq!(app.get("/v1/auth/whoami", &token).await.0, StatusCode::OK);
     }
 }
+
+/// The `http.request` events of the owner's organization whose user agent is `agent`.
+async fn events_by_agent(app: &TestApp, agent: &str) -> Vec<Value> {
+    let (s, b) = app
+        .get("/v1/audit_events?action=http.request&limit=500", &app.owner)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    b["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["user_agent"] == agent)
+        .cloned()
+        .collect()
+}
+
+/// A request answered with an error the framework produced (405 for a method the route does
+/// not take, 413 for a body over the limit, refused before any handler ran) is recorded with
+/// that error's code as its outcome, as every other error is, never as `allowed`.
+#[tokio::test]
+async fn framework_errors_are_recorded_with_their_code() {
+    let app = TestApp::spawn_with(|o| o.max_body_bytes = Some(4096)).await;
+    let agent = "framework-errors/1";
+    let send = |method: &str, path: &str, body: String| {
+        app.http
+            .request(method.parse().unwrap(), format!("{}{path}", app.base))
+            .header("Authorization", format!("Bearer {}", app.owner))
+            .header("User-Agent", agent)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+    };
+    let resp = send("DELETE", "/v1/api_keys", String::new()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let big = format!("{{\"name\": \"{}\"}}", "a".repeat(8192));
+    let resp = send("POST", "/v1/teams", big).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let mut got: Vec<(String, String, u64)> = events_by_agent(&app, agent)
+        .await
+        .iter()
+        .map(|e| {
+            (
+                e["route"].as_str().unwrap().to_owned(),
+                e["outcome"].as_str().unwrap().to_owned(),
+                e["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("/v1/api_keys".into(), "method_not_allowed".into(), 405),
+            ("/v1/teams".into(), "payload_too_large".into(), 413),
+        ]
+    );
+}
+
+/// `tocsin_auth_outcomes_total` counts a refusal made past the door (a missing permission,
+/// a grant beyond the creator's own) under its own code, as the audit trail records it.
+/// The counters are the process's, shared by every test running beside this one, so only
+/// their growth is compared; without their own series these refusals were counted as
+/// `allowed` and `permission_denied` never appeared.
+#[tokio::test]
+async fn refusals_past_the_door_are_counted_under_their_code() {
+    let app = TestApp::spawn().await;
+    let (_, viewer) = app
+        .key(
+            &app.owner,
+            json!({"name": "viewer", "kind": "organization", "role_names": ["viewer"]}),
+        )
+        .await;
+    let denied = super::auth_outcomes(&app, "permission_denied").await;
+    let escalations = super::auth_outcomes(&app, "escalation_denied").await;
+    for _ in 0..3 {
+        let (s, b) = app.post("/v1/teams", &viewer, json!({"name": "z"})).await;
+        assert_eq!(
+            (s, code(&b)),
+            (StatusCode::FORBIDDEN, "permission_denied"),
+            "{b}"
+        );
+    }
+    let team = app.team("ops").await;
+    let (_, team_key) = app
+        .key(
+            &app.owner,
+            json!({"name": "team admin", "kind": "team", "team_id": team, "team_role_names": ["team_admin"]}),
+        )
+        .await;
+    let (s, b) = app
+        .post(
+            "/v1/api_keys",
+            &team_key,
+            json!({"name": "greedy", "kind": "team", "team_id": team, "team_role_names": ["responder"], "role_names": ["viewer"], "expires_at": super::in_days(1)}),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::FORBIDDEN, "escalation_denied"),
+        "{b}"
+    );
+    assert!(super::auth_outcomes(&app, "permission_denied").await >= denied + 3.0);
+    assert!(super::auth_outcomes(&app, "escalation_denied").await >= escalations + 1.0);
+}
