@@ -565,6 +565,19 @@ pub async fn authenticate(
     }
 }
 
+/// The route request events and metrics name when no route matched the path: bounded text,
+/// never the client's path.
+pub const UNMATCHED: &str = "unmatched";
+
+/// Whether a request carries a credential of any form the door reads (an `Authorization`
+/// header, well-formed or not, the legacy `?apiKey=` when allowed, the console's cookie).
+fn presents_credential(app: &App, req: &Request) -> bool {
+    let headers = req.headers();
+    headers.contains_key(header::AUTHORIZATION)
+        || query_api_key(app, req.uri().path(), req.uri().query()).is_some()
+        || crate::console_session::cookie_credential(headers, false).is_some()
+}
+
 /// Routes that need no credential (SPEC: login; operations endpoints).
 pub fn is_public(route: &str) -> bool {
     matches!(
@@ -608,8 +621,14 @@ pub(crate) async fn run<F: Future<Output = Response>>(
     route: Option<&'static str>,
     next: impl FnOnce(Request) -> F,
 ) -> Response {
-    let Some(route) = route else {
-        return next(req).await;
+    let route = match route {
+        Some(route) => route,
+        // No route has this path. A request that presents no credential is answered the 404
+        // as it is; one that does is a request made with a key, and passes the door as any
+        // other so that the audit trail has it (a stolen key probing the API leaves a
+        // trace): under the route `UNMATCHED`, never the raw path.
+        None if presents_credential(app, &req) => UNMATCHED,
+        None => return next(req).await,
     };
     if is_public(route) {
         return next(req).await;

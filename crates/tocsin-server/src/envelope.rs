@@ -40,7 +40,7 @@ pub(crate) async fn run<F: Future<Output = Response>>(
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map(|m| crate::auth::route_text(m.as_str()));
-    let route = matched.unwrap_or("unmatched");
+    let route = matched.unwrap_or(crate::auth::UNMATCHED);
     // At debug level only: an info span (its fields formatted as it opens, entered and left
     // on every poll) cost 1.2-3.9 us of a whoami's 13-14 us at the default log level. The
     // lines that matter at info (a failed request, with what went wrong) name the request id

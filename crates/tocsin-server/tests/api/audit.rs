@@ -169,3 +169,57 @@ async fn refusals_past_the_door_are_counted_under_their_code() {
     assert!(super::auth_outcomes(&app, "permission_denied").await >= denied + 3.0);
     assert!(super::auth_outcomes(&app, "escalation_denied").await >= escalations + 1.0);
 }
+
+/// A request made with a key to a path no route serves is a request made with a key: it is
+/// recorded (outcome `not_found`, route `unmatched`, never the path the client sent), so a
+/// key probing the API leaves a trace. Without a credential the answer is the same 404.
+#[tokio::test]
+async fn a_key_used_on_a_path_no_route_serves_is_audited() {
+    let app = TestApp::spawn().await;
+    let agent = "unmatched-probe/1";
+    for path in ["/v1/nonexistent/again1", "/v2/alerts/x/y/z/w"] {
+        let resp = app
+            .http
+            .get(format!("{}{path}", app.base))
+            .header("Authorization", format!("Bearer {}", app.owner))
+            .header("User-Agent", agent)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{path}");
+        let (s, b) = app.call("GET", path, None, None).await;
+        assert_eq!((s, code(&b)), (StatusCode::NOT_FOUND, "not_found"), "{b}");
+    }
+    let events = events_by_agent(&app, agent).await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    for e in &events {
+        assert_eq!(
+            (&e["route"], &e["outcome"], &e["status"], &e["method"]),
+            (
+                &json!("unmatched"),
+                &json!("not_found"),
+                &json!(404),
+                &json!("GET")
+            ),
+            "{e}"
+        );
+        assert!(e["api_key_id"].is_string(), "{e}");
+        let text = e.to_string();
+        assert!(
+            !text.contains("nonexistent") && !text.contains("x/y/z"),
+            "{e}"
+        );
+    }
+    let (s, b) = app
+        .get("/v1/audit_events?outcome=not_found", &app.owner)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(
+        b["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["route"] == "unmatched"),
+        "{b}"
+    );
+}
