@@ -223,3 +223,84 @@ async fn a_key_used_on_a_path_no_route_serves_is_audited() {
         "{b}"
     );
 }
+
+/// `action` and `outcome` are closed vocabularies: a value outside them (a typo) is refused
+/// with 422 naming the parameter and listing the values it takes, rather than answered with
+/// an empty list that reads as "no such events happened". Every listed value is accepted.
+#[tokio::test]
+async fn audit_filters_refuse_an_action_or_outcome_the_trail_never_records() {
+    let app = TestApp::spawn().await;
+    let (s, b) = app
+        .get("/v1/audit_events?outcome=permision_denied", &app.owner)
+        .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        "{b}"
+    );
+    let reason = b["error"]["fields"]["outcome"].as_str().unwrap();
+    let accepted: Vec<&str> = reason
+        .split("one of: ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{reason}"))
+        .split(", ")
+        .collect();
+    for outcome in [
+        "allowed",
+        "unknown_key",
+        "revoked_key",
+        "permission_denied",
+        "scope_denied",
+        "escalation_denied",
+        "validation_failed",
+        "not_found",
+        "method_not_allowed",
+        "payload_too_large",
+        "store_unavailable",
+    ] {
+        assert!(accepted.contains(&outcome), "{outcome} not in {reason}");
+    }
+    for outcome in &accepted {
+        let (s, b) = app
+            .get(&format!("/v1/audit_events?outcome={outcome}"), &app.owner)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{outcome}: {b}");
+    }
+
+    let (s, b) = app
+        .get("/v1/audit_events?action=api_key.revokd", &app.owner)
+        .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        "{b}"
+    );
+    let reason = b["error"]["fields"]["action"].as_str().unwrap();
+    for action in [
+        "api_key.created",
+        "api_key.updated",
+        "api_key.rotated",
+        "api_key.revoked",
+        "api_key.expired",
+        "http.request",
+    ] {
+        assert!(reason.contains(action), "{reason}");
+        let (s, b) = app
+            .get(&format!("/v1/audit_events?action={action}"), &app.owner)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{action}: {b}");
+    }
+
+    // Both at once, and a bad time beside them: every offending parameter is named.
+    let (s, b) = app
+        .get(
+            "/v1/audit_events?action=x&outcome=y&since=yesterday",
+            &app.owner,
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    let fields = b["error"]["fields"].as_object().unwrap();
+    let mut named: Vec<&str> = fields.keys().map(String::as_str).collect();
+    named.sort();
+    assert_eq!(named, ["action", "outcome", "since"], "{b}");
+}
