@@ -746,15 +746,14 @@ pub(crate) async fn run<F: Future<Output = Response>>(
         return resp;
     }
     note_use(app, &principal, ip);
-    let resp = next(req).await;
+    let mut resp = next(req).await;
     let outcome = outcome_of(&resp);
     count_outcome(outcome, resp.status().as_u16());
     let mut event = record(Some(&principal), outcome, resp.status().as_u16());
-    if event.target.is_none()
-        && let Some(created) = resp.extensions().get::<AuditTarget>()
-    {
-        // A create names what it made, which the path could not.
-        event.target = Some(Box::new(created.clone()));
+    if let Some(named) = resp.extensions_mut().remove::<AuditTarget>() {
+        // The handler names the object better than the path can: what a create made, the
+        // alert an alias or tiny id resolved to.
+        event.target = Some(Box::new(named));
     }
     app.audit.record_request(event).await;
     resp
@@ -945,6 +944,9 @@ fn target_of(route: &str, path: &str) -> Option<AuditTarget> {
         "teams" => "team",
         "users" => "user",
         "roles" => "role",
+        "alerts" => "alert",
+        "integrations" => "integration",
+        "heartbeats" => "heartbeat",
         other => other,
     };
     Some(AuditTarget {

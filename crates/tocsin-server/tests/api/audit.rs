@@ -304,3 +304,103 @@ async fn audit_filters_refuse_an_action_or_outcome_the_trail_never_records() {
     named.sort();
     assert_eq!(named, ["action", "outcome", "since"], "{b}");
 }
+
+/// The alert's id, looked up by alias.
+async fn alert_by_alias(app: &TestApp, alias: &str) -> Value {
+    let (s, b) = app
+        .get(
+            &format!("/v2/alerts/{alias}?identifierType=alias"),
+            &app.owner,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    b["data"].clone()
+}
+
+/// Alert events name the alert by its id, whatever the request addressed it by: a create
+/// names the alert it made (or counted), an action by alias or tiny id the alert it resolved
+/// to, so `?target_id=<alert id>` finds what happened to the alert.
+#[tokio::test]
+async fn alert_events_name_the_alert_by_its_id() {
+    let app = TestApp::spawn().await;
+    let (s, b) = app
+        .post(
+            "/v2/alerts",
+            &app.owner,
+            json!({"message": "disk full", "alias": "disk1"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let alert = alert_by_alias(&app, "disk1").await;
+    let id = alert["id"].as_str().unwrap().to_owned();
+    let tiny = alert["tinyId"].as_str().unwrap().to_owned();
+    for path in [
+        "/v2/alerts/disk1/acknowledge?identifierType=alias".to_owned(),
+        format!("/v2/alerts/{tiny}/close?identifierType=tiny"),
+    ] {
+        let (s, b) = app.post(&path, &app.owner, json!({})).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{path}: {b}");
+    }
+    // An alert whose alias is also a fixed route's name.
+    let (s, b) = app
+        .post(
+            "/v2/alerts",
+            &app.owner,
+            json!({"message": "named like a route", "alias": "requests"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let (s, b) = app
+        .post(
+            "/v2/alerts/requests/close?identifierType=alias",
+            &app.owner,
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let other = alert_by_alias(&app, "requests").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let (s, b) = app
+        .get(&format!("/v1/audit_events?target_id={id}"), &app.owner)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let events = b["data"].as_array().unwrap();
+    let mut seen: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| {
+            assert_eq!(e["target"], json!({"type": "alert", "id": id}), "{e}");
+            (e["method"].as_str().unwrap(), e["route"].as_str().unwrap())
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("GET", "/v2/alerts/{identifier}"),
+            ("POST", "/v2/alerts"),
+            ("POST", "/v2/alerts/{identifier}/{action}"),
+            ("POST", "/v2/alerts/{identifier}/{action}"),
+        ],
+        "{b}"
+    );
+    let (_, b) = app
+        .get(&format!("/v1/audit_events?target_id={other}"), &app.owner)
+        .await;
+    let routes: Vec<&str> = b["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["route"].as_str().unwrap())
+        .collect();
+    assert!(
+        routes.contains(&"/v2/alerts/{identifier}/{action}") && routes.contains(&"/v2/alerts"),
+        "{b}"
+    );
+    let (_, b) = app
+        .get("/v1/audit_events?target_id=%2572equests", &app.owner)
+        .await;
+    assert_eq!(b["data"], json!([]), "{b}");
+}
