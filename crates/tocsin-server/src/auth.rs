@@ -545,6 +545,14 @@ pub async fn authenticate(
     let principal = match lookup(app, &token).await {
         Ok(Some(p)) => p,
         Ok(None) => return Err(AuthFailure::Refused(Refusal::UnknownKey, None)),
+        // A database that cannot be reached answers 503 `store_unavailable` with
+        // Retry-After (error.rs), as a refused write does; anything else stays a 500.
+        Err(ApiError::Unavailable { message, detail }) => {
+            return Err(AuthFailure::Unavailable(ApiError::Unavailable {
+                message,
+                detail: format!("credential lookup failed: {detail}"),
+            }));
+        }
         Err(e) => {
             return Err(AuthFailure::Unavailable(ApiError::Internal(format!(
                 "credential lookup failed: {e:?}"
@@ -555,6 +563,19 @@ pub async fn authenticate(
         Ok(()) => Ok(principal),
         Err(refusal) => Err(AuthFailure::Refused(refusal, Some(principal))),
     }
+}
+
+/// The route request events and metrics name when no route matched the path: bounded text,
+/// never the client's path.
+pub const UNMATCHED: &str = "unmatched";
+
+/// Whether a request carries a credential of any form the door reads (an `Authorization`
+/// header, well-formed or not, the legacy `?apiKey=` when allowed, the console's cookie).
+fn presents_credential(app: &App, req: &Request) -> bool {
+    let headers = req.headers();
+    headers.contains_key(header::AUTHORIZATION)
+        || query_api_key(app, req.uri().path(), req.uri().query()).is_some()
+        || crate::console_session::cookie_credential(headers, false).is_some()
 }
 
 /// Routes that need no credential (SPEC: login; operations endpoints).
@@ -600,8 +621,14 @@ pub(crate) async fn run<F: Future<Output = Response>>(
     route: Option<&'static str>,
     next: impl FnOnce(Request) -> F,
 ) -> Response {
-    let Some(route) = route else {
-        return next(req).await;
+    let route = match route {
+        Some(route) => route,
+        // No route has this path. A request that presents no credential is answered the 404
+        // as it is; one that does is a request made with a key, and passes the door as any
+        // other so that the audit trail has it (a stolen key probing the API leaves a
+        // trace): under the route `UNMATCHED`, never the raw path.
+        None if presents_credential(app, &req) => UNMATCHED,
+        None => return next(req).await,
     };
     if is_public(route) {
         return next(req).await;
@@ -649,6 +676,7 @@ pub(crate) async fn run<F: Future<Output = Response>>(
                 .extensions()
                 .get::<ErrorInfo>()
                 .map_or("forbidden", |i| i.code);
+            count_outcome(code, resp.status().as_u16());
             let event = record(Some(&principal), code, resp.status().as_u16());
             app.audit.record_request(event).await;
             return resp;
@@ -711,29 +739,54 @@ pub(crate) async fn run<F: Future<Output = Response>>(
         app.audit.record_request(event).await;
         return resp;
     }
-    hot_metrics().allowed.increment(1);
     req.extensions_mut().insert(principal.clone());
     if !app.settings.track_requests {
-        return next(req).await;
+        let resp = next(req).await;
+        count_outcome(outcome_of(&resp), resp.status().as_u16());
+        return resp;
     }
     note_use(app, &principal, ip);
-    let resp = next(req).await;
-    // Past the door the outcome is `allowed`, or the code of the error the request was
-    // answered with (`validation_failed`, `not_found`, `name_taken`, `escalation_denied`...),
-    // so that `GET /v1/audit_events?outcome=` finds those too.
-    let outcome = resp
-        .extensions()
-        .get::<ErrorInfo>()
-        .map_or("allowed", |e| e.code);
+    let mut resp = next(req).await;
+    let outcome = outcome_of(&resp);
+    count_outcome(outcome, resp.status().as_u16());
     let mut event = record(Some(&principal), outcome, resp.status().as_u16());
-    if event.target.is_none()
-        && let Some(created) = resp.extensions().get::<AuditTarget>()
-    {
-        // A create names what it made, which the path could not.
-        event.target = Some(Box::new(created.clone()));
+    if let Some(named) = resp.extensions_mut().remove::<AuditTarget>() {
+        // The handler names the object better than the path can: what a create made, the
+        // alert an alias or tiny id resolved to.
+        event.target = Some(Box::new(named));
     }
     app.audit.record_request(event).await;
     resp
+}
+
+/// A request's outcome past the door: `allowed`, or the code of the error it was answered
+/// with (`validation_failed`, `not_found`, `permission_denied`, `escalation_denied`...), so
+/// that `GET /v1/audit_events?outcome=` finds those too. An error the framework answered
+/// (405 for a method the route does not take, 413 for a body over the limit) has no
+/// `ErrorInfo` yet, which the envelope adds later: its code is the one the envelope will
+/// send. No allocation: a lookup in the response's extensions, and a status check.
+fn outcome_of(resp: &Response) -> &'static str {
+    match resp.extensions().get::<ErrorInfo>() {
+        Some(info) => info.code,
+        None if resp.status().is_client_error() || resp.status().is_server_error() => {
+            crate::envelope::framework_code(resp.status())
+        }
+        None => "allowed",
+    }
+}
+
+/// Counts a request that passed the door in `tocsin_auth_outcomes_total`: a refusal made
+/// past it (401, 403, 429: `permission_denied`, `scope_denied`, `escalation_denied`, a
+/// console request without its CSRF token...) under its own code, anything else (an answer,
+/// or an error that is not a refusal, such as `validation_failed` or `not_found`) as
+/// `allowed`, since authentication and authorization let it through. The allowed counter is
+/// a handle registered once; a refusal's is looked up by its code.
+fn count_outcome(outcome: &'static str, status: u16) {
+    if matches!(status, 401 | 403 | 429) && outcome != "allowed" {
+        metrics::counter!("tocsin_auth_outcomes_total", "code" => outcome).increment(1);
+    } else {
+        hot_metrics().allowed.increment(1);
+    }
 }
 
 /// The metrics every request touches, registered once: the registry's lookup by name and
@@ -891,6 +944,9 @@ fn target_of(route: &str, path: &str) -> Option<AuditTarget> {
         "teams" => "team",
         "users" => "user",
         "roles" => "role",
+        "alerts" => "alert",
+        "integrations" => "integration",
+        "heartbeats" => "heartbeat",
         other => other,
     };
     Some(AuditTarget {

@@ -40,7 +40,7 @@ pub(crate) async fn run<F: Future<Output = Response>>(
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map(|m| crate::auth::route_text(m.as_str()));
-    let route = matched.unwrap_or("unmatched");
+    let route = matched.unwrap_or(crate::auth::UNMATCHED);
     // At debug level only: an info span (its fields formatted as it opens, entered and left
     // on every poll) cost 1.2-3.9 us of a whoami's 13-14 us at the default log level. The
     // lines that matter at info (a failed request, with what went wrong) name the request id
@@ -152,8 +152,24 @@ fn count_request(route: &'static str, status: u16) {
     });
 }
 
+/// The code of a framework answer with this status, as `framework_error` renders it (the
+/// audit trail records it as the request's outcome; auth.rs).
+pub(crate) fn framework_code(status: StatusCode) -> &'static str {
+    framework_text(status).0
+}
+
 fn framework_error(status: StatusCode) -> ErrorInfo {
-    let (code, message) = match status {
+    let (code, message) = framework_text(status);
+    ErrorInfo {
+        status,
+        code,
+        message: message.into(),
+        details: Map::new(),
+    }
+}
+
+fn framework_text(status: StatusCode) -> (&'static str, &'static str) {
+    match status {
         StatusCode::NOT_FOUND => (
             "not_found",
             "No route matches this path; GET /openapi.json lists every route.",
@@ -179,12 +195,6 @@ fn framework_error(status: StatusCode) -> ErrorInfo {
             "Something went wrong on our side; the request id identifies it in the server's log.",
         ),
         _ => ("bad_request", "The request could not be processed."),
-    };
-    ErrorInfo {
-        status,
-        code,
-        message: message.into(),
-        details: Map::new(),
     }
 }
 

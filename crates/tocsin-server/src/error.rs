@@ -80,6 +80,54 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// Every `outcome` an audit event records: `allowed`, or the code of the error a request
+/// was answered with (SPEC section 4's refusal codes, and every other code of `ApiError`, the
+/// handlers and the envelope). `GET /v1/audit_events` refuses any other value of its
+/// `outcome` filter. A test below finds the codes in the sources and checks each is here.
+pub const OUTCOMES: &[&str] = &[
+    "allowed",
+    // Refusals at the door (SPEC section 4).
+    "missing_credentials",
+    "malformed_token",
+    "wrong_region",
+    "unknown_key",
+    "revoked_key",
+    "key_disabled",
+    "expired_key",
+    "ip_not_allowed",
+    "permission_denied",
+    "scope_denied",
+    "escalation_denied",
+    "rate_limited",
+    "csrf_token_missing",
+    "csrf_token_invalid",
+    // Everything else a request can be answered with.
+    "validation_failed",
+    "bad_request",
+    "not_found",
+    "method_not_allowed",
+    "conflict",
+    "name_taken",
+    "email_taken",
+    "role_in_use",
+    "team_in_use",
+    "last_owner",
+    "key_expired",
+    "key_revoked",
+    "replaced_token",
+    "integration_key_required",
+    "not_an_integration_key",
+    "invalid_credentials",
+    "organization_required",
+    "unsupported_media_type",
+    "payload_too_large",
+    "headers_too_large",
+    "request_timeout",
+    "not_implemented",
+    "store_unavailable",
+    "internal_error",
+];
+
 /// The rendered error, carried to the envelope middleware as a response extension.
 #[derive(Clone, Debug)]
 pub struct ErrorInfo {
@@ -310,6 +358,13 @@ impl From<StoreError> for ApiError {
             StoreError::WriteFailed(why) => ApiError::Unavailable {
                 message: "The database did not take the write; nothing of this request was written unless it says otherwise. Try again shortly; /readyz tells when writes go through again.".into(),
                 detail: why,
+            },
+            // A lost connection, a database that refuses connections or is shutting down,
+            // a closed store: the request may well go through once it is back (README,
+            // Operations: "never a 500").
+            other if other.is_unavailable() => ApiError::Unavailable {
+                message: "The database cannot be reached just now; try again shortly (/readyz tells when it is back).".into(),
+                detail: other.to_string(),
             },
             other => ApiError::Internal(other.to_string()),
         }
@@ -544,4 +599,97 @@ impl From<JsonRejection> for ApiError {
 
 pub fn created<T: serde::Serialize>(body: T) -> Response {
     (StatusCode::CREATED, Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OUTCOMES;
+
+    /// The string literals that follow `marker` in `text` and look like a code
+    /// (lowercase words joined by underscores).
+    fn codes_after<'a>(text: &'a str, marker: &str) -> Vec<&'a str> {
+        text.match_indices(marker)
+            .filter_map(|(i, _)| {
+                let rest = &text[i + marker.len()..];
+                let rest = rest.trim_start().strip_prefix('"')?;
+                let code = &rest[..rest.find('"')?];
+                (!code.is_empty() && code.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+                    .then_some(code)
+            })
+            .collect()
+    }
+
+    fn sources(dir: &std::path::Path, out: &mut Vec<(String, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                out.push((path.display().to_string(), text));
+            }
+        }
+    }
+
+    /// Every code the server can answer with is in `OUTCOMES`, so the audit trail's
+    /// `outcome` filter accepts it: the codes handlers give (`code: "..."`,
+    /// `conflict("...")`), `ApiError`'s own (`StatusCode::X, "..."`), the envelope's for
+    /// framework answers and the core's refusal codes (`Refusal::X => "..."`).
+    #[test]
+    fn every_error_code_is_an_outcome_the_audit_filter_accepts() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        sources(&root.join("src"), &mut files);
+        files.push((
+            "tocsin-core/src/policy.rs".into(),
+            std::fs::read_to_string(root.join("../tocsin-core/src/policy.rs")).unwrap(),
+        ));
+        let mut found = Vec::new();
+        for (path, text) in &files {
+            for marker in ["code: ", "conflict(", "StatusCode::NOT_FOUND,"] {
+                found.extend(codes_after(text, marker).into_iter().map(|c| (path, c)));
+            }
+            for line in text.lines() {
+                // A success's text (`(StatusCode::OK, "ready")`) is no error code.
+                if (line.contains("StatusCode::") && !line.contains("StatusCode::OK"))
+                    || line.contains("Refusal::")
+                {
+                    found.extend(codes_after(line, ", ").into_iter().map(|c| (path, c)));
+                    found.extend(codes_after(line, "=> ").into_iter().map(|c| (path, c)));
+                }
+            }
+        }
+        for status in 400..600u16 {
+            let status = axum::http::StatusCode::from_u16(status).unwrap();
+            found.push((&files[0].0, crate::envelope::framework_code(status)));
+        }
+        assert!(found.len() > 30, "the scan found too few codes: {found:?}");
+        let missing: Vec<_> = found
+            .iter()
+            .filter(|(_, code)| !OUTCOMES.contains(code))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "codes missing from OUTCOMES: {missing:?}"
+        );
+        // And the refusal codes of SPEC section 4, by name.
+        for code in [
+            "missing_credentials",
+            "malformed_token",
+            "wrong_region",
+            "unknown_key",
+            "revoked_key",
+            "expired_key",
+            "ip_not_allowed",
+            "permission_denied",
+            "scope_denied",
+            "escalation_denied",
+            "rate_limited",
+            "validation_failed",
+            "not_found",
+            "name_taken",
+        ] {
+            assert!(OUTCOMES.contains(&code), "{code}");
+        }
+    }
 }

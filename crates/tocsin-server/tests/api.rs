@@ -8,6 +8,8 @@ use tocsin_server::config::{Overrides, Settings};
 
 #[path = "api/alerts.rs"]
 mod alerts;
+#[path = "api/audit.rs"]
+mod audit;
 #[path = "api/console.rs"]
 mod console;
 #[path = "api/limits.rs"]

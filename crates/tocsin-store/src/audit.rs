@@ -135,6 +135,17 @@ pub struct RequestRecord {
 
 pub const REQUEST_ACTION: &str = "http.request";
 
+/// Every `action` an audit event has (SPEC section 5): a key's lifecycle changes, and
+/// requests. `GET /v1/audit_events` refuses any other value of its `action` filter.
+pub const ACTIONS: &[&str] = &[
+    "api_key.created",
+    "api_key.updated",
+    "api_key.rotated",
+    "api_key.revoked",
+    "api_key.expired",
+    REQUEST_ACTION,
+];
+
 impl RequestRecord {
     /// The same event as an `AuditRecord`, with a new id.
     pub fn into_record(self) -> AuditRecord {

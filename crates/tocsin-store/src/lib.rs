@@ -95,6 +95,51 @@ impl StoreError {
             )
         )
     }
+
+    /// True when the database could not serve the request for a reason of its own, not of
+    /// the request: unreachable (above), closed, shutting down, refusing connections, out of
+    /// connections or locked. The same request may well succeed once it is back, so callers
+    /// answer `503 store_unavailable` with `Retry-After` rather than a 500.
+    pub fn is_unavailable(&self) -> bool {
+        if self.is_unreachable() || matches!(self, StoreError::Closed) {
+            return true;
+        }
+        match self {
+            StoreError::Db(sqlx::Error::PoolClosed) => true,
+            StoreError::Db(sqlx::Error::Database(db)) => {
+                let code = db.code().unwrap_or_default();
+                if db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .is_some()
+                {
+                    // SQLSTATE: 08 connection exception, 53 insufficient resources (too
+                    // many connections, disk full), 57P0x the server or an administrator
+                    // ended the connection, 55000 "database is not currently accepting
+                    // connections".
+                    code.starts_with("08")
+                        || code.starts_with("53")
+                        || code.starts_with("57P")
+                        || code == "55000"
+                } else {
+                    // SQLite's (extended) result code; its low byte is the primary code:
+                    // 5 busy, 6 locked, 10 I/O error, 13 full, 14 cannot open.
+                    matches!(
+                        code.parse::<u32>().map(|c| c & 0xff),
+                        Ok(5 | 6 | 10 | 13 | 14)
+                    )
+                }
+            }
+            StoreError::Embedded(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+                    | rusqlite::ErrorCode::SystemIoFailure
+                    | rusqlite::ErrorCode::DiskFull
+                    | rusqlite::ErrorCode::CannotOpen
+            ),
+            _ => false,
+        }
+    }
 }
 
 impl From<sqlx::Error> for StoreError {

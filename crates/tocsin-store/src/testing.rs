@@ -31,6 +31,36 @@ pub async fn fresh_postgres_database() -> String {
     format!("{server}/{name}")
 }
 
+/// Makes the test database at `url` (one `fresh_postgres_database` made) unreachable, as a
+/// database server that went away is: it takes no new connections and its open ones are
+/// ended. `allow` true lets it take connections again.
+pub async fn postgres_database_reachable(url: &str, allow: bool) {
+    let (_, name) = url.rsplit_once('/').expect("a database URL");
+    assert!(
+        name.starts_with("tocsin_t_"),
+        "only a test's own database is made unreachable, not {name}"
+    );
+    let pool = sqlx::PgPool::connect(&postgres_admin_url())
+        .await
+        .expect("the PostgreSQL test server");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE {name} ALLOW_CONNECTIONS {allow}"
+    )))
+    .execute(&pool)
+    .await
+    .expect("ALTER DATABASE");
+    if !allow {
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(name)
+        .execute(&pool)
+        .await
+        .expect("ending the database's connections");
+    }
+    pool.close().await;
+}
+
 /// Every audit event of `chain` as stored, in sequence order.
 pub async fn audit_events(store: &crate::Store, chain: &str) -> Vec<crate::audit::AuditEvent> {
     let mut out = Vec::new();

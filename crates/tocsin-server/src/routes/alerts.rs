@@ -28,6 +28,7 @@ use tocsin_store::alerts::{
     Action, Alert, AlertDraft, AlertIntegration, AlertOp, AlertScope, IdentifierType, OpKind,
     Responder, SortField,
 };
+use tocsin_store::audit::AuditTarget;
 
 /// The per-request facts every `/v2` answer needs.
 #[derive(Clone)]
@@ -359,8 +360,23 @@ async fn submit(app: &App, p: &Principal, v2: &V2, kind: OpKind) -> ApiResult<Re
         kind,
     };
     // A refused write is a 503 `store_unavailable`, anything else a 500 (ApiError's From).
-    app.alerts.submit(op).await?;
-    Ok(v2.accepted())
+    let status = app.alerts.submit(op).await?;
+    let mut resp = v2.accepted();
+    // The request's audit event names the alert by its id, which the write just gave (a
+    // create) or resolved (an alias or tiny id): `?target_id=<alert id>` then finds it.
+    // Moved from the write's answer; an action whose alert was not found names none.
+    if !status.alert_id.is_empty() {
+        resp.extensions_mut().insert(alert_target(status.alert_id));
+    }
+    Ok(resp)
+}
+
+/// How the audit trail names an alert.
+fn alert_target(id: String) -> AuditTarget {
+    AuditTarget {
+        kind: "alert".into(),
+        id,
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -405,7 +421,9 @@ pub async fn show(
         .await?
         .ok_or_else(|| no_alert(kind))?;
     p.require(Permission::AlertsRead, &alert_resource(&alert))?;
-    Ok(v2.data(view(&alert, true)))
+    let mut resp = v2.data(view(&alert, true));
+    resp.extensions_mut().insert(alert_target(alert.id));
+    Ok(resp)
 }
 
 #[derive(Deserialize, Default)]
