@@ -423,8 +423,11 @@ async fn background(app: AppState) {
 pub fn init_logging(format: config::LogFormat) {
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("TOCSIN_LOG").unwrap_or_else(|_| "info".into());
+    // Colours only on a terminal: in a file, a pipe or journald the escape codes would
+    // split every `key=value` and defeat `grep request_id=...`.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match format {
         config::LogFormat::Json => builder.json().try_init(),

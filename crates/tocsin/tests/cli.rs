@@ -131,6 +131,17 @@ fn walkthrough_with_the_cli_leaves_no_token_behind() {
     }
 }
 
+/// Review ops #15: a log written to a file carries no terminal colour codes, so that
+/// `grep path=` or `grep request_id=...` finds its lines.
+#[test]
+fn text_logs_in_a_file_have_no_colour_codes() {
+    let mut server = Server::start_logging("info");
+    server.stop();
+    let log = read(&server.log);
+    assert!(!log.contains('\u{1b}'), "{log:?}");
+    assert!(log.contains("path="), "{log}");
+}
+
 #[test]
 fn a_bad_setting_stops_the_start_with_one_line_naming_it() {
     let dir = tempfile::tempdir().unwrap();
