@@ -323,6 +323,25 @@ impl Settings {
         })
     }
 
+    /// The SQLite file the database URL names (`None` for PostgreSQL).
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let url = self.database_url();
+        url.strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .filter(|path| !path.starts_with(":memory:"))
+            .map(PathBuf::from)
+    }
+
+    /// The setting that chose the database, for errors about it: `database-url` when given,
+    /// else `data-dir`, where the default SQLite file lives.
+    pub fn database_setting(&self) -> &'static str {
+        if self.database_url.is_some() {
+            "database-url"
+        } else {
+            "data-dir"
+        }
+    }
+
     pub fn database_url(&self) -> String {
         self.database_url
             .clone()

@@ -186,8 +186,15 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
     let secret = bootstrap::load_secret(&settings)?;
     bootstrap::check_secret(&store, &secret).await?;
     let hasher = TokenHasher::new(Some(&secret));
-    if opts.init
-        && let Some(created) = bootstrap::try_init(
+    // The owner-token file is made before the owner: one already there stops the start
+    // while the database is still empty, instead of leaving a token with nowhere to go.
+    let token_file = if opts.init && !bootstrap::is_initialized(&store).await? {
+        Some(bootstrap::OwnerTokenFile::create(&settings.data_dir)?)
+    } else {
+        None
+    };
+    if let Some(token_file) = token_file {
+        let initialized = bootstrap::try_init(
             &store,
             &hasher,
             &settings.region,
@@ -195,15 +202,24 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
             &opts.owner_email,
             opts.owner_password_hash.as_deref(),
         )
-        .await?
-    {
-        let path = settings.data_dir.join("owner-token");
-        bootstrap::write_private(&path, &format!("{}\n", created.token))?;
-        tracing::info!(path = %path.display(), organization_id = %created.organization_id,
-            "initialized a new deployment; the owner's first API key token was written to this file (mode 0600)");
-        if opts.owner_password_hash.is_none() {
-            tracing::info!(email = %opts.owner_email,
-                "the owner has no password for the web console yet: start the first serve with TOCSIN_OWNER_PASSWORD, or set one with PATCH /v1/users/{{id}} {{\"password\": ...}} and the owner token");
+        .await;
+        match initialized {
+            Ok(Some(created)) => {
+                let path = token_file.path().to_path_buf();
+                token_file.write(&created.token)?;
+                tracing::info!(path = %path.display(), organization_id = %created.organization_id,
+                    "initialized a new deployment; the owner's first API key token was written to this file (mode 0600)");
+                if opts.owner_password_hash.is_none() {
+                    tracing::info!(email = %opts.owner_email,
+                        "the owner has no password for the web console yet: start the first serve with TOCSIN_OWNER_PASSWORD, or set one with PATCH /v1/users/{{id}} {{\"password\": ...}} and the owner token");
+                }
+            }
+            // Another node, started at the same moment, initialized it.
+            Ok(None) => token_file.discard(),
+            Err(e) => {
+                token_file.discard();
+                return Err(e);
+            }
         }
     }
     let listener = tokio::net::TcpListener::bind(settings.listen)
