@@ -229,7 +229,12 @@ fn settings(server: &ServerArgs) -> anyhow::Result<Settings> {
 
 async fn migrate(server: ServerArgs) -> anyhow::Result<i32> {
     let settings = settings(&server)?;
-    tocsin_server::bootstrap::open_store(&settings).await?;
+    // An existing database only: a mistyped path is an error, not a new empty database.
+    tocsin_server::bootstrap::open_existing_store(&settings)
+        .await?
+        .migrate()
+        .await
+        .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
     say(format_args!(
         "database is up to date: {}",
         redact_url(&settings.database_url())
@@ -309,18 +314,38 @@ fn password_hash(password: Option<&str>, flag: &str) -> anyhow::Result<Option<St
 async fn create_org(server: ServerArgs, org: OrgArgs, first: bool) -> anyhow::Result<i32> {
     use tocsin_server::bootstrap;
     let settings = settings(&server)?;
-    let store = bootstrap::open_store(&settings).await?;
+    let hash = password_hash(org.password.as_deref(), "--password")?;
+    // `orgs create` checks that the deployment is initialized before it makes anything:
+    // refused, it leaves no database, data directory or secret behind.
+    let store = if first {
+        bootstrap::open_store(&settings).await?
+    } else {
+        let not_initialized = || {
+            anyhow::anyhow!(
+                "this deployment ({}) is not initialized yet; run `tocsin init` first",
+                redact_url(&settings.database_url())
+            )
+        };
+        if settings.sqlite_path().is_some_and(|p| !p.is_file()) {
+            return Err(not_initialized());
+        }
+        let store = bootstrap::open_existing_store(&settings).await?;
+        store
+            .migrate()
+            .await
+            .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+        if !bootstrap::is_initialized(&store).await? {
+            return Err(not_initialized());
+        }
+        store
+    };
     let secret = bootstrap::load_secret(&settings)?;
     bootstrap::check_secret(&store, &secret).await?;
     let hasher = tocsin_core::token::TokenHasher::new(Some(&secret));
-    let hash = password_hash(org.password.as_deref(), "--password")?;
     let (region, name, email) = (&settings.region, &org.org, &org.email);
     let created = if first {
         bootstrap::init(&store, &hasher, region, name, email, hash.as_deref()).await?
     } else {
-        if !bootstrap::is_initialized(&store).await? {
-            anyhow::bail!("this deployment is not initialized yet; run `tocsin init` first");
-        }
         bootstrap::create_org(&store, &hasher, region, name, email, hash.as_deref()).await?
     };
     let line = if org.json {
@@ -365,7 +390,14 @@ pub(crate) async fn audit_verify(server: ServerArgs, json: bool) -> i32 {
 
 async fn verify_chains(server: ServerArgs, json: bool) -> anyhow::Result<i32> {
     let settings = settings(&server)?;
-    let store = tocsin_server::bootstrap::open_store(&settings).await?;
+    // Verification never creates a database: a mistyped path fails instead of proving an
+    // empty new one intact. An existing one is migrated, so that a copy made by an older
+    // version is read in the current layout (its audit events moved into segments).
+    let store = tocsin_server::bootstrap::open_existing_store(&settings).await?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
     let mut reports = Vec::new();
     for chain in store.audit_chains().await? {
         reports.push(store.verify_chain(&chain).await?);

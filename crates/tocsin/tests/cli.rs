@@ -221,6 +221,71 @@ fn the_owner_token_is_written_only_to_a_new_private_file() {
     assert!(!dir.path().join("planted").exists());
 }
 
+/// Review ops #10: `audit verify` and `migrate` on a path where there is no database fail
+/// with one line naming it, and create nothing; `orgs create` on an uninitialized data
+/// directory refuses before it makes anything.
+#[test]
+fn offline_commands_never_create_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("typo-dir");
+    let typo_db = dir.path().join("typo2.db");
+    let url = format!("sqlite://{}", typo_db.display());
+    let runs: [&[&str]; 4] = [
+        &["audit", "verify", "--data-dir"],
+        &["audit", "verify", "--json", "--data-dir"],
+        &["migrate", "--data-dir"],
+        &[
+            "orgs",
+            "create",
+            "--org",
+            "X",
+            "--email",
+            "x@y.z",
+            "--data-dir",
+        ],
+    ];
+    for args in runs {
+        let out = Command::new(BIN).args(args).arg(&typo).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stdout(&out));
+        let err = stderr(&out);
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains("typo-dir"), "{args:?}: {err}");
+        assert!(!typo.exists(), "{args:?} created {}", typo.display());
+    }
+    for args in [&["audit", "verify"][..], &["migrate"]] {
+        let out = Command::new(BIN)
+            .args(args)
+            .args(["--database-url", &url])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("database-url") && err.contains("typo2.db"),
+            "{err}"
+        );
+        assert!(!typo_db.exists(), "{args:?} created {}", typo_db.display());
+    }
+    // A data directory that exists but was never initialized keeps only what it had.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "orgs",
+            "create",
+            "--org",
+            "X",
+            "--email",
+            "x@y.z",
+            "--data-dir",
+        ])
+        .arg(&empty)
+        .output()
+        .unwrap();
+    assert!(stderr(&out).contains("tocsin init"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
+}
+
 /// Review ops #17: a data directory Tocsin creates is its owner's alone (0700), and the
 /// SQLite files are 0600; a directory the operator made keeps the mode it was given.
 #[cfg(unix)]
