@@ -398,10 +398,7 @@ async fn verify_chains(server: ServerArgs, json: bool) -> anyhow::Result<i32> {
         .migrate()
         .await
         .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
-    let mut reports = Vec::new();
-    for chain in store.audit_chains().await? {
-        reports.push(store.verify_chain(&chain).await?);
-    }
+    let reports = store.verify_all_chains().await?;
     let broken = reports.iter().any(|r| r.broken_at.is_some());
     // A reader that stops early (`| head`) does not change the verdict: the exit code.
     if json {
@@ -418,10 +415,16 @@ async fn verify_chains(server: ServerArgs, json: bool) -> anyhow::Result<i32> {
             };
             let said = match &r.broken_at {
                 None => say(format_args!("{name}: intact, {} events", r.events)),
-                Some(b) => say(format_args!(
-                    "{name}: BROKEN at event {} (seq {}): {}",
-                    b.event_id, b.seq, b.reason
-                )),
+                Some(b) => match &b.event_id {
+                    Some(id) => say(format_args!(
+                        "{name}: BROKEN at event {id} (seq {}): {}",
+                        b.seq, b.reason
+                    )),
+                    None => say(format_args!(
+                        "{name}: BROKEN at seq {}: {}",
+                        b.seq, b.reason
+                    )),
+                },
             };
             if said.is_err() {
                 break;
