@@ -62,30 +62,83 @@ pub(crate) struct ServerArgs {
     log_format: Option<String>,
     /// Accept Opsgenie's legacy `?apiKey=` on /v2 routes [default: false].
     #[arg(long, env = "TOCSIN_ALLOW_QUERY_API_KEY", num_args = 0..=1, default_missing_value = "true")]
-    allow_query_api_key: Option<bool>,
+    allow_query_api_key: Option<String>,
     /// Failed authentications or logins per minute per client address before 429 [default: 60].
     #[arg(long, env = "TOCSIN_FAILED_AUTH_PER_MINUTE")]
-    failed_auth_per_minute: Option<u32>,
+    failed_auth_per_minute: Option<String>,
     /// Audit every authenticated request and track keys' last use; false only to measure their cost [default: true].
     #[arg(long, env = "TOCSIN_TRACK_REQUESTS")]
-    track_requests: Option<bool>,
+    track_requests: Option<String>,
     /// Largest request body in bytes; larger ones get 413 [default: 1048576].
     #[arg(long, env = "TOCSIN_MAX_BODY_BYTES")]
-    max_body_bytes: Option<usize>,
+    max_body_bytes: Option<String>,
     /// Largest request line plus headers in bytes; larger ones get 431 [default: 16384].
     #[arg(long, env = "TOCSIN_MAX_HEADER_BYTES")]
-    max_header_bytes: Option<usize>,
+    max_header_bytes: Option<String>,
     /// Seconds a connection may take to send a request's headers, or sit idle between requests [default: 30].
     #[arg(long, env = "TOCSIN_HEADER_TIMEOUT_SECONDS")]
-    header_timeout_seconds: Option<u64>,
+    header_timeout_seconds: Option<String>,
     /// Seconds a request may take from its headers to its answer; then 408 [default: 30].
     #[arg(long, env = "TOCSIN_REQUEST_TIMEOUT_SECONDS")]
-    request_timeout_seconds: Option<u64>,
+    request_timeout_seconds: Option<String>,
 }
 
 impl ServerArgs {
     fn settings(&self) -> Result<Settings, String> {
-        let cli = Overrides {
+        self.overrides()
+            .and_then(|cli| Settings::load(self.config.as_deref(), cli))
+            .map_err(|e| e.to_string())
+    }
+
+    /// The flags and variables as settings; numbers and booleans are parsed here, so that a
+    /// bad one is one line naming the setting (and the variable that held it).
+    fn overrides(&self) -> Result<Overrides, tocsin_server::config::SettingError> {
+        use tocsin_server::config::parse_setting;
+        const BOOL: &str = "true or false";
+        const COUNT: &str = "a whole number";
+        let allow_query_api_key = parse_setting(
+            "allow-query-api-key",
+            "TOCSIN_ALLOW_QUERY_API_KEY",
+            self.allow_query_api_key.as_deref(),
+            BOOL,
+        )?;
+        let failed_auth_per_minute = parse_setting(
+            "failed-auth-per-minute",
+            "TOCSIN_FAILED_AUTH_PER_MINUTE",
+            self.failed_auth_per_minute.as_deref(),
+            COUNT,
+        )?;
+        let track_requests = parse_setting(
+            "track-requests",
+            "TOCSIN_TRACK_REQUESTS",
+            self.track_requests.as_deref(),
+            BOOL,
+        )?;
+        let max_body_bytes = parse_setting(
+            "max-body-bytes",
+            "TOCSIN_MAX_BODY_BYTES",
+            self.max_body_bytes.as_deref(),
+            "a whole number of bytes",
+        )?;
+        let max_header_bytes = parse_setting(
+            "max-header-bytes",
+            "TOCSIN_MAX_HEADER_BYTES",
+            self.max_header_bytes.as_deref(),
+            "a whole number of bytes",
+        )?;
+        let header_timeout_seconds = parse_setting(
+            "header-timeout-seconds",
+            "TOCSIN_HEADER_TIMEOUT_SECONDS",
+            self.header_timeout_seconds.as_deref(),
+            "a whole number of seconds",
+        )?;
+        let request_timeout_seconds = parse_setting(
+            "request-timeout-seconds",
+            "TOCSIN_REQUEST_TIMEOUT_SECONDS",
+            self.request_timeout_seconds.as_deref(),
+            "a whole number of seconds",
+        )?;
+        Ok(Overrides {
             listen: self.listen.clone(),
             data_dir: self.data_dir.clone(),
             database_url: self.database_url.clone(),
@@ -94,15 +147,14 @@ impl ServerArgs {
             public_url: self.public_url.clone(),
             secret_file: self.secret_file.clone(),
             log_format: self.log_format.clone(),
-            allow_query_api_key: self.allow_query_api_key,
-            failed_auth_per_minute: self.failed_auth_per_minute,
-            track_requests: self.track_requests,
-            max_body_bytes: self.max_body_bytes,
-            max_header_bytes: self.max_header_bytes,
-            header_timeout_seconds: self.header_timeout_seconds,
-            request_timeout_seconds: self.request_timeout_seconds,
-        };
-        Settings::load(self.config.as_deref(), cli).map_err(|e| e.to_string())
+            allow_query_api_key,
+            failed_auth_per_minute,
+            track_requests,
+            max_body_bytes,
+            max_header_bytes,
+            header_timeout_seconds,
+            request_timeout_seconds,
+        })
     }
 }
 

@@ -351,6 +351,70 @@ fn a_bad_setting_stops_the_start_with_one_line_naming_it() {
         .output()
         .unwrap();
     assert!(stderr(&out).contains("listen"));
+
+    // Review ops #12: numbers and booleans from the environment name the variable, a
+    // database that cannot be opened names the setting that chose it, and `regions` lists
+    // other regions only; each in one line.
+    let missing = dir.path().join("no").join("such").join("x.db");
+    let missing_url = format!("sqlite://{}", missing.display());
+    /// Flags, environment variables, and what the one line must say.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: [Case; 7] = [
+        (
+            &[],
+            &[("TOCSIN_TRACK_REQUESTS", "yes")],
+            &[
+                "TOCSIN_TRACK_REQUESTS=`yes`",
+                "track-requests",
+                "true or false",
+            ],
+        ),
+        (
+            &[],
+            &[("TOCSIN_MAX_BODY_BYTES", "abc")],
+            &["TOCSIN_MAX_BODY_BYTES=`abc`", "max-body-bytes"],
+        ),
+        (
+            &[],
+            &[("TOCSIN_ALLOW_QUERY_API_KEY", "1x")],
+            &["TOCSIN_ALLOW_QUERY_API_KEY", "allow-query-api-key"],
+        ),
+        (
+            &["--failed-auth-per-minute", "abc"],
+            &[],
+            &["failed-auth-per-minute", "`abc` is not a whole number"],
+        ),
+        (
+            &["--database-url", &missing_url],
+            &[],
+            &["database-url", "x.db"],
+        ),
+        (
+            &["--regions", "us=https://us.example.com"],
+            &[],
+            &["regions", "own region"],
+        ),
+        (
+            &["--regions", "eu=https://"],
+            &[],
+            &["regions", "`https://` is not a URL"],
+        ),
+    ];
+    for (args, env, said) in cases {
+        let out = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("d"))
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}");
+        let err = stderr(&out);
+        assert_eq!(err.trim().lines().count(), 1, "{args:?} {env:?}: {err}");
+        for s in said {
+            assert!(err.contains(s), "{args:?} {env:?}: {err}");
+        }
+    }
 }
 
 #[test]
