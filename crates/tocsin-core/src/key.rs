@@ -213,9 +213,13 @@ pub fn parse_cidrs(items: &[String]) -> Result<Vec<IpNet>, String> {
     }
 }
 
-/// `30d`, `12h`, `90m`, `2w`, `1y` (365 days).
+/// `30d`, `12h`, `90m`, `2w`, `1y` (365 days), and a bare `0` for none (the unit of
+/// nothing does not matter; any other number needs one).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (n, unit) = s.split_at(split);
     let n: i64 = n
@@ -366,6 +370,10 @@ mod tests {
         assert_eq!(parse_duration("30d").unwrap(), Duration::days(30));
         assert_eq!(parse_duration("1y").unwrap(), Duration::days(365));
         assert!(parse_duration("3 fortnights").is_err());
+        // `--grace 0`, as the help and the README write it: no grace.
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        assert!(parse_duration("5").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("99999999999999999d").is_err());
         assert!(parse_duration("100000y").is_err());
     }

@@ -4,7 +4,7 @@
 use crate::config::Settings;
 use anyhow::{Context, bail};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use time::{Duration, OffsetDateTime};
 use tocsin_core::key::KeyKind;
 use tocsin_core::token::{Token, TokenHasher, generate_secret_hex};
@@ -15,18 +15,64 @@ use tocsin_store::keys::{Actor, ApiKey};
 use tocsin_store::orgs::Organization;
 use tocsin_store::users::User;
 
-/// Writes `contents` to a new file only its owner can read.
-pub fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
+/// Creates a new, empty file only its owner can read. A path that already exists is refused,
+/// a symlink (even a dangling one) included, since `O_CREAT | O_EXCL` never follows one: a
+/// file left there would keep its own mode, and a planted link would lead the write
+/// elsewhere.
+pub fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
     let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
+    opts.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    f.write_all(contents.as_bytes())?;
-    f.sync_all()?;
-    Ok(())
+    opts.open(path)
+}
+
+/// `<data-dir>/owner-token`, created (empty, mode 0600) before an empty database is
+/// initialized, so that a file already there stops the start before an owner token exists
+/// that could not be written anywhere safe.
+pub struct OwnerTokenFile {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl OwnerTokenFile {
+    pub fn create(data_dir: &Path) -> anyhow::Result<OwnerTokenFile> {
+        let path = data_dir.join("owner-token");
+        match create_private(&path) {
+            Ok(file) => Ok(OwnerTokenFile { path, file }),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => bail!(
+                "{} already exists, but the database has no owner yet, so it is not this deployment's owner token: move it away (or delete it) and start again, and the new owner token is written there",
+                path.display()
+            ),
+            Err(e) => bail!(
+                "invalid setting `data-dir`: cannot create {}: {e}",
+                path.display()
+            ),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes the token and syncs it to disk.
+    pub fn write(mut self, token: &str) -> anyhow::Result<()> {
+        self.file
+            .write_all(format!("{token}\n").as_bytes())
+            .and_then(|()| self.file.sync_all())
+            .with_context(|| {
+                format!(
+                    "the deployment was initialized, but its owner token could not be written to {}",
+                    self.path.display()
+                )
+            })
+    }
+
+    /// Another node initialized the database, or initializing failed: no token to write.
+    pub fn discard(self) {
+        drop(self.file);
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// The server secret: `--secret-file`, or `<data-dir>/secret`, generated on first start.
@@ -47,28 +93,97 @@ pub fn load_secret(settings: &Settings) -> anyhow::Result<Vec<u8>> {
         }
         None => settings.data_dir.join("secret"),
     };
-    if !path.exists() {
-        write_private(&path, &generate_secret_hex())?;
+    // `symlink_metadata`: a dangling link is something there, not a place to write.
+    if std::fs::symlink_metadata(&path).is_err() {
+        match create_private(&path) {
+            Ok(mut f) => {
+                f.write_all(generate_secret_hex().as_bytes())?;
+                f.sync_all()?;
+            }
+            // Another process made it first: read theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => bail!(
+                "invalid setting `data-dir`: cannot create the server secret {}: {e}",
+                path.display()
+            ),
+        }
     }
-    Ok(std::fs::read_to_string(&path)?.trim().as_bytes().to_vec())
-}
-
-/// Opens the store (creating the data directory) and migrates it.
-pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
-    std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+    let text = std::fs::read_to_string(&path).with_context(|| {
         format!(
-            "invalid setting `data-dir`: cannot create {}",
-            settings.data_dir.display()
+            "invalid setting `data-dir`: cannot read the server secret {}",
+            path.display()
         )
     })?;
-    let store = Store::connect(&settings.database_url())
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(text.trim().as_bytes().to_vec())
+}
+
+/// Creates the data directory, only its owner may enter it (it holds the database, the
+/// secret and the owner token); a directory that already exists keeps its mode, the
+/// operator's choice.
+pub fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).with_context(|| {
+        format!(
+            "invalid setting `data-dir`: cannot create {}",
+            dir.display()
+        )
+    })
+}
+
+/// Opens the store (creating the data directory, and the SQLite file only its owner can
+/// read) and migrates it.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    create_data_dir(&settings.data_dir)?;
+    if let Some(path) = settings.sqlite_path() {
+        // SQLite gives the -wal and -shm files the mode of the database file.
+        match create_private(&path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => bail!(
+                "invalid setting `{}`: cannot create {}: {e}",
+                settings.database_setting(),
+                path.display()
+            ),
+        }
+    }
+    let store = connect(settings).await?;
     store
         .migrate()
         .await
         .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
     Ok(store)
+}
+
+/// Opens a store that must already exist, never creating one: a mistyped path given to
+/// `audit verify`, `migrate` or `orgs create` would otherwise be answered about a new,
+/// empty database. (PostgreSQL refuses a database that does not exist by itself.)
+pub async fn open_existing_store(settings: &Settings) -> anyhow::Result<Store> {
+    if let Some(path) = settings.sqlite_path()
+        && !path.is_file()
+    {
+        bail!(
+            "invalid setting `{}`: there is no database at {}; check the path (`tocsin serve` or `tocsin init` creates one)",
+            settings.database_setting(),
+            path.display()
+        );
+    }
+    connect(settings).await
+}
+
+async fn connect(settings: &Settings) -> anyhow::Result<Store> {
+    Store::connect(&settings.database_url())
+        .await
+        .map_err(|e| match settings.sqlite_path() {
+            Some(path) => anyhow::anyhow!(
+                "invalid setting `{}`: cannot open {}: {e}",
+                settings.database_setting(),
+                path.display()
+            ),
+            None => anyhow::anyhow!("{e}"),
+        })
 }
 
 /// Refuses to run with a secret other than the one the database was initialized with.

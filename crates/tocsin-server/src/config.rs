@@ -145,6 +145,46 @@ fn seconds(
     }
 }
 
+/// A number or boolean setting given as a flag or a `TOCSIN_*` variable. The binary takes
+/// these as text and parses them here: clap's own errors run to several lines and name the
+/// flag even when the value came from the variable. The variable is named when it holds
+/// the value (flags win, so a different value came from the flag).
+pub fn parse_setting<T: std::str::FromStr>(
+    setting: &'static str,
+    env: &str,
+    value: Option<&str>,
+    expected: &str,
+) -> Result<Option<T>, SettingError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    value.trim().parse().map(Some).map_err(|_| {
+        let shown = if std::env::var(env).is_ok_and(|v| v == value) {
+            format!("{env}=`{value}`")
+        } else {
+            format!("`{value}`")
+        };
+        bad(setting, format!("{shown} is not {expected}"))
+    })
+}
+
+/// A base URL as clients use it: `http://` or `https://` and a host (`https://eu.example.com`),
+/// without its trailing `/`.
+fn base_url(u: &str) -> Result<String, String> {
+    if !(u.starts_with("http://") || u.starts_with("https://")) {
+        return Err(format!("`{u}` must start with http:// or https://"));
+    }
+    let uri: axum::http::Uri = u
+        .parse()
+        .map_err(|_| format!("`{u}` is not a URL such as https://tocsin.example.com"))?;
+    match uri.host() {
+        Some(host) if !host.is_empty() => Ok(u.trim_end_matches('/').to_owned()),
+        _ => Err(format!(
+            "`{u}` has no host, as in https://tocsin.example.com"
+        )),
+    }
+}
+
 pub fn valid_region(r: &str) -> bool {
     (2..=8).contains(&r.len())
         && r.bytes()
@@ -240,24 +280,22 @@ impl Settings {
                     format!("region id `{id}` must be 2-8 lowercase letters or digits"),
                 ));
             }
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
+            if id == region {
                 return Err(bad(
                     "regions",
-                    format!("the URL of region `{id}` must start with http:// or https://"),
+                    format!(
+                        "`{id}` is this deployment's own region (`region`); list only the other regions"
+                    ),
                 ));
             }
-            regions.insert(id.to_owned(), url.trim_end_matches('/').to_owned());
+            let url = base_url(url.trim())
+                .map_err(|why| bad("regions", format!("the URL of region `{id}`: {why}")))?;
+            if regions.insert(id.to_owned(), url).is_some() {
+                return Err(bad("regions", format!("region `{id}` is given twice")));
+            }
         }
         let public_url = match o.public_url {
-            Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
-                u.trim_end_matches('/').to_owned()
-            }
-            Some(u) => {
-                return Err(bad(
-                    "public-url",
-                    format!("`{u}` must start with http:// or https://"),
-                ));
-            }
+            Some(u) => base_url(&u).map_err(|why| bad("public-url", why))?,
             None => format!("http://{listen}"),
         };
         let log_format = match o.log_format.as_deref().unwrap_or("text") {
@@ -323,6 +361,25 @@ impl Settings {
         })
     }
 
+    /// The SQLite file the database URL names (`None` for PostgreSQL).
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let url = self.database_url();
+        url.strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .filter(|path| !path.starts_with(":memory:"))
+            .map(PathBuf::from)
+    }
+
+    /// The setting that chose the database, for errors about it: `database-url` when given,
+    /// else `data-dir`, where the default SQLite file lives.
+    pub fn database_setting(&self) -> &'static str {
+        if self.database_url.is_some() {
+            "database-url"
+        } else {
+            "data-dir"
+        }
+    }
+
     pub fn database_url(&self) -> String {
         self.database_url
             .clone()
@@ -361,6 +418,77 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.to_string().contains("log-format"));
+    }
+
+    /// Review ops #12: `regions` refuses this deployment's own region, an id given twice,
+    /// and URLs without a host.
+    #[test]
+    fn regions_are_other_regions_with_real_urls() {
+        let regions = |r: &str| {
+            Settings::from_overrides(Overrides {
+                regions: Some(r.into()),
+                ..Default::default()
+            })
+        };
+        let ok = regions("eu=https://eu.example.com/, ap=http://10.0.0.1:8080").unwrap();
+        assert_eq!(ok.regions["eu"], "https://eu.example.com");
+        assert_eq!(ok.regions["ap"], "http://10.0.0.1:8080");
+        for (given, why) in [
+            ("us=https://us.example.com", "own region"),
+            (
+                "eu=https://a.example.com,eu=https://b.example.com",
+                "given twice",
+            ),
+            ("eu=https://", "eu"),
+            ("eu=http://exa mple.com", "eu"),
+            ("eu=ftp://eu.example.com", "http://"),
+        ] {
+            let e = regions(given).unwrap_err();
+            assert_eq!(e.setting, "regions", "{given}: {e}");
+            assert!(e.to_string().contains(why), "{given}: {e}");
+        }
+        let e = Settings::from_overrides(Overrides {
+            public_url: Some("https://".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(e.setting, "public-url", "{e}");
+    }
+
+    /// Review ops #12: numbers and booleans name the setting, and the variable when the value
+    /// came from it, in one line.
+    #[test]
+    fn numbers_and_booleans_name_their_variable() {
+        let e = parse_setting::<bool>(
+            "track-requests",
+            "TOCSIN_TEST_UNSET_VARIABLE",
+            Some("yes"),
+            "true or false",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "invalid setting `track-requests`: `yes` is not true or false"
+        );
+        assert_eq!(
+            parse_setting::<u32>("failed-auth-per-minute", "X", Some("60"), "a number").unwrap(),
+            Some(60)
+        );
+        assert_eq!(
+            parse_setting::<u32>("failed-auth-per-minute", "X", None, "a number").unwrap(),
+            None
+        );
+        // The variable's own value: PATH is set in every test environment.
+        let path = std::env::var("PATH").unwrap();
+        let e = parse_setting::<usize>("max-body-bytes", "PATH", Some(&path), "a whole number")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("invalid setting `max-body-bytes`: PATH=`"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'), "{e}");
     }
 
     #[test]

@@ -186,8 +186,15 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
     let secret = bootstrap::load_secret(&settings)?;
     bootstrap::check_secret(&store, &secret).await?;
     let hasher = TokenHasher::new(Some(&secret));
-    if opts.init
-        && let Some(created) = bootstrap::try_init(
+    // The owner-token file is made before the owner: one already there stops the start
+    // while the database is still empty, instead of leaving a token with nowhere to go.
+    let token_file = if opts.init && !bootstrap::is_initialized(&store).await? {
+        Some(bootstrap::OwnerTokenFile::create(&settings.data_dir)?)
+    } else {
+        None
+    };
+    if let Some(token_file) = token_file {
+        let initialized = bootstrap::try_init(
             &store,
             &hasher,
             &settings.region,
@@ -195,15 +202,24 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
             &opts.owner_email,
             opts.owner_password_hash.as_deref(),
         )
-        .await?
-    {
-        let path = settings.data_dir.join("owner-token");
-        bootstrap::write_private(&path, &format!("{}\n", created.token))?;
-        tracing::info!(path = %path.display(), organization_id = %created.organization_id,
-            "initialized a new deployment; the owner's first API key token was written to this file (mode 0600)");
-        if opts.owner_password_hash.is_none() {
-            tracing::info!(email = %opts.owner_email,
-                "the owner has no password for the web console yet: start the first serve with TOCSIN_OWNER_PASSWORD, or set one with PATCH /v1/users/{{id}} {{\"password\": ...}} and the owner token");
+        .await;
+        match initialized {
+            Ok(Some(created)) => {
+                let path = token_file.path().to_path_buf();
+                token_file.write(&created.token)?;
+                tracing::info!(path = %path.display(), organization_id = %created.organization_id,
+                    "initialized a new deployment; the owner's first API key token was written to this file (mode 0600)");
+                if opts.owner_password_hash.is_none() {
+                    tracing::info!(email = %opts.owner_email,
+                        "the owner has no password for the web console yet: start the first serve with TOCSIN_OWNER_PASSWORD, or set one with PATCH /v1/users/{{id}} {{\"password\": ...}} and the owner token");
+                }
+            }
+            // Another node, started at the same moment, initialized it.
+            Ok(None) => token_file.discard(),
+            Err(e) => {
+                token_file.discard();
+                return Err(e);
+            }
         }
     }
     let listener = tokio::net::TcpListener::bind(settings.listen)
@@ -278,12 +294,13 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
         // holds those. Once it finds the store closed (this flush's batch, or its next try of
         // the held events) it logs them in full and ends; it is waited for, not aborted.
         let _ = tokio::time::timeout(SHUTDOWN_WAIT, app2.audit.flush()).await;
+        let unwritten = app2.audit.unwritten();
         drop(app2);
         let mut writer_task = writer_task;
-        if tokio::time::timeout(SHUTDOWN_WAIT, &mut writer_task)
+        let writer_stopped = tokio::time::timeout(SHUTDOWN_WAIT, &mut writer_task)
             .await
-            .is_err()
-        {
+            .is_ok();
+        if !writer_stopped {
             tracing::error!(
                 "the writer did not stop within {} s",
                 SHUTDOWN_WAIT.as_secs()
@@ -291,7 +308,19 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
             writer_task.abort();
         }
         loops.stop().await;
-        tracing::info!("stopped; batched writes flushed");
+        // The last line is the one an operator or a supervisor reads after SIGTERM: it says
+        // "flushed" only when nothing was given up.
+        match (writer_stopped, unwritten.count()) {
+            (true, 0) => tracing::info!("stopped; batched writes flushed"),
+            (true, n) => tracing::error!(
+                unwritten_audit_events = n,
+                "stopped; {n} audit event(s) were not written (each is logged above in full)"
+            ),
+            (false, n) => tracing::error!(
+                unwritten_audit_events = n,
+                "stopped; the writer was stopped before it finished: audit events still queued were not written"
+            ),
+        }
     });
     tracing::info!(%addr, "listening");
     tracing::info!(url = %app.settings.public_url, "the web console is served at this URL");
@@ -446,8 +475,11 @@ async fn background(app: AppState) {
 pub fn init_logging(format: config::LogFormat) {
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("TOCSIN_LOG").unwrap_or_else(|_| "info".into());
+    // Colours only on a terminal: in a file, a pipe or journald the escape codes would
+    // split every `key=value` and defeat `grep request_id=...`.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match format {
         config::LogFormat::Json => builder.json().try_init(),
@@ -499,6 +531,34 @@ mod tests {
         let running = start(settings, ServeOptions::default()).await.unwrap();
         let owner = std::fs::read_to_string(dir.path().join("owner-token")).unwrap();
         (dir, running, owner.trim().to_owned())
+    }
+
+    /// Review ops #14: a shutdown that gave up on audit events (the database refused them)
+    /// ends with a line that says how many, not "batched writes flushed".
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_shutdown_that_loses_audit_events_says_how_many() {
+        logged();
+        let (_dir, running, owner) = serve().await;
+        tocsin_store::testing::refuse_inserts(&running.app.store, "audit_segments", None).await;
+        let http = reqwest::Client::new();
+        for _ in 0..3 {
+            let resp = http
+                .get(format!("http://{}/v1/auth/whoami", running.addr))
+                .bearer_auth(&owner)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+        }
+        // The flush answers once the batch holding the three events has failed.
+        let _ = running.app.audit.flush().await;
+        assert_eq!(running.app.audit.health().held_events, 3);
+        running.shutdown().await;
+        let log = String::from_utf8_lossy(&logged().lock().unwrap()).into_owned();
+        assert!(
+            log.contains("stopped; 3 audit event(s) were not written"),
+            "{log}"
+        );
     }
 
     /// A 500's cause is logged once, at error, with the request's id and path (the request's

@@ -506,7 +506,10 @@ pub struct ChainReport {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct BrokenLink {
-    pub event_id: String,
+    /// The event named: the broken one, or where none can be read (an unreadable segment,
+    /// removed events) the nearest real one the reason speaks of; `None` (JSON `null`) only
+    /// when no event at all can be named, never an empty id.
+    pub event_id: Option<String>,
     pub seq: i64,
     pub reason: String,
 }
@@ -708,6 +711,62 @@ impl Store {
         }))
     }
 
+    /// The id of the event at `seq` in `chain`, when its segment can be read.
+    async fn audit_event_id_at(&self, chain: &str, seq: i64) -> Result<Option<String>> {
+        let row: Option<(String, Vec<u8>)> = on_db!(&self.db, |pool| {
+            sqlx::query_as(
+                "SELECT prev_hash, events FROM audit_segments
+                 WHERE chain = $1 AND first_seq <= $2 AND last_seq >= $2 ORDER BY first_seq LIMIT 1",
+            )
+            .bind(chain)
+            .bind(seq)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row.and_then(|(prev_hash, bytes)| {
+            let segment = Segment::parse(chain, prev_hash, &bytes).ok()?;
+            segment
+                .events()
+                .into_iter()
+                .find(|e| e.seq == seq)
+                .map(|e| e.record.id.to_string())
+        }))
+    }
+
+    /// Verifies every chain (`verify_chain`), and reports as broken every organization that
+    /// has no chain at all: each one has at least its owner key's `api_key.created`, so
+    /// none means its whole chain was removed. Organizations created in the last minute are
+    /// left out: `init` and `orgs create` record that event just after the organization.
+    pub async fn verify_all_chains(&self) -> Result<Vec<ChainReport>> {
+        let settled = ms(OffsetDateTime::now_utc() - time::Duration::minutes(1));
+        let orgs: Vec<(String,)> = on_db!(&self.db, |pool| {
+            sqlx::query_as("SELECT id FROM organizations WHERE created_at < $1 ORDER BY id")
+                .bind(settled)
+                .fetch_all(pool)
+                .await?
+        });
+        let chains = self.audit_chains().await?;
+        let mut reports = Vec::new();
+        for chain in &chains {
+            reports.push(self.verify_chain(chain).await?);
+        }
+        for (org,) in orgs {
+            if !chains.contains(&org) {
+                reports.push(ChainReport {
+                    chain: org,
+                    events: 0,
+                    broken_at: Some(BrokenLink {
+                        event_id: None,
+                        seq: 1,
+                        reason: "this organization exists but has no audit events at all (it has at least its owner key's api_key.created): its whole chain was removed".into(),
+                    }),
+                });
+            }
+        }
+        reports.sort_by(|a, b| a.chain.cmp(&b.chain));
+        Ok(reports)
+    }
+
     /// Every chain present: organization ids, and '' for unattributed refusals.
     pub async fn audit_chains(&self) -> Result<Vec<String>> {
         let rows: Vec<(String,)> = on_db!(&self.db, |pool| {
@@ -731,6 +790,8 @@ impl Store {
         let mut prev = GENESIS.to_owned();
         let mut expected_seq = 1i64;
         let mut count = 0i64;
+        // The newest event verified, as (seq, id): named when the ones after it are missing.
+        let mut last_found: Option<(i64, String)> = None;
         let mut after = i64::MIN;
         loop {
             type SegmentRow = (i64, i64, i64, i64, String, Vec<u8>);
@@ -769,25 +830,27 @@ impl Store {
             for (first_seq, last_seq, first_at, last_at, prev_hash, bytes) in rows {
                 after = first_seq;
                 // A break in the segment as a whole (named by where it starts).
-                let segment_broken = |count: i64, reason: String| ChainReport {
-                    chain: chain.to_owned(),
-                    events: count,
-                    broken_at: Some(BrokenLink {
-                        event_id: String::new(),
-                        seq: first_seq,
-                        reason,
-                    }),
-                };
                 let segment = match Segment::parse(chain, prev_hash, &bytes) {
                     Ok(s) => s,
-                    Err(e) => return Ok(segment_broken(count, e.to_string())),
+                    // No event of it can be read: named by where it starts.
+                    Err(e) => {
+                        return Ok(ChainReport {
+                            chain: chain.to_owned(),
+                            events: count,
+                            broken_at: Some(BrokenLink {
+                                event_id: None,
+                                seq: first_seq,
+                                reason: e.to_string(),
+                            }),
+                        });
+                    }
                 };
                 for e in segment.events() {
                     let broken = |reason: String| ChainReport {
                         chain: chain.to_owned(),
                         events: count,
                         broken_at: Some(BrokenLink {
-                            event_id: e.record.id.to_string(),
+                            event_id: Some(e.record.id.to_string()),
                             seq: e.seq,
                             reason,
                         }),
@@ -808,6 +871,7 @@ impl Store {
                         ));
                     }
                     prev = e.hash;
+                    last_found = Some((e.seq, e.record.id.to_string()));
                     expected_seq += 1;
                     count += 1;
                 }
@@ -821,12 +885,20 @@ impl Store {
                     terms.remove(&first_seq).unwrap_or_default(),
                 );
                 if segment.index().as_ref() != Some(&stored) {
-                    return Ok(segment_broken(
-                        count,
-                        format!(
-                            "the index of the segment starting at seq {first_seq} (its seq or time bounds, or its search terms) does not match its events: they could be hidden from listings"
-                        ),
-                    ));
+                    // Named by the segment's first event, whose own seq is the true start
+                    // (the row's `first_seq` may be what was edited).
+                    let first = segment.events().into_iter().next();
+                    return Ok(ChainReport {
+                        chain: chain.to_owned(),
+                        events: count,
+                        broken_at: Some(BrokenLink {
+                            event_id: first.as_ref().map(|e| e.record.id.to_string()),
+                            seq: first.as_ref().map_or(first_seq, |e| e.seq),
+                            reason: format!(
+                                "the index of the segment starting at seq {first_seq} (its seq or time bounds, or its search terms) does not match its events: they could be hidden from listings"
+                            ),
+                        }),
+                    });
                 }
             }
         }
@@ -846,7 +918,7 @@ impl Store {
                     chain: chain.to_owned(),
                     events: count,
                     broken_at: Some(BrokenLink {
-                        event_id: String::new(),
+                        event_id: self.audit_event_id_at(chain, now + 1).await?,
                         seq: now + 1,
                         reason: format!(
                             "events up to seq {newer} are stored after the chain head (seq {now}): they were added outside the writer"
@@ -858,15 +930,37 @@ impl Store {
         if let Some((seq, hash)) = head
             && (seq != count || hash != prev)
         {
+            // The missing events cannot be named: the last one found is, with the first
+            // seq that is missing.
+            let (event_id, at, reason) = match &last_found {
+                Some((last, id)) if seq != count => (
+                    Some(id.clone()),
+                    *last,
+                    format!(
+                        "the chain head records {seq} events but {count} were found: the newest events were removed, from seq {} on; this is the last event found",
+                        count + 1
+                    ),
+                ),
+                None if seq != count => (
+                    None,
+                    count + 1,
+                    format!(
+                        "the chain head records {seq} events but none were found: every event from seq 1 on was removed"
+                    ),
+                ),
+                _ => (
+                    last_found.as_ref().map(|(_, id)| id.clone()),
+                    count,
+                    "the chain head's hash does not match the newest event: it was replaced, or events after it were removed and the head edited".to_owned(),
+                ),
+            };
             return Ok(ChainReport {
                 chain: chain.to_owned(),
                 events: count,
                 broken_at: Some(BrokenLink {
-                    event_id: String::new(),
-                    seq,
-                    reason: format!(
-                        "the chain head records {seq} events but {count} were found: the newest events were removed"
-                    ),
+                    event_id,
+                    seq: at,
+                    reason,
                 }),
             });
         }

@@ -44,6 +44,19 @@ struct Health {
     failed_at: Mutex<Option<std::time::Instant>>,
     /// How many audit events of failed batches are not written yet.
     held: AtomicUsize,
+    /// How many audit events the writer gave up on when it stopped (each logged in full).
+    unwritten: AtomicUsize,
+}
+
+/// The count of audit events the writer gave up on when it stopped: for the last line of a
+/// shutdown. It does not keep the writer running, as an `AuditWriter` would.
+#[derive(Clone)]
+pub struct UnwrittenEvents(Arc<Health>);
+
+impl UnwrittenEvents {
+    pub fn count(&self) -> usize {
+        self.0.unwritten.load(Ordering::Relaxed)
+    }
 }
 
 impl Health {
@@ -345,6 +358,11 @@ impl AuditWriter {
     pub fn depth(&self) -> i64 {
         self.depth.load(Ordering::Relaxed)
     }
+
+    /// See `UnwrittenEvents`.
+    pub fn unwritten(&self) -> UnwrittenEvents {
+        UnwrittenEvents(self.health.clone())
+    }
 }
 
 /// What the writer task reads from.
@@ -582,6 +600,7 @@ async fn run(
                 for event in events.iter() {
                     tracing::error!(event = ?event, "audit event not written before the writer stopped");
                 }
+                health.unwritten.fetch_add(events.len(), Ordering::Relaxed);
                 break;
             }
             Err(e) => {
@@ -614,6 +633,7 @@ async fn run(
     });
     for event in held.events.iter().cloned().chain(queued) {
         tracing::error!(event = ?event, "audit event not written before the writer stopped");
+        health.unwritten.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -137,7 +137,7 @@ async fn editing_or_removing_an_audit_event_is_named_by_verify() {
         .unwrap()
         .broken_at
         .unwrap();
-    assert_eq!(broken.event_id, records[2].id.as_str());
+    assert_eq!(broken.event_id.as_deref(), Some(records[2].id.as_str()));
     assert!(broken.reason.contains("edited"));
 
     // Restore it, then delete an event instead.
@@ -163,7 +163,7 @@ async fn editing_or_removing_an_audit_event_is_named_by_verify() {
         .unwrap()
         .broken_at
         .unwrap();
-    assert_eq!(broken.event_id, records[2].id.as_str());
+    assert_eq!(broken.event_id.as_deref(), Some(records[2].id.as_str()));
     assert!(broken.reason.contains("removed"));
 }
 
@@ -1155,7 +1155,7 @@ async fn edited_legacy_rows_are_still_named_after_the_conversion() {
         .unwrap()
         .broken_at
         .unwrap();
-    assert_eq!(broken.event_id, first[2].id.as_str());
+    assert_eq!(broken.event_id.as_deref(), Some(first[2].id.as_str()));
     assert!(broken.reason.contains("edited"), "{}", broken.reason);
     let broken = store
         .verify_chain(bad_link.as_str())
@@ -1163,7 +1163,7 @@ async fn edited_legacy_rows_are_still_named_after_the_conversion() {
         .unwrap()
         .broken_at
         .unwrap();
-    assert_eq!(broken.event_id, second[4].id.as_str());
+    assert_eq!(broken.event_id.as_deref(), Some(second[4].id.as_str()));
     assert!(broken.reason.contains("link"), "{}", broken.reason);
 }
 
@@ -1219,7 +1219,7 @@ async fn legacy_audit_rows_move_into_segments() {
     // A removed event stays visible as a gap.
     tamper_audit_event(&store, chain, records[1200].id.as_str(), |_| false).await;
     let broken = store.verify_chain(chain).await.unwrap().broken_at.unwrap();
-    assert_eq!(broken.event_id, records[1201].id.as_str());
+    assert_eq!(broken.event_id.as_deref(), Some(records[1201].id.as_str()));
     assert!(
         broken.reason.contains("jumps from 1200 to 1202"),
         "{}",
@@ -1266,6 +1266,104 @@ async fn events_stored_after_the_chain_head_break_the_chain() {
     let (verified, seq, reason) = first_break(&store, org.as_str()).await;
     assert_eq!((verified, seq), (1, 2));
     assert!(reason.contains("stored after the chain head"), "{reason}");
+    // Named by the first event past the head (review ops #16: never an empty id).
+    let broken = store.verify_chain(org.as_str()).await.unwrap().broken_at;
+    assert_eq!(
+        broken.unwrap().event_id.as_deref(),
+        Some(events[1].record.id.as_str())
+    );
+}
+
+/// Review ops #16: the newest segment removed with the head left as it was is named by the
+/// first missing seq and the last event found, never an empty id (text or JSON).
+#[tokio::test]
+async fn removed_newest_events_name_the_last_event_found() {
+    let (_dir, store) = store().await;
+    let org = org(&store).await;
+    let events = two_segments(&store, &org).await;
+    let drop_newest = "DELETE FROM audit_segments WHERE chain = $1 AND first_seq = 2";
+    tocsin_store::on_db!(store.db(), |pool| {
+        sqlx::query(drop_newest)
+            .bind(org.as_str())
+            .execute(pool)
+            .await
+            .unwrap();
+    });
+    let report = store.verify_chain(org.as_str()).await.unwrap();
+    assert_eq!(report.events, 1);
+    let broken = report.broken_at.unwrap();
+    assert_eq!(
+        broken.event_id.as_deref(),
+        Some(events[0].record.id.as_str())
+    );
+    assert_eq!(broken.seq, 1);
+    assert!(broken.reason.contains("from seq 2 on"), "{}", broken.reason);
+    let json = serde_json::to_value(&broken).unwrap();
+    assert_eq!(json["event_id"], events[0].record.id.as_str());
+
+    // Every segment removed: no event can be named, and the id is null, not "".
+    let drop_all = "DELETE FROM audit_segments WHERE chain = $1";
+    tocsin_store::on_db!(store.db(), |pool| {
+        sqlx::query(drop_all)
+            .bind(org.as_str())
+            .execute(pool)
+            .await
+            .unwrap();
+    });
+    let broken = store
+        .verify_chain(org.as_str())
+        .await
+        .unwrap()
+        .broken_at
+        .unwrap();
+    assert_eq!((broken.event_id.as_deref(), broken.seq), (None, 1));
+    assert!(serde_json::to_value(&broken).unwrap()["event_id"].is_null());
+}
+
+/// Review ops #11: an organization with no audit chain at all (segments, terms and head
+/// deleted) is reported broken: each has at least its owner key's creation event.
+#[tokio::test]
+async fn an_organization_without_any_audit_chain_is_broken() {
+    let (_dir, store) = store().await;
+    let settled = |name: &str| Organization {
+        id: OrgId::generate(),
+        name: name.into(),
+        max_key_days: None,
+        alerts_require_integration_key: false,
+        created_at: OffsetDateTime::now_utc() - Duration::minutes(5),
+    };
+    let (kept, emptied) = (settled("kept"), settled("emptied"));
+    for o in [&kept, &emptied] {
+        store.insert_org(o).await.unwrap();
+        let created = AuditRecord::new(Some(o.id.clone()), "api_key.created", "allowed");
+        store.append_audit(&[created]).await.unwrap();
+    }
+    // One being created right now, its first event not yet written, is not reported.
+    let just_made = org(&store).await;
+    let reports = store.verify_all_chains().await.unwrap();
+    assert!(reports.iter().all(|r| r.broken_at.is_none()), "{reports:?}");
+
+    for sql in [
+        "DELETE FROM audit_segments WHERE chain = $1",
+        "DELETE FROM audit_segment_terms WHERE chain = $1",
+        "DELETE FROM audit_heads WHERE chain = $1",
+    ] {
+        tocsin_store::on_db!(store.db(), |pool| {
+            sqlx::query(sql)
+                .bind(emptied.id.as_str())
+                .execute(pool)
+                .await
+                .unwrap();
+        });
+    }
+    let reports = store.verify_all_chains().await.unwrap();
+    let broken: Vec<_> = reports.iter().filter(|r| r.broken_at.is_some()).collect();
+    assert_eq!(broken.len(), 1, "{reports:?}");
+    assert_eq!(broken[0].chain, emptied.id.as_str());
+    let why = &broken[0].broken_at.as_ref().unwrap().reason;
+    assert!(why.contains("no audit events at all"), "{why}");
+    assert!(reports.iter().any(|r| r.chain == kept.id.as_str()));
+    assert!(reports.iter().all(|r| r.chain != just_made.as_str()));
 }
 
 /// A segment whose bytes were overwritten is named by verify, not skipped.
@@ -1330,11 +1428,13 @@ async fn editing_a_segment_index_to_hide_events_breaks_the_chain() {
         let broken = report
             .broken_at
             .unwrap_or_else(|| panic!("verify passed after: {edit}"));
-        // Named at the row's own first_seq (4 when that is what was edited).
-        assert!(
-            broken.seq == 3 || broken.seq == 4,
-            "{edit}: seq {}",
-            broken.seq
+        // Named by the segment's first event (review ops #16), whose seq is 3 even when
+        // the row's first_seq is what was edited.
+        assert_eq!(broken.seq, 3, "{edit}");
+        assert_eq!(
+            broken.event_id.as_deref(),
+            Some(records[2].id.as_str()),
+            "{edit}"
         );
         assert_eq!(report.events, 4, "{edit}");
         assert!(

@@ -310,7 +310,7 @@ pub struct CreateArgs {
     #[arg(long, value_name = "INTEGRATION_ID")]
     pub integration: Option<String>,
     /// Lifetime from now: 30d, 12h, 2w, 1y.
-    #[arg(long, value_parser = parse_duration, required_unless_present = "expires_at", conflicts_with = "expires_at")]
+    #[arg(long, value_parser = parse_lifetime, required_unless_present = "expires_at", conflicts_with = "expires_at")]
     pub expires_in: Option<Duration>,
     /// Expiry as RFC 3339, e.g. 2027-01-31T00:00:00Z.
     #[arg(long)]
@@ -820,6 +820,19 @@ fn key_list_query(a: &ListArgs) -> Query {
     }
     page_query(&mut q, a.limit, &a.cursor, a.all);
     q
+}
+
+/// `--expires-in`: a duration, as for `--grace`, but never none: a key that expires as it
+/// is made would be refused by the server with a less helpful message.
+fn parse_lifetime(v: &str) -> Result<Duration, String> {
+    let d = parse_duration(v)?;
+    if d <= Duration::ZERO {
+        return Err(format!(
+            "`{}` would expire the key as it is made; give a lifetime such as 30d, 12h or 1y",
+            v.trim()
+        ));
+    }
+    Ok(d)
 }
 
 /// `since`/`until`: an RFC 3339 time as given, or a duration meaning that long ago.
@@ -2009,6 +2022,22 @@ mod tests {
                 cmd: KeysCommand::Rotate { grace, .. },
             } => assert_eq!(grace.whole_seconds(), 86_400),
             _ => panic!(),
+        }
+        // The help and the README give `--grace 0` for "no grace" (a suspected leak).
+        match parse(&["keys", "rotate", "key_1", "--grace", "0"]).unwrap() {
+            ClientCommand::Keys {
+                cmd: KeysCommand::Rotate { grace, .. },
+            } => assert_eq!(grace.whole_seconds(), 0),
+            _ => panic!(),
+        }
+        // A lifetime of nothing is refused, naming the flag and why.
+        for zero in ["0", "0s", "0d"] {
+            let e = parse(&["keys", "create", "--name", "n", "--expires-in", zero])
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(e.contains("--expires-in"), "{e}");
+            assert!(e.contains("would expire the key as it is made"), "{e}");
         }
         assert_eq!(audit_time("24h", now()), "2025-12-31T00:00:00.000Z");
         assert_eq!(

@@ -62,30 +62,83 @@ pub(crate) struct ServerArgs {
     log_format: Option<String>,
     /// Accept Opsgenie's legacy `?apiKey=` on /v2 routes [default: false].
     #[arg(long, env = "TOCSIN_ALLOW_QUERY_API_KEY", num_args = 0..=1, default_missing_value = "true")]
-    allow_query_api_key: Option<bool>,
+    allow_query_api_key: Option<String>,
     /// Failed authentications or logins per minute per client address before 429 [default: 60].
     #[arg(long, env = "TOCSIN_FAILED_AUTH_PER_MINUTE")]
-    failed_auth_per_minute: Option<u32>,
+    failed_auth_per_minute: Option<String>,
     /// Audit every authenticated request and track keys' last use; false only to measure their cost [default: true].
     #[arg(long, env = "TOCSIN_TRACK_REQUESTS")]
-    track_requests: Option<bool>,
+    track_requests: Option<String>,
     /// Largest request body in bytes; larger ones get 413 [default: 1048576].
     #[arg(long, env = "TOCSIN_MAX_BODY_BYTES")]
-    max_body_bytes: Option<usize>,
+    max_body_bytes: Option<String>,
     /// Largest request line plus headers in bytes; larger ones get 431 [default: 16384].
     #[arg(long, env = "TOCSIN_MAX_HEADER_BYTES")]
-    max_header_bytes: Option<usize>,
+    max_header_bytes: Option<String>,
     /// Seconds a connection may take to send a request's headers, or sit idle between requests [default: 30].
     #[arg(long, env = "TOCSIN_HEADER_TIMEOUT_SECONDS")]
-    header_timeout_seconds: Option<u64>,
+    header_timeout_seconds: Option<String>,
     /// Seconds a request may take from its headers to its answer; then 408 [default: 30].
     #[arg(long, env = "TOCSIN_REQUEST_TIMEOUT_SECONDS")]
-    request_timeout_seconds: Option<u64>,
+    request_timeout_seconds: Option<String>,
 }
 
 impl ServerArgs {
     fn settings(&self) -> Result<Settings, String> {
-        let cli = Overrides {
+        self.overrides()
+            .and_then(|cli| Settings::load(self.config.as_deref(), cli))
+            .map_err(|e| e.to_string())
+    }
+
+    /// The flags and variables as settings; numbers and booleans are parsed here, so that a
+    /// bad one is one line naming the setting (and the variable that held it).
+    fn overrides(&self) -> Result<Overrides, tocsin_server::config::SettingError> {
+        use tocsin_server::config::parse_setting;
+        const BOOL: &str = "true or false";
+        const COUNT: &str = "a whole number";
+        let allow_query_api_key = parse_setting(
+            "allow-query-api-key",
+            "TOCSIN_ALLOW_QUERY_API_KEY",
+            self.allow_query_api_key.as_deref(),
+            BOOL,
+        )?;
+        let failed_auth_per_minute = parse_setting(
+            "failed-auth-per-minute",
+            "TOCSIN_FAILED_AUTH_PER_MINUTE",
+            self.failed_auth_per_minute.as_deref(),
+            COUNT,
+        )?;
+        let track_requests = parse_setting(
+            "track-requests",
+            "TOCSIN_TRACK_REQUESTS",
+            self.track_requests.as_deref(),
+            BOOL,
+        )?;
+        let max_body_bytes = parse_setting(
+            "max-body-bytes",
+            "TOCSIN_MAX_BODY_BYTES",
+            self.max_body_bytes.as_deref(),
+            "a whole number of bytes",
+        )?;
+        let max_header_bytes = parse_setting(
+            "max-header-bytes",
+            "TOCSIN_MAX_HEADER_BYTES",
+            self.max_header_bytes.as_deref(),
+            "a whole number of bytes",
+        )?;
+        let header_timeout_seconds = parse_setting(
+            "header-timeout-seconds",
+            "TOCSIN_HEADER_TIMEOUT_SECONDS",
+            self.header_timeout_seconds.as_deref(),
+            "a whole number of seconds",
+        )?;
+        let request_timeout_seconds = parse_setting(
+            "request-timeout-seconds",
+            "TOCSIN_REQUEST_TIMEOUT_SECONDS",
+            self.request_timeout_seconds.as_deref(),
+            "a whole number of seconds",
+        )?;
+        Ok(Overrides {
             listen: self.listen.clone(),
             data_dir: self.data_dir.clone(),
             database_url: self.database_url.clone(),
@@ -94,15 +147,14 @@ impl ServerArgs {
             public_url: self.public_url.clone(),
             secret_file: self.secret_file.clone(),
             log_format: self.log_format.clone(),
-            allow_query_api_key: self.allow_query_api_key,
-            failed_auth_per_minute: self.failed_auth_per_minute,
-            track_requests: self.track_requests,
-            max_body_bytes: self.max_body_bytes,
-            max_header_bytes: self.max_header_bytes,
-            header_timeout_seconds: self.header_timeout_seconds,
-            request_timeout_seconds: self.request_timeout_seconds,
-        };
-        Settings::load(self.config.as_deref(), cli).map_err(|e| e.to_string())
+            allow_query_api_key,
+            failed_auth_per_minute,
+            track_requests,
+            max_body_bytes,
+            max_header_bytes,
+            header_timeout_seconds,
+            request_timeout_seconds,
+        })
     }
 }
 
@@ -229,7 +281,12 @@ fn settings(server: &ServerArgs) -> anyhow::Result<Settings> {
 
 async fn migrate(server: ServerArgs) -> anyhow::Result<i32> {
     let settings = settings(&server)?;
-    tocsin_server::bootstrap::open_store(&settings).await?;
+    // An existing database only: a mistyped path is an error, not a new empty database.
+    tocsin_server::bootstrap::open_existing_store(&settings)
+        .await?
+        .migrate()
+        .await
+        .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
     say(format_args!(
         "database is up to date: {}",
         redact_url(&settings.database_url())
@@ -309,18 +366,38 @@ fn password_hash(password: Option<&str>, flag: &str) -> anyhow::Result<Option<St
 async fn create_org(server: ServerArgs, org: OrgArgs, first: bool) -> anyhow::Result<i32> {
     use tocsin_server::bootstrap;
     let settings = settings(&server)?;
-    let store = bootstrap::open_store(&settings).await?;
+    let hash = password_hash(org.password.as_deref(), "--password")?;
+    // `orgs create` checks that the deployment is initialized before it makes anything:
+    // refused, it leaves no database, data directory or secret behind.
+    let store = if first {
+        bootstrap::open_store(&settings).await?
+    } else {
+        let not_initialized = || {
+            anyhow::anyhow!(
+                "this deployment ({}) is not initialized yet; run `tocsin init` first",
+                redact_url(&settings.database_url())
+            )
+        };
+        if settings.sqlite_path().is_some_and(|p| !p.is_file()) {
+            return Err(not_initialized());
+        }
+        let store = bootstrap::open_existing_store(&settings).await?;
+        store
+            .migrate()
+            .await
+            .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+        if !bootstrap::is_initialized(&store).await? {
+            return Err(not_initialized());
+        }
+        store
+    };
     let secret = bootstrap::load_secret(&settings)?;
     bootstrap::check_secret(&store, &secret).await?;
     let hasher = tocsin_core::token::TokenHasher::new(Some(&secret));
-    let hash = password_hash(org.password.as_deref(), "--password")?;
     let (region, name, email) = (&settings.region, &org.org, &org.email);
     let created = if first {
         bootstrap::init(&store, &hasher, region, name, email, hash.as_deref()).await?
     } else {
-        if !bootstrap::is_initialized(&store).await? {
-            anyhow::bail!("this deployment is not initialized yet; run `tocsin init` first");
-        }
         bootstrap::create_org(&store, &hasher, region, name, email, hash.as_deref()).await?
     };
     let line = if org.json {
@@ -365,11 +442,15 @@ pub(crate) async fn audit_verify(server: ServerArgs, json: bool) -> i32 {
 
 async fn verify_chains(server: ServerArgs, json: bool) -> anyhow::Result<i32> {
     let settings = settings(&server)?;
-    let store = tocsin_server::bootstrap::open_store(&settings).await?;
-    let mut reports = Vec::new();
-    for chain in store.audit_chains().await? {
-        reports.push(store.verify_chain(&chain).await?);
-    }
+    // Verification never creates a database: a mistyped path fails instead of proving an
+    // empty new one intact. An existing one is migrated, so that a copy made by an older
+    // version is read in the current layout (its audit events moved into segments).
+    let store = tocsin_server::bootstrap::open_existing_store(&settings).await?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+    let reports = store.verify_all_chains().await?;
     let broken = reports.iter().any(|r| r.broken_at.is_some());
     // A reader that stops early (`| head`) does not change the verdict: the exit code.
     if json {
@@ -386,10 +467,16 @@ async fn verify_chains(server: ServerArgs, json: bool) -> anyhow::Result<i32> {
             };
             let said = match &r.broken_at {
                 None => say(format_args!("{name}: intact, {} events", r.events)),
-                Some(b) => say(format_args!(
-                    "{name}: BROKEN at event {} (seq {}): {}",
-                    b.event_id, b.seq, b.reason
-                )),
+                Some(b) => match &b.event_id {
+                    Some(id) => say(format_args!(
+                        "{name}: BROKEN at event {id} (seq {}): {}",
+                        b.seq, b.reason
+                    )),
+                    None => say(format_args!(
+                        "{name}: BROKEN at seq {}: {}",
+                        b.seq, b.reason
+                    )),
+                },
             };
             if said.is_err() {
                 break;

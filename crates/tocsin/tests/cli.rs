@@ -131,6 +131,207 @@ fn walkthrough_with_the_cli_leaves_no_token_behind() {
     }
 }
 
+/// Runs `tocsin serve` on `data` that is expected to refuse to start; its output.
+fn serve_refused(data: &std::path::Path) -> std::process::Output {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!(
+                "serve started: {}",
+                stderr(&child.wait_with_output().unwrap())
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[cfg(unix)]
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// Review ops #1: the owner token never goes into a file that was already there (which would
+/// keep its mode) nor through a symlink; the start stops, naming the file, and the database
+/// stays empty, so that the corrected start initializes it.
+#[cfg(unix)]
+#[test]
+fn the_owner_token_is_written_only_to_a_new_private_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let token_file = data.join("owner-token");
+    std::fs::write(&token_file, "OLD\n").unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = serve_refused(&data);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains(&token_file.display().to_string()), "{err}");
+    assert!(err.contains("move it away"), "{err}");
+    assert_eq!(std::fs::read_to_string(&token_file).unwrap(), "OLD\n");
+
+    // A link to a world-writable file elsewhere, and a dangling one.
+    let leak = dir.path().join("leak.txt");
+    std::fs::write(&leak, "").unwrap();
+    std::fs::set_permissions(&leak, std::fs::Permissions::from_mode(0o666)).unwrap();
+    std::fs::remove_file(&token_file).unwrap();
+    std::os::unix::fs::symlink(&leak, &token_file).unwrap();
+    let out = serve_refused(&data);
+    assert!(stderr(&out).contains("move it away"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&leak).unwrap(), "");
+    std::fs::remove_file(&token_file).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("nowhere"), &token_file).unwrap();
+    let out = serve_refused(&data);
+    assert!(stderr(&out).contains("move it away"), "{}", stderr(&out));
+    assert!(!dir.path().join("nowhere").exists());
+
+    // Moved away, the next start initializes the still empty database.
+    std::fs::remove_file(&token_file).unwrap();
+    let out = Command::new(BIN)
+        .args(["init", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(mode(&data.join("secret")), 0o600);
+
+    // The server secret is never generated through a link either.
+    let fresh = dir.path().join("fresh");
+    std::fs::create_dir(&fresh).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("planted"), fresh.join("secret")).unwrap();
+    let out = serve_refused(&fresh);
+    let err = stderr(&out);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("secret"), "{err}");
+    assert!(!dir.path().join("planted").exists());
+}
+
+/// Review ops #10: `audit verify` and `migrate` on a path where there is no database fail
+/// with one line naming it, and create nothing; `orgs create` on an uninitialized data
+/// directory refuses before it makes anything.
+#[test]
+fn offline_commands_never_create_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("typo-dir");
+    let typo_db = dir.path().join("typo2.db");
+    let url = format!("sqlite://{}", typo_db.display());
+    let runs: [&[&str]; 4] = [
+        &["audit", "verify", "--data-dir"],
+        &["audit", "verify", "--json", "--data-dir"],
+        &["migrate", "--data-dir"],
+        &[
+            "orgs",
+            "create",
+            "--org",
+            "X",
+            "--email",
+            "x@y.z",
+            "--data-dir",
+        ],
+    ];
+    for args in runs {
+        let out = Command::new(BIN).args(args).arg(&typo).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stdout(&out));
+        let err = stderr(&out);
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains("typo-dir"), "{args:?}: {err}");
+        assert!(!typo.exists(), "{args:?} created {}", typo.display());
+    }
+    for args in [&["audit", "verify"][..], &["migrate"]] {
+        let out = Command::new(BIN)
+            .args(args)
+            .args(["--database-url", &url])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("database-url") && err.contains("typo2.db"),
+            "{err}"
+        );
+        assert!(!typo_db.exists(), "{args:?} created {}", typo_db.display());
+    }
+    // A data directory that exists but was never initialized keeps only what it had.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "orgs",
+            "create",
+            "--org",
+            "X",
+            "--email",
+            "x@y.z",
+            "--data-dir",
+        ])
+        .arg(&empty)
+        .output()
+        .unwrap();
+    assert!(stderr(&out).contains("tocsin init"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
+}
+
+/// Review ops #17: a data directory Tocsin creates is its owner's alone (0700), and the
+/// SQLite files are 0600; a directory the operator made keeps the mode it was given.
+#[cfg(unix)]
+#[test]
+fn the_data_directory_and_database_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut server = Server::start_logging("info");
+    let data = server.data.clone();
+    assert_eq!(mode(&data), 0o700);
+    let mut private = vec!["secret", "owner-token"];
+    if server.database_url().starts_with("sqlite:") {
+        private.extend(["tocsin.db", "tocsin.db-wal", "tocsin.db-shm"]);
+    }
+    for name in private {
+        assert_eq!(mode(&data.join(name)), 0o600, "{name}");
+    }
+    server.stop();
+
+    let dir = tempfile::tempdir().unwrap();
+    let made = dir.path().join("made");
+    std::fs::create_dir(&made).unwrap();
+    std::fs::set_permissions(&made, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let out = Command::new(BIN)
+        .args(["init", "--data-dir"])
+        .arg(&made)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(mode(&made), 0o750);
+    for entry in std::fs::read_dir(&made).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+    }
+}
+
+/// Review ops #15: a log written to a file carries no terminal colour codes, so that
+/// `grep path=` or `grep request_id=...` finds its lines.
+#[test]
+fn text_logs_in_a_file_have_no_colour_codes() {
+    let mut server = Server::start_logging("info");
+    server.stop();
+    let log = read(&server.log);
+    assert!(!log.contains('\u{1b}'), "{log:?}");
+    assert!(log.contains("path="), "{log}");
+}
+
 #[test]
 fn a_bad_setting_stops_the_start_with_one_line_naming_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -150,6 +351,70 @@ fn a_bad_setting_stops_the_start_with_one_line_naming_it() {
         .output()
         .unwrap();
     assert!(stderr(&out).contains("listen"));
+
+    // Review ops #12: numbers and booleans from the environment name the variable, a
+    // database that cannot be opened names the setting that chose it, and `regions` lists
+    // other regions only; each in one line.
+    let missing = dir.path().join("no").join("such").join("x.db");
+    let missing_url = format!("sqlite://{}", missing.display());
+    /// Flags, environment variables, and what the one line must say.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: [Case; 7] = [
+        (
+            &[],
+            &[("TOCSIN_TRACK_REQUESTS", "yes")],
+            &[
+                "TOCSIN_TRACK_REQUESTS=`yes`",
+                "track-requests",
+                "true or false",
+            ],
+        ),
+        (
+            &[],
+            &[("TOCSIN_MAX_BODY_BYTES", "abc")],
+            &["TOCSIN_MAX_BODY_BYTES=`abc`", "max-body-bytes"],
+        ),
+        (
+            &[],
+            &[("TOCSIN_ALLOW_QUERY_API_KEY", "1x")],
+            &["TOCSIN_ALLOW_QUERY_API_KEY", "allow-query-api-key"],
+        ),
+        (
+            &["--failed-auth-per-minute", "abc"],
+            &[],
+            &["failed-auth-per-minute", "`abc` is not a whole number"],
+        ),
+        (
+            &["--database-url", &missing_url],
+            &[],
+            &["database-url", "x.db"],
+        ),
+        (
+            &["--regions", "us=https://us.example.com"],
+            &[],
+            &["regions", "own region"],
+        ),
+        (
+            &["--regions", "eu=https://"],
+            &[],
+            &["regions", "`https://` is not a URL"],
+        ),
+    ];
+    for (args, env, said) in cases {
+        let out = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("d"))
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}");
+        let err = stderr(&out);
+        assert_eq!(err.trim().lines().count(), 1, "{args:?} {env:?}: {err}");
+        for s in said {
+            assert!(err.contains(s), "{args:?} {env:?}: {err}");
+        }
+    }
 }
 
 #[test]
