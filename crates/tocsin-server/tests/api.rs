@@ -10,6 +10,8 @@ use tocsin_server::config::{Overrides, Settings};
 mod alerts;
 #[path = "api/console.rs"]
 mod console;
+#[path = "api/heartbeats.rs"]
+mod heartbeats;
 #[path = "api/limits.rs"]
 mod limits;
 #[path = "api/users.rs"]

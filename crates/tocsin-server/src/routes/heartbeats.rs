@@ -23,6 +23,9 @@ use tocsin_core::validation::Problems;
 use tocsin_store::alerts::{Action, AlertDraft, AlertOp, IdentifierType, OpKind, Responder};
 use tocsin_store::heartbeats::Heartbeat;
 
+/// The `source` of the alerts heartbeats raise.
+const HEARTBEAT_SOURCE: &str = "Heartbeat";
+
 async fn view(app: &App, h: &Heartbeat) -> Value {
     let mut v = json!({
         "name": h.name, "description": h.description, "interval": h.interval, "intervalUnit": h.interval_unit,
@@ -68,6 +71,16 @@ async fn load(
     Ok(h)
 }
 
+/// Switches monitoring on or off. Switching it on starts the interval afresh: a disabled
+/// heartbeat is not monitored, so the time it spent disabled is no missed interval. `expired`
+/// stays as it is: a missed heartbeat's alert stays open until a ping closes it.
+fn enable(h: &mut Heartbeat, enabled: bool) {
+    if enabled && !h.enabled {
+        h.enabled_at = Some(OffsetDateTime::now_utc());
+    }
+    h.enabled = enabled;
+}
+
 /// Applies the fields of `b` to `h`; on create every required field must be there.
 async fn apply_fields(
     app: &App,
@@ -104,7 +117,7 @@ async fn apply_fields(
     }
     match b.get("enabled") {
         Some(v) => match v.as_bool() {
-            Some(e) => h.enabled = e,
+            Some(e) => enable(h, e),
             None => problems.add("enabled", "must be true or false"),
         },
         None if creating => problems.add("enabled", "is required"),
@@ -176,6 +189,7 @@ pub async fn create(
         alert_tags: vec![],
         alert_priority: "P3".into(),
         last_ping_at: None,
+        enabled_at: None,
         expired: false,
         created_at: OffsetDateTime::now_utc(),
     };
@@ -266,16 +280,13 @@ pub async fn toggle(
         _ => return Err(ApiError::NoRoute),
     };
     let mut h = load(&app, &p, &name, Permission::IntegrationsWrite).await?;
-    h.enabled = enabled;
-    if enabled {
-        h.expired = false;
-    }
+    enable(&mut h, enabled);
     app.store.update_heartbeat(&h).await?;
     Ok(v2.data(json!({"name": h.name, "enabled": h.enabled, "expired": h.expired})))
 }
 
-/// A ping: Opsgenie answers PONG whether or not the heartbeat exists. An expired one's alert
-/// is closed. A ping keeps a heartbeat from raising its alert and closes that alert, so it
+/// A ping: Opsgenie answers PONG whether or not the heartbeat exists. The heartbeat's open
+/// alert is closed. A ping keeps a heartbeat from raising its alert and closes that alert, so it
 /// needs `alerts:write` where the heartbeat belongs (its owner team's, or account-wide for
 /// one with no owner team): a read-only or another team's key cannot silence it.
 pub async fn ping(
@@ -292,12 +303,15 @@ pub async fn ping(
             .await?;
     }
     if let Some(before) = before
-        && before.expired
         && let Some(alert) = app
             .store
             .find_alert(&p.org_id, &before.name, IdentifierType::Alias)
             .await?
         && alert.status == "open"
+        // The heartbeat's own alert (the sweep raises it as source `Heartbeat`), or one a
+        // missed interval was counted into: closed on the next ping whatever happened to the
+        // heartbeat in between (disabled, enabled, changed).
+        && (before.expired || alert.source == HEARTBEAT_SOURCE)
         // Only an alert the caller may write: another team's alert with the heartbeat's name
         // as its alias is not the heartbeat's to close.
         && tocsin_core::policy::authorize(
@@ -355,7 +369,7 @@ pub async fn sweep(app: &App, now: OffsetDateTime) -> ApiResult<usize> {
             tags: h.alert_tags.clone(),
             details: Map::new(),
             entity: h.name.clone(),
-            source: "Heartbeat".into(),
+            source: HEARTBEAT_SOURCE.into(),
             priority: h.alert_priority.clone(),
             user: "Heartbeat".into(),
             note: None,

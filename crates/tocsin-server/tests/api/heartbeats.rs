@@ -1,0 +1,168 @@
+//! Heartbeats and the configuration API around them (`/v2/heartbeats`, `/v2/integrations`,
+//! `/v1/integrations`): what enabling does to a heartbeat's interval and alert, who may delete
+//! configuration, and what a 422 names. Expiry is driven by calling the sweep with a chosen
+//! time, never by waiting.
+
+use super::TestApp;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use time::{Duration, OffsetDateTime};
+use tocsin_server::routes::heartbeats::sweep;
+use tocsin_store::heartbeats::Heartbeat;
+
+impl TestApp {
+    fn app(&self) -> &tocsin_server::state::App {
+        &self.running.as_ref().unwrap().app
+    }
+
+    /// A heartbeat written straight to the store, made `age` ago (and pinged then, if
+    /// `pinged`), so that a test can stand at a time long after it without waiting.
+    async fn old_heartbeat(&self, name: &str, enabled: bool, age: Duration, pinged: bool) {
+        let store = &self.app().store;
+        let made = OffsetDateTime::now_utc() - age;
+        let h = Heartbeat {
+            org_id: store.list_orgs().await.unwrap()[0].id.clone(),
+            name: name.into(),
+            description: String::new(),
+            interval: 1,
+            interval_unit: "minutes".into(),
+            enabled,
+            owner_team_id: None,
+            alert_message: format!("{name} is expired"),
+            alert_tags: vec![],
+            alert_priority: "P3".into(),
+            last_ping_at: None,
+            enabled_at: None,
+            expired: false,
+            created_at: made,
+        };
+        store.insert_heartbeat(&h).await.unwrap();
+        if pinged {
+            store.ping_heartbeat(&h, made).await.unwrap();
+        }
+    }
+
+    async fn heartbeat(&self, name: &str) -> Value {
+        let (s, b, _) = self
+            .v2("GET", &format!("/v2/heartbeats/{name}"), &self.owner, None)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        b["data"].clone()
+    }
+
+    async fn alert_by_alias(&self, alias: &str) -> Value {
+        let (s, b, _) = self
+            .v2(
+                "GET",
+                &format!("/v2/alerts/{alias}?identifierType=alias"),
+                &self.owner,
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        b["data"].clone()
+    }
+}
+
+/// The usual maintenance: a heartbeat missed its interval (its alert is open), it is disabled
+/// during the work and enabled afterwards, or just enabled again, and the job pings again.
+/// That ping closes the alert; enabling does not forget that the heartbeat was missed.
+#[tokio::test]
+async fn the_first_ping_after_enabling_closes_the_missed_heartbeats_alert() {
+    let app = TestApp::spawn().await;
+    for (name, toggles) in [
+        ("hb-enabled-again", &["enable"][..]),
+        ("hb-maintenance", &["disable", "enable"][..]),
+    ] {
+        let (s, b, _) = app
+            .v2(
+                "POST",
+                "/v2/heartbeats",
+                &app.owner,
+                Some(
+                    json!({"name": name, "interval": 1, "intervalUnit": "hours", "enabled": true}),
+                ),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        sweep(app.app(), OffsetDateTime::now_utc() + Duration::hours(2))
+            .await
+            .unwrap();
+        assert_eq!(app.alert_by_alias(name).await["status"], "open");
+        for toggle in toggles {
+            let (s, b, _) = app
+                .v2(
+                    "POST",
+                    &format!("/v2/heartbeats/{name}/{toggle}"),
+                    &app.owner,
+                    None,
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{b}");
+            // Still missed: its alert is open until a ping.
+            assert_eq!(b["data"]["expired"], true, "{toggle}: {b}");
+        }
+        let (s, _, _) = app
+            .v2(
+                "GET",
+                &format!("/v2/heartbeats/{name}/ping"),
+                &app.owner,
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+        let alert = app.alert_by_alias(name).await;
+        assert_eq!(
+            (&alert["status"], &alert["count"]),
+            (&json!("closed"), &json!(1)),
+            "{name}: {alert}"
+        );
+        assert_eq!(app.heartbeat(name).await["expired"], false);
+    }
+}
+
+/// A heartbeat created disabled, or disabled for longer than its interval, starts its interval
+/// when it is enabled (POST, PUT or PATCH .../enable, or PATCH `enabled: true`), rather than
+/// alerting at once for the time nobody was watching. Enabling one that is already enabled
+/// does not put its due time off.
+#[tokio::test]
+async fn enabling_a_heartbeat_starts_its_interval_afresh() {
+    let app = TestApp::spawn().await;
+    let long_ago = Duration::hours(2);
+    app.old_heartbeat("hb-created-off", false, long_ago, false)
+        .await;
+    app.old_heartbeat("hb-paused", false, long_ago, true).await;
+    app.old_heartbeat("hb-put", false, long_ago, true).await;
+    app.old_heartbeat("hb-patch-verb", false, long_ago, false)
+        .await;
+    app.old_heartbeat("hb-late", true, long_ago, true).await;
+    for (method, path, body) in [
+        ("POST", "/v2/heartbeats/hb-created-off/enable", None),
+        (
+            "PATCH",
+            "/v2/heartbeats/hb-paused",
+            Some(json!({"enabled": true})),
+        ),
+        ("PUT", "/v2/heartbeats/hb-put/enable", None),
+        ("PATCH", "/v2/heartbeats/hb-patch-verb/enable", None),
+        ("POST", "/v2/heartbeats/hb-late/enable", None),
+    ] {
+        let (s, b, _) = app.v2(method, path, &app.owner, body).await;
+        assert_eq!(s, StatusCode::OK, "{method} {path}: {b}");
+    }
+    let now = OffsetDateTime::now_utc();
+    sweep(app.app(), now).await.unwrap();
+    for name in ["hb-created-off", "hb-paused", "hb-put", "hb-patch-verb"] {
+        assert_eq!(app.heartbeat(name).await["expired"], false, "{name}");
+    }
+    // Already enabled and overdue: enabling again is no reprieve.
+    assert_eq!(app.heartbeat("hb-late").await["expired"], true);
+    // A whole interval after being enabled without a ping, each is missed.
+    sweep(app.app(), now + Duration::minutes(2)).await.unwrap();
+    for name in ["hb-created-off", "hb-paused", "hb-put", "hb-patch-verb"] {
+        assert_eq!(app.heartbeat(name).await["expired"], true, "{name}");
+        assert_eq!(app.alert_by_alias(name).await["status"], "open", "{name}");
+    }
+    // The last ping is still the one it was: enabling is not a ping.
+    assert!(app.heartbeat("hb-paused").await["lastPingTime"].is_string());
+}
