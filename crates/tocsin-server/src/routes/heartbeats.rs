@@ -81,15 +81,27 @@ fn enable(h: &mut Heartbeat, enabled: bool) {
     h.enabled = enabled;
 }
 
-/// Applies the fields of `b` to `h`; on create every required field must be there.
+/// The message of a missed heartbeat's alert when none is set: `<name> is expired`, cut to
+/// an alert message's 130 characters (a heartbeat's name holds up to 200).
+fn default_message(name: &str) -> String {
+    alert::truncate(
+        "alertMessage",
+        &format!("{name} is expired"),
+        alert::MESSAGE_MAX,
+        &mut Vec::new(),
+    )
+}
+
+/// Applies the fields of `b` to `h`; on create every required field must be there. Every
+/// offending field is reported, with those `problems` already holds (the name's).
 async fn apply_fields(
     app: &App,
     p: &Principal,
     h: &mut Heartbeat,
     b: &Map<String, Value>,
     creating: bool,
+    mut problems: Problems,
 ) -> ApiResult<()> {
-    let mut problems = Problems::new();
     if let Some(v) = b.get("description") {
         match v.as_str() {
             Some(d) if d.chars().count() <= 10_000 => h.description = d.to_owned(),
@@ -123,27 +135,24 @@ async fn apply_fields(
         None if creating => problems.add("enabled", "is required"),
         None => {}
     }
-    if let Some(v) = b.get("alertMessage") {
-        match v.as_str() {
-            Some(m) => {
-                h.alert_message =
-                    alert::truncate("alertMessage", m, alert::MESSAGE_MAX, &mut Vec::new())
-            }
-            None => problems.add("alertMessage", "must be a string"),
+    // Trimmed and cut to 130 characters as an alert's message is; blank (or null) is the
+    // default message, as a heartbeat without one has in Opsgenie: an alert needs a message.
+    match b.get("alertMessage") {
+        None => {}
+        Some(Value::Null) => h.alert_message = default_message(&h.name),
+        Some(Value::String(m)) if m.trim().is_empty() => h.alert_message = default_message(&h.name),
+        Some(Value::String(m)) => {
+            h.alert_message = alert::truncate(
+                "alertMessage",
+                m.trim(),
+                alert::MESSAGE_MAX,
+                &mut Vec::new(),
+            )
         }
+        Some(_) => problems.add("alertMessage", "must be a string"),
     }
     if let Some(v) = b.get("alertTags") {
-        match v.as_array() {
-            Some(tags) => {
-                h.alert_tags = tags
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .take(alert::TAGS_MAX)
-                    .collect()
-            }
-            None => problems.add("alertTags", "must be a list of strings"),
-        }
+        h.alert_tags = alert::configured_tags("alertTags", v, &mut problems);
     }
     if let Some(v) = b.get("alertPriority") {
         match v.as_str().and_then(Priority::parse) {
@@ -169,23 +178,26 @@ pub async fn create(
     v2: V2,
     JsonBody(b): JsonBody<Map<String, Value>>,
 ) -> ApiResult<Response> {
-    let name = b.get("name").and_then(Value::as_str).unwrap_or("");
-    let name = KeyName::parse(name).map_err(|r| ApiError::validation("name", r))?;
+    let mut problems = Problems::new();
+    let name = match b.get("name") {
+        None | Some(Value::Null) => problems.take("name", KeyName::parse("")),
+        Some(Value::String(n)) => problems.take("name", KeyName::parse(n)),
+        Some(_) => {
+            problems.add("name", "must be a string");
+            None
+        }
+    };
+    // Checked with every other field; a name that did not parse is never stored.
+    let name = name.map(|n| n.as_str().to_owned()).unwrap_or_default();
     let mut h = Heartbeat {
         org_id: p.org_id.clone(),
-        name: name.as_str().to_owned(),
+        alert_message: default_message(&name),
+        name,
         description: String::new(),
         interval: 10,
         interval_unit: "minutes".into(),
         enabled: true,
         owner_team_id: None,
-        // An alert's message holds 130 characters, and a heartbeat's name up to 200.
-        alert_message: alert::truncate(
-            "alertMessage",
-            &format!("{} is expired", name.as_str()),
-            alert::MESSAGE_MAX,
-            &mut Vec::new(),
-        ),
         alert_tags: vec![],
         alert_priority: "P3".into(),
         last_ping_at: None,
@@ -193,7 +205,7 @@ pub async fn create(
         expired: false,
         created_at: OffsetDateTime::now_utc(),
     };
-    apply_fields(&app, &p, &mut h, &b, true).await?;
+    apply_fields(&app, &p, &mut h, &b, true, problems).await?;
     p.require(Permission::IntegrationsWrite, &resource(&h))?;
     app.store
         .insert_heartbeat(&h)
@@ -248,7 +260,7 @@ pub async fn update(
     JsonBody(b): JsonBody<Map<String, Value>>,
 ) -> ApiResult<Response> {
     let mut h = load(&app, &p, &name, Permission::IntegrationsWrite).await?;
-    apply_fields(&app, &p, &mut h, &b, false).await?;
+    apply_fields(&app, &p, &mut h, &b, false, Problems::new()).await?;
     p.require(Permission::IntegrationsWrite, &resource(&h))?;
     app.store.update_heartbeat(&h).await?;
     Ok(v2.data(view(&app, &h).await))

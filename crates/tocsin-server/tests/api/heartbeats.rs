@@ -166,3 +166,136 @@ async fn enabling_a_heartbeat_starts_its_interval_afresh() {
     // The last ping is still the one it was: enabling is not a ping.
     assert!(app.heartbeat("hb-paused").await["lastPingTime"].is_string());
 }
+
+/// A heartbeat's alert message and tags are what its missed-interval alert will carry, so they
+/// follow an alert's rules: a blank message is the default one (`<name> is expired`), tags
+/// are strings, trimmed, not blank (refused by their place), cut to 50 characters and 20 tags.
+#[tokio::test]
+async fn a_heartbeats_alert_message_and_tags_follow_the_rules_of_alerts() {
+    let app = TestApp::spawn().await;
+    let long = "y".repeat(60);
+    let (s, b, _) = app
+        .v2(
+            "POST",
+            "/v2/heartbeats",
+            &app.owner,
+            Some(
+                json!({"name": "hb-tags", "interval": 1, "intervalUnit": "hours", "enabled": true,
+                "alertMessage": "   ", "alertTags": [long, 5, "", " "]}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    let fields: Vec<&String> = b["errors"].as_object().unwrap().keys().collect();
+    assert_eq!(
+        fields,
+        ["alertTags[1]", "alertTags[2]", "alertTags[3]"],
+        "{b}"
+    );
+    let many: Vec<String> = (0..25).map(|i| format!("t{i}")).collect();
+    for (tags, kept) in [
+        (json!([" x ", long, "x"]), json!(["x", "y".repeat(50)])),
+        (json!(many), json!(many[..20])),
+    ] {
+        let (s, b, _) = app
+            .v2(
+                "POST",
+                "/v2/heartbeats",
+                &app.owner,
+                Some(json!({"name": "hb-tags", "interval": 1, "intervalUnit": "hours", "enabled": true,
+                    "alertMessage": "   ", "alertTags": tags})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        assert_eq!(b["data"]["alertMessage"], "hb-tags is expired", "{b}");
+        assert_eq!(b["data"]["alertTags"], kept, "{b}");
+        app.v2("DELETE", "/v2/heartbeats/hb-tags", &app.owner, None)
+            .await;
+    }
+    let (s, b, _) = app
+        .v2(
+            "POST",
+            "/v2/heartbeats",
+            &app.owner,
+            Some(
+                json!({"name": "hb-msg", "interval": 1, "intervalUnit": "hours", "enabled": true,
+                "alertMessage": "  Backups stopped  ", "alertTags": [" db "]}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(b["data"]["alertMessage"], "Backups stopped");
+    sweep(app.app(), OffsetDateTime::now_utc() + Duration::hours(2))
+        .await
+        .unwrap();
+    let alert = app.alert_by_alias("hb-msg").await;
+    assert_eq!(
+        (&alert["message"], &alert["tags"]),
+        (&json!("Backups stopped"), &json!(["db"]))
+    );
+    // PATCH follows the same rules; a blank message goes back to the default.
+    for (body, field, want) in [
+        (
+            json!({"alertMessage": ""}),
+            "alertMessage",
+            json!("hb-msg is expired"),
+        ),
+        (
+            json!({"alertTags": [" a ", "b"]}),
+            "alertTags",
+            json!(["a", "b"]),
+        ),
+    ] {
+        let (s, b, _) = app
+            .v2("PATCH", "/v2/heartbeats/hb-msg", &app.owner, Some(body))
+            .await;
+        assert_eq!((s, &b["data"][field]), (StatusCode::OK, &want), "{b}");
+    }
+    let (s, b, _) = app
+        .v2(
+            "PATCH",
+            "/v2/heartbeats/hb-msg",
+            &app.owner,
+            Some(json!({"alertTags": [true], "alertMessage": 7})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(
+        b["errors"]["alertTags[0]"].is_string() && b["errors"]["alertMessage"].is_string(),
+        "{b}"
+    );
+}
+
+/// A heartbeat's 422 names every offending field, the name among them.
+#[tokio::test]
+async fn a_heartbeats_422_names_every_field() {
+    let app = TestApp::spawn().await;
+    let (s, b, _) = app
+        .v2(
+            "POST",
+            "/v2/heartbeats",
+            &app.owner,
+            Some(json!({"interval": 0, "intervalUnit": "weeks", "enabled": "yes", "alertPriority": "P9"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    for field in [
+        "name",
+        "interval",
+        "intervalUnit",
+        "enabled",
+        "alertPriority",
+    ] {
+        assert!(b["errors"][field].is_string(), "{field}: {b}");
+    }
+    let (s, b, _) = app
+        .v2(
+            "POST",
+            "/v2/heartbeats",
+            &app.owner,
+            Some(json!({"name": 5, "interval": 1, "intervalUnit": "hours", "enabled": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(b["errors"]["name"], "must be a string", "{b}");
+}
