@@ -272,7 +272,8 @@ pub async fn delete(
     Path(name): Path<String>,
     v2: V2,
 ) -> ApiResult<Response> {
-    load(&app, &p, &name, Permission::IntegrationsWrite).await?;
+    let h = load(&app, &p, &name, Permission::IntegrationsWrite).await?;
+    p.require_configuration_delete(&resource(&h))?;
     app.store.delete_heartbeat(&p.org_id, &name).await?;
     Ok(
         Json(json!({"result": "Deleted", "took": v2.took(), "requestId": v2.request_id()}))

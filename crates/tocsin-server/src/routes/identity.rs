@@ -41,6 +41,16 @@ fn integration_rule(
     Ok(())
 }
 
+/// The routes that delete configuration (`Principal::require_configuration_delete`).
+fn deletes_configuration(route: &RouteInfo) -> bool {
+    matches!(
+        (route.method, route.path),
+        ("DELETE", "/v2/heartbeats/{name}")
+            | ("DELETE", "/v1/integrations/{id}")
+            | ("DELETE", "/v2/integrations/{id}")
+    )
+}
+
 fn param<'p>(params: &'p [(&'static str, String)], name: &str) -> Option<&'p str> {
     params
         .iter()
@@ -351,6 +361,15 @@ pub async fn explain(
                 | ("POST", "/v2/integrations")
         )
         && let Err(e) = crate::routes::api_keys::check_not_replaced(&subject, "make or change keys")
+    {
+        return refused(e, route_note, Some(permission));
+    }
+    // An integration key deletes configuration only with its integration's delete access
+    // (heartbeats.rs `delete`, integrations.rs `remove`).
+    if e.allowed
+        && let Some((route, _)) = &matched
+        && deletes_configuration(route)
+        && let Err(e) = subject.require_configuration_delete(&resource)
     {
         return refused(e, route_note, Some(permission));
     }

@@ -331,8 +331,10 @@ pub async fn update(
     )))
 }
 
-/// Deletes an integration after revoking every key it has.
+/// Deletes an integration after revoking every key it has; an integration key needs its
+/// integration's delete access for it.
 pub async fn remove(app: &App, p: &Principal, i: &Integration) -> ApiResult<()> {
+    p.require_configuration_delete(&resource(i))?;
     let filter = KeyFilter {
         integration_id: Some(i.id.to_string()),
         ..Default::default()

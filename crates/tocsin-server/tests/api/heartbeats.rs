@@ -3,7 +3,7 @@
 //! configuration, and what a 422 names. Expiry is driven by calling the sweep with a chosen
 //! time, never by waiting.
 
-use super::TestApp;
+use super::{TestApp, code, refused};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
@@ -298,4 +298,107 @@ async fn a_heartbeats_422_names_every_field() {
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     assert_eq!(b["errors"]["name"], "must be a string", "{b}");
+}
+
+/// Opsgenie's "configuration (+ write/delete)": an integration key changes heartbeats and
+/// integrations with configuration and write access, and deletes them only with delete access
+/// too. The refusal says which access is missing and how to turn it on; explain agrees.
+#[tokio::test]
+async fn an_integration_key_deletes_configuration_only_with_delete_access() {
+    let app = TestApp::spawn().await;
+    let dev = app.team("dev").await;
+    let (config_id, config) = app
+        .integration(json!({"name": "config", "team_id": dev, "allow_configuration": true}))
+        .await;
+    let (s, b, _) = app
+        .v2(
+            "POST",
+            "/v2/heartbeats",
+            &config,
+            Some(json!({"name": "dev-cron", "interval": 10, "intervalUnit": "minutes", "enabled": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, b, _) = app
+        .v2(
+            "POST",
+            "/v2/integrations",
+            &config,
+            Some(json!({"name": "child", "type": "API", "ownerTeam": {"id": dev}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let child = b["data"]["id"].as_str().unwrap().to_owned();
+    let child_key = b["data"]["apiKey"].as_str().unwrap().to_owned();
+    let deletes = [
+        ("DELETE", "/v2/heartbeats/dev-cron".to_owned()),
+        ("DELETE", format!("/v2/integrations/{child}")),
+        ("DELETE", format!("/v1/integrations/{child}")),
+    ];
+    for (method, path) in &deletes {
+        let (s, b, _) = app.v2(method, path, &config, None).await;
+        refused(s, &b, StatusCode::FORBIDDEN, "permission_denied");
+        if path.starts_with("/v2/") {
+            assert_eq!(b["code"], 40301, "{path}: {b}");
+        }
+        assert!(
+            b["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("do not include allow_delete"),
+            "{path}: {b}"
+        );
+        assert!(
+            b["error"]["fixes"][0]
+                .as_str()
+                .unwrap()
+                .contains("Turn on allow_delete"),
+            "{path}: {b}"
+        );
+        let (s, e) = app
+            .post(
+                "/v1/auth/explain",
+                &config,
+                json!({"method": method, "path": path}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{e}");
+        assert_eq!(
+            (&e["allowed"], &e["code"]),
+            (&json!(false), &json!("permission_denied")),
+            "{path}: {e}"
+        );
+        assert!(
+            e["reasons"][0].as_str().unwrap().contains("allow_delete"),
+            "{e}"
+        );
+    }
+    // Nothing was deleted: the heartbeat is there, the child's key works.
+    assert_eq!(app.heartbeat("dev-cron").await["name"], "dev-cron");
+    let (s, _, _) = app.v2("GET", "/v2/account", &child_key, None).await;
+    assert_eq!(s, StatusCode::OK);
+
+    let (s, b) = app
+        .patch(
+            &format!("/v1/integrations/{config_id}"),
+            &app.owner,
+            json!({"allow_delete": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    for (method, path) in &deletes[..2] {
+        let (s, e) = app
+            .post(
+                "/v1/auth/explain",
+                &config,
+                json!({"method": method, "path": path}),
+            )
+            .await;
+        assert_eq!((s, &e["allowed"]), (StatusCode::OK, &json!(true)), "{e}");
+        let (s, b, _) = app.v2(method, path, &config, None).await;
+        assert_eq!(s, StatusCode::OK, "{path}: {b}");
+    }
+    let (s, b, _) = app.v2("GET", "/v2/account", &child_key, None).await;
+    assert_eq!(code(&b), "revoked_key", "{b}");
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
 }
