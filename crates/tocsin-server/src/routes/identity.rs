@@ -403,6 +403,27 @@ pub async fn explain(
             _ => {}
         }
     }
+    // A create whose body names the team: a grant held only within teams creates only there.
+    if e.allowed
+        && let Some((route, _)) = &matched
+        && route.method == "POST"
+        && matches!(
+            route.path,
+            "/v1/integrations" | "/v2/integrations" | "/v2/heartbeats"
+        )
+        && !subject.grants.account.contains(permission)
+    {
+        let teams: Vec<String> = subject
+            .grants
+            .teams_with(permission)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        e.reasons.push(format!(
+            "`{permission}` is held only within team(s) {}: what is created must belong to one of them (the body's team_id, or ownerTeam on /v2; a team integration's key puts a heartbeat in its team); a global one, or another team's, is refused.",
+            teams.join(", ")
+        ));
+    }
     Ok(Json(json!({
         "allowed": e.allowed, "code": e.code, "route": route_note, "permission": permission.name(),
         "reasons": e.reasons, "fixes": e.fixes,

@@ -402,3 +402,78 @@ async fn an_integration_key_deletes_configuration_only_with_delete_access() {
     assert_eq!(code(&b), "revoked_key", "{b}");
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 }
+
+/// The create routes of configuration need `integrations:write` (somewhere: the body's team
+/// decides where), and explain says so rather than "any valid credential".
+#[tokio::test]
+async fn explain_knows_what_creating_configuration_needs() {
+    let app = TestApp::spawn().await;
+    let sre = app.team("sre").await;
+    let (_, alerts_only) = app
+        .integration(json!({"name": "sreint", "team_id": sre}))
+        .await;
+    let (_, manager) = app
+        .key(
+            &app.owner,
+            json!({"name": "sre config", "kind": "team", "team_id": sre, "team_role_names": ["team_admin"]}),
+        )
+        .await;
+    let creates = [
+        ("/v1/integrations", json!({"name": "made", "team_id": sre})),
+        (
+            "/v2/integrations",
+            json!({"name": "made", "type": "API", "ownerTeam": {"id": sre}}),
+        ),
+        (
+            "/v2/heartbeats",
+            json!({"name": "made", "interval": 1, "intervalUnit": "hours", "enabled": true, "ownerTeam": {"id": sre}}),
+        ),
+    ];
+    for (path, body) in &creates {
+        let (s, e) = app
+            .post(
+                "/v1/auth/explain",
+                &alerts_only,
+                json!({"method": "POST", "path": path}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{e}");
+        assert_eq!(
+            (&e["allowed"], &e["code"], &e["permission"]),
+            (
+                &json!(false),
+                &json!("permission_denied"),
+                &json!("integrations:write")
+            ),
+            "{path}: {e}"
+        );
+        let (s, b, _) = app.v2("POST", path, &alerts_only, Some(body.clone())).await;
+        refused(s, &b, StatusCode::FORBIDDEN, "permission_denied");
+        assert_eq!(code(&b), e["code"].as_str().unwrap());
+
+        // A team grant creates in its team; explain says so.
+        let (s, e) = app
+            .post(
+                "/v1/auth/explain",
+                &manager,
+                json!({"method": "POST", "path": path}),
+            )
+            .await;
+        assert_eq!((s, &e["allowed"]), (StatusCode::OK, &json!(true)), "{e}");
+        assert!(
+            e["reasons"][1].as_str().unwrap().contains(sre.as_str()),
+            "{path}: {e}"
+        );
+        let (s, b, _) = app.v2("POST", path, &manager, Some(body.clone())).await;
+        assert_eq!(s, StatusCode::CREATED, "{path}: {b}");
+        if path.starts_with("/v1/integrations") || path.starts_with("/v2/integrations") {
+            let id = b["integration"]["id"]
+                .as_str()
+                .or(b["data"]["id"].as_str())
+                .unwrap()
+                .to_owned();
+            app.v2("DELETE", &format!("/v2/integrations/{id}"), &manager, None)
+                .await;
+        }
+    }
+}
