@@ -331,9 +331,16 @@ pub async fn update(
     )))
 }
 
-/// Deletes an integration after revoking every key it has; an integration key needs its
-/// integration's delete access for it.
-pub async fn remove(app: &App, p: &Principal, i: &Integration) -> ApiResult<()> {
+/// Deletes an integration after revoking every key it has, each with its `api_key.revoked`
+/// event for `request` (which answers `status`); an integration key needs its integration's
+/// delete access for it.
+pub async fn remove(
+    app: &App,
+    p: &Principal,
+    i: &Integration,
+    request: &RequestFacts,
+    status: u16,
+) -> ApiResult<()> {
     p.require_configuration_delete(&resource(i))?;
     let filter = KeyFilter {
         integration_id: Some(i.id.to_string()),
@@ -349,7 +356,7 @@ pub async fn remove(app: &App, p: &Principal, i: &Integration) -> ApiResult<()> 
             .list_keys(&p.org_id, &filter, &all, 500, None)
             .await?;
         for k in &page.items {
-            app.store.revoke_key(&p.org_id, &k.id, &p.creator).await?;
+            crate::routes::api_keys::revoke_recorded(app, p, &k.id, request, status).await?;
         }
         if page.next_cursor.is_none() {
             break;
@@ -364,8 +371,9 @@ pub async fn delete(
     State(app): State<AppState>,
     Extension(p): Extension<Arc<Principal>>,
     Path(id): Path<String>,
+    request: RequestFacts,
 ) -> ApiResult<StatusCode> {
     let i = load(&app, &p, &id, Permission::IntegrationsWrite).await?;
-    remove(&app, &p, &i).await?;
+    remove(&app, &p, &i, &request, StatusCode::NO_CONTENT.as_u16()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

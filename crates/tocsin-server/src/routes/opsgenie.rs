@@ -258,9 +258,10 @@ pub async fn delete(
     Extension(p): Extension<Arc<Principal>>,
     Path(id): Path<String>,
     v2: V2,
+    request: crate::auth::RequestFacts,
 ) -> ApiResult<Response> {
     let i = load(&app, &p, &id, Permission::IntegrationsWrite).await?;
-    remove(&app, &p, &i).await?;
+    remove(&app, &p, &i, &request, StatusCode::OK.as_u16()).await?;
     Ok(
         Json(json!({"result": "Deleted", "took": v2.took(), "requestId": v2.request_id()}))
             .into_response(),

@@ -477,3 +477,101 @@ async fn explain_knows_what_creating_configuration_needs() {
         }
     }
 }
+
+/// The `api_key.revoked` events, newest first.
+async fn revoked_events(app: &TestApp) -> Vec<Value> {
+    let (s, b) = app
+        .get("/v1/audit_events?action=api_key.revoked", &app.owner)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    b["data"].as_array().unwrap().clone()
+}
+
+/// Deleting an integration revokes its keys, and each revocation is in the audit trail as the
+/// revoke route records one: `api_key.revoked`, naming the key and the request that did it.
+#[tokio::test]
+async fn deleting_an_integration_records_each_key_it_revokes() {
+    let app = TestApp::spawn().await;
+    // The shape to match: a key revoked by the revoke route.
+    let (alone, _) = app
+        .key(
+            &app.owner,
+            json!({"name": "alone", "role_names": ["viewer"]}),
+        )
+        .await;
+    let (s, b) = app
+        .post(
+            &format!("/v1/api_keys/{alone}/revoke"),
+            &app.owner,
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let by_route = revoked_events(&app).await[0].clone();
+    let shape = |e: &Value| {
+        let mut keys: Vec<String> = e.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+
+    for (api, expected_status) in [("/v1", 204), ("/v2", 200)] {
+        let (id, _) = app.integration(json!({"name": format!("tmp{api}")})).await;
+        let (second, _) = app
+            .key(
+                &app.owner,
+                json!({"name": "second", "kind": "integration", "integration_id": id}),
+            )
+            .await;
+        let (s, keys) = app
+            .get(&format!("/v1/api_keys?integration_id={id}"), &app.owner)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{keys}");
+        let mut key_ids: Vec<String> = keys["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(key_ids.contains(&second) && key_ids.len() == 2, "{keys}");
+        let before = revoked_events(&app).await.len();
+        let (s, b, _) = app
+            .v2(
+                "DELETE",
+                &format!("{api}/integrations/{id}"),
+                &app.owner,
+                None,
+            )
+            .await;
+        assert_eq!(s.as_u16(), expected_status, "{b}");
+        let events = revoked_events(&app).await;
+        assert_eq!(events.len(), before + 2, "{api}: {events:?}");
+        let mut targets: Vec<String> = events[..2]
+            .iter()
+            .map(|e| e["target"]["id"].as_str().unwrap().to_owned())
+            .collect();
+        targets.sort();
+        key_ids.sort();
+        assert_eq!(targets, key_ids, "{api}");
+        for e in &events[..2] {
+            assert_eq!(shape(e), shape(&by_route), "{e}");
+            assert_eq!(
+                (&e["target"]["type"], &e["actor"], &e["outcome"]),
+                (
+                    &by_route["target"]["type"],
+                    &by_route["actor"],
+                    &json!("allowed")
+                ),
+                "{e}"
+            );
+            assert_eq!(
+                (&e["method"], &e["route"], &e["status"]),
+                (
+                    &json!("DELETE"),
+                    &json!(format!("{api}/integrations/{{id}}")),
+                    &json!(expected_status)
+                ),
+                "{e}"
+            );
+        }
+    }
+}
