@@ -575,3 +575,88 @@ async fn deleting_an_integration_records_each_key_it_revokes() {
         }
     }
 }
+
+/// An integration's 422, on either API, names every offending field at once.
+#[tokio::test]
+async fn an_integrations_422_names_every_field() {
+    let app = TestApp::spawn().await;
+    let (s, b) = app
+        .post(
+            "/v1/integrations",
+            &app.owner,
+            json!({"name": "x", "type": "Webhook", "team_id": "bogus", "allow_read": "yes", "enabled": 1, "colour": "red"}),
+        )
+        .await;
+    refused(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    for field in ["type", "team_id", "allow_read", "enabled", "colour"] {
+        assert!(b["error"]["fields"][field].is_string(), "{field}: {b}");
+    }
+    assert!(
+        b["error"]["fields"]["colour"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field"),
+        "{b}"
+    );
+    let (s, b, _) = app
+        .v2(
+            "POST",
+            "/v2/integrations",
+            &app.owner,
+            Some(
+                json!({"name": 7, "type": "Webhook", "ownerTeam": {"name": "nobody"},
+                "allowWriteAccess": "yes", "allowDeleteAccess": 0}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    for field in [
+        "name",
+        "type",
+        "ownerTeam",
+        "allowWriteAccess",
+        "allowDeleteAccess",
+    ] {
+        assert!(b["errors"][field].is_string(), "{field}: {b}");
+    }
+    assert_eq!(b["errors"]["name"], "must be a string", "{b}");
+    // Nothing was made.
+    let (_, b) = app.get("/v1/integrations", &app.owner).await;
+    assert_eq!(b["data"], json!([]), "{b}");
+}
+
+/// An integration's first key is named `<integration name> key`, cut (by characters) to fit a
+/// key name's 200 characters, so the very name can be given to another key.
+#[tokio::test]
+async fn a_long_integration_names_its_first_key_within_200_characters() {
+    let app = TestApp::spawn().await;
+    let long = "é".repeat(200);
+    let (s, b) = app
+        .post("/v1/integrations", &app.owner, json!({"name": long}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let key_name = b["api_key"]["name"].as_str().unwrap().to_owned();
+    assert_eq!(key_name.chars().count(), 200, "{key_name}");
+    assert_eq!(key_name, format!("{} key", "é".repeat(196)));
+    let id = b["integration"]["id"].as_str().unwrap();
+    // The same name is one a key may have (the first key is revoked to free it).
+    let first = b["api_key"]["id"].as_str().unwrap();
+    app.post(
+        &format!("/v1/api_keys/{first}/revoke"),
+        &app.owner,
+        json!({}),
+    )
+    .await;
+    app.key(
+        &app.owner,
+        json!({"kind": "integration", "integration_id": id, "name": key_name}),
+    )
+    .await;
+    let (s, b) = app
+        .post("/v1/integrations", &app.owner, json!({"name": "short"}))
+        .await;
+    assert_eq!(
+        (s, &b["api_key"]["name"]),
+        (StatusCode::CREATED, &json!("short key"))
+    );
+}
