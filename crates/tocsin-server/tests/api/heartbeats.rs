@@ -660,3 +660,114 @@ async fn a_long_integration_names_its_first_key_within_200_characters() {
         (StatusCode::CREATED, &json!("short key"))
     );
 }
+
+/// A team that owns heartbeats or integrations (even ones with no key left) is not deleted:
+/// they would be left to a team that no longer exists, their alerts paging nobody. The
+/// refusal names them, to a caller who may read them.
+#[tokio::test]
+async fn a_team_owning_heartbeats_or_integrations_is_not_deleted() {
+    let app = TestApp::spawn().await;
+    let tmp = app.team("tmpteam").await;
+    let (s, b, _) = app
+        .v2(
+            "POST",
+            "/v2/heartbeats",
+            &app.owner,
+            Some(json!({"name": "hb-team", "interval": 1, "intervalUnit": "hours", "enabled": true, "ownerTeam": {"name": "tmpteam"}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (integration, _) = app
+        .integration(json!({"name": "orphan", "team_id": tmp}))
+        .await;
+    // Its key revoked: the integration alone still holds the team.
+    let (_, keys) = app
+        .get(
+            &format!("/v1/api_keys?integration_id={integration}"),
+            &app.owner,
+        )
+        .await;
+    let key = keys["data"][0]["id"].as_str().unwrap();
+    app.post(&format!("/v1/api_keys/{key}/revoke"), &app.owner, json!({}))
+        .await;
+
+    let (s, b) = app
+        .call(
+            "DELETE",
+            &format!("/v1/teams/{tmp}"),
+            Some(&app.owner),
+            None,
+        )
+        .await;
+    refused(s, &b, StatusCode::CONFLICT, "team_in_use");
+    let message = b["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("1 integration(s): {integration} (\"orphan\")"))
+            && message.contains("1 heartbeat(s): hb-team")
+            && !message.contains("API key"),
+        "{b}"
+    );
+    let fix = b["error"]["fixes"][0].as_str().unwrap();
+    assert!(
+        fix.contains("DELETE /v1/integrations/{id}")
+            && fix.contains("DELETE /v2/heartbeats/{name}"),
+        "{b}"
+    );
+    // A caller who may change teams but not read integrations learns what, not which.
+    app.post(
+        "/v1/roles",
+        &app.owner,
+        json!({"name": "team_keeper", "scope": "account", "permissions": ["teams:read", "teams:write"]}),
+    )
+    .await;
+    let (_, keeper) = app
+        .key(
+            &app.owner,
+            json!({"name": "keeper", "kind": "organization", "role_names": ["team_keeper"]}),
+        )
+        .await;
+    let (s, b) = app
+        .call("DELETE", &format!("/v1/teams/{tmp}"), Some(&keeper), None)
+        .await;
+    refused(s, &b, StatusCode::CONFLICT, "team_in_use");
+    let message = b["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("1 heartbeat(s) (someone holding integrations:read")
+            && !message.contains("hb-team")
+            && !message.contains(&integration),
+        "{b}"
+    );
+
+    // Only the integration left: still refused; then nothing left: deleted.
+    let (s, b, _) = app
+        .v2("DELETE", "/v2/heartbeats/hb-team", &app.owner, None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = app
+        .call(
+            "DELETE",
+            &format!("/v1/teams/{tmp}"),
+            Some(&app.owner),
+            None,
+        )
+        .await;
+    refused(s, &b, StatusCode::CONFLICT, "team_in_use");
+    let (s, b) = app
+        .call(
+            "DELETE",
+            &format!("/v1/integrations/{integration}"),
+            Some(&app.owner),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    let (s, b) = app
+        .call(
+            "DELETE",
+            &format!("/v1/teams/{tmp}"),
+            Some(&app.owner),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+}
