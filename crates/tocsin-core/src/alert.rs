@@ -542,10 +542,66 @@ impl NewAlert {
     }
 }
 
+/// Tags that are configured once and put on alerts later (a heartbeat's `alertTags`):
+/// strict where a create body is lenient, since a mistake here would show only on the alert,
+/// long after: every item must be a string (another item is refused by its place,
+/// `field[i]`), trimmed and not blank. Cut as alert creation cuts them: each to `TAG_MAX`
+/// characters, and to the first `TAGS_MAX` distinct tags. Null is no tags.
+pub fn configured_tags(field: &str, value: &Value, problems: &mut Problems) -> Vec<String> {
+    let items = match value {
+        Value::Null => return vec![],
+        Value::Array(items) => items,
+        _ => {
+            problems.add(field, "must be a list of strings");
+            return vec![];
+        }
+    };
+    let mut tags: Vec<String> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let Value::String(tag) = item else {
+            problems.add(format!("{field}[{i}]"), "must be a string");
+            continue;
+        };
+        let tag = tag.trim();
+        if tag.is_empty() {
+            problems.add(format!("{field}[{i}]"), "must not be empty or only spaces");
+            continue;
+        }
+        let tag = truncate(field, tag, TAG_MAX, &mut Vec::new());
+        if !tags.contains(&tag) {
+            tags.push(tag);
+        }
+    }
+    tags.truncate(TAGS_MAX);
+    tags
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn configured_tags_are_strings_trimmed_and_cut_as_alert_tags() {
+        let mut problems = Problems::new();
+        let long = "y".repeat(60);
+        let many: Vec<String> = (0..25).map(|i| format!("t{i}")).collect();
+        let tags = configured_tags(
+            "alertTags",
+            &json!([long, 5, "", " a ", "a", null]),
+            &mut problems,
+        );
+        assert_eq!(tags, vec!["y".repeat(TAG_MAX), "a".to_owned()]);
+        let fields: Vec<&str> = problems.0.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["alertTags[1]", "alertTags[2]", "alertTags[5]"]);
+        let mut problems = Problems::new();
+        assert_eq!(
+            configured_tags("alertTags", &json!(many), &mut problems).len(),
+            TAGS_MAX
+        );
+        configured_tags("alertTags", &json!("a"), &mut problems);
+        assert_eq!(problems.0.len(), 1);
+    }
 
     #[test]
     fn message_is_required_and_truncated_by_characters() {

@@ -47,6 +47,14 @@ impl AccessFlags {
         p
     }
 
+    /// Whether the integration's keys may delete configuration (heartbeats, integrations):
+    /// Opsgenie's "configuration (+ write/delete)". `integrations:write` (configuration and
+    /// write) changes configuration; deleting it takes the delete access as well. Other kinds
+    /// of key have no such flag: `integrations:write` is all they need.
+    pub fn deletes_configuration(self) -> bool {
+        self.configuration && self.write && self.delete
+    }
+
     /// The grants of the integration's keys: within its team, or account-wide when global.
     pub fn grants(self, team: Option<&TeamId>) -> Grants {
         match team {
@@ -97,5 +105,20 @@ mod tests {
         }
         .permissions();
         assert!(config.contains(Permission::IntegrationsWrite));
+        assert!(
+            !AccessFlags {
+                configuration: true,
+                ..Default::default()
+            }
+            .deletes_configuration()
+        );
+        assert!(
+            AccessFlags {
+                configuration: true,
+                delete: true,
+                ..Default::default()
+            }
+            .deletes_configuration()
+        );
     }
 }

@@ -508,6 +508,19 @@ pub fn describe_refusal(refusal: &Refusal, who: Option<&Describe>) -> (String, V
     }
 }
 
+/// The message and fix of an integration key refused a configuration delete (a heartbeat, an
+/// integration) because its integration's delete access is off, though it holds
+/// `integrations:write` (`AccessFlags::deletes_configuration`).
+pub fn configuration_delete_refusal(who: &Describe) -> (String, String) {
+    (
+        format!(
+            "Deleting heartbeats and integrations takes an integration's delete access as well as its configuration and write access: {} holds `integrations:write`, but its integration's access flags do not include allow_delete.",
+            who.summary()
+        ),
+        "Turn on allow_delete for the integration (PATCH /v1/integrations/{id} with \"allow_delete\": true, or \"allowDeleteAccess\": true in PUT /v2/integrations/{id}; either needs integrations:write), or use a personal, team or organization key.".into(),
+    )
+}
+
 /// Explains a permission decision in the words the refusal would use.
 pub fn explain(
     grants: &Grants,

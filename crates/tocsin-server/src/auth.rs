@@ -83,6 +83,26 @@ impl Principal {
     }
 }
 
+impl Principal {
+    /// Checks the right to delete configuration (a heartbeat, an integration) owned as
+    /// `resource`: `integrations:write` there and, for an integration key, its integration's
+    /// delete access (Opsgenie's "configuration (+ write/delete)").
+    pub fn require_configuration_delete(&self, resource: &Resource) -> ApiResult<()> {
+        self.require(Permission::IntegrationsWrite, resource)?;
+        match &self.integration {
+            Some(i) if !i.flags.deletes_configuration() => {
+                let (message, fix) = policy::configuration_delete_refusal(&self.describe);
+                Err(ApiError::ForbiddenWithFix {
+                    code: "permission_denied",
+                    message,
+                    fix,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Built-in and custom roles of one organization, by name.
 pub struct RoleBook(HashMap<String, Role>);
 

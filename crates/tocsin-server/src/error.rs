@@ -42,6 +42,12 @@ pub enum ApiError {
         code: &'static str,
         message: String,
     },
+    /// 403 that also says what to do instead (`fixes` in the body).
+    ForbiddenWithFix {
+        code: &'static str,
+        message: String,
+        fix: String,
+    },
     Unauthorized {
         code: &'static str,
         message: String,
@@ -211,6 +217,10 @@ impl ApiError {
                 (StatusCode::CONFLICT, *code, message.clone())
             }
             ApiError::Forbidden { code, message } => (StatusCode::FORBIDDEN, *code, message.clone()),
+            ApiError::ForbiddenWithFix { code, message, fix } => {
+                details.insert("fixes".into(), json!([fix]));
+                (StatusCode::FORBIDDEN, *code, message.clone())
+            }
             ApiError::Unauthorized { code, message } => (StatusCode::UNAUTHORIZED, *code, message.clone()),
             ApiError::NotImplemented(what) => {
                 (StatusCode::NOT_IMPLEMENTED, "not_implemented", format!("{what} is not implemented yet."))

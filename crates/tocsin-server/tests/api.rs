@@ -12,6 +12,8 @@ mod alerts;
 mod audit;
 #[path = "api/console.rs"]
 mod console;
+#[path = "api/heartbeats.rs"]
+mod heartbeats;
 #[path = "api/limits.rs"]
 mod limits;
 #[path = "api/users.rs"]

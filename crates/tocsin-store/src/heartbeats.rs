@@ -20,6 +20,9 @@ pub struct Heartbeat {
     pub alert_tags: Vec<String>,
     pub alert_priority: String,
     pub last_ping_at: Option<OffsetDateTime>,
+    /// When monitoring last started: set when a disabled heartbeat is enabled (`None`: at its
+    /// creation).
+    pub enabled_at: Option<OffsetDateTime>,
     pub expired: bool,
     pub created_at: OffsetDateTime,
 }
@@ -34,9 +37,15 @@ impl Heartbeat {
         self.interval.saturating_mul(unit)
     }
 
-    /// When it expires unless pinged: an interval after the last ping (or its creation).
+    /// When it expires unless pinged: an interval after the last ping or the start of its
+    /// monitoring (its creation, or its last enabling), whichever is later.
     pub fn due_at(&self) -> i64 {
-        ms(self.last_ping_at.unwrap_or(self.created_at)).saturating_add(self.interval_ms())
+        let started = self.enabled_at.unwrap_or(self.created_at);
+        let from = match self.last_ping_at {
+            Some(ping) => ping.max(started),
+            None => started,
+        };
+        ms(from).saturating_add(self.interval_ms())
     }
 }
 
@@ -53,6 +62,7 @@ struct Row {
     alert_tags: String,
     alert_priority: String,
     last_ping_at: Option<i64>,
+    enabled_at: Option<i64>,
     expired: bool,
     created_at: i64,
 }
@@ -71,6 +81,7 @@ impl From<Row> for Heartbeat {
             alert_tags: from_json(&r.alert_tags),
             alert_priority: r.alert_priority,
             last_ping_at: r.last_ping_at.map(from_ms),
+            enabled_at: r.enabled_at.map(from_ms),
             expired: r.expired,
             created_at: from_ms(r.created_at),
         }
@@ -78,7 +89,7 @@ impl From<Row> for Heartbeat {
 }
 
 const COLUMNS: &str = "org_id, name, description, interval_value, interval_unit, enabled, owner_team_id, alert_message,
-    alert_tags, alert_priority, last_ping_at, expired, created_at";
+    alert_tags, alert_priority, last_ping_at, enabled_at, expired, created_at";
 
 impl Store {
     pub async fn insert_heartbeat(&self, h: &Heartbeat) -> Result<()> {
@@ -127,12 +138,15 @@ impl Store {
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
-    /// Writes back every editable field (not the name).
+    /// Writes back every editable field (not the name). Not `expired`, which only the sweep
+    /// (missed) and a ping (heard from) change: written back from a copy read before a sweep,
+    /// it would clear the mark of an alert that sweep had just opened, and no ping would then
+    /// close that alert.
     pub async fn update_heartbeat(&self, h: &Heartbeat) -> Result<()> {
         let n = on_db!(&self.db, |pool| {
             sqlx::query(
                 "UPDATE heartbeats SET description = $3, interval_value = $4, interval_unit = $5, enabled = $6,
-                   owner_team_id = $7, alert_message = $8, alert_tags = $9, alert_priority = $10, expired = $11, updated_at = $12
+                   owner_team_id = $7, alert_message = $8, alert_tags = $9, alert_priority = $10, enabled_at = $11, updated_at = $12
                  WHERE org_id = $1 AND name = $2",
             )
             .bind(h.org_id.as_str())
@@ -145,7 +159,7 @@ impl Store {
             .bind(&h.alert_message)
             .bind(to_json(&h.alert_tags))
             .bind(&h.alert_priority)
-            .bind(h.expired)
+            .bind(h.enabled_at.map(ms))
             .bind(now_ms())
             .execute(pool)
             .await?

@@ -51,6 +51,15 @@ impl From<TeamRow> for Team {
 
 const COLUMNS: &str = "id, org_id, name, description, created_at, updated_at";
 
+/// What a team owns besides keys (`Store::team_configuration`).
+#[derive(Clone, Debug, Default)]
+pub struct TeamConfiguration {
+    pub integrations: i64,
+    pub named_integrations: Vec<(String, String)>,
+    pub heartbeats: i64,
+    pub named_heartbeats: Vec<String>,
+}
+
 impl Store {
     pub async fn insert_team(&self, team: &Team) -> Result<()> {
         on_db!(&self.db, |pool| {
@@ -178,6 +187,59 @@ impl Store {
             return Err(StoreError::NotFound);
         }
         self.get_team(org, id).await
+    }
+
+    /// The configuration a team owns, which keeps it from being deleted: its integrations
+    /// (`(id, name)`, by id) and heartbeats (names, by name), each with its count and at most
+    /// `limit` named.
+    pub async fn team_configuration(
+        &self,
+        org: &OrgId,
+        team: &TeamId,
+        limit: usize,
+    ) -> Result<TeamConfiguration> {
+        let (integrations,): (i64,) = on_db!(&self.db, |pool| {
+            sqlx::query_as("SELECT COUNT(*) FROM integrations WHERE org_id = $1 AND team_id = $2")
+                .bind(org.as_str())
+                .bind(team.as_str())
+                .fetch_one(pool)
+                .await?
+        });
+        let named_integrations: Vec<(String, String)> = on_db!(&self.db, |pool| {
+            sqlx::query_as(
+                "SELECT id, name FROM integrations WHERE org_id = $1 AND team_id = $2 ORDER BY id LIMIT $3",
+            )
+            .bind(org.as_str())
+            .bind(team.as_str())
+            .bind(limit as i64)
+            .fetch_all(pool)
+            .await?
+        });
+        let (heartbeats,): (i64,) = on_db!(&self.db, |pool| {
+            sqlx::query_as(
+                "SELECT COUNT(*) FROM heartbeats WHERE org_id = $1 AND owner_team_id = $2",
+            )
+            .bind(org.as_str())
+            .bind(team.as_str())
+            .fetch_one(pool)
+            .await?
+        });
+        let named_heartbeats: Vec<(String,)> = on_db!(&self.db, |pool| {
+            sqlx::query_as(
+                "SELECT name FROM heartbeats WHERE org_id = $1 AND owner_team_id = $2 ORDER BY name LIMIT $3",
+            )
+            .bind(org.as_str())
+            .bind(team.as_str())
+            .bind(limit as i64)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(TeamConfiguration {
+            integrations,
+            named_integrations,
+            heartbeats,
+            named_heartbeats: named_heartbeats.into_iter().map(|(n,)| n).collect(),
+        })
     }
 
     pub async fn delete_team(&self, org: &OrgId, id: &TeamId) -> Result<()> {

@@ -834,17 +834,31 @@ pub async fn revoke(
     request: RequestFacts,
 ) -> ApiResult<Json<Value>> {
     let key = load(&app, &p, &id, Permission::ApiKeysWrite).await?;
-    let (revoked, changed) = app.store.revoke_key(&p.org_id, &key.id, &p.creator).await?;
+    let revoked = revoke_recorded(&app, &p, &key.id, &request, 200).await?;
+    Ok(Json(view(&app, &revoked).await?))
+}
+
+/// Revokes a key at once and, when this call revoked it (revoking is idempotent), records its
+/// `api_key.revoked` event for `request` (which answers `status`). Every revocation a request
+/// makes goes through here: the revoke route, and an integration's delete for each of its keys.
+pub(crate) async fn revoke_recorded(
+    app: &App,
+    p: &Principal,
+    id: &KeyId,
+    request: &RequestFacts,
+    status: u16,
+) -> ApiResult<ApiKey> {
+    let (revoked, changed) = app.store.revoke_key(&p.org_id, id, &p.creator).await?;
     app.invalidate_credentials().await;
     if changed {
         recorded(
-            &app,
-            lifecycle(&p, "api_key.revoked", &revoked, &request, 200),
+            app,
+            lifecycle(p, "api_key.revoked", &revoked, request, status),
             format!("The key {} was revoked", revoked.id),
         )
         .await?;
     }
-    Ok(Json(view(&app, &revoked).await?))
+    Ok(revoked)
 }
 
 /// 409 `key_expired`: an expired key is final; it can be neither rotated nor extended, since

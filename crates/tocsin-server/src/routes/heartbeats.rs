@@ -23,6 +23,9 @@ use tocsin_core::validation::Problems;
 use tocsin_store::alerts::{Action, AlertDraft, AlertOp, IdentifierType, OpKind, Responder};
 use tocsin_store::heartbeats::Heartbeat;
 
+/// The `source` of the alerts heartbeats raise.
+const HEARTBEAT_SOURCE: &str = "Heartbeat";
+
 async fn view(app: &App, h: &Heartbeat) -> Value {
     let mut v = json!({
         "name": h.name, "description": h.description, "interval": h.interval, "intervalUnit": h.interval_unit,
@@ -68,15 +71,37 @@ async fn load(
     Ok(h)
 }
 
-/// Applies the fields of `b` to `h`; on create every required field must be there.
+/// Switches monitoring on or off. Switching it on starts the interval afresh: a disabled
+/// heartbeat is not monitored, so the time it spent disabled is no missed interval. `expired`
+/// stays as it is: a missed heartbeat's alert stays open until a ping closes it.
+fn enable(h: &mut Heartbeat, enabled: bool) {
+    if enabled && !h.enabled {
+        h.enabled_at = Some(OffsetDateTime::now_utc());
+    }
+    h.enabled = enabled;
+}
+
+/// The message of a missed heartbeat's alert when none is set: `<name> is expired`, cut to
+/// an alert message's 130 characters (a heartbeat's name holds up to 200).
+fn default_message(name: &str) -> String {
+    alert::truncate(
+        "alertMessage",
+        &format!("{name} is expired"),
+        alert::MESSAGE_MAX,
+        &mut Vec::new(),
+    )
+}
+
+/// Applies the fields of `b` to `h`; on create every required field must be there. Every
+/// offending field is reported, with those `problems` already holds (the name's).
 async fn apply_fields(
     app: &App,
     p: &Principal,
     h: &mut Heartbeat,
     b: &Map<String, Value>,
     creating: bool,
+    mut problems: Problems,
 ) -> ApiResult<()> {
-    let mut problems = Problems::new();
     if let Some(v) = b.get("description") {
         match v.as_str() {
             Some(d) if d.chars().count() <= 10_000 => h.description = d.to_owned(),
@@ -104,33 +129,30 @@ async fn apply_fields(
     }
     match b.get("enabled") {
         Some(v) => match v.as_bool() {
-            Some(e) => h.enabled = e,
+            Some(e) => enable(h, e),
             None => problems.add("enabled", "must be true or false"),
         },
         None if creating => problems.add("enabled", "is required"),
         None => {}
     }
-    if let Some(v) = b.get("alertMessage") {
-        match v.as_str() {
-            Some(m) => {
-                h.alert_message =
-                    alert::truncate("alertMessage", m, alert::MESSAGE_MAX, &mut Vec::new())
-            }
-            None => problems.add("alertMessage", "must be a string"),
+    // Trimmed and cut to 130 characters as an alert's message is; blank (or null) is the
+    // default message, as a heartbeat without one has in Opsgenie: an alert needs a message.
+    match b.get("alertMessage") {
+        None => {}
+        Some(Value::Null) => h.alert_message = default_message(&h.name),
+        Some(Value::String(m)) if m.trim().is_empty() => h.alert_message = default_message(&h.name),
+        Some(Value::String(m)) => {
+            h.alert_message = alert::truncate(
+                "alertMessage",
+                m.trim(),
+                alert::MESSAGE_MAX,
+                &mut Vec::new(),
+            )
         }
+        Some(_) => problems.add("alertMessage", "must be a string"),
     }
     if let Some(v) = b.get("alertTags") {
-        match v.as_array() {
-            Some(tags) => {
-                h.alert_tags = tags
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .take(alert::TAGS_MAX)
-                    .collect()
-            }
-            None => problems.add("alertTags", "must be a list of strings"),
-        }
+        h.alert_tags = alert::configured_tags("alertTags", v, &mut problems);
     }
     if let Some(v) = b.get("alertPriority") {
         match v.as_str().and_then(Priority::parse) {
@@ -156,30 +178,34 @@ pub async fn create(
     v2: V2,
     JsonBody(b): JsonBody<Map<String, Value>>,
 ) -> ApiResult<Response> {
-    let name = b.get("name").and_then(Value::as_str).unwrap_or("");
-    let name = KeyName::parse(name).map_err(|r| ApiError::validation("name", r))?;
+    let mut problems = Problems::new();
+    let name = match b.get("name") {
+        None | Some(Value::Null) => problems.take("name", KeyName::parse("")),
+        Some(Value::String(n)) => problems.take("name", KeyName::parse(n)),
+        Some(_) => {
+            problems.add("name", "must be a string");
+            None
+        }
+    };
+    // Checked with every other field; a name that did not parse is never stored.
+    let name = name.map(|n| n.as_str().to_owned()).unwrap_or_default();
     let mut h = Heartbeat {
         org_id: p.org_id.clone(),
-        name: name.as_str().to_owned(),
+        alert_message: default_message(&name),
+        name,
         description: String::new(),
         interval: 10,
         interval_unit: "minutes".into(),
         enabled: true,
         owner_team_id: None,
-        // An alert's message holds 130 characters, and a heartbeat's name up to 200.
-        alert_message: alert::truncate(
-            "alertMessage",
-            &format!("{} is expired", name.as_str()),
-            alert::MESSAGE_MAX,
-            &mut Vec::new(),
-        ),
         alert_tags: vec![],
         alert_priority: "P3".into(),
         last_ping_at: None,
+        enabled_at: None,
         expired: false,
         created_at: OffsetDateTime::now_utc(),
     };
-    apply_fields(&app, &p, &mut h, &b, true).await?;
+    apply_fields(&app, &p, &mut h, &b, true, problems).await?;
     p.require(Permission::IntegrationsWrite, &resource(&h))?;
     app.store
         .insert_heartbeat(&h)
@@ -234,7 +260,7 @@ pub async fn update(
     JsonBody(b): JsonBody<Map<String, Value>>,
 ) -> ApiResult<Response> {
     let mut h = load(&app, &p, &name, Permission::IntegrationsWrite).await?;
-    apply_fields(&app, &p, &mut h, &b, false).await?;
+    apply_fields(&app, &p, &mut h, &b, false, Problems::new()).await?;
     p.require(Permission::IntegrationsWrite, &resource(&h))?;
     app.store.update_heartbeat(&h).await?;
     Ok(v2.data(view(&app, &h).await))
@@ -246,7 +272,8 @@ pub async fn delete(
     Path(name): Path<String>,
     v2: V2,
 ) -> ApiResult<Response> {
-    load(&app, &p, &name, Permission::IntegrationsWrite).await?;
+    let h = load(&app, &p, &name, Permission::IntegrationsWrite).await?;
+    p.require_configuration_delete(&resource(&h))?;
     app.store.delete_heartbeat(&p.org_id, &name).await?;
     Ok(
         Json(json!({"result": "Deleted", "took": v2.took(), "requestId": v2.request_id()}))
@@ -266,16 +293,13 @@ pub async fn toggle(
         _ => return Err(ApiError::NoRoute),
     };
     let mut h = load(&app, &p, &name, Permission::IntegrationsWrite).await?;
-    h.enabled = enabled;
-    if enabled {
-        h.expired = false;
-    }
+    enable(&mut h, enabled);
     app.store.update_heartbeat(&h).await?;
     Ok(v2.data(json!({"name": h.name, "enabled": h.enabled, "expired": h.expired})))
 }
 
-/// A ping: Opsgenie answers PONG whether or not the heartbeat exists. An expired one's alert
-/// is closed. A ping keeps a heartbeat from raising its alert and closes that alert, so it
+/// A ping: Opsgenie answers PONG whether or not the heartbeat exists. The heartbeat's open
+/// alert is closed. A ping keeps a heartbeat from raising its alert and closes that alert, so it
 /// needs `alerts:write` where the heartbeat belongs (its owner team's, or account-wide for
 /// one with no owner team): a read-only or another team's key cannot silence it.
 pub async fn ping(
@@ -292,12 +316,15 @@ pub async fn ping(
             .await?;
     }
     if let Some(before) = before
-        && before.expired
         && let Some(alert) = app
             .store
             .find_alert(&p.org_id, &before.name, IdentifierType::Alias)
             .await?
         && alert.status == "open"
+        // The heartbeat's own alert (the sweep raises it as source `Heartbeat`), or one a
+        // missed interval was counted into: closed on the next ping whatever happened to the
+        // heartbeat in between (disabled, enabled, changed).
+        && (before.expired || alert.source == HEARTBEAT_SOURCE)
         // Only an alert the caller may write: another team's alert with the heartbeat's name
         // as its alias is not the heartbeat's to close.
         && tocsin_core::policy::authorize(
@@ -355,7 +382,7 @@ pub async fn sweep(app: &App, now: OffsetDateTime) -> ApiResult<usize> {
             tags: h.alert_tags.clone(),
             details: Map::new(),
             entity: h.name.clone(),
-            source: "Heartbeat".into(),
+            source: HEARTBEAT_SOURCE.into(),
             priority: h.alert_priority.clone(),
             user: "Heartbeat".into(),
             note: None,

@@ -41,6 +41,16 @@ fn integration_rule(
     Ok(())
 }
 
+/// The routes that delete configuration (`Principal::require_configuration_delete`).
+fn deletes_configuration(route: &RouteInfo) -> bool {
+    matches!(
+        (route.method, route.path),
+        ("DELETE", "/v2/heartbeats/{name}")
+            | ("DELETE", "/v1/integrations/{id}")
+            | ("DELETE", "/v2/integrations/{id}")
+    )
+}
+
 fn param<'p>(params: &'p [(&'static str, String)], name: &str) -> Option<&'p str> {
     params
         .iter()
@@ -354,6 +364,15 @@ pub async fn explain(
     {
         return refused(e, route_note, Some(permission));
     }
+    // An integration key deletes configuration only with its integration's delete access
+    // (heartbeats.rs `delete`, integrations.rs `remove`).
+    if e.allowed
+        && let Some((route, _)) = &matched
+        && deletes_configuration(route)
+        && let Err(e) = subject.require_configuration_delete(&resource)
+    {
+        return refused(e, route_note, Some(permission));
+    }
     // Past the permission, what the key routes check of the key they change.
     if e.allowed
         && let (Some((route, _)), Some(key)) = (&matched, &target_key)
@@ -383,6 +402,27 @@ pub async fn explain(
             }
             _ => {}
         }
+    }
+    // A create whose body names the team: a grant held only within teams creates only there.
+    if e.allowed
+        && let Some((route, _)) = &matched
+        && route.method == "POST"
+        && matches!(
+            route.path,
+            "/v1/integrations" | "/v2/integrations" | "/v2/heartbeats"
+        )
+        && !subject.grants.account.contains(permission)
+    {
+        let teams: Vec<String> = subject
+            .grants
+            .teams_with(permission)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        e.reasons.push(format!(
+            "`{permission}` is held only within team(s) {}: what is created must belong to one of them (the body's team_id, or ownerTeam on /v2; a team integration's key puts a heartbeat in its team); a global one, or another team's, is refused.",
+            teams.join(", ")
+        ));
     }
     Ok(Json(json!({
         "allowed": e.allowed, "code": e.code, "route": route_note, "permission": permission.name(),

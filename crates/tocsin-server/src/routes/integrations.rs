@@ -13,7 +13,7 @@ use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
 use tocsin_core::integration::AccessFlags;
@@ -48,23 +48,57 @@ fn name_taken(name: &str) -> impl FnOnce(StoreError) -> ApiError {
     )
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateIntegration {
-    name: Option<String>,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    team_id: Option<String>,
-    allow_read: Option<bool>,
-    allow_write: Option<bool>,
-    allow_delete: Option<bool>,
-    allow_configuration: Option<bool>,
-    enabled: Option<bool>,
-    key_expires_at: Option<String>,
+/// The fields of `POST /v1/integrations`, read by hand so that one 422 names every offending
+/// field: a wrongly typed flag, an unknown team and an unknown field together.
+const CREATE_FIELDS: [&str; 9] = [
+    "name",
+    "type",
+    "team_id",
+    "allow_read",
+    "allow_write",
+    "allow_delete",
+    "allow_configuration",
+    "enabled",
+    "key_expires_at",
+];
+
+/// A string field; absent or null is `None`.
+pub(crate) fn text_field(
+    b: &Map<String, Value>,
+    field: &str,
+    problems: &mut Problems,
+) -> Option<String> {
+    match b.get(field) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            problems.add(field, "must be a string");
+            None
+        }
+    }
 }
 
-/// The fields both API families send when creating an integration.
+/// A boolean field; absent or null is `default`.
+pub(crate) fn flag_field(
+    b: &Map<String, Value>,
+    field: &str,
+    default: bool,
+    problems: &mut Problems,
+) -> bool {
+    match b.get(field) {
+        None | Some(Value::Null) => default,
+        Some(Value::Bool(v)) => *v,
+        Some(_) => {
+            problems.add(field, "must be true or false");
+            default
+        }
+    }
+}
+
+/// The fields both API families send when creating an integration, and the problems already
+/// found in reading them (reported with the rest).
 pub struct NewIntegration {
+    pub problems: Problems,
     pub name: Option<String>,
     pub kind: Option<String>,
     pub team_id: Option<TeamId>,
@@ -86,8 +120,12 @@ pub async fn create_with_key(
     crate::routes::api_keys::check_not_replaced(p, "create integrations")?;
     let now = OffsetDateTime::now_utc();
     let org = app.store.get_org(&p.org_id).await?;
-    let mut problems = Problems::new();
-    let name = problems.take("name", KeyName::parse(new.name.as_deref().unwrap_or("")));
+    let mut problems = new.problems;
+    // A name of the wrong type was reported as such already.
+    let name = match problems.0.iter().any(|e| e.field == "name") {
+        true => None,
+        false => problems.take("name", KeyName::parse(new.name.as_deref().unwrap_or(""))),
+    };
     let kind = new.kind.unwrap_or_else(|| "API".into());
     if !kind.eq_ignore_ascii_case("API") {
         problems.add(
@@ -141,7 +179,7 @@ pub async fn create_with_key(
     let mut key = ApiKey::new(
         p.org_id.clone(),
         KeyKind::Integration,
-        format!("{} key", integration.name),
+        first_key_name(&integration.name),
         p.creator.clone(),
         expires_at,
         app.settings.region.clone(),
@@ -155,35 +193,64 @@ pub async fn create_with_key(
     Ok((integration, issued))
 }
 
+/// The name of an integration's first key, `<integration name> key`, within a key name's
+/// 200 characters: a long integration name is cut (by characters) to make room for " key".
+fn first_key_name(integration: &str) -> String {
+    const SUFFIX: &str = " key";
+    let room = key::MAX_NAME_CHARS - SUFFIX.chars().count();
+    let cut: String = integration.chars().take(room).collect();
+    format!("{}{SUFFIX}", cut.trim_end())
+}
+
 pub async fn create(
     State(app): State<AppState>,
     Extension(p): Extension<Arc<Principal>>,
     request: RequestFacts,
-    JsonBody(req): JsonBody<CreateIntegration>,
+    JsonBody(b): JsonBody<Map<String, Value>>,
 ) -> ApiResult<Response> {
-    let team_id = match req.team_id.as_deref() {
-        None => None,
-        Some(raw) => Some(TeamId::parse(raw).ok_or_else(|| {
-            ApiError::validation(
+    let mut problems = Problems::new();
+    for field in b.keys() {
+        if !CREATE_FIELDS.contains(&field.as_str()) {
+            problems.add(
+                field.as_str(),
+                format!(
+                    "unknown field `{field}`, expected one of {}",
+                    CREATE_FIELDS.map(|f| format!("`{f}`")).join(", ")
+                ),
+            );
+        }
+    }
+    let team_id = text_field(&b, "team_id", &mut problems).and_then(|raw| {
+        let parsed = TeamId::parse(&raw);
+        if parsed.is_none() {
+            problems.add(
                 "team_id",
                 format!("no team `{raw}` exists in this organization"),
-            )
-        })?),
-    };
+            );
+        }
+        parsed
+    });
     let defaults = AccessFlags::default();
+    let flags = AccessFlags {
+        read: flag_field(&b, "allow_read", defaults.read, &mut problems),
+        write: flag_field(&b, "allow_write", defaults.write, &mut problems),
+        delete: flag_field(&b, "allow_delete", defaults.delete, &mut problems),
+        configuration: flag_field(
+            &b,
+            "allow_configuration",
+            defaults.configuration,
+            &mut problems,
+        ),
+    };
     let new = NewIntegration {
-        name: req.name,
-        kind: req.kind,
+        name: text_field(&b, "name", &mut problems),
+        kind: text_field(&b, "type", &mut problems),
         team_id,
         team_field: "team_id",
-        flags: AccessFlags {
-            read: req.allow_read.unwrap_or(defaults.read),
-            write: req.allow_write.unwrap_or(defaults.write),
-            delete: req.allow_delete.unwrap_or(defaults.delete),
-            configuration: req.allow_configuration.unwrap_or(defaults.configuration),
-        },
-        enabled: req.enabled.unwrap_or(true),
-        key_expires_at: req.key_expires_at,
+        flags,
+        enabled: flag_field(&b, "enabled", true, &mut problems),
+        key_expires_at: text_field(&b, "key_expires_at", &mut problems),
+        problems,
     };
     let (integration, issued) = create_with_key(&app, &p, new, &request).await?;
     let mut resp = created(json!({
@@ -331,8 +398,17 @@ pub async fn update(
     )))
 }
 
-/// Deletes an integration after revoking every key it has.
-pub async fn remove(app: &App, p: &Principal, i: &Integration) -> ApiResult<()> {
+/// Deletes an integration after revoking every key it has, each with its `api_key.revoked`
+/// event for `request` (which answers `status`); an integration key needs its integration's
+/// delete access for it.
+pub async fn remove(
+    app: &App,
+    p: &Principal,
+    i: &Integration,
+    request: &RequestFacts,
+    status: u16,
+) -> ApiResult<()> {
+    p.require_configuration_delete(&resource(i))?;
     let filter = KeyFilter {
         integration_id: Some(i.id.to_string()),
         ..Default::default()
@@ -347,7 +423,7 @@ pub async fn remove(app: &App, p: &Principal, i: &Integration) -> ApiResult<()> 
             .list_keys(&p.org_id, &filter, &all, 500, None)
             .await?;
         for k in &page.items {
-            app.store.revoke_key(&p.org_id, &k.id, &p.creator).await?;
+            crate::routes::api_keys::revoke_recorded(app, p, &k.id, request, status).await?;
         }
         if page.next_cursor.is_none() {
             break;
@@ -362,8 +438,9 @@ pub async fn delete(
     State(app): State<AppState>,
     Extension(p): Extension<Arc<Principal>>,
     Path(id): Path<String>,
+    request: RequestFacts,
 ) -> ApiResult<StatusCode> {
     let i = load(&app, &p, &id, Permission::IntegrationsWrite).await?;
-    remove(&app, &p, &i).await?;
+    remove(&app, &p, &i, &request, StatusCode::NO_CONTENT.as_u16()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -32,7 +32,8 @@ pub enum Needs {
     Authenticated,
     /// A permission on the organization.
     Org(Permission),
-    /// A permission on the collection (team grants see their part).
+    /// A permission on the collection: team grants see their part, and create in their team
+    /// (the one the body names: a create route's object belongs where its body puts it).
     AnyTeam(Permission),
     /// A permission on the team named by the path's `{id}`.
     Team(Permission),
@@ -99,7 +100,7 @@ routes_table! {
     "POST" "/v1/api_keys/{id}/revoke" Key(ApiKeysWrite), "Revoke a key at once (idempotent)";
     "GET" "/v1/audit_events" Org(AuditRead), "The audit trail, newest first";
     "GET" "/v1/integrations" AnyTeam(IntegrationsRead), "List API integrations";
-    "POST" "/v1/integrations" Authenticated, "Create an API integration; its first key's token is shown once";
+    "POST" "/v1/integrations" AnyTeam(IntegrationsWrite), "Create an API integration; its first key's token is shown once";
     "GET" "/v1/integrations/{id}" Integration(IntegrationsRead), "Get an integration";
     "PATCH" "/v1/integrations/{id}" Integration(IntegrationsWrite), "Change an integration's name, access flags or enabled; its keys follow at once";
     "DELETE" "/v1/integrations/{id}" Integration(IntegrationsWrite), "Delete an integration and revoke its keys";
@@ -124,7 +125,7 @@ routes_table! {
     "DELETE" "/v2/alerts/{identifier}/{action}" Alert(AlertsWrite), "Remove tags (?tags=a,b) or details (?keys=a,b)";
     "GET" "/v2/alerts/{identifier}/{action}" Alert(AlertsRead), "notes, logs or recipients of an alert";
     "GET" "/v2/integrations" AnyTeam(IntegrationsRead), "List integrations (Opsgenie shape; type, teamId, teamName filters)";
-    "POST" "/v2/integrations" Authenticated, "Create an API integration (Opsgenie shape); the response carries its apiKey once";
+    "POST" "/v2/integrations" AnyTeam(IntegrationsWrite), "Create an API integration (Opsgenie shape); the response carries its apiKey once";
     "POST" "/v2/integrations/authenticate" Authenticated, "Check that the calling key belongs to an integration of a type";
     "GET" "/v2/integrations/{id}" Integration(IntegrationsRead), "Get an integration (Opsgenie shape)";
     "PUT" "/v2/integrations/{id}" Integration(IntegrationsWrite), "Replace an integration's name, flags and enabled";
@@ -135,7 +136,7 @@ routes_table! {
     "POST" "/v2/integrations/{id}/actions" Authenticated, "Integration actions: not implemented yet (501)";
     "GET" "/v2/account" Authenticated, "The account (organization): name, user count, plan";
     "GET" "/v2/heartbeats" AnyTeam(IntegrationsRead), "List heartbeats (under data.heartbeats)";
-    "POST" "/v2/heartbeats" Authenticated, "Create a heartbeat: name, interval, intervalUnit, enabled, ownerTeam, alertMessage, alertTags, alertPriority";
+    "POST" "/v2/heartbeats" AnyTeam(IntegrationsWrite), "Create a heartbeat: name, interval, intervalUnit, enabled, ownerTeam, alertMessage, alertTags, alertPriority";
     "GET" "/v2/heartbeats/{name}" AnyTeam(IntegrationsRead), "Get a heartbeat";
     "PATCH" "/v2/heartbeats/{name}" AnyTeam(IntegrationsWrite), "Change a heartbeat";
     "DELETE" "/v2/heartbeats/{name}" AnyTeam(IntegrationsWrite), "Delete a heartbeat";

@@ -6,7 +6,7 @@ use crate::error::{ApiError, ApiResult, JsonBody, found};
 use crate::error::{Path, Query};
 use crate::routes::alerts::V2;
 use crate::routes::integrations::{
-    NewIntegration, apply, create_with_key, load, remove, visibility,
+    NewIntegration, apply, create_with_key, flag_field, load, remove, text_field, visibility,
 };
 use crate::state::{App, AppState};
 use axum::Json;
@@ -14,10 +14,11 @@ use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use tocsin_core::integration::AccessFlags;
 use tocsin_core::permission::Permission;
+use tocsin_core::validation::Problems;
 use tocsin_core::{OrgId, TeamId};
 use tocsin_store::integrations::Integration;
 
@@ -180,24 +181,38 @@ pub async fn create(
     Extension(p): Extension<Arc<Principal>>,
     v2: V2,
     request: crate::auth::RequestFacts,
-    JsonBody(b): JsonBody<Value>,
+    JsonBody(b): JsonBody<Map<String, Value>>,
 ) -> ApiResult<Response> {
+    // Every offending field in one 422: these problems are reported with the name's and type's.
+    let mut problems = Problems::new();
+    let team_id = match owner_team(&app, &p.org_id, b.get("ownerTeam")).await? {
+        Ok(team) => team,
+        Err(why) => {
+            problems.add("ownerTeam", why);
+            None
+        }
+    };
     let defaults = AccessFlags::default();
+    let flags = AccessFlags {
+        read: flag_field(&b, "allowReadAccess", defaults.read, &mut problems),
+        write: flag_field(&b, "allowWriteAccess", defaults.write, &mut problems),
+        delete: flag_field(&b, "allowDeleteAccess", defaults.delete, &mut problems),
+        configuration: flag_field(
+            &b,
+            "allowConfigurationAccess",
+            defaults.configuration,
+            &mut problems,
+        ),
+    };
     let new = NewIntegration {
-        name: b.get("name").and_then(Value::as_str).map(str::to_owned),
-        kind: b.get("type").and_then(Value::as_str).map(str::to_owned),
-        team_id: owner_team(&app, &p.org_id, b.get("ownerTeam"))
-            .await?
-            .map_err(|why| ApiError::validation("ownerTeam", why))?,
+        name: text_field(&b, "name", &mut problems),
+        kind: text_field(&b, "type", &mut problems),
+        team_id,
         team_field: "ownerTeam",
-        flags: AccessFlags {
-            read: flag(&b, "allowReadAccess", defaults.read)?,
-            write: flag(&b, "allowWriteAccess", defaults.write)?,
-            delete: flag(&b, "allowDeleteAccess", defaults.delete)?,
-            configuration: flag(&b, "allowConfigurationAccess", defaults.configuration)?,
-        },
-        enabled: flag(&b, "enabled", true)?,
+        flags,
+        enabled: flag_field(&b, "enabled", true, &mut problems),
         key_expires_at: None,
+        problems,
     };
     let (integration, issued) = create_with_key(&app, &p, new, &request).await?;
     let mut data = meta(&integration);
@@ -258,9 +273,10 @@ pub async fn delete(
     Extension(p): Extension<Arc<Principal>>,
     Path(id): Path<String>,
     v2: V2,
+    request: crate::auth::RequestFacts,
 ) -> ApiResult<Response> {
     let i = load(&app, &p, &id, Permission::IntegrationsWrite).await?;
-    remove(&app, &p, &i).await?;
+    remove(&app, &p, &i, &request, StatusCode::OK.as_u16()).await?;
     Ok(
         Json(json!({"result": "Deleted", "took": v2.took(), "requestId": v2.request_id()}))
             .into_response(),

@@ -143,6 +143,12 @@ pub async fn delete(
     // Named here, not sent to a listing: `GET /v1/api_keys?team_id=` lists the team's own
     // keys, not the organization keys granted on the team, which block the delete as well.
     const NAMED: usize = 10;
+    let more = |count: i64, named: usize| match count as usize > named {
+        true => format!(" and {} more", count as usize - named),
+        false => String::new(),
+    };
+    let mut blockers = Vec::new();
+    let mut fixes = Vec::new();
     let (count, keys) = app.store.live_team_keys(&p.org_id, &team.id, NAMED).await?;
     if count > 0 {
         // The keys are named only to a caller who may read every key: `teams:write` alone
@@ -152,20 +158,74 @@ pub async fn delete(
                 .iter()
                 .map(|(id, name, kind)| format!("{id} ({kind} key \"{name}\")"))
                 .collect();
-            let more = match count as usize > keys.len() {
-                true => format!(" and {} more", count as usize - keys.len()),
-                false => String::new(),
-            };
-            format!(": {}{more}", named.join(", "))
+            format!(": {}{}", named.join(", "), more(count, keys.len()))
         } else {
             " (someone holding api_keys:read can see which)".to_owned()
         };
+        blockers.push(format!(
+            "{count} live API key(s) are granted on this team{which}"
+        ));
+        fixes.push(
+            "Revoke those keys (POST /v1/api_keys/{id}/revoke, or `tocsin keys revoke <id>`).",
+        );
+    }
+    // Its integrations and heartbeats would be left owned by a team that no longer exists
+    // (their alerts paging nobody), even with no key left.
+    let owned = app
+        .store
+        .team_configuration(&p.org_id, &team.id, NAMED)
+        .await?;
+    let sees_configuration = p
+        .require(
+            Permission::IntegrationsRead,
+            &Resource::Teams(vec![team.id.clone()]),
+        )
+        .is_ok();
+    let hidden = " (someone holding integrations:read can see which)";
+    if owned.integrations > 0 {
+        let which = match sees_configuration {
+            true => {
+                let named: Vec<String> = owned
+                    .named_integrations
+                    .iter()
+                    .map(|(id, name)| format!("{id} (\"{name}\")"))
+                    .collect();
+                format!(
+                    ": {}{}",
+                    named.join(", "),
+                    more(owned.integrations, named.len())
+                )
+            }
+            false => hidden.to_owned(),
+        };
+        blockers.push(format!(
+            "it owns {} integration(s){which}",
+            owned.integrations
+        ));
+        fixes.push(
+            "Delete those integrations (DELETE /v1/integrations/{id}, which revokes their keys).",
+        );
+    }
+    if owned.heartbeats > 0 {
+        let which = match sees_configuration {
+            true => format!(
+                ": {}{}",
+                owned.named_heartbeats.join(", "),
+                more(owned.heartbeats, owned.named_heartbeats.len())
+            ),
+            false => hidden.to_owned(),
+        };
+        blockers.push(format!("it owns {} heartbeat(s){which}", owned.heartbeats));
+        fixes.push("Delete those heartbeats (DELETE /v2/heartbeats/{name}) or give them another owner team (PATCH /v2/heartbeats/{name} with ownerTeam).");
+    }
+    if !blockers.is_empty() {
         return Err(ApiError::ConflictWithFix {
             code: "team_in_use",
             message: format!(
-                "{count} live API key(s) are granted on this team, so it cannot be deleted{which}."
+                "{}. The team cannot be deleted while these remain.",
+                blockers.join("; ")
             ),
-            fix: "Revoke those keys (POST /v1/api_keys/{id}/revoke, or `tocsin keys revoke <id>`), then delete the team.".into(),
+            fix: format!("{} Then delete the team.", fixes.join(" ")),
         });
     }
     app.store.delete_team(&p.org_id, &team.id).await?;

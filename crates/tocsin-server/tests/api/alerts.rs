@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 impl TestApp {
     /// Calls a `/v2` route with `Authorization: GenieKey`, as Opsgenie clients do.
-    async fn v2(
+    pub(crate) async fn v2(
         &self,
         method: &str,
         path: &str,
@@ -36,7 +36,7 @@ impl TestApp {
         )
     }
 
-    async fn integration(&self, body: Value) -> (String, String) {
+    pub(crate) async fn integration(&self, body: Value) -> (String, String) {
         let (s, b) = self.post("/v1/integrations", &self.owner, body).await;
         assert_eq!(s, StatusCode::CREATED, "{b}");
         (
