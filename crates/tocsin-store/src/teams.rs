@@ -242,28 +242,56 @@ impl Store {
         })
     }
 
+    /// Deletes a team and its memberships, unless something still depends on it: a live key
+    /// granted on it, an integration or a heartbeat it owns (`StoreError::Conflict`). The
+    /// caller reports those in detail first; this check, in the delete's own transaction
+    /// with the team's row locked on PostgreSQL (SQLite writes one at a time), catches one
+    /// made between that report and the delete: a key created at the same moment either
+    /// blocks the delete or, written after, finds no team.
     pub async fn delete_team(&self, org: &OrgId, id: &TeamId) -> Result<()> {
-        let n = on_db!(&self.db, |pool| {
+        let lock = if self.is_postgres() {
+            "SELECT 1 FROM teams WHERE org_id = $1 AND id = $2 FOR UPDATE"
+        } else {
+            "SELECT 1 FROM teams WHERE org_id = $1 AND id = $2"
+        };
+        let quoted = crate::like_json_member(id.as_str());
+        on_db!(&self.db, |pool| {
             let mut tx = pool.begin_write().await?;
+            let found = sqlx::query(lock)
+                .bind(org.as_str())
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if found.is_none() {
+                return Err(StoreError::NotFound);
+            }
+            let (depends,): (bool,) = sqlx::query_as(
+                "SELECT EXISTS (SELECT 1 FROM api_keys WHERE org_id = $1 AND revoked_at IS NULL
+                                  AND (team_id = $2 OR team_ids LIKE $3 ESCAPE '\\'))
+                     OR EXISTS (SELECT 1 FROM integrations WHERE org_id = $1 AND team_id = $2)
+                     OR EXISTS (SELECT 1 FROM heartbeats WHERE org_id = $1 AND owner_team_id = $2)",
+            )
+            .bind(org.as_str())
+            .bind(id.as_str())
+            .bind(&quoted)
+            .fetch_one(&mut *tx)
+            .await?;
+            if depends {
+                return Err(StoreError::Conflict("team_in_use".into()));
+            }
             sqlx::query("DELETE FROM team_members WHERE org_id = $1 AND team_id = $2")
                 .bind(org.as_str())
                 .bind(id.as_str())
                 .execute(&mut *tx)
                 .await?;
-            let n = sqlx::query("DELETE FROM teams WHERE org_id = $1 AND id = $2")
+            sqlx::query("DELETE FROM teams WHERE org_id = $1 AND id = $2")
                 .bind(org.as_str())
                 .bind(id.as_str())
                 .execute(&mut *tx)
-                .await?
-                .rows_affected();
+                .await?;
             tx.commit().await?;
-            n
         });
-        if n == 0 {
-            Err(StoreError::NotFound)
-        } else {
-            Ok(())
-        }
+        Ok(())
     }
 
     /// Adds or replaces a membership.

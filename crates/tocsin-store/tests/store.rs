@@ -1680,3 +1680,42 @@ async fn deleting_a_role_never_strands_a_key_created_at_the_same_moment() {
         }
     }
 }
+
+/// A team deleted while a key granted on it is created: either the key blocks the delete,
+/// or the team is gone and the key is not written. Never both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_team_never_strands_a_key_created_at_the_same_moment() {
+    let (_dir, store) = store().await;
+    let org = org(&store).await;
+    let user = user(&store, &org).await;
+    let now = OffsetDateTime::now_utc();
+    for round in 0..20u8 {
+        let team = tocsin_store::teams::Team {
+            id: tocsin_core::TeamId::generate(),
+            org_id: org.clone(),
+            name: format!("team {round}"),
+            description: String::new(),
+            created_at: now,
+            updated_at: now,
+        };
+        store.insert_team(&team).await.unwrap();
+        let mut key = personal_key(&org, &user, now + Duration::days(1));
+        key.name = format!("key {round}");
+        key.team_ids = vec![team.id.clone()];
+        let (created, deleted) = tokio::join!(
+            {
+                let (store, key) = (store.clone(), key.clone());
+                async move { store.insert_key(&key, &[round; 32], None).await }
+            },
+            {
+                let (store, org, id) = (store.clone(), org.clone(), team.id.clone());
+                async move { store.delete_team(&org, &id).await }
+            }
+        );
+        match (created, deleted) {
+            (Ok(()), Err(tocsin_store::StoreError::Conflict(_))) => {}
+            (Err(tocsin_store::StoreError::Vanished(_)), Ok(())) => {}
+            other => panic!("round {round}: {other:?}"),
+        }
+    }
+}

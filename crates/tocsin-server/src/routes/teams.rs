@@ -228,7 +228,18 @@ pub async fn delete(
             fix: format!("{} Then delete the team.", fixes.join(" ")),
         });
     }
-    app.store.delete_team(&p.org_id, &team.id).await?;
+    app.store
+        .delete_team(&p.org_id, &team.id)
+        .await
+        .map_err(|e| match e {
+            // Something came to depend on the team between the check above and the delete.
+            StoreError::Conflict(_) => ApiError::ConflictWithFix {
+                code: "team_in_use",
+                message: "A key, integration or heartbeat was given to this team while it was being deleted; the team was not deleted.".into(),
+                fix: "Send the delete again to see what depends on the team now.".into(),
+            },
+            other => not_found("team")(other),
+        })?;
     app.invalidate_credentials().await;
     Ok(StatusCode::NO_CONTENT)
 }
