@@ -3193,3 +3193,29 @@ async fn a_personal_key_refused_to_a_service_key_names_the_kind_used() {
         );
     }
 }
+
+/// A rotation racing a revocation of the same key is either done (200) or refused as
+/// `key_revoked` (409), never answered as if the key did not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_racing_a_revocation_is_done_or_refused_as_revoked() {
+    let app = TestApp::spawn().await;
+    for round in 0..15 {
+        let (id, _) = app
+            .key(&app.owner, json!({"name": format!("racing {round}")}))
+            .await;
+        let (rotate, revoke) = (
+            format!("/v1/api_keys/{id}/rotate"),
+            format!("/v1/api_keys/{id}/revoke"),
+        );
+        let (rotated, revoked) = tokio::join!(
+            app.post(&rotate, &app.owner, json!({"grace_period_seconds": 0})),
+            app.post(&revoke, &app.owner, json!({})),
+        );
+        assert_eq!(revoked.0, StatusCode::OK, "{}", revoked.1);
+        match rotated.0 {
+            StatusCode::OK => {}
+            StatusCode::CONFLICT => assert_eq!(rotated.1["error"]["code"], "key_revoked"),
+            other => panic!("round {round}: rotate answered {other}: {}", rotated.1),
+        }
+    }
+}

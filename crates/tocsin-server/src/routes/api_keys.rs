@@ -791,11 +791,12 @@ pub async fn rotate(
             ),
         ));
     }
+    let revoked = || ApiError::Conflict {
+        code: "key_revoked",
+        message: "This key is revoked; create a new key instead.".into(),
+    };
     if key.revoked_at.is_some() {
-        return Err(ApiError::Conflict {
-            code: "key_revoked",
-            message: "This key is revoked; create a new key instead.".into(),
-        });
+        return Err(revoked());
     }
     if key.expires_at <= OffsetDateTime::now_utc() {
         return Err(key_expired(key.expires_at, "rotated"));
@@ -811,7 +812,13 @@ pub async fn rotate(
             &token.hint(),
             grace_end,
         )
-        .await?;
+        .await
+        // The key was loaded live a moment ago; the store rotates only a live key, so one
+        // not found now was revoked in between (keys are never deleted).
+        .map_err(|e| match e {
+            StoreError::NotFound => revoked(),
+            other => other.into(),
+        })?;
     app.invalidate_credentials().await;
     recorded(
         &app,
