@@ -589,13 +589,12 @@ pub async fn authenticate(
 /// never the client's path.
 pub const UNMATCHED: &str = "unmatched";
 
-/// Whether a request carries a credential of any form the door reads (an `Authorization`
-/// header, well-formed or not, the legacy `?apiKey=` when allowed, the console's cookie).
+/// Whether a request carries a key (an `Authorization` header, well-formed or not, or the
+/// legacy `?apiKey=` where allowed). The console's session cookie does not count: a browser sends it to any path of the site
+/// (`/favicon.ico`, a mistyped console address), which is no request made with a key.
 fn presents_credential(app: &App, req: &Request) -> bool {
-    let headers = req.headers();
-    headers.contains_key(header::AUTHORIZATION)
+    req.headers().contains_key(header::AUTHORIZATION)
         || query_api_key(app, req.uri().path(), req.uri().query()).is_some()
-        || crate::console_session::cookie_credential(headers, false).is_some()
 }
 
 /// Routes that need no credential (SPEC: login; operations endpoints).

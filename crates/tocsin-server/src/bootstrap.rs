@@ -38,6 +38,12 @@ pub struct OwnerTokenFile {
 impl OwnerTokenFile {
     pub fn create(data_dir: &Path) -> anyhow::Result<OwnerTokenFile> {
         let path = data_dir.join("owner-token");
+        // An empty regular file there is this very step's, left by a first start that was
+        // stopped before the owner existed: it holds nothing, and a fresh one (O_EXCL) takes
+        // its place. Anything else (a token, a link) is refused below.
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file() && m.len() == 0) {
+            let _ = std::fs::remove_file(&path);
+        }
         match create_private(&path) {
             Ok(file) => Ok(OwnerTokenFile { path, file }),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => bail!(
@@ -95,18 +101,12 @@ pub fn load_secret(settings: &Settings) -> anyhow::Result<Vec<u8>> {
     };
     // `symlink_metadata`: a dangling link is something there, not a place to write.
     if std::fs::symlink_metadata(&path).is_err() {
-        match create_private(&path) {
-            Ok(mut f) => {
-                f.write_all(generate_secret_hex().as_bytes())?;
-                f.sync_all()?;
-            }
-            // Another process made it first: read theirs.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => bail!(
-                "invalid setting `data-dir`: cannot create the server secret {}: {e}",
+        create_secret(&path).with_context(|| {
+            format!(
+                "invalid setting `data-dir`: cannot create the server secret {}",
                 path.display()
-            ),
-        }
+            )
+        })?;
     }
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(
@@ -114,7 +114,33 @@ pub fn load_secret(settings: &Settings) -> anyhow::Result<Vec<u8>> {
             path.display()
         )
     })?;
-    Ok(text.trim().as_bytes().to_vec())
+    let text = text.trim();
+    if text.len() < 32 {
+        bail!(
+            "invalid setting `data-dir`: the server secret {} holds fewer than 32 characters; restore it from a backup (tokens are checked with it), or remove it on a deployment that has no data yet",
+            path.display()
+        );
+    }
+    Ok(text.as_bytes().to_vec())
+}
+
+/// Writes a new secret to `path` whole or not at all: into a private file of its own first,
+/// then linked into place (a link never replaces what is there). A process starting at the
+/// same moment thus reads either no secret or a complete one, never an empty file it would
+/// then hash tokens with; the one whose link fails reads the other's.
+fn create_secret(path: &Path) -> std::io::Result<()> {
+    let staging = path.with_extension(format!("new-{}", std::process::id()));
+    let _ = std::fs::remove_file(&staging);
+    let mut f = create_private(&staging)?;
+    let written = f
+        .write_all(generate_secret_hex().as_bytes())
+        .and_then(|()| f.sync_all())
+        .and_then(|()| std::fs::hard_link(&staging, path));
+    let _ = std::fs::remove_file(&staging);
+    match written {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    }
 }
 
 /// Creates the data directory, only its owner may enter it (it holds the database, the

@@ -413,8 +413,10 @@ async fn watch_credentials(app: AppState) {
 }
 
 /// The longest a cached credential is trusted without a word from the change log: the bound
-/// on staleness when a change was committed but never announced (its node died first).
-const CACHE_REFRESH: Duration = Duration::from_secs(30);
+/// on staleness when a change was committed but never announced (its node died first, and
+/// never started again to announce it). Each refresh costs a lookup per key in use, so it is
+/// rare: the announcement's retry and the start's announcement cover the usual failures.
+const CACHE_REFRESH: Duration = Duration::from_secs(300);
 
 /// Folds the histograms' recorded samples into their buckets every second. The Prometheus
 /// recorder keeps every sample (8 bytes each, one per request for the key verification

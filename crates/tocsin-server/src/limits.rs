@@ -210,12 +210,18 @@ pub async fn serve(
     let mut signal = std::pin::pin!(signal);
     let mut live = Some(listener);
     let mut stopping: Option<std::net::TcpListener> = None;
+    let mut drained = 0;
     loop {
         let (stream, peer) = if let Some(waiting) = &stopping {
             // Connections the kernel completed before the stop are served, not reset: their
             // clients have sent, or are sending, requests they believe will be answered.
-            // Take every one already waiting (the listener is non-blocking: WouldBlock once
-            // none is left), then close the listener.
+            // Take those already waiting (the listener is non-blocking: WouldBlock once none
+            // is left), at most a backlog's worth so that clients still arriving cannot hold
+            // the stop off, then close the listener.
+            if drained >= SHUTDOWN_BACKLOG {
+                break;
+            }
+            drained += 1;
             match waiting.accept() {
                 // An accepted socket does not inherit the listener's non-blocking mode, which
                 // the loop's runtime needs.
@@ -223,7 +229,10 @@ pub async fn serve(
                     Ok(()) => (stream, peer),
                     Err(_) => continue,
                 },
-                Err(_) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                // One connection aborted before it was taken, or no descriptor left for it:
+                // the others waiting are still taken.
+                Err(_) => continue,
             }
         } else {
             let Some(listener) = &live else { break };
@@ -315,6 +324,10 @@ pub async fn serve(
     drop(open_rx);
     open_tx.closed().await;
 }
+
+/// The most connections taken from the listen queue once a shutdown begins (the queue's own
+/// default length).
+const SHUTDOWN_BACKLOG: usize = 1024;
 
 /// How long a connection accepted before a shutdown, that has sent no request yet, is given
 /// for its first one: closing it unanswered would leave its client unable to tell whether a

@@ -2212,6 +2212,10 @@ async fn nobody_gets_a_token_stronger_than_themselves() {
         refused(s, &b, StatusCode::FORBIDDEN, "permission_denied");
         let (s, b) = app.get(&format!("/v1/api_keys/{target}"), caller).await;
         refused(s, &b, StatusCode::FORBIDDEN, "permission_denied");
+        // Nor does the list show them.
+        let (s, b) = app.get("/v1/api_keys", caller).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        assert!(!b.to_string().contains(target.as_str()), "{b}");
     }
     let (s, b) = app
         .post(

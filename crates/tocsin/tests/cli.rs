@@ -210,6 +210,36 @@ fn the_owner_token_is_written_only_to_a_new_private_file() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(mode(&data.join("secret")), 0o600);
 
+    // An empty file there is a first start's own, stopped before the owner existed: the
+    // next start replaces it and writes the token.
+    let interrupted = dir.path().join("interrupted");
+    std::fs::create_dir(&interrupted).unwrap();
+    std::fs::write(interrupted.join("owner-token"), "").unwrap();
+    let mut serve = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&interrupted)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let token = loop {
+        let text = std::fs::read_to_string(interrupted.join("owner-token")).unwrap_or_default();
+        if text.starts_with("tcs_p_") {
+            break text;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20)
+                && serve.try_wait().unwrap().is_none(),
+            "the start did not replace the empty owner-token file"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let _ = serve.kill();
+    let _ = serve.wait();
+    assert!(token.trim().len() > 40);
+    assert_eq!(mode(&interrupted.join("owner-token")), 0o600);
+
     // The server secret is never generated through a link either.
     let fresh = dir.path().join("fresh");
     std::fs::create_dir(&fresh).unwrap();
@@ -219,6 +249,16 @@ fn the_owner_token_is_written_only_to_a_new_private_file() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("secret"), "{err}");
     assert!(!dir.path().join("planted").exists());
+
+    // Nor is an empty or short one used (a process that read it while another was still
+    // writing it would have hashed tokens with it).
+    let short = dir.path().join("short");
+    std::fs::create_dir(&short).unwrap();
+    std::fs::write(short.join("secret"), "").unwrap();
+    let out = serve_refused(&short);
+    let err = stderr(&out);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("fewer than 32 characters"), "{err}");
 }
 
 /// Review ops #10: `audit verify` and `migrate` on a path where there is no database fail

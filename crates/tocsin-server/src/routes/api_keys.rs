@@ -550,10 +550,14 @@ pub async fn list(
     let visible = KeyVisibility {
         all: p.grants.account.contains(Permission::ApiKeysRead),
         teams: p.grants.teams_with(Permission::ApiKeysRead),
-        user: if matches!(p.key_kind(), None | Some(KeyKind::Personal)) {
-            p.user.as_ref().map(|u| u.id.clone())
-        } else {
-            None
+        // A session or an unnarrowed personal key lists its user's personal keys; a narrowed
+        // one manages only itself (`is_own_personal`), so it lists by its permissions alone.
+        user: match &p.key {
+            None => p.user.as_ref().map(|u| u.id.clone()),
+            Some(k) if k.kind == KeyKind::Personal && !k.is_narrowed() => {
+                p.user.as_ref().map(|u| u.id.clone())
+            }
+            Some(_) => None,
         },
     };
     let filter = KeyFilter {

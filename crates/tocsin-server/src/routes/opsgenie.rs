@@ -94,14 +94,6 @@ pub(crate) async fn owner_team(
     Ok(Err("must have an id or a name".into()))
 }
 
-fn flag(b: &Value, field: &str, default: bool) -> ApiResult<bool> {
-    match b.get(field) {
-        None | Some(Value::Null) => Ok(default),
-        Some(Value::Bool(v)) => Ok(*v),
-        Some(_) => Err(ApiError::validation(field, "must be true or false")),
-    }
-}
-
 #[derive(Deserialize, Default)]
 pub struct ListQuery {
     #[serde(rename = "type")]
@@ -256,13 +248,18 @@ pub async fn update(
         ));
     }
     let kept = i.flags;
+    let no_fields = Map::new();
+    let fields = b.as_object().unwrap_or(&no_fields);
+    let mut problems = Problems::new();
+    let mut flag = |field, kept| flag_field(fields, field, kept, &mut problems);
     let flags = AccessFlags {
-        read: flag(&b, "allowReadAccess", kept.read)?,
-        write: flag(&b, "allowWriteAccess", kept.write)?,
-        delete: flag(&b, "allowDeleteAccess", kept.delete)?,
-        configuration: flag(&b, "allowConfigurationAccess", kept.configuration)?,
+        read: flag("allowReadAccess", kept.read),
+        write: flag("allowWriteAccess", kept.write),
+        delete: flag("allowDeleteAccess", kept.delete),
+        configuration: flag("allowConfigurationAccess", kept.configuration),
     };
-    let enabled = flag(&b, "enabled", i.enabled)?;
+    let enabled = flag("enabled", i.enabled);
+    problems.into_result().map_err(ApiError::Validation)?;
     let name = b.get("name").and_then(Value::as_str).map(str::to_owned);
     let updated = apply(&app, &p, i, name.as_deref(), flags, enabled).await?;
     Ok(v2.data(meta(&updated)))

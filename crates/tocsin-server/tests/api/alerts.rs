@@ -776,6 +776,18 @@ async fn opsgenie_integration_and_account_api() {
         .v2("GET", &format!("/v2/integrations/{id}"), &key, None)
         .await;
     assert_eq!(b["data"]["allowDeleteAccess"], true, "{b}");
+    // Every wrongly typed flag is named at once.
+    let (s, b, _) = app
+        .v2(
+            "PUT",
+            &format!("/v2/integrations/{id}"),
+            &app.owner,
+            Some(json!({"name": "Terraform made", "type": "API", "allowReadAccess": "yes", "enabled": 1})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(b["errors"]["allowReadAccess"].is_string(), "{b}");
+    assert!(b["errors"]["enabled"].is_string(), "{b}");
 
     // Disabled: 401, as Opsgenie answers; enabled again: works.
     let (s, b, _) = app
