@@ -138,15 +138,18 @@ impl Store {
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
-    /// Writes back every editable field (not the name). Not `expired`, which only the sweep
-    /// (missed) and a ping (heard from) change: written back from a copy read before a sweep,
-    /// it would clear the mark of an alert that sweep had just opened, and no ping would then
-    /// close that alert.
+    /// Writes back every editable field (not the name). Not `expired` as read, which the
+    /// sweep (missed) and a ping (heard from) change: written back from a copy read before a
+    /// sweep, it would clear the mark of an alert that sweep had just opened. One change of
+    /// its own: switching a disabled heartbeat on clears it, decided on the row as it is, so
+    /// that the heartbeat is watched again from then (a disabled one is never swept, so no
+    /// sweep's mark is lost); an alert it left open is still closed by the next ping.
     pub async fn update_heartbeat(&self, h: &Heartbeat) -> Result<()> {
         let n = on_db!(&self.db, |pool| {
             sqlx::query(
                 "UPDATE heartbeats SET description = $3, interval_value = $4, interval_unit = $5, enabled = $6,
-                   owner_team_id = $7, alert_message = $8, alert_tags = $9, alert_priority = $10, enabled_at = $11, updated_at = $12
+                   owner_team_id = $7, alert_message = $8, alert_tags = $9, alert_priority = $10, enabled_at = $11, updated_at = $12,
+                   expired = CASE WHEN $6 AND NOT enabled THEN FALSE ELSE expired END
                  WHERE org_id = $1 AND name = $2",
             )
             .bind(h.org_id.as_str())

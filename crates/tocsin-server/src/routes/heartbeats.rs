@@ -72,11 +72,14 @@ async fn load(
 }
 
 /// Switches monitoring on or off. Switching it on starts the interval afresh: a disabled
-/// heartbeat is not monitored, so the time it spent disabled is no missed interval. `expired`
-/// stays as it is: a missed heartbeat's alert stays open until a ping closes it.
+/// heartbeat is not monitored, so the time it spent disabled is no missed interval; and it is
+/// watched again (the store clears `expired` on that switch), so a heartbeat still silent
+/// raises a new alert once the interval has passed. A missed heartbeat's alert left open is
+/// closed by the next ping.
 fn enable(h: &mut Heartbeat, enabled: bool) {
     if enabled && !h.enabled {
         h.enabled_at = Some(OffsetDateTime::now_utc());
+        h.expired = false;
     }
     h.enabled = enabled;
 }

@@ -66,13 +66,17 @@ impl TestApp {
 
 /// The usual maintenance: a heartbeat missed its interval (its alert is open), it is disabled
 /// during the work and enabled afterwards, or just enabled again, and the job pings again.
-/// That ping closes the alert; enabling does not forget that the heartbeat was missed.
+/// That ping closes the alert. Enabling one that is on changes nothing; switching one on that
+/// was off watches it afresh (`expired` false), and its open alert still closes on the ping.
 #[tokio::test]
 async fn the_first_ping_after_enabling_closes_the_missed_heartbeats_alert() {
     let app = TestApp::spawn().await;
     for (name, toggles) in [
-        ("hb-enabled-again", &["enable"][..]),
-        ("hb-maintenance", &["disable", "enable"][..]),
+        ("hb-enabled-again", &[("enable", true)][..]),
+        (
+            "hb-maintenance",
+            &[("disable", true), ("enable", false)][..],
+        ),
     ] {
         let (s, b, _) = app
             .v2(
@@ -89,7 +93,7 @@ async fn the_first_ping_after_enabling_closes_the_missed_heartbeats_alert() {
             .await
             .unwrap();
         assert_eq!(app.alert_by_alias(name).await["status"], "open");
-        for toggle in toggles {
+        for (toggle, expired) in toggles {
             let (s, b, _) = app
                 .v2(
                     "POST",
@@ -99,8 +103,7 @@ async fn the_first_ping_after_enabling_closes_the_missed_heartbeats_alert() {
                 )
                 .await;
             assert_eq!(s, StatusCode::OK, "{b}");
-            // Still missed: its alert is open until a ping.
-            assert_eq!(b["data"]["expired"], true, "{toggle}: {b}");
+            assert_eq!(b["data"]["expired"], *expired, "{toggle}: {b}");
         }
         let (s, _, _) = app
             .v2(
@@ -119,6 +122,54 @@ async fn the_first_ping_after_enabling_closes_the_missed_heartbeats_alert() {
         );
         assert_eq!(app.heartbeat(name).await["expired"], false);
     }
+}
+
+/// A missed heartbeat whose alert was closed by hand, disabled for maintenance and enabled
+/// again, is watched again: still silent an interval later, it raises a new alert.
+#[tokio::test]
+async fn a_heartbeat_switched_on_again_alerts_again_when_still_silent() {
+    let app = TestApp::spawn().await;
+    let name = "hb-rearmed";
+    let (s, b, _) = app
+        .v2(
+            "POST",
+            "/v2/heartbeats",
+            &app.owner,
+            Some(json!({"name": name, "interval": 1, "intervalUnit": "hours", "enabled": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    sweep(app.app(), OffsetDateTime::now_utc() + Duration::hours(2))
+        .await
+        .unwrap();
+    let first = app.alert_by_alias(name).await;
+    assert_eq!(first["status"], "open");
+    let (s, b, _) = app
+        .v2(
+            "POST",
+            &format!("/v2/alerts/{name}/close?identifierType=alias"),
+            &app.owner,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    for toggle in ["disable", "enable"] {
+        let (s, b, _) = app
+            .v2(
+                "POST",
+                &format!("/v2/heartbeats/{name}/{toggle}"),
+                &app.owner,
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+    sweep(app.app(), OffsetDateTime::now_utc() + Duration::hours(2))
+        .await
+        .unwrap();
+    let second = app.alert_by_alias(name).await;
+    assert_eq!(second["status"], "open", "{second}");
+    assert_ne!(second["id"], first["id"]);
 }
 
 /// A heartbeat created disabled, or disabled for longer than its interval, starts its interval
