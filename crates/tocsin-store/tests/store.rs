@@ -1766,6 +1766,23 @@ async fn race_role_delete<T: std::fmt::Debug>(
     }
 }
 
+/// Runs `write`, which places something in `team`, and the team's delete at the same moment:
+/// either the new dependent blocks the delete (`Conflict`), or the team is gone and the
+/// write refused (`Vanished`). Never both.
+async fn race_team_delete<T: std::fmt::Debug>(
+    store: &Store,
+    org: &OrgId,
+    team: &tocsin_core::TeamId,
+    round: u32,
+    write: impl std::future::Future<Output = tocsin_store::Result<T>>,
+) {
+    match tokio::join!(write, store.delete_team(org, team)) {
+        (Ok(_), Err(tocsin_store::StoreError::Conflict(_))) => {}
+        (Err(tocsin_store::StoreError::Vanished(_)), Ok(())) => {}
+        other => panic!("round {round}: {other:?}"),
+    }
+}
+
 /// A PATCH that gives a key a role (`role_names` or `team_role_names`) while the role is
 /// deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1875,5 +1892,65 @@ async fn deleting_a_team_leaves_no_membership_put_at_the_same_moment() {
             left.iter().all(|m| m.team_id != team),
             "round {round}: a membership of a deleted team"
         );
+    }
+}
+
+/// An integration created for a team while the team is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_team_never_strands_an_integration_created_at_the_same_moment() {
+    let (_dir, store) = store().await;
+    let org = org(&store).await;
+    let now = OffsetDateTime::now_utc();
+    for round in 0..20u32 {
+        let team = team(&store, &org, &format!("team {round}")).await;
+        let integration = tocsin_store::integrations::Integration {
+            id: tocsin_core::IntegrationId::generate(),
+            org_id: org.clone(),
+            name: format!("integration {round}"),
+            kind: "API".into(),
+            team_id: Some(team.clone()),
+            flags: Default::default(),
+            enabled: true,
+            created_at: now,
+            updated_at: now,
+        };
+        let write = store.insert_integration(&integration);
+        race_team_delete(&store, &org, &team, round, write).await;
+    }
+}
+
+/// A heartbeat created for, or moved to, an owner team while the team is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_team_never_strands_a_heartbeat_given_it_at_the_same_moment() {
+    let (_dir, store) = store().await;
+    let org = org(&store).await;
+    for round in 0..20u32 {
+        let team = team(&store, &org, &format!("team {round}")).await;
+        let mut h = tocsin_store::heartbeats::Heartbeat {
+            org_id: org.clone(),
+            name: format!("heartbeat {round}"),
+            description: String::new(),
+            interval: 10,
+            interval_unit: "minutes".into(),
+            enabled: true,
+            owner_team_id: None,
+            alert_message: "expired".into(),
+            alert_tags: vec![],
+            alert_priority: "P3".into(),
+            last_ping_at: None,
+            enabled_at: None,
+            expired: false,
+            created_at: OffsetDateTime::now_utc(),
+        };
+        if round % 2 == 0 {
+            h.owner_team_id = Some(team.to_string());
+            let write = store.insert_heartbeat(&h);
+            race_team_delete(&store, &org, &team, round, write).await;
+        } else {
+            store.insert_heartbeat(&h).await.unwrap();
+            h.owner_team_id = Some(team.to_string());
+            let write = store.update_heartbeat(&h);
+            race_team_delete(&store, &org, &team, round, write).await;
+        }
     }
 }
