@@ -3223,3 +3223,75 @@ async fn a_rotation_racing_a_revocation_is_done_or_refused_as_revoked() {
         }
     }
 }
+
+/// A membership put racing the delete of the custom role it gives, or of its team: the put is
+/// done, or refused because the role or team is gone (409 `conflict` naming it, or the 422 or
+/// 404 of a request made after the delete), never a 500; and a role is never both deleted and
+/// given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_membership_racing_the_delete_of_its_role_or_team_is_done_or_refused() {
+    let app = TestApp::spawn().await;
+    let bo = app.user(json!({"email": "bo@example.com"})).await;
+    let stable = app.team("stable").await;
+    for round in 0..10 {
+        let role = format!("racing{round}");
+        let (s, b) = app
+            .post(
+                "/v1/roles",
+                &app.owner,
+                json!({"name": role, "scope": "team", "permissions": ["alerts:read"]}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        let (member, role_path) = (
+            format!("/v1/teams/{stable}/members/{bo}"),
+            format!("/v1/roles/{role}"),
+        );
+        let (put, deleted) = tokio::join!(
+            app.call(
+                "PUT",
+                &member,
+                Some(&app.owner),
+                Some(json!({"team_role_names": [role]})),
+            ),
+            app.call("DELETE", &role_path, Some(&app.owner), None),
+        );
+        match (put.0, deleted.0) {
+            (StatusCode::OK, StatusCode::CONFLICT) => assert_eq!(code(&deleted.1), "role_in_use"),
+            (StatusCode::UNPROCESSABLE_ENTITY, StatusCode::NO_CONTENT) => {}
+            (StatusCode::CONFLICT, StatusCode::NO_CONTENT) => {
+                assert_eq!(code(&put.1), "conflict");
+                let message = put.1["error"]["message"].as_str().unwrap();
+                assert!(message.contains(&format!("role `{role}`")), "{message}");
+            }
+            other => panic!("round {round}: {other:?}: {} / {}", put.1, deleted.1),
+        }
+        // Leave the role free for the next round's delete to be decided by its own put.
+        app.add_member(&stable, &bo, &["responder"]).await;
+
+        let team = app.team(&format!("team {round}")).await;
+        let (member, team_path) = (
+            format!("/v1/teams/{team}/members/{bo}"),
+            format!("/v1/teams/{team}"),
+        );
+        let (put, deleted) = tokio::join!(
+            app.call(
+                "PUT",
+                &member,
+                Some(&app.owner),
+                Some(json!({"team_role_names": ["responder"]})),
+            ),
+            app.call("DELETE", &team_path, Some(&app.owner), None),
+        );
+        assert_eq!(deleted.0, StatusCode::NO_CONTENT, "{}", deleted.1);
+        match put.0 {
+            StatusCode::OK | StatusCode::NOT_FOUND => {}
+            StatusCode::CONFLICT => {
+                assert_eq!(code(&put.1), "conflict");
+                let message = put.1["error"]["message"].as_str().unwrap();
+                assert!(message.contains(&format!("team `{team}`")), "{message}");
+            }
+            other => panic!("round {round}: the put answered {other}: {}", put.1),
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! Heartbeats: named intervals a monitored system must ping within.
 
+use crate::references::check_references;
 use crate::{
     BeginWrite, Result, Store, StoreError, from_json, from_ms, ms, now_ms, on_db, to_json,
 };
@@ -92,8 +93,14 @@ const COLUMNS: &str = "org_id, name, description, interval_value, interval_unit,
     alert_tags, alert_priority, last_ping_at, enabled_at, expired, created_at";
 
 impl Store {
+    /// Creates a heartbeat. Its owner team is checked inside the insert's transaction
+    /// (`check_references!`): a team deleted at the same moment either sees the heartbeat
+    /// (and is not deleted) or is gone, and then nothing is written (`StoreError::Vanished`).
     pub async fn insert_heartbeat(&self, h: &Heartbeat) -> Result<()> {
+        let references = self.references().teams(h.owner_team_id.as_deref());
         on_db!(&self.db, |pool| {
+            let mut tx = pool.begin_write().await?;
+            check_references!(tx, h.org_id.as_str(), references);
             sqlx::query(
                 "INSERT INTO heartbeats (org_id, name, description, interval_value, interval_unit, enabled, owner_team_id,
                    alert_message, alert_tags, alert_priority, last_ping_at, expired, created_at, updated_at)
@@ -111,8 +118,9 @@ impl Store {
             .bind(&h.alert_priority)
             .bind(false)
             .bind(ms(h.created_at))
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
+            tx.commit().await?;
         });
         Ok(())
     }
@@ -143,10 +151,16 @@ impl Store {
     /// sweep, it would clear the mark of an alert that sweep had just opened. One change of
     /// its own: switching a disabled heartbeat on clears it, decided on the row as it is, so
     /// that the heartbeat is watched again from then (a disabled one is never swept, so no
-    /// sweep's mark is lost); an alert it left open is still closed by the next ping.
+    /// sweep's mark is lost); an alert it left open is still closed by the next ping. The
+    /// owner team written is checked in the same transaction, as `insert_heartbeat` checks
+    /// it: also the one of a copy read before the heartbeat moved to another team and that
+    /// team was deleted.
     pub async fn update_heartbeat(&self, h: &Heartbeat) -> Result<()> {
+        let references = self.references().teams(h.owner_team_id.as_deref());
         let n = on_db!(&self.db, |pool| {
-            sqlx::query(
+            let mut tx = pool.begin_write().await?;
+            check_references!(tx, h.org_id.as_str(), references);
+            let n = sqlx::query(
                 "UPDATE heartbeats SET description = $3, interval_value = $4, interval_unit = $5, enabled = $6,
                    owner_team_id = $7, alert_message = $8, alert_tags = $9, alert_priority = $10, enabled_at = $11, updated_at = $12,
                    expired = CASE WHEN $6 AND NOT enabled THEN FALSE ELSE expired END
@@ -164,9 +178,11 @@ impl Store {
             .bind(&h.alert_priority)
             .bind(h.enabled_at.map(ms))
             .bind(now_ms())
-            .execute(pool)
+            .execute(&mut *tx)
             .await?
-            .rows_affected()
+            .rows_affected();
+            tx.commit().await?;
+            n
         });
         if n == 0 {
             Err(StoreError::NotFound)

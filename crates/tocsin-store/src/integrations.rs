@@ -1,7 +1,10 @@
 //! API integrations: inbound alert sources, global or owned by a team.
 
 use crate::point_read::point;
-use crate::{Page, Result, Store, StoreError, from_ms, ms, now_ms, on_db, paginate, safe};
+use crate::references::check_references;
+use crate::{
+    BeginWrite, Page, Result, Store, StoreError, from_ms, ms, now_ms, on_db, paginate, safe,
+};
 use time::OffsetDateTime;
 use tocsin_core::integration::AccessFlags;
 use tocsin_core::{IntegrationId, OrgId, TeamId};
@@ -72,8 +75,17 @@ pub struct IntegrationVisibility {
 }
 
 impl Store {
+    /// Creates an integration. Its team is checked inside the insert's transaction
+    /// (`check_references!`): a team deleted at the same moment either sees the integration
+    /// (and is not deleted) or is gone, and then nothing is written (`StoreError::Vanished`).
+    /// An update never changes the team (`update_integration`), so it needs no such check.
     pub async fn insert_integration(&self, i: &Integration) -> Result<()> {
+        let references = self
+            .references()
+            .teams(i.team_id.as_ref().map(TeamId::as_str));
         on_db!(&self.db, |pool| {
+            let mut tx = pool.begin_write().await?;
+            check_references!(tx, i.org_id.as_str(), references);
             sqlx::query(
                 "INSERT INTO integrations (id, org_id, name, name_folded, type, team_id, allow_read, allow_write,
                    allow_delete, allow_configuration, enabled, created_at, updated_at)
@@ -92,8 +104,9 @@ impl Store {
             .bind(i.enabled)
             .bind(ms(i.created_at))
             .bind(ms(i.updated_at))
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
+            tx.commit().await?;
         });
         Ok(())
     }
@@ -155,7 +168,7 @@ impl Store {
         ))
     }
 
-    /// Writes back name, flags and enabled.
+    /// Writes back name, flags and enabled (never the team).
     pub async fn update_integration(&self, i: &Integration) -> Result<Integration> {
         let n = on_db!(&self.db, |pool| {
             sqlx::query(

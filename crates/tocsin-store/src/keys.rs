@@ -2,6 +2,7 @@
 //! during a rotation's grace period, one previous token.
 
 use crate::point_read::{PointReads, point};
+use crate::references::check_references;
 use crate::{
     BeginWrite, Page, Result, Store, StoreError, from_json, from_ms, ms, now_ms, on_db, paginate,
     safe, to_json,
@@ -305,23 +306,18 @@ impl Store {
         account: Option<&ServiceAccount>,
     ) -> Result<()> {
         let team_ids: Vec<&str> = key.team_ids.iter().map(|t| t.as_str()).collect();
-        let references = self.references_of(key);
+        let references = self
+            .references()
+            .roles(key.role_names.iter().chain(&key.team_role_names))
+            .teams(key.team_id.iter().chain(&key.team_ids).map(TeamId::as_str))
+            .integration(key.integration_id.as_deref());
         on_db!(&self.db, |pool| {
             let mut tx = pool.begin_write().await?;
             // What the key names must still exist as it is written. A delete racing this
             // create (the route checked a moment ago) either finds the key once this commits
             // (PostgreSQL: it waits for the shared row lock; SQLite writes one at a time) or
             // wins, and then this create is refused.
-            for &(sql, ref id, what) in &references {
-                let found = sqlx::query(sql)
-                    .bind(key.org_id.as_str())
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if found.is_none() {
-                    return Err(StoreError::Vanished(format!("{what} `{id}`")));
-                }
-            }
+            check_references!(tx, key.org_id.as_str(), references);
             if let Some(sa) = account {
                 sqlx::query("INSERT INTO service_accounts (id, org_id, name, team_id, created_at) VALUES ($1, $2, $3, $4, $5)")
                     .bind(sa.id.as_str())
@@ -368,40 +364,6 @@ impl Store {
             tx.commit().await?;
         });
         Ok(())
-    }
-
-    /// The custom roles, teams and integration a key names, each with the statement that
-    /// finds (and on PostgreSQL share-locks) its row: `insert_key` checks them inside its
-    /// transaction.
-    fn references_of(&self, key: &ApiKey) -> Vec<(&'static str, String, &'static str)> {
-        let pg = self.is_postgres();
-        let (role, team, integration) = if pg {
-            (
-                "SELECT 1 FROM roles WHERE org_id = $1 AND name = $2 FOR SHARE",
-                "SELECT 1 FROM teams WHERE org_id = $1 AND id = $2 FOR SHARE",
-                "SELECT 1 FROM integrations WHERE org_id = $1 AND id = $2 FOR SHARE",
-            )
-        } else {
-            (
-                "SELECT 1 FROM roles WHERE org_id = $1 AND name = $2",
-                "SELECT 1 FROM teams WHERE org_id = $1 AND id = $2",
-                "SELECT 1 FROM integrations WHERE org_id = $1 AND id = $2",
-            )
-        };
-        let mut refs: Vec<(&'static str, String, &'static str)> = Vec::new();
-        for name in key.role_names.iter().chain(&key.team_role_names) {
-            if !tocsin_core::role::is_builtin_name(name) && !refs.iter().any(|(_, n, _)| n == name)
-            {
-                refs.push((role, name.clone(), "role"));
-            }
-        }
-        for t in key.team_id.iter().chain(&key.team_ids) {
-            refs.push((team, t.as_str().to_owned(), "team"));
-        }
-        if let Some(id) = &key.integration_id {
-            refs.push((integration, id.clone(), "integration"));
-        }
-        refs
     }
 
     /// The key a token digest belongs to, with which of its tokens it is. Not tenant-scoped:
@@ -504,9 +466,22 @@ impl Store {
         ))
     }
 
+    /// Changes a key. The custom roles the patch gives it are checked inside the update's
+    /// transaction, as `insert_key` checks a new key's: a role deleted at the same moment
+    /// either counts this key as a holder (and is not deleted) or is gone, and then nothing
+    /// is written (`StoreError::Vanished`).
     pub async fn update_key(&self, org: &OrgId, id: &KeyId, patch: &KeyPatch) -> Result<ApiKey> {
+        let references = self.references().roles(
+            patch
+                .role_names
+                .iter()
+                .flatten()
+                .chain(patch.team_role_names.iter().flatten()),
+        );
         let n = on_db!(&self.db, |pool| {
-            sqlx::query(
+            let mut tx = pool.begin_write().await?;
+            check_references!(tx, org.as_str(), references);
+            let n = sqlx::query(
                 "UPDATE api_keys SET name = COALESCE($3, name), name_folded = COALESCE($4, name_folded),
                    description = COALESCE($5, description), role_names = COALESCE($6, role_names),
                    team_role_names = COALESCE($7, team_role_names), allowed_cidrs = COALESCE($8, allowed_cidrs),
@@ -526,9 +501,11 @@ impl Store {
             .bind(now_ms())
             .bind(patch.rate_limit.is_some())
             .bind(patch.rate_limit.flatten().map(i64::from))
-            .execute(pool)
+            .execute(&mut *tx)
             .await?
-            .rows_affected()
+            .rows_affected();
+            tx.commit().await?;
+            n
         });
         if n == 0 {
             return Err(StoreError::NotFound);

@@ -24,6 +24,7 @@ pub mod keys;
 pub mod orgs;
 mod point_read;
 pub mod rate_limits;
+mod references;
 pub mod roles;
 pub mod teams;
 pub mod testing;

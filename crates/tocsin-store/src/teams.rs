@@ -1,6 +1,7 @@
 //! Teams and memberships (each with its team roles).
 
 use crate::point_read::point;
+use crate::references::check_references;
 use crate::{
     BeginWrite, Page, Result, Store, StoreError, from_json, from_ms, ms, now_ms, on_db, paginate,
     safe, to_json,
@@ -294,7 +295,11 @@ impl Store {
         Ok(())
     }
 
-    /// Adds or replaces a membership.
+    /// Adds or replaces a membership. The team and the custom roles it gives are checked
+    /// inside the write's transaction (`check_references!`): a team or role deleted at the
+    /// same moment either sees the membership (a team deletes it with itself; a role counts
+    /// it as a holder and stays) or is gone, and then nothing is written
+    /// (`StoreError::Vanished`).
     pub async fn put_member(
         &self,
         org: &OrgId,
@@ -302,7 +307,10 @@ impl Store {
         user: &UserId,
         roles: &[String],
     ) -> Result<()> {
+        let references = self.references().teams([team.as_str()]).roles(roles);
         on_db!(&self.db, |pool| {
+            let mut tx = pool.begin_write().await?;
+            check_references!(tx, org.as_str(), references);
             sqlx::query(
                 "INSERT INTO team_members (org_id, team_id, user_id, team_role_names, created_at) VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (team_id, user_id) DO UPDATE SET team_role_names = $4",
@@ -312,8 +320,9 @@ impl Store {
             .bind(user.as_str())
             .bind(to_json(&roles))
             .bind(now_ms())
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
+            tx.commit().await?;
         });
         Ok(())
     }

@@ -1,7 +1,8 @@
 //! Users (people in an organization) and their login sessions.
 
 use crate::point_read::point;
-use crate::{Db, Page, Result, Store, StoreError, from_ms, ms, on_db, paginate, safe};
+use crate::references::check_references;
+use crate::{BeginWrite, Db, Page, Result, Store, StoreError, from_ms, ms, on_db, paginate, safe};
 use time::OffsetDateTime;
 use tocsin_core::token::TokenDigest;
 use tocsin_core::{OrgId, SessionId, UserId};
@@ -97,8 +98,14 @@ pub struct Session {
 }
 
 impl Store {
+    /// Creates a user. A custom account role is checked inside the insert's transaction
+    /// (`check_references!`): deleted at the same moment, it either counts the new user as a
+    /// holder (and stays) or is gone, and then nothing is written (`StoreError::Vanished`).
     pub async fn insert_user(&self, user: &User, password_hash: Option<&str>) -> Result<()> {
+        let references = self.references().roles([&user.role_name]);
         on_db!(&self.db, |pool| {
+            let mut tx = pool.begin_write().await?;
+            check_references!(tx, user.org_id.as_str(), references);
             sqlx::query(
                 "INSERT INTO users (id, org_id, email, email_folded, name, role_name, password_hash, active, created_at, updated_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -113,8 +120,9 @@ impl Store {
             .bind(user.active)
             .bind(ms(user.created_at))
             .bind(ms(user.updated_at))
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
+            tx.commit().await?;
         });
         Ok(())
     }
@@ -210,7 +218,8 @@ impl Store {
     /// then nothing is written and the answer is `UserUpdate::LastOwner`. The check and the
     /// write are one statement (SQLite writes one at a time); on PostgreSQL the organization's
     /// active owners are locked first, so two owners demoting each other at the same moment
-    /// cannot both succeed.
+    /// cannot both succeed. A custom role the patch gives is checked in the same transaction
+    /// (`StoreError::Vanished` when it was deleted), as `insert_user` checks one.
     pub async fn update_user(
         &self,
         org: &OrgId,
@@ -240,8 +249,16 @@ impl Store {
                     .rows_affected()
             };
         }
+        // A custom role it gives is checked in the same transaction, as `insert_user` does.
+        let references = self.references().roles(&patch.role_name);
         let done = match &self.db {
-            Db::Sqlite(pool) => update!(pool),
+            Db::Sqlite(pool) => {
+                let mut tx = pool.begin_write().await?;
+                check_references!(tx, org.as_str(), references);
+                let done = update!(&mut *tx);
+                tx.commit().await?;
+                done
+            }
             Db::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
                 sqlx::query(
@@ -250,6 +267,7 @@ impl Store {
                 .bind(org.as_str())
                 .fetch_all(&mut *tx)
                 .await?;
+                check_references!(tx, org.as_str(), references);
                 let done = update!(&mut *tx);
                 tx.commit().await?;
                 done

@@ -1719,3 +1719,238 @@ async fn deleting_a_team_never_strands_a_key_created_at_the_same_moment() {
         }
     }
 }
+
+/// A new team named `name`.
+async fn team(store: &Store, org: &OrgId, name: &str) -> tocsin_core::TeamId {
+    let now = OffsetDateTime::now_utc();
+    let team = tocsin_store::teams::Team {
+        id: tocsin_core::TeamId::generate(),
+        org_id: org.clone(),
+        name: name.into(),
+        description: String::new(),
+        created_at: now,
+        updated_at: now,
+    };
+    store.insert_team(&team).await.unwrap();
+    team.id
+}
+
+/// Runs `write`, which gives custom role `name` to someone, and the role's delete at the same
+/// moment: either the write is counted and the role stays, or the role is gone and the write
+/// refused (`Vanished`). Never a holder of a deleted role.
+async fn race_role_delete<T: std::fmt::Debug>(
+    store: &Store,
+    org: &OrgId,
+    name: &str,
+    round: u32,
+    write: impl std::future::Future<Output = tocsin_store::Result<T>>,
+) {
+    let (written, deleted) = tokio::join!(write, store.delete_role_unless_held(org, name));
+    let deleted = deleted.unwrap();
+    let role_left = store
+        .list_custom_roles(org)
+        .await
+        .unwrap()
+        .iter()
+        .any(|r| r.name == name);
+    match written {
+        Ok(_) => assert!(
+            role_left && deleted.total() > 0,
+            "round {round}: a holder of a deleted role ({deleted:?})"
+        ),
+        Err(tocsin_store::StoreError::Vanished(_)) => assert!(
+            !role_left && deleted.total() == 0,
+            "round {round}: refused, yet the role was not deleted ({deleted:?})"
+        ),
+        Err(e) => panic!("round {round}: {e}"),
+    }
+}
+
+/// Runs `write`, which places something in `team`, and the team's delete at the same moment:
+/// either the new dependent blocks the delete (`Conflict`), or the team is gone and the
+/// write refused (`Vanished`). Never both.
+async fn race_team_delete<T: std::fmt::Debug>(
+    store: &Store,
+    org: &OrgId,
+    team: &tocsin_core::TeamId,
+    round: u32,
+    write: impl std::future::Future<Output = tocsin_store::Result<T>>,
+) {
+    match tokio::join!(write, store.delete_team(org, team)) {
+        (Ok(_), Err(tocsin_store::StoreError::Conflict(_))) => {}
+        (Err(tocsin_store::StoreError::Vanished(_)), Ok(())) => {}
+        other => panic!("round {round}: {other:?}"),
+    }
+}
+
+/// A PATCH that gives a key a role (`role_names` or `team_role_names`) while the role is
+/// deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_role_never_strands_a_key_given_it_at_the_same_moment() {
+    let (_dir, store) = store().await;
+    let org = org(&store).await;
+    let user = user(&store, &org).await;
+    let expires = OffsetDateTime::now_utc() + Duration::days(1);
+    for round in 0..20u32 {
+        let name = format!("patched{round}");
+        store.insert_role(&org, &custom_role(&name)).await.unwrap();
+        let mut key = personal_key(&org, &user, expires);
+        key.name = name.clone();
+        store
+            .insert_key(&key, &[round as u8; 32], None)
+            .await
+            .unwrap();
+        let roles = Some(vec![name.clone()]);
+        let patch = if round % 2 == 0 {
+            tocsin_store::keys::KeyPatch {
+                role_names: roles,
+                ..Default::default()
+            }
+        } else {
+            tocsin_store::keys::KeyPatch {
+                team_role_names: roles,
+                ..Default::default()
+            }
+        };
+        let write = store.update_key(&org, &key.id, &patch);
+        race_role_delete(&store, &org, &name, round, write).await;
+    }
+}
+
+/// A user created with, or changed to, a custom account role while the role is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_role_never_strands_a_user_given_it_at_the_same_moment() {
+    let (_dir, store) = store().await;
+    let org = org(&store).await;
+    let now = OffsetDateTime::now_utc();
+    for round in 0..20u32 {
+        let name = format!("userrole{round}");
+        store.insert_role(&org, &custom_role(&name)).await.unwrap();
+        let mut u = User {
+            id: UserId::generate(),
+            org_id: org.clone(),
+            email: format!("racing{round}@example.com"),
+            name: "u".into(),
+            role_name: name.clone(),
+            active: true,
+            created_at: now,
+            updated_at: now,
+        };
+        if round % 2 == 0 {
+            let write = store.insert_user(&u, None);
+            race_role_delete(&store, &org, &name, round, write).await;
+        } else {
+            u.role_name = "responder".into();
+            store.insert_user(&u, None).await.unwrap();
+            let patch = tocsin_store::users::UserPatch {
+                role_name: Some(name.clone()),
+                ..Default::default()
+            };
+            let write = store.update_user(&org, &u.id, &patch);
+            race_role_delete(&store, &org, &name, round, write).await;
+        }
+    }
+}
+
+/// A membership given a custom team role while the role is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_role_never_strands_a_membership_given_it_at_the_same_moment() {
+    let (_dir, store) = store().await;
+    let org = org(&store).await;
+    let user = user(&store, &org).await;
+    let team = team(&store, &org, "t").await;
+    for round in 0..20u32 {
+        let name = format!("teamrole{round}");
+        store.insert_role(&org, &custom_role(&name)).await.unwrap();
+        let roles = vec!["responder".to_owned(), name.clone()];
+        let write = store.put_member(&org, &team, &user, &roles);
+        race_role_delete(&store, &org, &name, round, write).await;
+    }
+}
+
+/// A membership put while its team is deleted: either the membership went with the team,
+/// or the team was gone and the put refused. No membership of a deleted team is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_team_leaves_no_membership_put_at_the_same_moment() {
+    let (_dir, store) = store().await;
+    let org = org(&store).await;
+    let user = user(&store, &org).await;
+    for round in 0..20u32 {
+        let team = team(&store, &org, &format!("team {round}")).await;
+        let roles = vec!["responder".to_owned()];
+        let (put, deleted) = tokio::join!(
+            store.put_member(&org, &team, &user, &roles),
+            store.delete_team(&org, &team)
+        );
+        deleted.unwrap();
+        match put {
+            Ok(()) | Err(tocsin_store::StoreError::Vanished(_)) => {}
+            Err(e) => panic!("round {round}: {e}"),
+        }
+        let left = store.memberships_of(&org, &user).await.unwrap();
+        assert!(
+            left.iter().all(|m| m.team_id != team),
+            "round {round}: a membership of a deleted team"
+        );
+    }
+}
+
+/// An integration created for a team while the team is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_team_never_strands_an_integration_created_at_the_same_moment() {
+    let (_dir, store) = store().await;
+    let org = org(&store).await;
+    let now = OffsetDateTime::now_utc();
+    for round in 0..20u32 {
+        let team = team(&store, &org, &format!("team {round}")).await;
+        let integration = tocsin_store::integrations::Integration {
+            id: tocsin_core::IntegrationId::generate(),
+            org_id: org.clone(),
+            name: format!("integration {round}"),
+            kind: "API".into(),
+            team_id: Some(team.clone()),
+            flags: Default::default(),
+            enabled: true,
+            created_at: now,
+            updated_at: now,
+        };
+        let write = store.insert_integration(&integration);
+        race_team_delete(&store, &org, &team, round, write).await;
+    }
+}
+
+/// A heartbeat created for, or moved to, an owner team while the team is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_team_never_strands_a_heartbeat_given_it_at_the_same_moment() {
+    let (_dir, store) = store().await;
+    let org = org(&store).await;
+    for round in 0..20u32 {
+        let team = team(&store, &org, &format!("team {round}")).await;
+        let mut h = tocsin_store::heartbeats::Heartbeat {
+            org_id: org.clone(),
+            name: format!("heartbeat {round}"),
+            description: String::new(),
+            interval: 10,
+            interval_unit: "minutes".into(),
+            enabled: true,
+            owner_team_id: None,
+            alert_message: "expired".into(),
+            alert_tags: vec![],
+            alert_priority: "P3".into(),
+            last_ping_at: None,
+            enabled_at: None,
+            expired: false,
+            created_at: OffsetDateTime::now_utc(),
+        };
+        if round % 2 == 0 {
+            h.owner_team_id = Some(team.to_string());
+            let write = store.insert_heartbeat(&h);
+            race_team_delete(&store, &org, &team, round, write).await;
+        } else {
+            store.insert_heartbeat(&h).await.unwrap();
+            h.owner_team_id = Some(team.to_string());
+            let write = store.update_heartbeat(&h);
+            race_team_delete(&store, &org, &team, round, write).await;
+        }
+    }
+}

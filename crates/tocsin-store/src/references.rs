@@ -1,0 +1,102 @@
+//! What a write names that a delete may take away at the same moment: custom roles, teams,
+//! integrations. A writer collects them (`Store::references`) and checks them inside its own
+//! transaction (`check_references!`), before it writes. On PostgreSQL each row is
+//! share-locked (`FOR SHARE`) until the write commits, so a delete, which locks the row
+//! `FOR UPDATE` and then looks for what depends on it, either waits and sees the new
+//! dependent, or won and the check finds no row (`StoreError::Vanished`). SQLite writes one
+//! transaction at a time (`begin_write`), so the plain lookup is enough there.
+
+use crate::Store;
+
+/// The statements that find (and on PostgreSQL share-lock) a row: `$1` the organization, `$2`
+/// the role's name or the team's or integration's id.
+struct Lookups {
+    role: &'static str,
+    team: &'static str,
+    integration: &'static str,
+}
+
+const POSTGRES: Lookups = Lookups {
+    role: "SELECT 1 FROM roles WHERE org_id = $1 AND name = $2 FOR SHARE",
+    team: "SELECT 1 FROM teams WHERE org_id = $1 AND id = $2 FOR SHARE",
+    integration: "SELECT 1 FROM integrations WHERE org_id = $1 AND id = $2 FOR SHARE",
+};
+
+const SQLITE: Lookups = Lookups {
+    role: "SELECT 1 FROM roles WHERE org_id = $1 AND name = $2",
+    team: "SELECT 1 FROM teams WHERE org_id = $1 AND id = $2",
+    integration: "SELECT 1 FROM integrations WHERE org_id = $1 AND id = $2",
+};
+
+/// The custom roles, teams and integrations one write names, each once, with the statement
+/// that finds it and what to call it when it is gone ("role", "team", "integration").
+pub(crate) struct References {
+    lookups: &'static Lookups,
+    pub(crate) items: Vec<(&'static str, String, &'static str)>,
+}
+
+impl References {
+    /// Roles by name; built-in roles live in code and are never deleted, so they are skipped.
+    pub(crate) fn roles<'a>(mut self, names: impl IntoIterator<Item = &'a String>) -> Self {
+        for name in names {
+            if !tocsin_core::role::is_builtin_name(name) {
+                self.push(self.lookups.role, name, "role");
+            }
+        }
+        self
+    }
+
+    pub(crate) fn teams<'a>(mut self, ids: impl IntoIterator<Item = &'a str>) -> Self {
+        for id in ids {
+            self.push(self.lookups.team, id, "team");
+        }
+        self
+    }
+
+    pub(crate) fn integration(mut self, id: Option<&str>) -> Self {
+        if let Some(id) = id {
+            self.push(self.lookups.integration, id, "integration");
+        }
+        self
+    }
+
+    fn push(&mut self, sql: &'static str, id: &str, what: &'static str) {
+        if !self.items.iter().any(|(s, i, _)| *s == sql && i == id) {
+            self.items.push((sql, id.to_owned(), what));
+        }
+    }
+}
+
+impl Store {
+    /// An empty set of references for this backend's lookups; add what the write names.
+    pub(crate) fn references(&self) -> References {
+        References {
+            lookups: if self.is_postgres() {
+                &POSTGRES
+            } else {
+                &SQLITE
+            },
+            items: Vec::new(),
+        }
+    }
+}
+
+/// Checks, inside the open write transaction `$tx` (a macro, so the same statements serve
+/// whichever typed connection the arm of `on_db!` holds), that everything in `$refs`
+/// (`References`) still exists in organization `$org` (`&str`); returns
+/// `StoreError::Vanished` naming the first that does not, so the transaction rolls back.
+macro_rules! check_references {
+    ($tx:expr, $org:expr, $refs:expr) => {
+        for &(sql, ref id, what) in &$refs.items {
+            let found = sqlx::query(sql)
+                .bind($org)
+                .bind(id.as_str())
+                .fetch_optional(&mut *$tx)
+                .await?;
+            if found.is_none() {
+                return Err($crate::StoreError::Vanished(format!("{what} `{id}`")));
+            }
+        }
+    };
+}
+pub(crate) use check_references;
