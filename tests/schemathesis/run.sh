@@ -38,11 +38,12 @@ owner="$(tr -d '[:space:]' <"$data/owner-token")"
 checks="not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection,missing_required_header,unsupported_method,ignored_auth"
 # The routes Opsgenie has and Tocsin has not built (saved searches, alert attachments,
 # integration actions) answer 501 by design, which not_a_server_error counts as a failure;
-# tests/api/alerts.rs holds them to that 501.
+# tests/api/alerts.rs holds them to that 501. So does `searchIdentifier` (a saved search) on
+# GET /v2/alerts and /v2/alerts/count, which schemathesis.toml allows there.
 set +e
 # From the scratch directory: schemathesis keeps a cache (.schemathesis/) in the current one.
 cd "$work"
-"$venv/bin/schemathesis" run "$url/openapi.json" \
+"$venv/bin/schemathesis" --config-file "$here/schemathesis.toml" run "$url/openapi.json" \
   --header "Authorization: Bearer $owner" \
   --checks "$checks" \
   --phases examples,coverage,fuzzing,stateful \

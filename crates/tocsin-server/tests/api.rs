@@ -1493,6 +1493,272 @@ async fn every_documented_route_exists_and_errors_are_json() {
     );
 }
 
+/// The query parameters the document gives `method path`, by name.
+fn query_params(
+    doc: &Value,
+    method: &str,
+    path: &str,
+) -> std::collections::BTreeMap<String, Value> {
+    let op = &doc["paths"][path][method];
+    assert!(op.is_object(), "{method} {path} undocumented");
+    op["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["in"] == "query")
+        .map(|p| (p["name"].as_str().unwrap().to_owned(), p.clone()))
+        .collect()
+}
+
+/// The document names exactly the query parameters each handler reads, with their types,
+/// ranges and defaults.
+#[tokio::test]
+async fn openapi_documents_the_query_parameters_each_route_reads() {
+    let app = TestApp::spawn().await;
+    let (_, doc) = app.call("GET", "/openapi.json", None, None).await;
+    let names = |method: &str, path: &str| -> Vec<String> {
+        query_params(&doc, method, path).into_keys().collect()
+    };
+    let sorted = |list: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = list.iter().map(|s| (*s).to_owned()).collect();
+        v.sort();
+        v
+    };
+    let expected: &[(&str, &str, &[&str])] = &[
+        (
+            "get",
+            "/v1/audit_events",
+            &[
+                "api_key_id",
+                "actor_id",
+                "action",
+                "outcome",
+                "since",
+                "until",
+                "target_id",
+                "limit",
+                "cursor",
+            ],
+        ),
+        (
+            "get",
+            "/v1/api_keys",
+            &[
+                "kind",
+                "team_id",
+                "integration_id",
+                "include_revoked",
+                "limit",
+                "cursor",
+            ],
+        ),
+        ("get", "/v1/users", &["limit", "cursor"]),
+        ("get", "/v1/teams", &["limit", "cursor"]),
+        ("get", "/v1/teams/{id}/members", &["limit", "cursor"]),
+        ("get", "/v1/roles", &["limit", "cursor"]),
+        ("get", "/v1/integrations", &["team_id", "limit", "cursor"]),
+        (
+            "get",
+            "/v2/alerts",
+            &[
+                "query",
+                "searchIdentifier",
+                "sort",
+                "order",
+                "offset",
+                "limit",
+            ],
+        ),
+        ("get", "/v2/alerts/count", &["query", "searchIdentifier"]),
+        ("get", "/v2/alerts/{identifier}", &["identifierType"]),
+        (
+            "delete",
+            "/v2/alerts/{identifier}",
+            &["identifierType", "user", "note"],
+        ),
+        (
+            "post",
+            "/v2/alerts/{identifier}/{action}",
+            &["identifierType", "user", "note"],
+        ),
+        (
+            "put",
+            "/v2/alerts/{identifier}/{action}",
+            &["identifierType", "user", "note"],
+        ),
+        (
+            "post",
+            "/v2/alerts/{identifier}/actions/{name}",
+            &["identifierType", "user", "note"],
+        ),
+        (
+            "delete",
+            "/v2/alerts/{identifier}/{action}",
+            &["identifierType", "user", "note", "tags", "keys"],
+        ),
+        (
+            "get",
+            "/v2/alerts/{identifier}/{action}",
+            &["identifierType", "offset", "direction", "limit", "order"],
+        ),
+        ("get", "/v2/integrations", &["type", "teamId", "teamName"]),
+        // Routes that read no query string.
+        ("get", "/v2/heartbeats", &[]),
+        ("post", "/v1/api_keys", &[]),
+        ("get", "/v1/api_keys/{id}", &[]),
+        ("get", "/v2/alerts/requests/{id}", &[]),
+    ];
+    for (method, path, params) in expected {
+        assert_eq!(names(method, path), sorted(params), "{method} {path}");
+    }
+    // Every operation: none of its query parameters is required (each handler defaults it),
+    // each says what it does and has a schema.
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            for (name, p) in query_params(&doc, method, path) {
+                assert_eq!(p["required"], false, "{method} {path} {name}");
+                assert!(p["schema"]["type"].is_string(), "{method} {path} {name}");
+                assert!(
+                    !p["description"].as_str().unwrap_or("").is_empty(),
+                    "{method} {path} {name}"
+                );
+            }
+            // Every /v1 list pages by `limit` (default 50, at most 500) and `cursor`.
+            if path.starts_with("/v1/") && method == "get" && op["responses"]["2XX"].is_object() {
+                let q = query_params(&doc, method, path);
+                if let Some(limit) = q.get("limit") {
+                    assert_eq!(
+                        limit["schema"],
+                        json!({"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
+                        "{path}"
+                    );
+                    assert!(q.contains_key("cursor"), "{path}");
+                }
+            }
+        }
+    }
+    for (method, path) in [
+        ("get", "/v2/alerts"),
+        ("get", "/v2/alerts/{identifier}/{action}"),
+    ] {
+        assert_eq!(
+            query_params(&doc, method, path)["limit"]["schema"],
+            json!({"type": "integer", "minimum": 1, "maximum": 100, "default": 20}),
+            "{path}"
+        );
+    }
+    let keys = query_params(&doc, "get", "/v1/api_keys");
+    assert_eq!(
+        keys["kind"]["schema"]["enum"],
+        json!(["personal", "team", "organization", "integration"])
+    );
+    assert_eq!(keys["include_revoked"]["schema"]["type"], "boolean");
+    let audit = query_params(&doc, "get", "/v1/audit_events");
+    assert!(
+        audit["action"]["schema"]["enum"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("api_key.created"))
+    );
+    assert!(
+        audit["outcome"]["schema"]["enum"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("permission_denied"))
+    );
+    assert_eq!(audit["since"]["schema"]["format"], "date-time");
+    let alerts = query_params(&doc, "get", "/v2/alerts");
+    assert_eq!(alerts["sort"]["schema"]["default"], "createdAt");
+    assert!(
+        alerts["sort"]["schema"]["enum"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("lastOccurredAt"))
+    );
+    assert_eq!(alerts["offset"]["schema"]["minimum"], 0);
+}
+
+/// Each documented query parameter that constrains its value is read by its handler: a value
+/// the document does not allow is refused, naming the parameter.
+#[tokio::test]
+async fn documented_query_parameters_are_checked_as_documented() {
+    let app = TestApp::spawn().await;
+    let (_, doc) = app.call("GET", "/openapi.json", None, None).await;
+    let (_, key) = app.integration(json!({"name": "params"})).await;
+    let (s, b, rid) = app
+        .v2(
+            "POST",
+            "/v2/alerts",
+            &key,
+            Some(json!({"message": "m", "alias": "params"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let alert = app.status_of(&key, &rid).await["alertId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, team) = app
+        .post("/v1/teams", &app.owner, json!({"name": "params"}))
+        .await;
+    let team = team["id"].as_str().unwrap();
+    let mut checked = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        // The saved-search, attachment and integration-action routes are not built (501).
+        if path.contains("saved-searches") || path.contains("attachments") {
+            continue;
+        }
+        for (method, _) in ops.as_object().unwrap() {
+            let concrete = path
+                .replace("{identifier}", &alert)
+                .replace("{id}", team)
+                .replace("{name}", "x")
+                .replace(
+                    "{action}",
+                    match method.as_str() {
+                        "put" => "message",
+                        "delete" => "tags",
+                        _ => "notes",
+                    },
+                );
+            for (name, p) in query_params(&doc, method, path) {
+                let schema = &p["schema"];
+                let bad = if schema["enum"].is_array() || schema["pattern"].is_string() {
+                    "not-one-of-them"
+                } else if schema["type"] == "integer" {
+                    if schema["minimum"] == 0 { "-1" } else { "0" }
+                } else if schema["type"] == "boolean" {
+                    "maybe"
+                } else if schema["format"].is_string() {
+                    "not-a-time-or-uuid"
+                } else {
+                    continue;
+                };
+                // A body and the tags to remove, so that only the parameter is wrong.
+                let extra = if method == "delete" { "&tags=a" } else { "" };
+                let body = match method.as_str() {
+                    "post" => Some(json!({"note": "n"})),
+                    "put" => Some(json!({"message": "m"})),
+                    _ => None,
+                };
+                let url = format!("{concrete}?{name}={bad}{extra}");
+                let (s, b) = app
+                    .call(&method.to_uppercase(), &url, Some(&app.owner), body)
+                    .await;
+                assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{method} {url}: {b}");
+                assert!(
+                    b["error"]["fields"][&name].is_string() || b["errors"][&name].is_string(),
+                    "{method} {url}: {b}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    // limit on every list, identifierType on every alert route, kind, include_revoked,
+    // action, outcome, since, until, sort, order, offset, direction...
+    assert!(checked >= 25, "{checked}");
+}
+
 /// `tocsin_auth_outcomes_total` of this outcome code as `/metrics` shows it.
 async fn auth_outcomes(app: &TestApp, code: &str) -> f64 {
     let (_, m) = app.call("GET", "/metrics", None, None).await;

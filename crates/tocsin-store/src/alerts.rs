@@ -474,32 +474,38 @@ pub enum SortField {
 }
 
 impl SortField {
+    /// Every `sort` value `GET /v2/alerts` takes (Opsgenie's names), with the field it sorts
+    /// by; the OpenAPI document lists the same names.
+    pub const NAMES: &[(&'static str, SortField)] = &[
+        ("createdAt", SortField::CreatedAt),
+        ("updatedAt", SortField::UpdatedAt),
+        ("tinyId", SortField::TinyId),
+        ("alias", SortField::Alias),
+        ("message", SortField::Message),
+        ("status", SortField::Status),
+        ("acknowledged", SortField::Acknowledged),
+        ("isSeen", SortField::IsSeen),
+        ("snoozed", SortField::Snoozed),
+        ("snoozedUntil", SortField::SnoozedUntil),
+        ("count", SortField::Count),
+        ("lastOccurredAt", SortField::LastOccurredAt),
+        // The Go SDK spells it this way.
+        ("lastOccuredAt", SortField::LastOccurredAt),
+        ("source", SortField::Source),
+        ("owner", SortField::Owner),
+        ("integration.name", SortField::IntegrationName),
+        ("integration.type", SortField::IntegrationType),
+        ("report.ackTime", SortField::AckTime),
+        ("report.closeTime", SortField::CloseTime),
+        ("report.acknowledgedBy", SortField::AcknowledgedBy),
+        ("report.closedBy", SortField::ClosedBy),
+    ];
+
     pub fn parse(s: &str) -> Option<SortField> {
-        use SortField::*;
-        Some(match s {
-            "createdAt" => CreatedAt,
-            "updatedAt" => UpdatedAt,
-            "tinyId" => TinyId,
-            "alias" => Alias,
-            "message" => Message,
-            "status" => Status,
-            "acknowledged" => Acknowledged,
-            "isSeen" => IsSeen,
-            "snoozed" => Snoozed,
-            "snoozedUntil" => SnoozedUntil,
-            "count" => Count,
-            // The Go SDK spells it this way.
-            "lastOccurredAt" | "lastOccuredAt" => LastOccurredAt,
-            "source" => Source,
-            "owner" => Owner,
-            "integration.name" => IntegrationName,
-            "integration.type" => IntegrationType,
-            "report.ackTime" => AckTime,
-            "report.closeTime" => CloseTime,
-            "report.acknowledgedBy" => AcknowledgedBy,
-            "report.closedBy" => ClosedBy,
-            _ => return None,
-        })
+        SortField::NAMES
+            .iter()
+            .find(|(name, _)| *name == s)
+            .map(|(_, field)| *field)
     }
 
     fn column(self) -> &'static str {

@@ -426,6 +426,12 @@ pub async fn show(
     Ok(resp)
 }
 
+/// The page size of the alert list and of an alert's notes and logs when `limit` is not
+/// given (Opsgenie's).
+pub const PAGE_LIMIT_DEFAULT: i64 = 20;
+/// The largest `limit` the alert list and an alert's notes and logs take (Opsgenie's).
+pub const PAGE_LIMIT_MAX: i64 = 100;
+
 #[derive(Deserialize, Default)]
 pub struct ListQuery {
     query: Option<String>,
@@ -510,17 +516,17 @@ pub async fn list(
             }),
     };
     let limit = match q.limit.as_deref() {
-        None => 20,
+        None => PAGE_LIMIT_DEFAULT,
         Some(s) => s
             .parse::<i64>()
             .ok()
-            .filter(|n| (1..=100).contains(n))
+            .filter(|n| (1..=PAGE_LIMIT_MAX).contains(n))
             .unwrap_or_else(|| {
                 problems.add(
                     "limit",
-                    format!("`{s}` must be a whole number from 1 to 100"),
+                    format!("`{s}` must be a whole number from 1 to {PAGE_LIMIT_MAX}"),
                 );
-                20
+                PAGE_LIMIT_DEFAULT
             }),
     };
     let sort_name = q.sort.as_deref().unwrap_or("createdAt");
@@ -1109,15 +1115,15 @@ pub async fn entries(
         _ => return Err(ApiError::NoRoute),
     };
     let limit = match q.limit.as_deref() {
-        None => 20,
+        None => PAGE_LIMIT_DEFAULT,
         Some(s) => s
             .parse::<i64>()
             .ok()
-            .filter(|n| (1..=100).contains(n))
+            .filter(|n| (1..=PAGE_LIMIT_MAX).contains(n))
             .ok_or_else(|| {
                 ApiError::validation(
                     "limit",
-                    format!("`{s}` must be a whole number from 1 to 100"),
+                    format!("`{s}` must be a whole number from 1 to {PAGE_LIMIT_MAX}"),
                 )
             })?,
     };

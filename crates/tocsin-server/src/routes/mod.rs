@@ -399,6 +399,11 @@ pub fn match_route(
         })
 }
 
+/// A `/v1` list's page size when `limit` is not given.
+pub const LIST_LIMIT_DEFAULT: usize = 50;
+/// The largest `limit` a `/v1` list takes.
+pub const LIST_LIMIT_MAX: usize = 500;
+
 /// `limit` (default 50, at most 500) and `cursor` of every `/v1` list.
 #[derive(Deserialize, Default)]
 pub struct ListParams {
@@ -437,12 +442,12 @@ impl ListParams {
 
     pub fn limit(&self) -> ApiResult<usize> {
         match &self.limit {
-            None => Ok(50),
+            None => Ok(LIST_LIMIT_DEFAULT),
             Some(s) => match s.parse::<usize>() {
-                Ok(n) if (1..=500).contains(&n) => Ok(n),
+                Ok(n) if (1..=LIST_LIMIT_MAX).contains(&n) => Ok(n),
                 _ => Err(ApiError::validation(
                     "limit",
-                    format!("`{s}` must be a whole number from 1 to 500"),
+                    format!("`{s}` must be a whole number from 1 to {LIST_LIMIT_MAX}"),
                 )),
             },
         }

@@ -1,6 +1,7 @@
 //! What the OpenAPI document says about each operation beyond the route table: the error
 //! statuses it can answer and in which envelope (`/v1` or Opsgenie's `/v2`), the headers
-//! every answer carries, and the request body schemas. `tests/schemathesis/run.sh` holds
+//! every answer carries, the query parameters its handler reads, and the request body
+//! schemas. `tests/schemathesis/run.sh` holds
 //! the server to all of it: a status, content type, header or body the document does not
 //! allow is a failure there.
 
@@ -66,6 +67,12 @@ pub fn refine(r: &RouteInfo, op: &mut Value) {
         responses.insert(status.to_string(), response);
     }
     op["responses"] = Value::Object(responses);
+    let query = query_parameters(r.method, r.path);
+    if !query.is_empty()
+        && let Some(Value::Array(params)) = op.get_mut("parameters")
+    {
+        params.extend(query);
+    }
     match (request_schema(r.method, r.path), op.as_object_mut()) {
         (Some(schema), _) => {
             op["requestBody"] = json!({
@@ -321,6 +328,280 @@ fn describe(status: u16) -> &'static str {
 
 fn string() -> Value {
     json!({"type": "string"})
+}
+
+/// A query parameter. None is required: a handler reads each one's absence as its default
+/// (in the schema) or as no filter.
+fn query(name: &str, schema: Value, description: &str) -> Value {
+    json!({"name": name, "in": "query", "required": false, "schema": schema,
+           "description": description})
+}
+
+/// A pattern matching any of `words` in any case (or also the empty string), for the Opsgenie
+/// parameters the handlers read case-insensitively: an `enum` would tell a client (and
+/// schemathesis) that `ASC` is refused, which it is not.
+fn any_case(words: &[&str], or_empty: bool) -> Value {
+    let alternatives: Vec<String> = words
+        .iter()
+        .map(|w| {
+            w.chars()
+                .map(|c| format!("[{}{}]", c.to_ascii_lowercase(), c.to_ascii_uppercase()))
+                .collect()
+        })
+        .collect();
+    let optional = if or_empty { "?" } else { "" };
+    json!({"type": "string", "pattern": format!("^({}){optional}$", alternatives.join("|"))})
+}
+
+/// `limit` and `cursor` of a `/v1` list (`ListParams`).
+fn v1_page(cursor: &str) -> Vec<Value> {
+    vec![
+        query(
+            "limit",
+            json!({"type": "integer", "minimum": 1, "maximum": super::LIST_LIMIT_MAX,
+                   "default": super::LIST_LIMIT_DEFAULT}),
+            "How many items a page holds",
+        ),
+        query("cursor", string(), cursor),
+    ]
+}
+
+/// `limit` of the alert list and of an alert's notes and logs.
+fn v2_limit(what: &str) -> Value {
+    query(
+        "limit",
+        json!({"type": "integer", "minimum": 1, "maximum": super::alerts::PAGE_LIMIT_MAX,
+               "default": super::alerts::PAGE_LIMIT_DEFAULT}),
+        &format!("How many {what} a page holds"),
+    )
+}
+
+/// `identifierType` of the routes that name an alert by `{identifier}`.
+fn identifier_type() -> Value {
+    let mut schema = any_case(&["id", "tiny", "alias"], true);
+    schema["default"] = json!("id");
+    query(
+        "identifierType",
+        schema,
+        "What `{identifier}` is: `id`, `tiny` (the tiny id) or `alias`, in any case; empty or absent is `id`",
+    )
+}
+
+/// The query parameters route `method path` reads: what its handler's query struct holds
+/// (`ListParams`, `AuditQuery`, `api_keys::ListQuery`, `alerts::IdentifierQuery`...), less
+/// what it leaves unread on this route. `tests/api.rs` holds the handlers to each one.
+fn query_parameters(method: &str, path: &str) -> Vec<Value> {
+    let time = |what: &str| {
+        query(
+            what,
+            json!({"type": "string", "format": "date-time"}),
+            &format!(
+                "Only events {} this time (RFC 3339, such as 2026-11-23T00:00:00Z)",
+                if what == "since" {
+                    "at or after"
+                } else {
+                    "before"
+                }
+            ),
+        )
+    };
+    let id_cursor = "The `next_cursor` of the page before; absent for the first page";
+    // The action routes also read who did it and a note from the query string when the body
+    // does not give them (Opsgenie's DELETE carries them there).
+    let actor = || {
+        vec![
+            query(
+                "user",
+                string(),
+                "Who did it, for the alert's log, when the body gives no `user`; the caller's name by default",
+            ),
+            query(
+                "note",
+                string(),
+                "A note for the alert's log, when the body gives no `note`",
+            ),
+        ]
+    };
+    match (method, path) {
+        ("GET", "/v1/users" | "/v1/teams" | "/v1/roles" | "/v1/teams/{id}/members") => {
+            v1_page(id_cursor)
+        }
+        ("GET", "/v1/integrations") => {
+            let mut p = vec![query(
+                "team_id",
+                string(),
+                "Only the integrations of this team",
+            )];
+            p.extend(v1_page(id_cursor));
+            p
+        }
+        ("GET", "/v1/api_keys") => {
+            let kinds: Vec<&str> = tocsin_core::key::KeyKind::ALL
+                .iter()
+                .map(|k| k.name())
+                .collect();
+            let mut p = vec![
+                query(
+                    "kind",
+                    json!({"type": "string", "enum": kinds}),
+                    "Only keys of this kind",
+                ),
+                query("team_id", string(), "Only the keys of this team"),
+                query(
+                    "integration_id",
+                    string(),
+                    "Only the keys of this integration",
+                ),
+                query(
+                    "include_revoked",
+                    json!({"type": "boolean", "default": false}),
+                    "Also list revoked keys",
+                ),
+            ];
+            p.extend(v1_page(id_cursor));
+            p
+        }
+        ("GET", "/v1/audit_events") => {
+            let mut p = vec![
+                query(
+                    "api_key_id",
+                    string(),
+                    "Only events of requests made with this key",
+                ),
+                query(
+                    "actor_id",
+                    string(),
+                    "Only events of this actor (a user's or key's id)",
+                ),
+                query(
+                    "action",
+                    json!({"type": "string", "enum": tocsin_store::audit::ACTIONS}),
+                    "Only events of this action",
+                ),
+                query(
+                    "outcome",
+                    json!({"type": "string", "enum": crate::error::OUTCOMES}),
+                    "Only events of this outcome: `allowed`, or the code of the error the request was answered with",
+                ),
+                time("since"),
+                time("until"),
+                query(
+                    "target_id",
+                    string(),
+                    "Only events about this object (its id)",
+                ),
+            ];
+            p.extend(v1_page(
+                "The `next_cursor` of the page before (a number); absent for the first page",
+            ));
+            p
+        }
+        ("GET", "/v2/alerts" | "/v2/alerts/count") => {
+            let mut p = vec![
+                query(
+                    "query",
+                    string(),
+                    "Opsgenie's search syntax (`status:open AND priority:P1`); absent or empty matches every alert",
+                ),
+                query(
+                    "searchIdentifier",
+                    string(),
+                    "A saved search to run instead of `query`: saved searches are not implemented yet (501)",
+                ),
+            ];
+            if path == "/v2/alerts" {
+                let sorts: Vec<&str> = tocsin_store::alerts::SortField::NAMES
+                    .iter()
+                    .map(|(name, _)| *name)
+                    .collect();
+                let mut order = any_case(&["asc", "desc"], false);
+                order["default"] = json!("desc");
+                p.extend([
+                    query(
+                        "sort",
+                        json!({"type": "string", "enum": sorts, "default": "createdAt"}),
+                        "The field to sort by",
+                    ),
+                    query("order", order, "`asc` or `desc`, in any case"),
+                    query(
+                        "offset",
+                        json!({"type": "integer", "minimum": 0, "maximum": i64::MAX, "default": 0}),
+                        "How many alerts to skip",
+                    ),
+                    v2_limit("alerts"),
+                ]);
+            }
+            p
+        }
+        ("GET", "/v2/alerts/{identifier}") => vec![identifier_type()],
+        ("GET", "/v2/alerts/{identifier}/{action}") => {
+            let mut order = any_case(&["asc", "desc"], false);
+            order["default"] = json!("desc");
+            let mut direction = any_case(&["next", "prev"], false);
+            direction["default"] = json!("next");
+            vec![
+                identifier_type(),
+                query(
+                    "offset",
+                    json!({"type": "string", "format": "uuid"}),
+                    "Start after this note or log line (the `offset` of one a page returned); absent for the first page",
+                ),
+                query(
+                    "direction",
+                    direction,
+                    "`next` walks on from `offset` in `order`, `prev` back towards the start; in any case",
+                ),
+                v2_limit("notes or log lines"),
+                query(
+                    "order",
+                    order,
+                    "`asc` (oldest first) or `desc`, in any case",
+                ),
+            ]
+        }
+        ("DELETE", "/v2/alerts/{identifier}/{action}") => {
+            let mut p = vec![identifier_type()];
+            p.extend(actor());
+            p.extend([
+                query(
+                    "tags",
+                    string(),
+                    "The tags to remove, comma-separated; required by `.../tags`",
+                ),
+                query(
+                    "keys",
+                    string(),
+                    "The detail keys to remove, comma-separated; required by `.../details`",
+                ),
+            ]);
+            p
+        }
+        ("DELETE", "/v2/alerts/{identifier}")
+        | ("POST" | "PUT", "/v2/alerts/{identifier}/{action}")
+        | ("POST", "/v2/alerts/{identifier}/actions/{name}") => {
+            let mut p = vec![identifier_type()];
+            p.extend(actor());
+            p
+        }
+        ("GET", "/v2/integrations") => vec![
+            query(
+                "type",
+                string(),
+                "Only integrations of this type (such as `API`), in any case",
+            ),
+            query(
+                "teamId",
+                string(),
+                "Only the integrations of this team; a team that does not exist is refused",
+            ),
+            query(
+                "teamName",
+                string(),
+                "Only the integrations of the team of this name, when `teamId` is not given; a team that does not exist is refused",
+            ),
+        ],
+        _ => vec![],
+    }
 }
 
 fn optional(schema: Value) -> Value {

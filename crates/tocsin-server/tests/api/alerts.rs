@@ -46,7 +46,7 @@ impl TestApp {
     }
 
     /// The request status of a 202.
-    async fn status_of(&self, key: &str, request_id: &str) -> Value {
+    pub(crate) async fn status_of(&self, key: &str, request_id: &str) -> Value {
         let (s, b, _) = self
             .v2(
                 "GET",
