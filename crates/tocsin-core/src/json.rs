@@ -120,3 +120,79 @@ mod tests {
         }
     }
 }
+
+/// Whether `body` holds a `\u0000` escape, a NUL character in a string or a key. No text
+/// Tocsin stores may hold one: PostgreSQL refuses it in text, and SQLite would keep a
+/// string that C code reads as ending there. A scan of the raw bytes, so a body without one
+/// (every real body) is not parsed again; an escaped backslash before `u0000` is no NUL.
+pub fn holds_nul(body: &[u8]) -> bool {
+    const ESCAPE: &[u8] = b"\\u0000";
+    let mut from = 0;
+    while let Some(found) = body[from..].windows(ESCAPE.len()).position(|w| w == ESCAPE) {
+        let at = from + found;
+        let backslashes = body[..=at]
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b'\\')
+            .count();
+        if backslashes % 2 == 1 {
+            return true;
+        }
+        from = at + 1;
+    }
+    false
+}
+
+/// Where the first NUL character is in `value`: the path of the string (or of the object
+/// whose key holds it), as `details.host` or `tags[2]`; `body` for the top level.
+pub fn nul_path(value: &serde_json::Value) -> Option<String> {
+    fn walk(v: &serde_json::Value, path: &str) -> Option<String> {
+        let here = || match path {
+            "" => "body".to_owned(),
+            p => p.to_owned(),
+        };
+        match v {
+            serde_json::Value::String(s) if s.contains('\0') => Some(here()),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, item)| walk(item, &format!("{}[{i}]", here()))),
+            serde_json::Value::Object(fields) => fields.iter().find_map(|(k, item)| {
+                if k.contains('\0') {
+                    return Some(here());
+                }
+                let at = match path {
+                    "" => k.clone(),
+                    p => format!("{p}.{k}"),
+                };
+                walk(item, &at)
+            }),
+            _ => None,
+        }
+    }
+    walk(value, "")
+}
+
+#[cfg(test)]
+mod nul_tests {
+    use super::*;
+
+    #[test]
+    fn a_nul_escape_is_found_and_named_an_escaped_backslash_is_not() {
+        assert!(!holds_nul(br#"{"message": "plain"}"#));
+        assert!(!holds_nul(br#"{"message": "a\\u0000b"}"#));
+        assert!(holds_nul(br#"{"message": "a\u0000b"}"#));
+        assert!(holds_nul(br#"{"message": "a\\\u0000b"}"#));
+        let v: serde_json::Value = serde_json::from_slice(
+            br#"{"a": "ok", "details": {"host": "x\u0000"}, "tags": ["t", "\u0000"]}"#,
+        )
+        .unwrap();
+        assert_eq!(nul_path(&v).as_deref(), Some("details.host"));
+        let v: serde_json::Value = serde_json::from_slice(br#"{"tags": ["t", "\u0000"]}"#).unwrap();
+        assert_eq!(nul_path(&v).as_deref(), Some("tags[1]"));
+        let v: serde_json::Value = serde_json::from_slice(br#"{"d": {"k\u0000": 1}}"#).unwrap();
+        assert_eq!(nul_path(&v).as_deref(), Some("d"));
+        let v: serde_json::Value = serde_json::from_slice(br#"{"m": "fine"}"#).unwrap();
+        assert_eq!(nul_path(&v), None);
+    }
+}

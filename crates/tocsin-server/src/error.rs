@@ -438,6 +438,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         if let Err(depth) = tocsin_core::json::check_depth(&bytes, tocsin_core::json::MAX_DEPTH) {
             return Err(ApiError::validation("body", depth.to_string()));
         }
+        if tocsin_core::json::holds_nul(&bytes)
+            && let Ok(value) = serde_json::from_slice::<Value>(&bytes)
+            && let Some(field) = tocsin_core::json::nul_path(&value)
+        {
+            return Err(ApiError::validation(&field, NUL_REASON));
+        }
         let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
             axum::body::Bytes::from_static(b"{}")
         } else {
@@ -544,6 +550,9 @@ fn every_field_problem<T: DeserializeOwned>(bytes: &[u8], first: (String, String
     problems
 }
 
+/// Why a value holding a NUL character is refused, wherever it came (body, query, path).
+const NUL_REASON: &str = "contains the NUL character (U+0000, `\\u0000` or `%00`), which no text Tocsin keeps may hold; remove it";
+
 /// A query string read into `T`, whose problems become `validation_failed` naming the
 /// parameter (SPEC section 4: a bad query is a 422 naming every offending field), never the
 /// framework's bare 400. Every query struct holds `Option<String>`s and checks its values
@@ -554,6 +563,19 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        // A NUL comes only percent-encoded: the parameter that holds it is named.
+        if let Some(query) = parts.uri.query()
+            && query.contains("%00")
+            && let Some(pair) = query.split('&').find(|pair| pair.contains("%00"))
+        {
+            let name = pair.split('=').next().unwrap_or(pair);
+            let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+            let name = match name.contains('\0') || name.is_empty() {
+                true => "query".to_owned(),
+                false => name.replace('+', " "),
+            };
+            return Err(ApiError::validation(&name, NUL_REASON));
+        }
         match axum::extract::Query::<T>::try_from_uri(&parts.uri) {
             Ok(axum::extract::Query(v)) => Ok(Query(v)),
             Err(rejection) => {
@@ -586,6 +608,12 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         use axum::extract::path::ErrorKind;
         use axum::extract::rejection::PathRejection;
+        if parts.uri.path().contains("%00") {
+            return Err(ApiError::BadRequest(
+                "The path holds a NUL character (`%00`), which no id or name holds; remove it."
+                    .into(),
+            ));
+        }
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(Path(v)),
             Err(PathRejection::FailedToDeserializePathParams(e)) => match e.kind() {

@@ -3561,3 +3561,68 @@ async fn a_membership_racing_the_delete_of_its_role_or_team_is_done_or_refused()
         }
     }
 }
+
+/// A NUL character, which PostgreSQL refuses in text (a 500, or an alert lost after its 202),
+/// is refused everywhere at the door, naming where it is: a body's field, a query parameter,
+/// the path.
+#[tokio::test]
+async fn a_nul_character_is_refused_naming_where_it_is() {
+    let app = TestApp::spawn().await;
+    for (method, path, body, field) in [
+        (
+            "POST",
+            "/v1/api_keys",
+            Some(json!({"name": "k", "description": "a\u{0}", "expires_at": in_days(3)})),
+            "description",
+        ),
+        (
+            "POST",
+            "/v2/alerts",
+            Some(json!({"message": "m", "details": {"host": "a\u{0}b"}})),
+            "details.host",
+        ),
+        (
+            "POST",
+            "/v2/heartbeats",
+            Some(
+                json!({"name": "h", "interval": 1, "intervalUnit": "hours", "description": "\u{0}"}),
+            ),
+            "description",
+        ),
+        (
+            "GET",
+            "/v1/audit_events?api_key_id=a%00",
+            None,
+            "api_key_id",
+        ),
+        ("GET", "/v1/api_keys?team_id=%00", None, "team_id"),
+        ("GET", "/v2/integrations?teamName=%00", None, "teamName"),
+        ("GET", "/v2/alerts?query=%00", None, "query"),
+    ] {
+        let (s, b) = app.call(method, path, Some(&app.owner), body).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{method} {path}: {b}");
+        assert!(b.to_string().contains(field), "{method} {path}: {b}");
+        assert!(b.to_string().contains("NUL"), "{method} {path}: {b}");
+    }
+    for path in [
+        "/v2/alerts/%00",
+        "/v2/alerts/a%00?identifierType=alias",
+        "/v2/heartbeats/%00",
+        "/v2/alerts/requests/%00",
+        "/v1/teams/%00",
+    ] {
+        let (s, b) = app.call("GET", path, Some(&app.owner), None).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{path}: {b}");
+        assert!(b.to_string().contains("NUL"), "{path}: {b}");
+    }
+    // An escaped backslash before `u0000` is text, not a NUL.
+    let (s, b) = app
+        .call(
+            "POST",
+            "/v2/alerts",
+            Some(&app.owner),
+            Some(json!({"message": "a literal \\u0000"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+}
