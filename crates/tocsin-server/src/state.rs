@@ -59,9 +59,9 @@ impl App {
         }
         match self.store.note_credential_change().await {
             Ok(()) => {
-                tracing::info!(
-                    "announced the credential change that had failed to reach other nodes"
-                );
+                // On every start too (a node announces once, in case it stopped between a
+                // change and its announcement): not worth an info line each time.
+                tracing::debug!("announced a credential change that was pending");
                 true
             }
             Err(_) => {

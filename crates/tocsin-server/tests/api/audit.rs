@@ -317,9 +317,9 @@ async fn alert_by_alias(app: &TestApp, alias: &str) -> Value {
     b["data"].clone()
 }
 
-/// Alert events name the alert by its id, whatever the request addressed it by: a create
-/// names the alert it made (or counted), an action by alias or tiny id the alert it resolved
-/// to, so `?target_id=<alert id>` finds what happened to the alert.
+/// Alert events name the alert by its id, whatever the request addressed it by: an action by
+/// alias or tiny id names the alert it resolved to, so `?target_id=<alert id>` finds what
+/// was done to the alert. A create names none (its index row cost 6-8% of a create's CPU).
 #[tokio::test]
 async fn alert_events_name_the_alert_by_its_id() {
     let app = TestApp::spawn().await;
@@ -380,7 +380,6 @@ async fn alert_events_name_the_alert_by_its_id() {
         seen,
         [
             ("GET", "/v2/alerts/{identifier}"),
-            ("POST", "/v2/alerts"),
             ("POST", "/v2/alerts/{identifier}/{action}"),
             ("POST", "/v2/alerts/{identifier}/{action}"),
         ],
@@ -396,7 +395,7 @@ async fn alert_events_name_the_alert_by_its_id() {
         .map(|e| e["route"].as_str().unwrap())
         .collect();
     assert!(
-        routes.contains(&"/v2/alerts/{identifier}/{action}") && routes.contains(&"/v2/alerts"),
+        routes.contains(&"/v2/alerts/{identifier}/{action}") && !routes.contains(&"/v2/alerts"),
         "{b}"
     );
     let (_, b) = app
