@@ -670,37 +670,3 @@ impl Store {
         Ok(name)
     }
 }
-
-impl Store {
-    /// Live (unrevoked) keys that name `team`, as their team or among their teams: how many,
-    /// and the first `limit` of them (id, name, kind), oldest first.
-    pub async fn live_team_keys(
-        &self,
-        org: &OrgId,
-        team: &TeamId,
-        limit: usize,
-    ) -> Result<(i64, Vec<(String, String, String)>)> {
-        const WHERE: &str = "FROM api_keys WHERE org_id = $1 AND revoked_at IS NULL AND (team_id = $2 OR team_ids LIKE $3 ESCAPE '\\')";
-        let quoted = crate::like_json_member(team.as_str());
-        let count = format!("SELECT COUNT(*) {WHERE}");
-        let first = format!("SELECT id, name, kind {WHERE} ORDER BY id LIMIT $4");
-        let (n,): (i64,) = on_db!(&self.db, |pool| {
-            sqlx::query_as(crate::safe(&count))
-                .bind(org.as_str())
-                .bind(team.as_str())
-                .bind(&quoted)
-                .fetch_one(pool)
-                .await?
-        });
-        let keys: Vec<(String, String, String)> = on_db!(&self.db, |pool| {
-            sqlx::query_as(crate::safe(&first))
-                .bind(org.as_str())
-                .bind(team.as_str())
-                .bind(&quoted)
-                .bind(limit as i64)
-                .fetch_all(pool)
-                .await?
-        });
-        Ok((n, keys))
-    }
-}

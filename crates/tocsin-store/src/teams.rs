@@ -52,13 +52,23 @@ impl From<TeamRow> for Team {
 
 const COLUMNS: &str = "id, org_id, name, description, created_at, updated_at";
 
-/// What a team owns besides keys (`Store::team_configuration`).
+/// What keeps a team from being deleted (`Store::delete_team_unless_used`): live keys granted
+/// on it (`(id, name, kind)`, by id), integrations it owns (`(id, name)`, by id) and
+/// heartbeats it owns (names, by name), each counted, with at most a limit of them named.
 #[derive(Clone, Debug, Default)]
-pub struct TeamConfiguration {
+pub struct TeamDependents {
+    pub keys: i64,
+    pub named_keys: Vec<(String, String, String)>,
     pub integrations: i64,
     pub named_integrations: Vec<(String, String)>,
     pub heartbeats: i64,
     pub named_heartbeats: Vec<String>,
+}
+
+impl TeamDependents {
+    pub fn is_empty(&self) -> bool {
+        self.keys == 0 && self.integrations == 0 && self.heartbeats == 0
+    }
 }
 
 impl Store {
@@ -190,73 +200,25 @@ impl Store {
         self.get_team(org, id).await
     }
 
-    /// The configuration a team owns, which keeps it from being deleted: its integrations
-    /// (`(id, name)`, by id) and heartbeats (names, by name), each with its count and at most
-    /// `limit` named.
-    pub async fn team_configuration(
+    /// Deletes a team and its memberships unless something depends on it; the answer is what
+    /// does (empty when the team was deleted), with at most `limit` of each named. The count
+    /// and the delete are one transaction, with the team's row locked on PostgreSQL (SQLite
+    /// writes one at a time): a key, integration or heartbeat given the team at the same
+    /// moment either is counted or, written after, finds no team (`check_references!`).
+    pub async fn delete_team_unless_used(
         &self,
         org: &OrgId,
-        team: &TeamId,
+        id: &TeamId,
         limit: usize,
-    ) -> Result<TeamConfiguration> {
-        let (integrations,): (i64,) = on_db!(&self.db, |pool| {
-            sqlx::query_as("SELECT COUNT(*) FROM integrations WHERE org_id = $1 AND team_id = $2")
-                .bind(org.as_str())
-                .bind(team.as_str())
-                .fetch_one(pool)
-                .await?
-        });
-        let named_integrations: Vec<(String, String)> = on_db!(&self.db, |pool| {
-            sqlx::query_as(
-                "SELECT id, name FROM integrations WHERE org_id = $1 AND team_id = $2 ORDER BY id LIMIT $3",
-            )
-            .bind(org.as_str())
-            .bind(team.as_str())
-            .bind(limit as i64)
-            .fetch_all(pool)
-            .await?
-        });
-        let (heartbeats,): (i64,) = on_db!(&self.db, |pool| {
-            sqlx::query_as(
-                "SELECT COUNT(*) FROM heartbeats WHERE org_id = $1 AND owner_team_id = $2",
-            )
-            .bind(org.as_str())
-            .bind(team.as_str())
-            .fetch_one(pool)
-            .await?
-        });
-        let named_heartbeats: Vec<(String,)> = on_db!(&self.db, |pool| {
-            sqlx::query_as(
-                "SELECT name FROM heartbeats WHERE org_id = $1 AND owner_team_id = $2 ORDER BY name LIMIT $3",
-            )
-            .bind(org.as_str())
-            .bind(team.as_str())
-            .bind(limit as i64)
-            .fetch_all(pool)
-            .await?
-        });
-        Ok(TeamConfiguration {
-            integrations,
-            named_integrations,
-            heartbeats,
-            named_heartbeats: named_heartbeats.into_iter().map(|(n,)| n).collect(),
-        })
-    }
-
-    /// Deletes a team and its memberships, unless something still depends on it: a live key
-    /// granted on it, an integration or a heartbeat it owns (`StoreError::Conflict`). The
-    /// caller reports those in detail first; this check, in the delete's own transaction
-    /// with the team's row locked on PostgreSQL (SQLite writes one at a time), catches one
-    /// made between that report and the delete: a key created at the same moment either
-    /// blocks the delete or, written after, finds no team.
-    pub async fn delete_team(&self, org: &OrgId, id: &TeamId) -> Result<()> {
+    ) -> Result<TeamDependents> {
         let lock = if self.is_postgres() {
             "SELECT 1 FROM teams WHERE org_id = $1 AND id = $2 FOR UPDATE"
         } else {
             "SELECT 1 FROM teams WHERE org_id = $1 AND id = $2"
         };
         let quoted = crate::like_json_member(id.as_str());
-        on_db!(&self.db, |pool| {
+        let limit = limit as i64;
+        let dependents = on_db!(&self.db, |pool| {
             let mut tx = pool.begin_write().await?;
             let found = sqlx::query(lock)
                 .bind(org.as_str())
@@ -266,33 +228,61 @@ impl Store {
             if found.is_none() {
                 return Err(StoreError::NotFound);
             }
-            let (depends,): (bool,) = sqlx::query_as(
-                "SELECT EXISTS (SELECT 1 FROM api_keys WHERE org_id = $1 AND revoked_at IS NULL
-                                  AND (team_id = $2 OR team_ids LIKE $3 ESCAPE '\\'))
-                     OR EXISTS (SELECT 1 FROM integrations WHERE org_id = $1 AND team_id = $2)
-                     OR EXISTS (SELECT 1 FROM heartbeats WHERE org_id = $1 AND owner_team_id = $2)",
+            // Each count comes with the first rows (`COUNT(*) OVER ()` is taken before the
+            // LIMIT): one statement per kind of dependent.
+            let keys: Vec<(String, String, String, i64)> = sqlx::query_as(
+                "SELECT id, name, kind, COUNT(*) OVER () FROM api_keys
+                 WHERE org_id = $1 AND revoked_at IS NULL AND (team_id = $2 OR team_ids LIKE $3 ESCAPE '\\')
+                 ORDER BY id LIMIT $4",
             )
             .bind(org.as_str())
             .bind(id.as_str())
             .bind(&quoted)
-            .fetch_one(&mut *tx)
+            .bind(limit)
+            .fetch_all(&mut *tx)
             .await?;
-            if depends {
-                return Err(StoreError::Conflict("team_in_use".into()));
+            let integrations: Vec<(String, String, i64)> = sqlx::query_as(
+                "SELECT id, name, COUNT(*) OVER () FROM integrations
+                 WHERE org_id = $1 AND team_id = $2 ORDER BY id LIMIT $3",
+            )
+            .bind(org.as_str())
+            .bind(id.as_str())
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+            let heartbeats: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT name, COUNT(*) OVER () FROM heartbeats
+                 WHERE org_id = $1 AND owner_team_id = $2 ORDER BY name LIMIT $3",
+            )
+            .bind(org.as_str())
+            .bind(id.as_str())
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+            let dependents = TeamDependents {
+                keys: keys.first().map_or(0, |k| k.3),
+                named_keys: keys.into_iter().map(|(i, n, k, _)| (i, n, k)).collect(),
+                integrations: integrations.first().map_or(0, |i| i.2),
+                named_integrations: integrations.into_iter().map(|(i, n, _)| (i, n)).collect(),
+                heartbeats: heartbeats.first().map_or(0, |h| h.1),
+                named_heartbeats: heartbeats.into_iter().map(|(n, _)| n).collect(),
+            };
+            if dependents.is_empty() {
+                sqlx::query("DELETE FROM team_members WHERE org_id = $1 AND team_id = $2")
+                    .bind(org.as_str())
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM teams WHERE org_id = $1 AND id = $2")
+                    .bind(org.as_str())
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
             }
-            sqlx::query("DELETE FROM team_members WHERE org_id = $1 AND team_id = $2")
-                .bind(org.as_str())
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM teams WHERE org_id = $1 AND id = $2")
-                .bind(org.as_str())
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
+            dependents
         });
-        Ok(())
+        Ok(dependents)
     }
 
     /// Adds or replaces a membership. The team and the custom roles it gives are checked

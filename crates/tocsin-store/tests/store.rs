@@ -1709,12 +1709,12 @@ async fn deleting_a_team_never_strands_a_key_created_at_the_same_moment() {
             },
             {
                 let (store, org, id) = (store.clone(), org.clone(), team.id.clone());
-                async move { store.delete_team(&org, &id).await }
+                async move { store.delete_team_unless_used(&org, &id, 10).await }
             }
         );
         match (created, deleted) {
-            (Ok(()), Err(tocsin_store::StoreError::Conflict(_))) => {}
-            (Err(tocsin_store::StoreError::Vanished(_)), Ok(())) => {}
+            (Ok(()), Ok(used)) if used.keys == 1 => {}
+            (Err(tocsin_store::StoreError::Vanished(_)), Ok(used)) if used.is_empty() => {}
             other => panic!("round {round}: {other:?}"),
         }
     }
@@ -1767,7 +1767,7 @@ async fn race_role_delete<T: std::fmt::Debug>(
 }
 
 /// Runs `write`, which places something in `team`, and the team's delete at the same moment:
-/// either the new dependent blocks the delete (`Conflict`), or the team is gone and the
+/// either the new dependent blocks the delete (it is counted), or the team is gone and the
 /// write refused (`Vanished`). Never both.
 async fn race_team_delete<T: std::fmt::Debug>(
     store: &Store,
@@ -1776,9 +1776,9 @@ async fn race_team_delete<T: std::fmt::Debug>(
     round: u32,
     write: impl std::future::Future<Output = tocsin_store::Result<T>>,
 ) {
-    match tokio::join!(write, store.delete_team(org, team)) {
-        (Ok(_), Err(tocsin_store::StoreError::Conflict(_))) => {}
-        (Err(tocsin_store::StoreError::Vanished(_)), Ok(())) => {}
+    match tokio::join!(write, store.delete_team_unless_used(org, team, 10)) {
+        (Ok(_), Ok(used)) if !used.is_empty() => {}
+        (Err(tocsin_store::StoreError::Vanished(_)), Ok(used)) if used.is_empty() => {}
         other => panic!("round {round}: {other:?}"),
     }
 }
@@ -1880,9 +1880,9 @@ async fn deleting_a_team_leaves_no_membership_put_at_the_same_moment() {
         let roles = vec!["responder".to_owned()];
         let (put, deleted) = tokio::join!(
             store.put_member(&org, &team, &user, &roles),
-            store.delete_team(&org, &team)
+            store.delete_team_unless_used(&org, &team, 10)
         );
-        deleted.unwrap();
+        assert!(deleted.unwrap().is_empty(), "round {round}");
         match put {
             Ok(()) | Err(tocsin_store::StoreError::Vanished(_)) => {}
             Err(e) => panic!("round {round}: {e}"),

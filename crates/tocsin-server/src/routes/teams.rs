@@ -20,7 +20,7 @@ use tocsin_core::policy::{MissingGrant, Resource};
 use tocsin_core::validation::Problems;
 use tocsin_core::{TeamId, UserId};
 use tocsin_store::StoreError;
-use tocsin_store::teams::Team;
+use tocsin_store::teams::{Team, TeamDependents};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -143,27 +143,43 @@ pub async fn delete(
     // Named here, not sent to a listing: `GET /v1/api_keys?team_id=` lists the team's own
     // keys, not the organization keys granted on the team, which block the delete as well.
     const NAMED: usize = 10;
+    let used = app
+        .store
+        .delete_team_unless_used(&p.org_id, &team.id, NAMED)
+        .await
+        .map_err(not_found("team"))?;
+    if !used.is_empty() {
+        return Err(team_in_use(&p, &team, &used));
+    }
+    app.invalidate_credentials().await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The refusal of a team delete: what depends on the team, named to a caller who may read
+/// it, and how to clear each.
+fn team_in_use(p: &Principal, team: &Team, used: &TeamDependents) -> ApiError {
     let more = |count: i64, named: usize| match count as usize > named {
         true => format!(" and {} more", count as usize - named),
         false => String::new(),
     };
     let mut blockers = Vec::new();
     let mut fixes = Vec::new();
-    let (count, keys) = app.store.live_team_keys(&p.org_id, &team.id, NAMED).await?;
-    if count > 0 {
+    if used.keys > 0 {
         // The keys are named only to a caller who may read every key: `teams:write` alone
         // does not show other people's keys.
         let which = if p.require(Permission::ApiKeysRead, &Resource::Org).is_ok() {
-            let named: Vec<String> = keys
+            let named: Vec<String> = used
+                .named_keys
                 .iter()
                 .map(|(id, name, kind)| format!("{id} ({kind} key \"{name}\")"))
                 .collect();
-            format!(": {}{}", named.join(", "), more(count, keys.len()))
+            format!(": {}{}", named.join(", "), more(used.keys, named.len()))
         } else {
             " (someone holding api_keys:read can see which)".to_owned()
         };
         blockers.push(format!(
-            "{count} live API key(s) are granted on this team{which}"
+            "{} live API key(s) are granted on this team{which}",
+            used.keys
         ));
         fixes.push(
             "Revoke those keys (POST /v1/api_keys/{id}/revoke, or `tocsin keys revoke <id>`).",
@@ -171,10 +187,6 @@ pub async fn delete(
     }
     // Its integrations and heartbeats would be left owned by a team that no longer exists
     // (their alerts paging nobody), even with no key left.
-    let owned = app
-        .store
-        .team_configuration(&p.org_id, &team.id, NAMED)
-        .await?;
     let sees_configuration = p
         .require(
             Permission::IntegrationsRead,
@@ -182,10 +194,10 @@ pub async fn delete(
         )
         .is_ok();
     let hidden = " (someone holding integrations:read can see which)";
-    if owned.integrations > 0 {
+    if used.integrations > 0 {
         let which = match sees_configuration {
             true => {
-                let named: Vec<String> = owned
+                let named: Vec<String> = used
                     .named_integrations
                     .iter()
                     .map(|(id, name)| format!("{id} (\"{name}\")"))
@@ -193,55 +205,39 @@ pub async fn delete(
                 format!(
                     ": {}{}",
                     named.join(", "),
-                    more(owned.integrations, named.len())
+                    more(used.integrations, named.len())
                 )
             }
             false => hidden.to_owned(),
         };
         blockers.push(format!(
             "it owns {} integration(s){which}",
-            owned.integrations
+            used.integrations
         ));
         fixes.push(
             "Delete those integrations (DELETE /v1/integrations/{id}, which revokes their keys).",
         );
     }
-    if owned.heartbeats > 0 {
+    if used.heartbeats > 0 {
         let which = match sees_configuration {
             true => format!(
                 ": {}{}",
-                owned.named_heartbeats.join(", "),
-                more(owned.heartbeats, owned.named_heartbeats.len())
+                used.named_heartbeats.join(", "),
+                more(used.heartbeats, used.named_heartbeats.len())
             ),
             false => hidden.to_owned(),
         };
-        blockers.push(format!("it owns {} heartbeat(s){which}", owned.heartbeats));
+        blockers.push(format!("it owns {} heartbeat(s){which}", used.heartbeats));
         fixes.push("Delete those heartbeats (DELETE /v2/heartbeats/{name}) or give them another owner team (PATCH /v2/heartbeats/{name} with ownerTeam).");
     }
-    if !blockers.is_empty() {
-        return Err(ApiError::ConflictWithFix {
-            code: "team_in_use",
-            message: format!(
-                "{}. The team cannot be deleted while these remain.",
-                blockers.join("; ")
-            ),
-            fix: format!("{} Then delete the team.", fixes.join(" ")),
-        });
+    ApiError::ConflictWithFix {
+        code: "team_in_use",
+        message: format!(
+            "{}. The team cannot be deleted while these remain.",
+            blockers.join("; ")
+        ),
+        fix: format!("{} Then delete the team.", fixes.join(" ")),
     }
-    app.store
-        .delete_team(&p.org_id, &team.id)
-        .await
-        .map_err(|e| match e {
-            // Something came to depend on the team between the check above and the delete.
-            StoreError::Conflict(_) => ApiError::ConflictWithFix {
-                code: "team_in_use",
-                message: "A key, integration or heartbeat was given to this team while it was being deleted; the team was not deleted.".into(),
-                fix: "Send the delete again to see what depends on the team now.".into(),
-            },
-            other => not_found("team")(other),
-        })?;
-    app.invalidate_credentials().await;
-    Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn members(
