@@ -590,8 +590,9 @@ pub async fn authenticate(
 pub const UNMATCHED: &str = "unmatched";
 
 /// Whether a request carries a key (an `Authorization` header, well-formed or not, or the
-/// legacy `?apiKey=` where allowed). The console's session cookie does not count: a browser sends it to any path of the site
-/// (`/favicon.ico`, a mistyped console address), which is no request made with a key.
+/// legacy `?apiKey=` where allowed). The console's session cookie does not count: a browser
+/// sends it to any path of the site (`/favicon.ico`, a mistyped console address), which is no
+/// request made with a key.
 fn presents_credential(app: &App, req: &Request) -> bool {
     req.headers().contains_key(header::AUTHORIZATION)
         || query_api_key(app, req.uri().path(), req.uri().query()).is_some()
