@@ -242,10 +242,6 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
         cache: Cache::new(100_000),
         orgs: Cache::new(10_000),
         generation: AtomicU64::new(0),
-        // A node that stopped between committing a change and announcing it (a crash, a
-        // kill) announces on its next start what it may not have: the others drop their
-        // caches once, which costs each a lookup per key in use.
-        announce_pending: std::sync::atomic::AtomicBool::new(true),
         audit,
         alerts,
         last_used: LastUsedTracker::default(),
@@ -350,19 +346,17 @@ async fn shutdown_signal() {
 }
 
 /// Keeps this node's credential cache in step with the others: a LISTEN on PostgreSQL for
-/// changes as they happen, and a poll of the change log every 250 ms for anything a listener
+/// changes as they commit, and a poll of the change log every 250 ms for anything a listener
 /// missed (notifications sent while it reconnects are lost, so a reconnect drops the cache).
-/// The poll also retries this node's own announcement when it failed, and every
-/// `CACHE_REFRESH` the cache is dropped whatever the log says: a node that died between
-/// committing a change and announcing it, and never came back, leaves the others stale for
-/// at most that long.
+/// Both are written by triggers in the change's own transaction (migration 0012): a change
+/// that commits is announced, whichever node, command or SQL session made it.
 async fn watch_credentials(app: AppState) {
-    let mut last = app.store.last_credential_change().await.unwrap_or(0);
+    use tocsin_store::changes::CHANGE_WINDOW;
+    // The log's state as the last poll saw it: its newest id, and its row count above `bound`.
+    let mut bound = 0;
+    let mut seen = None;
     let mut listener = None;
     let mut poll = tokio::time::interval(Duration::from_millis(250));
-    let mut refresh = tokio::time::interval(CACHE_REFRESH);
-    refresh.tick().await;
-    let mut retry_failing = false;
     loop {
         if listener.is_none() && app.store.is_postgres() {
             match app.store.credential_listener().await {
@@ -392,31 +386,27 @@ async fn watch_credentials(app: AppState) {
                     app.drop_cached_credentials();
                 }
             },
-            _ = poll.tick() => {
-                let announced = app.retry_announcement().await;
-                if !announced && !retry_failing {
-                    tracing::warn!("still cannot announce a credential change; retrying every 250 ms");
-                }
-                retry_failing = !announced;
-                match app.store.last_credential_change().await {
-                    Ok(n) if n != last => {
-                        last = n;
+            _ = poll.tick() => match app.store.credential_changes_above(bound).await {
+                Ok(now) if seen != Some(now) => {
+                    // The window follows the newest id. The new baseline is read before the
+                    // cache is dropped: a change that commits between the two reads is in
+                    // the cache's drop or in the next poll, never in neither.
+                    let first = seen.is_none();
+                    let next = (now.0 - CHANGE_WINDOW).max(0);
+                    match app.store.credential_changes_above(next).await {
+                        Ok(base) => (bound, seen) = (next, Some(base)),
+                        Err(_) => seen = Some(now),
+                    }
+                    if !first {
                         app.drop_cached_credentials();
                     }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "cannot poll credential changes"),
                 }
-            }
-            _ = refresh.tick() => app.drop_cached_credentials(),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot poll credential changes"),
+            },
         }
     }
 }
-
-/// The longest a cached credential is trusted without a word from the change log: the bound
-/// on staleness when a change was committed but never announced (its node died first, and
-/// never started again to announce it). Each refresh costs a lookup per key in use, so it is
-/// rare: the announcement's retry and the start's announcement cover the usual failures.
-const CACHE_REFRESH: Duration = Duration::from_secs(300);
 
 /// Folds the histograms' recorded samples into their buckets every second. The Prometheus
 /// recorder keeps every sample (8 bytes each, one per request for the key verification

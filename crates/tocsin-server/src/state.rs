@@ -4,7 +4,7 @@ use crate::auth::Principal;
 use crate::config::Settings;
 use quick_cache::sync::Cache;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use tocsin_core::token::{TokenDigest, TokenHasher};
 use tocsin_store::alerts::AlertWriter;
 use tocsin_store::{AuditWriter, LastUsedTracker, Store};
@@ -21,10 +21,6 @@ pub struct App {
     /// Bumped by every change that can alter a credential; a lookup that started under an
     /// older generation does not fill the cache.
     pub generation: AtomicU64,
-    /// A committed change whose announcement to the other nodes failed (the database was
-    /// unreachable, or the connection died mid-statement): the credential watcher retries it
-    /// until it is written, since the others would otherwise keep serving what changed.
-    pub announce_pending: AtomicBool,
     /// Organization id -> its roles and settings, for credentials not in `cache` (dropped
     /// with it).
     pub orgs: Cache<tocsin_core::OrgId, Arc<crate::auth::OrgContext>>,
@@ -40,38 +36,10 @@ pub struct App {
 }
 
 impl App {
-    /// Forgets every cached credential, here and on every other node: called after any
-    /// committed key, user, role, membership or integration change.
-    pub async fn invalidate_credentials(&self) {
-        self.drop_cached_credentials();
-        if let Err(e) = self.store.note_credential_change().await {
-            // The change itself is committed: the watcher announces it as soon as the store
-            // answers again, and the other nodes follow within their poll interval.
-            self.announce_pending.store(true, Ordering::SeqCst);
-            tracing::error!(error = %e, "could not announce a credential change to other nodes; retrying");
-        }
-    }
-
-    /// Retries a failed announcement (see `announce_pending`); true once nothing is pending.
-    pub async fn retry_announcement(&self) -> bool {
-        if !self.announce_pending.swap(false, Ordering::SeqCst) {
-            return true;
-        }
-        match self.store.note_credential_change().await {
-            Ok(()) => {
-                // On every start too (a node announces once, in case it stopped between a
-                // change and its announcement): not worth an info line each time.
-                tracing::debug!("announced a credential change that was pending");
-                true
-            }
-            Err(_) => {
-                self.announce_pending.store(true, Ordering::SeqCst);
-                false
-            }
-        }
-    }
-
-    /// Forgets this node's cached credentials (another node announced a change).
+    /// Forgets this node's cached credentials: after a key, user, role, membership,
+    /// integration or session change this node committed, or when the change log says
+    /// another made one. (The other nodes hear of a change from its own transaction: the
+    /// store's triggers write the change log and, on PostgreSQL, the NOTIFY.)
     pub fn drop_cached_credentials(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         self.cache.clear();

@@ -1,36 +1,34 @@
 //! Telling every node that credentials changed: a row in `credential_changes` (which nodes
-//! poll) and, on PostgreSQL, a NOTIFY on `tocsin_credentials` (which they LISTEN to).
+//! poll) and, on PostgreSQL, a NOTIFY on `tocsin_credentials` (which they LISTEN to). Both
+//! are written by database triggers in the transaction of the change itself (migration
+//! 0012), so a change that commits is always announced, whoever made it.
 
 use crate::{Db, Result, Store, now_ms, on_db};
 
 pub const CHANNEL: &str = "tocsin_credentials";
 
-impl Store {
-    /// Records a change and wakes the other nodes. Call after the change is committed.
-    pub async fn note_credential_change(&self) -> Result<()> {
-        on_db!(&self.db, |pool| {
-            sqlx::query("INSERT INTO credential_changes (at) VALUES ($1)")
-                .bind(now_ms())
-                .execute(pool)
-                .await?;
-        });
-        if let Db::Postgres(pool) = &self.db {
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(CHANNEL)
-                .execute(pool)
-                .await?;
-        }
-        Ok(())
-    }
+/// How far below the newest id the poll counts rows (`credential_changes_above`): more
+/// changes than this in flight at once could slip under it unseen by the poll (the NOTIFY
+/// would still tell).
+pub const CHANGE_WINDOW: i64 = 1_000;
 
-    /// The newest change's id (0 before any), for the poll.
-    pub async fn last_credential_change(&self) -> Result<i64> {
-        let (n,): (i64,) = on_db!(&self.db, |pool| {
-            sqlx::query_as("SELECT COALESCE(MAX(id), 0) FROM credential_changes")
-                .fetch_one(pool)
-                .await?
+impl Store {
+    /// Where the change log stands, for the poll: its newest id, and how many rows have an id
+    /// above `bound`. The rows are written by triggers inside each change's own transaction
+    /// (migration 0012). On PostgreSQL ids are taken when a row is inserted, not when it
+    /// commits, so a change can commit after a later one and land below the newest id: the
+    /// count sees it where the newest id does not. The caller keeps `bound` a little below
+    /// the newest id (`CHANGE_WINDOW`), so the count is a short index range scan.
+    pub async fn credential_changes_above(&self, bound: i64) -> Result<(i64, i64)> {
+        let (newest, count): (i64, i64) = on_db!(&self.db, |pool| {
+            sqlx::query_as(
+                "SELECT COALESCE(MAX(id), 0), COUNT(*) FROM credential_changes WHERE id > $1",
+            )
+            .bind(bound)
+            .fetch_one(pool)
+            .await?
         });
-        Ok(n)
+        Ok((newest, count))
     }
 
     /// Keeps the log short: drops rows older than an hour.

@@ -180,3 +180,32 @@ pub async fn allow_inserts(store: &crate::Store, table: &str) {
             .unwrap();
     });
 }
+
+/// Runs one SQL statement as someone with access to the database could; the rows it touched.
+pub async fn execute(store: &crate::Store, sql: &str) -> u64 {
+    crate::on_db!(store.db(), |pool| {
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .rows_affected()
+    })
+}
+
+/// The column names of `table`, in order.
+pub async fn columns(store: &crate::Store, table: &str) -> Vec<String> {
+    let sql = match store.db() {
+        crate::Db::Sqlite(_) => "SELECT name FROM pragma_table_info($1) ORDER BY cid",
+        crate::Db::Postgres(_) => {
+            "SELECT column_name::text FROM information_schema.columns
+             WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position"
+        }
+    };
+    crate::on_db!(store.db(), |pool| {
+        sqlx::query_scalar(sql)
+            .bind(table)
+            .fetch_all(pool)
+            .await
+            .expect("table columns")
+    })
+}

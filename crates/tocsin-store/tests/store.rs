@@ -1954,3 +1954,104 @@ async fn deleting_a_team_never_strands_a_heartbeat_given_it_at_the_same_moment()
         }
     }
 }
+
+/// The change log that tells every node to drop its cached credentials is written by the
+/// change itself (migration 0012's triggers), in its own transaction: by every store write
+/// that can alter a credential, and by raw SQL too. The background sweeps' writes to
+/// api_keys (last use, the expiry's audit mark) are not changes, and leave it alone.
+#[tokio::test]
+async fn a_credential_change_writes_the_change_log_itself() {
+    use tocsin_store::testing::{columns, execute};
+    let (_dir, store) = store().await;
+    let org = org(&store).await;
+    let user = user(&store, &org).await;
+    let now = OffsetDateTime::now_utc();
+    let key = personal_key(&org, &user, now - Duration::minutes(1));
+    store.insert_key(&key, &[7; 32], None).await.unwrap();
+    let team = team(&store, &org, "ops").await;
+    let log = || store.credential_changes_above(0);
+    let (_, mut seen) = log().await.unwrap();
+
+    // Not changes: the sweeps' own columns.
+    store
+        .touch_keys(&[(key.id.clone(), now, "192.0.2.1".into())])
+        .await
+        .unwrap();
+    assert_eq!(store.take_newly_expired(now).await.unwrap().len(), 1);
+    assert_eq!(
+        log().await.unwrap().1,
+        seen,
+        "the sweeps announced a change"
+    );
+
+    // Every other column of api_keys is part of a credential: setting any of them (even to
+    // what it was) is one change. A column added later without its trigger fails here.
+    let unwatched = ["last_used_at", "last_used_ip", "expiry_recorded"];
+    for column in columns(&store, "api_keys").await {
+        let sql = format!(
+            "UPDATE api_keys SET {column} = {column} WHERE id = '{}'",
+            key.id
+        );
+        assert_eq!(execute(&store, &sql).await, 1);
+        let (_, count) = log().await.unwrap();
+        if unwatched.contains(&column.as_str()) {
+            assert_eq!(count, seen, "setting api_keys.{column} announced a change");
+        } else {
+            assert_eq!(
+                count,
+                seen + 1,
+                "setting api_keys.{column} was not announced"
+            );
+        }
+        seen = count;
+    }
+
+    // The store's own writes, each one change per row it alters.
+    store
+        .insert_role(&org, &custom_role("pager"))
+        .await
+        .unwrap();
+    seen += 1;
+    assert_eq!(log().await.unwrap().1, seen, "a new role");
+    store
+        .put_member(&org, &team, &user, &["pager".into()])
+        .await
+        .unwrap();
+    seen += 1;
+    assert_eq!(log().await.unwrap().1, seen, "a new membership");
+    let by = Actor {
+        kind: "user".into(),
+        id: user.to_string(),
+        name: "u".into(),
+    };
+    store.revoke_key(&org, &key.id, &by).await.unwrap();
+    assert!(log().await.unwrap().1 > seen, "a revocation");
+    let (_, count) = log().await.unwrap();
+    seen = count;
+    // Raw SQL on any credential table, as an operator might run it.
+    for table in [
+        "organizations",
+        "users",
+        "teams",
+        "team_members",
+        "roles",
+        "api_key_tokens",
+    ] {
+        let first = columns(&store, table).await.remove(0);
+        let touched = execute(&store, &format!("UPDATE {table} SET {first} = {first}")).await;
+        assert!(touched > 0, "no {table} row to update");
+        let (_, count) = log().await.unwrap();
+        assert_eq!(count, seen + touched as i64, "an update of {table}");
+        seen = count;
+    }
+    // The newest id follows the count.
+    let (newest, _) = log().await.unwrap();
+    assert_eq!(
+        store.credential_changes_above(newest).await.unwrap(),
+        (0, 0)
+    );
+    assert_eq!(
+        store.credential_changes_above(newest - 1).await.unwrap(),
+        (newest, 1)
+    );
+}

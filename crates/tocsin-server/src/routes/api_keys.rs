@@ -755,7 +755,7 @@ pub async fn update(
         .update_key(&p.org_id, &key.id, &patch)
         .await
         .map_err(name_taken(key.kind))?;
-    app.invalidate_credentials().await;
+    app.drop_cached_credentials();
     recorded(
         &app,
         lifecycle(&p, "api_key.updated", &updated, &request, 200),
@@ -823,7 +823,7 @@ pub async fn rotate(
             StoreError::NotFound => revoked(),
             other => other.into(),
         })?;
-    app.invalidate_credentials().await;
+    app.drop_cached_credentials();
     recorded(
         &app,
         lifecycle(&p, "api_key.rotated", &rotated, &request, 200),
@@ -860,7 +860,7 @@ pub(crate) async fn revoke_recorded(
     status: u16,
 ) -> ApiResult<ApiKey> {
     let (revoked, changed) = app.store.revoke_key(&p.org_id, id, &p.creator).await?;
-    app.invalidate_credentials().await;
+    app.drop_cached_credentials();
     if changed {
         recorded(
             app,

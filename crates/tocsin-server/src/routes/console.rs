@@ -177,7 +177,7 @@ pub async fn logout(
     let token = Token::parse(raw)
         .map_err(|_| ApiError::Internal("an authenticated session token did not parse".into()))?;
     app.store.delete_session(&app.hasher.digest(&token)).await?;
-    app.invalidate_credentials().await;
+    app.drop_cached_credentials();
     let mut resp = Json(json!({"signed_out": true})).into_response();
     resp.headers_mut().insert(
         header::SET_COOKIE,

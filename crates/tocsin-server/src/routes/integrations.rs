@@ -375,7 +375,7 @@ pub async fn apply(
         .update_integration(&i)
         .await
         .map_err(name_taken(&name))?;
-    app.invalidate_credentials().await;
+    app.drop_cached_credentials();
     Ok(updated)
 }
 
@@ -430,7 +430,7 @@ pub async fn remove(
         }
     }
     app.store.delete_integration(&p.org_id, &i.id).await?;
-    app.invalidate_credentials().await;
+    app.drop_cached_credentials();
     Ok(())
 }
 

@@ -80,6 +80,6 @@ pub async fn update(
         )
         .await?;
     // Cached credentials carry the organization (its settings decide some refusals).
-    app.invalidate_credentials().await;
+    app.drop_cached_credentials();
     Ok(Json(view(&org)))
 }

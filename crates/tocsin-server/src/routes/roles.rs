@@ -92,7 +92,7 @@ pub async fn create(
         ))?;
     // Credentials resolve roles through each organization's cached role book
     // (`auth::OrgContext`): a new role must reach it, here and on every node.
-    app.invalidate_credentials().await;
+    app.drop_cached_credentials();
     Ok(created(views::role(&role)))
 }
 
@@ -132,7 +132,7 @@ pub async fn update(
     check_grantable(&p, &role)?;
     check_scope_change(&app, &p, &current, &role).await?;
     app.store.update_role(&p.org_id, &role).await?;
-    app.invalidate_credentials().await;
+    app.drop_cached_credentials();
     Ok(Json(views::role(&role)))
 }
 
@@ -218,6 +218,6 @@ pub async fn delete(
             ),
         });
     }
-    app.invalidate_credentials().await;
+    app.drop_cached_credentials();
     Ok(StatusCode::NO_CONTENT)
 }

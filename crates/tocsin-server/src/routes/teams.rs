@@ -151,7 +151,7 @@ pub async fn delete(
     if !used.is_empty() {
         return Err(team_in_use(&p, &team, &used));
     }
-    app.invalidate_credentials().await;
+    app.drop_cached_credentials();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -314,7 +314,7 @@ pub async fn put_member(
     app.store
         .put_member(&p.org_id, &team.id, &user.id, &names)
         .await?;
-    app.invalidate_credentials().await;
+    app.drop_cached_credentials();
     Ok(Json(
         json!({"team_id": team.id, "user_id": user.id, "team_role_names": names}),
     ))
@@ -331,6 +331,6 @@ pub async fn delete_member(
         .delete_member(&p.org_id, &team.id, &user_id)
         .await
         .map_err(not_found("member"))?;
-    app.invalidate_credentials().await;
+    app.drop_cached_credentials();
     Ok(StatusCode::NO_CONTENT)
 }

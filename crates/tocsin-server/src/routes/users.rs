@@ -303,7 +303,7 @@ pub async fn update(
         user = app.store.get_user(&p.org_id, &id).await?;
     }
     // A demoted or deactivated user's keys change at once; a new password ends their sessions.
-    app.invalidate_credentials().await;
+    app.drop_cached_credentials();
     Ok(Json(views::user(&user)))
 }
 
