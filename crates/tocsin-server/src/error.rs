@@ -362,7 +362,7 @@ impl From<StoreError> for ApiError {
             StoreError::Vanished(what) => ApiError::Conflict {
                 code: "conflict",
                 message: format!(
-                    "The {what} this request names was deleted while the request was handled; nothing was written. Name one that exists and try again."
+                    "The {what} this request names was deleted, or its scope changed, while the request was handled; nothing was written. Name one that exists (for a role, in the scope it is given in) and try again."
                 ),
             },
             StoreError::WriteFailed(why) => ApiError::Unavailable {

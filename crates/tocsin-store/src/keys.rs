@@ -308,7 +308,8 @@ impl Store {
         let team_ids: Vec<&str> = key.team_ids.iter().map(|t| t.as_str()).collect();
         let references = self
             .references()
-            .roles(key.role_names.iter().chain(&key.team_role_names))
+            .account_roles(&key.role_names)
+            .team_roles(&key.team_role_names)
             .teams(key.team_id.iter().chain(&key.team_ids).map(TeamId::as_str))
             .integration(key.integration_id.as_deref());
         on_db!(&self.db, |pool| {
@@ -471,13 +472,10 @@ impl Store {
     /// either counts this key as a holder (and is not deleted) or is gone, and then nothing
     /// is written (`StoreError::Vanished`).
     pub async fn update_key(&self, org: &OrgId, id: &KeyId, patch: &KeyPatch) -> Result<ApiKey> {
-        let references = self.references().roles(
-            patch
-                .role_names
-                .iter()
-                .flatten()
-                .chain(patch.team_role_names.iter().flatten()),
-        );
+        let references = self
+            .references()
+            .account_roles(patch.role_names.iter().flatten())
+            .team_roles(patch.team_role_names.iter().flatten());
         let n = on_db!(&self.db, |pool| {
             let mut tx = pool.begin_write().await?;
             check_references!(tx, org.as_str(), references);

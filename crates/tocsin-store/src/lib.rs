@@ -71,8 +71,9 @@ pub enum StoreError {
     #[error("the store is closed")]
     Closed,
     /// A write refused because something it names (a role, a team, an integration) was
-    /// deleted after the caller checked it and before the write: the string names it, as
-    /// "role `name`".
+    /// deleted after the caller checked it and before the write, or a role's scope changed so
+    /// that it can no longer be held where the write gives it: the string names it, as
+    /// "account role `name`".
     #[error("{0} no longer exists")]
     Vanished(String),
     /// A write batch failed: nothing of it was written (its audit events are held and

@@ -11,36 +11,57 @@ use crate::Store;
 /// The statements that find (and on PostgreSQL share-lock) a row: `$1` the organization, `$2`
 /// the role's name or the team's or integration's id.
 struct Lookups {
-    role: &'static str,
+    /// A custom role that may be held as an account role (`scope` not `team`).
+    account_role: &'static str,
+    /// A custom role that may be held as a team role (`scope` not `account`).
+    team_role: &'static str,
     team: &'static str,
     integration: &'static str,
 }
 
 const POSTGRES: Lookups = Lookups {
-    role: "SELECT 1 FROM roles WHERE org_id = $1 AND name = $2 FOR SHARE",
+    account_role: "SELECT 1 FROM roles WHERE org_id = $1 AND name = $2 AND scope <> 'team' FOR SHARE",
+    team_role: "SELECT 1 FROM roles WHERE org_id = $1 AND name = $2 AND scope <> 'account' FOR SHARE",
     team: "SELECT 1 FROM teams WHERE org_id = $1 AND id = $2 FOR SHARE",
     integration: "SELECT 1 FROM integrations WHERE org_id = $1 AND id = $2 FOR SHARE",
 };
 
 const SQLITE: Lookups = Lookups {
-    role: "SELECT 1 FROM roles WHERE org_id = $1 AND name = $2",
+    account_role: "SELECT 1 FROM roles WHERE org_id = $1 AND name = $2 AND scope <> 'team'",
+    team_role: "SELECT 1 FROM roles WHERE org_id = $1 AND name = $2 AND scope <> 'account'",
     team: "SELECT 1 FROM teams WHERE org_id = $1 AND id = $2",
     integration: "SELECT 1 FROM integrations WHERE org_id = $1 AND id = $2",
 };
 
 /// The custom roles, teams and integrations one write names, each once, with the statement
-/// that finds it and what to call it when it is gone ("role", "team", "integration").
+/// that finds it and what to call it when it is gone ("account role", "team role", "team",
+/// "integration").
 pub(crate) struct References {
     lookups: &'static Lookups,
     pub(crate) items: Vec<(&'static str, String, &'static str)>,
 }
 
 impl References {
-    /// Roles by name; built-in roles live in code and are never deleted, so they are skipped.
-    pub(crate) fn roles<'a>(mut self, names: impl IntoIterator<Item = &'a String>) -> Self {
+    /// Custom roles held as account roles (a user's role, a key's `role_names`), by name:
+    /// found only while their scope allows that, so a role whose scope changes to `team` at
+    /// the same moment is refused here as if deleted (`update_role_unless_held` counts the
+    /// holders under the same lock). Built-in roles live in code and are never deleted or
+    /// changed, so they are skipped.
+    pub(crate) fn account_roles<'a>(mut self, names: impl IntoIterator<Item = &'a String>) -> Self {
         for name in names {
             if !tocsin_core::role::is_builtin_name(name) {
-                self.push(self.lookups.role, name, "role");
+                self.push(self.lookups.account_role, name, "account role");
+            }
+        }
+        self
+    }
+
+    /// Custom roles held as team roles (a membership's or a key's `team_role_names`), as
+    /// `account_roles` finds account roles.
+    pub(crate) fn team_roles<'a>(mut self, names: impl IntoIterator<Item = &'a String>) -> Self {
+        for name in names {
+            if !tocsin_core::role::is_builtin_name(name) {
+                self.push(self.lookups.team_role, name, "team role");
             }
         }
         self

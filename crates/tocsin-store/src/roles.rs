@@ -57,8 +57,57 @@ impl Store {
         Ok(())
     }
 
-    pub async fn update_role(&self, org: &OrgId, role: &Role) -> Result<()> {
-        let n = on_db!(&self.db, |pool| {
+    /// Changes a custom role, unless the change drops a scope someone holds it in: an
+    /// account role held by users or keys (`role_names`) cannot become a team role, nor a team
+    /// role held by memberships or keys (`team_role_names`) an account role. Then nothing is
+    /// written and the answer is the role's scope as it was, and who holds it. The holders are
+    /// counted and the role changed in one transaction, its row locked on PostgreSQL (SQLite
+    /// writes one at a time); a write that gives the role in the scope being dropped finds it
+    /// in that scope inside its own transaction (`check_references!`), so it is counted here
+    /// or finds the scope gone, never both missed.
+    pub async fn update_role_unless_held(
+        &self,
+        org: &OrgId,
+        role: &Role,
+    ) -> Result<Option<(RoleScope, RoleUsage)>> {
+        let quoted = crate::like_json_member(&role.name);
+        let select = if self.is_postgres() {
+            "SELECT scope FROM roles WHERE org_id = $1 AND name = $2 FOR UPDATE"
+        } else {
+            "SELECT scope FROM roles WHERE org_id = $1 AND name = $2"
+        };
+        let held = on_db!(&self.db, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let scope: Option<String> = sqlx::query_scalar(select)
+                .bind(org.as_str())
+                .bind(&role.name)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let was =
+                RoleScope::parse(&scope.ok_or(StoreError::NotFound)?).unwrap_or(RoleScope::Team);
+            let drops_account = was.allows_account() && !role.scope.allows_account();
+            let drops_team = was.allows_team() && !role.scope.allows_team();
+            if drops_account || drops_team {
+                let counts: (i64, i64, i64, i64, i64) = sqlx::query_as(ROLE_USAGE)
+                    .bind(org.as_str())
+                    .bind(&role.name)
+                    .bind(&quoted)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let usage = RoleUsage::from(counts);
+                let dropped = if drops_account {
+                    usage.users + usage.keys_account
+                } else {
+                    0
+                } + if drops_team {
+                    usage.memberships + usage.keys_team
+                } else {
+                    0
+                };
+                if dropped > 0 {
+                    return Ok(Some((was, usage)));
+                }
+            }
             sqlx::query(
                 "UPDATE roles SET description = $3, scope = $4, permissions = $5, updated_at = $6 WHERE org_id = $1 AND name = $2",
             )
@@ -68,15 +117,12 @@ impl Store {
             .bind(role.scope.name())
             .bind(to_json(&role.permissions.names()))
             .bind(now_ms())
-            .execute(pool)
-            .await?
-            .rows_affected()
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            None
         });
-        if n == 0 {
-            Err(StoreError::NotFound)
-        } else {
-            Ok(())
-        }
+        Ok(held)
     }
 
     /// Where a role is still used: users, memberships and live keys that name it.

@@ -297,7 +297,7 @@ impl Store {
         user: &UserId,
         roles: &[String],
     ) -> Result<()> {
-        let references = self.references().teams([team.as_str()]).roles(roles);
+        let references = self.references().teams([team.as_str()]).team_roles(roles);
         on_db!(&self.db, |pool| {
             let mut tx = pool.begin_write().await?;
             check_references!(tx, org.as_str(), references);

@@ -102,7 +102,7 @@ impl Store {
     /// (`check_references!`): deleted at the same moment, it either counts the new user as a
     /// holder (and stays) or is gone, and then nothing is written (`StoreError::Vanished`).
     pub async fn insert_user(&self, user: &User, password_hash: Option<&str>) -> Result<()> {
-        let references = self.references().roles([&user.role_name]);
+        let references = self.references().account_roles([&user.role_name]);
         on_db!(&self.db, |pool| {
             let mut tx = pool.begin_write().await?;
             check_references!(tx, user.org_id.as_str(), references);
@@ -250,7 +250,7 @@ impl Store {
             };
         }
         // A custom role it gives is checked in the same transaction, as `insert_user` does.
-        let references = self.references().roles(&patch.role_name);
+        let references = self.references().account_roles(&patch.role_name);
         let done = match &self.db {
             Db::Sqlite(pool) => {
                 let mut tx = pool.begin_write().await?;

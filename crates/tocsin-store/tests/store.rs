@@ -1601,7 +1601,7 @@ async fn a_key_naming_what_was_deleted_is_not_written() {
     let mut ghost_integration = personal_key(&org, &user, expires);
     ghost_integration.integration_id = Some("int_gone".into());
     for (key, what) in [
-        (&ghost_role, "role `gone`"),
+        (&ghost_role, "account role `gone`"),
         (&ghost_team, "team"),
         (&ghost_integration, "integration `int_gone`"),
     ] {
@@ -2007,10 +2007,9 @@ async fn a_credential_change_writes_the_change_log_itself() {
     }
 
     // The store's own writes, each one change per row it alters.
-    store
-        .insert_role(&org, &custom_role("pager"))
-        .await
-        .unwrap();
+    let mut pager = custom_role("pager");
+    pager.scope = tocsin_core::role::RoleScope::Team;
+    store.insert_role(&org, &pager).await.unwrap();
     seen += 1;
     assert_eq!(log().await.unwrap().1, seen, "a new role");
     store
@@ -2054,4 +2053,76 @@ async fn a_credential_change_writes_the_change_log_itself() {
         store.credential_changes_above(newest - 1).await.unwrap(),
         (newest, 1)
     );
+}
+
+/// A role's scope change racing a write that gives the role in the scope being dropped: either
+/// the change counts the new holder and is refused, or it wins and the write finds no role of
+/// that scope (`Vanished`). Never a key holding a team role as an account role, nor a
+/// membership holding an account role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_scope_change_never_strands_a_holder_given_it_at_the_same_moment() {
+    use tocsin_core::role::RoleScope;
+    let (_dir, store) = store().await;
+    let org = org(&store).await;
+    let user = user(&store, &org).await;
+    let team = team(&store, &org, "ops").await;
+    let expires = OffsetDateTime::now_utc() + Duration::days(1);
+    for round in 0..20u32 {
+        // An account role becomes a team role while a key is given it in `role_names`.
+        let name = format!("acct{round}");
+        store.insert_role(&org, &custom_role(&name)).await.unwrap();
+        let mut key = personal_key(&org, &user, expires);
+        key.name = name.clone();
+        key.role_names = vec![name.clone()];
+        let mut to_team = custom_role(&name);
+        to_team.scope = RoleScope::Team;
+        let digest = [round as u8; 32];
+        let (written, changed) = tokio::join!(
+            store.insert_key(&key, &digest, None),
+            store.update_role_unless_held(&org, &to_team)
+        );
+        let scope = |roles: Vec<tocsin_core::role::Role>, name: &str| {
+            roles.into_iter().find(|r| r.name == name).map(|r| r.scope)
+        };
+        let now = scope(store.list_custom_roles(&org).await.unwrap(), &name);
+        match (written, changed.unwrap()) {
+            (Ok(()), Some((RoleScope::Account, usage))) => {
+                assert_eq!(usage.keys_account, 1, "round {round}");
+                assert_eq!(now, Some(RoleScope::Account), "round {round}");
+            }
+            (Err(tocsin_store::StoreError::Vanished(what)), None) => {
+                assert_eq!(what, format!("account role `{name}`"), "round {round}");
+                assert_eq!(now, Some(RoleScope::Team), "round {round}");
+            }
+            other => panic!("round {round}: {other:?}, the role is now {now:?}"),
+        }
+
+        // A team role becomes an account role while a membership is given it.
+        let name = format!("team{round}");
+        let mut team_role = custom_role(&name);
+        team_role.scope = RoleScope::Team;
+        store.insert_role(&org, &team_role).await.unwrap();
+        let to_account = custom_role(&name);
+        let (written, changed) = tokio::join!(
+            store.put_member(&org, &team, &user, std::slice::from_ref(&name)),
+            store.update_role_unless_held(&org, &to_account)
+        );
+        let now = scope(store.list_custom_roles(&org).await.unwrap(), &name);
+        match (written, changed.unwrap()) {
+            (Ok(()), Some((RoleScope::Team, usage))) => {
+                assert_eq!(usage.memberships, 1, "round {round}");
+                assert_eq!(now, Some(RoleScope::Team), "round {round}");
+            }
+            (Err(tocsin_store::StoreError::Vanished(what)), None) => {
+                assert_eq!(what, format!("team role `{name}`"), "round {round}");
+                assert_eq!(now, Some(RoleScope::Account), "round {round}");
+            }
+            other => panic!("round {round}: {other:?}, the role is now {now:?}"),
+        }
+        // The next round's membership starts from none.
+        store
+            .delete_member(&org, &team, &user)
+            .await
+            .unwrap_or_default();
+    }
 }

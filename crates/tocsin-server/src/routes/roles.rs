@@ -15,8 +15,9 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use tocsin_core::permission::Permission;
 use tocsin_core::policy::Resource;
-use tocsin_core::role::{Role, is_builtin_name};
+use tocsin_core::role::{Role, RoleScope, is_builtin_name};
 use tocsin_core::validation::Problems;
+use tocsin_store::roles::RoleUsage;
 
 pub async fn permissions() -> Json<Value> {
     let data: Vec<Value> = Permission::ALL
@@ -130,27 +131,24 @@ pub async fn update(
     )
     .map_err(to_problems)?;
     check_grantable(&p, &role)?;
-    check_scope_change(&app, &p, &current, &role).await?;
-    app.store.update_role(&p.org_id, &role).await?;
+    let held = app
+        .store
+        .update_role_unless_held(&p.org_id, &role)
+        .await
+        .map_err(not_found("role"))?;
+    if let Some((was, usage)) = held {
+        return Err(scope_in_use(&role, was, &usage));
+    }
     app.drop_cached_credentials();
     Ok(Json(views::role(&role)))
 }
 
-/// A role's scope may not drop a use its holders make of it: an account role held by users
-/// or keys cannot become a team role (they would keep it organization-wide, which no create or
-/// update would allow), nor a team role held in memberships or by keys an account role.
-async fn check_scope_change(
-    app: &AppState,
-    p: &Principal,
-    current: &Role,
-    new: &Role,
-) -> ApiResult<()> {
-    let drops_account = current.scope.allows_account() && !new.scope.allows_account();
-    let drops_team = current.scope.allows_team() && !new.scope.allows_team();
-    if !drops_account && !drops_team {
-        return Ok(());
-    }
-    let usage = app.store.role_usage(&p.org_id, &new.name).await?;
+/// The refusal of a scope change that would drop a use the role's holders make of it (see
+/// `Store::update_role_unless_held`): an account role held by users or keys cannot become a
+/// team role (they would keep it organization-wide, which no create or update would allow),
+/// nor a team role held in memberships or by keys an account role.
+fn scope_in_use(new: &Role, was: RoleScope, usage: &RoleUsage) -> ApiError {
+    let drops_account = was.allows_account() && !new.scope.allows_account();
     let name = &new.name;
     let (holders, fix) = if drops_account {
         (
@@ -171,16 +169,13 @@ async fn check_scope_change(
         .filter(|(n, _)| *n > 0)
         .map(|(n, what)| format!("{n} {what}"))
         .collect();
-    if held.is_empty() {
-        return Ok(());
-    }
-    let (from, to) = (current.scope.name(), new.scope.name());
+    let (from, to) = (was.name(), new.scope.name());
     let as_from = if drops_account {
         "an account role"
     } else {
         "a team role"
     };
-    Err(ApiError::ConflictWithFix {
+    ApiError::ConflictWithFix {
         code: "role_in_use",
         message: format!(
             "The role `{name}` is held as {as_from} by {}; its scope cannot change from `{from}` to `{to}` while they hold it, or they would keep using it as {as_from}.",
@@ -189,7 +184,7 @@ async fn check_scope_change(
         fix: format!(
             "Create a new role with scope `{to}` and these permissions instead, or first {fix}, then change the scope."
         ),
-    })
+    }
 }
 
 pub async fn delete(
