@@ -278,7 +278,8 @@ pub fn check_state(
         });
     }
     if !state.allowed_cidrs.is_empty() {
-        let allowed = ip.is_some_and(|ip| state.allowed_cidrs.iter().any(|net| net.contains(&ip)));
+        let allowed =
+            ip.is_some_and(|ip| state.allowed_cidrs.iter().any(|net| in_network(net, ip)));
         if !allowed {
             return Err(Refusal::IpNotAllowed {
                 ip: ip.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
@@ -286,6 +287,21 @@ pub fn check_state(
         }
     }
     Ok(())
+}
+
+/// Whether `ip` lies in `net`, an IPv4 address and its IPv4-mapped IPv6 form
+/// (`::ffff:a.b.c.d`) being one address: a key fenced with `::ffff:10.0.0.0/104` and one
+/// fenced with `10.0.0.0/8` admit the same clients, whichever form the listener reports.
+fn in_network(net: &IpNet, ip: IpAddr) -> bool {
+    if net.contains(&ip) {
+        return true;
+    }
+    match ip {
+        IpAddr::V4(v4) => net.contains(&IpAddr::V6(v4.to_ipv6_mapped())),
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .is_some_and(|v4| net.contains(&IpAddr::V4(v4))),
+    }
 }
 
 /// A grant the creator lacks, by scope (`None` is the account).
@@ -732,6 +748,17 @@ mod tests {
         let r = check_state(&state, now, Some("192.0.2.1".parse().unwrap())).unwrap_err();
         assert_eq!(r.code(), "ip_not_allowed");
         assert_eq!(r.http_status(), 403);
+        // An address and its IPv4-mapped form are one address, on either side.
+        assert!(check_state(&state, now, Some("::ffff:10.1.2.3".parse().unwrap())).is_ok());
+        assert!(check_state(&state, now, Some("::ffff:192.0.2.1".parse().unwrap())).is_err());
+        let mapped = CredentialState {
+            allowed_cidrs: vec!["::ffff:10.0.0.0/104".parse().unwrap()],
+            ..state
+        };
+        assert!(check_state(&mapped, now, Some("10.1.2.3".parse().unwrap())).is_ok());
+        assert!(check_state(&mapped, now, Some("::ffff:10.1.2.3".parse().unwrap())).is_ok());
+        assert!(check_state(&mapped, now, Some("192.0.2.1".parse().unwrap())).is_err());
+        assert!(check_state(&mapped, now, Some("::1".parse().unwrap())).is_err());
     }
 
     #[test]

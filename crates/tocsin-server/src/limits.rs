@@ -271,6 +271,10 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
+        // On a dual-stack listener (`[::]:port`) an IPv4 client arrives as `::ffff:a.b.c.d`.
+        // Its address is the IPv4 one everywhere after this: `allowed_cidrs` written in IPv4
+        // match it, and the audit trail, last use and failed-login limits record it as such.
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
         let router = router.clone();
         // Set by the connection's first request: one that has had none when the shutdown
         // comes is given `FIRST_REQUEST_GRACE` for it to arrive.

@@ -323,6 +323,53 @@ async fn every_refusal_before_the_permission_check_has_its_code() {
     assert_eq!(e["allowed"], true, "{e}");
 }
 
+/// On a dual-stack listener (`[::]:port`) an IPv4 client arrives as `::ffff:127.0.0.1`: it is
+/// the IPv4 address all the same, for a key fenced with `127.0.0.0/8` and in what is recorded.
+#[tokio::test]
+async fn an_ipv4_client_of_a_dual_stack_listener_is_its_ipv4_address() {
+    let mut app = TestApp::spawn_with(|o| o.listen = Some("[::]:0".into())).await;
+    let port = app.running.as_ref().unwrap().addr.port();
+    app.base = format!("http://127.0.0.1:{port}");
+    let (id, fenced) = app
+        .key(
+            &app.owner,
+            json!({"name": "loopback v4", "allowed_cidrs": ["127.0.0.0/8"]}),
+        )
+        .await;
+    let (s, b) = app.get("/v1/auth/whoami", &fenced).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    // Written in the mapped form, the same network admits the same client.
+    let (_, mapped) = app
+        .key(
+            &app.owner,
+            json!({"name": "loopback mapped", "allowed_cidrs": ["::ffff:127.0.0.0/104"]}),
+        )
+        .await;
+    assert_eq!(app.get("/v1/auth/whoami", &mapped).await.0, StatusCode::OK);
+    let (_, elsewhere) = app
+        .key(
+            &app.owner,
+            json!({"name": "office", "allowed_cidrs": ["10.0.0.0/8"]}),
+        )
+        .await;
+    let (s, b) = app.get("/v1/auth/whoami", &elsewhere).await;
+    assert_eq!((s, code(&b)), (StatusCode::FORBIDDEN, "ip_not_allowed"));
+    let message = b["error"]["message"].as_str().unwrap();
+    assert!(message.ends_with("came from 127.0.0.1."), "{message}");
+    // The audit trail records the IPv4 address.
+    let (_, events) = app.audit_outcomes(&id).await;
+    let ips: Vec<&str> = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["ip"].as_str())
+        .collect();
+    assert!(
+        !ips.is_empty() && ips.iter().all(|ip| *ip == "127.0.0.1"),
+        "{ips:?}"
+    );
+}
+
 /// whoami's body is rendered once per cached credential: a change to the key must still show.
 #[tokio::test]
 async fn whoami_shows_changes_made_after_it_was_answered() {
