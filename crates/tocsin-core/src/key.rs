@@ -73,6 +73,12 @@ impl KeyName {
                 c as u32
             ));
         }
+        if let Some(c) = t.chars().find(|&c| is_hidden_format(c)) {
+            return Err(format!(
+                "contains the invisible character U+{:04X}; names must show every character they hold (bidirectional overrides and zero-width spaces are refused, since they make one name look like another)",
+                c as u32
+            ));
+        }
         Ok(KeyName(t.to_owned()))
     }
 
@@ -84,6 +90,28 @@ impl KeyName {
     pub fn folded(&self) -> String {
         self.0.to_lowercase()
     }
+}
+
+/// Format characters that show nothing yet change what a name displays as: bidirectional
+/// embeddings, overrides, isolates and marks (which can reorder the text around them, as
+/// "Trojan Source" showed), zero-width spaces and joiners of words, the soft hyphen and the
+/// byte-order mark. Zero-width (non-)joiners (U+200C, U+200D) stay allowed: Persian and
+/// Indic scripts and emoji sequences need them.
+fn is_hidden_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'
+            | '\u{200E}'
+            | '\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+    )
 }
 
 /// The most requests per minute a key's `rate_limit` may allow.
@@ -287,6 +315,21 @@ mod tests {
         );
         assert!(KeyName::parse(&"é".repeat(200)).is_ok());
         assert!(KeyName::parse("a\u{7}b").unwrap_err().contains("U+0007"));
+        // Invisible characters that make one name look like another are refused...
+        for hidden in [
+            "bidi\u{202E}x",
+            "zw\u{200B}x",
+            "\u{FEFF}bom",
+            "iso\u{2067}late",
+        ] {
+            let why = KeyName::parse(hidden).unwrap_err();
+            assert!(why.contains("invisible character U+"), "{hidden:?}: {why}");
+        }
+        // ...but not the joiners that scripts and emoji need.
+        assert!(
+            KeyName::parse("\u{645}\u{6CC}\u{200C}\u{62E}\u{648}\u{627}\u{647}\u{645}").is_ok()
+        );
+        assert!(KeyName::parse("\u{1F469}\u{200D}\u{1F4BB} devs").is_ok());
         assert_eq!(
             KeyName::parse("Deploy").unwrap().folded(),
             KeyName::parse("deploy").unwrap().folded()

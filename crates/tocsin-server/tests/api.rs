@@ -658,6 +658,22 @@ async fn key_validation_names_each_field() {
             .unwrap()
             .contains("control")
     );
+    // A right-to-left override would make "deploy\u{202E}gnp.exe" display as another name.
+    let (s, b) = app
+        .post(
+            "/v1/api_keys",
+            &app.owner,
+            json!({"name": "deploy\u{202E}gnp", "expires_at": in_days(1)}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(
+        b["error"]["fields"]["name"]
+            .as_str()
+            .unwrap()
+            .contains("invisible character U+202E"),
+        "{b}"
+    );
     let (_, b) = app
         .post(
             "/v1/api_keys",
