@@ -159,13 +159,16 @@ where
         let clone = self.inner.clone();
         let mut ready = std::mem::replace(&mut self.inner, clone);
         let app = self.app.clone();
+        let started = tokio::time::Instant::now();
         Box::pin(async move {
             let app = &*app;
-            let handler = |req| async move {
-                match ready.call(req).await {
-                    Ok(resp) => resp.map(axum::body::Body::new),
-                    Err(never) => match never {},
-                }
+            let handler = move |req| {
+                limits::timed(&app.settings, started, async move {
+                    match ready.call(req).await {
+                        Ok(resp) => resp.map(axum::body::Body::new),
+                        Err(never) => match never {},
+                    }
+                })
             };
             Ok(envelope::run(req, |req, route| {
                 limits::run(&app.settings, req, move |req| {

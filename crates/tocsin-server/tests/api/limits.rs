@@ -304,6 +304,19 @@ async fn a_request_whose_body_never_arrives_gets_408_naming_the_limit() {
     // Nothing was created.
     let (_, b) = app.get("/v1/teams", &app.owner).await;
     assert_eq!(b["data"], json!([]));
+    // The audit trail has the request, answered 408.
+    let (s, b) = app
+        .get("/v1/audit_events?outcome=request_timeout", &app.owner)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let events = b["data"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{b}");
+    assert_eq!(events[0]["status"], 408, "{b}");
+    assert_eq!(
+        (events[0]["method"].as_str(), events[0]["route"].as_str()),
+        (Some("POST"), Some("/v1/teams")),
+        "{b}"
+    );
 }
 
 #[test]
