@@ -992,12 +992,21 @@ async fn explain_agrees_with_the_real_decision() {
     let (_, tk) = app
         .key(&app.owner, json!({"name": "pay", "kind": "team", "team_id": payments, "team_role_names": ["viewer"]}))
         .await;
+    let (_, responder) = app
+        .key(&app.owner, json!({"name": "pay responder", "kind": "team", "team_id": payments, "team_role_names": ["responder"]}))
+        .await;
+    // An alert that does not exist: a read is 404 whoever asks; an action is judged by the
+    // permission in any team, then accepted (202) and failed in its request status.
+    let missing = "/v2/alerts/00000000-0000-0000-0000-000000000000";
     let cases = [
         (&viewer, "GET", "/v1/users".to_owned()),
         (&viewer, "POST", "/v1/teams".to_owned()),
         (&viewer, "GET", "/v1/audit_events".to_owned()),
         (&tk, "GET", format!("/v1/teams/{payments}")),
         (&tk, "GET", "/v1/users".to_owned()),
+        (&tk, "GET", missing.to_owned()),
+        (&tk, "POST", format!("{missing}/acknowledge")),
+        (&responder, "POST", format!("{missing}/acknowledge")),
     ];
     for (token, method, path) in cases {
         let (real, body) = app

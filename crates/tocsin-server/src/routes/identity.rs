@@ -76,6 +76,7 @@ fn refused(
                 "Send the request with an integration's key (POST /v1/integrations creates an integration and its key), or turn alerts_require_integration_key off (PATCH /v1/organization).",
             "escalation_denied" =>
                 "Do it with a credential that holds everything the key would hold, from the networks the key is limited to.",
+            "not_found" => "Check the identifier in the path: nothing in this organization has it.",
             _ => "Ask the key's own user to do it, or revoke the key instead.",
         }]),
     };
@@ -189,6 +190,7 @@ pub async fn explain(
     // addresses, if any.
     let mut matched = None;
     let mut target_key = None;
+    let mut missing_alert = None;
     let (permission, resource, route_note) = match (&req.method, &req.path, &req.permission) {
         (Some(method), Some(path), None) => {
             let matched_route = match_route(method, path).filter(|(route, params)| {
@@ -275,13 +277,28 @@ pub async fn explain(
                             )
                             .await
                         {
-                            Ok(Some(a)) => a.teams.into_iter().map(TeamId::from_trusted).collect(),
-                            Ok(None) => vec![],
+                            Ok(Some(a)) => Resource::Teams(
+                                a.teams.into_iter().map(TeamId::from_trusted).collect(),
+                            ),
+                            // No such alert: a read answers 404 whoever asks; an action is
+                            // judged by the permission in any team, then accepted and failed
+                            // in its request status (routes/alerts.rs, `show` and `act`).
+                            Ok(None) if route.method == "GET" => {
+                                return refused(
+                                    ApiError::NotFoundBy("alert", "id"),
+                                    Some(route.path),
+                                    Some(p),
+                                );
+                            }
+                            Ok(None) => {
+                                missing_alert = Some(i);
+                                Resource::AnyTeam
+                            }
                             Err(e) => return Err(e.into()),
                         },
-                        None => vec![],
+                        None => Resource::AnyTeam,
                     };
-                    (p, Resource::Teams(teams))
+                    (p, teams)
                 }
                 Needs::Integration(p) => {
                     let teams = match id.and_then(|i| IntegrationId::parse(&i)) {
@@ -349,6 +366,14 @@ pub async fn explain(
                 .as_ref()
                 .map_or_else(String::new, |k| k.id.to_string())
         )];
+    }
+    if e.allowed
+        && let (Some(ident), Some((route, _))) = (&missing_alert, &matched)
+    {
+        e.reasons.push(format!(
+            "No alert has the id `{ident}` in this organization: {} {} would be accepted (202), and its request status would say the alert does not exist.",
+            route.method, route.path
+        ));
     }
     // A token a rotation replaced may not make or change credentials (api_keys.rs).
     if e.allowed
