@@ -94,6 +94,18 @@ pub fn truncate(field: &str, s: &str, max: usize, adjustments: &mut Vec<String>)
     s.chars().take(max).collect()
 }
 
+/// The `user` of an alert request (a create or any action), cut to `USER_MAX` characters as
+/// `truncate` does; create and the actions share it, so each reports the cut alike.
+pub fn cut_user(user: String, adjustments: &mut Vec<String>) -> String {
+    cut("user", user, USER_MAX, adjustments)
+}
+
+/// The `note` of an alert request (a create or any action), cut to `NOTE_MAX` characters as
+/// `truncate` does; create and the actions share it, so each reports the cut alike.
+pub fn cut_note(note: String, adjustments: &mut Vec<String>) -> String {
+    cut("note", note, NOTE_MAX, adjustments)
+}
+
 /// Parses responders (or visibleTo): `[{type, id|name|username}]`. Types are matched without
 /// regard to case and empty strings are ignored, as the Go SDK sends `"username": ""`.
 pub fn parse_responders(
@@ -518,10 +530,10 @@ impl NewAlert {
         };
         let user = text_field("user", user, &mut problems)
             .filter(|s| !s.is_empty())
-            .map(|u| cut("user", u, USER_MAX, &mut adj));
+            .map(|u| cut_user(u, &mut adj));
         let note = text_field("note", note, &mut problems)
             .filter(|s| !s.is_empty())
-            .map(|n| cut("note", n, NOTE_MAX, &mut adj));
+            .map(|n| cut_note(n, &mut adj));
         problems.into_result()?;
         Ok(NewAlert {
             message,

@@ -411,6 +411,9 @@ pub enum OpKind {
         action: Action,
         user: String,
         note: Option<String>,
+        /// What the request's own fields lost on the way in (a `user` or `note` cut to its
+        /// limit), appended to the request status as a create's adjustments are.
+        adjustments: Vec<String>,
     },
     /// An action whose alert could not be found: only its request status is recorded.
     Fail {
@@ -779,6 +782,7 @@ async fn act_op<C: BatchConn>(
         action,
         user,
         note,
+        adjustments,
     } = &op.kind
     else {
         return Ok(failed(op, "Request could not be processed: not an action"));
@@ -812,12 +816,23 @@ async fn act_op<C: BatchConn>(
     if let Some(n) = note {
         out.note(org, &a.id, n, user, now);
     }
-    let mut status = "Request processed successfully".to_owned();
-    for n in &outcome.notes {
+    let status = with_notes(
+        "Request processed successfully",
+        adjustments.iter().chain(&outcome.notes),
+    );
+    Ok(done(status, &a.id, &a.alias, true))
+}
+
+/// A successful request's status, followed by what it could not do as asked (text cut to its
+/// limit, tags past an alert's 20...), one clause each: the same words for a create and for
+/// every action.
+fn with_notes<'a>(status: &str, notes: impl IntoIterator<Item = &'a String>) -> String {
+    let mut status = status.to_owned();
+    for n in notes {
         status.push_str("; ");
         status.push_str(n);
     }
-    Ok(done(status, &a.id, &a.alias, true))
+    status
 }
 
 /// Where a create of a run lands.
@@ -991,12 +1006,7 @@ async fn create_run<C: BatchConn>(
         } else {
             // The creation log line is not a row of its own: `alert_entries` reads it off the
             // alert (its id, creation time and `created_by`), one row fewer per new alert.
-            let mut status = "Created alert".to_owned();
-            for a in &d.adjustments {
-                status.push_str("; ");
-                status.push_str(a);
-            }
-            status
+            with_notes("Created alert", &d.adjustments)
         };
         if let Some(n) = &d.note {
             out.note(org, &alert_id, n, &d.user, now);

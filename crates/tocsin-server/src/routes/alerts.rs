@@ -692,29 +692,28 @@ async fn act(
         require_integration_key(p)?;
     }
     let mut problems = Problems::new();
-    let text = |field: &str, max: usize, problems: &mut Problems| -> Option<String> {
-        let v = body.get(field).or_else(|| match field {
-            "user" => q.user.as_ref().map(|_| &Value::Null),
-            _ => None,
-        });
-        match v {
-            Some(Value::String(s)) if !s.is_empty() => {
-                Some(alert::truncate(field, s, max, &mut Vec::new()))
-            }
-            // As create reads text.
-            Some(Value::Number(n)) => Some(n.to_string()),
-            Some(Value::Bool(b)) => Some(b.to_string()),
-            Some(Value::String(_)) | Some(Value::Null) | None => None,
-            Some(_) => {
-                problems.add(field, "must be a string");
-                None
-            }
+    // `user` and `note` from the body, else (the DELETE routes) from the query string; cut
+    // to their limits as create cuts them, and the request status says so.
+    let text = |field: &str, query: Option<&String>, problems: &mut Problems| match body.get(field)
+    {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        // As create reads text.
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(Value::Bool(b)) => Some(b.to_string()),
+        Some(Value::String(_)) | Some(Value::Null) | None => {
+            query.filter(|s| !s.is_empty()).cloned()
+        }
+        Some(_) => {
+            problems.add(field, "must be a string");
+            None
         }
     };
-    let user = text("user", alert::USER_MAX, &mut problems)
-        .or_else(|| q.user.clone())
+    let mut adjustments = Vec::new();
+    let user = text("user", q.user.as_ref(), &mut problems)
+        .map(|u| alert::cut_user(u, &mut adjustments))
         .unwrap_or_else(|| display_name(p));
-    let note = text("note", alert::NOTE_MAX, &mut problems).or_else(|| q.note.clone());
+    let note =
+        text("note", q.note.as_ref(), &mut problems).map(|n| alert::cut_note(n, &mut adjustments));
     problems.into_result().map_err(ApiError::Validation)?;
     let found = app.store.find_alert(&p.org_id, identifier, kind).await?;
     let kind = match found {
@@ -734,6 +733,7 @@ async fn act(
                 action,
                 user,
                 note,
+                adjustments,
             }
         }
     };

@@ -1498,6 +1498,110 @@ async fn actions_report_what_they_could_not_do() {
     assert!(b["errors"]["responder"].is_string(), "{b}");
 }
 
+/// An over-long `user` or `note` on any action is cut as create cuts it, and the request
+/// status says so in create's words; the DELETE routes read them from the query string.
+#[tokio::test]
+async fn every_action_reports_a_user_or_note_it_cut() {
+    let app = TestApp::spawn().await;
+    app.team("ops").await;
+    let (_, key) = app.integration(json!({"name": "cutter"})).await;
+    let (_, _, rid) = app
+        .v2("POST", "/v2/alerts", &key, Some(json!({"message": "m", "alias": "cut", "actions": ["Restart"], "tags": ["a"], "details": {"k": "v"}})))
+        .await;
+    let id = app.status_of(&key, &rid).await["alertId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let later = (time::OffsetDateTime::now_utc() + time::Duration::hours(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let (long_user, long_note) = ("u".repeat(101), "é".repeat(25_001));
+    let both = "Request processed successfully; user was longer than 100 characters and was truncated; note was longer than 25000 characters and was truncated";
+    let steps: Vec<(&str, &str, Value)> = vec![
+        ("POST", "acknowledge", json!({})),
+        ("POST", "unacknowledge", json!({})),
+        ("POST", "snooze", json!({"endTime": later})),
+        ("POST", "escalate", json!({"escalation": {"name": "night"}})),
+        (
+            "POST",
+            "assign",
+            json!({"owner": {"username": "ann@example.com"}}),
+        ),
+        ("POST", "teams", json!({"team": {"name": "ops"}})),
+        (
+            "POST",
+            "responders",
+            json!({"responder": {"type": "user", "username": "bo@example.com"}}),
+        ),
+        ("POST", "notes", json!({})),
+        ("POST", "tags", json!({"tags": ["b"]})),
+        ("POST", "details", json!({"details": {"j": "w"}})),
+        ("POST", "actions/Restart", json!({})),
+        ("PUT", "message", json!({"message": "new message"})),
+        ("PUT", "description", json!({"description": "new"})),
+        ("PUT", "priority", json!({"priority": "P1"})),
+        ("POST", "close", json!({})),
+    ];
+    for (method, verb, mut body) in steps {
+        body["user"] = json!(long_user);
+        body["note"] = json!(long_note);
+        let (s, b, rid) = app
+            .v2(method, &format!("/v2/alerts/{id}/{verb}"), &key, Some(body))
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{verb}: {b}");
+        let st = app.status_of(&key, &rid).await;
+        assert_eq!(st["isSuccess"], true, "{verb}: {st}");
+        assert_eq!(st["status"], both, "{verb}");
+    }
+    // What was kept is what the status says: the first 25000 characters and 100 characters.
+    let (_, b, _) = app
+        .v2("GET", &format!("/v2/alerts/{id}/notes?limit=1"), &key, None)
+        .await;
+    let note = &b["data"][0];
+    assert_eq!(note["note"].as_str().unwrap().chars().count(), 25_000);
+    assert_eq!(note["owner"], "u".repeat(100));
+
+    // The DELETE routes take `user` and `note` in the query string: cut and reported alike.
+    for (path, action) in [
+        ("tags?tags=b", "RemoveTags"),
+        ("details?keys=j", "RemoveDetails"),
+    ] {
+        let (s, b, rid) = app
+            .v2(
+                "DELETE",
+                &format!("/v2/alerts/{id}/{path}&user={long_user}&note=short"),
+                &key,
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{path}: {b}");
+        let st = app.status_of(&key, &rid).await;
+        assert_eq!(
+            (&st["action"], &st["status"]),
+            (
+                &json!(action),
+                &json!(
+                    "Request processed successfully; user was longer than 100 characters and was truncated"
+                )
+            ),
+            "{path}"
+        );
+    }
+    // Text that fits is no news.
+    let (_, _, rid) = app
+        .v2(
+            "POST",
+            &format!("/v2/alerts/{id}/notes"),
+            &key,
+            Some(json!({"note": "n".repeat(25_000), "user": "u".repeat(100)})),
+        )
+        .await;
+    assert_eq!(
+        app.status_of(&key, &rid).await["status"],
+        "Request processed successfully"
+    );
+}
+
 /// A snooze ends at its `endTime` by itself: the alert reads `snoozed: false` again and the
 /// `snoozed` search agrees. A closed alert cannot be snoozed, as it cannot be acknowledged.
 #[tokio::test]
