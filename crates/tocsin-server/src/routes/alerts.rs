@@ -272,14 +272,14 @@ pub async fn create(
     v2: V2,
     JsonBody(body): JsonBody<alert::AlertFields>,
 ) -> ApiResult<Response> {
-    let new = NewAlert::check(body).map_err(ApiError::Validation)?;
+    let mut new = NewAlert::check(body).map_err(ApiError::Validation)?;
     require_integration_key(&p)?;
     let (mut responders, mut teams) =
         resolve_responders(&app, &p, &new.responders, UnknownTeam::KeepName).await?;
     let (visible_to, _) =
         resolve_responders(&app, &p, &new.visible_to, UnknownTeam::KeepName).await?;
-    // A team integration's alerts belong to its team (Opsgenie overwrites the responders);
-    // a caller that may write alerts only within teams makes its first such team the owner.
+    // A team integration's alerts belong to its team; a caller that may write alerts only
+    // within teams makes its first such team the owner.
     let owner_team = match &p.integration {
         Some(i) => i.team_id.as_ref().map(ToString::to_string),
         None if !p.grants.account.contains(Permission::AlertsWrite) => p
@@ -290,14 +290,28 @@ pub async fn create(
         None => None,
     };
     if let Some(team) = &owner_team {
-        if p.integration.is_some() {
-            responders.retain(|r| r.kind != "team");
-            teams.clear();
-        }
         let r = Responder {
             kind: "team".into(),
             id: team.clone(),
         };
+        if p.integration.is_some() {
+            // Opsgenie overwrites a team integration's responders with its owner team (users,
+            // escalations and schedules too), and so does Tocsin, saying in the request
+            // status what it dropped. `visibleTo` is kept: Opsgenie overwrites only these.
+            let dropped: Vec<String> = responders
+                .iter()
+                .filter(|d| **d != r)
+                .map(|d| format!("{} {}", d.kind, d.id))
+                .collect();
+            if !dropped.is_empty() {
+                new.adjustments.push(format!(
+                    "responders {} were replaced by the integration's team: a team integration's alerts go to its team alone",
+                    dropped.join(", ")
+                ));
+            }
+            responders.clear();
+            teams.clear();
+        }
         if !responders.contains(&r) {
             responders.insert(0, r);
         }

@@ -1498,6 +1498,113 @@ async fn actions_report_what_they_could_not_do() {
     assert!(b["errors"]["responder"].is_string(), "{b}");
 }
 
+/// A team integration's create goes to its team alone: the responders of the payload, of
+/// every type, are overwritten with the owner team, as Opsgenie does, and the request status
+/// names what was dropped. A global integration keeps them.
+#[tokio::test]
+async fn a_team_integrations_responders_are_its_team_alone() {
+    let app = TestApp::spawn().await;
+    let sre = app.team("sre").await;
+    let other = app.team("other-team").await;
+    let (_, team_key) = app
+        .integration(json!({"name": "sre alerts", "team_id": sre}))
+        .await;
+    let (_, global_key) = app.integration(json!({"name": "global"})).await;
+    let responders = json!([
+        {"type": "team", "name": "other-team"},
+        {"type": "user", "username": "x@example.com"},
+        {"type": "escalation", "name": "esc"},
+        {"type": "schedule", "name": "sch"},
+        {"type": "team", "name": "sre"},
+    ]);
+    let (s, _, rid) = app
+        .v2(
+            "POST",
+            "/v2/alerts",
+            &team_key,
+            Some(json!({"message": "m", "alias": "team-resp", "responders": responders})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let st = app.status_of(&team_key, &rid).await;
+    assert_eq!(
+        st["status"],
+        format!(
+            "Created alert; responders team {other}, user x@example.com, escalation esc, schedule sch were replaced by the integration's team: a team integration's alerts go to its team alone"
+        ),
+        "{st}"
+    );
+    let (_, b, _) = app
+        .v2(
+            "GET",
+            "/v2/alerts/team-resp?identifierType=alias",
+            &team_key,
+            None,
+        )
+        .await;
+    assert_eq!(
+        b["data"]["responders"],
+        json!([{"type": "team", "id": sre}])
+    );
+    assert_eq!(b["data"]["teams"], json!([{"id": sre}]));
+    assert_eq!(b["data"]["ownerTeamId"], sre.as_str());
+
+    // Naming the owner team alone, or nobody, drops nothing and says nothing.
+    for (alias, responders) in [
+        ("own-team", json!([{"type": "team", "id": sre}])),
+        ("no-one", json!([])),
+    ] {
+        let (_, _, rid) = app
+            .v2(
+                "POST",
+                "/v2/alerts",
+                &team_key,
+                Some(json!({"message": "m", "alias": alias, "responders": responders})),
+            )
+            .await;
+        assert_eq!(
+            app.status_of(&team_key, &rid).await["status"],
+            "Created alert"
+        );
+        let (_, b, _) = app
+            .v2(
+                "GET",
+                &format!("/v2/alerts/{alias}?identifierType=alias"),
+                &team_key,
+                None,
+            )
+            .await;
+        assert_eq!(
+            b["data"]["responders"],
+            json!([{"type": "team", "id": sre}])
+        );
+    }
+
+    // A global integration's responders are its payload's.
+    let (_, _, rid) = app
+        .v2(
+            "POST",
+            "/v2/alerts",
+            &global_key,
+            Some(json!({"message": "m", "alias": "global-resp", "responders": responders})),
+        )
+        .await;
+    assert_eq!(
+        app.status_of(&global_key, &rid).await["status"],
+        "Created alert"
+    );
+    let (_, b, _) = app
+        .v2(
+            "GET",
+            "/v2/alerts/global-resp?identifierType=alias",
+            &global_key,
+            None,
+        )
+        .await;
+    assert_eq!(b["data"]["responders"].as_array().unwrap().len(), 5, "{b}");
+    assert_eq!(b["data"]["teams"], json!([{"id": other}, {"id": sre}]));
+}
+
 /// An over-long `user` or `note` on any action is cut as create cuts it, and the request
 /// status says so in create's words; the DELETE routes read them from the query string.
 #[tokio::test]
