@@ -1123,8 +1123,17 @@ pub async fn entries(
         .ok_or_else(|| no_alert(kind))?;
     p.require(Permission::AlertsRead, &alert_resource(&alert))?;
     if what == "recipients" {
-        // Tocsin does not notify people yet, so no one has been a recipient.
-        return Ok(v2.data(json!([])));
+        // Tocsin does not notify people yet, so no one has been a recipient: one empty page,
+        // with `paging` as the notes and logs have it (its `first`, and no `next`).
+        let first = format!(
+            "{}/v2/alerts/{}/recipients?identifierType=id",
+            app.settings.public_url,
+            encode(&alert.id)
+        );
+        return Ok(Json(json!({
+            "data": [], "paging": {"first": first}, "took": v2.took(), "requestId": v2.request_id,
+        }))
+        .into_response());
     }
     let logs = match what.as_str() {
         "notes" => false,

@@ -210,6 +210,25 @@ async fn create_deduplicate_act_and_read_like_opsgenie() {
         assert!(b["errors"][field].is_string(), "{query}: {b}");
     }
 
+    // Recipients: an empty list (Tocsin notifies no one yet), with `paging` as notes and
+    // logs have it.
+    let (s, b, _) = app
+        .v2(
+            "GET",
+            "/v2/alerts/disk-db1/recipients?identifierType=alias",
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"], json!([]));
+    let first = b["paging"]["first"].as_str().expect("paging.first");
+    let path = format!("/v2/alerts/{alert_id}/recipients?identifierType=id");
+    assert!(first.ends_with(&path), "{b}");
+    assert!(b["paging"].get("next").is_none(), "{b}");
+    let (s, b, _) = app.v2("GET", &path, &key, None).await;
+    assert_eq!((s, &b["data"]), (StatusCode::OK, &json!([])), "{b}");
+
     // Tags, priority, message.
     app.v2(
         "POST",
