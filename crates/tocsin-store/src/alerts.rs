@@ -659,8 +659,12 @@ fn act_on(a: &Alert, action: &Action, user: &str, now: i64) -> Outcome {
             };
         }
         Action::RemoveTags(tags) => {
+            let (removed, absent) = split_present(tags, |t| a.tags.contains(t));
             a2.tags.retain(|t| !tags.contains(t));
-            text = format!("Tags removed: {}", tags.join(", "));
+            text = removed_text("Tags", &removed);
+            if !absent.is_empty() {
+                notes.push(format!("tags {} were not on the alert", absent.join(", ")));
+            }
         }
         Action::AddDetails(details) => {
             use tocsin_core::alert::DETAILS_MAX;
@@ -694,10 +698,17 @@ fn act_on(a: &Alert, action: &Action, user: &str, now: i64) -> Outcome {
             };
         }
         Action::RemoveDetails(keys) => {
+            let (removed, absent) = split_present(keys, |k| a.details.contains_key(k));
             for k in keys {
                 a2.details.remove(k);
             }
-            text = format!("Details removed: {}", keys.join(", "));
+            text = removed_text("Details", &removed);
+            if !absent.is_empty() {
+                notes.push(format!(
+                    "details {} were not on the alert",
+                    absent.join(", ")
+                ));
+            }
         }
         Action::SetPriority(p) => {
             a2.priority = p.clone();
@@ -765,6 +776,35 @@ fn act_on(a: &Alert, action: &Action, user: &str, now: i64) -> Outcome {
         refused,
         delete,
         notes,
+    }
+}
+
+/// The names a remove action was given, split into those the alert has and those it has not
+/// (each once, in the order given).
+fn split_present(names: &[String], present: impl Fn(&String) -> bool) -> (Vec<&str>, Vec<&str>) {
+    let (mut removed, mut absent): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
+    for n in names {
+        let list = if present(n) {
+            &mut removed
+        } else {
+            &mut absent
+        };
+        if !list.contains(&n.as_str()) {
+            list.push(n);
+        }
+    }
+    (removed, absent)
+}
+
+/// The log line of a remove action: only what it removed, or that it removed nothing.
+fn removed_text(what: &str, removed: &[&str]) -> String {
+    if removed.is_empty() {
+        format!(
+            "No {} removed (the alert had none of them)",
+            what.to_lowercase()
+        )
+    } else {
+        format!("{what} removed: {}", removed.join(", "))
     }
 }
 

@@ -1624,6 +1624,80 @@ async fn a_team_integrations_responders_are_its_team_alone() {
     assert_eq!(b["data"]["teams"], json!([{"id": other}, {"id": sre}]));
 }
 
+/// Removing tags or details logs only the ones the alert had, and the request status names
+/// the rest; removing none of them says so.
+#[tokio::test]
+async fn removing_tags_and_details_names_only_what_was_there() {
+    let app = TestApp::spawn().await;
+    let (_, key) = app.integration(json!({"name": "remover"})).await;
+    app.v2("POST", "/v2/alerts", &key, Some(json!({"message": "m", "alias": "tag-log", "tags": ["a", "b"], "details": {"k": "v", "j": "w"}})))
+        .await;
+    let delete = |query: &'static str| {
+        let (app, key) = (&app, &key);
+        async move {
+            let (s, b, rid) = app
+                .v2(
+                    "DELETE",
+                    &format!("/v2/alerts/tag-log/{query}&identifierType=alias"),
+                    key,
+                    None,
+                )
+                .await;
+            assert_eq!(s, StatusCode::ACCEPTED, "{query}: {b}");
+            let st = app.status_of(key, &rid).await;
+            assert_eq!(st["isSuccess"], true, "{st}");
+            st["status"].as_str().unwrap().to_owned()
+        }
+    };
+    assert_eq!(
+        delete("tags?tags=a,never-there,a").await,
+        "Request processed successfully; tags never-there were not on the alert"
+    );
+    assert_eq!(
+        delete("details?keys=k,never-there,gone").await,
+        "Request processed successfully; details never-there, gone were not on the alert"
+    );
+    assert_eq!(
+        delete("tags?tags=a").await,
+        "Request processed successfully; tags a were not on the alert"
+    );
+    assert_eq!(
+        delete("details?keys=j").await,
+        "Request processed successfully"
+    );
+    let (_, b, _) = app
+        .v2("GET", "/v2/alerts/tag-log?identifierType=alias", &key, None)
+        .await;
+    assert_eq!(
+        (&b["data"]["tags"], &b["data"]["details"]),
+        (&json!(["b"]), &json!({}))
+    );
+    let (_, b, _) = app
+        .v2(
+            "GET",
+            "/v2/alerts/tag-log/logs?identifierType=alias&order=asc",
+            &key,
+            None,
+        )
+        .await;
+    let logs: Vec<&str> = b["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["log"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        logs,
+        [
+            "Alert created",
+            "Tags removed: a",
+            "Details removed: k",
+            "No tags removed (the alert had none of them)",
+            "Details removed: j",
+        ]
+    );
+}
+
 /// An over-long `user` or `note` on any action is cut as create cuts it, and the request
 /// status says so in create's words; the DELETE routes read them from the query string.
 #[tokio::test]
