@@ -448,8 +448,13 @@ impl NewAlert {
             note,
         ] = text;
         let mut adj = Vec::new();
+        // A message of the wrong type is that problem alone: "can not be empty" would
+        // overwrite its reason in the `errors` map, which keeps one reason a field.
+        let mistyped = matches!(message, Some(Text::Other));
         let message = text_field("message", message, &mut problems).unwrap_or_default();
-        let message = if message.trim().is_empty() {
+        let message = if mistyped {
+            String::new()
+        } else if message.trim().is_empty() {
             problems.add("message", "Message can not be empty.");
             String::new()
         } else {
@@ -719,7 +724,6 @@ mod tests {
             found,
             vec![
                 ("message", "must be a string"),
-                ("message", "Message can not be empty."),
                 (
                     "responders",
                     "must be a list of {type, id | name | username}"

@@ -625,6 +625,35 @@ async fn opsgenie_validation_and_the_integration_key_setting() {
         b["message"], "The request is invalid: message: Message can not be empty.",
         "{b}"
     );
+    // A text field of the wrong type is refused for its type, in `errors`, in `error.fields`
+    // and in the message alike: not as empty.
+    for (field, value) in [
+        ("message", json!(["Disk full"])),
+        ("message", json!({"text": "Disk full"})),
+        ("alias", json!(["a"])),
+        ("description", json!({})),
+        ("entity", json!([])),
+        ("source", json!({})),
+        ("priority", json!(["P1"])),
+        ("user", json!([])),
+        ("note", json!({})),
+    ] {
+        let mut body = json!({"message": "m"});
+        body[field] = value;
+        let (s, b, _) = app.v2("POST", "/v2/alerts", &key, Some(body)).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{field}: {b}");
+        assert_eq!(b["errors"], json!({field: "must be a string"}), "{field}");
+        assert_eq!(
+            b["error"]["fields"],
+            json!({field: "must be a string"}),
+            "{field}"
+        );
+        assert_eq!(
+            b["message"],
+            format!("The request is invalid: {field}: must be a string."),
+            "{field}"
+        );
+    }
     let (s, _, rid) = app.v2("POST", "/v2/alerts", &key, Some(json!({"message": "é".repeat(140), "tags": (0..30).map(|i| format!("t{i}")).collect::<Vec<_>>()}))).await;
     assert_eq!(s, StatusCode::ACCEPTED);
     let st = app.status_of(&key, &rid).await;
