@@ -3262,6 +3262,59 @@ async fn a_repeated_query_parameter_or_a_bad_path_segment_is_named() {
     assert!(b["requestId"].is_string() && b["took"].is_number(), "{b}");
 }
 
+/// A query parameter that is not UTF-8 once percent-decoded is refused, naming it, on every
+/// route (the framework would read it as U+FFFD and search for that), as a path parameter
+/// that is not UTF-8 is; percent-encoded UTF-8 is read as text.
+#[tokio::test]
+async fn a_query_parameter_that_is_not_utf8_is_named() {
+    let app = TestApp::spawn().await;
+    for (path, param) in [
+        ("/v2/alerts/count?query=alias:%FF", "query"),
+        ("/v2/alerts?limit=5&query=message%3A%C3%28", "query"),
+        (
+            "/v2/alerts/a1/tags?identifierType=alias&tags=%FF%FE",
+            "tags",
+        ),
+        ("/v2/alerts/a1?identifierType=%E9", "identifierType"),
+        ("/v1/audit_events?action=%FF", "action"),
+        ("/v1/api_keys?include+revoked=%80", "include revoked"),
+    ] {
+        let method = if path.contains("/tags") {
+            "DELETE"
+        } else {
+            "GET"
+        };
+        let (s, b) = app.call(method, path, Some(&app.owner), None).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{path}: {b}");
+        let message = b["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("`{param}`")) && message.contains("UTF-8"),
+            "{path}: {b}"
+        );
+        if path.starts_with("/v2/") {
+            assert_eq!(b["message"], message, "{path}: {b}");
+            assert!(b["requestId"].is_string() && b["took"].is_number(), "{b}");
+        }
+    }
+    let (s, b) = app.get("/v1/api_keys?%FF=1", &app.owner).await;
+    refused(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("name is not valid UTF-8"),
+        "{b}"
+    );
+    // Percent-encoded UTF-8 is text: é, and `+` as a space.
+    let (s, b) = app
+        .get(
+            "/v2/alerts/count?query=message:%C3%A9t%C3%A9+AND+status:open",
+            &app.owner,
+        )
+        .await;
+    assert_eq!((s, &b["data"]["count"]), (StatusCode::OK, &json!(0)), "{b}");
+}
+
 /// A team that live keys are granted on is not deleted, and the refusal names those keys
 /// itself, organization keys included (the `team_id` listing does not show those).
 #[tokio::test]
