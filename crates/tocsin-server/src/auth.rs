@@ -720,8 +720,9 @@ pub(crate) async fn run<F: Future<Output = Response>>(
                 Some(retry_after) => (
                     ApiError::RateLimited {
                         message: format!(
-                            "Too many failed authentications from {}; try again in {retry_after} s. Check the token with `tocsin doctor <token>`.",
-                            ip.map(|i| i.to_string()).unwrap_or_default()
+                            "Too many failed authentications from {} (more than {} a minute); try again in {retry_after} s. Check the token with `tocsin doctor <token>`.",
+                            ip.map(|i| i.to_string()).unwrap_or_default(),
+                            app.settings.failed_auth_per_minute
                         ),
                         retry_after,
                         limit: None,

@@ -317,15 +317,16 @@ impl IntoResponse for ApiError {
         if let ApiError::RateLimited { retry_after, .. } = &self
             && let Ok(v) = axum::http::HeaderValue::from_str(&retry_after.to_string())
         {
+            // Opsgenie sends the window that tripped (60 or 1) and clients sleep that long
+            // before trying again (Airbyte's does); Retry-After is to say the same. Tocsin's
+            // limits count per minute, but the wait for the next request to fit is known
+            // exactly and is seldom a whole minute: a second for 60 a minute on SQLite's
+            // limiter, and up to two minutes on PostgreSQL's sliding window, where a client
+            // told 60 would come back too early and be counted again. Both headers say that
+            // wait, as the message does.
             resp.headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, v);
-            // Opsgenie's clients read the window that was exceeded (Airbyte's sleeps that
-            // long): a key's limit and the failed-authentication throttle both count per
-            // minute.
-            resp.headers_mut().insert(
-                "x-ratelimit-period-in-sec",
-                axum::http::HeaderValue::from_static("60"),
-            );
+                .insert(axum::http::header::RETRY_AFTER, v.clone());
+            resp.headers_mut().insert("x-ratelimit-period-in-sec", v);
         }
         if let ApiError::MethodNotAllowed(allowed) = &self
             && let Ok(v) = axum::http::HeaderValue::from_str(&allowed.join(", "))

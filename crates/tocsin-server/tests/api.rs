@@ -2693,17 +2693,28 @@ async fn guessing_tokens_or_passwords_is_throttled_but_valid_keys_are_not() {
             .await
             .unwrap();
         if resp.status() == StatusCode::TOO_MANY_REQUESTS {
-            limited = Some((
-                resp.headers().get("retry-after").cloned(),
-                resp.json::<Value>().await.unwrap(),
-            ));
+            limited = Some((resp.headers().clone(), resp.json::<Value>().await.unwrap()));
             break;
         }
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     }
-    let (retry_after, body) = limited.expect("the sixth guess within a minute is refused with 429");
-    assert!(retry_after.is_some(), "429 carries Retry-After");
+    let (headers, body) = limited.expect("the sixth guess within a minute is refused with 429");
     assert_eq!(code(&body), "rate_limited");
+    // Retry-After, Opsgenie's X-RateLimit-Period-In-Sec and the message say one wait: 12 s
+    // for 5 a minute on SQLite's limiter, up to two minutes on PostgreSQL's sliding window.
+    let wait = headers["retry-after"].to_str().unwrap();
+    assert_eq!(headers["x-ratelimit-period-in-sec"], wait);
+    assert!((1..=120).contains(&wait.parse::<u64>().unwrap()), "{wait}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("try again in {wait} s"))
+            && message.contains("more than 5 a minute"),
+        "{body}"
+    );
+    assert_eq!(
+        body["error"]["retry_after_seconds"],
+        json!(wait.parse::<u64>().unwrap())
+    );
     // The metric counts a throttled guess as what it was answered, `rate_limited` (the
     // recorder is shared by the tests of this process: other tests only add to it).
     let before = auth_outcomes(&app, "rate_limited").await;
