@@ -305,6 +305,7 @@ pub async fn principal_for_key(
         name: key.name.clone(),
         role_names,
         team_role_names: key.team_role_names.clone(),
+        flags: standing.integration.as_ref().map(|i| i.flags),
     };
     let key_actor = Actor {
         kind: "api_key".into(),
@@ -398,6 +399,7 @@ async fn principal_for_session(
         name: user.email.clone(),
         role_names: vec![user.role_name.clone()],
         team_role_names: vec![],
+        flags: None,
     };
     let actor = AuditActor {
         kind: "user".into(),
