@@ -400,6 +400,31 @@ async fn list_search_sort_and_page() {
         "{b}"
     );
     assert!(b["requestId"].is_string() && b["took"].is_number() && b["message"].is_string());
+    // `*` wildcards are refused where they are, on the list and the count, rather than read
+    // as a literal `*` that matches nothing; quoted, a `*` is itself.
+    for path in [
+        "/v2/alerts?query=alias%3Aa%2A",
+        "/v2/alerts/count?query=alias:a*",
+    ] {
+        let (s, b, _) = app.v2("GET", path, &key, None).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {b}");
+        let why = b["errors"]["query"].as_str().unwrap();
+        assert!(
+            why.starts_with("at character 7: `*` wildcards are not supported"),
+            "{path}: {b}"
+        );
+    }
+    app.v2(
+        "POST",
+        "/v2/alerts",
+        &key,
+        Some(json!({"message": "m", "alias": "a*"})),
+    )
+    .await;
+    let (_, b, _) = app
+        .v2("GET", "/v2/alerts/count?query=alias:%22a*%22", &key, None)
+        .await;
+    assert_eq!(b["data"]["count"], 1, "{b}");
     let (s, b, _) = app.v2("GET", "/v2/alerts?limit=500", &key, None).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(b["errors"]["limit"].is_string());
