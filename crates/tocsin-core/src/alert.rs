@@ -94,6 +94,18 @@ pub fn truncate(field: &str, s: &str, max: usize, adjustments: &mut Vec<String>)
     s.chars().take(max).collect()
 }
 
+/// The `user` of an alert request (a create or any action), cut to `USER_MAX` characters as
+/// `truncate` does; create and the actions share it, so each reports the cut alike.
+pub fn cut_user(user: String, adjustments: &mut Vec<String>) -> String {
+    cut("user", user, USER_MAX, adjustments)
+}
+
+/// The `note` of an alert request (a create or any action), cut to `NOTE_MAX` characters as
+/// `truncate` does; create and the actions share it, so each reports the cut alike.
+pub fn cut_note(note: String, adjustments: &mut Vec<String>) -> String {
+    cut("note", note, NOTE_MAX, adjustments)
+}
+
 /// Parses responders (or visibleTo): `[{type, id|name|username}]`. Types are matched without
 /// regard to case and empty strings are ignored, as the Go SDK sends `"username": ""`.
 pub fn parse_responders(
@@ -436,8 +448,13 @@ impl NewAlert {
             note,
         ] = text;
         let mut adj = Vec::new();
+        // A message of the wrong type is that problem alone: "can not be empty" would
+        // overwrite its reason in the `errors` map, which keeps one reason a field.
+        let mistyped = matches!(message, Some(Text::Other));
         let message = text_field("message", message, &mut problems).unwrap_or_default();
-        let message = if message.trim().is_empty() {
+        let message = if mistyped {
+            String::new()
+        } else if message.trim().is_empty() {
             problems.add("message", "Message can not be empty.");
             String::new()
         } else {
@@ -518,10 +535,10 @@ impl NewAlert {
         };
         let user = text_field("user", user, &mut problems)
             .filter(|s| !s.is_empty())
-            .map(|u| cut("user", u, USER_MAX, &mut adj));
+            .map(|u| cut_user(u, &mut adj));
         let note = text_field("note", note, &mut problems)
             .filter(|s| !s.is_empty())
-            .map(|n| cut("note", n, NOTE_MAX, &mut adj));
+            .map(|n| cut_note(n, &mut adj));
         problems.into_result()?;
         Ok(NewAlert {
             message,
@@ -707,7 +724,6 @@ mod tests {
             found,
             vec![
                 ("message", "must be a string"),
-                ("message", "Message can not be empty."),
                 (
                     "responders",
                     "must be a list of {type, id | name | username}"

@@ -3,6 +3,7 @@
 //! built from the very same decisions so it can never disagree with them.
 
 use crate::ids::TeamId;
+use crate::integration::AccessFlags;
 use crate::permission::{PermSet, Permission};
 use crate::role::builtin_roles;
 use crate::token::MalformedToken;
@@ -355,6 +356,9 @@ pub struct Describe {
     pub name: String,
     pub role_names: Vec<String>,
     pub team_role_names: Vec<String>,
+    /// An integration key's access flags (its permissions), so a refusal names only the
+    /// flags that are off.
+    pub flags: Option<AccessFlags>,
 }
 
 impl Describe {
@@ -453,16 +457,9 @@ pub fn describe_refusal(refusal: &Refusal, who: Option<&Describe>) -> (String, V
             if who.is_some_and(|w| w.kind == "integration key") =>
         {
             // An integration key's permissions are its integration's access flags, not roles.
+            let flags = who.and_then(|w| w.flags);
             let who = who.map(Describe::summary).unwrap_or_default();
-            let flag = match required {
-                Permission::AlertsRead => Some("allow_read"),
-                Permission::AlertsWrite => Some("allow_write"),
-                Permission::AlertsDelete => Some("allow_delete"),
-                Permission::IntegrationsRead => Some("allow_configuration"),
-                Permission::IntegrationsWrite => Some("allow_configuration and allow_write"),
-                _ => None,
-            };
-            match flag {
+            match missing_flags(*required, flags) {
                 Some(flag) => (
                     format!(
                         "This action requires the permission `{required}`, which {who} does not hold: its integration's access flags do not include {flag}."
@@ -522,6 +519,32 @@ pub fn describe_refusal(refusal: &Refusal, who: Option<&Describe>) -> (String, V
         }
         Refusal::Denied(Decision::Allowed) => ("Allowed.".into(), vec![]),
     }
+}
+
+/// The access flags an integration key needs on for `required`, less those `flags` has on
+/// already, as words ("allow_configuration and allow_write"); `None` for a permission no flag
+/// grants. All of them when the flags are not known.
+fn missing_flags(required: Permission, flags: Option<AccessFlags>) -> Option<String> {
+    let needed: &[&str] = match required {
+        Permission::AlertsRead => &["allow_read"],
+        Permission::AlertsWrite => &["allow_write"],
+        Permission::AlertsDelete => &["allow_delete"],
+        Permission::IntegrationsRead => &["allow_configuration"],
+        Permission::IntegrationsWrite => &["allow_configuration", "allow_write"],
+        _ => return None,
+    };
+    let on = |name: &str| {
+        flags.is_some_and(|f| match name {
+            "allow_read" => f.read,
+            "allow_write" => f.write,
+            "allow_delete" => f.delete,
+            _ => f.configuration,
+        })
+    };
+    let off: Vec<&str> = needed.iter().copied().filter(|n| !on(n)).collect();
+    // Every flag on and still refused cannot be (the flags are the permissions); name them
+    // all rather than none.
+    Some(if off.is_empty() { needed.to_vec() } else { off }.join(" and "))
 }
 
 /// The message and fix of an integration key refused a configuration delete (a heartbeat, an
@@ -772,6 +795,7 @@ mod tests {
                 name: "bot".into(),
                 role_names: vec![],
                 team_role_names: vec!["responder".into()],
+                flags: None,
             }),
         );
         assert!(

@@ -536,6 +536,7 @@ impl Parser {
         let op_at = self.pos;
         let Some(sym) = self.operator()? else {
             self.end_of_value()?;
+            self.no_wildcard(&name, start)?;
             return Ok(free_text(name));
         };
         let field =
@@ -643,7 +644,23 @@ impl Parser {
         }
         let v = self.take_while(|c| !ends_value(c));
         self.end_of_value()?;
+        self.no_wildcard(&v, at)?;
         Ok((v, at))
+    }
+
+    /// Refuses a `*` in an unquoted value or word that starts at `at`: Opsgenie's searches
+    /// take it as a wildcard, which Tocsin does not support, and read as a literal `*` it
+    /// would silently match nothing. Quoted, it is a literal `*`.
+    fn no_wildcard(&self, text: &str, at: usize) -> Result<(), SearchError> {
+        match text.chars().position(|c| c == '*') {
+            None => Ok(()),
+            Some(i) => Err(self.error_at(
+                at + i,
+                "`*` wildcards are not supported: `message:` and `description:` (and a bare \
+                 word) already match any part of the text, and other fields match whole \
+                 values; to search for a literal `*`, quote the value",
+            )),
+        }
     }
 
     fn quoted(&mut self) -> Result<String, SearchError> {
@@ -853,6 +870,20 @@ mod tests {
         assert_err("message:\"ab\u{1}cd\"", 11, "control character");
         // Tabs and line ends are white space, not refused.
         assert!(parse("status:open\tAND\nacknowledged:false").is_ok());
+    }
+
+    #[test]
+    fn wildcards_are_refused_where_they_are_unless_quoted() {
+        assert_err("alias:bulk-*", 11, "wildcards are not supported");
+        assert_err("status:open AND message: bulk*", 29, "quote the value");
+        assert_err("*disk*", 0, "`*` wildcards");
+        assert_err("tag:prod NOT owner:a*b", 20, "`*` wildcards");
+        // Quoted, a `*` is itself.
+        assert_eq!(
+            parse("alias:\"bulk-*\""),
+            Ok(term(Field::Alias, Op::Eq, "bulk-*"))
+        );
+        assert_eq!(parse("\"a*b\""), Ok(msg("a*b")));
     }
 
     #[test]

@@ -305,6 +305,7 @@ pub async fn principal_for_key(
         name: key.name.clone(),
         role_names,
         team_role_names: key.team_role_names.clone(),
+        flags: standing.integration.as_ref().map(|i| i.flags),
     };
     let key_actor = Actor {
         kind: "api_key".into(),
@@ -398,6 +399,7 @@ async fn principal_for_session(
         name: user.email.clone(),
         role_names: vec![user.role_name.clone()],
         team_role_names: vec![],
+        flags: None,
     };
     let actor = AuditActor {
         kind: "user".into(),
@@ -720,8 +722,9 @@ pub(crate) async fn run<F: Future<Output = Response>>(
                 Some(retry_after) => (
                     ApiError::RateLimited {
                         message: format!(
-                            "Too many failed authentications from {}; try again in {retry_after} s. Check the token with `tocsin doctor <token>`.",
-                            ip.map(|i| i.to_string()).unwrap_or_default()
+                            "Too many failed authentications from {} (more than {} a minute); try again in {retry_after} s. Check the token with `tocsin doctor <token>`.",
+                            ip.map(|i| i.to_string()).unwrap_or_default(),
+                            app.settings.failed_auth_per_minute
                         ),
                         retry_after,
                         limit: None,

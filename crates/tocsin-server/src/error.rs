@@ -317,15 +317,16 @@ impl IntoResponse for ApiError {
         if let ApiError::RateLimited { retry_after, .. } = &self
             && let Ok(v) = axum::http::HeaderValue::from_str(&retry_after.to_string())
         {
+            // Opsgenie sends the window that tripped (60 or 1) and clients sleep that long
+            // before trying again (Airbyte's does); Retry-After is to say the same. Tocsin's
+            // limits count per minute, but the wait for the next request to fit is known
+            // exactly and is seldom a whole minute: a second for 60 a minute on SQLite's
+            // limiter, and up to two minutes on PostgreSQL's sliding window, where a client
+            // told 60 would come back too early and be counted again. Both headers say that
+            // wait, as the message does.
             resp.headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, v);
-            // Opsgenie's clients read the window that was exceeded (Airbyte's sleeps that
-            // long): a key's limit and the failed-authentication throttle both count per
-            // minute.
-            resp.headers_mut().insert(
-                "x-ratelimit-period-in-sec",
-                axum::http::HeaderValue::from_static("60"),
-            );
+                .insert(axum::http::header::RETRY_AFTER, v.clone());
+            resp.headers_mut().insert("x-ratelimit-period-in-sec", v);
         }
         if let ApiError::MethodNotAllowed(allowed) = &self
             && let Ok(v) = axum::http::HeaderValue::from_str(&allowed.join(", "))
@@ -576,6 +577,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
             };
             return Err(ApiError::validation(&name, NUL_REASON));
         }
+        // The framework would read the bytes that are not UTF-8 as U+FFFD and go on: refused
+        // instead, naming the parameter, as a path parameter that is not UTF-8 is.
+        if let Some(query) = parts.uri.query()
+            && let Some(name) = not_utf8_parameter(query)
+        {
+            return Err(ApiError::BadRequest(match name {
+                Some(name) => format!(
+                    "The query parameter `{name}` is not valid UTF-8 once percent-decoded (for example `%FF`); send its value as percent-encoded UTF-8 text."
+                ),
+                None => "A query parameter's name is not valid UTF-8 once percent-decoded (for example `%FF`); send it as percent-encoded UTF-8 text.".into(),
+            }));
+        }
         match axum::extract::Query::<T>::try_from_uri(&parts.uri) {
             Ok(axum::extract::Query(v)) => Ok(Query(v)),
             Err(rejection) => {
@@ -596,6 +609,25 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
             }
         }
     }
+}
+
+/// The first parameter of `query` whose name or value is not UTF-8 once percent-decoded:
+/// `Some(Some(name))` for a value, `Some(None)` for a name that is not UTF-8 itself.
+fn not_utf8_parameter(query: &str) -> Option<Option<String>> {
+    // Only a percent-encoded byte can be outside UTF-8: the query is a `str`.
+    if !query.contains('%') {
+        return None;
+    }
+    query.split('&').find_map(|pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let Ok(name) = percent_encoding::percent_decode_str(name).decode_utf8() else {
+            return Some(None);
+        };
+        percent_encoding::percent_decode_str(value)
+            .decode_utf8()
+            .is_err()
+            .then(|| Some(name.replace('+', " ")))
+    })
 }
 
 /// Path parameters read into `T`. A parameter that is not UTF-8 once percent-decoded

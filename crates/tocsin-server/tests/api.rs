@@ -2765,17 +2765,28 @@ async fn guessing_tokens_or_passwords_is_throttled_but_valid_keys_are_not() {
             .await
             .unwrap();
         if resp.status() == StatusCode::TOO_MANY_REQUESTS {
-            limited = Some((
-                resp.headers().get("retry-after").cloned(),
-                resp.json::<Value>().await.unwrap(),
-            ));
+            limited = Some((resp.headers().clone(), resp.json::<Value>().await.unwrap()));
             break;
         }
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     }
-    let (retry_after, body) = limited.expect("the sixth guess within a minute is refused with 429");
-    assert!(retry_after.is_some(), "429 carries Retry-After");
+    let (headers, body) = limited.expect("the sixth guess within a minute is refused with 429");
     assert_eq!(code(&body), "rate_limited");
+    // Retry-After, Opsgenie's X-RateLimit-Period-In-Sec and the message say one wait: 12 s
+    // for 5 a minute on SQLite's limiter, up to two minutes on PostgreSQL's sliding window.
+    let wait = headers["retry-after"].to_str().unwrap();
+    assert_eq!(headers["x-ratelimit-period-in-sec"], wait);
+    assert!((1..=120).contains(&wait.parse::<u64>().unwrap()), "{wait}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("try again in {wait} s"))
+            && message.contains("more than 5 a minute"),
+        "{body}"
+    );
+    assert_eq!(
+        body["error"]["retry_after_seconds"],
+        json!(wait.parse::<u64>().unwrap())
+    );
     // The metric counts a throttled guess as what it was answered, `rate_limited` (the
     // recorder is shared by the tests of this process: other tests only add to it).
     let before = auth_outcomes(&app, "rate_limited").await;
@@ -3332,6 +3343,59 @@ async fn a_repeated_query_parameter_or_a_bad_path_segment_is_named() {
     assert!(b["message"].as_str().unwrap().contains("limit"), "{b}");
     assert!(b["errors"]["limit"].is_string(), "{b}");
     assert!(b["requestId"].is_string() && b["took"].is_number(), "{b}");
+}
+
+/// A query parameter that is not UTF-8 once percent-decoded is refused, naming it, on every
+/// route (the framework would read it as U+FFFD and search for that), as a path parameter
+/// that is not UTF-8 is; percent-encoded UTF-8 is read as text.
+#[tokio::test]
+async fn a_query_parameter_that_is_not_utf8_is_named() {
+    let app = TestApp::spawn().await;
+    for (path, param) in [
+        ("/v2/alerts/count?query=alias:%FF", "query"),
+        ("/v2/alerts?limit=5&query=message%3A%C3%28", "query"),
+        (
+            "/v2/alerts/a1/tags?identifierType=alias&tags=%FF%FE",
+            "tags",
+        ),
+        ("/v2/alerts/a1?identifierType=%E9", "identifierType"),
+        ("/v1/audit_events?action=%FF", "action"),
+        ("/v1/api_keys?include+revoked=%80", "include revoked"),
+    ] {
+        let method = if path.contains("/tags") {
+            "DELETE"
+        } else {
+            "GET"
+        };
+        let (s, b) = app.call(method, path, Some(&app.owner), None).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{path}: {b}");
+        let message = b["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("`{param}`")) && message.contains("UTF-8"),
+            "{path}: {b}"
+        );
+        if path.starts_with("/v2/") {
+            assert_eq!(b["message"], message, "{path}: {b}");
+            assert!(b["requestId"].is_string() && b["took"].is_number(), "{b}");
+        }
+    }
+    let (s, b) = app.get("/v1/api_keys?%FF=1", &app.owner).await;
+    refused(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("name is not valid UTF-8"),
+        "{b}"
+    );
+    // Percent-encoded UTF-8 is text: é, and `+` as a space.
+    let (s, b) = app
+        .get(
+            "/v2/alerts/count?query=message:%C3%A9t%C3%A9+AND+status:open",
+            &app.owner,
+        )
+        .await;
+    assert_eq!((s, &b["data"]["count"]), (StatusCode::OK, &json!(0)), "{b}");
 }
 
 /// A team that live keys are granted on is not deleted, and the refusal names those keys

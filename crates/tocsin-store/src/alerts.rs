@@ -411,6 +411,9 @@ pub enum OpKind {
         action: Action,
         user: String,
         note: Option<String>,
+        /// What the request's own fields lost on the way in (a `user` or `note` cut to its
+        /// limit), appended to the request status as a create's adjustments are.
+        adjustments: Vec<String>,
     },
     /// An action whose alert could not be found: only its request status is recorded.
     Fail {
@@ -656,8 +659,12 @@ fn act_on(a: &Alert, action: &Action, user: &str, now: i64) -> Outcome {
             };
         }
         Action::RemoveTags(tags) => {
+            let (removed, absent) = split_present(tags, |t| a.tags.contains(t));
             a2.tags.retain(|t| !tags.contains(t));
-            text = format!("Tags removed: {}", tags.join(", "));
+            text = removed_text("Tags", &removed);
+            if !absent.is_empty() {
+                notes.push(format!("tags {} were not on the alert", absent.join(", ")));
+            }
         }
         Action::AddDetails(details) => {
             use tocsin_core::alert::DETAILS_MAX;
@@ -691,10 +698,17 @@ fn act_on(a: &Alert, action: &Action, user: &str, now: i64) -> Outcome {
             };
         }
         Action::RemoveDetails(keys) => {
+            let (removed, absent) = split_present(keys, |k| a.details.contains_key(k));
             for k in keys {
                 a2.details.remove(k);
             }
-            text = format!("Details removed: {}", keys.join(", "));
+            text = removed_text("Details", &removed);
+            if !absent.is_empty() {
+                notes.push(format!(
+                    "details {} were not on the alert",
+                    absent.join(", ")
+                ));
+            }
         }
         Action::SetPriority(p) => {
             a2.priority = p.clone();
@@ -765,6 +779,35 @@ fn act_on(a: &Alert, action: &Action, user: &str, now: i64) -> Outcome {
     }
 }
 
+/// The names a remove action was given, split into those the alert has and those it has not
+/// (each once, in the order given).
+fn split_present(names: &[String], present: impl Fn(&String) -> bool) -> (Vec<&str>, Vec<&str>) {
+    let (mut removed, mut absent): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
+    for n in names {
+        let list = if present(n) {
+            &mut removed
+        } else {
+            &mut absent
+        };
+        if !list.contains(&n.as_str()) {
+            list.push(n);
+        }
+    }
+    (removed, absent)
+}
+
+/// The log line of a remove action: only what it removed, or that it removed nothing.
+fn removed_text(what: &str, removed: &[&str]) -> String {
+    if removed.is_empty() {
+        format!(
+            "No {} removed (the alert had none of them)",
+            what.to_lowercase()
+        )
+    } else {
+        format!("{what} removed: {}", removed.join(", "))
+    }
+}
+
 /// Applies one action to an existing alert on an open transaction or savepoint. Its log
 /// lines and note go to `out` (written for the whole batch at the end).
 async fn act_op<C: BatchConn>(
@@ -779,6 +822,7 @@ async fn act_op<C: BatchConn>(
         action,
         user,
         note,
+        adjustments,
     } = &op.kind
     else {
         return Ok(failed(op, "Request could not be processed: not an action"));
@@ -812,12 +856,23 @@ async fn act_op<C: BatchConn>(
     if let Some(n) = note {
         out.note(org, &a.id, n, user, now);
     }
-    let mut status = "Request processed successfully".to_owned();
-    for n in &outcome.notes {
+    let status = with_notes(
+        "Request processed successfully",
+        adjustments.iter().chain(&outcome.notes),
+    );
+    Ok(done(status, &a.id, &a.alias, true))
+}
+
+/// A successful request's status, followed by what it could not do as asked (text cut to its
+/// limit, tags past an alert's 20...), one clause each: the same words for a create and for
+/// every action.
+fn with_notes<'a>(status: &str, notes: impl IntoIterator<Item = &'a String>) -> String {
+    let mut status = status.to_owned();
+    for n in notes {
         status.push_str("; ");
         status.push_str(n);
     }
-    Ok(done(status, &a.id, &a.alias, true))
+    status
 }
 
 /// Where a create of a run lands.
@@ -991,12 +1046,7 @@ async fn create_run<C: BatchConn>(
         } else {
             // The creation log line is not a row of its own: `alert_entries` reads it off the
             // alert (its id, creation time and `created_by`), one row fewer per new alert.
-            let mut status = "Created alert".to_owned();
-            for a in &d.adjustments {
-                status.push_str("; ");
-                status.push_str(a);
-            }
-            status
+            with_notes("Created alert", &d.adjustments)
         };
         if let Some(n) = &d.note {
             out.note(org, &alert_id, n, &d.user, now);

@@ -298,6 +298,7 @@ fn act(org: &OrgId, alert_id: &str, action: Action) -> AlertOp {
             action,
             user: "bot".into(),
             note: None,
+            adjustments: vec![],
         },
     }
 }

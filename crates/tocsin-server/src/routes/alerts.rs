@@ -272,14 +272,14 @@ pub async fn create(
     v2: V2,
     JsonBody(body): JsonBody<alert::AlertFields>,
 ) -> ApiResult<Response> {
-    let new = NewAlert::check(body).map_err(ApiError::Validation)?;
+    let mut new = NewAlert::check(body).map_err(ApiError::Validation)?;
     require_integration_key(&p)?;
     let (mut responders, mut teams) =
         resolve_responders(&app, &p, &new.responders, UnknownTeam::KeepName).await?;
     let (visible_to, _) =
         resolve_responders(&app, &p, &new.visible_to, UnknownTeam::KeepName).await?;
-    // A team integration's alerts belong to its team (Opsgenie overwrites the responders);
-    // a caller that may write alerts only within teams makes its first such team the owner.
+    // A team integration's alerts belong to its team; a caller that may write alerts only
+    // within teams makes its first such team the owner.
     let owner_team = match &p.integration {
         Some(i) => i.team_id.as_ref().map(ToString::to_string),
         None if !p.grants.account.contains(Permission::AlertsWrite) => p
@@ -290,14 +290,28 @@ pub async fn create(
         None => None,
     };
     if let Some(team) = &owner_team {
-        if p.integration.is_some() {
-            responders.retain(|r| r.kind != "team");
-            teams.clear();
-        }
         let r = Responder {
             kind: "team".into(),
             id: team.clone(),
         };
+        if p.integration.is_some() {
+            // Opsgenie overwrites a team integration's responders with its owner team (users,
+            // escalations and schedules too), and so does Tocsin, saying in the request
+            // status what it dropped. `visibleTo` is kept: Opsgenie overwrites only these.
+            let dropped: Vec<String> = responders
+                .iter()
+                .filter(|d| **d != r)
+                .map(|d| format!("{} {}", d.kind, d.id))
+                .collect();
+            if !dropped.is_empty() {
+                new.adjustments.push(format!(
+                    "responders {} were replaced by the integration's team: a team integration's alerts go to its team alone",
+                    dropped.join(", ")
+                ));
+            }
+            responders.clear();
+            teams.clear();
+        }
         if !responders.contains(&r) {
             responders.insert(0, r);
         }
@@ -692,29 +706,28 @@ async fn act(
         require_integration_key(p)?;
     }
     let mut problems = Problems::new();
-    let text = |field: &str, max: usize, problems: &mut Problems| -> Option<String> {
-        let v = body.get(field).or_else(|| match field {
-            "user" => q.user.as_ref().map(|_| &Value::Null),
-            _ => None,
-        });
-        match v {
-            Some(Value::String(s)) if !s.is_empty() => {
-                Some(alert::truncate(field, s, max, &mut Vec::new()))
-            }
-            // As create reads text.
-            Some(Value::Number(n)) => Some(n.to_string()),
-            Some(Value::Bool(b)) => Some(b.to_string()),
-            Some(Value::String(_)) | Some(Value::Null) | None => None,
-            Some(_) => {
-                problems.add(field, "must be a string");
-                None
-            }
+    // `user` and `note` from the body, else (the DELETE routes) from the query string; cut
+    // to their limits as create cuts them, and the request status says so.
+    let text = |field: &str, query: Option<&String>, problems: &mut Problems| match body.get(field)
+    {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        // As create reads text.
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(Value::Bool(b)) => Some(b.to_string()),
+        Some(Value::String(_)) | Some(Value::Null) | None => {
+            query.filter(|s| !s.is_empty()).cloned()
+        }
+        Some(_) => {
+            problems.add(field, "must be a string");
+            None
         }
     };
-    let user = text("user", alert::USER_MAX, &mut problems)
-        .or_else(|| q.user.clone())
+    let mut adjustments = Vec::new();
+    let user = text("user", q.user.as_ref(), &mut problems)
+        .map(|u| alert::cut_user(u, &mut adjustments))
         .unwrap_or_else(|| display_name(p));
-    let note = text("note", alert::NOTE_MAX, &mut problems).or_else(|| q.note.clone());
+    let note =
+        text("note", q.note.as_ref(), &mut problems).map(|n| alert::cut_note(n, &mut adjustments));
     problems.into_result().map_err(ApiError::Validation)?;
     let found = app.store.find_alert(&p.org_id, identifier, kind).await?;
     let kind = match found {
@@ -734,6 +747,7 @@ async fn act(
                 action,
                 user,
                 note,
+                adjustments,
             }
         }
     };
@@ -1109,8 +1123,17 @@ pub async fn entries(
         .ok_or_else(|| no_alert(kind))?;
     p.require(Permission::AlertsRead, &alert_resource(&alert))?;
     if what == "recipients" {
-        // Tocsin does not notify people yet, so no one has been a recipient.
-        return Ok(v2.data(json!([])));
+        // Tocsin does not notify people yet, so no one has been a recipient: one empty page,
+        // with `paging` as the notes and logs have it (its `first`, and no `next`).
+        let first = format!(
+            "{}/v2/alerts/{}/recipients?identifierType=id",
+            app.settings.public_url,
+            encode(&alert.id)
+        );
+        return Ok(Json(json!({
+            "data": [], "paging": {"first": first}, "took": v2.took(), "requestId": v2.request_id,
+        }))
+        .into_response());
     }
     let logs = match what.as_str() {
         "notes" => false,

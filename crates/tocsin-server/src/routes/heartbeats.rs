@@ -346,6 +346,7 @@ pub async fn ping(
                 action: Action::Close,
                 user: "Heartbeat".into(),
                 note: Some(format!("Heartbeat {} was pinged again", before.name)),
+                adjustments: vec![],
             },
         };
         app.alerts

@@ -60,7 +60,7 @@ pub fn refine(r: &RouteInfo, op: &mut Value) {
                 "required": true,
                 "schema": {"type": "string"}});
             response["headers"]["X-RateLimit-Period-In-Sec"] = json!({
-                "description": "The window of the limit that was passed, in seconds (60: both limits count per minute)",
+                "description": "Seconds to wait before trying again, as Retry-After (Opsgenie's clients sleep this long; Tocsin's limits count per minute and it sends the exact wait)",
                 "required": true,
                 "schema": {"type": "string"}});
         }

@@ -366,7 +366,10 @@ pub async fn password_login(
     // past it costs no Argon2 work.
     if let Some(retry_after) = app.failed_auth_throttle(Some(ip)).await {
         return Err(ApiError::RateLimited {
-            message: format!("Too many logins from {ip}; try again in {retry_after} s."),
+            message: format!(
+                "Too many logins and failed authentications from {ip} (more than {} a minute); try again in {retry_after} s.",
+                app.settings.failed_auth_per_minute
+            ),
             retry_after,
             limit: None,
         });

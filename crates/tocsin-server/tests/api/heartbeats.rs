@@ -529,6 +529,60 @@ async fn explain_knows_what_creating_configuration_needs() {
     }
 }
 
+/// An integration key refused configuration is told the access flags that are off, and only
+/// those: a key with write access already is not told to turn it on. Explain says the same.
+#[tokio::test]
+async fn a_configuration_refusal_names_only_the_flags_that_are_off() {
+    let app = TestApp::spawn().await;
+    let heartbeat =
+        json!({"name": "hbz", "interval": 1, "intervalUnit": "minutes", "enabled": true});
+    for (name, flags, missing) in [
+        ("writer", json!({}), "allow_configuration"),
+        (
+            "reader",
+            json!({"allow_write": false, "allow_configuration": true}),
+            "allow_write",
+        ),
+        (
+            "neither",
+            json!({"allow_write": false}),
+            "allow_configuration and allow_write",
+        ),
+    ] {
+        let mut body = flags;
+        body["name"] = json!(name);
+        let (_, key) = app.integration(body).await;
+        let (s, b, _) = app
+            .v2("POST", "/v2/heartbeats", &key, Some(heartbeat.clone()))
+            .await;
+        refused(s, &b, StatusCode::FORBIDDEN, "permission_denied");
+        assert_eq!(b["code"], 40301, "{b}");
+        let message = b["message"].as_str().unwrap();
+        assert!(
+            message.ends_with(&format!(
+                "its integration's access flags do not include {missing}."
+            )),
+            "{name}: {b}"
+        );
+        assert!(
+            b["error"]["fixes"][0]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("Turn on {missing} for the integration")),
+            "{name}: {b}"
+        );
+        let (s, e) = app
+            .post(
+                "/v1/auth/explain",
+                &key,
+                json!({"method": "POST", "path": "/v2/heartbeats"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{e}");
+        assert_eq!(e["reasons"][0], message, "{name}: {e}");
+    }
+}
+
 /// The `api_key.revoked` events, newest first.
 async fn revoked_events(app: &TestApp) -> Vec<Value> {
     let (s, b) = app
