@@ -96,21 +96,37 @@ fn head_size(req: &Request) -> usize {
     line + headers + 2
 }
 
-/// Reads `//v2/alerts` as `/v2/alerts`: a client whose base URL ends in a slash and that
-/// appends `/v2/...` to it (Opsgenie's Python SDK builds `host + "/v2/..."`) sends a path with
-/// two. Only the slashes at the start are merged; the rest of the path is routed as sent.
-fn one_leading_slash<B>(req: &mut Request<B>) {
+/// Reads `//v2/alerts` as `/v2/alerts`, and `/v2/alerts/` as `/v2/alerts`: a client whose
+/// base URL ends in a slash and that appends `/v2/...` to it (Opsgenie's Python SDK builds
+/// `host + "/v2/..."`) sends a path with two at its start, and a URL typed with a slash at its
+/// end (`https://tocsin.example.com/v2/alerts/` in a webhook's settings) one at its end. Only
+/// the slashes at the start are merged and one at the end dropped (never the root's); the rest
+/// of the path is routed as sent. No route has an empty last segment, so nothing that routed
+/// before routes elsewhere now.
+fn normal_slashes<B>(req: &mut Request<B>) {
     let path = req.uri().path();
-    if !path.starts_with("//") {
+    let extra = if path.starts_with("//") {
+        path.len() - path.trim_start_matches('/').len() - 1
+    } else {
+        0
+    };
+    let trailing = path.len() > extra + 1 && path.ends_with('/');
+    if extra == 0 && !trailing {
         return;
     }
-    let extra = path.len() - path.trim_start_matches('/').len() - 1;
     let mut parts = req.uri().clone().into_parts();
-    let Some(merged) = parts
-        .path_and_query
-        .as_ref()
-        .and_then(|pq| pq.as_str()[extra..].parse().ok())
-    else {
+    let Some(merged) = parts.path_and_query.as_ref().and_then(|pq| {
+        let path = &pq.path()[extra..];
+        let path = if trailing {
+            &path[..path.len() - 1]
+        } else {
+            path
+        };
+        match pq.query() {
+            Some(q) => format!("{path}?{q}").parse().ok(),
+            None => path.parse().ok(),
+        }
+    }) else {
         return;
     };
     parts.path_and_query = Some(merged);
@@ -309,7 +325,7 @@ pub async fn serve(
             move |mut req: Request<hyper::body::Incoming>| {
                 started.store(true, std::sync::atomic::Ordering::Relaxed);
                 req.extensions_mut().insert(ConnectInfo(peer));
-                one_leading_slash(&mut req);
+                normal_slashes(&mut req);
                 crate::routes::alert_named_like_a_route(&mut req);
                 tower::ServiceExt::oneshot(router.clone(), req.map(axum::body::Body::new))
             }
@@ -368,5 +384,30 @@ fn log_connection_end(result: Result<(), hyper::Error>, peer: SocketAddr) {
         // A header timeout, an oversized head or a client that went away: the client's
         // problem, worth a debug line and no more.
         tracing::debug!(%peer, error = %e, "connection closed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slashes_at_either_end_are_made_normal() {
+        for (sent, served) in [
+            ("/", "/"),
+            ("//", "/"),
+            ("/v2/alerts", "/v2/alerts"),
+            ("/v2/alerts/", "/v2/alerts"),
+            (
+                "//v2/alerts/?query=status%3Aopen",
+                "/v2/alerts?query=status%3Aopen",
+            ),
+            ("///v2/alerts/a%2F/close", "/v2/alerts/a%2F/close"),
+            ("/v2/alerts//", "/v2/alerts/"),
+        ] {
+            let mut req = Request::builder().uri(sent).body(()).unwrap();
+            normal_slashes(&mut req);
+            assert_eq!(req.uri().to_string(), served, "{sent}");
+        }
     }
 }

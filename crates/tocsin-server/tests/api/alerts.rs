@@ -2107,6 +2107,18 @@ async fn opsgenie_clients_paths_headers_and_unbuilt_routes() {
     let (s, _, b) = send("GET", "///v2/alerts/a-1?identifierType=alias", &key, None).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["data"]["alias"], "a-1");
+    // A URL typed with a slash at its end is served as without it.
+    let (s, _, b) = send(
+        "POST",
+        "/v2/alerts/",
+        &key,
+        Some(json!({"message": "m", "alias": "a-2"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let (s, _, b) = send("GET", "//v2/alerts/a-1/?identifierType=alias", &key, None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["alias"], "a-1");
 
     // 404s say what was looked up, in Opsgenie's envelope.
     let (s, h, b) = send("GET", "/v2/alerts/nope?identifierType=alias", &key, None).await;
