@@ -1042,7 +1042,16 @@ async fn create_run<C: BatchConn>(
                 &d.user,
                 now,
             );
-            "Alert already exists and its count was increased".to_owned()
+            // A repeat keeps only its message (in the log line), user and note: what was cut
+            // of those is said; what was adjusted of the fields it ignores is not.
+            with_notes(
+                "Alert already exists and its count was increased",
+                d.adjustments.iter().filter(|a| {
+                    ["message ", "user ", "note "]
+                        .iter()
+                        .any(|field| a.starts_with(field))
+                }),
+            )
         } else {
             // The creation log line is not a row of its own: `alert_entries` reads it off the
             // alert (its id, creation time and `created_by`), one row fewer per new alert.

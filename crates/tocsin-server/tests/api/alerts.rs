@@ -1770,6 +1770,15 @@ async fn every_action_reports_a_user_or_note_it_cut() {
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
     let (long_user, long_note) = ("u".repeat(101), "é".repeat(25_001));
+    // A create counted into the open alert keeps its user and note (not its description):
+    // it reports the cut of those alone.
+    let (_, _, rid) = app
+        .v2("POST", "/v2/alerts", &key, Some(json!({"message": "m", "alias": "cut", "user": long_user, "note": long_note, "description": "d".repeat(15_001)})))
+        .await;
+    assert_eq!(
+        app.status_of(&key, &rid).await["status"],
+        "Alert already exists and its count was increased; user was longer than 100 characters and was truncated; note was longer than 25000 characters and was truncated"
+    );
     let both = "Request processed successfully; user was longer than 100 characters and was truncated; note was longer than 25000 characters and was truncated";
     let steps: Vec<(&str, &str, Value)> = vec![
         ("POST", "acknowledge", json!({})),
