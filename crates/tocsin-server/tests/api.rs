@@ -14,6 +14,8 @@ mod audit;
 mod console;
 #[path = "api/heartbeats.rs"]
 mod heartbeats;
+#[path = "api/keys.rs"]
+mod keys;
 #[path = "api/limits.rs"]
 mod limits;
 #[path = "api/users.rs"]

@@ -392,13 +392,24 @@ pub async fn explain(
                     return refused(e, route_note, Some(permission));
                 }
             }
-            ("PATCH", "/v1/api_keys/{id}")
-                if check_own_personal(&subject, key, "change").is_err() =>
-            {
-                e.reasons.push(format!(
-                    "Only the user of personal key {} may change its roles or networks; its name, description and expiry may be changed.",
-                    key.id
-                ));
+            ("PATCH", "/v1/api_keys/{id}") => {
+                if check_own_personal(&subject, key, "change").is_err() {
+                    e.reasons.push(format!(
+                        "Only the user of personal key {} may change its roles or networks; its name, description and expiry may be changed.",
+                        key.id
+                    ));
+                }
+                // What the body may change depends on what the key holds (api_keys.rs,
+                // `update`).
+                if let Some(missing) =
+                    crate::routes::api_keys::lacking_for(&app, &subject, key).await?
+                {
+                    e.reasons.push(format!(
+                        "Key {} holds permissions this credential lacks ({}): the change may rename it, change its description, move its expires_at earlier or lower its rate_limit, but a later expires_at, a looser rate_limit, or other roles or networks are refused (escalation_denied).",
+                        key.id,
+                        crate::error::describe_missing(&missing)
+                    ));
+                }
             }
             _ => {}
         }

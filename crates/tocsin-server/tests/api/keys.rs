@@ -1,0 +1,126 @@
+//! The key model's no-escalation and lifecycle rules beyond creation: what a key manager may
+//! change of a key stronger than itself, and what a rotation may hand out.
+
+use super::{TestApp, code, in_days, refused};
+use reqwest::StatusCode;
+use serde_json::json;
+
+/// A key manager holding less than a key may rename it, describe it, shorten it or tighten its
+/// rate limit, but not extend it or loosen its limit: that would keep a stronger key (an
+/// owner's short-lived break-glass key) alive or unthrottled, as a rotation would.
+#[tokio::test]
+async fn a_key_manager_cannot_extend_or_unthrottle_a_stronger_key() {
+    let app = TestApp::spawn().await;
+    let (_, manager) = app
+        .key(
+            &app.owner,
+            json!({"name": "manager", "kind": "organization", "role_names": ["api_keys_manage"]}),
+        )
+        .await;
+    let (admin, _) = app
+        .key(
+            &app.owner,
+            json!({"name": "break-glass", "kind": "organization", "role_names": ["admin"], "rate_limit": 100}),
+        )
+        .await;
+    let path = format!("/v1/api_keys/{admin}");
+    let (_, before) = app.get(&path, &app.owner).await;
+    for body in [
+        json!({"expires_at": in_days(60)}),
+        json!({"rate_limit": null}),
+        json!({"rate_limit": 101}),
+        json!({"name": "renamed", "expires_at": in_days(45)}),
+    ] {
+        let (s, b) = app.patch(&path, &manager, body.clone()).await;
+        refused(s, &b, StatusCode::FORBIDDEN, "escalation_denied");
+        let message = b["error"]["message"].as_str().unwrap();
+        let field = if body.get("expires_at").is_some() {
+            "expires_at"
+        } else {
+            "rate_limit"
+        };
+        assert!(message.contains(field), "{body}: {b}");
+        assert!(message.contains("alerts:read"), "{body}: {b}");
+        assert!(b["error"]["missing"][0]["permissions"].is_array(), "{b}");
+        let fix = b["error"]["fixes"][0].as_str().unwrap();
+        assert!(fix.contains("earlier"), "{b}");
+    }
+    // Nothing was changed by the refusals.
+    let (_, after) = app.get(&path, &app.owner).await;
+    for field in ["name", "expires_at", "rate_limit"] {
+        assert_eq!(after[field], before[field], "{field}");
+    }
+    // Explain warns of it before the body is sent.
+    let (s, b) = app
+        .post(
+            "/v1/auth/explain",
+            &manager,
+            json!({"method": "PATCH", "path": path}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["allowed"], true, "{b}");
+    assert!(
+        b["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().contains("a later expires_at")),
+        "{b}"
+    );
+    // What only narrows the key stays open, each alone and together.
+    for body in [
+        json!({"name": "renamed"}),
+        json!({"description": "for emergencies"}),
+        json!({"expires_at": in_days(20)}),
+        json!({"rate_limit": 50}),
+        json!({"expires_at": in_days(10), "rate_limit": 50, "name": "renamed again"}),
+    ] {
+        let (s, b) = app.patch(&path, &manager, body.clone()).await;
+        assert_eq!(s, StatusCode::OK, "{body}: {b}");
+    }
+    // Someone holding everything the key holds may extend it and lift its limit.
+    let (s, b) = app
+        .patch(
+            &path,
+            &app.owner,
+            json!({"expires_at": in_days(60), "rate_limit": null}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["rate_limit"], serde_json::Value::Null, "{b}");
+
+    // The same within a team: a team key manager cannot extend its team's admin key.
+    let team = app.team("payments").await;
+    let (_, team_manager) = app
+        .key(&app.owner, json!({"name": "team manager", "kind": "team", "team_id": team, "team_role_names": ["api_keys_manage"]}))
+        .await;
+    let (team_admin, _) = app
+        .key(&app.owner, json!({"name": "team admin", "kind": "team", "team_id": team, "team_role_names": ["team_admin"]}))
+        .await;
+    let path = format!("/v1/api_keys/{team_admin}");
+    let (s, b) = app
+        .patch(&path, &team_manager, json!({"expires_at": in_days(60)}))
+        .await;
+    refused(s, &b, StatusCode::FORBIDDEN, "escalation_denied");
+    assert!(
+        b["error"]["message"].as_str().unwrap().contains(&team),
+        "{b}"
+    );
+    let (s, b) = app
+        .patch(&path, &team_manager, json!({"expires_at": in_days(20)}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    // A key holding what the other holds extends it.
+    let (sibling, _) = app
+        .key(&app.owner, json!({"name": "sibling", "kind": "team", "team_id": team, "team_role_names": ["api_keys_manage"]}))
+        .await;
+    let (s, b) = app
+        .patch(
+            &format!("/v1/api_keys/{sibling}"),
+            &team_manager,
+            json!({"expires_at": in_days(60)}),
+        )
+        .await;
+    assert_eq!((s, code(&b)), (StatusCode::OK, ""), "{b}");
+}
