@@ -18,6 +18,8 @@ mod heartbeats;
 mod keys;
 #[path = "api/limits.rs"]
 mod limits;
+#[path = "api/teams.rs"]
+mod teams;
 #[path = "api/users.rs"]
 mod users;
 

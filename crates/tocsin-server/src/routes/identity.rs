@@ -247,6 +247,10 @@ pub async fn explain(
                     p,
                     Resource::Teams(id.and_then(|i| TeamId::parse(&i)).into_iter().collect()),
                 ),
+                Needs::TeamMembers => (
+                    Permission::TeamsWrite,
+                    Resource::Teams(id.and_then(|i| TeamId::parse(&i)).into_iter().collect()),
+                ),
                 Needs::Key(p) => {
                     // No such key explains as a key of no team; a store failure stays one.
                     target_key = match id.and_then(|i| KeyId::parse(&i)) {
@@ -412,6 +416,28 @@ pub async fn explain(
                 }
             }
             _ => {}
+        }
+    }
+    // A membership change: past `teams:write` in the team, the team_admin role there, and no
+    // change to a member stronger than the caller (teams.rs, `put_member`, `delete_member`).
+    if e.allowed
+        && let Some((route, params)) = &matched
+        && matches!(route.needs, Needs::TeamMembers)
+        && let Some(team) = param(params, "id").and_then(TeamId::parse)
+    {
+        use crate::routes::teams::{check_membership_within_caller, require_member_manager};
+        let check = match require_member_manager(&subject, &team) {
+            Ok(()) => match param(params, "user_id").and_then(tocsin_core::UserId::parse) {
+                Some(user) => {
+                    let roles = crate::auth::RoleBook::load(&app, &subject.org_id).await?;
+                    check_membership_within_caller(&app, &subject, &roles, &team, &user).await
+                }
+                None => Ok(()),
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(e) = check {
+            return refused(e, route_note, Some(permission));
         }
     }
     // A create whose body names the team: a grant held only within teams creates only there.
