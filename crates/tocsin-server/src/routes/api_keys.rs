@@ -865,6 +865,16 @@ pub async fn rotate(
     if key.expires_at <= OffsetDateTime::now_utc() {
         return Err(key_expired(key.expires_at, "rotated"));
     }
+    // The new token lives until the key's expiry, which must be within the maximum in force
+    // now (it may have been lowered since the key was made).
+    let org = app.store.get_org(&p.org_id).await?;
+    key::check_rotation_expiry(
+        key.id.as_str(),
+        key.expires_at,
+        OffsetDateTime::now_utc(),
+        org.max_key_days,
+    )
+    .map_err(|why| ApiError::validation("expires_at", why))?;
     let token = Token::generate(key.kind.token_kind(), &app.settings.region);
     let grace_end = (grace > 0).then(|| OffsetDateTime::now_utc() + Duration::seconds(grace));
     let rotated = app

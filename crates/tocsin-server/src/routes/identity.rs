@@ -395,6 +395,17 @@ pub async fn explain(
                 if let Err(e) = check {
                     return refused(e, route_note, Some(permission));
                 }
+                // Not a refusal of the credential, but of this key's rotation now.
+                if let Err(why) = tocsin_core::key::check_rotation_expiry(
+                    key.id.as_str(),
+                    key.expires_at,
+                    OffsetDateTime::now_utc(),
+                    subject.org.max_key_days,
+                ) {
+                    e.reasons.push(format!(
+                        "The rotation itself would be refused (422 validation_failed): the key's expires_at {why}."
+                    ));
+                }
             }
             ("PATCH", "/v1/api_keys/{id}") => {
                 if check_own_personal(&subject, key, "change").is_err() {

@@ -124,3 +124,67 @@ async fn a_key_manager_cannot_extend_or_unthrottle_a_stronger_key() {
         .await;
     assert_eq!((s, code(&b)), (StatusCode::OK, ""), "{b}");
 }
+
+/// A rotation issues a token valid until the key's expiry: after the organization lowers
+/// `max_key_days`, a key made under the old maximum is not rotated into a token that outlives
+/// the new one. The refusal says how far the key may reach now and how to get there.
+#[tokio::test]
+async fn a_rotation_never_issues_a_token_beyond_the_organizations_maximum() {
+    let app = TestApp::spawn().await;
+    let (s, b) = app
+        .post(
+            "/v1/api_keys",
+            &app.owner,
+            json!({"name": "long", "kind": "organization", "role_names": ["viewer"], "expires_at": in_days(365 * 4)}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let id = b["api_key"]["id"].as_str().unwrap().to_owned();
+    let token = b["token"].as_str().unwrap().to_owned();
+    let (s, b) = app
+        .patch("/v1/organization", &app.owner, json!({"max_key_days": 30}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let rotate = format!("/v1/api_keys/{id}/rotate");
+    let (s, b) = app
+        .post(&rotate, &app.owner, json!({"grace_period_seconds": 0}))
+        .await;
+    refused(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert!(b.get("token").is_none(), "{b}");
+    let why = b["error"]["fields"]["expires_at"].as_str().unwrap();
+    for part in [
+        "max_key_days",
+        "30 days",
+        "the latest allowed now is",
+        "PATCH",
+    ] {
+        assert!(why.contains(part), "{part}: {b}");
+    }
+    // Nothing happened: the old token still works, with no grace period.
+    let (s, b) = app.get("/v1/auth/whoami", &token).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["grace_period_ends_at"], serde_json::Value::Null, "{b}");
+    // Explain warns of it.
+    let (_, e) = app
+        .post(
+            "/v1/auth/explain",
+            &app.owner,
+            json!({"method": "POST", "path": rotate}),
+        )
+        .await;
+    assert!(e.to_string().contains("max_key_days"), "{e}");
+    // The fix the refusal gives works: bring the expiry within the maximum, then rotate.
+    let (s, b) = app
+        .patch(
+            &format!("/v1/api_keys/{id}"),
+            &app.owner,
+            json!({"expires_at": in_days(29)}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = app
+        .post(&rotate, &app.owner, json!({"grace_period_seconds": 0}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(b["token"].is_string(), "{b}");
+}
