@@ -43,6 +43,14 @@ impl KeyKind {
     pub fn from_token_kind(k: TokenKind) -> Option<Self> {
         KeyKind::ALL.into_iter().find(|kind| kind.token_kind() == k)
     }
+
+    /// The indefinite article of the kind's name, for messages: "an organization key".
+    pub fn article(self) -> &'static str {
+        match self {
+            KeyKind::Organization | KeyKind::Integration => "an",
+            KeyKind::Personal | KeyKind::Team => "a",
+        }
+    }
 }
 
 pub const MAX_NAME_CHARS: usize = 200;

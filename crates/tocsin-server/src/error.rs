@@ -416,6 +416,14 @@ pub fn not_found(what: &'static str) -> impl FnOnce(StoreError) -> ApiError {
     }
 }
 
+/// As `not_found`, for an object addressed by something other than its id (a role by name).
+pub fn not_found_by(what: &'static str, by: &'static str) -> impl FnOnce(StoreError) -> ApiError {
+    move |e| match e {
+        StoreError::NotFound => ApiError::NotFoundBy(what, by),
+        other => other.into(),
+    }
+}
+
 /// Whether a lookup found its object: `NotFound` is false, any other store failure stays an
 /// error (a database outage must not read as "no such team").
 pub fn found<T>(r: Result<T, StoreError>) -> ApiResult<bool> {

@@ -129,7 +129,11 @@ fn name_taken(kind: KeyKind) -> impl FnOnce(StoreError) -> ApiError {
     conflict(
         "name_taken",
         format!(
-            "A {} key with this name already exists in the same scope and is not revoked (names ignore case; an expired key keeps its name until it is revoked); choose another name or revoke that key.",
+            "{} {} key with this name already exists in the same scope and is not revoked (names ignore case; an expired key keeps its name until it is revoked); choose another name or revoke that key.",
+            match kind.article() {
+                "an" => "An",
+                _ => "A",
+            },
             kind.name()
         ),
     )
@@ -179,7 +183,8 @@ pub async fn create(
         problems.add(
             "integration_id",
             format!(
-                "is only for kind `integration`, and this is a {} key; to make a key for an integration, send \"kind\": \"integration\", or leave integration_id out",
+                "is only for kind `integration`, and this is {} {} key; to make a key for an integration, send \"kind\": \"integration\", or leave integration_id out",
+                kind.article(),
                 kind.name()
             ),
         );

@@ -188,3 +188,95 @@ async fn a_rotation_never_issues_a_token_beyond_the_organizations_maximum() {
     assert_eq!(s, StatusCode::OK, "{b}");
     assert!(b["token"].is_string(), "{b}");
 }
+
+/// Refusals read as English and name things as they are addressed: "an organization key",
+/// "an integration key"; a role, addressed by name, is missing by name.
+#[tokio::test]
+async fn refusals_use_the_right_article_and_address_roles_by_name() {
+    let app = TestApp::spawn().await;
+    let body = json!({"name": "dup", "kind": "organization", "role_names": ["viewer"], "expires_at": in_days(3)});
+    let (s, b) = app.post("/v1/api_keys", &app.owner, body.clone()).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, b) = app.post("/v1/api_keys", &app.owner, body).await;
+    refused(s, &b, StatusCode::CONFLICT, "name_taken");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("An organization key with this name"),
+        "{b}"
+    );
+    let (s, b) = app
+        .post("/v1/integrations", &app.owner, json!({"name": "Grafana"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let integration = b["integration"]["id"].as_str().unwrap().to_owned();
+    let key_name = b["api_key"]["name"].as_str().unwrap().to_owned();
+    let (s, b) = app
+        .post(
+            "/v1/api_keys",
+            &app.owner,
+            json!({"name": key_name, "kind": "integration", "integration_id": integration, "expires_at": in_days(3)}),
+        )
+        .await;
+    refused(s, &b, StatusCode::CONFLICT, "name_taken");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("An integration key with this name"),
+        "{b}"
+    );
+    let (s, b) = app
+        .post(
+            "/v1/api_keys",
+            &app.owner,
+            json!({"name": "other", "kind": "organization", "role_names": ["viewer"], "integration_id": integration, "expires_at": in_days(3)}),
+        )
+        .await;
+    refused(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert!(
+        b["error"]["fields"]["integration_id"]
+            .as_str()
+            .unwrap()
+            .contains("this is an organization key"),
+        "{b}"
+    );
+    // A personal key keeps its "A".
+    let (s, b) = app
+        .post(
+            "/v1/api_keys",
+            &app.owner,
+            json!({"name": "owner key", "expires_at": in_days(3)}),
+        )
+        .await;
+    refused(s, &b, StatusCode::CONFLICT, "name_taken");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("A personal key with this name"),
+        "{b}"
+    );
+
+    let (s, b) = app
+        .call("DELETE", "/v1/roles/no_such_role", Some(&app.owner), None)
+        .await;
+    refused(s, &b, StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(
+        b["error"]["message"], "No role with this name exists.",
+        "{b}"
+    );
+    let (s, b) = app
+        .patch(
+            "/v1/roles/no_such_role",
+            &app.owner,
+            json!({"description": "x"}),
+        )
+        .await;
+    refused(s, &b, StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(
+        b["error"]["message"], "No role with this name exists.",
+        "{b}"
+    );
+}
