@@ -538,13 +538,27 @@ async fn recorded(app: &App, event: AuditRecord, done: String) -> ApiResult<()> 
 pub(crate) fn check_not_replaced(p: &Principal, doing: &str) -> ApiResult<()> {
     match p.state.grace_period_ends_at {
         None => Ok(()),
-        Some(end) => Err(ApiError::Forbidden {
+        Some(end) => Err(ApiError::ForbiddenWithFix {
             code: "replaced_token",
             message: format!(
                 "This request is made with a token that a rotation replaced. It keeps working for other requests until its grace period ends at {}, but it may not {doing}. Use the key's current token (the one the rotation returned).",
                 key::fmt_rfc3339(end)
             ),
+            fix: "Use the token the rotation returned (the key's current token) for this request; if that token was lost, someone who may manage the key can rotate it again, or revoke it.".into(),
         }),
+    }
+}
+
+/// What a route refuses to a token a rotation replaced, whatever its body (`doing`, as
+/// `check_not_replaced` words it there): for `explain`, which must give the route's verdict.
+/// Rotation is explained with the rotate route's other checks; setting a password depends on
+/// the body.
+pub(crate) fn refused_to_replaced_token(method: &str, path: &str) -> Option<&'static str> {
+    match (method, path) {
+        ("POST", "/v1/api_keys") => Some("create keys"),
+        ("PATCH", "/v1/api_keys/{id}") => Some("change keys"),
+        ("POST", "/v1/integrations" | "/v2/integrations") => Some("create integrations"),
+        _ => None,
     }
 }
 

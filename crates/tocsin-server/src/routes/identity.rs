@@ -222,6 +222,16 @@ pub async fn explain(
                         OffsetDateTime::now_utc(),
                         Some(peer.ip()),
                     );
+                    // A token a rotation replaced may not create keys (api_keys.rs, `issue`).
+                    if outcome.is_ok()
+                        && let Some(doing) = crate::routes::api_keys::refused_to_replaced_token(
+                            route.method,
+                            route.path,
+                        )
+                        && let Err(e) = crate::routes::api_keys::check_not_replaced(&subject, doing)
+                    {
+                        return refused(e, Some(route.path), None);
+                    }
                     let allowed = outcome.is_ok();
                     let (reasons, fixes, code) = match outcome {
                         Ok(()) => (
@@ -357,14 +367,9 @@ pub async fn explain(
     // A token a rotation replaced may not make or change credentials (api_keys.rs).
     if e.allowed
         && let Some((route, _)) = &matched
-        && matches!(
-            (route.method, route.path),
-            ("POST", "/v1/api_keys")
-                | ("PATCH", "/v1/api_keys/{id}")
-                | ("POST", "/v1/integrations")
-                | ("POST", "/v2/integrations")
-        )
-        && let Err(e) = crate::routes::api_keys::check_not_replaced(&subject, "make or change keys")
+        && let Some(doing) =
+            crate::routes::api_keys::refused_to_replaced_token(route.method, route.path)
+        && let Err(e) = crate::routes::api_keys::check_not_replaced(&subject, doing)
     {
         return refused(e, route_note, Some(permission));
     }

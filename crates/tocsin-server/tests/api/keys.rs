@@ -280,3 +280,75 @@ async fn refusals_use_the_right_article_and_address_roles_by_name() {
         "{b}"
     );
 }
+
+/// A token a rotation replaced may not make or change credentials, and `explain` says so for
+/// each such route, in the words of the real refusal, fix included.
+#[tokio::test]
+async fn explain_refuses_what_a_replaced_token_may_not_do_as_the_routes_do() {
+    let app = TestApp::spawn().await;
+    let (id, old) = app.key(&app.owner, json!({"name": "rotating"})).await;
+    let (s, b) = app
+        .post(
+            &format!("/v1/api_keys/{id}/rotate"),
+            &app.owner,
+            json!({"grace_period_seconds": 3600}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let key_path = format!("/v1/api_keys/{id}");
+    for (method, path, body) in [
+        (
+            "POST",
+            "/v1/api_keys",
+            json!({"name": "child", "kind": "personal", "expires_at": in_days(3)}),
+        ),
+        ("PATCH", key_path.as_str(), json!({"name": "renamed"})),
+        ("POST", "/v1/integrations", json!({"name": "Grafana"})),
+        (
+            "POST",
+            "/v2/integrations",
+            json!({"name": "Grafana", "type": "API"}),
+        ),
+    ] {
+        let (s, real) = app.call(method, path, Some(&old), Some(body)).await;
+        assert_eq!(
+            (s, code(&real)),
+            (StatusCode::FORBIDDEN, "replaced_token"),
+            "{path}: {real}"
+        );
+        let fixes = &real["error"]["fixes"];
+        assert!(
+            fixes[0].as_str().unwrap().contains("the rotation returned"),
+            "{real}"
+        );
+        let (s, e) = app
+            .post(
+                "/v1/auth/explain",
+                &old,
+                json!({"method": method, "path": path}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{e}");
+        assert_eq!(
+            (&e["allowed"], &e["code"]),
+            (&json!(false), &json!("replaced_token")),
+            "{method} {path}: {e}"
+        );
+        assert_eq!(e["reasons"][0], real["error"]["message"], "{path}: {e}");
+        assert_eq!(&e["fixes"], fixes, "{path}: {e}");
+    }
+    // What it may still do, explain allows: reading, and revoking.
+    for (method, path) in [
+        ("GET", "/v1/api_keys"),
+        ("POST", &format!("/v1/api_keys/{id}/revoke")[..]),
+    ] {
+        let (_, e) = app
+            .post(
+                "/v1/auth/explain",
+                &old,
+                json!({"method": method, "path": path}),
+            )
+            .await;
+        assert_eq!(e["allowed"], true, "{path}: {e}");
+    }
+}
