@@ -43,6 +43,14 @@ impl KeyKind {
     pub fn from_token_kind(k: TokenKind) -> Option<Self> {
         KeyKind::ALL.into_iter().find(|kind| kind.token_kind() == k)
     }
+
+    /// The indefinite article of the kind's name, for messages: "an organization key".
+    pub fn article(self) -> &'static str {
+        match self {
+            KeyKind::Organization | KeyKind::Integration => "an",
+            KeyKind::Personal | KeyKind::Team => "a",
+        }
+    }
 }
 
 pub const MAX_NAME_CHARS: usize = 200;
@@ -218,6 +226,33 @@ pub fn check_expiry(
     Ok(())
 }
 
+/// A rotation issues a fresh token that lives until the key's `expires_at`: a key made before
+/// its organization lowered `max_key_days` may expire later than a new key could. Such a key
+/// is rotated only once it is brought within the maximum (a PATCH may always move the expiry
+/// earlier), so no token is ever issued to outlive the policy in force when it is issued.
+pub fn check_rotation_expiry(
+    key_id: &str,
+    current: OffsetDateTime,
+    now: OffsetDateTime,
+    org_max_days: Option<i64>,
+) -> Result<(), String> {
+    let max = max_expiry(now, org_max_days);
+    if current <= max {
+        return Ok(());
+    }
+    let limit = match org_max_days {
+        Some(d) if org_limit(now, d) < max_expiry(now, None) => {
+            format!("this organization's max_key_days of {d} days")
+        }
+        _ => format!("the maximum of {MAX_EXPIRY_YEARS} years"),
+    };
+    Err(format!(
+        "is {}, beyond {limit} from now, and a rotation would issue a token valid that long; the latest allowed now is {}: set the key's expires_at to at most that (PATCH /v1/api_keys/{key_id} with an earlier expires_at), then rotate",
+        fmt_rfc3339(current),
+        fmt_rfc3339(max)
+    ))
+}
+
 pub fn parse_cidrs(items: &[String]) -> Result<Vec<IpNet>, String> {
     let mut out = Vec::with_capacity(items.len());
     let mut bad = Vec::new();
@@ -365,6 +400,25 @@ mod tests {
         let short = now + Duration::days(5);
         assert!(parse_new_expiry(&f(20), now, Some(30), short).is_ok());
         assert!(parse_new_expiry(&f(40), now, Some(30), short).is_err());
+    }
+
+    /// A rotation issues a token valid until the key's expiry: only within the maximum in
+    /// force now.
+    #[test]
+    fn a_rotation_keeps_within_a_lowered_maximum() {
+        let now = OffsetDateTime::now_utc();
+        let long = now + Duration::days(365 * 4);
+        assert!(check_rotation_expiry("key_x", long, now, None).is_ok());
+        assert!(check_rotation_expiry("key_x", now + Duration::days(30), now, Some(30)).is_ok());
+        let why = check_rotation_expiry("key_x", long, now, Some(30)).unwrap_err();
+        for part in [
+            "max_key_days of 30 days",
+            &fmt_rfc3339(long),
+            &fmt_rfc3339(now + Duration::days(30)),
+            "PATCH /v1/api_keys/key_x",
+        ] {
+            assert!(why.contains(part), "{part}: {why}");
+        }
     }
 
     #[test]

@@ -19,6 +19,14 @@ pub enum ApiError {
     /// Boxed: refusals carry a description of the key, and most results are `Ok`.
     Refused(Box<(Refusal, Option<Describe>)>),
     Escalation(Vec<MissingGrant>),
+    /// 403 `escalation_denied` for a change that grants nothing itself but acts on someone or
+    /// something holding more than the caller (a key's later expiry or looser rate limit, a
+    /// stronger member's membership): `change` says what was refused, `fix` what to do.
+    EscalationIn {
+        missing: Vec<MissingGrant>,
+        change: String,
+        fix: String,
+    },
     Validation(Problems),
     NotFound(&'static str),
     /// 404 for an object looked up by something other than its id: `(what, by)`, e.g.
@@ -144,6 +152,31 @@ pub struct ErrorInfo {
     pub details: Map<String, Value>,
 }
 
+/// Names what an `escalation_denied` caller lacks, by scope, and adds it to the error's
+/// details as `missing`.
+fn missing_grants(missing: &[MissingGrant], details: &mut Map<String, Value>) -> String {
+    details.insert(
+        "missing".into(),
+        json!(missing
+            .iter()
+            .map(|m| json!({"team_id": m.team.as_ref().map(|t| t.as_str()), "permissions": m.permissions.names()}))
+            .collect::<Vec<_>>()),
+    );
+    describe_missing(missing)
+}
+
+/// "alerts:delete (account-wide); teams:write (in team team_...)".
+pub fn describe_missing(missing: &[MissingGrant]) -> String {
+    missing
+        .iter()
+        .map(|m| match &m.team {
+            None => format!("{} (account-wide)", m.permissions.names().join(", ")),
+            Some(t) => format!("{} (in team {t})", m.permissions.names().join(", ")),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 impl ApiError {
     pub fn info(&self) -> ErrorInfo {
         let mut details = Map::new();
@@ -164,20 +197,7 @@ impl ApiError {
                 (status, refusal.code(), message)
             }
             ApiError::Escalation(missing) => {
-                let parts: Vec<String> = missing
-                    .iter()
-                    .map(|m| match &m.team {
-                        None => format!("{} (account-wide)", m.permissions.names().join(", ")),
-                        Some(t) => format!("{} (in team {t})", m.permissions.names().join(", ")),
-                    })
-                    .collect();
-                details.insert(
-                    "missing".into(),
-                    json!(missing
-                        .iter()
-                        .map(|m| json!({"team_id": m.team.as_ref().map(|t| t.as_str()), "permissions": m.permissions.names()}))
-                        .collect::<Vec<_>>()),
-                );
+                let lacking = missing_grants(missing, &mut details);
                 details.insert(
                     "fixes".into(),
                     json!(["Grant fewer roles or permissions, or have someone who holds these permissions make the change."]),
@@ -185,8 +205,13 @@ impl ApiError {
                 (
                     StatusCode::FORBIDDEN,
                     "escalation_denied",
-                    format!("Nobody can grant permissions they do not hold (to a key, a user, a role or a team membership); you lack: {}.", parts.join("; ")),
+                    format!("Nobody can grant permissions they do not hold (to a key, a user, a role or a team membership); you lack: {lacking}."),
                 )
+            }
+            ApiError::EscalationIn { missing, change, fix } => {
+                let lacking = missing_grants(missing, &mut details);
+                details.insert("fixes".into(), json!([fix]));
+                (StatusCode::FORBIDDEN, "escalation_denied", format!("{change}; you lack: {lacking}."))
             }
             ApiError::Validation(problems) => {
                 let mut fields = Map::new();
@@ -388,6 +413,14 @@ pub type ApiResult<T> = Result<T, ApiError>;
 pub fn not_found(what: &'static str) -> impl FnOnce(StoreError) -> ApiError {
     move |e| match e {
         StoreError::NotFound => ApiError::NotFound(what),
+        other => other.into(),
+    }
+}
+
+/// As `not_found`, for an object addressed by something other than its id (a role by name).
+pub fn not_found_by(what: &'static str, by: &'static str) -> impl FnOnce(StoreError) -> ApiError {
+    move |e| match e {
+        StoreError::NotFound => ApiError::NotFoundBy(what, by),
         other => other.into(),
     }
 }

@@ -14,8 +14,12 @@ mod audit;
 mod console;
 #[path = "api/heartbeats.rs"]
 mod heartbeats;
+#[path = "api/keys.rs"]
+mod keys;
 #[path = "api/limits.rs"]
 mod limits;
+#[path = "api/teams.rs"]
+mod teams;
 #[path = "api/users.rs"]
 mod users;
 
@@ -3633,7 +3637,9 @@ async fn a_rotation_racing_a_revocation_is_done_or_refused_as_revoked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_membership_racing_the_delete_of_its_role_or_team_is_done_or_refused() {
     let app = TestApp::spawn().await;
-    let bo = app.user(json!({"email": "bo@example.com"})).await;
+    let bo = app
+        .user(json!({"email": "bo@example.com", "role_name": "responder"}))
+        .await;
     let stable = app.team("stable").await;
     for round in 0..10 {
         let role = format!("racing{round}");

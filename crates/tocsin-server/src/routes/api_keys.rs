@@ -129,7 +129,11 @@ fn name_taken(kind: KeyKind) -> impl FnOnce(StoreError) -> ApiError {
     conflict(
         "name_taken",
         format!(
-            "A {} key with this name already exists in the same scope and is not revoked (names ignore case; an expired key keeps its name until it is revoked); choose another name or revoke that key.",
+            "{} {} key with this name already exists in the same scope and is not revoked (names ignore case; an expired key keeps its name until it is revoked); choose another name or revoke that key.",
+            match kind.article() {
+                "an" => "An",
+                _ => "A",
+            },
             kind.name()
         ),
     )
@@ -179,7 +183,8 @@ pub async fn create(
         problems.add(
             "integration_id",
             format!(
-                "is only for kind `integration`, and this is a {} key; to make a key for an integration, send \"kind\": \"integration\", or leave integration_id out",
+                "is only for kind `integration`, and this is {} {} key; to make a key for an integration, send \"kind\": \"integration\", or leave integration_id out",
+                kind.article(),
                 kind.name()
             ),
         );
@@ -396,11 +401,61 @@ pub async fn create(
 /// created, rotated (which hands out a token) or given other roles or networks. A caller
 /// restricted to some networks cannot make a key that is less restricted.
 pub(crate) async fn check_within_caller(app: &App, p: &Principal, key: &ApiKey) -> ApiResult<()> {
-    let roles = RoleBook::load(app, &p.org_id).await?;
-    let grants = crate::auth::standing(app, &roles, key).await?.grants;
-    check_no_escalation(&p.grants, &grants).map_err(ApiError::Escalation)?;
+    if let Some(missing) = lacking_for(app, p, key).await? {
+        return Err(ApiError::Escalation(missing));
+    }
     check_networks(p, &key.allowed_cidrs)?;
     check_rate_limit(p, key.rate_limit)
+}
+
+/// What a caller lacks of everything `key` may do now (`None`: nothing).
+pub(crate) async fn lacking_for(
+    app: &App,
+    p: &Principal,
+    key: &ApiKey,
+) -> ApiResult<Option<Vec<tocsin_core::policy::MissingGrant>>> {
+    let roles = RoleBook::load(app, &p.org_id).await?;
+    let grants = crate::auth::standing(app, &roles, key).await?.grants;
+    Ok(check_no_escalation(&p.grants, &grants).err())
+}
+
+/// A `PATCH` that gives a key a later `expires_at` or a looser `rate_limit` (`changed` is the
+/// key as it would be): the caller must hold everything the key holds, from its networks, as
+/// for a rotation. The refusal names the change and what the caller may do instead.
+async fn check_prolonged_within_caller(
+    app: &App,
+    p: &Principal,
+    current: &ApiKey,
+    changed: &ApiKey,
+    extends: bool,
+    loosens: bool,
+) -> ApiResult<()> {
+    if let Some(missing) = lacking_for(app, p, changed).await? {
+        let mut changes = Vec::new();
+        if extends {
+            changes.push(format!(
+                "a later expires_at (it now expires at {})",
+                key::fmt_rfc3339(current.expires_at)
+            ));
+        }
+        if loosens {
+            changes.push(match current.rate_limit {
+                Some(n) => format!("a looser rate_limit (it is now {n} requests per minute)"),
+                None => "a looser rate_limit".to_owned(),
+            });
+        }
+        return Err(ApiError::EscalationIn {
+            missing,
+            change: format!(
+                "Key {} holds permissions you do not, so you may not give it {}: only someone who holds everything a key holds may extend it or loosen its rate limit, as only they may rotate it",
+                current.id,
+                changes.join(" or ")
+            ),
+            fix: "Leave expires_at as it is or move it earlier, and keep rate_limit or lower it (renaming and changing the description are allowed too); to extend the key or loosen its limit, ask someone who holds every permission it holds.".into(),
+        });
+    }
+    check_networks(p, &changed.allowed_cidrs)?;
+    check_rate_limit(p, changed.rate_limit)
 }
 
 /// A calling key with a rate limit cannot make a key with a looser one (or none), nor loosen
@@ -483,13 +538,27 @@ async fn recorded(app: &App, event: AuditRecord, done: String) -> ApiResult<()> 
 pub(crate) fn check_not_replaced(p: &Principal, doing: &str) -> ApiResult<()> {
     match p.state.grace_period_ends_at {
         None => Ok(()),
-        Some(end) => Err(ApiError::Forbidden {
+        Some(end) => Err(ApiError::ForbiddenWithFix {
             code: "replaced_token",
             message: format!(
                 "This request is made with a token that a rotation replaced. It keeps working for other requests until its grace period ends at {}, but it may not {doing}. Use the key's current token (the one the rotation returned).",
                 key::fmt_rfc3339(end)
             ),
+            fix: "Use the token the rotation returned (the key's current token) for this request; if that token was lost, someone who may manage the key can rotate it again, or revoke it.".into(),
         }),
+    }
+}
+
+/// What a route refuses to a token a rotation replaced, whatever its body (`doing`, as
+/// `check_not_replaced` words it there): for `explain`, which must give the route's verdict.
+/// Rotation is explained with the rotate route's other checks; setting a password depends on
+/// the body.
+pub(crate) fn refused_to_replaced_token(method: &str, path: &str) -> Option<&'static str> {
+    match (method, path) {
+        ("POST", "/v1/api_keys") => Some("create keys"),
+        ("PATCH", "/v1/api_keys/{id}") => Some("change keys"),
+        ("POST", "/v1/integrations" | "/v2/integrations") => Some("create integrations"),
+        _ => None,
     }
 }
 
@@ -734,10 +803,20 @@ pub async fn update(
     if let Some(limit) = rate_limit {
         changed.rate_limit = limit;
     }
+    // A later expiry keeps the key's rights alive longer, and a looser rate limit lets them
+    // be used more: like a rotation, neither is open to someone holding less than the key.
+    let extends = expires_at.is_some_and(|e| e > key.expires_at);
+    let loosens = rate_limit.is_some_and(|new| match (key.rate_limit, new) {
+        (Some(_), None) => true,
+        (Some(old), Some(n)) => n > old,
+        (None, _) => false,
+    });
     if req.role_names.is_some() || req.team_role_names.is_some() || cidrs.is_some() {
         check_own_personal(&p, &key, "change the roles or networks of")?;
         // The key as it would be, its new rate limit included.
         check_within_caller(&app, &p, &changed).await?;
+    } else if extends || loosens {
+        check_prolonged_within_caller(&app, &p, &key, &changed, extends, loosens).await?;
     } else if rate_limit.is_some() {
         check_rate_limit(&p, changed.rate_limit)?;
     }
@@ -805,6 +884,16 @@ pub async fn rotate(
     if key.expires_at <= OffsetDateTime::now_utc() {
         return Err(key_expired(key.expires_at, "rotated"));
     }
+    // The new token lives until the key's expiry, which must be within the maximum in force
+    // now (it may have been lowered since the key was made).
+    let org = app.store.get_org(&p.org_id).await?;
+    key::check_rotation_expiry(
+        key.id.as_str(),
+        key.expires_at,
+        OffsetDateTime::now_utc(),
+        org.max_key_days,
+    )
+    .map_err(|why| ApiError::validation("expires_at", why))?;
     let token = Token::generate(key.kind.token_kind(), &app.settings.region);
     let grace_end = (grace > 0).then(|| OffsetDateTime::now_utc() + Duration::seconds(grace));
     let rotated = app

@@ -224,6 +224,16 @@ pub async fn explain(
                         OffsetDateTime::now_utc(),
                         Some(peer.ip()),
                     );
+                    // A token a rotation replaced may not create keys (api_keys.rs, `issue`).
+                    if outcome.is_ok()
+                        && let Some(doing) = crate::routes::api_keys::refused_to_replaced_token(
+                            route.method,
+                            route.path,
+                        )
+                        && let Err(e) = crate::routes::api_keys::check_not_replaced(&subject, doing)
+                    {
+                        return refused(e, Some(route.path), None);
+                    }
                     let allowed = outcome.is_ok();
                     let (reasons, fixes, code) = match outcome {
                         Ok(()) => (
@@ -247,6 +257,10 @@ pub async fn explain(
                 Needs::AnyTeam(p) => (p, Resource::AnyTeam),
                 Needs::Team(p) => (
                     p,
+                    Resource::Teams(id.and_then(|i| TeamId::parse(&i)).into_iter().collect()),
+                ),
+                Needs::TeamMembers => (
+                    Permission::TeamsWrite,
                     Resource::Teams(id.and_then(|i| TeamId::parse(&i)).into_iter().collect()),
                 ),
                 Needs::Key(p) => {
@@ -378,14 +392,9 @@ pub async fn explain(
     // A token a rotation replaced may not make or change credentials (api_keys.rs).
     if e.allowed
         && let Some((route, _)) = &matched
-        && matches!(
-            (route.method, route.path),
-            ("POST", "/v1/api_keys")
-                | ("PATCH", "/v1/api_keys/{id}")
-                | ("POST", "/v1/integrations")
-                | ("POST", "/v2/integrations")
-        )
-        && let Err(e) = crate::routes::api_keys::check_not_replaced(&subject, "make or change keys")
+        && let Some(doing) =
+            crate::routes::api_keys::refused_to_replaced_token(route.method, route.path)
+        && let Err(e) = crate::routes::api_keys::check_not_replaced(&subject, doing)
     {
         return refused(e, route_note, Some(permission));
     }
@@ -416,16 +425,60 @@ pub async fn explain(
                 if let Err(e) = check {
                     return refused(e, route_note, Some(permission));
                 }
+                // Not a refusal of the credential, but of this key's rotation now.
+                if let Err(why) = tocsin_core::key::check_rotation_expiry(
+                    key.id.as_str(),
+                    key.expires_at,
+                    OffsetDateTime::now_utc(),
+                    subject.org.max_key_days,
+                ) {
+                    e.reasons.push(format!(
+                        "The rotation itself would be refused (422 validation_failed): the key's expires_at {why}."
+                    ));
+                }
             }
-            ("PATCH", "/v1/api_keys/{id}")
-                if check_own_personal(&subject, key, "change").is_err() =>
-            {
-                e.reasons.push(format!(
-                    "Only the user of personal key {} may change its roles or networks; its name, description and expiry may be changed.",
-                    key.id
-                ));
+            ("PATCH", "/v1/api_keys/{id}") => {
+                if check_own_personal(&subject, key, "change").is_err() {
+                    e.reasons.push(format!(
+                        "Only the user of personal key {} may change its roles or networks; its name, description and expiry may be changed.",
+                        key.id
+                    ));
+                }
+                // What the body may change depends on what the key holds (api_keys.rs,
+                // `update`).
+                if let Some(missing) =
+                    crate::routes::api_keys::lacking_for(&app, &subject, key).await?
+                {
+                    e.reasons.push(format!(
+                        "Key {} holds permissions this credential lacks ({}): the change may rename it, change its description, move its expires_at earlier or lower its rate_limit, but a later expires_at, a looser rate_limit, or other roles or networks are refused (escalation_denied).",
+                        key.id,
+                        crate::error::describe_missing(&missing)
+                    ));
+                }
             }
             _ => {}
+        }
+    }
+    // A membership change: past `teams:write` in the team, the team_admin role there, and no
+    // change to a member stronger than the caller (teams.rs, `put_member`, `delete_member`).
+    if e.allowed
+        && let Some((route, params)) = &matched
+        && matches!(route.needs, Needs::TeamMembers)
+        && let Some(team) = param(params, "id").and_then(TeamId::parse)
+    {
+        use crate::routes::teams::{check_membership_within_caller, require_member_manager};
+        let check = match require_member_manager(&subject, &team) {
+            Ok(()) => match param(params, "user_id").and_then(tocsin_core::UserId::parse) {
+                Some(user) => {
+                    let roles = crate::auth::RoleBook::load(&app, &subject.org_id).await?;
+                    check_membership_within_caller(&app, &subject, &roles, &team, &user).await
+                }
+                None => Ok(()),
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(e) = check {
+            return refused(e, route_note, Some(permission));
         }
     }
     // A create whose body names the team: a grant held only within teams creates only there.

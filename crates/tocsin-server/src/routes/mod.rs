@@ -37,6 +37,9 @@ pub enum Needs {
     AnyTeam(Permission),
     /// A permission on the team named by the path's `{id}`.
     Team(Permission),
+    /// `teams:write` account-wide, or the `team_admin` role in the team named by the path's
+    /// `{id}` (membership changes: `teams::require_member_manager`).
+    TeamMembers,
     /// A permission on the key named by the path's `{id}` (its team, if any).
     Key(Permission),
     /// A permission on the integration named by the path's `{id}` (its team, if any).
@@ -86,8 +89,8 @@ routes_table! {
     "PATCH" "/v1/teams/{id}" Team(TeamsWrite), "Change a team";
     "DELETE" "/v1/teams/{id}" Org(TeamsWrite), "Delete a team";
     "GET" "/v1/teams/{id}/members" Team(TeamsRead), "List a team's members, newest membership first";
-    "PUT" "/v1/teams/{id}/members/{user_id}" Team(TeamsWrite), "Add a member or set their team roles";
-    "DELETE" "/v1/teams/{id}/members/{user_id}" Team(TeamsWrite), "Remove a member";
+    "PUT" "/v1/teams/{id}/members/{user_id}" TeamMembers, "Add a member or set their team roles";
+    "DELETE" "/v1/teams/{id}/members/{user_id}" TeamMembers, "Remove a member";
     "GET" "/v1/roles" AnyTeam(RolesRead), "List the built-in roles, then the custom roles, each by name";
     "POST" "/v1/roles" Org(RolesWrite), "Create a custom role";
     "PATCH" "/v1/roles/{name}" Org(RolesWrite), "Change a custom role";

@@ -85,6 +85,10 @@ pub fn openapi_document() -> Value {
                 json!([{"bearer": []}, {"genieKey": []}, {"consoleSession": []}]),
                 "any valid credential".to_owned(),
             ),
+            Needs::TeamMembers => (
+                json!([{"bearer": []}, {"genieKey": []}, {"consoleSession": []}]),
+                "teams:write account-wide, or the team_admin role in the team".to_owned(),
+            ),
             Needs::Org(p)
             | Needs::AnyTeam(p)
             | Needs::Team(p)

@@ -1,7 +1,7 @@
 //! Roles (built-in, read-only; custom, per organization) and the permission catalog.
 
 use crate::auth::{Principal, RoleBook};
-use crate::error::{ApiError, ApiResult, JsonBody, conflict, created, not_found};
+use crate::error::{ApiError, ApiResult, JsonBody, conflict, created, not_found_by};
 use crate::error::{Path, Query};
 use crate::routes::ListParams;
 use crate::state::AppState;
@@ -135,7 +135,7 @@ pub async fn update(
         .store
         .update_role_unless_held(&p.org_id, &role)
         .await
-        .map_err(not_found("role"))?;
+        .map_err(not_found_by("role", "name"))?;
     if let Some((was, usage)) = held {
         return Err(scope_in_use(&role, was, &usage));
     }
@@ -203,7 +203,7 @@ pub async fn delete(
         .store
         .delete_role_unless_held(&p.org_id, &name)
         .await
-        .map_err(not_found("role"))?
+        .map_err(not_found_by("role", "name"))?
         .total();
     if uses > 0 {
         return Err(ApiError::Conflict {

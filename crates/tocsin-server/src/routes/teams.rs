@@ -4,7 +4,7 @@ use crate::auth::{Principal, RoleBook};
 use crate::error::{ApiError, ApiResult, JsonBody, conflict, created, not_found};
 use crate::error::{Path, Query};
 use crate::routes::{ListParams, path_id};
-use crate::state::AppState;
+use crate::state::{App, AppState};
 use crate::views;
 use axum::Json;
 use axum::extract::{Extension, State};
@@ -16,7 +16,8 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 use tocsin_core::key::{KeyName, parse_description};
 use tocsin_core::permission::Permission;
-use tocsin_core::policy::{MissingGrant, Resource};
+use tocsin_core::policy::{Grants, MissingGrant, Resource, check_no_escalation};
+use tocsin_core::role::builtin;
 use tocsin_core::validation::Problems;
 use tocsin_core::{TeamId, UserId};
 use tocsin_store::StoreError;
@@ -272,6 +273,7 @@ pub async fn put_member(
     JsonBody(req): JsonBody<MemberBody>,
 ) -> ApiResult<Json<Value>> {
     let team = load(&app, &p, &id, Permission::TeamsWrite).await?;
+    require_member_manager(&p, &team.id)?;
     let user_id = path_id(&user_id, UserId::parse, "user")?;
     let user = app
         .store
@@ -302,6 +304,7 @@ pub async fn put_member(
         );
     }
     problems.into_result().map_err(ApiError::Validation)?;
+    check_membership_within_caller(&app, &p, &roles, &team.id, &user_id).await?;
     let wanted = roles.perms(&names);
     let held = p.grants.account.union(p.grants.team(&team.id));
     let missing = wanted.minus(held);
@@ -326,11 +329,86 @@ pub async fn delete_member(
     Path((id, user_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let team = load(&app, &p, &id, Permission::TeamsWrite).await?;
+    require_member_manager(&p, &team.id)?;
     let user_id = path_id(&user_id, UserId::parse, "member")?;
+    let roles = RoleBook::load(&app, &p.org_id).await?;
+    check_membership_within_caller(&app, &p, &roles, &team.id, &user_id).await?;
     app.store
         .delete_member(&p.org_id, &team.id, &user_id)
         .await
         .map_err(not_found("member"))?;
     app.drop_cached_credentials();
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Adding, changing or removing a team's members needs `teams:write` account-wide, or the
+/// `team_admin` role in that team (SPEC, identity endpoints). A team grant of `teams:write`
+/// alone, as a custom team role or a team key may hold, renames the team but does not
+/// manage its members: it could otherwise demote or evict the team's admins. The role is
+/// judged by what it grants: a caller holding, in the team, everything `team_admin` grants
+/// there (whether by that role, a custom role with the same rights, or account roles) is
+/// as strong as a team admin and may do what one does; a personal key narrowed below that
+/// may not.
+pub(crate) fn require_member_manager(p: &Principal, team: &TeamId) -> ApiResult<()> {
+    p.require(Permission::TeamsWrite, &Resource::Teams(vec![team.clone()]))?;
+    if p.grants.account.contains(Permission::TeamsWrite) {
+        return Ok(());
+    }
+    let team_admin = builtin("team_admin")
+        .map(|r| r.permissions)
+        .ok_or_else(|| ApiError::Internal("the built-in role team_admin is missing".into()))?;
+    let lacking = team_admin.minus(p.grants.account.union(p.grants.team(team)));
+    if lacking.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::ForbiddenWithFix {
+        code: "permission_denied",
+        message: format!(
+            "Adding, changing or removing a team's members needs `teams:write` account-wide, or the team_admin role in that team; {} holds `teams:write` only within team(s) {}, and in team {team} lacks what team_admin grants there: {}.",
+            p.describe.summary(),
+            p.grants
+                .teams_with(Permission::TeamsWrite)
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            lacking.names().join(", ")
+        ),
+        fix: "Make the change with a session or key that holds the team_admin role in this team, or `teams:write` account-wide (for example admin or owner); or ask a team admin of this team to make it.".into(),
+    })
+}
+
+/// No escalation on memberships: changing or removing someone's membership needs every
+/// permission their team roles grant in that team, as deactivating a user needs every right
+/// they hold (users.rs, `update`). Nobody lacking a team admin's rights can demote or evict
+/// one. No membership yet: nothing to compare (the route answers a missing one).
+pub(crate) async fn check_membership_within_caller(
+    app: &App,
+    p: &Principal,
+    roles: &RoleBook,
+    team: &TeamId,
+    user: &UserId,
+) -> ApiResult<()> {
+    let Some(membership) = app
+        .store
+        .memberships_of(&p.org_id, user)
+        .await?
+        .into_iter()
+        .find(|m| &m.team_id == team)
+    else {
+        return Ok(());
+    };
+    let mut theirs = Grants::default();
+    theirs.add_team(team.clone(), roles.perms(&membership.team_role_names));
+    match check_no_escalation(&p.grants, &theirs) {
+        Ok(()) => Ok(()),
+        Err(missing) => Err(ApiError::EscalationIn {
+            missing,
+            change: format!(
+                "User {user} is a member of team {team} with the team roles {}, which grant permissions you do not hold there, so you may not change or remove their membership",
+                membership.team_role_names.join(", ")
+            ),
+            fix: "Ask someone who holds every permission of those roles in this team (a team admin of it, or an owner or admin) to make the change.".into(),
+        }),
+    }
 }

@@ -129,10 +129,17 @@ pub async fn create(
         "name",
         tocsin_core::key::KeyName::parse(req.name.as_deref().unwrap_or(&email)),
     );
-    let role_name = req.role_name.unwrap_or_else(|| "responder".into());
-    check_account_role(&mut problems, &roles, &role_name);
+    // Required (SPEC): a default would hand out rights nobody chose.
+    match &req.role_name {
+        Some(r) => check_account_role(&mut problems, &roles, r),
+        None => problems.add(
+            "role_name",
+            "is required: the user's account role, such as viewer, responder or admin (GET /v1/roles lists them)",
+        ),
+    }
     check_password(&mut problems, req.password.as_deref());
     problems.into_result().map_err(ApiError::Validation)?;
+    let role_name = req.role_name.unwrap_or_default();
     check_role_grant(&p, &roles, &role_name)?;
     // A password is a credential: a token a rotation replaced may not set one (api_keys.rs).
     if req.password.is_some() {

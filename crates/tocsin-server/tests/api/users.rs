@@ -264,3 +264,42 @@ async fn the_last_active_owner_cannot_be_deactivated_or_demoted() {
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["role_name"], "admin");
 }
+
+/// SPEC lists `role_name` as required when creating a user: leaving it out is refused by name,
+/// never a silent default that hands out rights nobody chose.
+#[tokio::test]
+async fn a_user_is_created_only_with_an_account_role() {
+    let app = TestApp::spawn().await;
+    let (s, b) = app
+        .post(
+            "/v1/users",
+            &app.owner,
+            json!({"email": "t@example.com", "name": "T"}),
+        )
+        .await;
+    refused(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    let why = b["error"]["fields"]["role_name"].as_str().unwrap();
+    assert!(
+        why.contains("required") && why.contains("GET /v1/roles"),
+        "{b}"
+    );
+    // Every other problem of the body is named beside it.
+    let (s, b) = app
+        .post("/v1/users", &app.owner, json!({"email": "not an email"}))
+        .await;
+    refused(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert!(b["error"]["fields"]["role_name"].is_string(), "{b}");
+    assert!(b["error"]["fields"]["email"].is_string(), "{b}");
+    // Nobody was created.
+    let (_, b) = app.get("/v1/users", &app.owner).await;
+    assert!(!b.to_string().contains("t@example.com"), "{b}");
+    let (s, b) = app
+        .post(
+            "/v1/users",
+            &app.owner,
+            json!({"email": "t@example.com", "name": "T", "role_name": "viewer"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(b["role_name"], "viewer", "{b}");
+}
