@@ -391,6 +391,12 @@ impl From<StoreError> for ApiError {
                     "The {what} this request names was deleted, or its scope changed, while the request was handled; nothing was written. Name one that exists (for a role, in the scope it is given in) and try again."
                 ),
             },
+            StoreError::Changed(what) => ApiError::Conflict {
+                code: "conflict",
+                message: format!(
+                    "The {what} changed while this request was handled; nothing was written. Read it again and retry if the change still stands."
+                ),
+            },
             StoreError::WriteFailed(why) => ApiError::Unavailable {
                 message: "The database did not take the write; nothing of this request was written unless it says otherwise. Try again shortly; /readyz tells when writes go through again.".into(),
                 detail: why,

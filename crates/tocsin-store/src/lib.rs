@@ -76,6 +76,10 @@ pub enum StoreError {
     /// "account role `name`".
     #[error("{0} no longer exists")]
     Vanished(String),
+    /// A write refused because what it changes is no longer what the caller judged it to be
+    /// (a compare and set: another write changed it in between); the string names it.
+    #[error("{0} changed meanwhile")]
+    Changed(String),
     /// A write batch failed: nothing of it was written (its audit events are held and
     /// retried by the writer). The string is why.
     #[error("the write failed: {0}")]

@@ -285,31 +285,97 @@ impl Store {
         Ok(dependents)
     }
 
-    /// Adds or replaces a membership. The team and the custom roles it gives are checked
-    /// inside the write's transaction (`check_references!`): a team or role deleted at the
-    /// same moment either sees the membership (a team deletes it with itself; a role counts
-    /// it as a holder and stays) or is gone, and then nothing is written
-    /// (`StoreError::Vanished`).
+    /// Adds or replaces a membership, if it still is what the caller judged (`was`, compare
+    /// and set: a route that checked the caller may change the member's current roles
+    /// passes them, so a promotion landing in between refuses the write with
+    /// `StoreError::Changed` instead of being overwritten by a weaker caller). The team and
+    /// the custom roles it gives are checked inside the write's transaction
+    /// (`check_references!`): a team or role deleted at the same moment either sees the
+    /// membership (a team deletes it with itself; a role counts it as a holder and stays) or
+    /// is gone, and then nothing is written (`StoreError::Vanished`).
     pub async fn put_member(
         &self,
         org: &OrgId,
         team: &TeamId,
         user: &UserId,
         roles: &[String],
+        was: MembershipWas<'_>,
     ) -> Result<()> {
         let references = self.references().teams([team.as_str()]).team_roles(roles);
+        let insert = match was {
+            // Nothing there a moment ago: a membership made meanwhile is not replaced.
+            MembershipWas::Absent => {
+                "INSERT INTO team_members (org_id, team_id, user_id, team_role_names, created_at) VALUES ($1, $2, $3, $4, $5)"
+            }
+            _ => {
+                "INSERT INTO team_members (org_id, team_id, user_id, team_role_names, created_at) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (team_id, user_id) DO UPDATE SET team_role_names = $4"
+            }
+        };
         on_db!(&self.db, |pool| {
             let mut tx = pool.begin_write().await?;
             check_references!(tx, org.as_str(), references);
+            if let MembershipWas::Roles(expected) = was {
+                let now: Option<String> = sqlx::query_scalar(self.membership_lock())
+                    .bind(org.as_str())
+                    .bind(team.as_str())
+                    .bind(user.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if now.map(|r| from_json::<Vec<String>>(&r)).as_deref() != Some(expected) {
+                    return Err(changed(team, user));
+                }
+            }
+            let written = sqlx::query(insert)
+                .bind(org.as_str())
+                .bind(team.as_str())
+                .bind(user.as_str())
+                .bind(to_json(&roles))
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await;
+            match written {
+                Ok(_) => {}
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    return Err(changed(team, user));
+                }
+                Err(e) => return Err(e.into()),
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Removes a membership, if it still is what the caller judged (`was`, as `put_member`).
+    pub async fn delete_member(
+        &self,
+        org: &OrgId,
+        team: &TeamId,
+        user: &UserId,
+        was: MembershipWas<'_>,
+    ) -> Result<()> {
+        on_db!(&self.db, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let now: Option<String> = sqlx::query_scalar(self.membership_lock())
+                .bind(org.as_str())
+                .bind(team.as_str())
+                .bind(user.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(now) = now else {
+                return Err(StoreError::NotFound);
+            };
+            if let MembershipWas::Roles(expected) = was
+                && from_json::<Vec<String>>(&now) != expected
+            {
+                return Err(changed(team, user));
+            }
             sqlx::query(
-                "INSERT INTO team_members (org_id, team_id, user_id, team_role_names, created_at) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (team_id, user_id) DO UPDATE SET team_role_names = $4",
+                "DELETE FROM team_members WHERE org_id = $1 AND team_id = $2 AND user_id = $3",
             )
             .bind(org.as_str())
             .bind(team.as_str())
             .bind(user.as_str())
-            .bind(to_json(&roles))
-            .bind(now_ms())
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
@@ -317,22 +383,13 @@ impl Store {
         Ok(())
     }
 
-    pub async fn delete_member(&self, org: &OrgId, team: &TeamId, user: &UserId) -> Result<()> {
-        let n = on_db!(&self.db, |pool| {
-            sqlx::query(
-                "DELETE FROM team_members WHERE org_id = $1 AND team_id = $2 AND user_id = $3",
-            )
-            .bind(org.as_str())
-            .bind(team.as_str())
-            .bind(user.as_str())
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
-        if n == 0 {
-            Err(StoreError::NotFound)
+    /// Reads a membership's team roles, locking its row until the transaction ends on
+    /// PostgreSQL (SQLite writes one transaction at a time).
+    fn membership_lock(&self) -> &'static str {
+        if self.is_postgres() {
+            "SELECT team_role_names FROM team_members WHERE org_id = $1 AND team_id = $2 AND user_id = $3 FOR UPDATE"
         } else {
-            Ok(())
+            "SELECT team_role_names FROM team_members WHERE org_id = $1 AND team_id = $2 AND user_id = $3"
         }
     }
 
@@ -410,4 +467,19 @@ fn membership((team, user, roles, at): (String, String, String, i64)) -> Members
 /// A members page's cursor: the member's `created_at` (ms) and user id.
 fn member_cursor(m: &Membership) -> String {
     format!("{}.{}", ms(m.created_at), m.user_id)
+}
+
+/// What a membership must be for `put_member` or `delete_member` to change it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MembershipWas<'a> {
+    /// Whatever it is, or none.
+    Any,
+    /// None: the write adds it.
+    Absent,
+    /// These team roles.
+    Roles(&'a [String]),
+}
+
+fn changed(team: &TeamId, user: &UserId) -> StoreError {
+    StoreError::Changed(format!("membership of user `{user}` in team `{team}`"))
 }

@@ -9,6 +9,7 @@ use tocsin_store::alerts::{Action, AlertDraft, AlertOp, IdentifierType, OpKind};
 use tocsin_store::audit::{AuditActor, AuditFilter, AuditRecord, AuditTarget, GENESIS, event_hash};
 use tocsin_store::keys::{Actor, ApiKey};
 use tocsin_store::orgs::Organization;
+use tocsin_store::teams::MembershipWas::{self, Absent, Any, Roles};
 use tocsin_store::testing::{audit_events, tamper_audit_event};
 use tocsin_store::users::User;
 
@@ -1486,7 +1487,7 @@ async fn users_come_through_0010_with_their_sessions_and_memberships() {
     };
     store.insert_team(&team).await.unwrap();
     store
-        .put_member(&a, &team.id, &ann.id, &["responder".to_owned()])
+        .put_member(&a, &team.id, &ann.id, &["responder".to_owned()], Any)
         .await
         .unwrap();
     // Before 0010, the email is taken everywhere.
@@ -1864,7 +1865,7 @@ async fn deleting_a_role_never_strands_a_membership_given_it_at_the_same_moment(
         let name = format!("teamrole{round}");
         store.insert_role(&org, &custom_role(&name)).await.unwrap();
         let roles = vec!["responder".to_owned(), name.clone()];
-        let write = store.put_member(&org, &team, &user, &roles);
+        let write = store.put_member(&org, &team, &user, &roles, Any);
         race_role_delete(&store, &org, &name, round, write).await;
     }
 }
@@ -1880,7 +1881,7 @@ async fn deleting_a_team_leaves_no_membership_put_at_the_same_moment() {
         let team = team(&store, &org, &format!("team {round}")).await;
         let roles = vec!["responder".to_owned()];
         let (put, deleted) = tokio::join!(
-            store.put_member(&org, &team, &user, &roles),
+            store.put_member(&org, &team, &user, &roles, Any),
             store.delete_team_unless_used(&org, &team, 10)
         );
         assert!(deleted.unwrap().is_empty(), "round {round}");
@@ -2014,7 +2015,7 @@ async fn a_credential_change_writes_the_change_log_itself() {
     seen += 1;
     assert_eq!(log().await.unwrap().1, seen, "a new role");
     store
-        .put_member(&org, &team, &user, &["pager".into()])
+        .put_member(&org, &team, &user, &["pager".into()], Any)
         .await
         .unwrap();
     seen += 1;
@@ -2105,7 +2106,7 @@ async fn a_role_scope_change_never_strands_a_holder_given_it_at_the_same_moment(
         store.insert_role(&org, &team_role).await.unwrap();
         let to_account = custom_role(&name);
         let (written, changed) = tokio::join!(
-            store.put_member(&org, &team, &user, std::slice::from_ref(&name)),
+            store.put_member(&org, &team, &user, std::slice::from_ref(&name), Any),
             store.update_role_unless_held(&org, &to_account)
         );
         let now = scope(store.list_custom_roles(&org).await.unwrap(), &name);
@@ -2122,8 +2123,71 @@ async fn a_role_scope_change_never_strands_a_holder_given_it_at_the_same_moment(
         }
         // The next round's membership starts from none.
         store
-            .delete_member(&org, &team, &user)
+            .delete_member(&org, &team, &user, Any)
             .await
             .unwrap_or_default();
     }
+}
+
+/// A membership is written or removed only while it is what the caller judged (`was`): a
+/// change landing between the route's check and its write refuses the write (`Changed`)
+/// rather than being overwritten.
+#[tokio::test]
+async fn a_membership_changes_only_from_what_was_judged() {
+    let (_dir, store) = store().await;
+    let org = org(&store).await;
+    let user = user(&store, &org).await;
+    let team = team(&store, &org, "ops").await;
+    let roles = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let (viewer, admin) = (roles(&["viewer"]), roles(&["team_admin"]));
+    let changed = |r: tocsin_store::Result<()>| {
+        assert!(
+            matches!(&r, Err(tocsin_store::StoreError::Changed(what)) if what.contains(user.as_str())),
+            "{r:?}"
+        )
+    };
+    let held = || async {
+        store.memberships_of(&org, &user).await.unwrap()[0]
+            .team_role_names
+            .clone()
+    };
+    store
+        .put_member(&org, &team, &user, &viewer, Absent)
+        .await
+        .unwrap();
+    // Judged absent, but made meanwhile: not replaced.
+    changed(store.put_member(&org, &team, &user, &admin, Absent).await);
+    // Promoted meanwhile (the caller judged a viewer): neither changed nor removed.
+    store
+        .put_member(&org, &team, &user, &admin, Roles(&viewer))
+        .await
+        .unwrap();
+    changed(
+        store
+            .put_member(&org, &team, &user, &viewer, Roles(&viewer))
+            .await,
+    );
+    changed(
+        store
+            .delete_member(&org, &team, &user, Roles(&viewer))
+            .await,
+    );
+    assert_eq!(held().await, admin);
+    // As judged: written.
+    store
+        .put_member(&org, &team, &user, &viewer, Roles(&admin))
+        .await
+        .unwrap();
+    assert_eq!(held().await, viewer);
+    store
+        .delete_member(&org, &team, &user, Roles(&viewer))
+        .await
+        .unwrap();
+    assert!(store.memberships_of(&org, &user).await.unwrap().is_empty());
+    assert!(matches!(
+        store
+            .delete_member(&org, &team, &user, MembershipWas::Any)
+            .await,
+        Err(tocsin_store::StoreError::NotFound)
+    ));
 }

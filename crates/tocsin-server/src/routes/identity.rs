@@ -471,7 +471,9 @@ pub async fn explain(
             Ok(()) => match param(params, "user_id").and_then(tocsin_core::UserId::parse) {
                 Some(user) => {
                     let roles = crate::auth::RoleBook::load(&app, &subject.org_id).await?;
-                    check_membership_within_caller(&app, &subject, &roles, &team, &user).await
+                    check_membership_within_caller(&app, &subject, &roles, &team, &user)
+                        .await
+                        .map(|_| ())
                 }
                 None => Ok(()),
             },

@@ -21,6 +21,7 @@ use tocsin_core::role::builtin;
 use tocsin_core::validation::Problems;
 use tocsin_core::{TeamId, UserId};
 use tocsin_store::StoreError;
+use tocsin_store::teams::MembershipWas;
 use tocsin_store::teams::{Team, TeamDependents};
 
 #[derive(Deserialize)]
@@ -304,7 +305,7 @@ pub async fn put_member(
         );
     }
     problems.into_result().map_err(ApiError::Validation)?;
-    check_membership_within_caller(&app, &p, &roles, &team.id, &user_id).await?;
+    let current = check_membership_within_caller(&app, &p, &roles, &team.id, &user_id).await?;
     let wanted = roles.perms(&names);
     let held = p.grants.account.union(p.grants.team(&team.id));
     let missing = wanted.minus(held);
@@ -314,8 +315,14 @@ pub async fn put_member(
             permissions: missing,
         }]));
     }
+    // Written only if the membership is still what was judged above: a promotion landing
+    // in between is not overwritten by a caller weaker than the promoted member.
+    let was = match &current {
+        Some(roles) => MembershipWas::Roles(roles),
+        None => MembershipWas::Absent,
+    };
     app.store
-        .put_member(&p.org_id, &team.id, &user.id, &names)
+        .put_member(&p.org_id, &team.id, &user.id, &names, was)
         .await?;
     app.drop_cached_credentials();
     Ok(Json(
@@ -332,9 +339,13 @@ pub async fn delete_member(
     require_member_manager(&p, &team.id)?;
     let user_id = path_id(&user_id, UserId::parse, "member")?;
     let roles = RoleBook::load(&app, &p.org_id).await?;
-    check_membership_within_caller(&app, &p, &roles, &team.id, &user_id).await?;
+    let current = check_membership_within_caller(&app, &p, &roles, &team.id, &user_id).await?;
+    let was = match &current {
+        Some(roles) => MembershipWas::Roles(roles),
+        None => MembershipWas::Any,
+    };
     app.store
-        .delete_member(&p.org_id, &team.id, &user_id)
+        .delete_member(&p.org_id, &team.id, &user_id, was)
         .await
         .map_err(not_found("member"))?;
     app.drop_cached_credentials();
@@ -381,14 +392,16 @@ pub(crate) fn require_member_manager(p: &Principal, team: &TeamId) -> ApiResult<
 /// No escalation on memberships: changing or removing someone's membership needs every
 /// permission their team roles grant in that team, as deactivating a user needs every right
 /// they hold (users.rs, `update`). Nobody lacking a team admin's rights can demote or evict
-/// one. No membership yet: nothing to compare (the route answers a missing one).
+/// one. No membership yet: nothing to compare (the route answers a missing one). The answer
+/// is the membership's team roles as judged, which the route's write passes to the store
+/// (`MembershipWas`), so that it is refused if they changed in between.
 pub(crate) async fn check_membership_within_caller(
     app: &App,
     p: &Principal,
     roles: &RoleBook,
     team: &TeamId,
     user: &UserId,
-) -> ApiResult<()> {
+) -> ApiResult<Option<Vec<String>>> {
     let Some(membership) = app
         .store
         .memberships_of(&p.org_id, user)
@@ -396,12 +409,12 @@ pub(crate) async fn check_membership_within_caller(
         .into_iter()
         .find(|m| &m.team_id == team)
     else {
-        return Ok(());
+        return Ok(None);
     };
     let mut theirs = Grants::default();
     theirs.add_team(team.clone(), roles.perms(&membership.team_role_names));
     match check_no_escalation(&p.grants, &theirs) {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(Some(membership.team_role_names)),
         Err(missing) => Err(ApiError::EscalationIn {
             missing,
             change: format!(
