@@ -235,10 +235,11 @@ enum Text {
     Other,
 }
 
-/// `actions` or `tags` as sent: a list (its strings and numbers), or one string.
+/// `actions` or `tags` as sent: a list (its strings and numbers, and the places of any other
+/// items, which are refused), or one string.
 #[derive(Clone, Debug, PartialEq)]
 enum List {
-    Items(Vec<String>),
+    Items(Vec<String>, Vec<usize>),
     One(String),
     Other,
 }
@@ -304,16 +305,17 @@ impl AlertFields {
             }
             Field::Actions | Field::Tags => {
                 let list = given.then(|| match value {
-                    Value::Array(items) => List::Items(
-                        items
-                            .into_iter()
-                            .filter_map(|v| match v {
-                                Value::String(s) => Some(s),
-                                Value::Number(n) => Some(n.to_string()),
-                                _ => None,
-                            })
-                            .collect(),
-                    ),
+                    Value::Array(items) => {
+                        let (mut kept, mut other) = (Vec::with_capacity(items.len()), Vec::new());
+                        for (i, v) in items.into_iter().enumerate() {
+                            match v {
+                                Value::String(s) => kept.push(s),
+                                Value::Number(n) => kept.push(n.to_string()),
+                                _ => other.push(i),
+                            }
+                        }
+                        List::Items(kept, other)
+                    }
                     Value::String(s) => List::One(s),
                     _ => List::Other,
                 });
@@ -407,7 +409,14 @@ fn text_field(field: &str, value: Option<Text>, problems: &mut Problems) -> Opti
 fn list_field(field: &str, value: Option<List>, problems: &mut Problems) -> Vec<String> {
     match value {
         None => vec![],
-        Some(List::Items(items)) => items.into_iter().filter(|s| !s.trim().is_empty()).collect(),
+        // An item that is not text (an object, a list, null, true) is refused where it is, as
+        // adding tags to an alert refuses it: dropped, it would vanish without a word.
+        Some(List::Items(items, other)) => {
+            for i in other {
+                problems.add(format!("{field}[{i}]"), "must be a string");
+            }
+            items.into_iter().filter(|s| !s.trim().is_empty()).collect()
+        }
         // Some senders give a single string.
         Some(List::One(s)) if !s.trim().is_empty() => vec![s],
         Some(_) => {
@@ -669,6 +678,29 @@ mod tests {
         assert_eq!(fields, vec!["alias", "responders[0].type", "priority"]);
     }
 
+    /// A list item that is not text is refused where it is, by both readers of a body, as
+    /// adding tags refuses it; never dropped without a word.
+    #[test]
+    fn list_items_that_are_not_text_are_refused_where_they_are() {
+        let text =
+            r#"{"message": "m", "tags": ["a", 7, {"x": 1}, null], "actions": [["Restart"]]}"#;
+        let from_value = NewAlert::parse(&serde_json::from_str(text).unwrap()).unwrap_err();
+        assert_eq!(from_bytes(text).unwrap_err(), from_value);
+        let fields: Vec<(&str, &str)> = from_value
+            .0
+            .iter()
+            .map(|f| (f.field.as_str(), f.reason.as_str()))
+            .collect();
+        assert_eq!(
+            fields,
+            vec![
+                ("actions[0]", "must be a string"),
+                ("tags[2]", "must be a string"),
+                ("tags[3]", "must be a string")
+            ]
+        );
+    }
+
     /// What the request path does: the fields straight from the body's bytes.
     fn from_bytes(text: &str) -> Result<NewAlert, Problems> {
         NewAlert::check(serde_json::from_str::<AlertFields>(text).expect("valid JSON"))
@@ -678,7 +710,7 @@ mod tests {
     fn the_body_is_read_from_its_bytes_as_from_its_value() {
         // A later duplicate wins; escaped names are matched; numbers and booleans are text;
         // a detail that is not a string is kept as its JSON; unknown fields are ignored.
-        let text = r#"{"message": "first", "mess\u0061ge": " second ", "tags": ["a", 7, {"x": 1}, " "],
+        let text = r#"{"message": "first", "mess\u0061ge": " second ", "tags": ["a", 7, " "],
             "details": {"z": {"k": [1, 2.5]}, "a": true, "a": "again"}, "priority": "P1",
             "alias": 12, "user": false, "unknown": {"deep": [[1e300]]}, "note": null}"#;
         let a = from_bytes(text).unwrap();
