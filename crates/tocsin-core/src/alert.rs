@@ -162,6 +162,21 @@ pub fn parse_responders(
             problems.add(format!("{field}[{i}]"), "needs an id, a name or a username");
             continue;
         }
+        // A name is refused when too long rather than cut: cut, it would name someone else.
+        let mut too_long = false;
+        for (key, v) in [("id", &id), ("name", &name)] {
+            let n = v.as_deref().map_or(0, |v| v.chars().count());
+            if n > USER_MAX {
+                problems.add(
+                    format!("{field}[{i}].{key}"),
+                    format!("is {n} characters long; at most {USER_MAX} are allowed"),
+                );
+                too_long = true;
+            }
+        }
+        if too_long {
+            continue;
+        }
         out.push(ResponderRef { kind, id, name });
     }
     if out.len() > RESPONDERS_MAX {
@@ -676,6 +691,25 @@ mod tests {
             .unwrap_err();
         let fields: Vec<&str> = e.0.iter().map(|f| f.field.as_str()).collect();
         assert_eq!(fields, vec!["alias", "responders[0].type", "priority"]);
+    }
+
+    /// A responder's or an action's reference to someone is refused when too long, never cut.
+    #[test]
+    fn over_long_responder_names_are_refused_by_place() {
+        let long = "n".repeat(USER_MAX + 1);
+        let e = NewAlert::parse(&json!({"message": "m", "responders": [{"type": "team", "name": "ops"}, {"type": "user", "username": long}]}))
+            .unwrap_err();
+        let fields: Vec<(&str, &str)> =
+            e.0.iter()
+                .map(|f| (f.field.as_str(), f.reason.as_str()))
+                .collect();
+        assert_eq!(
+            fields,
+            vec![(
+                "responders[1].name",
+                "is 101 characters long; at most 100 are allowed"
+            )]
+        );
     }
 
     /// A list item that is not text is refused where it is, by both readers of a body, as

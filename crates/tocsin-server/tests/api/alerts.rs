@@ -1850,6 +1850,28 @@ async fn every_action_reports_a_user_or_note_it_cut() {
             "{path}"
         );
     }
+    // A name that says whom to assign or escalate to is refused when too long, never cut.
+    for (verb, body, field) in [
+        (
+            "assign",
+            json!({"owner": {"username": long_user}}),
+            "owner.username",
+        ),
+        (
+            "escalate",
+            json!({"escalation": {"name": long_user}}),
+            "escalation.name",
+        ),
+    ] {
+        let (s, b, _) = app
+            .v2("POST", &format!("/v2/alerts/{id}/{verb}"), &key, Some(body))
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{verb}: {b}");
+        assert_eq!(
+            b["errors"][field], "is 101 characters long; at most 100 are allowed",
+            "{verb}: {b}"
+        );
+    }
     // Text that fits is no news.
     let (_, _, rid) = app
         .v2(
