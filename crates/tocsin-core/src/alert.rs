@@ -15,6 +15,10 @@ pub const ACTION_MAX: usize = 50;
 pub const DETAILS_MAX: usize = 8_000;
 pub const ENTITY_MAX: usize = 512;
 pub const SOURCE_MAX: usize = 100;
+/// The longest id or name by which an alert request may name a user (an email: 254), team
+/// (200), escalation or schedule: a responder, assign's owner, escalate's escalation. Longer
+/// names nothing Tocsin accepts, and is refused rather than cut.
+pub const REFERENCE_MAX: usize = 254;
 pub const USER_MAX: usize = 100;
 pub const NOTE_MAX: usize = 25_000;
 pub const RESPONDERS_MAX: usize = 50;
@@ -157,19 +161,22 @@ pub fn parse_responders(
             }
         };
         let id = get("id");
-        let name = get("name").or_else(|| get("username"));
+        let (name_key, name) = match get("name") {
+            Some(n) => ("name", Some(n)),
+            None => ("username", get("username")),
+        };
         if id.is_none() && name.is_none() {
             problems.add(format!("{field}[{i}]"), "needs an id, a name or a username");
             continue;
         }
         // A name is refused when too long rather than cut: cut, it would name someone else.
         let mut too_long = false;
-        for (key, v) in [("id", &id), ("name", &name)] {
+        for (key, v) in [("id", &id), (name_key, &name)] {
             let n = v.as_deref().map_or(0, |v| v.chars().count());
-            if n > USER_MAX {
+            if n > REFERENCE_MAX {
                 problems.add(
                     format!("{field}[{i}].{key}"),
-                    format!("is {n} characters long; at most {USER_MAX} are allowed"),
+                    format!("is {n} characters long; at most {REFERENCE_MAX} are allowed"),
                 );
                 too_long = true;
             }
@@ -696,7 +703,11 @@ mod tests {
     /// A responder's or an action's reference to someone is refused when too long, never cut.
     #[test]
     fn over_long_responder_names_are_refused_by_place() {
-        let long = "n".repeat(USER_MAX + 1);
+        // The longest names Tocsin takes: a 200-character team name, a 254-character email.
+        let team = "t".repeat(200);
+        let email = format!("{}@example.com", "u".repeat(REFERENCE_MAX - 12));
+        assert!(NewAlert::parse(&json!({"message": "m", "responders": [{"type": "team", "name": team}, {"type": "user", "username": email}]})).is_ok());
+        let long = "n".repeat(REFERENCE_MAX + 1);
         let e = NewAlert::parse(&json!({"message": "m", "responders": [{"type": "team", "name": "ops"}, {"type": "user", "username": long}]}))
             .unwrap_err();
         let fields: Vec<(&str, &str)> =
@@ -706,8 +717,8 @@ mod tests {
         assert_eq!(
             fields,
             vec![(
-                "responders[1].name",
-                "is 101 characters long; at most 100 are allowed"
+                "responders[1].username",
+                "is 255 characters long; at most 254 are allowed"
             )]
         );
     }

@@ -755,19 +755,20 @@ async fn act(
 }
 
 /// A required object naming something by one of `keys`: `{"owner": {"username": "ann"}}`.
-/// A name is at most `REFERENCE_MAX` characters, refused rather than cut: cut, it would
-/// name someone else.
+/// A name is at most `alert::REFERENCE_MAX` characters, refused rather than cut: cut, it
+/// would name someone else.
 fn reference(body: &Value, field: &str, keys: &[&str]) -> ApiResult<String> {
     let found = body.get(field).and_then(|o| {
         keys.iter()
             .find_map(|k| o.get(*k).and_then(Value::as_str).map(|v| (*k, v)))
     });
     match found {
-        Some((key, v)) if v.chars().count() > REFERENCE_MAX => Err(ApiError::validation(
+        Some((key, v)) if v.chars().count() > alert::REFERENCE_MAX => Err(ApiError::validation(
             &format!("{field}.{key}"),
             format!(
-                "is {} characters long; at most {REFERENCE_MAX} are allowed",
-                v.chars().count()
+                "is {} characters long; at most {} are allowed",
+                v.chars().count(),
+                alert::REFERENCE_MAX
             ),
         )),
         Some((_, v)) if !v.is_empty() => Ok(v.to_owned()),
@@ -780,10 +781,6 @@ fn reference(body: &Value, field: &str, keys: &[&str]) -> ApiResult<String> {
         }
     }
 }
-
-/// The longest user name or id, or team, escalation or schedule name, an action may name
-/// (`user` is cut to as many).
-const REFERENCE_MAX: usize = alert::USER_MAX;
 
 /// A required text field of an action's body, read as create reads text: a string, or a
 /// number or boolean as its text. Over-long text is cut where the action is applied, which

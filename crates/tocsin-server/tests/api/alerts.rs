@@ -1850,16 +1850,18 @@ async fn every_action_reports_a_user_or_note_it_cut() {
             "{path}"
         );
     }
-    // A name that says whom to assign or escalate to is refused when too long, never cut.
+    // A name that says whom to assign or escalate to is refused when longer than any name
+    // Tocsin takes (an email's 254 characters), never cut.
+    let too_long = "n".repeat(255);
     for (verb, body, field) in [
         (
             "assign",
-            json!({"owner": {"username": long_user}}),
+            json!({"owner": {"username": too_long}}),
             "owner.username",
         ),
         (
             "escalate",
-            json!({"escalation": {"name": long_user}}),
+            json!({"escalation": {"name": too_long}}),
             "escalation.name",
         ),
     ] {
@@ -1868,7 +1870,7 @@ async fn every_action_reports_a_user_or_note_it_cut() {
             .await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{verb}: {b}");
         assert_eq!(
-            b["errors"][field], "is 101 characters long; at most 100 are allowed",
+            b["errors"][field], "is 255 characters long; at most 254 are allowed",
             "{verb}: {b}"
         );
     }
