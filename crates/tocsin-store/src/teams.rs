@@ -365,9 +365,13 @@ impl Store {
             let Some(now) = now else {
                 return Err(StoreError::NotFound);
             };
-            if let MembershipWas::Roles(expected) = was
-                && from_json::<Vec<String>>(&now) != expected
-            {
+            let as_judged = match was {
+                MembershipWas::Any => true,
+                // Judged missing (so nothing was checked of the member), made meanwhile.
+                MembershipWas::Absent => false,
+                MembershipWas::Roles(expected) => from_json::<Vec<String>>(&now) == expected,
+            };
+            if !as_judged {
                 return Err(changed(team, user));
             }
             sqlx::query(

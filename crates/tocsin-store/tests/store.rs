@@ -2179,11 +2179,17 @@ async fn a_membership_changes_only_from_what_was_judged() {
         .await
         .unwrap();
     assert_eq!(held().await, viewer);
+    // Judged absent (nothing of the member was checked), made meanwhile: not removed.
+    changed(store.delete_member(&org, &team, &user, Absent).await);
     store
         .delete_member(&org, &team, &user, Roles(&viewer))
         .await
         .unwrap();
     assert!(store.memberships_of(&org, &user).await.unwrap().is_empty());
+    assert!(matches!(
+        store.delete_member(&org, &team, &user, Absent).await,
+        Err(tocsin_store::StoreError::NotFound)
+    ));
     assert!(matches!(
         store
             .delete_member(&org, &team, &user, MembershipWas::Any)

@@ -342,7 +342,7 @@ pub async fn delete_member(
     let current = check_membership_within_caller(&app, &p, &roles, &team.id, &user_id).await?;
     let was = match &current {
         Some(roles) => MembershipWas::Roles(roles),
-        None => MembershipWas::Any,
+        None => MembershipWas::Absent,
     };
     app.store
         .delete_member(&p.org_id, &team.id, &user_id, was)
