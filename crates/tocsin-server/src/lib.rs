@@ -352,7 +352,8 @@ async fn shutdown_signal() {
 /// changes as they commit, and a poll of the change log every 250 ms for anything a listener
 /// missed (notifications sent while it reconnects are lost, so a reconnect drops the cache).
 /// Both are written by triggers in the change's own transaction (migration 0012): a change
-/// that commits is announced, whichever node, command or SQL session made it.
+/// that commits is announced, whichever node, command or SQL session made it. Every
+/// `CACHE_REFRESH` the cache is dropped whatever the log says.
 async fn watch_credentials(app: AppState) {
     use tocsin_store::changes::CHANGE_WINDOW;
     // The log's state as the last poll saw it: its newest id, and its row count above `bound`.
@@ -360,6 +361,8 @@ async fn watch_credentials(app: AppState) {
     let mut seen = None;
     let mut listener = None;
     let mut poll = tokio::time::interval(Duration::from_millis(250));
+    let mut refresh = tokio::time::interval(CACHE_REFRESH);
+    refresh.tick().await;
     loop {
         if listener.is_none() && app.store.is_postgres() {
             match app.store.credential_listener().await {
@@ -389,20 +392,20 @@ async fn watch_credentials(app: AppState) {
                     app.drop_cached_credentials();
                 }
             },
+            _ = refresh.tick() => app.drop_cached_credentials(),
             _ = poll.tick() => match app.store.credential_changes_above(bound).await {
                 Ok(now) if seen != Some(now) => {
                     // The window follows the newest id. The new baseline is read before the
                     // cache is dropped: a change that commits between the two reads is in
-                    // the cache's drop or in the next poll, never in neither.
-                    let first = seen.is_none();
+                    // the cache's drop or in the next poll, never in neither. The first
+                    // poll drops too: requests may have filled the cache before it (or
+                    // while it failed), and a change may have landed meanwhile.
                     let next = (now.0 - CHANGE_WINDOW).max(0);
                     match app.store.credential_changes_above(next).await {
                         Ok(base) => (bound, seen) = (next, Some(base)),
                         Err(_) => seen = Some(now),
                     }
-                    if !first {
-                        app.drop_cached_credentials();
-                    }
+                    app.drop_cached_credentials();
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot poll credential changes"),
@@ -410,6 +413,13 @@ async fn watch_credentials(app: AppState) {
         }
     }
 }
+
+/// The longest a cached credential is trusted without a word from the change log: a last
+/// line of defence, since every committed change writes the log in its own transaction. A
+/// poll could still miss one in theory (a change committing late, more than `CHANGE_WINDOW`
+/// log rows below the newest, with its NOTIFY lost too). Each refresh costs a lookup per key
+/// in use, so it is rare.
+const CACHE_REFRESH: Duration = Duration::from_secs(30 * 60);
 
 /// Folds the histograms' recorded samples into their buckets every second. The Prometheus
 /// recorder keeps every sample (8 bytes each, one per request for the key verification

@@ -31,13 +31,21 @@ impl Store {
         Ok((newest, count))
     }
 
-    /// Keeps the log short: drops rows older than an hour.
+    /// Keeps the log short: drops rows older than an hour that lie below every node's poll
+    /// window (more than twice `CHANGE_WINDOW` below the newest id). Rows inside a window are
+    /// kept however old: deleting them would move the count a poll compares, and every node
+    /// would drop its cache for nothing (or, with a late commit in the same interval, miss
+    /// one).
     pub async fn prune_credential_changes(&self) -> Result<()> {
         on_db!(&self.db, |pool| {
-            sqlx::query("DELETE FROM credential_changes WHERE at < $1")
-                .bind(now_ms() - 3_600_000)
-                .execute(pool)
-                .await?;
+            sqlx::query(
+                "DELETE FROM credential_changes WHERE at < $1
+                 AND id < (SELECT MAX(id) FROM credential_changes) - $2",
+            )
+            .bind(now_ms() - 3_600_000)
+            .bind(2 * CHANGE_WINDOW)
+            .execute(pool)
+            .await?;
         });
         Ok(())
     }

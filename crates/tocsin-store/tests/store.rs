@@ -2197,3 +2197,38 @@ async fn a_membership_changes_only_from_what_was_judged() {
         Err(tocsin_store::StoreError::NotFound)
     ));
 }
+
+/// Pruning the change log never moves what a poll counts: rows older than an hour go only
+/// when they lie more than two poll windows below the newest.
+#[tokio::test]
+async fn pruning_the_change_log_keeps_the_rows_a_poll_counts() {
+    use tocsin_store::changes::CHANGE_WINDOW;
+    use tocsin_store::testing::execute;
+    let (_dir, store) = store().await;
+    let (start, _) = store.credential_changes_above(0).await.unwrap();
+    execute(
+        &store,
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2500)
+         INSERT INTO credential_changes (at) SELECT 0 FROM n",
+    )
+    .await;
+    let (newest, _) = store.credential_changes_above(0).await.unwrap();
+    assert_eq!(newest, start + 2500);
+    let window = store
+        .credential_changes_above(newest - CHANGE_WINDOW)
+        .await
+        .unwrap();
+    store.prune_credential_changes().await.unwrap();
+    assert_eq!(
+        store
+            .credential_changes_above(newest - CHANGE_WINDOW)
+            .await
+            .unwrap(),
+        window
+    );
+    // Everything from two windows below the newest is kept; the older rows are gone.
+    assert_eq!(
+        store.credential_changes_above(0).await.unwrap(),
+        (newest, 2 * CHANGE_WINDOW + 1)
+    );
+}
