@@ -1002,6 +1002,18 @@ async fn explain_agrees_with_the_real_decision() {
     // An alert that does not exist: a read is 404 whoever asks; an action is judged by the
     // permission in any team, then accepted (202) and failed in its request status.
     let missing = "/v2/alerts/00000000-0000-0000-0000-000000000000";
+    // An alert found by its alias, as the route finds it (identifierType in the query).
+    let (_, integration) = app.integration(json!({"name": "monitoring"})).await;
+    let (s, b, _) = app
+        .v2(
+            "POST",
+            "/v2/alerts",
+            &integration,
+            Some(json!({"message": "m", "alias": "disk-full"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let by_alias = "/v2/alerts/disk-full?identifierType=alias";
     let cases = [
         (&viewer, "GET", "/v1/users".to_owned()),
         (&viewer, "POST", "/v1/teams".to_owned()),
@@ -1011,6 +1023,19 @@ async fn explain_agrees_with_the_real_decision() {
         (&tk, "GET", missing.to_owned()),
         (&tk, "POST", format!("{missing}/acknowledge")),
         (&responder, "POST", format!("{missing}/acknowledge")),
+        (&app.owner, "GET", by_alias.to_owned()),
+        (&tk, "GET", by_alias.to_owned()),
+        (&app.owner, "GET", format!("{missing}?identifierType=tiny")),
+        (
+            &app.owner,
+            "GET",
+            format!("{missing}?identifierType=nickname"),
+        ),
+        (
+            &responder,
+            "POST",
+            "/v2/alerts/disk-full/acknowledge?identifierType=alias".to_owned(),
+        ),
     ];
     for (token, method, path) in cases {
         let (real, body) = app
@@ -1048,6 +1073,33 @@ async fn explain_agrees_with_the_real_decision() {
         .await;
     assert_eq!(e["allowed"], false);
     assert!(e["reasons"][0].as_str().unwrap().contains("alert_admin"));
+    // A revoked key is refused at the door before any alert is looked for.
+    let (revoked, _) = app
+        .key(
+            &app.owner,
+            json!({"name": "gone", "kind": "organization", "role_names": ["viewer"]}),
+        )
+        .await;
+    let (s, b) = app
+        .post(
+            &format!("/v1/api_keys/{revoked}/revoke"),
+            &app.owner,
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (_, e) = app
+        .post(
+            "/v1/auth/explain",
+            &app.owner,
+            json!({"method": "GET", "path": missing, "key_id": revoked}),
+        )
+        .await;
+    assert_eq!(
+        (e["allowed"].as_bool(), e["code"].as_str()),
+        (Some(false), Some("revoked_key")),
+        "{e}"
+    );
 }
 
 /// Explain applies the rules a route has by the kind of key, as the route does: the

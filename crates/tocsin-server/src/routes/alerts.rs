@@ -408,7 +408,7 @@ pub struct IdentifierQuery {
 }
 
 /// The 404 for an alert looked up by `kind`, naming what it was looked up by.
-fn no_alert(kind: IdentifierType) -> ApiError {
+pub(crate) fn no_alert(kind: IdentifierType) -> ApiError {
     ApiError::NotFoundBy(
         "alert",
         match kind {

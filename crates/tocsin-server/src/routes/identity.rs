@@ -160,6 +160,20 @@ pub struct ExplainRequest {
     key_id: Option<String>,
 }
 
+/// The `identifierType` of an explained path's query string, as the alert routes read it:
+/// absent or empty is `id`; anything but id, tiny or alias is the route's 422.
+fn identifier_type_of(path: &str) -> ApiResult<tocsin_store::alerts::IdentifierType> {
+    let given = path.split_once('?').and_then(|(_, query)| {
+        query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(name, _)| *name == "identifierType")
+            .map(|(_, value)| value)
+    });
+    tocsin_store::alerts::IdentifierType::parse(given)
+        .ok_or_else(|| ApiError::validation("identifierType", "must be id, tiny or alias"))
+}
+
 /// Explains without performing: the same checks, in the same order, as a real request.
 pub async fn explain(
     State(app): State<AppState>,
@@ -191,6 +205,9 @@ pub async fn explain(
     let mut matched = None;
     let mut target_key = None;
     let mut missing_alert = None;
+    // What the route answers once the credential passes the door, before any permission (a
+    // read of an alert that does not exist, a bad `identifierType`).
+    let mut answered = None;
     let (permission, resource, route_note) = match (&req.method, &req.path, &req.permission) {
         (Some(method), Some(path), None) => {
             let matched_route = match_route(method, path).filter(|(route, params)| {
@@ -281,36 +298,35 @@ pub async fn explain(
                         .iter()
                         .find(|(n, _)| *n == "identifier")
                         .map(|(_, v)| v.clone());
-                    let teams = match ident {
-                        Some(i) => match app
-                            .store
-                            .find_alert(
-                                &caller.org_id,
-                                &i,
-                                tocsin_store::alerts::IdentifierType::Id,
-                            )
-                            .await
-                        {
-                            Ok(Some(a)) => Resource::Teams(
-                                a.teams.into_iter().map(TeamId::from_trusted).collect(),
-                            ),
-                            // No such alert: a read answers 404 whoever asks; an action is
-                            // judged by the permission in any team, then accepted and failed
-                            // in its request status (routes/alerts.rs, `show` and `act`).
-                            Ok(None) if route.method == "GET" => {
-                                return refused(
-                                    ApiError::NotFoundBy("alert", "id"),
-                                    Some(route.path),
-                                    Some(p),
-                                );
+                    // The alert as the route finds it: by the `identifierType` of the
+                    // explained path's query (id by default).
+                    let kind = identifier_type_of(path);
+                    let teams = match (ident, kind) {
+                        (_, Err(e)) => {
+                            answered = Some(e);
+                            Resource::AnyTeam
+                        }
+                        (Some(i), Ok(kind)) => {
+                            match app.store.find_alert(&caller.org_id, &i, kind).await {
+                                Ok(Some(a)) => Resource::Teams(
+                                    a.teams.into_iter().map(TeamId::from_trusted).collect(),
+                                ),
+                                // No such alert: once the credential passes the door, a read
+                                // answers 404 whoever asks; an action is judged by the
+                                // permission in any team, then accepted and failed in its
+                                // request status (routes/alerts.rs, `show` and `act`).
+                                Ok(None) if route.method == "GET" => {
+                                    answered = Some(crate::routes::alerts::no_alert(kind));
+                                    Resource::AnyTeam
+                                }
+                                Ok(None) => {
+                                    missing_alert = Some((i, kind));
+                                    Resource::AnyTeam
+                                }
+                                Err(e) => return Err(e.into()),
                             }
-                            Ok(None) => {
-                                missing_alert = Some(i);
-                                Resource::AnyTeam
-                            }
-                            Err(e) => return Err(e.into()),
-                        },
-                        None => Resource::AnyTeam,
+                        }
+                        (None, Ok(_)) => Resource::AnyTeam,
                     };
                     (p, teams)
                 }
@@ -354,6 +370,11 @@ pub async fn explain(
     };
     let state = policy::check_state(&subject.state, OffsetDateTime::now_utc(), Some(peer.ip()));
     if state.is_ok()
+        && let Some(e) = answered
+    {
+        return refused(e, route_note, Some(permission));
+    }
+    if state.is_ok()
         && let Some((route, params)) = &matched
         && let Err(e) = integration_rule(&subject, route, params)
     {
@@ -382,10 +403,15 @@ pub async fn explain(
         )];
     }
     if e.allowed
-        && let (Some(ident), Some((route, _))) = (&missing_alert, &matched)
+        && let (Some((ident, kind)), Some((route, _))) = (&missing_alert, &matched)
     {
+        let by = match kind {
+            tocsin_store::alerts::IdentifierType::Id => "id",
+            tocsin_store::alerts::IdentifierType::Tiny => "tiny id",
+            tocsin_store::alerts::IdentifierType::Alias => "alias",
+        };
         e.reasons.push(format!(
-            "No alert has the id `{ident}` in this organization: {} {} would be accepted (202), and its request status would say the alert does not exist.",
+            "No alert has the {by} `{ident}` in this organization: {} {} would be accepted (202), and its request status would say the alert does not exist.",
             route.method, route.path
         ));
     }
