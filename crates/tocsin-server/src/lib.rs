@@ -225,6 +225,7 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
             }
         }
     }
+    let signals = ShutdownSignals::register();
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|e| {
@@ -266,7 +267,7 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
         let signal = async {
             tokio::select! {
                 _ = stopped => {}
-                _ = shutdown_signal() => {}
+                _ = signals.recv() => {}
             }
         };
         limits::serve(listener, router, &app2.settings, &loops, signal).await;
@@ -331,21 +332,51 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
     })
 }
 
-async fn shutdown_signal() {
+/// SIGTERM and SIGINT (ctrl-c), listened for from before the listener is bound: until a
+/// handler is registered a SIGTERM kills the process outright, and an orchestrator may send
+/// one as soon as the port answers, before the serve loop is first polled. Then a connection
+/// already accepted would be reset instead of drained.
+struct ShutdownSignals {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
-            };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignals {
+    fn register() -> ShutdownSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            ShutdownSignals {
+                term: signal(SignalKind::terminate()).ok(),
+                interrupt: signal(SignalKind::interrupt()).ok(),
+            }
         }
+        #[cfg(not(unix))]
+        ShutdownSignals {}
     }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+
+    /// Resolves at the first of the signals (never, if none could be registered).
+    async fn recv(self) {
+        #[cfg(unix)]
+        {
+            async fn one(s: Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                _ = one(self.term) => {}
+                _ = one(self.interrupt) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Keeps this node's credential cache in step with the others: a LISTEN on PostgreSQL for

@@ -325,3 +325,34 @@ fn a_connection_opened_before_sigterm_gets_its_answer() {
     );
     server.stop();
 }
+
+/// A SIGTERM sent the moment the port answers (as an orchestrator may) is a drain, not a
+/// kill: the handler is registered before the listener is bound, so a connection opened just
+/// before it still gets its answer.
+#[test]
+fn a_sigterm_as_soon_as_the_port_answers_still_drains() {
+    use std::io::{Read, Write};
+    for round in 0..3 {
+        let mut server = Server::start();
+        let addr = server.url.trim_start_matches("http://").to_owned();
+        let mut quiet = std::net::TcpStream::connect(&addr).unwrap();
+        quiet
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &server.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        quiet
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        let _ = quiet.read_to_string(&mut answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "round {round}: a request on a connection opened just before SIGTERM got: {answer:?}"
+        );
+        server.stop();
+    }
+}
