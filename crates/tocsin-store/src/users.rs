@@ -87,6 +87,33 @@ pub struct UserPatch {
     pub name: Option<String>,
     pub role_name: Option<String>,
     pub active: Option<bool>,
+    /// A new password's hash: set, and every session of the user ended, in the same
+    /// transaction as the rest.
+    pub password_hash: Option<String>,
+    /// What the user was judged to be by the caller's no-escalation check: the change is
+    /// written only while the user still is (compare and set; `StoreError::Changed`).
+    pub was: Option<UserStanding>,
+}
+
+/// What a user holds: their account role and their team memberships' roles, by team.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UserStanding {
+    role_name: String,
+    memberships: Vec<(String, Vec<String>)>,
+}
+
+impl UserStanding {
+    pub fn of(role_name: &str, memberships: &[crate::teams::Membership]) -> UserStanding {
+        let mut memberships: Vec<(String, Vec<String>)> = memberships
+            .iter()
+            .map(|m| (m.team_id.to_string(), m.team_role_names.clone()))
+            .collect();
+        memberships.sort();
+        UserStanding {
+            role_name: role_name.to_owned(),
+            memberships,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -249,13 +276,69 @@ impl Store {
                     .rows_affected()
             };
         }
+        // What the change was judged against must still hold: the user's role (its row
+        // locked on PostgreSQL) and memberships, read inside the transaction.
+        macro_rules! as_judged {
+            ($tx:expr, $lock:expr) => {
+                if let Some(was) = &patch.was {
+                    let role: Option<String> = sqlx::query_scalar($lock)
+                        .bind(org.as_str())
+                        .bind(id.as_str())
+                        .fetch_optional(&mut *$tx)
+                        .await?;
+                    let role = role.ok_or(StoreError::NotFound)?;
+                    let rows: Vec<(String, String)> = sqlx::query_as(
+                        "SELECT team_id, team_role_names FROM team_members WHERE org_id = $1 AND user_id = $2",
+                    )
+                    .bind(org.as_str())
+                    .bind(id.as_str())
+                    .fetch_all(&mut *$tx)
+                    .await?;
+                    let mut memberships: Vec<(String, Vec<String>)> = rows
+                        .into_iter()
+                        .map(|(team, roles)| (team, crate::from_json(&roles)))
+                        .collect();
+                    memberships.sort();
+                    if (UserStanding { role_name: role, memberships }) != *was {
+                        return Err(StoreError::Changed(format!("user `{id}`")));
+                    }
+                }
+            };
+        }
+        // A new password ends every session, once the change is written.
+        macro_rules! password {
+            ($tx:expr, $done:expr) => {
+                if let Some(hash) = &patch.password_hash
+                    && $done > 0
+                {
+                    sqlx::query(
+                        "UPDATE users SET password_hash = $3 WHERE org_id = $1 AND id = $2",
+                    )
+                    .bind(org.as_str())
+                    .bind(id.as_str())
+                    .bind(hash)
+                    .execute(&mut *$tx)
+                    .await?;
+                    sqlx::query("DELETE FROM sessions WHERE org_id = $1 AND user_id = $2")
+                        .bind(org.as_str())
+                        .bind(id.as_str())
+                        .execute(&mut *$tx)
+                        .await?;
+                }
+            };
+        }
         // A custom role it gives is checked in the same transaction, as `insert_user` does.
         let references = self.references().account_roles(&patch.role_name);
         let done = match &self.db {
             Db::Sqlite(pool) => {
                 let mut tx = pool.begin_write().await?;
                 check_references!(tx, org.as_str(), references);
+                as_judged!(
+                    tx,
+                    "SELECT role_name FROM users WHERE org_id = $1 AND id = $2"
+                );
                 let done = update!(&mut *tx);
+                password!(tx, done);
                 tx.commit().await?;
                 done
             }
@@ -268,7 +351,12 @@ impl Store {
                 .fetch_all(&mut *tx)
                 .await?;
                 check_references!(tx, org.as_str(), references);
+                as_judged!(
+                    tx,
+                    "SELECT role_name FROM users WHERE org_id = $1 AND id = $2 FOR UPDATE"
+                );
                 let done = update!(&mut *tx);
+                password!(tx, done);
                 tx.commit().await?;
                 done
             }
@@ -280,34 +368,6 @@ impl Store {
         } else {
             UserUpdate::Updated(user)
         })
-    }
-
-    /// Sets a user's password and ends every session they have, so a changed password never
-    /// leaves an old sign-in working.
-    pub async fn set_password(&self, org: &OrgId, id: &UserId, password_hash: &str) -> Result<()> {
-        let done = on_db!(&self.db, |pool| {
-            sqlx::query(
-                "UPDATE users SET password_hash = $3, updated_at = $4 WHERE org_id = $1 AND id = $2",
-            )
-            .bind(org.as_str())
-            .bind(id.as_str())
-            .bind(password_hash)
-            .bind(crate::now_ms())
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
-        if done == 0 {
-            return Err(StoreError::NotFound);
-        }
-        on_db!(&self.db, |pool| {
-            sqlx::query("DELETE FROM sessions WHERE org_id = $1 AND user_id = $2")
-                .bind(org.as_str())
-                .bind(id.as_str())
-                .execute(pool)
-                .await?;
-        });
-        Ok(())
     }
 
     pub async fn insert_session(&self, session: &Session, digest: &TokenDigest) -> Result<()> {

@@ -2232,3 +2232,41 @@ async fn pruning_the_change_log_keeps_the_rows_a_poll_counts() {
         (newest, 2 * CHANGE_WINDOW + 1)
     );
 }
+
+/// A user is changed only while they hold what the caller's no-escalation check judged
+/// (`UserPatch::was`): a promotion, or a new membership, landing in between refuses the
+/// change (`Changed`), password included, instead of being undone by a weaker caller.
+#[tokio::test]
+async fn a_user_changes_only_from_what_was_judged() {
+    use tocsin_store::users::{UserPatch, UserStanding, UserUpdate};
+    let (_dir, store) = store().await;
+    let org = org(&store).await;
+    let user = user(&store, &org).await;
+    let team = team(&store, &org, "ops").await;
+    let demote = |was: UserStanding| UserPatch {
+        role_name: Some("viewer".into()),
+        password_hash: Some("new hash".into()),
+        was: Some(was),
+        ..Default::default()
+    };
+    let owner = UserStanding::of("owner", &[]);
+    // Judged an owner with no team; a membership was added meanwhile.
+    store
+        .put_member(&org, &team, &user, &["team_admin".into()], Absent)
+        .await
+        .unwrap();
+    let refused = store.update_user(&org, &user, &demote(owner)).await;
+    assert!(
+        matches!(&refused, Err(tocsin_store::StoreError::Changed(what)) if what.contains(user.as_str())),
+        "{refused:?}"
+    );
+    assert_eq!(store.get_user(&org, &user).await.unwrap().role_name, "owner");
+    // Judged as they are: written. (Another owner keeps the organization managed.)
+    let other = self::user(&store, &org).await;
+    let memberships = store.memberships_of(&org, &user).await.unwrap();
+    let was = UserStanding::of("owner", &memberships);
+    match store.update_user(&org, &user, &demote(was)).await.unwrap() {
+        UserUpdate::Updated(u) => assert_eq!(u.role_name, "viewer"),
+        UserUpdate::LastOwner => panic!("{other} is an owner too"),
+    }
+}

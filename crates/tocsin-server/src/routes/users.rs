@@ -21,7 +21,7 @@ use tocsin_core::policy::Resource;
 use tocsin_core::token::{Token, TokenKind};
 use tocsin_core::validation::Problems;
 use tocsin_core::{OrgId, SessionId, UserId};
-use tocsin_store::users::{Session, User, UserPatch, UserUpdate};
+use tocsin_store::users::{Session, User, UserPatch, UserStanding, UserUpdate};
 
 pub const SESSION_HOURS: i64 = 12;
 
@@ -275,17 +275,34 @@ pub async fn update(
     // right they hold now, their team roles included: otherwise a holder of users:write alone
     // could demote an admin, or set a team admin's password and sign in as them. A narrowed
     // key therefore cannot set even its own user's password.
+    // The change is written only while the user still holds what was judged here (the
+    // store compares in the write's transaction): a promotion landing in between refuses it
+    // rather than being undone by a caller weaker than the promoted user.
+    let mut was = None;
     if req.role_name.is_some() || req.active.is_some() || req.password.is_some() {
-        let theirs = roles.user_grants(&app, &target).await?;
+        let memberships = app.store.memberships_of(&p.org_id, &target.id).await?;
+        was = Some(UserStanding::of(&target.role_name, &memberships));
+        let theirs = roles.grants_of(&target, memberships);
         tocsin_core::policy::check_no_escalation(&p.grants, &theirs)
             .map_err(ApiError::Escalation)?;
     }
+    // Argon2 is deliberately slow: keep it off the async workers.
+    let password_hash = match req.password {
+        Some(password) => Some(
+            tokio::task::spawn_blocking(move || hash_password(&password))
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))??,
+        ),
+        None => None,
+    };
     let patch = UserPatch {
         name: name.map(|n| n.as_str().to_owned()),
         role_name: req.role_name,
         active: req.active,
+        password_hash,
+        was,
     };
-    let mut user = match app.store.update_user(&p.org_id, &id, &patch).await? {
+    let user = match app.store.update_user(&p.org_id, &id, &patch).await? {
         UserUpdate::Updated(user) => user,
         UserUpdate::LastOwner => {
             let change = match req.active {
@@ -302,13 +319,6 @@ pub async fn update(
             });
         }
     };
-    if let Some(password) = req.password {
-        let hash = tokio::task::spawn_blocking(move || hash_password(&password))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))??;
-        app.store.set_password(&p.org_id, &id, &hash).await?;
-        user = app.store.get_user(&p.org_id, &id).await?;
-    }
     // A demoted or deactivated user's keys change at once; a new password ends their sessions.
     app.drop_cached_credentials();
     Ok(Json(views::user(&user)))
