@@ -2260,7 +2260,10 @@ async fn a_user_changes_only_from_what_was_judged() {
         matches!(&refused, Err(tocsin_store::StoreError::Changed(what)) if what.contains(user.as_str())),
         "{refused:?}"
     );
-    assert_eq!(store.get_user(&org, &user).await.unwrap().role_name, "owner");
+    assert_eq!(
+        store.get_user(&org, &user).await.unwrap().role_name,
+        "owner"
+    );
     // Judged as they are: written. (Another owner keeps the organization managed.)
     let other = self::user(&store, &org).await;
     let memberships = store.memberships_of(&org, &user).await.unwrap();

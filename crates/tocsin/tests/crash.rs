@@ -295,35 +295,43 @@ async fn an_audit_event_the_database_refuses_is_logged_in_full_at_shutdown() {
     );
 }
 
-/// SIGTERM drains: a connection accepted before the signal whose request is still on its way
-/// gets its answer, as does a request already in flight; only then does the server exit.
-#[test]
-fn a_connection_opened_before_sigterm_gets_its_answer() {
+/// Opens a connection to a new server, waits `before` (for the server to accept it), sends
+/// SIGTERM, waits `after`, then sends a request on the connection: the answer it got.
+fn answer_on_a_connection_opened_before_sigterm(before: Duration, after: Duration) -> String {
     use std::io::{Read, Write};
     let mut server = Server::start();
     let addr = server.url.trim_start_matches("http://").to_owned();
-    // Opened and accepted, but nothing sent yet.
     let mut quiet = std::net::TcpStream::connect(&addr).unwrap();
     quiet
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    std::thread::sleep(before);
     let status = std::process::Command::new("kill")
         .args(["-TERM", &server.child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    std::thread::sleep(Duration::from_millis(100));
+    std::thread::sleep(after);
     quiet
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         .unwrap();
     let mut answer = String::new();
     let _ = quiet.read_to_string(&mut answer);
+    server.stop();
+    answer
+}
+
+/// SIGTERM drains: a connection accepted before the signal whose request is still on its way
+/// gets its answer, as does a request already in flight; only then does the server exit.
+#[test]
+fn a_connection_opened_before_sigterm_gets_its_answer() {
+    // Opened and accepted, but nothing sent yet.
+    let wait = Duration::from_millis(100);
+    let answer = answer_on_a_connection_opened_before_sigterm(wait, wait);
     assert!(
         answer.starts_with("HTTP/1.1 200"),
         "the request sent after SIGTERM on a connection opened before it got: {answer:?}"
     );
-    server.stop();
 }
 
 /// A SIGTERM sent the moment the port answers (as an orchestrator may) is a drain, not a
@@ -331,28 +339,11 @@ fn a_connection_opened_before_sigterm_gets_its_answer() {
 /// before it still gets its answer.
 #[test]
 fn a_sigterm_as_soon_as_the_port_answers_still_drains() {
-    use std::io::{Read, Write};
     for round in 0..3 {
-        let mut server = Server::start();
-        let addr = server.url.trim_start_matches("http://").to_owned();
-        let mut quiet = std::net::TcpStream::connect(&addr).unwrap();
-        quiet
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &server.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        quiet
-            .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut answer = String::new();
-        let _ = quiet.read_to_string(&mut answer);
+        let answer = answer_on_a_connection_opened_before_sigterm(Duration::ZERO, Duration::ZERO);
         assert!(
             answer.starts_with("HTTP/1.1 200"),
             "round {round}: a request on a connection opened just before SIGTERM got: {answer:?}"
         );
-        server.stop();
     }
 }
