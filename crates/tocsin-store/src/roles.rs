@@ -125,22 +125,6 @@ impl Store {
         Ok(held)
     }
 
-    /// Where a role is still used: users, memberships and live keys that name it.
-    /// Who holds a role now: how many users, team memberships and live keys (revoked keys
-    /// do not count), and in which scope the keys hold it.
-    pub async fn role_usage(&self, org: &OrgId, name: &str) -> Result<RoleUsage> {
-        let quoted = crate::like_json_member(name);
-        let counts: (i64, i64, i64, i64, i64) = on_db!(&self.db, |pool| {
-            sqlx::query_as(ROLE_USAGE)
-                .bind(org.as_str())
-                .bind(name)
-                .bind(&quoted)
-                .fetch_one(pool)
-                .await?
-        });
-        Ok(RoleUsage::from(counts))
-    }
-
     /// Deletes a custom role unless someone holds it: the answer is who held it (all zero
     /// when it was deleted). The count and the delete are one transaction, with the role's row
     /// locked on PostgreSQL (SQLite writes one at a time), so a key, user or membership given
@@ -208,7 +192,7 @@ impl From<(i64, i64, i64, i64, i64)> for RoleUsage {
     }
 }
 
-/// Who holds a role (`Store::role_usage`).
+/// Who holds a role (`Store::delete_role_unless_held`, `Store::update_role_unless_held`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RoleUsage {
     /// Users whose account role it is.
