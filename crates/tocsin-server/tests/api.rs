@@ -1024,6 +1024,11 @@ async fn explain_agrees_with_the_real_decision() {
         (&tk, "POST", format!("{missing}/acknowledge")),
         (&responder, "POST", format!("{missing}/acknowledge")),
         (&app.owner, "GET", by_alias.to_owned()),
+        (
+            &app.owner,
+            "GET",
+            "/v2/alerts/disk-full?identifierType=%61lias".to_owned(),
+        ),
         (&tk, "GET", by_alias.to_owned()),
         (&app.owner, "GET", format!("{missing}?identifierType=tiny")),
         (

@@ -419,7 +419,7 @@ pub(crate) fn no_alert(kind: IdentifierType) -> ApiError {
     )
 }
 
-fn identifier_type(q: &IdentifierQuery) -> ApiResult<IdentifierType> {
+pub(crate) fn identifier_type(q: &IdentifierQuery) -> ApiResult<IdentifierType> {
     IdentifierType::parse(q.identifier_type.as_deref())
         .ok_or_else(|| ApiError::validation("identifierType", "must be id, tiny or alias"))
 }

@@ -160,18 +160,17 @@ pub struct ExplainRequest {
     key_id: Option<String>,
 }
 
-/// The `identifierType` of an explained path's query string, as the alert routes read it:
-/// absent or empty is `id`; anything but id, tiny or alias is the route's 422.
+/// The `identifierType` of an explained path's query string, read as the alert routes read
+/// it (`alerts::identifier_type`, percent-decoding included): absent or empty is `id`;
+/// anything but id, tiny or alias is the route's 422.
 fn identifier_type_of(path: &str) -> ApiResult<tocsin_store::alerts::IdentifierType> {
-    let given = path.split_once('?').and_then(|(_, query)| {
-        query
-            .split('&')
-            .filter_map(|pair| pair.split_once('='))
-            .find(|(name, _)| *name == "identifierType")
-            .map(|(_, value)| value)
-    });
-    tocsin_store::alerts::IdentifierType::parse(given)
-        .ok_or_else(|| ApiError::validation("identifierType", "must be id, tiny or alias"))
+    let query = path
+        .parse::<axum::http::Uri>()
+        .ok()
+        .and_then(|uri| axum::extract::Query::try_from_uri(&uri).ok())
+        .map(|q| q.0)
+        .unwrap_or_default();
+    crate::routes::alerts::identifier_type(&query)
 }
 
 /// Explains without performing: the same checks, in the same order, as a real request.
