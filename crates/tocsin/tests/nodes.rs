@@ -31,22 +31,29 @@ async fn call(
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_nodes_agree_on_keys_within_a_second() {
+/// A fresh database and a secret file that several nodes share: the database's URL, the
+/// directory holding the secret (kept by the caller for as long as the nodes run), and the
+/// `serve` arguments naming both, followed by `extra`.
+async fn shared_deployment(extra: &[&str]) -> (String, tempfile::TempDir, Vec<String>) {
     let db = fresh_database().await;
     let secrets = tempfile::tempdir().unwrap();
     let secret = secrets.path().join("secret");
     std::fs::write(&secret, "a".repeat(64)).unwrap();
-    // Every trial ends in refused requests from this address, which the nodes' shared
-    // failed-authentication throttle would start answering with 429 after 60 a minute.
-    let args = vec![
+    let mut args = vec![
         "--database-url".to_owned(),
         db.clone(),
         "--secret-file".to_owned(),
         secret.display().to_string(),
-        "--failed-auth-per-minute".to_owned(),
-        "100000".to_owned(),
     ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    (db, secrets, args)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_agree_on_keys_within_a_second() {
+    // Every trial ends in refused requests from this address, which the nodes' shared
+    // failed-authentication throttle would start answering with 429 after 60 a minute.
+    let (db, secrets, args) = shared_deployment(&["--failed-auth-per-minute", "100000"]).await;
     let a = Server::start_with("warn", &args);
     let b = Server::start_with("warn", &args);
     let c = Server::start_with("warn", &args);
@@ -403,18 +410,7 @@ async fn nodes_started_together_on_an_empty_database_initialize_it_once() {
 /// in the shared database, so alternating nodes does not buy a client more requests.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_hold_across_nodes() {
-    let db = fresh_database().await;
-    let secrets = tempfile::tempdir().unwrap();
-    let secret = secrets.path().join("secret");
-    std::fs::write(&secret, "b".repeat(64)).unwrap();
-    let args = vec![
-        "--database-url".to_owned(),
-        db,
-        "--secret-file".to_owned(),
-        secret.display().to_string(),
-        "--failed-auth-per-minute".to_owned(),
-        "4".to_owned(),
-    ];
+    let (_db, _secrets, args) = shared_deployment(&["--failed-auth-per-minute", "4"]).await;
     let a = Server::start_with("warn", &args);
     let b = Server::start_with("warn", &args);
     let owner = a.owner();
@@ -501,16 +497,7 @@ async fn rate_limits_hold_across_nodes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_made_outside_every_node_reaches_them_all() {
     use sqlx::Connection;
-    let db = fresh_database().await;
-    let secrets = tempfile::tempdir().unwrap();
-    let secret = secrets.path().join("secret");
-    std::fs::write(&secret, "a".repeat(64)).unwrap();
-    let args = vec![
-        "--database-url".to_owned(),
-        db.clone(),
-        "--secret-file".to_owned(),
-        secret.display().to_string(),
-    ];
+    let (db, _secrets, args) = shared_deployment(&[]).await;
     let a = Server::start_with("error", &args);
     let b = Server::start_with("warn", &args);
     let owner = a.owner();
