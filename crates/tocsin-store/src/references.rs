@@ -1,5 +1,5 @@
-//! What a write names that a delete may take away at the same moment: custom roles, teams,
-//! integrations. A writer collects them (`Store::references`) and checks them inside its own
+//! What a write names that a delete may take away, or a compare-and-set judge, at the same
+//! moment: custom roles, teams, integrations, users. A writer collects them (`Store::references`) and checks them inside its own
 //! transaction (`check_references!`), before it writes. On PostgreSQL each row is
 //! share-locked (`FOR SHARE`) until the write commits, so a delete, which locks the row
 //! `FOR UPDATE` and then looks for what depends on it, either waits and sees the new
@@ -17,6 +17,11 @@ struct Lookups {
     team_role: &'static str,
     team: &'static str,
     integration: &'static str,
+    /// A user: a membership share-locks its user, so that `update_user`, which locks the
+    /// user's row for update before it reads the user's memberships, either sees the
+    /// membership as written or commits before it is (its compare-and-set then holds). A new
+    /// membership's foreign key locks the row too; a change of an existing one's roles does not.
+    user: &'static str,
 }
 
 const POSTGRES: Lookups = Lookups {
@@ -24,6 +29,7 @@ const POSTGRES: Lookups = Lookups {
     team_role: "SELECT 1 FROM roles WHERE org_id = $1 AND name = $2 AND scope <> 'account' FOR SHARE",
     team: "SELECT 1 FROM teams WHERE org_id = $1 AND id = $2 FOR SHARE",
     integration: "SELECT 1 FROM integrations WHERE org_id = $1 AND id = $2 FOR SHARE",
+    user: "SELECT 1 FROM users WHERE org_id = $1 AND id = $2 FOR SHARE",
 };
 
 const SQLITE: Lookups = Lookups {
@@ -31,11 +37,12 @@ const SQLITE: Lookups = Lookups {
     team_role: "SELECT 1 FROM roles WHERE org_id = $1 AND name = $2 AND scope <> 'account'",
     team: "SELECT 1 FROM teams WHERE org_id = $1 AND id = $2",
     integration: "SELECT 1 FROM integrations WHERE org_id = $1 AND id = $2",
+    user: "SELECT 1 FROM users WHERE org_id = $1 AND id = $2",
 };
 
-/// The custom roles, teams and integrations one write names, each once, with the statement
-/// that finds it and what to call it when it is gone ("account role", "team role", "team",
-/// "integration").
+/// The custom roles, teams, integrations and users one write names, each once, with the
+/// statement that finds it and what to call it when it is gone ("account role", "team role",
+/// "team", "integration", "user").
 pub(crate) struct References {
     lookups: &'static Lookups,
     pub(crate) items: Vec<(&'static str, String, &'static str)>,
@@ -78,6 +85,11 @@ impl References {
         if let Some(id) = id {
             self.push(self.lookups.integration, id, "integration");
         }
+        self
+    }
+
+    pub(crate) fn user(mut self, id: &str) -> Self {
+        self.push(self.lookups.user, id, "user");
         self
     }
 

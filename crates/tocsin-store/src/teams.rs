@@ -301,7 +301,11 @@ impl Store {
         roles: &[String],
         was: MembershipWas<'_>,
     ) -> Result<()> {
-        let references = self.references().teams([team.as_str()]).team_roles(roles);
+        let references = self
+            .references()
+            .teams([team.as_str()])
+            .team_roles(roles)
+            .user(user.as_str());
         let insert = match was {
             // Nothing there a moment ago: a membership made meanwhile is not replaced.
             MembershipWas::Absent => {

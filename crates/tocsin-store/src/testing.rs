@@ -209,3 +209,48 @@ pub async fn columns(store: &crate::Store, table: &str) -> Vec<String> {
             .expect("table columns")
     })
 }
+
+/// A row held locked by a writer in flight: an open transaction that locked the row of
+/// `table` with `org_id` and `id` for update (on SQLite, which locks whole files: the write
+/// lock). `release` commits it.
+pub enum HeldRow {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+impl HeldRow {
+    pub async fn release(self) {
+        match self {
+            HeldRow::Sqlite(tx) => tx.commit().await.expect("commit"),
+            HeldRow::Postgres(tx) => tx.commit().await.expect("commit"),
+        }
+    }
+}
+
+/// Locks a row as `HeldRow` says, and keeps it locked until the answer is released.
+pub async fn hold_row(store: &crate::Store, table: &str, org: &str, id: &str) -> HeldRow {
+    use crate::BeginWrite;
+    let select = format!("SELECT 1 FROM {table} WHERE org_id = $1 AND id = $2");
+    match store.db() {
+        crate::Db::Sqlite(pool) => {
+            let mut tx = pool.begin_write().await.expect("write lock");
+            sqlx::query(sqlx::AssertSqlSafe(select))
+                .bind(org)
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await
+                .expect("the row");
+            HeldRow::Sqlite(tx)
+        }
+        crate::Db::Postgres(pool) => {
+            let mut tx = pool.begin_write().await.expect("transaction");
+            sqlx::query(sqlx::AssertSqlSafe(format!("{select} FOR UPDATE")))
+                .bind(org)
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await
+                .expect("the row");
+            HeldRow::Postgres(tx)
+        }
+    }
+}

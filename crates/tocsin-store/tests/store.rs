@@ -2233,6 +2233,48 @@ async fn pruning_the_change_log_keeps_the_rows_a_poll_counts() {
     );
 }
 
+/// A membership change waits for a change of its user in flight. `update_user` locks the
+/// user's row, then reads their memberships to compare them with what the caller judged: a
+/// promotion written between that read and the change's commit would slip past the compare.
+/// On PostgreSQL a membership share-locks its user's row (a new one's foreign key already
+/// did, a change of an existing one's roles did not); on SQLite every writer waits for the
+/// one in flight.
+#[tokio::test]
+async fn a_membership_change_waits_for_a_change_of_its_user_in_flight() {
+    let (_dir, store) = store().await;
+    let org = org(&store).await;
+    let user = user(&store, &org).await;
+    let (ops, db) = (
+        team(&store, &org, "ops").await,
+        team(&store, &org, "db").await,
+    );
+    let viewer = ["viewer".to_owned()];
+    let admin = ["team_admin".to_owned()];
+    store
+        .put_member(&org, &ops, &user, &viewer, Absent)
+        .await
+        .unwrap();
+    for (team, was) in [(&ops, Roles(&viewer)), (&db, Absent)] {
+        let held =
+            tocsin_store::testing::hold_row(&store, "users", org.as_str(), user.as_str()).await;
+        let put = store.put_member(&org, team, &user, &admin, was);
+        tokio::pin!(put);
+        // Not written while the change holds the user (without the lock it takes
+        // milliseconds).
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(500), &mut put)
+                .await
+                .is_err(),
+            "team {team}: the membership was written under a change of its user in flight"
+        );
+        held.release().await;
+        put.await.unwrap();
+    }
+    let memberships = store.memberships_of(&org, &user).await.unwrap();
+    assert_eq!(memberships.len(), 2);
+    assert!(memberships.iter().all(|m| m.team_role_names == admin));
+}
+
 /// A user is changed only while they hold what the caller's no-escalation check judged
 /// (`UserPatch::was`): a promotion, or a new membership, landing in between refuses the
 /// change (`Changed`), password included, instead of being undone by a weaker caller.
