@@ -139,8 +139,13 @@ impl TestApp {
         (outcomes, b)
     }
 
-    /// A new user of the owner's organization, from `body` (email, role_name...); its id.
-    async fn user(&self, body: Value) -> String {
+    /// A new user of the owner's organization, from `body` (email, role_name...; `name`, when
+    /// missing, is the email's local part); its id.
+    async fn user(&self, mut body: Value) -> String {
+        if body.get("name").is_none() {
+            let email = body["email"].as_str().unwrap_or("someone@example.com");
+            body["name"] = json!(email.split('@').next().unwrap_or(email));
+        }
         let (s, b) = self.post("/v1/users", &self.owner, body).await;
         assert_eq!(s, StatusCode::CREATED, "{b}");
         b["id"].as_str().unwrap().to_owned()
@@ -2142,7 +2147,7 @@ async fn team_admins_manage_their_own_team_only() {
         .post(
             "/v1/users",
             &app.owner,
-            json!({"email": "cy@example.com", "role_name": "viewer"}),
+            json!({"email": "cy@example.com", "name": "Cy", "role_name": "viewer"}),
         )
         .await;
     let cy = b["id"].as_str().unwrap().to_owned();

@@ -125,10 +125,18 @@ pub async fn create(
     let mut problems = Problems::new();
     let email = req.email.unwrap_or_default();
     check_email(&mut problems, &email);
-    let name = problems.take(
-        "name",
-        tocsin_core::key::KeyName::parse(req.name.as_deref().unwrap_or(&email)),
-    );
+    // Required (SPEC): the name shown in lists, audit trails and alert logs; an email in
+    // its place would be a guess.
+    let name = match req.name.as_deref() {
+        Some(n) => problems.take("name", tocsin_core::key::KeyName::parse(n)),
+        None => {
+            problems.add(
+                "name",
+                "is required: the user's display name, such as \"Ann Lee\"",
+            );
+            None
+        }
+    };
     // Required (SPEC): a default would hand out rights nobody chose.
     match &req.role_name {
         Some(r) => check_account_role(&mut problems, &roles, r),

@@ -87,7 +87,7 @@ async fn an_email_taken_in_another_tenant_is_not_revealed_and_either_user_can_lo
         .post(
             "/v1/users",
             &app.owner,
-            json!({"email": "Ann@Example.COM", "role_name": "viewer"}),
+            json!({"email": "Ann@Example.COM", "name": "Ann", "role_name": "viewer"}),
         )
         .await;
     assert_eq!((s, code(&b)), (StatusCode::CONFLICT, "email_taken"), "{b}");
@@ -265,10 +265,10 @@ async fn the_last_active_owner_cannot_be_deactivated_or_demoted() {
     assert_eq!(b["role_name"], "admin");
 }
 
-/// SPEC lists `role_name` as required when creating a user: leaving it out is refused by name,
-/// never a silent default that hands out rights nobody chose.
+/// SPEC lists `name` and `role_name` as required when creating a user: leaving one out is
+/// refused by name, never a silent default (rights nobody chose, or the email as a name).
 #[tokio::test]
-async fn a_user_is_created_only_with_an_account_role() {
+async fn a_user_is_created_only_with_a_name_and_an_account_role() {
     let app = TestApp::spawn().await;
     let (s, b) = app
         .post(
@@ -290,6 +290,18 @@ async fn a_user_is_created_only_with_an_account_role() {
     refused(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
     assert!(b["error"]["fields"]["role_name"].is_string(), "{b}");
     assert!(b["error"]["fields"]["email"].is_string(), "{b}");
+    let why = b["error"]["fields"]["name"].as_str().unwrap();
+    assert!(why.contains("required"), "{b}");
+    let (s, b) = app
+        .post(
+            "/v1/users",
+            &app.owner,
+            json!({"email": "t@example.com", "role_name": "viewer"}),
+        )
+        .await;
+    refused(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(b["error"]["fields"].as_object().unwrap().len(), 1, "{b}");
+    assert!(b["error"]["fields"]["name"].is_string(), "{b}");
     // Nobody was created.
     let (_, b) = app.get("/v1/users", &app.owner).await;
     assert!(!b.to_string().contains("t@example.com"), "{b}");
