@@ -1074,6 +1074,126 @@ async fn explain_agrees_with_the_real_decision() {
             assert!(!e["fixes"].as_array().unwrap().is_empty());
         }
     }
+    // Objects that do not exist, with a body each route takes: explain answers what the
+    // route does (a 404, before or after the permission, as the route looks it up).
+    let nobody = "0123456789abcdef0123456789abcdef";
+    let (member, no_member) = (
+        app.user(json!({"email": "mem@example.com", "role_name": "viewer"}))
+            .await,
+        app.user(json!({"email": "nomem@example.com", "role_name": "viewer"}))
+            .await,
+    );
+    app.add_member(&payments, &member, &["responder"]).await;
+    let rename = json!({"name": "explained"});
+    let roles = json!({"team_role_names": ["responder"]});
+    let missing_objects = [
+        (&tk, "GET", format!("/v1/teams/team_{nobody}"), None),
+        (
+            &app.owner,
+            "PATCH",
+            format!("/v1/teams/team_{nobody}"),
+            Some(&rename),
+        ),
+        (&app.owner, "GET", "/v1/teams/not-a-team".to_owned(), None),
+        (
+            &app.owner,
+            "PUT",
+            format!("/v1/teams/team_{nobody}/members/{member}"),
+            Some(&roles),
+        ),
+        (
+            &app.owner,
+            "PUT",
+            format!("/v1/teams/{payments}/members/usr_{nobody}"),
+            Some(&roles),
+        ),
+        (
+            &tk,
+            "PUT",
+            format!("/v1/teams/{payments}/members/usr_{nobody}"),
+            Some(&roles),
+        ),
+        (
+            &app.owner,
+            "DELETE",
+            format!("/v1/teams/{payments}/members/{no_member}"),
+            None,
+        ),
+        (
+            &app.owner,
+            "DELETE",
+            format!("/v1/teams/{payments}/members/{member}"),
+            None,
+        ),
+        (
+            &app.owner,
+            "GET",
+            format!("/v1/api_keys/key_{nobody}"),
+            None,
+        ),
+        (
+            &tk,
+            "POST",
+            format!("/v1/api_keys/key_{nobody}/revoke"),
+            Some(&json!({})),
+        ),
+        (
+            &app.owner,
+            "GET",
+            format!("/v1/integrations/int_{nobody}"),
+            None,
+        ),
+        (&app.owner, "GET", format!("/v1/users/usr_{nobody}"), None),
+        (&viewer, "GET", format!("/v1/users/usr_{nobody}"), None),
+        (
+            &tk,
+            "PATCH",
+            format!("/v1/users/usr_{nobody}"),
+            Some(&rename),
+        ),
+        (
+            &app.owner,
+            "PATCH",
+            format!("/v1/users/usr_{nobody}"),
+            Some(&rename),
+        ),
+        (
+            &app.owner,
+            "PATCH",
+            "/v1/roles/nosuchrole".to_owned(),
+            Some(&json!({"description": "d"})),
+        ),
+        (
+            &app.owner,
+            "DELETE",
+            "/v1/roles/nosuchrole".to_owned(),
+            None,
+        ),
+        (&app.owner, "DELETE", "/v1/roles/viewer".to_owned(), None),
+    ];
+    for (token, method, path, body) in missing_objects {
+        // Explained first: the one that succeeds removes its membership.
+        let (s, e) = app
+            .post(
+                "/v1/auth/explain",
+                token,
+                json!({"method": method, "path": path}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{e}");
+        let (real, body) = app.call(method, &path, Some(token), body.cloned()).await;
+        assert_eq!(
+            e["allowed"].as_bool().unwrap(),
+            real.is_success(),
+            "{method} {path}: {e} vs {body}"
+        );
+        if !real.is_success() {
+            assert_eq!(
+                e["code"], body["error"]["code"],
+                "{method} {path}: {e} vs {body}"
+            );
+        }
+    }
     let (_, e) = app
         .post(
             "/v1/auth/explain",

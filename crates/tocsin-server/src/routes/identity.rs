@@ -1,7 +1,7 @@
 //! `whoami` and `explain`: what the calling credential is, and what it (or another key) may do.
 
 use crate::auth::{Principal, key_teams, principal_for_key};
-use crate::error::{ApiError, ApiResult, JsonBody, not_found};
+use crate::error::{ApiError, ApiResult, JsonBody, found, not_found};
 use crate::routes::api_keys::is_own_personal;
 use crate::routes::{Needs, RouteInfo, match_route};
 use crate::state::{App, AppState};
@@ -77,6 +77,7 @@ fn refused(
             "escalation_denied" =>
                 "Do it with a credential that holds everything the key would hold, from the networks the key is limited to.",
             "not_found" => "Check the identifier in the path: nothing in this organization has it.",
+            "validation_failed" => "Change what the reason names, then send the request again.",
             _ => "Ask the key's own user to do it, or revoke the key instead.",
         }]),
     };
@@ -271,16 +272,25 @@ pub async fn explain(
                 }
                 Needs::Org(p) => (p, Resource::Org),
                 Needs::AnyTeam(p) => (p, Resource::AnyTeam),
-                Needs::Team(p) => (
-                    p,
-                    Resource::Teams(id.and_then(|i| TeamId::parse(&i)).into_iter().collect()),
-                ),
-                Needs::TeamMembers => (
-                    Permission::TeamsWrite,
-                    Resource::Teams(id.and_then(|i| TeamId::parse(&i)).into_iter().collect()),
-                ),
+                // The team, key and integration routes look their object up before any
+                // permission (teams.rs, api_keys.rs and integrations.rs, `load`): one that does
+                // not exist is answered 404 to any credential the door lets through.
+                Needs::Team(_) | Needs::TeamMembers => {
+                    let team = id.and_then(|i| TeamId::parse(&i));
+                    let exists = match &team {
+                        Some(t) => found(app.store.get_team(&caller.org_id, t).await)?,
+                        None => false,
+                    };
+                    if !exists {
+                        answered = Some(ApiError::NotFound("team"));
+                    }
+                    let p = match route.needs {
+                        Needs::Team(p) => p,
+                        _ => Permission::TeamsWrite,
+                    };
+                    (p, Resource::Teams(team.into_iter().collect()))
+                }
                 Needs::Key(p) => {
-                    // No such key explains as a key of no team; a store failure stays one.
                     target_key = match id.and_then(|i| KeyId::parse(&i)) {
                         Some(kid) => match app.store.get_key(&caller.org_id, &kid).await {
                             Ok(k) => Some(k),
@@ -289,6 +299,9 @@ pub async fn explain(
                         },
                         None => None,
                     };
+                    if target_key.is_none() {
+                        answered = Some(ApiError::NotFound("API key"));
+                    }
                     let teams = target_key.as_ref().map(key_teams).unwrap_or_default();
                     (p, Resource::Teams(teams))
                 }
@@ -330,14 +343,18 @@ pub async fn explain(
                     (p, teams)
                 }
                 Needs::Integration(p) => {
-                    let teams = match id.and_then(|i| IntegrationId::parse(&i)) {
+                    let integration = match id.and_then(|i| IntegrationId::parse(&i)) {
                         Some(iid) => match app.store.get_integration(&caller.org_id, &iid).await {
-                            Ok(i) => i.team_id.into_iter().collect(),
-                            Err(tocsin_store::StoreError::NotFound) => vec![],
+                            Ok(i) => Some(i),
+                            Err(tocsin_store::StoreError::NotFound) => None,
                             Err(e) => return Err(e.into()),
                         },
-                        None => vec![],
+                        None => None,
                     };
+                    if integration.is_none() {
+                        answered = Some(ApiError::NotFound("integration"));
+                    }
+                    let teams = integration.and_then(|i| i.team_id).into_iter().collect();
                     (p, Resource::Teams(teams))
                 }
             };
@@ -508,6 +525,14 @@ pub async fn explain(
             return refused(e, route_note, Some(permission));
         }
     }
+    // Past the permission, the routes that look their object up only then (users.rs, roles.rs,
+    // and the membership routes) answer 404 for one that does not exist.
+    if e.allowed
+        && let Some((route, params)) = &matched
+        && let Some(missing) = missing_after_permission(&app, &subject, route, params).await?
+    {
+        return refused(missing, route_note, Some(permission));
+    }
     // A create whose body names the team: a grant held only within teams creates only there.
     if e.allowed
         && let Some((route, _)) = &matched
@@ -533,4 +558,59 @@ pub async fn explain(
         "allowed": e.allowed, "code": e.code, "route": route_note, "permission": permission.name(),
         "reasons": e.reasons, "fixes": e.fixes,
     })))
+}
+
+/// What a route that checks its permission before it looks up the object of its path answers
+/// when that object does not exist: a user (`/v1/users/{id}`), a custom role
+/// (`/v1/roles/{name}`), a membership's user (PUT) or the membership itself (DELETE). `None`
+/// when it exists, or the route has no such object.
+async fn missing_after_permission(
+    app: &App,
+    subject: &Principal,
+    route: &RouteInfo,
+    params: &[(&'static str, String)],
+) -> ApiResult<Option<ApiError>> {
+    let org = &subject.org_id;
+    let user = || param(params, "user_id").or_else(|| param(params, "id"));
+    Ok(match (route.method, route.path) {
+        (_, "/v1/users/{id}") => {
+            let exists = match user().and_then(tocsin_core::UserId::parse) {
+                Some(u) => found(app.store.get_user(org, &u).await)?,
+                None => false,
+            };
+            (!exists).then_some(ApiError::NotFound("user"))
+        }
+        ("PATCH" | "DELETE", "/v1/roles/{name}") => {
+            let name = param(params, "name").unwrap_or_default();
+            if tocsin_core::role::is_builtin_name(name) {
+                Some(crate::routes::roles::read_only(name))
+            } else {
+                let book = crate::auth::RoleBook::load(app, org).await?;
+                book.get(name)
+                    .is_none()
+                    .then_some(ApiError::NotFoundBy("role", "name"))
+            }
+        }
+        ("PUT", "/v1/teams/{id}/members/{user_id}") => {
+            let exists = match user().and_then(tocsin_core::UserId::parse) {
+                Some(u) => found(app.store.get_user(org, &u).await)?,
+                None => false,
+            };
+            (!exists).then_some(ApiError::NotFound("user"))
+        }
+        ("DELETE", "/v1/teams/{id}/members/{user_id}") => {
+            let team = param(params, "id").and_then(TeamId::parse);
+            let member = match (team, user().and_then(tocsin_core::UserId::parse)) {
+                (Some(t), Some(u)) => app
+                    .store
+                    .memberships_of(org, &u)
+                    .await?
+                    .iter()
+                    .any(|m| m.team_id == t),
+                _ => false,
+            };
+            (!member).then_some(ApiError::NotFound("member"))
+        }
+        _ => None,
+    })
 }

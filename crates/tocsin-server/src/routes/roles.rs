@@ -105,10 +105,7 @@ pub async fn update(
 ) -> ApiResult<Json<Value>> {
     p.require(Permission::RolesWrite, &Resource::Org)?;
     if is_builtin_name(&name) {
-        return Err(ApiError::validation(
-            "name",
-            format!("`{name}` is a built-in role; built-in roles are read-only"),
-        ));
+        return Err(read_only(&name));
     }
     let book = RoleBook::load(&app, &p.org_id).await?;
     let current = book
@@ -194,10 +191,7 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     p.require(Permission::RolesWrite, &Resource::Org)?;
     if is_builtin_name(&name) {
-        return Err(ApiError::validation(
-            "name",
-            format!("`{name}` is a built-in role; built-in roles are read-only"),
-        ));
+        return Err(read_only(&name));
     }
     let uses = app
         .store
@@ -215,4 +209,12 @@ pub async fn delete(
     }
     app.drop_cached_credentials();
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The refusal of a change to a built-in role (they live in code).
+pub(crate) fn read_only(name: &str) -> ApiError {
+    ApiError::validation(
+        "name",
+        format!("`{name}` is a built-in role; built-in roles are read-only"),
+    )
 }
