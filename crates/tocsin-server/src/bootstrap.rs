@@ -95,6 +95,7 @@ pub fn load_secret(settings: &Settings) -> anyhow::Result<Vec<u8>> {
                     p.display()
                 );
             }
+            warn_if_shared(p);
             return Ok(text.as_bytes().to_vec());
         }
         None => settings.data_dir.join("secret"),
@@ -208,8 +209,58 @@ async fn connect(settings: &Settings) -> anyhow::Result<Store> {
                 settings.database_setting(),
                 path.display()
             ),
-            None => anyhow::anyhow!("{e}"),
+            None => anyhow::anyhow!("invalid setting `{}`: {e}", settings.database_setting()),
         })
+}
+
+/// Warns when a given secret file can be read by users other than its owner: whoever reads
+/// it can check guessed tokens offline. (The generated one is made 0600.)
+fn warn_if_shared(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                "the server secret file can be read by other users; make it readable by the server's user alone (chmod 600)"
+            );
+        }
+    }
+}
+
+/// The server secret and the store. A secret file that was given is read first, so that a
+/// bad one stops the start before a data directory or database is made; the generated
+/// secret lives in the data directory that opening the store makes.
+pub async fn secret_and_store(
+    settings: &Settings,
+    open: impl std::future::Future<Output = anyhow::Result<Store>>,
+) -> anyhow::Result<(Vec<u8>, Store)> {
+    let given = match &settings.secret_file {
+        Some(_) => Some(load_secret(settings)?),
+        None => None,
+    };
+    let store = open.await?;
+    let secret = match given {
+        Some(secret) => secret,
+        None => load_secret(settings)?,
+    };
+    Ok((secret, store))
+}
+
+/// Refuses to run as another region than the one the database serves: every token carries
+/// its region, so a changed `region` would answer every existing key `wrong_region`. The
+/// first node records the region, as it records the secret's fingerprint.
+pub async fn check_region(store: &Store, region: &str) -> anyhow::Result<()> {
+    store.meta_claim("region", region).await?;
+    match store.meta_get("region").await? {
+        Some(stored) if stored != region => bail!(
+            "invalid setting `region`: this database serves region `{stored}` (every key's token carries it), not `{region}`; start it with --region {stored}"
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// Refuses to run with a secret other than the one the database was initialized with.

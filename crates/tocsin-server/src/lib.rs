@@ -185,9 +185,10 @@ const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Opens the store, initializes it if empty, binds, and serves until `shutdown` or SIGTERM/ctrl-c.
 pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Running> {
-    let store = bootstrap::open_store(&settings).await?;
-    let secret = bootstrap::load_secret(&settings)?;
+    let (secret, store) =
+        bootstrap::secret_and_store(&settings, bootstrap::open_store(&settings)).await?;
     bootstrap::check_secret(&store, &secret).await?;
+    bootstrap::check_region(&store, &settings.region).await?;
     let hasher = TokenHasher::new(Some(&secret));
     // The owner-token file is made before the owner: one already there stops the start
     // while the database is still empty, instead of leaving a token with nowhere to go.

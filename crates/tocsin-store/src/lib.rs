@@ -377,7 +377,7 @@ impl Store {
             return Store::open_postgres(url).await;
         }
         Err(StoreError::Config(format!(
-            "database-url: `{}` is neither sqlite://PATH nor postgres://...",
+            "`{}` is neither sqlite://PATH nor postgres://...",
             url.split('@').next_back().unwrap_or("")
         )))
     }
@@ -432,9 +432,7 @@ impl Store {
             .acquire_timeout(Duration::from_secs(10))
             .connect(url)
             .await
-            .map_err(|e| {
-                StoreError::Config(format!("database-url: cannot connect to PostgreSQL: {e}"))
-            })?;
+            .map_err(|e| StoreError::Config(format!("cannot connect to PostgreSQL: {e}")))?;
         Ok(Store {
             db: Db::Postgres(pool),
             checkpointer: None,

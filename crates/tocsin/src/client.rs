@@ -1593,20 +1593,20 @@ async fn print_outcome(
     Ok(if ok { 0 } else { EXIT_FAILED })
 }
 
-/// The one place a new token is printed: first, on its own line, and flushed before anything
-/// else is written, so that a reader that stops early has it; then the key it belongs to.
-/// If the token cannot be written, standard error says so and what to do (`redo`).
+/// The one place a new token is printed: the first line of standard output, alone (as
+/// `init` and `orgs create` print theirs, so `| head -1` takes it), flushed before anything
+/// else is written, so that a reader that stops early has it; standard error then says it is
+/// shown only once, and standard output names the key it belongs to. If the token cannot be
+/// written, standard error says so and what to do (`redo`).
 fn print_new_token(answer: &Value, verb: &str, redo: &str) -> Result<(), Failure> {
     let token = answer["token"]
         .as_str()
         .ok_or_else(|| Failure::Unexpected("the server's answer carries no token".into()))?;
     let key = &answer["api_key"];
-    token_written(
-        out(format_args!(
-            "Token (shown only this once; store it now, it cannot be shown again):\n{token}"
-        )),
-        redo,
-    )?;
+    token_written(out(format_args!("{token}")), redo)?;
+    errln!(
+        "The line above is the key's new token, shown only this once: store it now, it cannot be shown again."
+    );
     outln!(
         "{verb} {} key {} ({})",
         text(&key["kind"]),

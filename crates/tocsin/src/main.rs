@@ -160,12 +160,12 @@ impl ServerArgs {
 
 #[derive(Args)]
 struct OrgArgs {
-    /// Organization name.
-    #[arg(long, default_value = "Default")]
-    org: String,
-    /// The owner's email.
-    #[arg(long, default_value = "owner@localhost")]
-    email: String,
+    /// Organization name (required by `orgs create`) [default for `init`: Default].
+    #[arg(long)]
+    org: Option<String>,
+    /// The owner's email (required by `orgs create`) [default for `init`: owner@localhost].
+    #[arg(long)]
+    email: Option<String>,
     /// The owner's password for logging in (optional; keys work without it).
     #[arg(long, env = "TOCSIN_OWNER_PASSWORD", hide_env_values = true)]
     password: Option<String>,
@@ -199,7 +199,7 @@ enum Command {
         #[command(subcommand)]
         cmd: OrgsCommand,
     },
-    /// Create or update the database schema, then exit.
+    /// Update an existing database's schema to this version, then exit (a database that does not exist is an error; `serve` or `init` creates one).
     Migrate {
         #[command(flatten)]
         server: ServerArgs,
@@ -209,7 +209,7 @@ enum Command {
         /// The source, e.g. sqlite://./tocsin-data/tocsin.db
         #[arg(long)]
         from: String,
-        /// The target, e.g. postgres://tocsin@db.example/tocsin (created and migrated if needed; must hold no organization)
+        /// The target, e.g. postgres://tocsin@db.example/tocsin: a database that exists (createdb makes one); its schema is created or updated, and it must hold no organization
         #[arg(long)]
         to: String,
     },
@@ -254,11 +254,34 @@ async fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
-            // One line that says what is wrong; settings errors name the setting.
-            errln!("error: {e:#}");
+            // One line that says what is wrong; settings errors name the setting, and the
+            // variable when the value came from one.
+            errln!(
+                "error: {}",
+                name_variable(&format!("{e:#}"), |v| std::env::var_os(v).is_some())
+            );
             ExitCode::from(2)
         }
     }
+}
+
+/// Adds the `TOCSIN_*` variable to an "invalid setting `x`" error when the value came from
+/// it: the variable is set and no `--x` flag was given (flags win over variables). `is_set`
+/// tells whether a variable is set.
+fn name_variable(message: &str, is_set: impl Fn(&str) -> bool) -> String {
+    let Some(rest) = message.strip_prefix("invalid setting `") else {
+        return message.to_owned();
+    };
+    let Some((setting, reason)) = rest.split_once('`') else {
+        return message.to_owned();
+    };
+    let variable = format!("TOCSIN_{}", setting.to_uppercase().replace('-', "_"));
+    let flag = format!("--{setting}");
+    let flag_given = std::env::args().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+    if message.contains(&variable) || flag_given || !is_set(&variable) {
+        return message.to_owned();
+    }
+    format!("invalid setting `{setting}` (from {variable}){reason}")
 }
 
 /// Writes one line to standard error, ignoring a failure to write it (see `errln!`).
@@ -295,9 +318,35 @@ async fn migrate(server: ServerArgs) -> anyhow::Result<i32> {
 }
 
 async fn migrate_data(from: &str, to: &str) -> anyhow::Result<i32> {
-    let source = tocsin_store::Store::connect(from).await?;
+    // The source must be an embedded deployment that exists: opening a mistyped path would
+    // create an empty file, and copying nothing would "succeed" into the target.
+    let Some(path) = from
+        .strip_prefix("sqlite://")
+        .or_else(|| from.strip_prefix("sqlite:"))
+    else {
+        anyhow::bail!(
+            "invalid `--from`: `{}` is not sqlite://PATH (the embedded deployment's database, e.g. sqlite://./tocsin-data/tocsin.db)",
+            redact_url(from)
+        );
+    };
+    if !std::path::Path::new(path).is_file() {
+        anyhow::bail!(
+            "invalid `--from`: there is no database at {path}; check the path (an embedded deployment keeps it in its data directory as tocsin.db)"
+        );
+    }
+    if !(to.starts_with("postgres://") || to.starts_with("postgresql://")) {
+        anyhow::bail!(
+            "invalid `--to`: `{}` is not postgres://... (the PostgreSQL database to copy into; create it first)",
+            redact_url(to)
+        );
+    }
+    let source = tocsin_store::Store::connect(from)
+        .await
+        .map_err(|e| anyhow::anyhow!("invalid `--from`: cannot open {path}: {e}"))?;
     source.migrate().await?;
-    let target = tocsin_store::Store::connect(to).await?;
+    let target = tocsin_store::Store::connect(to)
+        .await
+        .map_err(|e| anyhow::anyhow!("invalid `--to`: {e}"))?;
     target.migrate().await?;
     let copied = source.copy_into(&target).await?;
     for (table, rows) in &copied {
@@ -365,13 +414,27 @@ fn password_hash(password: Option<&str>, flag: &str) -> anyhow::Result<Option<St
 
 async fn create_org(server: ServerArgs, org: OrgArgs, first: bool) -> anyhow::Result<i32> {
     use tocsin_server::bootstrap;
+    // The first organization may take the defaults; another one is named on purpose, or a
+    // second "Default" owned by owner@localhost would appear beside the first.
+    let (name, email) = match (first, org.org.clone(), org.email.clone()) {
+        (_, Some(name), Some(email)) => (name, email),
+        (true, name, email) => (
+            name.unwrap_or_else(|| "Default".into()),
+            email.unwrap_or_else(|| "owner@localhost".into()),
+        ),
+        (false, name, _) => anyhow::bail!(
+            "`orgs create` needs {}: the new organization's name and its owner's email (tocsin orgs create --org NAME --email EMAIL)",
+            if name.is_none() { "--org" } else { "--email" }
+        ),
+    };
     let settings = settings(&server)?;
     let hash = password_hash(org.password.as_deref(), "--password")?;
     // `orgs create` checks that the deployment is initialized before it makes anything:
     // refused, it leaves no database, data directory or secret behind.
-    let store = if first {
-        bootstrap::open_store(&settings).await?
-    } else {
+    let open = async {
+        if first {
+            return bootstrap::open_store(&settings).await;
+        }
         let not_initialized = || {
             anyhow::anyhow!(
                 "this deployment ({}) is not initialized yet; run `tocsin init` first",
@@ -389,12 +452,13 @@ async fn create_org(server: ServerArgs, org: OrgArgs, first: bool) -> anyhow::Re
         if !bootstrap::is_initialized(&store).await? {
             return Err(not_initialized());
         }
-        store
+        Ok(store)
     };
-    let secret = bootstrap::load_secret(&settings)?;
+    let (secret, store) = bootstrap::secret_and_store(&settings, open).await?;
     bootstrap::check_secret(&store, &secret).await?;
+    bootstrap::check_region(&store, &settings.region).await?;
     let hasher = tocsin_core::token::TokenHasher::new(Some(&secret));
-    let (region, name, email) = (&settings.region, &org.org, &org.email);
+    let (region, name, email) = (&settings.region, &name, &email);
     let created = if first {
         bootstrap::init(&store, &hasher, region, name, email, hash.as_deref()).await?
     } else {
@@ -416,14 +480,14 @@ async fn create_org(server: ServerArgs, org: OrgArgs, first: bool) -> anyhow::Re
         anyhow::bail!(
             "organization {} and its owner {} were created, but the owner's token could not be written to standard output ({e}) and is shown only once; {recover}",
             created.organization_id,
-            org.email
+            email
         );
     }
     if !org.json {
         errln!(
             "Organization {} and owner {} created. The line above is the owner's API key token: it is shown only this once.",
             created.organization_id,
-            org.email
+            email
         );
     }
     Ok(0)

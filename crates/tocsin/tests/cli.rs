@@ -363,6 +363,105 @@ fn the_data_directory_and_database_are_private() {
 
 /// Review ops #15: a log written to a file carries no terminal colour codes, so that
 /// `grep path=` or `grep request_id=...` finds its lines.
+/// A data directory keeps the region it was set up with (every token carries it), and a
+/// secret file that is too short stops the start before anything is made.
+#[test]
+fn a_deployment_keeps_its_region_and_a_bad_secret_file_makes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let out = Command::new(BIN)
+        .args(["init", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let runs: [&[&str]; 2] = [
+        &["serve", "--listen", "127.0.0.1:0", "--region", "eu"],
+        &[
+            "orgs",
+            "create",
+            "--org",
+            "X",
+            "--email",
+            "x@example.com",
+            "--region",
+            "eu",
+        ],
+    ];
+    for args in runs {
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("invalid setting `region`") && err.contains("serves region `us`"),
+            "{args:?}: {err}"
+        );
+    }
+    let short = dir.path().join("short-secret");
+    std::fs::write(&short, "not 32 characters").unwrap();
+    let fresh = dir.path().join("fresh");
+    for command in [&["serve", "--listen", "127.0.0.1:0"][..], &["init"]] {
+        let out = Command::new(BIN)
+            .args(command)
+            .arg("--secret-file")
+            .arg(&short)
+            .arg("--data-dir")
+            .arg(&fresh)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{command:?}");
+        assert!(stderr(&out).contains("secret-file"), "{}", stderr(&out));
+        assert!(!fresh.exists(), "{command:?} made {}", fresh.display());
+    }
+}
+
+/// `migrate-data` copies from an embedded deployment that exists into PostgreSQL: a
+/// mistyped source is refused by name, and never created as an empty file whose copy would
+/// "succeed".
+#[test]
+fn migrate_data_refuses_a_source_or_target_it_cannot_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nothere.db");
+    let existing = dir.path().join("there.db");
+    std::fs::write(&existing, b"").unwrap();
+    let unreachable = "postgres://postgres@127.0.0.1:1/nothing";
+    let cases = [
+        (
+            format!("sqlite://{}", missing.display()),
+            unreachable.to_owned(),
+            ["invalid `--from`", "there is no database at"],
+        ),
+        (
+            missing.display().to_string(),
+            unreachable.to_owned(),
+            ["invalid `--from`", "is not sqlite://PATH"],
+        ),
+        (
+            format!("sqlite://{}", existing.display()),
+            format!("sqlite://{}", missing.display()),
+            ["invalid `--to`", "is not postgres://"],
+        ),
+    ];
+    for (from, to, said) in cases {
+        let out = Command::new(BIN)
+            .args(["migrate-data", "--from", &from, "--to", &to])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{from} {to}");
+        let err = stderr(&out);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        for s in said {
+            assert!(err.contains(s), "{from} {to}: {err}");
+        }
+    }
+    assert!(!missing.exists());
+}
+
 #[test]
 fn text_logs_in_a_file_have_no_colour_codes() {
     let mut server = Server::start_logging("info");
@@ -390,7 +489,7 @@ fn a_bad_setting_stops_the_start_with_one_line_naming_it() {
         .env("TOCSIN_LISTEN", "nowhere")
         .output()
         .unwrap();
-    assert!(stderr(&out).contains("listen"));
+    assert!(stderr(&out).contains("`listen` (from TOCSIN_LISTEN)"));
 
     // Review ops #12: numbers and booleans from the environment name the variable, a
     // database that cannot be opened names the setting that chose it, and `regions` lists
@@ -399,7 +498,27 @@ fn a_bad_setting_stops_the_start_with_one_line_naming_it() {
     let missing_url = format!("sqlite://{}", missing.display());
     /// Flags, environment variables, and what the one line must say.
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a [&'a str]);
-    let cases: [Case; 7] = [
+    let cases: [Case; 10] = [
+        // Text settings from the environment name the variable too; a flag given beside
+        // the variable wins, and then the variable is not named.
+        (
+            &[],
+            &[("TOCSIN_LOG_FORMAT", "xml")],
+            &["`log-format` (from TOCSIN_LOG_FORMAT)"],
+        ),
+        (
+            &[],
+            &[("TOCSIN_DATABASE_URL", "mysql://db/x")],
+            &[
+                "`database-url` (from TOCSIN_DATABASE_URL)",
+                "must be sqlite://PATH",
+            ],
+        ),
+        (
+            &["--region", "EU!"],
+            &[("TOCSIN_REGION", "eu")],
+            &["invalid setting `region`: `EU!`"],
+        ),
         (
             &[],
             &[("TOCSIN_TRACK_REQUESTS", "yes")],
@@ -484,6 +603,20 @@ fn init_prints_the_token_once_as_json() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
+    // Another organization is named on purpose: without --org or --email nothing is made
+    // (`init`'s defaults would add a second "Default" owned by owner@localhost).
+    for (args, missing) in [(&[][..], "--org"), (&["--org", "Third"][..], "--email")] {
+        let out = Command::new(BIN)
+            .args(["orgs", "create"])
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&out).contains(missing), "{}", stderr(&out));
+        assert!(stdout(&out).is_empty());
+    }
     assert!(
         String::from_utf8_lossy(&out.stdout)
             .trim()
@@ -934,9 +1067,15 @@ fn a_closed_stdout_ends_output_quietly_and_a_lost_token_is_reported() {
         &["keys", "create", "--name", "second", "--expires-in", "30d"],
     );
     assert!(out.status.success(), "{}", stderr(&out));
+    // The token is the first line of standard output, alone, as `init` prints the owner's.
     let lines: Vec<String> = stdout(&out).lines().map(str::to_owned).collect();
-    assert!(lines[0].contains("shown only this once"), "{lines:?}");
-    assert!(lines[1].starts_with("tcs_p_"), "{lines:?}");
+    assert!(lines[0].starts_with("tcs_p_"), "{lines:?}");
+    assert!(!lines[0].contains(' '), "{lines:?}");
+    assert!(
+        stderr(&out).contains("shown only this once"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
