@@ -1071,6 +1071,9 @@ async fn create_run<C: BatchConn>(
             processed_at: from_ms(now),
         });
     }
+    // In the alerts' order, as another node's batch counts into them: two batches counting
+    // into the same two alerts then wait for each other instead of deadlocking.
+    counted.sort_unstable();
     for (org, id, n) in counted {
         conn.count_again(org, &id, n, now).await?;
     }
@@ -1140,6 +1143,9 @@ async fn write_batch<C: BatchConn>(
                 out.extend(statuses);
                 trail.extend(run_trail);
             }
+            // A deadlock or serialization failure ended the whole transaction: the batch is
+            // run again (`apply_batch`), not failed op by op.
+            Err(e) if e.is_retryable() => return Err(e),
             Err(e) if careful => {
                 tracing::error!(error = %e, request_id = %run[0].request_id, "alert write failed");
                 out.push(failed(
@@ -1367,6 +1373,31 @@ impl Store {
         ops: &[AlertOp],
         audit: &[crate::audit::AuditEntry],
     ) -> Result<Vec<RequestStatus>> {
+        // On PostgreSQL, two nodes' batches that lock the same alerts in different orders (a
+        // count into one alert, an upsert into another) deadlock, and the server ends one of
+        // them: that batch is run again, so that no op of it fails for a reason of no op's
+        // own. (SQLite writes one transaction at a time.)
+        let mut tries = 0;
+        loop {
+            match self.apply_batch_once(ops, audit).await {
+                Err(e) if e.is_retryable() && tries < BATCH_TRIES => {
+                    tries += 1;
+                    tracing::debug!(error = %e, tries, "write batch ended by the database; running it again");
+                    // A few milliseconds, different on each node, so that the two batches do
+                    // not meet again at once.
+                    let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0] % 8);
+                    tokio::time::sleep(std::time::Duration::from_millis(tries * 2 + jitter)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn apply_batch_once(
+        &self,
+        ops: &[AlertOp],
+        audit: &[crate::audit::AuditEntry],
+    ) -> Result<Vec<RequestStatus>> {
         let prepared = crate::audit::Prepared::all(audit);
         let views: Vec<_> = prepared.iter().map(crate::audit::Prepared::view).collect();
         let audit = views.as_slice();
@@ -1402,6 +1433,9 @@ impl Store {
         Ok(Vec::new())
     }
 }
+
+/// How many times a batch ended by a deadlock or serialization failure is run again.
+const BATCH_TRIES: u64 = 8;
 
 /// The log lines and notes of a batch's ops, written together once the ops have run.
 #[derive(Default)]

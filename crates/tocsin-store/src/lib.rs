@@ -102,6 +102,19 @@ impl StoreError {
         )
     }
 
+    /// True when PostgreSQL ended the transaction to break a deadlock (`40P01`) or for a
+    /// serialization failure (`40001`): nothing of it was written, and the same transaction
+    /// run again succeeds (two nodes' batches that count into the same alerts in different
+    /// orders wait for each other; the server picks one to end).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Db(sqlx::Error::Database(db)) => db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .is_some_and(|pg| matches!(pg.code(), "40P01" | "40001")),
+            _ => false,
+        }
+    }
+
     /// True when the database could not serve the request for a reason of its own, not of
     /// the request: unreachable (above), closed, shutting down, refusing connections, out of
     /// connections or locked. The same request may well succeed once it is back, so callers

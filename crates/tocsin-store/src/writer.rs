@@ -658,12 +658,22 @@ impl LastUsedTracker {
         }
     }
 
+    /// Writes the uses recorded since the last flush. Should the write fail, they are
+    /// recorded again (a newer use of a key recorded meanwhile wins), for the next flush.
     pub async fn flush(&self, store: &Store) -> crate::Result<usize> {
-        let uses: Vec<(KeyId, OffsetDateTime, String)> = {
+        let mut uses: Vec<(KeyId, OffsetDateTime, String)> = {
             let mut map = self.pending.lock().unwrap_or_else(|p| p.into_inner());
             map.drain().map(|(k, (at, ip))| (k, at, ip)).collect()
         };
-        store.touch_keys(&uses).await?;
+        // In the keys' order, as every node writes them: two nodes' flushes of the same keys
+        // then wait for each other instead of deadlocking.
+        uses.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        if let Err(e) = store.touch_keys(&uses).await {
+            for (key, at, ip) in &uses {
+                self.record(key, *at, ip);
+            }
+            return Err(e);
+        }
         Ok(uses.len())
     }
 }
