@@ -363,6 +363,144 @@ fn the_data_directory_and_database_are_private() {
 
 /// Review ops #15: a log written to a file carries no terminal colour codes, so that
 /// `grep path=` or `grep request_id=...` finds its lines.
+/// The client commands reach a deployment over https, as behind the README's nginx: here a
+/// TLS proxy (Python's `ssl`, with a certificate made by `openssl`) in front of a real
+/// server. The certificate is trusted through `SSL_CERT_FILE`; without it the refusal says
+/// the certificate is the problem.
+#[test]
+fn client_commands_reach_a_server_over_https() {
+    let server = Server::start();
+    let owner = server.owner();
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name).display().to_string();
+    let (ca, cert, key) = (at("ca.pem"), at("cert.pem"), at("key.pem"));
+    std::fs::write(
+        at("leaf.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    // A certificate authority, and the proxy's certificate signed by it.
+    let steps: [&[&str]; 3] = [
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=tocsin test CA",
+            "-keyout",
+            &at("ca.key"),
+            "-out",
+            &ca,
+        ],
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            &key,
+            "-out",
+            &at("leaf.csr"),
+        ],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &at("leaf.csr"),
+            "-CA",
+            &ca,
+            "-CAkey",
+            &at("ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            &at("leaf.ext"),
+            "-out",
+            &cert,
+        ],
+    ];
+    for step in steps {
+        let made = Command::new("openssl")
+            .args(step)
+            .output()
+            .expect("this test needs the openssl command (Debian's openssl package)");
+        assert!(made.status.success(), "{}", stderr(&made));
+    }
+    let port = common::free_port();
+    let backend = server.url.trim_start_matches("http://").to_owned();
+    // Accepts TLS on `port` and relays each connection to the server in plain HTTP.
+    let proxy = r#"
+import asyncio, ssl, sys
+port, cert, key, backend = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+host, bport = backend.rsplit(":", 1)
+ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+ctx.load_cert_chain(cert, key)
+async def pipe(r, w):
+    try:
+        while data := await r.read(65536):
+            w.write(data)
+            await w.drain()
+    finally:
+        w.close()
+async def serve(cr, cw):
+    br, bw = await asyncio.open_connection(host, int(bport))
+    await asyncio.gather(pipe(cr, bw), pipe(br, cw), return_exceptions=True)
+async def main():
+    s = await asyncio.start_server(serve, "127.0.0.1", port, ssl=ctx)
+    print("ready", flush=True)
+    await s.serve_forever()
+asyncio.run(main())
+"#;
+    let mut relay = Command::new("python3")
+        .arg("-c")
+        .arg(proxy)
+        .arg(port.to_string())
+        .arg(&cert)
+        .arg(&key)
+        .arg(&backend)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("this test needs python3");
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(relay.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready.trim(), "ready");
+    let url = format!("https://localhost:{port}");
+    let whoami = |trust: bool| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["whoami", "--json"])
+            .env("TOCSIN_URL", &url)
+            .env("TOCSIN_TOKEN", &owner);
+        if trust {
+            cmd.env("SSL_CERT_FILE", &ca);
+        }
+        cmd.output().unwrap()
+    };
+    let trusted = whoami(true);
+    let refused = whoami(false);
+    let _ = relay.kill();
+    let _ = relay.wait();
+    assert!(trusted.status.success(), "{}", stderr(&trusted));
+    let me: Value = serde_json::from_slice(&trusted.stdout).unwrap();
+    assert_eq!(me["kind"], "personal", "{me}");
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).to_lowercase().contains("certificate"),
+        "{}",
+        stderr(&refused)
+    );
+}
+
 /// A data directory keeps the region it was set up with (every token carries it), and a
 /// secret file that is too short stops the start before anything is made.
 #[test]
