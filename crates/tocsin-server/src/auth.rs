@@ -655,6 +655,7 @@ pub(crate) async fn run<F: Future<Output = Response>>(
     if is_public(route) {
         return next(req).await;
     }
+    let route = named_alert_action(route, req.method(), req.uri().path());
     let started = std::time::Instant::now();
     let ip = client_ip(req.extensions());
     let method = method_text(req.method());
@@ -918,6 +919,26 @@ pub(crate) fn route_text(route: &str) -> &'static str {
         seen.insert(r);
         r
     })
+}
+
+/// The route of every alert action (`routes::alerts`): its requests are recorded under the
+/// template with the action named, `/v2/alerts/{identifier}/close`, so that the trail tells
+/// a close from an acknowledge. A verb the route does not know keeps the general template.
+fn named_alert_action(
+    route: &'static str,
+    method: &axum::http::Method,
+    path: &str,
+) -> &'static str {
+    const ACTION: &str = "/v2/alerts/{identifier}/{action}";
+    if route != ACTION {
+        return route;
+    }
+    match path.rsplit('/').next() {
+        Some(verb) if crate::routes::alerts::action_verb_known(method.as_str(), verb) => {
+            route_text(&format!("/v2/alerts/{{identifier}}/{verb}"))
+        }
+        _ => route,
+    }
 }
 
 /// Hands a use to the last-used tracker at most once every 30 seconds per credential.

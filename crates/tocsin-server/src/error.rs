@@ -710,6 +710,18 @@ pub fn created<T: serde::Serialize>(body: T) -> Response {
     (StatusCode::CREATED, Json(body)).into_response()
 }
 
+/// A `201 Created` whose audit event names what was made (`kind` and `id`): the door takes
+/// the target from the response, since the path of a create names no object.
+pub fn created_target<T: serde::Serialize>(body: T, kind: &str, id: &str) -> Response {
+    let mut resp = created(body);
+    resp.extensions_mut()
+        .insert(tocsin_store::audit::AuditTarget {
+            kind: kind.to_owned(),
+            id: id.to_owned(),
+        });
+    resp
+}
+
 #[cfg(test)]
 mod tests {
     use super::OUTCOMES;

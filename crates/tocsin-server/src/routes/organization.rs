@@ -6,6 +6,7 @@ use crate::state::AppState;
 use crate::views;
 use axum::Json;
 use axum::extract::{Extension, State};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -52,7 +53,7 @@ pub async fn update(
     State(app): State<AppState>,
     Extension(p): Extension<Arc<Principal>>,
     JsonBody(req): JsonBody<UpdateOrg>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     p.require(Permission::SettingsWrite, &Resource::Org)?;
     let mut problems = Problems::new();
     let name = req
@@ -81,5 +82,12 @@ pub async fn update(
         .await?;
     // Cached credentials carry the organization (its settings decide some refusals).
     app.drop_cached_credentials();
-    Ok(Json(view(&org)))
+    // The event names the organization changed (its path names none).
+    let mut resp = Json(view(&org)).into_response();
+    resp.extensions_mut()
+        .insert(tocsin_store::audit::AuditTarget {
+            kind: "organization".into(),
+            id: org.id.to_string(),
+        });
+    Ok(resp)
 }

@@ -1,7 +1,7 @@
 //! Roles (built-in, read-only; custom, per organization) and the permission catalog.
 
 use crate::auth::{Principal, RoleBook};
-use crate::error::{ApiError, ApiResult, JsonBody, conflict, created, not_found_by};
+use crate::error::{ApiError, ApiResult, JsonBody, conflict, created_target, not_found_by};
 use crate::error::{Path, Query};
 use crate::routes::ListParams;
 use crate::state::AppState;
@@ -94,7 +94,7 @@ pub async fn create(
     // Credentials resolve roles through each organization's cached role book
     // (`auth::OrgContext`): a new role must reach it, here and on every node.
     app.drop_cached_credentials();
-    Ok(created(views::role(&role)))
+    Ok(created_target(views::role(&role), "role", &role.name))
 }
 
 pub async fn update(

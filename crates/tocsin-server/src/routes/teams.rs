@@ -1,7 +1,7 @@
 //! Teams and their members. A team admin manages their own team's members.
 
 use crate::auth::{Principal, RoleBook};
-use crate::error::{ApiError, ApiResult, JsonBody, conflict, created, not_found};
+use crate::error::{ApiError, ApiResult, JsonBody, conflict, created_target, not_found};
 use crate::error::{Path, Query};
 use crate::routes::{ListParams, path_id};
 use crate::state::{App, AppState};
@@ -62,7 +62,7 @@ pub async fn create(
         .insert_team(&team)
         .await
         .map_err(name_taken(&team.name))?;
-    Ok(created(views::team(&team)))
+    Ok(created_target(views::team(&team), "team", team.id.as_str()))
 }
 
 pub async fn list(

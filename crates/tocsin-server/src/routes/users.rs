@@ -1,7 +1,7 @@
 //! Users, and login with email and password (Argon2id), which yields a 12-hour session token.
 
 use crate::auth::{Principal, RoleBook};
-use crate::error::{ApiError, ApiResult, JsonBody, conflict, created, not_found};
+use crate::error::{ApiError, ApiResult, JsonBody, conflict, created_target, not_found};
 use crate::error::{Path, Query};
 use crate::routes::{ListParams, path_id};
 use crate::state::{App, AppState};
@@ -183,7 +183,7 @@ pub async fn create(
                 user.email
             ),
         ))?;
-    Ok(created(views::user(&user)))
+    Ok(created_target(views::user(&user), "user", user.id.as_str()))
 }
 
 pub async fn list(
