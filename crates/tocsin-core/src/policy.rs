@@ -195,9 +195,11 @@ pub struct CredentialState {
 pub enum Refusal {
     /// No usable credential. `header` says what was wrong with an `Authorization` header that
     /// was sent but holds no credential Tocsin reads (no scheme, or another scheme); `None`
-    /// when there was no header at all.
+    /// when there was no header at all. `ignored_query_key`: the query string held Opsgenie's
+    /// legacy `apiKey=`, which this server does not read (off, or not a /v2 route).
     MissingCredentials {
         header: Option<String>,
+        ignored_query_key: bool,
     },
     MalformedToken(MalformedToken),
     WrongRegion {
@@ -398,8 +400,9 @@ pub fn describe_refusal(refusal: &Refusal, who: Option<&Describe>) -> (String, V
             .unwrap_or_else(|_| t.to_string())
     };
     match refusal {
-        Refusal::MissingCredentials { header } => (
+        Refusal::MissingCredentials { header, ignored_query_key } => (
             match header {
+                None if *ignored_query_key => "No credentials were sent in the Authorization header, and the `apiKey` query parameter (Opsgenie's legacy way) is not read here: this server reads it only on /v2 routes, and only when it runs with `--allow-query-api-key`. Send `Authorization: GenieKey <token>` (or `Bearer <token>`) instead.".into(),
                 None => "No credentials were sent. Send `Authorization: Bearer <token>` or, from an Opsgenie client, `Authorization: GenieKey <token>`.".into(),
                 Some(problem) => format!("The Authorization header was sent, but {problem}. Send `Authorization: Bearer <token>` or, from an Opsgenie client, `Authorization: GenieKey <token>`."),
             },

@@ -550,7 +550,10 @@ pub async fn authenticate(
     let Some(raw) = credential(headers).or(query_key) else {
         let header = header_problem(headers);
         return Err(AuthFailure::Refused(
-            Refusal::MissingCredentials { header },
+            Refusal::MissingCredentials {
+                header,
+                ignored_query_key: false,
+            },
             None,
         ));
     };
@@ -665,7 +668,23 @@ pub(crate) async fn run<F: Future<Output = Response>>(
     let query_key = query_api_key(app, req.uri().path(), req.uri().query()).map(str::to_owned);
     // The console's cookie counts only when no other credential is sent (console_session.rs).
     let cookie = crate::console_session::cookie_credential(req.headers(), query_key.is_some());
-    let outcome = authenticate(app, req.headers(), query_key.as_deref().or(cookie), ip).await;
+    let mut outcome = authenticate(app, req.headers(), query_key.as_deref().or(cookie), ip).await;
+    // A key sent as Opsgenie's legacy `?apiKey=` where it is not read: the refusal says so,
+    // not that nothing was sent.
+    if let Err(AuthFailure::Refused(
+        Refusal::MissingCredentials {
+            header: None,
+            ignored_query_key,
+        },
+        _,
+    )) = &mut outcome
+        && req
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|pair| pair.starts_with("apiKey=")))
+    {
+        *ignored_query_key = true;
+    }
     let outcome = match (outcome, cookie) {
         (Ok(p), Some(cookie)) => {
             crate::console_session::check_csrf(app, req.method(), req.headers(), cookie, p)

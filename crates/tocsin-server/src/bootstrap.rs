@@ -245,7 +245,20 @@ pub async fn secret_and_store(
     let store = open.await?;
     let secret = match given {
         Some(secret) => secret,
-        None => load_secret(settings)?,
+        None => {
+            // A database set up with a secret whose file is gone: a new one would make every
+            // key unknown (check_secret would refuse it, leaving the wrong file behind).
+            let path = settings.data_dir.join("secret");
+            if std::fs::symlink_metadata(&path).is_err()
+                && let Some(fingerprint) = store.meta_get("secret_fingerprint").await?
+            {
+                bail!(
+                    "invalid setting `data-dir`: the server secret {} is missing, but this database was set up with one (fingerprint {fingerprint}); restore the file from a backup, or give it with --secret-file. A new secret would make every key unknown.",
+                    path.display()
+                );
+            }
+            load_secret(settings)?
+        }
     };
     Ok((secret, store))
 }

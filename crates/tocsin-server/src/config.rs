@@ -308,15 +308,25 @@ impl Settings {
                 ));
             }
         };
-        if let Some(url) = &o.database_url
-            && !(url.starts_with("sqlite:")
+        if let Some(url) = &o.database_url {
+            let sqlite_path = url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"));
+            if !(sqlite_path.is_some()
                 || url.starts_with("postgres://")
                 || url.starts_with("postgresql://"))
-        {
-            return Err(bad(
-                "database-url",
-                "must be sqlite://PATH or postgres://USER@HOST/DB",
-            ));
+            {
+                return Err(bad(
+                    "database-url",
+                    "must be sqlite://PATH or postgres://USER@HOST/DB",
+                ));
+            }
+            if sqlite_path.is_some_and(|p| p.trim().is_empty()) {
+                return Err(bad(
+                    "database-url",
+                    "names no file: give sqlite://PATH, such as sqlite://./tocsin-data/tocsin.db",
+                ));
+            }
         }
         Ok(Settings {
             listen,
@@ -418,6 +428,15 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.to_string().contains("log-format"));
+        for empty in ["sqlite://", "sqlite:", "sqlite:// "] {
+            let e = Settings::from_overrides(Overrides {
+                database_url: Some(empty.into()),
+                ..Default::default()
+            })
+            .unwrap_err();
+            assert_eq!(e.setting, "database-url", "{empty}: {e}");
+            assert!(e.to_string().contains("names no file"), "{empty}: {e}");
+        }
     }
 
     /// Review ops #12: `regions` refuses this deployment's own region, an id given twice,

@@ -192,11 +192,17 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
     let hasher = TokenHasher::new(Some(&secret));
     // The owner-token file is made before the owner: one already there stops the start
     // while the database is still empty, instead of leaving a token with nowhere to go.
-    let token_file = if opts.init && !bootstrap::is_initialized(&store).await? {
+    let initialized = bootstrap::is_initialized(&store).await?;
+    let token_file = if opts.init && !initialized {
         Some(bootstrap::OwnerTokenFile::create(&settings.data_dir)?)
     } else {
         None
     };
+    if !opts.init && !initialized {
+        tracing::warn!(
+            "this database has no organization yet (--no-init): no credential can be accepted until `tocsin init` (or a node started without --no-init) creates one"
+        );
+    }
     if let Some(token_file) = token_file {
         let initialized = bootstrap::try_init(
             &store,
@@ -510,8 +516,10 @@ async fn background(app: AppState) {
 
 /// Installs the log subscriber (text or JSON). Query strings are never logged: spans carry the path only.
 pub fn init_logging(format: config::LogFormat) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("TOCSIN_LOG").unwrap_or_else(|_| "info".into());
+    // PostgreSQL's notices ("relation _sqlx_migrations already exists, skipping" on every
+    // start) are the server's small talk: warnings only, unless TOCSIN_LOG asks for more.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TOCSIN_LOG")
+        .unwrap_or_else(|_| "info,sqlx::postgres::notice=warn".into());
     // Colours only on a terminal: in a file, a pipe or journald the escape codes would
     // split every `key=value` and defeat `grep request_id=...`.
     let builder = tracing_subscriber::fmt()

@@ -440,6 +440,15 @@ impl Store {
 
     /// PostgreSQL: commits are durable by the server's own settings (fsync, synchronous_commit).
     pub async fn open_postgres(url: &str) -> Result<Store> {
+        // One connection first, for its own error: the pool retries a refused connection
+        // until its acquire timeout and then says only "pool timed out", 10 s later.
+        {
+            use sqlx::Connection;
+            let first = sqlx::postgres::PgConnection::connect(url)
+                .await
+                .map_err(|e| StoreError::Config(format!("cannot connect to PostgreSQL: {e}")))?;
+            let _ = first.close().await;
+        }
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))

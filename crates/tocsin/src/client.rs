@@ -85,7 +85,7 @@ pub enum ClientCommand {
         #[command(flatten)]
         opts: ClientOpts,
     },
-    /// The audit trail: list events or export them all as JSON Lines.
+    /// The audit trail: list events, export them all as JSON Lines, or verify the hash chains.
     Audit {
         #[command(subcommand)]
         cmd: AuditClientCommand,
@@ -325,10 +325,13 @@ pub struct CreateArgs {
 
 #[derive(Args, Clone, Debug, Default)]
 pub struct ListArgs {
+    /// Only keys of this kind: personal, team, organization or integration.
     #[arg(long, value_parser = parse_kind)]
     pub kind: Option<KeyKind>,
+    /// Only keys granted on this team.
     #[arg(long, value_name = "TEAM_ID")]
     pub team: Option<String>,
+    /// Only the keys of this integration.
     #[arg(long, value_name = "INTEGRATION_ID")]
     pub integration: Option<String>,
     /// Include revoked keys.
@@ -369,8 +372,10 @@ pub struct ExplainArgs {
 
 #[derive(Args, Clone, Debug, Default)]
 pub struct AuditFilter {
+    /// Events of requests made with this key (key_...).
     #[arg(long)]
     pub api_key_id: Option<String>,
+    /// Events whose actor is this user, key or service account (usr_..., key_..., sa_...).
     #[arg(long)]
     pub actor_id: Option<String>,
     /// Events about this object (a key id: its rotations, revocation, requests addressing it).

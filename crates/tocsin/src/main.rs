@@ -490,6 +490,14 @@ async fn create_org(server: ServerArgs, org: OrgArgs, first: bool) -> anyhow::Re
             email
         );
     }
+    // On PostgreSQL every node needs the secret this command used: say where it is when it
+    // was the data directory's (made there now, if it was not there before).
+    if settings.sqlite_path().is_none() && settings.secret_file.is_none() {
+        errln!(
+            "The server secret is {}: start every node with it (--secret-file), or no key will be recognised.",
+            settings.data_dir.join("secret").display()
+        );
+    }
     Ok(0)
 }
 

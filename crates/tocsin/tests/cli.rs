@@ -501,8 +501,9 @@ asyncio.run(main())
     );
 }
 
-/// A data directory keeps the region it was set up with (every token carries it), and a
-/// secret file that is too short stops the start before anything is made.
+/// A data directory keeps the region it was set up with (every token carries it) and its
+/// secret (a missing one is not replaced), and a secret file that is too short stops the
+/// start before anything is made.
 #[test]
 fn a_deployment_keeps_its_region_and_a_bad_secret_file_makes_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -540,6 +541,19 @@ fn a_deployment_keeps_its_region_and_a_bad_secret_file_makes_nothing() {
             "{args:?}: {err}"
         );
     }
+    // The data directory's secret removed: the start refuses and makes no new one.
+    let secret = data.join("secret");
+    let kept = std::fs::read(&secret).unwrap();
+    std::fs::remove_file(&secret).unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("is missing"), "{}", stderr(&out));
+    assert!(!secret.exists());
+    std::fs::write(&secret, kept).unwrap();
     let short = dir.path().join("short-secret");
     std::fs::write(&short, "not 32 characters").unwrap();
     let fresh = dir.path().join("fresh");
@@ -600,6 +614,17 @@ fn migrate_data_refuses_a_source_or_target_it_cannot_copy() {
     assert!(!missing.exists());
 }
 
+/// `serve --no-init` on an empty database runs, and says that nothing can authenticate until
+/// an organization is made.
+#[test]
+fn serving_an_uninitialized_database_says_so() {
+    let mut server = Server::start_with("info", &["--no-init".to_owned()]);
+    server.stop();
+    let log = read(&server.log);
+    assert!(log.contains("has no organization yet"), "{log}");
+    assert!(!server.data.join("owner-token").exists());
+}
+
 #[test]
 fn text_logs_in_a_file_have_no_colour_codes() {
     let mut server = Server::start_logging("info");
@@ -636,7 +661,18 @@ fn a_bad_setting_stops_the_start_with_one_line_naming_it() {
     let missing_url = format!("sqlite://{}", missing.display());
     /// Flags, environment variables, and what the one line must say.
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a [&'a str]);
-    let cases: [Case; 10] = [
+    let cases: [Case; 11] = [
+        // A PostgreSQL that refuses the connection says so at once (the pool alone waited
+        // 10 s and said "pool timed out").
+        (
+            &["--database-url", "postgres://postgres@127.0.0.1:1/nothing"],
+            &[],
+            &[
+                "invalid setting `database-url`",
+                "cannot connect to PostgreSQL",
+                "refused",
+            ],
+        ),
         // Text settings from the environment name the variable too; a flag given beside
         // the variable wins, and then the variable is not named.
         (

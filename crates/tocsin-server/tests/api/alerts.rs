@@ -1125,6 +1125,12 @@ async fn the_legacy_api_key_query_parameter_is_off_unless_allowed() {
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     let b: Value = resp.json().await.unwrap();
     assert_eq!(code(&b), "missing_credentials");
+    // The refusal says the key was seen where it is not read, not that nothing was sent.
+    let said = b.to_string();
+    assert!(
+        said.contains("`apiKey` query parameter") && said.contains("--allow-query-api-key"),
+        "{b}"
+    );
 
     let app = TestApp::spawn_with(|o| o.allow_query_api_key = Some(true)).await;
     let (_, key) = app.integration(json!({"name": "legacy"})).await;
@@ -1143,6 +1149,8 @@ async fn the_legacy_api_key_query_parameter_is_off_unless_allowed() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let b: Value = resp.json().await.unwrap();
+    assert!(b.to_string().contains("only on /v2 routes"), "{b}");
 }
 
 #[tokio::test]
