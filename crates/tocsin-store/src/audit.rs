@@ -588,6 +588,29 @@ impl Store {
         limit: usize,
         cursor: Option<i64>,
     ) -> Result<Page<AuditEvent>> {
+        self.list_chain(org.as_str(), filter, limit, cursor).await
+    }
+
+    /// The refusals recorded before any key was identified (a malformed, unknown or other
+    /// region's token), which belong to no organization: their own chain, `""`, newest
+    /// first. For the operator's `tocsin audit refusals`; no API route lists them, since no
+    /// tenant owns them.
+    pub async fn list_unattributed(
+        &self,
+        filter: &AuditFilter,
+        limit: usize,
+        cursor: Option<i64>,
+    ) -> Result<Page<AuditEvent>> {
+        self.list_chain("", filter, limit, cursor).await
+    }
+
+    async fn list_chain(
+        &self,
+        chain: &str,
+        filter: &AuditFilter,
+        limit: usize,
+        cursor: Option<i64>,
+    ) -> Result<Page<AuditEvent>> {
         const SEGMENTS: usize = 16;
         let sql = "SELECT first_seq, prev_hash, events FROM audit_segments WHERE chain = $1 AND first_seq < $2
                AND ($3 IS NULL OR last_at >= $3) AND ($4 IS NULL OR first_at < $4)
@@ -609,7 +632,7 @@ impl Store {
         'segments: loop {
             let rows: Vec<(i64, String, Vec<u8>)> = on_db!(&self.db, |pool| {
                 sqlx::query_as(sql)
-                    .bind(org.as_str())
+                    .bind(chain)
                     .bind(bound)
                     .bind(filter.since.map(ms))
                     .bind(filter.until.map(ms))
@@ -625,10 +648,10 @@ impl Store {
                 bound = first_seq;
                 // A damaged segment is left out of listings, not allowed to stop them: verify
                 // names it.
-                let segment = match Segment::parse(org.as_str(), prev_hash, &bytes) {
+                let segment = match Segment::parse(chain, prev_hash, &bytes) {
                     Ok(segment) => segment,
                     Err(e) => {
-                        tracing::warn!(chain = org.as_str(), first_seq, error = %e, "skipping an unreadable audit segment; run `tocsin audit verify`");
+                        tracing::warn!(chain, first_seq, error = %e, "skipping an unreadable audit segment; run `tocsin audit verify`");
                         continue;
                     }
                 };

@@ -164,6 +164,19 @@ pub enum AuditClientCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print the refusals recorded before any key was identified (malformed, unknown or other
+    /// regions' tokens), which belong to no organization and so to no API listing, as JSON
+    /// Lines, newest first (offline: reads the database directly; takes the server settings).
+    Refusals {
+        #[command(flatten)]
+        server: crate::ServerArgs,
+        /// Only those at or after this time: RFC 3339, or a duration back from now (24h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only this refusal code, e.g. unknown_key or malformed_token.
+        #[arg(long)]
+        outcome: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -1655,6 +1668,23 @@ async fn audit(cmd: AuditClientCommand) -> Result<i32, Failure> {
     match cmd {
         AuditClientCommand::Verify { server, json } => {
             return Ok(crate::audit_verify(server, json).await);
+        }
+        AuditClientCommand::Refusals {
+            server,
+            since,
+            outcome,
+        } => {
+            let since = match since {
+                None => None,
+                Some(v) => Some(
+                    OffsetDateTime::parse(&audit_time(&v, now), &Rfc3339).map_err(|_| {
+                        Failure::Usage(format!(
+                            "invalid `--since`: `{v}` is neither an RFC 3339 time nor a duration such as 24h or 7d"
+                        ))
+                    })?,
+                ),
+            };
+            return Ok(crate::audit_refusals(server, since, outcome).await);
         }
         AuditClientCommand::List {
             filter,

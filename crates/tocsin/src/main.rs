@@ -501,6 +501,48 @@ async fn create_org(server: ServerArgs, org: OrgArgs, first: bool) -> anyhow::Re
     Ok(0)
 }
 
+/// `tocsin audit refusals`: the unattributed refusals as JSON Lines; exit 0, or 2 on error.
+pub(crate) async fn audit_refusals(
+    server: ServerArgs,
+    since: Option<time::OffsetDateTime>,
+    outcome: Option<String>,
+) -> i32 {
+    let printed = async {
+        let settings = settings(&server)?;
+        let store = tocsin_server::bootstrap::open_existing_store(&settings).await?;
+        store
+            .migrate()
+            .await
+            .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+        let filter = tocsin_store::audit::AuditFilter {
+            since,
+            outcome,
+            ..Default::default()
+        };
+        let mut cursor = None;
+        loop {
+            let page = store.list_unattributed(&filter, 500, cursor).await?;
+            for event in &page.items {
+                // A reader that stops early (`| head`) ends the output quietly.
+                if say(format_args!("{}", tocsin_server::views::audit_event(event))).is_err() {
+                    return Ok(());
+                }
+            }
+            match page.next_cursor.map(|c| c.parse::<i64>()) {
+                Some(Ok(next)) => cursor = Some(next),
+                _ => return anyhow::Ok(()),
+            }
+        }
+    };
+    match printed.await {
+        Ok(()) => 0,
+        Err(e) => {
+            errln!("error: {e:#}");
+            2
+        }
+    }
+}
+
 /// `tocsin audit verify`: exit 0 when every chain is intact, 1 when one is broken, 2 on error.
 pub(crate) async fn audit_verify(server: ServerArgs, json: bool) -> i32 {
     match verify_chains(server, json).await {

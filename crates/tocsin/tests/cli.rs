@@ -94,6 +94,15 @@ fn walkthrough_with_the_cli_leaves_no_token_behind() {
     assert!(!again.status.success());
     assert!(stderr(&again).contains("already initialized"));
 
+    // A damaged token is refused before any key is known: its event belongs to no
+    // organization, and only the operator's offline `audit refusals` lists it.
+    let damaged = server.cli(&token[..token.len() - 3], &["whoami"]);
+    assert!(
+        stderr(&damaged).contains("malformed_token"),
+        "{}",
+        stderr(&damaged)
+    );
+
     server.stop();
     let verify = Command::new(BIN)
         .args(["audit", "verify", "--data-dir"])
@@ -106,6 +115,33 @@ fn walkthrough_with_the_cli_leaves_no_token_behind() {
         "{}{}",
         String::from_utf8_lossy(&verify.stdout),
         stderr(&verify)
+    );
+    let refusals = |filters: &[&str]| -> Vec<Value> {
+        let out = Command::new(BIN)
+            .args(["audit", "refusals"])
+            .args(filters)
+            .arg("--data-dir")
+            .arg(&server.data)
+            .args(&server.extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let all = refusals(&["--since", "1h"]);
+    assert!(
+        all.iter().any(|e| e["outcome"] == "malformed_token"
+            && e["route"] == "/v1/auth/whoami"
+            && e["api_key_id"].is_null()),
+        "{all:?}"
+    );
+    assert!(
+        refusals(&["--outcome", "unknown_key"])
+            .iter()
+            .all(|e| e["outcome"] == "unknown_key")
     );
 
     let log = read(&server.log);
