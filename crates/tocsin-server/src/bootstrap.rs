@@ -413,10 +413,11 @@ pub async fn create_org(
     key.user_id = Some(user.id.clone());
     store.insert_key(&key, &hasher.digest(&token), None).await?;
     let mut event = AuditRecord::new(Some(org.id.clone()), "api_key.created", "allowed");
+    // Named as every later event of the owner names them: by the user's name.
     event.actor = Some(AuditActor {
         kind: "user".into(),
         id: user.id.to_string(),
-        name: user.email.clone(),
+        name: user.name.clone(),
     });
     event.target = Some(AuditTarget {
         kind: "api_key".into(),
