@@ -952,10 +952,31 @@ fn named_alert_action(
     if route != ACTION {
         return route;
     }
+    /// Each verb's template, written out: no allocation per request.
+    const NAMED: &[&str] = &[
+        "/v2/alerts/{identifier}/acknowledge",
+        "/v2/alerts/{identifier}/unacknowledge",
+        "/v2/alerts/{identifier}/close",
+        "/v2/alerts/{identifier}/notes",
+        "/v2/alerts/{identifier}/snooze",
+        "/v2/alerts/{identifier}/tags",
+        "/v2/alerts/{identifier}/details",
+        "/v2/alerts/{identifier}/assign",
+        "/v2/alerts/{identifier}/teams",
+        "/v2/alerts/{identifier}/responders",
+        "/v2/alerts/{identifier}/escalate",
+        "/v2/alerts/{identifier}/message",
+        "/v2/alerts/{identifier}/description",
+        "/v2/alerts/{identifier}/priority",
+        "/v2/alerts/{identifier}/logs",
+        "/v2/alerts/{identifier}/recipients",
+    ];
     match path.rsplit('/').next() {
-        Some(verb) if crate::routes::alerts::action_verb_known(method.as_str(), verb) => {
-            route_text(&format!("/v2/alerts/{{identifier}}/{verb}"))
-        }
+        Some(verb) if crate::routes::alerts::action_verb_known(method.as_str(), verb) => NAMED
+            .iter()
+            .find(|t| t.rsplit('/').next() == Some(verb))
+            .copied()
+            .unwrap_or(route),
         _ => route,
     }
 }
@@ -1017,4 +1038,56 @@ fn target_of(route: &str, path: &str) -> Option<AuditTarget> {
         // A token pasted where an id belongs is not kept in the audit trail.
         id: tocsin_core::token::redact(id).into_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every verb the alert action route answers is recorded under its own template.
+    #[test]
+    fn every_alert_action_is_named_in_the_trail() {
+        const ACTION: &str = "/v2/alerts/{identifier}/{action}";
+        let verbs = [
+            "acknowledge",
+            "unacknowledge",
+            "close",
+            "notes",
+            "snooze",
+            "tags",
+            "details",
+            "assign",
+            "teams",
+            "responders",
+            "escalate",
+            "message",
+            "description",
+            "priority",
+            "logs",
+            "recipients",
+        ];
+        let mut named = 0;
+        for method in ["GET", "POST", "PUT", "DELETE"] {
+            let m = axum::http::Method::from_bytes(method.as_bytes()).unwrap();
+            for verb in verbs {
+                let route = named_alert_action(ACTION, &m, &format!("/v2/alerts/x/{verb}"));
+                if crate::routes::alerts::action_verb_known(method, verb) {
+                    assert_eq!(route, format!("/v2/alerts/{{identifier}}/{verb}"));
+                    named += 1;
+                } else {
+                    assert_eq!(route, ACTION, "{method} {verb}");
+                }
+            }
+        }
+        assert_eq!(named, 19);
+        let post = axum::http::Method::POST;
+        assert_eq!(
+            named_alert_action(ACTION, &post, "/v2/alerts/x/reopen"),
+            ACTION
+        );
+        assert_eq!(
+            named_alert_action("/v1/teams", &post, "/v1/teams"),
+            "/v1/teams"
+        );
+    }
 }

@@ -222,11 +222,14 @@ fn warn_if_shared(path: &std::path::Path) {
         if let Ok(meta) = std::fs::metadata(path)
             && meta.permissions().mode() & 0o077 != 0
         {
-            tracing::warn!(
-                path = %path.display(),
-                mode = format!("{:o}", meta.permissions().mode() & 0o777),
-                "the server secret file can be read by other users; make it readable by the server's user alone (chmod 600)"
-            );
+            let mode = format!("{:o}", meta.permissions().mode() & 0o777);
+            let why = "the server secret file can be read by other users; make it readable by the server's user alone (chmod 600)";
+            // `init` and `orgs create` have no log: they say it on standard error.
+            if tracing::dispatcher::has_been_set() {
+                tracing::warn!(path = %path.display(), mode, "{why}");
+            } else {
+                eprintln!("warning: {why}: {} (mode {mode})", path.display());
+            }
         }
     }
 }
@@ -249,7 +252,8 @@ pub async fn secret_and_store(
             // A database set up with a secret whose file is gone: a new one would make every
             // key unknown (check_secret would refuse it, leaving the wrong file behind).
             let path = settings.data_dir.join("secret");
-            if std::fs::symlink_metadata(&path).is_err()
+            if std::fs::symlink_metadata(&path)
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
                 && let Some(fingerprint) = store.meta_get("secret_fingerprint").await?
             {
                 bail!(
@@ -265,14 +269,24 @@ pub async fn secret_and_store(
 
 /// Refuses to run as another region than the one the database serves: every token carries
 /// its region, so a changed `region` would answer every existing key `wrong_region`. The
-/// first node records the region, as it records the secret's fingerprint.
+/// region served is the one recorded (`meta`), else the one its keys carry (a database set
+/// up before the region was recorded); the first start that finds keys, or makes the first
+/// one, records it. A database with no key yet records nothing, so a mistaken first start
+/// fixes nothing.
 pub async fn check_region(store: &Store, region: &str) -> anyhow::Result<()> {
-    store.meta_claim("region", region).await?;
-    match store.meta_get("region").await? {
-        Some(stored) if stored != region => bail!(
-            "invalid setting `region`: this database serves region `{stored}` (every key's token carries it), not `{region}`; start it with --region {stored}"
+    let served = match store.meta_get("region").await? {
+        Some(recorded) => Some(recorded),
+        None => store.some_key_region().await?,
+    };
+    match served {
+        Some(served) if served != region => bail!(
+            "invalid setting `region`: this database serves region `{served}` (every key's token carries it), not `{region}`; start it with --region {served}"
         ),
-        _ => Ok(()),
+        Some(served) => {
+            store.meta_claim("region", &served).await?;
+            Ok(())
+        }
+        None => Ok(()),
     }
 }
 

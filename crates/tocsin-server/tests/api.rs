@@ -1170,6 +1170,21 @@ async fn explain_agrees_with_the_real_decision() {
             None,
         ),
         (&app.owner, "DELETE", "/v1/roles/viewer".to_owned(), None),
+        (
+            &app.owner,
+            "DELETE",
+            format!("/v1/teams/team_{nobody}"),
+            None,
+        ),
+        (&tk, "DELETE", format!("/v1/teams/team_{nobody}"), None),
+        (&viewer, "GET", "/v1/users/not-a-user".to_owned(), None),
+        (
+            &app.owner,
+            "GET",
+            "/v2/heartbeats/nosuchbeat".to_owned(),
+            None,
+        ),
+        (&tk, "DELETE", "/v2/heartbeats/nosuchbeat".to_owned(), None),
     ];
     for (token, method, path, body) in missing_objects {
         // Explained first: the one that succeeds removes its membership.

@@ -1382,7 +1382,7 @@ impl Store {
             match self.apply_batch_once(ops, audit).await {
                 Err(e) if e.is_retryable() && tries < BATCH_TRIES => {
                     tries += 1;
-                    tracing::debug!(error = %e, tries, "write batch ended by the database; running it again");
+                    tracing::warn!(error = %e, tries, "write batch ended by the database (two nodes' batches waited for each other); running it again");
                     // A few milliseconds, different on each node, so that the two batches do
                     // not meet again at once.
                     let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0] % 8);
@@ -1549,9 +1549,9 @@ impl<'a> RequestInsert<'a> {
 #[derive(Serialize)]
 pub(crate) struct AlertInsert<'a> {
     id: String,
-    org_id: &'a str,
+    pub(crate) org_id: &'a str,
     tiny_id: i64,
-    alias: String,
+    pub(crate) alias: String,
     message: &'a str,
     status: &'static str,
     acknowledged: bool,

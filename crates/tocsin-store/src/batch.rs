@@ -329,7 +329,12 @@ impl BatchConn for sqlx::PgConnection {
         &mut self,
         rows: &[AlertInsert<'_>],
     ) -> Result<Vec<(String, String, String, i64, Option<String>)>> {
-        Ok(crate::bulk::pg_fetch(self, alerts_sql(), rows).await?)
+        // In the aliases' order, as every node's batch inserts them: two batches opening (or
+        // counting into, through the upsert) the same aliases wait for each other instead of
+        // deadlocking. The caller matches the answers by organization and alias.
+        let mut sorted: Vec<&AlertInsert<'_>> = rows.iter().collect();
+        sorted.sort_unstable_by(|a, b| (a.org_id, &a.alias).cmp(&(b.org_id, &b.alias)));
+        Ok(crate::bulk::pg_fetch(self, alerts_sql(), &sorted).await?)
     }
 
     async fn insert_rows<R: Serialize>(&mut self, table: Rows, rows: &[R]) -> Result<()> {

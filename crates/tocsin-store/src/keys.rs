@@ -626,7 +626,7 @@ impl Store {
     /// Keys past their expiry whose `api_key.expired` event has not been recorded yet; marks them.
     pub async fn take_newly_expired(&self, now: OffsetDateTime) -> Result<Vec<ApiKey>> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM api_keys k WHERE k.expires_at <= $1 AND k.expiry_recorded = $2 AND k.revoked_at IS NULL LIMIT 500"
+            "SELECT {COLUMNS} FROM api_keys k WHERE k.expires_at <= $1 AND k.expiry_recorded = $2 AND k.revoked_at IS NULL ORDER BY k.id LIMIT 500"
         );
         let rows: Vec<KeyRow> = on_db!(&self.db, |pool| sqlx::query_as(safe(&sql))
             .bind(ms(now))

@@ -441,13 +441,35 @@ impl Store {
     /// PostgreSQL: commits are durable by the server's own settings (fsync, synchronous_commit).
     pub async fn open_postgres(url: &str) -> Result<Store> {
         // One connection first, for its own error: the pool retries a refused connection
-        // until its acquire timeout and then says only "pool timed out", 10 s later.
+        // until its acquire timeout and then says only "pool timed out". This one is retried
+        // as long (a database starting beside the node), then says why it failed.
         {
             use sqlx::Connection;
-            let first = sqlx::postgres::PgConnection::connect(url)
+            const WINDOW: Duration = Duration::from_secs(10);
+            let deadline = tokio::time::Instant::now() + WINDOW;
+            loop {
+                let why = match tokio::time::timeout_at(
+                    deadline,
+                    sqlx::postgres::PgConnection::connect(url),
+                )
                 .await
-                .map_err(|e| StoreError::Config(format!("cannot connect to PostgreSQL: {e}")))?;
-            let _ = first.close().await;
+                {
+                    Ok(Ok(first)) => {
+                        let _ = first.close().await;
+                        break;
+                    }
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => format!("no answer within {} s", WINDOW.as_secs()),
+                };
+                let wait = Duration::from_millis(250);
+                if tokio::time::Instant::now() + wait >= deadline {
+                    return Err(StoreError::Config(format!(
+                        "cannot connect to PostgreSQL (tried for {} s): {why}",
+                        WINDOW.as_secs()
+                    )));
+                }
+                tokio::time::sleep(wait).await;
+            }
         }
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(16)
@@ -523,6 +545,16 @@ impl Store {
             }
         }
         on_db!(&self.db, |pool| pool.close().await)
+    }
+
+    /// The region of a key the database holds (any one: a deployment serves one region),
+    /// `None` while it holds none.
+    pub async fn some_key_region(&self) -> Result<Option<String>> {
+        Ok(on_db!(&self.db, |pool| {
+            sqlx::query_scalar("SELECT region FROM api_keys LIMIT 1")
+                .fetch_optional(pool)
+                .await?
+        }))
     }
 
     pub async fn meta_get(&self, key: &str) -> Result<Option<String>> {

@@ -637,6 +637,27 @@ async fn run(
     }
 }
 
+/// Uses taken out of the tracker for a write: recorded again when dropped before `written`
+/// (the write failed, or the flush was cancelled).
+struct Unwritten<'a> {
+    tracker: &'a LastUsedTracker,
+    uses: Option<Vec<(KeyId, OffsetDateTime, String)>>,
+}
+
+impl Unwritten<'_> {
+    fn written(mut self) {
+        self.uses = None;
+    }
+}
+
+impl Drop for Unwritten<'_> {
+    fn drop(&mut self) {
+        for (key, at, ip) in self.uses.take().unwrap_or_default() {
+            self.tracker.record(&key, at, &ip);
+        }
+    }
+}
+
 /// Folds key usage into memory; `flush` writes the newest use of each key in one transaction.
 #[derive(Default)]
 pub struct LastUsedTracker {
@@ -658,8 +679,9 @@ impl LastUsedTracker {
         }
     }
 
-    /// Writes the uses recorded since the last flush. Should the write fail, they are
-    /// recorded again (a newer use of a key recorded meanwhile wins), for the next flush.
+    /// Writes the uses recorded since the last flush. Should the write fail, or the flush be
+    /// cancelled (a task aborted at shutdown), they are recorded again (a newer use of a key
+    /// recorded meanwhile wins), for the next flush.
     pub async fn flush(&self, store: &Store) -> crate::Result<usize> {
         let mut uses: Vec<(KeyId, OffsetDateTime, String)> = {
             let mut map = self.pending.lock().unwrap_or_else(|p| p.into_inner());
@@ -668,13 +690,15 @@ impl LastUsedTracker {
         // In the keys' order, as every node writes them: two nodes' flushes of the same keys
         // then wait for each other instead of deadlocking.
         uses.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
-        if let Err(e) = store.touch_keys(&uses).await {
-            for (key, at, ip) in &uses {
-                self.record(key, *at, ip);
-            }
-            return Err(e);
-        }
-        Ok(uses.len())
+        let unwritten = Unwritten {
+            tracker: self,
+            uses: Some(uses),
+        };
+        let uses = unwritten.uses.as_deref().unwrap_or_default();
+        store.touch_keys(uses).await?;
+        let n = uses.len();
+        unwritten.written();
+        Ok(n)
     }
 }
 

@@ -188,6 +188,28 @@ async fn expired_keys_are_reported_once() {
     assert!(store.take_newly_expired(now).await.unwrap().is_empty());
 }
 
+/// A last-use flush whose write fails keeps its uses: the next flush writes them.
+#[tokio::test]
+async fn a_failed_last_use_flush_is_written_by_the_next() {
+    use tocsin_store::testing::execute;
+    let (_dir, store) = store().await;
+    let org = org(&store).await;
+    let user = user(&store, &org).await;
+    let key = personal_key(&org, &user, OffsetDateTime::now_utc() + Duration::days(1));
+    store.insert_key(&key, &[1; 32], None).await.unwrap();
+    let tracker = tocsin_store::LastUsedTracker::default();
+    let at = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    tracker.record(&key.id, at, "10.0.0.1");
+    execute(&store, "ALTER TABLE api_keys RENAME TO api_keys_away").await;
+    assert!(tracker.flush(&store).await.is_err());
+    execute(&store, "ALTER TABLE api_keys_away RENAME TO api_keys").await;
+    assert_eq!(tracker.flush(&store).await.unwrap(), 1);
+    let stored = store.get_key(&org, &key.id).await.unwrap();
+    assert_eq!(stored.last_used_ip.as_deref(), Some("10.0.0.1"));
+    assert!(stored.last_used_at.is_some());
+    assert_eq!(tracker.flush(&store).await.unwrap(), 0);
+}
+
 /// At most two tokens are valid after a rotation: the new one and the one it replaced, until
 /// its grace ends. Replaced tokens are kept, their grace ended (so that they are refused as
 /// expired, with when), and pruned at a later rotation once ended long enough.
@@ -2295,7 +2317,7 @@ async fn pruning_the_change_log_keeps_the_rows_a_poll_counts() {
 /// promotion written between that read and the change's commit would slip past the compare.
 /// On PostgreSQL a membership share-locks its user's row (a new one's foreign key already
 /// did, a change of an existing one's roles did not); on SQLite every writer waits for the
-/// one in flight.
+/// one in flight, so only the PostgreSQL run tests the lock.
 #[tokio::test]
 async fn a_membership_change_waits_for_a_change_of_its_user_in_flight() {
     let (_dir, store) = store().await;

@@ -164,9 +164,10 @@ pub enum AuditClientCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Print the refusals recorded before any key was identified (malformed, unknown or other
-    /// regions' tokens), which belong to no organization and so to no API listing, as JSON
-    /// Lines, newest first (offline: reads the database directly; takes the server settings).
+    /// Print the refusals recorded before any key was identified (no credential, a malformed,
+    /// unknown or other region's token, a client address over its failed-authentication
+    /// budget), which belong to no organization and so to no API listing, as JSON Lines,
+    /// newest first (offline: reads the database directly; takes the server settings).
     Refusals {
         #[command(flatten)]
         server: crate::ServerArgs,
@@ -1674,6 +1675,13 @@ async fn audit(cmd: AuditClientCommand) -> Result<i32, Failure> {
             since,
             outcome,
         } => {
+            if let Some(code) = &outcome
+                && !tocsin_server::error::OUTCOMES.contains(&code.as_str())
+            {
+                return Err(Failure::Usage(format!(
+                    "invalid `--outcome`: `{code}` is not a code the trail records, such as unknown_key, malformed_token or missing_credentials"
+                )));
+            }
             let since = match since {
                 None => None,
                 Some(v) => Some(

@@ -277,8 +277,23 @@ fn name_variable(message: &str, is_set: impl Fn(&str) -> bool) -> String {
     };
     let variable = format!("TOCSIN_{}", setting.to_uppercase().replace('-', "_"));
     let flag = format!("--{setting}");
-    let flag_given = std::env::args().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
-    if message.contains(&variable) || flag_given || !is_set(&variable) {
+    let args: Vec<String> = std::env::args().collect();
+    let flag_given = args
+        .iter()
+        .any(|a| *a == flag || a.starts_with(&format!("{flag}=")));
+    // An error in the config file names the file: the value came from there.
+    let config = args
+        .iter()
+        .position(|a| a == "--config")
+        .and_then(|i| args.get(i + 1).cloned())
+        .or_else(|| {
+            args.iter()
+                .find_map(|a| a.strip_prefix("--config=").map(str::to_owned))
+        })
+        .or_else(|| std::env::var("TOCSIN_CONFIG").ok())
+        .filter(|c| !c.is_empty());
+    let from_file = config.is_some_and(|c| reason.contains(&c));
+    if message.contains(&variable) || flag_given || from_file || !is_set(&variable) {
         return message.to_owned();
     }
     format!("invalid setting `{setting}` (from {variable}){reason}")

@@ -138,11 +138,24 @@ fn walkthrough_with_the_cli_leaves_no_token_behind() {
             && e["api_key_id"].is_null()),
         "{all:?}"
     );
-    assert!(
-        refusals(&["--outcome", "unknown_key"])
-            .iter()
-            .all(|e| e["outcome"] == "unknown_key")
-    );
+    let malformed = refusals(&["--outcome", "malformed_token"]);
+    assert!(!malformed.is_empty());
+    assert!(malformed.iter().all(|e| e["outcome"] == "malformed_token"));
+    // A code the trail never records is refused by name, not answered with nothing.
+    let typo = Command::new(BIN)
+        .args([
+            "audit",
+            "refusals",
+            "--outcome",
+            "unknwon_key",
+            "--data-dir",
+        ])
+        .arg(&server.data)
+        .args(&server.extra)
+        .output()
+        .unwrap();
+    assert_eq!(typo.status.code(), Some(2));
+    assert!(stderr(&typo).contains("--outcome"), "{}", stderr(&typo));
 
     let log = read(&server.log);
     assert!(
@@ -397,8 +410,25 @@ fn the_data_directory_and_database_are_private() {
     }
 }
 
-/// Review ops #15: a log written to a file carries no terminal colour codes, so that
-/// `grep path=` or `grep request_id=...` finds its lines.
+/// Runs a command that must exit on its own (a `serve` expected to refuse its start): one
+/// that is still running after a minute is stopped, and the test fails instead of hanging.
+fn exits(cmd: &mut Command) -> std::process::Output {
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{cmd:?} was still running after a minute");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
 /// The client commands reach a deployment over https, as behind the README's nginx: here a
 /// TLS proxy (Python's `ssl`, with a certificate made by `openssl`) in front of a real
 /// server. The certificate is trusted through `SSL_CERT_FILE`; without it the refusal says
@@ -494,6 +524,14 @@ async def main():
     await s.serve_forever()
 asyncio.run(main())
 "#;
+    /// Stops the relay however the test ends.
+    struct Relay(std::process::Child);
+    impl Drop for Relay {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
     let mut relay = Command::new("python3")
         .arg("-c")
         .arg(proxy)
@@ -504,12 +542,10 @@ asyncio.run(main())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("this test needs python3");
+    let stdout_pipe = relay.stdout.take().unwrap();
+    let _relay = Relay(relay);
     let mut ready = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(relay.stdout.take().unwrap()),
-        &mut ready,
-    )
-    .unwrap();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout_pipe), &mut ready).unwrap();
     assert_eq!(ready.trim(), "ready");
     let url = format!("https://localhost:{port}");
     let whoami = |trust: bool| {
@@ -524,8 +560,6 @@ asyncio.run(main())
     };
     let trusted = whoami(true);
     let refused = whoami(false);
-    let _ = relay.kill();
-    let _ = relay.wait();
     assert!(trusted.status.success(), "{}", stderr(&trusted));
     let me: Value = serde_json::from_slice(&trusted.stdout).unwrap();
     assert_eq!(me["kind"], "personal", "{me}");
@@ -564,12 +598,7 @@ fn a_deployment_keeps_its_region_and_a_bad_secret_file_makes_nothing() {
         ],
     ];
     for args in runs {
-        let out = Command::new(BIN)
-            .args(args)
-            .arg("--data-dir")
-            .arg(&data)
-            .output()
-            .unwrap();
+        let out = exits(Command::new(BIN).args(args).arg("--data-dir").arg(&data));
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = stderr(&out);
         assert!(
@@ -581,11 +610,11 @@ fn a_deployment_keeps_its_region_and_a_bad_secret_file_makes_nothing() {
     let secret = data.join("secret");
     let kept = std::fs::read(&secret).unwrap();
     std::fs::remove_file(&secret).unwrap();
-    let out = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
-        .output()
-        .unwrap();
+    let out = exits(
+        Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data),
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("is missing"), "{}", stderr(&out));
     assert!(!secret.exists());
@@ -594,14 +623,14 @@ fn a_deployment_keeps_its_region_and_a_bad_secret_file_makes_nothing() {
     std::fs::write(&short, "not 32 characters").unwrap();
     let fresh = dir.path().join("fresh");
     for command in [&["serve", "--listen", "127.0.0.1:0"][..], &["init"]] {
-        let out = Command::new(BIN)
-            .args(command)
-            .arg("--secret-file")
-            .arg(&short)
-            .arg("--data-dir")
-            .arg(&fresh)
-            .output()
-            .unwrap();
+        let out = exits(
+            Command::new(BIN)
+                .args(command)
+                .arg("--secret-file")
+                .arg(&short)
+                .arg("--data-dir")
+                .arg(&fresh),
+        );
         assert_eq!(out.status.code(), Some(2), "{command:?}");
         assert!(stderr(&out).contains("secret-file"), "{}", stderr(&out));
         assert!(!fresh.exists(), "{command:?} made {}", fresh.display());
@@ -661,6 +690,8 @@ fn serving_an_uninitialized_database_says_so() {
     assert!(!server.data.join("owner-token").exists());
 }
 
+/// Review ops #15: a log written to a file carries no terminal colour codes, so that
+/// `grep path=` or `grep request_id=...` finds its lines.
 #[test]
 fn text_logs_in_a_file_have_no_colour_codes() {
     let mut server = Server::start_logging("info");

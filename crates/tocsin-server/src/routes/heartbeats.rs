@@ -47,7 +47,7 @@ async fn view(app: &App, h: &Heartbeat) -> Value {
     v
 }
 
-fn resource(h: &Heartbeat) -> Resource {
+pub(crate) fn resource(h: &Heartbeat) -> Resource {
     Resource::Teams(
         h.owner_team_id
             .iter()

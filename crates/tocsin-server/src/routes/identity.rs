@@ -270,7 +270,32 @@ pub async fn explain(
                         json!({"allowed": allowed, "code": code, "route": route.path, "permission": null, "reasons": reasons, "fixes": fixes}),
                     ));
                 }
+                // A user's read parses the id before anything else (users.rs, `show`).
+                Needs::Org(p)
+                    if route.method == "GET"
+                        && route.path == "/v1/users/{id}"
+                        && id.as_deref().and_then(tocsin_core::UserId::parse).is_none() =>
+                {
+                    answered = Some(ApiError::NotFound("user"));
+                    (p, Resource::Org)
+                }
                 Needs::Org(p) => (p, Resource::Org),
+                // A heartbeat is looked up by name before any permission, then judged in its
+                // owner team (heartbeats.rs, `load`). (A ping of a heartbeat that does not
+                // exist is answered PONG, as before.)
+                Needs::AnyTeam(p)
+                    if route.path.starts_with("/v2/heartbeats/{name}")
+                        && !route.path.ends_with("/ping") =>
+                {
+                    let name = param(&params, "name").unwrap_or_default();
+                    match app.store.get_heartbeat(&caller.org_id, name).await? {
+                        Some(h) => (p, crate::routes::heartbeats::resource(&h)),
+                        None => {
+                            answered = Some(ApiError::NotFoundBy("heartbeat", "name"));
+                            (p, Resource::AnyTeam)
+                        }
+                    }
+                }
                 Needs::AnyTeam(p) => (p, Resource::AnyTeam),
                 // The team, key and integration routes look their object up before any
                 // permission (teams.rs, api_keys.rs and integrations.rs, `load`): one that does
@@ -590,6 +615,14 @@ async fn missing_after_permission(
                     .is_none()
                     .then_some(ApiError::NotFoundBy("role", "name"))
             }
+        }
+        // The team's delete needs the permission account-wide, then finds the team.
+        ("DELETE", "/v1/teams/{id}") => {
+            let exists = match param(params, "id").and_then(TeamId::parse) {
+                Some(t) => found(app.store.get_team(org, &t).await)?,
+                None => false,
+            };
+            (!exists).then_some(ApiError::NotFound("team"))
         }
         ("PUT", "/v1/teams/{id}/members/{user_id}") => {
             let exists = match user().and_then(tocsin_core::UserId::parse) {
