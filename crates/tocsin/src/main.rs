@@ -459,11 +459,7 @@ async fn create_org(server: ServerArgs, org: OrgArgs, first: bool) -> anyhow::Re
         if settings.sqlite_path().is_some_and(|p| !p.is_file()) {
             return Err(not_initialized());
         }
-        let store = bootstrap::open_existing_store(&settings).await?;
-        store
-            .migrate()
-            .await
-            .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+        let store = existing_migrated(&settings).await?;
         if !bootstrap::is_initialized(&store).await? {
             return Err(not_initialized());
         }
@@ -516,6 +512,18 @@ async fn create_org(server: ServerArgs, org: OrgArgs, first: bool) -> anyhow::Re
     Ok(0)
 }
 
+/// An existing database (a mistyped path is an error, not a new empty database), migrated,
+/// so that a copy made by an older version is read in the current layout (its audit events
+/// moved into segments, say).
+async fn existing_migrated(settings: &Settings) -> anyhow::Result<tocsin_store::Store> {
+    let store = tocsin_server::bootstrap::open_existing_store(settings).await?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+    Ok(store)
+}
+
 /// `tocsin audit refusals`: the unattributed refusals as JSON Lines; exit 0, or 2 on error.
 pub(crate) async fn audit_refusals(
     server: ServerArgs,
@@ -523,12 +531,7 @@ pub(crate) async fn audit_refusals(
     outcome: Option<String>,
 ) -> i32 {
     let printed = async {
-        let settings = settings(&server)?;
-        let store = tocsin_server::bootstrap::open_existing_store(&settings).await?;
-        store
-            .migrate()
-            .await
-            .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+        let store = existing_migrated(&settings(&server)?).await?;
         let filter = tocsin_store::audit::AuditFilter {
             since,
             outcome,
@@ -570,15 +573,9 @@ pub(crate) async fn audit_verify(server: ServerArgs, json: bool) -> i32 {
 }
 
 async fn verify_chains(server: ServerArgs, json: bool) -> anyhow::Result<i32> {
-    let settings = settings(&server)?;
     // Verification never creates a database: a mistyped path fails instead of proving an
-    // empty new one intact. An existing one is migrated, so that a copy made by an older
-    // version is read in the current layout (its audit events moved into segments).
-    let store = tocsin_server::bootstrap::open_existing_store(&settings).await?;
-    store
-        .migrate()
-        .await
-        .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+    // empty new one intact.
+    let store = existing_migrated(&settings(&server)?).await?;
     let reports = store.verify_all_chains().await?;
     let broken = reports.iter().any(|r| r.broken_at.is_some());
     // A reader that stops early (`| head`) does not change the verdict: the exit code.
