@@ -215,8 +215,11 @@ async fn three_nodes_agree_on_keys_within_a_second() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_data_moves_an_embedded_deployment_with_nothing_lost() {
-    // An embedded deployment with a key, an integration, an alert and an audit trail.
-    let mut embedded = Server::start_logging("warn");
+    // An embedded deployment with a key, an integration, an alert and an audit trail. Its
+    // SQLite file is named outright, so that it is one whatever TOCSIN_TEST_BACKEND says.
+    let source = tempfile::tempdir().unwrap();
+    let from = format!("sqlite://{}", source.path().join("tocsin.db").display());
+    let mut embedded = Server::start_with("warn", &["--database-url".to_owned(), from.clone()]);
     let owner = embedded.owner();
     let http = reqwest::Client::new();
     let (s, k) = call(&http, "POST", format!("{}/v1/api_keys", embedded.url), &owner,
@@ -244,12 +247,18 @@ async fn migrate_data_moves_an_embedded_deployment_with_nothing_lost() {
     embedded.stop();
 
     let db = fresh_database().await;
-    let from = format!("sqlite://{}", embedded.data.join("tocsin.db").display());
     let out = std::process::Command::new(BIN)
         .args(["migrate-data", "--from", &from, "--to", &db])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        out.status.success(),
+        "{}\nsource directory: {:?}\nserver log: {}",
+        stderr(&out),
+        std::fs::read_dir(source.path())
+            .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>()),
+        common::read(&embedded.log)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("audit chains verify"));
 
     // A PostgreSQL node with the embedded deployment's secret: every key keeps working.
