@@ -710,16 +710,21 @@ pub fn created<T: serde::Serialize>(body: T) -> Response {
     (StatusCode::CREATED, Json(body)).into_response()
 }
 
-/// A `201 Created` whose audit event names what was made (`kind` and `id`): the door takes
-/// the target from the response, since the path of a create names no object.
-pub fn created_target<T: serde::Serialize>(body: T, kind: &str, id: &str) -> Response {
-    let mut resp = created(body);
+/// `resp`, whose audit event names the object the handler acted on (`kind` and `id`): the
+/// door takes the target from the response when the path names no object (a create, the
+/// organization) or names it otherwise (an alert by alias).
+pub fn with_target(mut resp: Response, kind: &str, id: &str) -> Response {
     resp.extensions_mut()
         .insert(tocsin_store::audit::AuditTarget {
             kind: kind.to_owned(),
             id: id.to_owned(),
         });
     resp
+}
+
+/// A `201 Created` whose audit event names what was made.
+pub fn created_target<T: serde::Serialize>(body: T, kind: &str, id: &str) -> Response {
+    with_target(created(body), kind, id)
 }
 
 #[cfg(test)]

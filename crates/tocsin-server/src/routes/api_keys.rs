@@ -2,7 +2,7 @@
 //! The token appears once, in the create or rotate response.
 
 use crate::auth::{Principal, RequestFacts, RoleBook, key_teams};
-use crate::error::{ApiError, ApiResult, JsonBody, conflict, created, found, not_found};
+use crate::error::{ApiError, ApiResult, JsonBody, conflict, created_target, found, not_found};
 use crate::error::{Path, Query};
 use crate::routes::{ListParams, path_id};
 use crate::state::{App, AppState};
@@ -388,13 +388,9 @@ pub async fn create(
     // service account row does not exist yet, so only grants, networks and the rate limit are
     // compared.
     check_within_caller(&app, &p, &key).await?;
-    let target = AuditTarget {
-        kind: "api_key".into(),
-        id: key.id.to_string(),
-    };
-    let mut resp = created(issue(&app, &p, key, &token, service_account, &request).await?);
-    resp.extensions_mut().insert(target);
-    Ok(resp)
+    let id = key.id.to_string();
+    let body = issue(&app, &p, key, &token, service_account, &request).await?;
+    Ok(created_target(body, "api_key", &id))
 }
 
 /// Nobody obtains or reshapes a key that could do more than they can: checked when a key is

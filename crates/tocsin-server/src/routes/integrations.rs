@@ -2,7 +2,7 @@
 //! their keys may do, at once. Creating one issues its first key, shown once.
 
 use crate::auth::{Principal, RequestFacts};
-use crate::error::{ApiError, ApiResult, JsonBody, conflict, created, found, not_found};
+use crate::error::{ApiError, ApiResult, JsonBody, conflict, created_target, found, not_found};
 use crate::error::{Path, Query};
 use crate::routes::api_keys::issue;
 use crate::routes::{ListParams, path_id};
@@ -24,7 +24,6 @@ use tocsin_core::token::Token;
 use tocsin_core::validation::Problems;
 use tocsin_core::{IntegrationId, TeamId};
 use tocsin_store::StoreError;
-use tocsin_store::audit::AuditTarget;
 use tocsin_store::integrations::{Integration, IntegrationVisibility};
 use tocsin_store::keys::{ApiKey, KeyFilter, KeyVisibility};
 
@@ -253,11 +252,10 @@ pub async fn create(
         problems,
     };
     let (integration, issued) = create_with_key(&app, &p, new, &request).await?;
-    let mut resp = created(json!({
+    let body = json!({
         "integration": view(&integration), "api_key": issued["api_key"], "token": issued["token"],
-    }));
-    resp.extensions_mut().insert(target(&integration));
-    Ok(resp)
+    });
+    Ok(created_target(body, "integration", integration.id.as_str()))
 }
 
 #[derive(Deserialize)]
@@ -265,14 +263,6 @@ pub struct ListIntegrations {
     team_id: Option<String>,
     #[serde(flatten)]
     page: ListParams,
-}
-
-/// What a request that made `i` names in its audit event.
-pub fn target(i: &Integration) -> AuditTarget {
-    AuditTarget {
-        kind: "integration".into(),
-        id: i.id.to_string(),
-    }
 }
 
 /// What the caller may list: everything with an account grant, else its teams' integrations.

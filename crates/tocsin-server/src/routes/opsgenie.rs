@@ -210,10 +210,11 @@ pub async fn create(
     let mut data = meta(&integration);
     data["apiKey"] = issued["token"].clone();
     let body = json!({"data": data, "took": v2.took(), "requestId": v2.request_id()});
-    let mut resp = (StatusCode::CREATED, Json(body)).into_response();
-    resp.extensions_mut()
-        .insert(crate::routes::integrations::target(&integration));
-    Ok(resp)
+    Ok(crate::error::created_target(
+        body,
+        "integration",
+        integration.id.as_str(),
+    ))
 }
 
 /// `PUT`: Opsgenie replaces the integration. A flag the body leaves out keeps its value:

@@ -83,11 +83,9 @@ pub async fn update(
     // Cached credentials carry the organization (its settings decide some refusals).
     app.drop_cached_credentials();
     // The event names the organization changed (its path names none).
-    let mut resp = Json(view(&org)).into_response();
-    resp.extensions_mut()
-        .insert(tocsin_store::audit::AuditTarget {
-            kind: "organization".into(),
-            id: org.id.to_string(),
-        });
-    Ok(resp)
+    Ok(crate::error::with_target(
+        Json(view(&org)).into_response(),
+        "organization",
+        org.id.as_str(),
+    ))
 }
