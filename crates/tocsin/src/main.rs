@@ -11,7 +11,8 @@ macro_rules! errln {
 
 mod client;
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tocsin_server::config::{Overrides, Settings};
@@ -236,7 +237,12 @@ enum OrgsCommand {
 // Blocking work still goes to tokio's blocking pool. TOKIO_WORKER_THREADS is not read.
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let sources = SettingSources::of(&matches);
     let result = match cli.command {
         Command::Serve {
             server,
@@ -256,47 +262,57 @@ async fn main() -> ExitCode {
         Err(e) => {
             // One line that says what is wrong; settings errors name the setting, and the
             // variable when the value came from one.
-            errln!(
-                "error: {}",
-                name_variable(&format!("{e:#}"), |v| std::env::var_os(v).is_some())
-            );
+            errln!("error: {}", sources.name_variable(&format!("{e:#}")));
             ExitCode::from(2)
         }
     }
 }
 
-/// Adds the `TOCSIN_*` variable to an "invalid setting `x`" error when the value came from
-/// it: the variable is set and no `--x` flag was given (flags win over variables). `is_set`
-/// tells whether a variable is set.
-fn name_variable(message: &str, is_set: impl Fn(&str) -> bool) -> String {
-    let Some(rest) = message.strip_prefix("invalid setting `") else {
-        return message.to_owned();
-    };
-    let Some((setting, reason)) = rest.split_once('`') else {
-        return message.to_owned();
-    };
-    let variable = format!("TOCSIN_{}", setting.to_uppercase().replace('-', "_"));
-    let flag = format!("--{setting}");
-    let args: Vec<String> = std::env::args().collect();
-    let flag_given = args
-        .iter()
-        .any(|a| *a == flag || a.starts_with(&format!("{flag}=")));
-    // An error in the config file names the file: the value came from there.
-    let config = args
-        .iter()
-        .position(|a| a == "--config")
-        .and_then(|i| args.get(i + 1).cloned())
-        .or_else(|| {
-            args.iter()
-                .find_map(|a| a.strip_prefix("--config=").map(str::to_owned))
-        })
-        .or_else(|| std::env::var("TOCSIN_CONFIG").ok())
-        .filter(|c| !c.is_empty());
-    let from_file = config.is_some_and(|c| reason.contains(&c));
-    if message.contains(&variable) || flag_given || from_file || !is_set(&variable) {
-        return message.to_owned();
+/// Where the server settings of the command that ran came from, as clap parsed them.
+struct SettingSources {
+    /// The settings (by flag name) whose value came from a `TOCSIN_*` variable: set, with no
+    /// flag given (flags win over variables).
+    from_env: Vec<String>,
+    /// The `--config` file, if one was given.
+    config: Option<String>,
+}
+
+impl SettingSources {
+    fn of(matches: &clap::ArgMatches) -> Self {
+        let mut m = matches;
+        while let Some((_, sub)) = m.subcommand() {
+            m = sub;
+        }
+        SettingSources {
+            from_env: m
+                .ids()
+                .filter(|id| m.value_source(id.as_str()) == Some(ValueSource::EnvVariable))
+                .map(|id| id.as_str().replace('_', "-"))
+                .collect(),
+            config: m
+                .try_get_one::<PathBuf>("config")
+                .ok()
+                .flatten()
+                .map(|p| p.display().to_string()),
+        }
     }
-    format!("invalid setting `{setting}` (from {variable}){reason}")
+
+    /// Adds the variable to an "invalid setting `x`" error when the value came from it (an
+    /// error in the config file names the file, and its value came from there).
+    fn name_variable(&self, message: &str) -> String {
+        let Some((setting, reason)) = message
+            .strip_prefix("invalid setting `")
+            .and_then(|rest| rest.split_once('`'))
+        else {
+            return message.to_owned();
+        };
+        let variable = format!("TOCSIN_{}", setting.to_uppercase().replace('-', "_"));
+        let from_file = self.config.as_deref().is_some_and(|c| reason.contains(c));
+        if !self.from_env.iter().any(|s| s == setting) || from_file || message.contains(&variable) {
+            return message.to_owned();
+        }
+        format!("invalid setting `{setting}` (from {variable}){reason}")
+    }
 }
 
 /// Writes one line to standard error, ignoring a failure to write it (see `errln!`).
