@@ -284,6 +284,11 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
         if let Err(e) = app2.last_used.flush(&app2.store).await {
             tracing::error!(error = %e, "could not record last use at shutdown");
         }
+        // Alerts answered once in the alert log (SQLite) go into the tables now, so that a
+        // clean stop leaves nothing for the next start to write in.
+        if let Err(e) = app2.store.alerts_settled().await {
+            tracing::error!(error = %e, "accepted alerts are not all in the tables at shutdown; the alert log keeps them for the next start");
+        }
         match tokio::time::timeout(SHUTDOWN_WAIT, app2.audit.flush()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
@@ -296,9 +301,10 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
         }
         // Closing the pool checkpoints the WAL into the database file.
         app2.store.close().await;
-        // Every alert write was answered only after its commit, and the flush above committed
-        // every audit event queued before it, unless the database refused some: the writer
-        // holds those. Once it finds the store closed (this flush's batch, or its next try of
+        // Every alert write was answered only after its commit (a create on SQLite after its
+        // flush to the alert log, and the wait above saw it committed), and the flush above
+        // committed every audit event queued before it, unless the database refused some:
+        // the writer holds those. Once it finds the store closed (this flush's batch, or its next try of
         // the held events) it logs them in full and ends; it is waited for, not aborted.
         let _ = tokio::time::timeout(SHUTDOWN_WAIT, app2.audit.flush()).await;
         let unwritten = app2.audit.unwritten();

@@ -295,8 +295,10 @@ impl IdentifierType {
     }
 }
 
-/// A fully resolved new alert (teams and responders already looked up by the caller).
-#[derive(Clone, Debug)]
+/// A fully resolved new alert (teams and responders already looked up by the caller). It is
+/// what the alert log stores (alert_log.rs): a field added here is read as absent from
+/// records logged before it only if it has a `#[serde(default)]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AlertDraft {
     pub message: String,
     pub alias: Option<String>,
@@ -1175,6 +1177,7 @@ impl Store {
         identifier: &str,
         kind: IdentifierType,
     ) -> Result<Option<Alert>> {
+        self.alerts_settled().await?;
         let (sql, value): (String, SqlValue) = match kind {
             IdentifierType::Id => {
                 (format!("SELECT {COLUMNS} FROM alerts WHERE org_id = $1 AND id = $2"), SqlValue::Text(identifier.into()))
@@ -1212,6 +1215,7 @@ impl Store {
         offset: i64,
         limit: i64,
     ) -> Result<Vec<Alert>> {
+        self.alerts_settled().await?;
         let (clause, mut params) = search_clause(org, scope, query);
         let order = if descending { "DESC" } else { "ASC" };
         let sort_by = match sort {
@@ -1240,6 +1244,7 @@ impl Store {
         scope: &AlertScope,
         query: &Query,
     ) -> Result<i64> {
+        self.alerts_settled().await?;
         let (clause, params) = search_clause(org, scope, query);
         let sql = format!("SELECT COUNT(*) FROM alerts WHERE {clause}");
         let (n,): (i64,) = on_db!(&self.db, |pool| bind_all!(
@@ -1252,6 +1257,7 @@ impl Store {
     }
 
     pub async fn request_status(&self, org: &OrgId, id: &str) -> Result<Option<RequestStatus>> {
+        self.alerts_settled().await?;
         #[derive(sqlx::FromRow)]
         struct Row {
             id: String,
@@ -1295,6 +1301,7 @@ impl Store {
         descending: bool,
         limit: i64,
     ) -> Result<Vec<NoteOrLog>> {
+        self.alerts_settled().await?;
         let (table, text, kind) = if logs {
             ("alert_logs", "log", "type")
         } else {
@@ -1373,13 +1380,24 @@ impl Store {
         ops: &[AlertOp],
         audit: &[crate::audit::AuditEntry],
     ) -> Result<Vec<RequestStatus>> {
+        self.apply_logged_batch(ops, audit, None).await
+    }
+
+    /// `apply_batch`, recording in the same transaction that the tables hold the alert log
+    /// up to record `logged` (SQLite).
+    pub(crate) async fn apply_logged_batch(
+        &self,
+        ops: &[AlertOp],
+        audit: &[crate::audit::AuditEntry],
+        logged: Option<u64>,
+    ) -> Result<Vec<RequestStatus>> {
         // On PostgreSQL, two nodes' batches that lock the same alerts in different orders (a
         // count into one alert, an upsert into another) deadlock, and the server ends one of
         // them: that batch is run again, so that no op of it fails for a reason of no op's
         // own. (SQLite writes one transaction at a time.)
         let mut tries = 0;
         loop {
-            match self.apply_batch_once(ops, audit).await {
+            match self.apply_batch_once(ops, audit, logged).await {
                 Err(e) if e.is_retryable() && tries < BATCH_TRIES => {
                     tries += 1;
                     tracing::warn!(error = %e, tries, "write batch ended by the database (two nodes' batches waited for each other); running it again");
@@ -1397,6 +1415,7 @@ impl Store {
         &self,
         ops: &[AlertOp],
         audit: &[crate::audit::AuditEntry],
+        logged: Option<u64>,
     ) -> Result<Vec<RequestStatus>> {
         let prepared = crate::audit::Prepared::all(audit);
         let views: Vec<_> = prepared.iter().map(crate::audit::Prepared::view).collect();
@@ -1420,7 +1439,11 @@ impl Store {
                     }
                 }
                 (Db::Sqlite(_), Some(embedded)) => embedded.transaction(|conn| {
-                    crate::embedded::now(write_batch(conn, ops, audit, careful))
+                    let statuses = crate::embedded::now(write_batch(conn, ops, audit, careful))?;
+                    if let (Some(_), Some(seq)) = (&statuses, logged) {
+                        conn.set_meta(crate::alert_log::APPLIED_KEY, &seq.to_string())?;
+                    }
+                    Ok(statuses)
                 })?,
                 (Db::Sqlite(_), None) => {
                     return Err(StoreError::Closed);
@@ -1659,19 +1682,64 @@ fn failed(op: &AlertOp, status: &str) -> RequestStatus {
 /// ops, and each is answered when the transaction that carries it commits.
 #[derive(Clone)]
 pub struct AlertWriter {
-    pub(crate) tx: mpsc::Sender<AlertRequest>,
+    pub(crate) tx: mpsc::Sender<AlertMsg>,
     pub(crate) depth: Arc<AtomicI64>,
 }
 
-/// An op and where to send its outcome.
-pub(crate) type AlertRequest = (AlertOp, oneshot::Sender<Result<RequestStatus>>);
+/// Where an op's outcome goes: its request status once its transaction commits, or `None`
+/// once it is durable in the alert log (a create sent with `accept`, alert_log.rs).
+pub(crate) type Reply = oneshot::Sender<Result<Option<RequestStatus>>>;
+
+/// An op on its way to the writer.
+pub(crate) struct AlertRequest {
+    pub(crate) op: AlertOp,
+    /// `None` once answered (a create the alert log holds).
+    pub(crate) reply: Option<Reply>,
+    /// Whether the reply waits for the tables: false lets a create be answered once logged.
+    pub(crate) applied: bool,
+    /// Whether the alert log holds the op: it must reach the tables, even after a failed
+    /// batch.
+    pub(crate) logged: bool,
+}
+
+/// What the writer's queue carries: ops in order, and the alert log's record that holds the
+/// creates among them. A record is never split between two transactions, so that the
+/// tables hold each record whole or not at all.
+pub(crate) struct AlertMsg {
+    pub(crate) requests: Vec<AlertRequest>,
+    pub(crate) record: Option<u64>,
+}
 
 impl AlertWriter {
-    /// Queues an op and waits until it is committed (or its batch failed).
+    /// Queues an op and waits until it is committed (or its batch failed), for its request
+    /// status.
     pub async fn submit(&self, op: AlertOp) -> Result<RequestStatus> {
+        self.send(op, true).await?.ok_or_else(|| {
+            StoreError::Config("the alert writer answered without a request status".into())
+        })
+    }
+
+    /// Queues an op and waits until it is durable: a create on SQLite once the alert log
+    /// holds it (`None`; it is in the tables before any read of alerts after it), anything
+    /// else once committed, with its request status.
+    pub async fn accept(&self, op: AlertOp) -> Result<Option<RequestStatus>> {
+        self.send(op, false).await
+    }
+
+    async fn send(&self, op: AlertOp, applied: bool) -> Result<Option<RequestStatus>> {
         let (reply, done) = oneshot::channel();
         self.depth.fetch_add(1, Ordering::Relaxed);
-        if self.tx.send((op, reply)).await.is_err() {
+        let request = AlertRequest {
+            op,
+            reply: Some(reply),
+            applied,
+            logged: false,
+        };
+        let msg = AlertMsg {
+            requests: vec![request],
+            record: None,
+        };
+        if self.tx.send(msg).await.is_err() {
             self.depth.fetch_sub(1, Ordering::Relaxed);
             return Err(StoreError::Config("the alert writer has stopped".into()));
         }

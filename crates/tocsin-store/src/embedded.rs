@@ -176,6 +176,17 @@ impl From<crate::bulk::BindError> for StoreError {
 }
 
 impl Embedded<'_> {
+    /// Sets a `meta` value inside the transaction.
+    pub(crate) fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute([key, value])?;
+        Ok(())
+    }
+
     /// The statement from the connection's cache. The batch's statements are written with
     /// PostgreSQL's `$N` placeholders (`point_read::numbered`).
     fn prepare(&self, sql: &str) -> Result<rusqlite::CachedStatement<'_>> {

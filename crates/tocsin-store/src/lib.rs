@@ -9,6 +9,7 @@ use std::str::FromStr;
 use std::time::Duration;
 use time::OffsetDateTime;
 
+mod alert_log;
 pub mod alert_search;
 pub mod alerts;
 pub mod audit;
@@ -185,6 +186,9 @@ pub struct Store {
     embedded: Option<std::sync::Arc<embedded::EmbeddedWriter>>,
     /// SQLite: the connections of key verification's point reads (point_read.rs).
     reads: Option<std::sync::Arc<point_read::PointReads>>,
+    /// SQLite: the alert log, where new alerts are durable before the tables take them
+    /// (alert_log.rs).
+    alert_log: Option<std::sync::Arc<alert_log::Shared>>,
 }
 
 /// Copies committed pages from the WAL into the database file from a connection of its own
@@ -435,6 +439,7 @@ impl Store {
             checkpointer: Some(std::sync::Arc::new(checkpointer)),
             embedded: Some(std::sync::Arc::new(embedded)),
             reads: Some(std::sync::Arc::new(reads)),
+            alert_log: Some(std::sync::Arc::new(alert_log::Shared::new())),
         })
     }
 
@@ -481,6 +486,7 @@ impl Store {
             db: Db::Postgres(pool),
             checkpointer: None,
             embedded: None,
+            alert_log: None,
             reads: None,
         })
     }
@@ -513,7 +519,98 @@ impl Store {
                 "moved audit events into segments (migration 0008)"
             );
         }
+        self.open_alert_log().await
+    }
+
+    /// SQLite: opens the alert log and writes into the tables what it holds beyond them
+    /// (alerts answered before a crash or a stop), so that whoever opens the store finds
+    /// every alert that was answered. Left alone while another process (a running server)
+    /// holds the log.
+    async fn open_alert_log(&self) -> Result<()> {
+        let (Some(shared), Db::Sqlite(pool)) = (&self.alert_log, &self.db) else {
+            return Ok(());
+        };
+        if shared
+            .file
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+        {
+            return Ok(());
+        }
+        let db = pool.connect_options().get_filename().to_path_buf();
+        let applied = self
+            .meta_get(alert_log::APPLIED_KEY)
+            .await?
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        let opened = alert_log::AlertLog::open(&db, applied).map_err(|e| {
+            StoreError::Config(format!(
+                "cannot open the alert log {}: {e}",
+                alert_log::path_for(&db).display()
+            ))
+        })?;
+        let Some((log, pending)) = opened else {
+            shared
+                .held_elsewhere
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(
+                log = %alert_log::path_for(&db).display(),
+                "another process (a running server) holds this database's alert log: the alerts it accepted last may not be in the tables yet"
+            );
+            return Ok(());
+        };
+        let records = pending.len();
+        let mut alerts = 0;
+        for (seq, ops) in pending {
+            alerts += ops.len();
+            self.apply_logged_batch(&ops, &[], Some(seq)).await?;
+        }
+        if records > 0 {
+            tracing::info!(
+                alerts,
+                records,
+                "wrote the alerts accepted before the last stop from the alert log into the tables"
+            );
+        }
+        let last = log.last_seq();
+        shared
+            .appended
+            .store(last, std::sync::atomic::Ordering::Release);
+        shared.applied(last);
+        *shared.file.lock().unwrap_or_else(|p| p.into_inner()) = Some(log);
         Ok(())
+    }
+
+    /// Waits until the tables hold every alert accepted before the call (SQLite's alert log;
+    /// at once elsewhere). Every read of alerts and request statuses starts with it, and so
+    /// does a stop.
+    pub async fn alerts_settled(&self) -> Result<()> {
+        match &self.alert_log {
+            Some(log) => log.settled().await,
+            None => Ok(()),
+        }
+    }
+
+    /// SQLite: whether another process (a running server) held the alert log when this
+    /// store was migrated: the newest alerts it accepted may not be in the tables yet.
+    pub fn alert_log_in_use(&self) -> bool {
+        self.alert_log
+            .as_ref()
+            .is_some_and(|s| s.held_elsewhere.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// The alert log, for the writer: taken once.
+    pub(crate) fn take_alert_log(
+        &self,
+    ) -> Option<(alert_log::AlertLog, std::sync::Arc<alert_log::Shared>)> {
+        let shared = self.alert_log.as_ref()?;
+        let log = shared
+            .file
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()?;
+        Some((log, shared.clone()))
     }
 
     /// True when the database answers a trivial query.

@@ -4,7 +4,8 @@
 //! per-request usage into one periodic update.
 
 use crate::Store;
-use crate::alerts::{AlertOp, AlertRequest, AlertWriter};
+use crate::alert_log::{AlertLog, Shared};
+use crate::alerts::{AlertMsg, AlertOp, AlertWriter, OpKind, Reply};
 use crate::audit::{AuditEntry, AuditRecord, RequestRecord};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -95,7 +96,14 @@ const HELD_TRY_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 /// that nothing is written to prove otherwise) comes back to be tried.
 const FAILURE_SHOWN: std::time::Duration = std::time::Duration::from_secs(10);
 
-const ALERT_BATCH: usize = 512;
+/// The most ops a transaction takes: many when they are creates the alert log holds, which
+/// nobody waits on (a record is never split, so a batch may pass this by one record).
+const ALERT_BATCH: usize = 4_096;
+/// The most ops one record of the alert log holds.
+const RECORD_OPS: usize = 512;
+/// The most logged creates not yet in the tables: past it, new creates wait (the writer is
+/// behind, or failing).
+const UNAPPLIED_MAX: usize = 16_384;
 /// How long a batch of plain audit events may gather after the last commit.
 const AUDIT_WINDOW: std::time::Duration = std::time::Duration::from_millis(30);
 
@@ -108,15 +116,45 @@ pub fn spawn_writers(store: Store) -> (AuditWriter, AlertWriter, tokio::task::Jo
     let (alert_tx, alert_rx) = mpsc::channel(8192);
     let audit_depth = Arc::new(AtomicI64::new(0));
     let alert_depth = Arc::new(AtomicI64::new(0));
-    let urgent = Arc::new(Notify::new());
     let health = Arc::new(Health::default());
     let embedded = !store.is_postgres();
+    // SQLite with its alert log: requests go to the log's appender first, which answers
+    // creates once they are flushed to it and passes every op on to the writer in order.
+    let log = store.take_alert_log();
+    let shared = log.as_ref().map(|(_, shared)| shared.clone());
+    let urgent = log.as_ref().map_or_else(
+        || Arc::new(Notify::new()),
+        |(_, shared)| shared.urgent.clone(),
+    );
+    let (alert_tx, alert_rx) = match log {
+        Some((log, shared)) => {
+            let (logged_tx, logged_rx) = mpsc::channel(64);
+            let depth = alert_depth.clone();
+            let thread = std::thread::Builder::new()
+                .name("tocsin-alert-log".into())
+                .spawn(move || {
+                    match tokio::runtime::Builder::new_current_thread()
+                        .enable_time()
+                        .build()
+                    {
+                        Ok(rt) => rt.block_on(append(log, shared, alert_rx, logged_tx, depth)),
+                        Err(e) => tracing::error!(error = %e, "cannot start the alert log's runtime; no alert will be accepted"),
+                    }
+                });
+            if let Err(e) = thread {
+                tracing::error!(error = %e, "cannot start the alert log's thread; no alert will be accepted");
+            }
+            (alert_tx, logged_rx)
+        }
+        None => (alert_tx, alert_rx),
+    };
     let task = run(
         store,
         Queues {
             audit_rx,
             alert_rx,
             urgent: urgent.clone(),
+            log: shared,
         },
         audit_depth.clone(),
         alert_depth.clone(),
@@ -368,8 +406,10 @@ impl AuditWriter {
 /// What the writer task reads from.
 struct Queues {
     audit_rx: mpsc::Receiver<Msg>,
-    alert_rx: mpsc::Receiver<AlertRequest>,
+    alert_rx: mpsc::Receiver<AlertMsg>,
     urgent: Arc<Notify>,
+    /// The alert log's shared state, told of each record the tables take.
+    log: Option<Arc<Shared>>,
 }
 
 /// What one commit writes: audit events with the acknowledgements waiting on them, and alert
@@ -378,10 +418,14 @@ struct Batch {
     events: Vec<AuditEntry>,
     acks: Vec<Ack>,
     ops: Vec<AlertOp>,
-    replies: Vec<Reply>,
+    /// Beside each op: where its outcome goes (`None`: answered once logged), and whether
+    /// the alert log holds it.
+    replies: Vec<(Option<Reply>, bool)>,
+    /// How many ops wait for their commit.
+    waited: usize,
+    /// The last alert log record whose ops are all in the batch.
+    record: Option<u64>,
 }
-
-type Reply = oneshot::Sender<crate::Result<crate::alerts::RequestStatus>>;
 
 impl Batch {
     fn take(&mut self, msg: Msg) {
@@ -394,9 +438,19 @@ impl Batch {
         }
     }
 
-    fn push_op(&mut self, (op, reply): AlertRequest) {
-        self.ops.push(op);
-        self.replies.push(reply);
+    fn push_ops(&mut self, msg: AlertMsg) {
+        for r in msg.requests {
+            self.waited += usize::from(r.reply.is_some());
+            self.ops.push(r.op);
+            self.replies.push((r.reply, r.logged));
+        }
+        if msg.record.is_some() {
+            self.record = msg.record;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.acks.is_empty() && self.ops.is_empty()
     }
 
     /// Takes what is queued, up to a batch of each kind (no audit events unless `events`),
@@ -410,15 +464,15 @@ impl Batch {
         }
         while self.ops.len() < ALERT_BATCH {
             match queues.alert_rx.try_recv() {
-                Ok(request) => self.push_op(request),
+                Ok(msg) => self.push_ops(msg),
                 Err(_) => break,
             }
         }
     }
 
-    /// True when nothing in it is waited on: plain audit events only.
+    /// True when nothing in it is waited on: audit events and logged creates only.
     fn unwaited(&self) -> bool {
-        self.ops.is_empty() && self.acks.is_empty()
+        self.waited == 0 && self.acks.is_empty()
     }
 }
 
@@ -497,6 +551,90 @@ impl Held {
     }
 }
 
+/// Creates the alert log holds whose batch failed: retried on their own, with a doubling
+/// wait, until the tables take them.
+struct HeldOps {
+    ops: Vec<AlertOp>,
+    replies: Vec<Option<Reply>>,
+    record: Option<u64>,
+    /// Why their batch failed.
+    why: String,
+    wait: std::time::Duration,
+    next_try: tokio::time::Instant,
+}
+
+impl HeldOps {
+    /// While creates are held, the alert ops taken meanwhile go behind them: the logged
+    /// creates join them (in order), and every other op is refused at once with the reason
+    /// the tables gave, rather than run before creates accepted ahead of it.
+    fn absorb(&mut self, batch: &mut Batch, depth: &AtomicI64) {
+        if self.ops.is_empty() || batch.ops.is_empty() {
+            return;
+        }
+        let mut refused = 0;
+        for (op, (reply, logged)) in batch.ops.drain(..).zip(batch.replies.drain(..)) {
+            if logged {
+                self.ops.push(op);
+                self.replies.push(reply);
+            } else {
+                refused += 1;
+                if let Some(reply) = reply {
+                    let why = format!(
+                        "alerts accepted before this request are not written yet: {}",
+                        self.why
+                    );
+                    let _ = reply.send(Err(crate::StoreError::WriteFailed(why)));
+                }
+            }
+        }
+        depth.fetch_sub(refused, Ordering::Relaxed);
+        if let Some(record) = batch.record.take() {
+            self.record = Some(record);
+        }
+        batch.waited = 0;
+    }
+
+    /// One try. Returns false once the store is closed (the log keeps them).
+    async fn retry(
+        &mut self,
+        store: &Store,
+        queues: &Queues,
+        depth: &AtomicI64,
+        health: &Health,
+    ) -> bool {
+        match store.apply_logged_batch(&self.ops, &[], self.record).await {
+            Ok(statuses) => {
+                health.wrote();
+                if let (Some(log), Some(seq)) = (&queues.log, self.record.take()) {
+                    log.applied(seq);
+                }
+                depth.fetch_sub(self.ops.len() as i64, Ordering::Relaxed);
+                self.ops.clear();
+                for (reply, status) in self.replies.drain(..).zip(statuses) {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Ok(Some(status)));
+                    }
+                }
+                true
+            }
+            Err(crate::StoreError::Closed) => {
+                tracing::warn!(
+                    alerts = self.ops.len(),
+                    "the store was closed with accepted alerts not yet in its tables; the alert log keeps them, and the next start writes them"
+                );
+                false
+            }
+            Err(e) => {
+                health.failed();
+                tracing::error!(error = %e, alerts = self.ops.len(), retry_in_ms = self.wait.as_millis() as u64, "accepted alerts still cannot be written to the tables (the alert log keeps them); retrying");
+                self.wait = (self.wait * 2).min(HELD_LAST_WAIT);
+                self.next_try = tokio::time::Instant::now() + self.wait;
+                true
+            }
+        }
+    }
+}
+
 async fn run(
     store: Store,
     mut queues: Queues,
@@ -509,6 +647,19 @@ async fn run(
         acks: Vec::new(),
         ops: Vec::with_capacity(ALERT_BATCH),
         replies: Vec::with_capacity(ALERT_BATCH),
+        waited: 0,
+        record: None,
+    };
+    // Logged creates of a failed batch: tried again on their own, with the logged creates
+    // that come meanwhile behind them, so that they reach the tables in the order they came
+    // (other alert ops are refused meanwhile).
+    let mut held_ops = HeldOps {
+        ops: Vec::new(),
+        replies: Vec::new(),
+        record: None,
+        why: String::new(),
+        wait: HELD_FIRST_WAIT,
+        next_try: tokio::time::Instant::now(),
     };
     let mut held = Held {
         events: Vec::new(),
@@ -525,23 +676,31 @@ async fn run(
         {
             break;
         }
+        if !held_ops.ops.is_empty()
+            && tokio::time::Instant::now() >= held_ops.next_try
+            && !held_ops.retry(&store, &queues, &alert_depth, &health).await
+        {
+            break;
+        }
         // While too many events are held, new ones stay queued (their senders wait).
         let take_events = held.events.len() < HELD_MAX;
-        // Wait for the first thing to write, or for the held events' next try.
+        // Wait for the first thing to write, or for the held events' or creates' next try.
         tokio::select! {
             m = queues.audit_rx.recv(), if audit_open && take_events => match m {
                 Some(m) => batch.take(m),
                 None => audit_open = false,
             },
             o = queues.alert_rx.recv(), if alerts_open => match o {
-                Some(request) => batch.push_op(request),
+                Some(msg) => batch.push_ops(msg),
                 None => alerts_open = false,
             },
             _ = tokio::time::sleep_until(held.next_try), if !held.events.is_empty() => continue,
+            _ = tokio::time::sleep_until(held_ops.next_try), if !held_ops.ops.is_empty() => continue,
             else => break,
         }
         batch.drain(&mut queues, take_events);
-        if batch.events.is_empty() && batch.unwaited() {
+        held_ops.absorb(&mut batch, &alert_depth);
+        if batch.is_empty() {
             continue;
         }
         // Nothing waits on a batch of plain audit events, so it gathers for up to AUDIT_WINDOW
@@ -549,36 +708,50 @@ async fn run(
         // each partly filled page is paid once per commit). The writer sleeps through the
         // window rather than waking for each event; an alert op, a durable event or a flush
         // ends it at once.
+        // Creates the alert log holds gather the same way: nobody waits on them, and a read
+        // of alerts that does rings `urgent`.
         let deadline = last_commit + AUDIT_WINDOW;
-        if batch.unwaited() && batch.events.len() < BATCH && tokio::time::Instant::now() < deadline
+        while batch.unwaited()
+            && batch.events.len() < BATCH
+            && batch.ops.len() < ALERT_BATCH
+            && tokio::time::Instant::now() < deadline
         {
             tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => {}
-                _ = queues.urgent.notified() => {}
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = queues.urgent.notified() => break,
                 o = queues.alert_rx.recv(), if alerts_open => match o {
-                    Some(request) => batch.push_op(request),
+                    Some(msg) => batch.push_ops(msg),
                     None => alerts_open = false,
                 },
             }
-            batch.drain(&mut queues, take_events);
         }
+        batch.drain(&mut queues, take_events);
+        held_ops.absorb(&mut batch, &alert_depth);
         last_commit = tokio::time::Instant::now();
         let Batch {
             events,
             acks,
             ops,
             replies,
+            waited,
+            record,
         } = &mut batch;
-        match store.apply_batch(ops, events).await {
+        match store.apply_logged_batch(ops, events, *record).await {
             Ok(statuses) => {
                 if !(ops.is_empty() && events.is_empty()) {
                     // (A batch of flushes alone writes nothing, so it proves nothing.)
                     health.wrote();
                 }
+                if let (Some(log), Some(seq)) = (&queues.log, record.take()) {
+                    log.applied(seq);
+                }
                 alert_depth.fetch_sub(ops.len() as i64, Ordering::Relaxed);
                 ops.clear();
-                for (reply, status) in replies.drain(..).zip(statuses) {
-                    let _ = reply.send(Ok(status));
+                *waited = 0;
+                for ((reply, _), status) in replies.drain(..).zip(statuses) {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Ok(Some(status)));
+                    }
                 }
                 audit_depth.fetch_sub(events.len() as i64, Ordering::Relaxed);
                 events.clear();
@@ -590,9 +763,16 @@ async fn run(
                 // Nothing can be written any more: whoever waits is told (their
                 // acknowledgements are dropped) and the writer stops, so later writes fail at
                 // once instead of waiting for a retry that cannot succeed.
-                if !(ops.is_empty() && events.is_empty()) {
+                let logged = replies.iter().filter(|(_, logged)| *logged).count();
+                if logged > 0 {
+                    tracing::warn!(
+                        alerts = logged,
+                        "the store was closed with accepted alerts not yet in its tables; the alert log keeps them, and the next start writes them"
+                    );
+                }
+                if ops.len() > logged || !events.is_empty() {
                     tracing::error!(
-                        ops = ops.len(),
+                        ops = ops.len() - logged,
                         events = events.len(),
                         "the store was closed with writes queued; they are not recorded"
                     );
@@ -609,15 +789,39 @@ async fn run(
                 // so an acknowledged request's event is not lost and a failing event does not
                 // hold back the batches after it.
                 let why = e.to_string();
-                tracing::error!(error = %why, ops = ops.len(), events = events.len(), "write batch failed; its audit events are held and retried");
+                tracing::error!(error = %why, ops = ops.len(), events = events.len(), "write batch failed; its audit events are held and retried, and so are the alerts the alert log holds");
                 health.failed();
                 held.keep(events);
                 health.held.store(held.events.len(), Ordering::Relaxed);
-                alert_depth.fetch_sub(ops.len() as i64, Ordering::Relaxed);
-                ops.clear();
-                for reply in replies.drain(..) {
-                    let _ = reply.send(Err(crate::StoreError::WriteFailed(why.clone())));
+                // The creates the alert log holds were accepted: they are held, in order, and
+                // tried again on their own (no alert op is taken until they are written).
+                // Every other op is answered with the failure. They are never dropped while
+                // the writer runs: a later batch recording a later record as written would
+                // make a restart skip them. (A stop closes the store, which ends the writer;
+                // the log keeps them for the next start.)
+                let mut refused = 0;
+                let mut kept = false;
+                for (op, (reply, logged)) in ops.drain(..).zip(replies.drain(..)) {
+                    if logged {
+                        held_ops.ops.push(op);
+                        held_ops.replies.push(reply);
+                        kept = true;
+                    } else {
+                        refused += 1;
+                        if let Some(reply) = reply {
+                            let _ = reply.send(Err(crate::StoreError::WriteFailed(why.clone())));
+                        }
+                    }
                 }
+                alert_depth.fetch_sub(refused, Ordering::Relaxed);
+                if kept {
+                    held_ops.why = why.clone();
+                    held_ops.record = record.take();
+                    held_ops.wait = HELD_FIRST_WAIT;
+                    held_ops.next_try = tokio::time::Instant::now() + held_ops.wait;
+                }
+                *record = None;
+                *waited = 0;
                 for ack in acks.drain(..) {
                     let _ = ack.send(Err(why.clone()));
                 }
@@ -634,6 +838,121 @@ async fn run(
     for event in held.events.iter().cloned().chain(queued) {
         tracing::error!(event = ?event, "audit event not written before the writer stopped");
         health.unwritten.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The alert log's appender (SQLite): takes what requests queue, appends the creates among
+/// them to the log as one record, flushes it, answers the creates that wait only for that
+/// (`AlertWriter::accept`), and passes every op on to the writer, in the order they came.
+/// New creates wait while the tables are more than `UNAPPLIED_MAX` creates behind the log,
+/// and while the log, at the end of its file, waits for the tables to take all of it
+/// before it starts over at the beginning.
+async fn append(
+    mut log: AlertLog,
+    shared: Arc<Shared>,
+    mut rx: mpsc::Receiver<AlertMsg>,
+    tx: mpsc::Sender<AlertMsg>,
+    depth: Arc<AtomicI64>,
+) {
+    let mut applied = shared.applied.subscribe();
+    // Records appended and not yet in the tables, with their creates.
+    let mut unapplied: std::collections::VecDeque<(u64, usize)> = Default::default();
+    let mut unapplied_creates = 0;
+    let mut requests = Vec::with_capacity(RECORD_OPS);
+    while let Some(first) = rx.recv().await {
+        requests.extend(first.requests);
+        while requests.len() < RECORD_OPS {
+            match rx.try_recv() {
+                Ok(msg) => requests.extend(msg.requests),
+                Err(_) => break,
+            }
+        }
+        let creates = requests
+            .iter()
+            .filter(|r| matches!(r.op.kind, OpKind::Create(_)))
+            .count();
+        let mut record = None;
+        if creates > 0 {
+            let ops: Vec<&AlertOp> = requests
+                .iter()
+                .filter(|r| matches!(r.op.kind, OpKind::Create(_)))
+                .map(|r| &r.op)
+                .collect();
+            // About as long as the record: the wait for a full file need not be exact.
+            let about = (creates as u64) * 4096;
+            let mut all_applied;
+            loop {
+                let done = *applied.borrow_and_update();
+                while let Some(&(seq, n)) = unapplied.front() {
+                    if seq > done {
+                        break;
+                    }
+                    unapplied.pop_front();
+                    unapplied_creates -= n;
+                }
+                all_applied = done >= log.last_seq();
+                let wraps_waits = log.full(about) && !all_applied;
+                if unapplied_creates <= UNAPPLIED_MAX && !wraps_waits {
+                    break;
+                }
+                shared.urgent.notify_one();
+                if applied.changed().await.is_err() {
+                    return;
+                }
+            }
+            match log.append(&ops, all_applied) {
+                Ok(seq) => {
+                    shared
+                        .appended
+                        .store(seq, std::sync::atomic::Ordering::Release);
+                    unapplied.push_back((seq, creates));
+                    unapplied_creates += creates;
+                    record = Some(seq);
+                    for r in requests.iter_mut() {
+                        if matches!(r.op.kind, OpKind::Create(_)) {
+                            r.logged = true;
+                            if !r.applied
+                                && let Some(reply) = r.reply.take()
+                            {
+                                let _ = reply.send(Ok(None));
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, log = %log.path().display(), creates, "cannot write the alert log; the alerts are refused");
+                    let why = format!(
+                        "the alert log {} could not be written: {e}",
+                        log.path().display()
+                    );
+                    let mut refused = 0;
+                    requests.retain_mut(|r| {
+                        if !matches!(r.op.kind, OpKind::Create(_)) {
+                            return true;
+                        }
+                        refused += 1;
+                        if let Some(reply) = r.reply.take() {
+                            let _ = reply.send(Err(crate::StoreError::WriteFailed(why.clone())));
+                        }
+                        false
+                    });
+                    depth.fetch_sub(refused, Ordering::Relaxed);
+                }
+            }
+        }
+        if requests.is_empty() {
+            continue;
+        }
+        let msg = AlertMsg {
+            requests: std::mem::replace(&mut requests, Vec::with_capacity(RECORD_OPS)),
+            record,
+        };
+        if tx.send(msg).await.is_err() {
+            tracing::warn!(
+                "the writer stopped; the alert log keeps what it accepted, and the next start writes it"
+            );
+            return;
+        }
     }
 }
 

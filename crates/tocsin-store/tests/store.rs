@@ -533,6 +533,84 @@ async fn a_refused_audit_event_is_held_and_written_later_without_blocking_others
     task.await.unwrap();
 }
 
+/// On SQLite a create is answered once the alert log holds it, before the tables do. When the
+/// tables refuse writes the writer holds such creates, other alert ops are refused, and a read
+/// of alerts waits for them; after a stop (here the store closed under the writer), the next
+/// opening of the database writes them in, and the alert is there with its request status.
+/// (SQLite whatever the test backend: PostgreSQL has no alert log.)
+#[tokio::test]
+async fn an_accepted_alert_survives_refused_writes_and_a_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = Store::open_sqlite(&path).await.unwrap();
+    store.migrate().await.unwrap();
+    let org = org(&store).await;
+    let (_audit, alerts, task) = tocsin_store::spawn_writers(store.clone());
+    let before = create(&org, Some("before"), None);
+    assert!(alerts.submit(before).await.unwrap().success);
+
+    tocsin_store::testing::refuse_inserts(&store, "alert_requests", None).await;
+    let accepted = create(&org, Some("accepted"), None);
+    let request = accepted.request_id.clone();
+    // Answered without a status: the log holds it.
+    assert!(alerts.accept(accepted).await.unwrap().is_none());
+    // An action behind it is refused with the database's reason.
+    let ack = AlertOp {
+        org_id: org.clone(),
+        request_id: uuid::Uuid::now_v7().to_string(),
+        integration_id: None,
+        kind: OpKind::Act {
+            alert_id: "before".into(),
+            action: Action::Acknowledge,
+            user: "bot".into(),
+            note: None,
+            adjustments: vec![],
+        },
+    };
+    let refused = tokio::time::timeout(std::time::Duration::from_secs(20), alerts.submit(ack))
+        .await
+        .expect("the action is answered");
+    assert!(refused.is_err(), "{refused:?}");
+
+    // Stopped before the tables took it.
+    store.close().await;
+    drop((_audit, alerts));
+    task.await.unwrap();
+    assert!(
+        std::fs::metadata(dir.path().join("t.db-alerts"))
+            .unwrap()
+            .len()
+            > 0,
+        "the alert log is beside the database"
+    );
+
+    let again = Store::open_sqlite(&path).await.unwrap();
+    tocsin_store::testing::allow_inserts(&again, "alert_requests").await;
+    again.migrate().await.unwrap();
+    let alert = again
+        .find_alert(&org, "accepted", IdentifierType::Alias)
+        .await
+        .unwrap()
+        .expect("the accepted alert is written at the next opening");
+    assert_eq!(alert.count, 1);
+    let status = again.request_status(&org, &request).await.unwrap().unwrap();
+    assert!(status.success, "{status:?}");
+    assert_eq!(status.alert_id, alert.id);
+    // Written once: another opening finds nothing more to write.
+    again.close().await;
+    let third = Store::open_sqlite(&path).await.unwrap();
+    third.migrate().await.unwrap();
+    assert_eq!(
+        third
+            .find_alert(&org, "accepted", IdentifierType::Alias)
+            .await
+            .unwrap()
+            .unwrap()
+            .count,
+        1
+    );
+}
+
 /// Once the store is closed the writer stops: whatever still waits on it is answered at once
 /// instead of waiting on retries that cannot succeed, and its task ends.
 #[tokio::test]

@@ -375,6 +375,11 @@ async fn migrate_data(from: &str, to: &str) -> anyhow::Result<i32> {
         .await
         .map_err(|e| anyhow::anyhow!("invalid `--from`: cannot open {path}: {e}"))?;
     source.migrate().await?;
+    if source.alert_log_in_use() {
+        anyhow::bail!(
+            "invalid `--from`: a running server uses {path} (its alert log {path}-alerts is locked): stop it first, so that every alert it accepted is copied"
+        );
+    }
     let target = tocsin_store::Store::connect(to)
         .await
         .map_err(|e| anyhow::anyhow!("invalid `--to`: {e}"))?;

@@ -679,6 +679,35 @@ fn migrate_data_refuses_a_source_or_target_it_cannot_copy() {
     assert!(!missing.exists());
 }
 
+/// A server answers a new alert once its alert log holds it, a moment before its tables do:
+/// `migrate-data` refuses a database a running server uses, rather than copy it without
+/// them. (SQLite whatever the test backend: that is what migrate-data copies from.)
+#[test]
+fn migrate_data_refuses_a_database_a_server_is_using() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("in-use.db");
+    let mut server = Server::start_with(
+        "warn",
+        &[
+            "--database-url".to_owned(),
+            format!("sqlite://{}", db.display()),
+        ],
+    );
+    let out = Command::new(BIN)
+        .args(["migrate-data", "--from"])
+        .arg(format!("sqlite://{}", db.display()))
+        .args(["--to", "postgres://postgres@127.0.0.1:1/nothing"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("a running server uses") && err.contains("stop it first"),
+        "{err}"
+    );
+    server.stop();
+}
+
 /// `serve --no-init` on an empty database runs, and says that nothing can authenticate until
 /// an organization is made.
 #[test]

@@ -2006,27 +2006,55 @@ async fn a_snooze_ends_at_its_end_time_and_a_closed_alert_is_not_snoozed() {
     assert!(!snoozed("shut").await);
 }
 
-/// A write the database refuses (here a trigger; a full disk in life): the alert request
+/// A write the database refuses (here a trigger; a full disk in life): an alert action
 /// answers 503 with Retry-After, which Opsgenie's clients retry, instead of a 500 or a hang;
 /// /readyz says writes are failing; both recover once the database takes writes again. A
-/// key created meanwhile is refused with what happened to it.
+/// new alert on SQLite is accepted all the same (the alert log holds it, and it reaches the
+/// tables once they take writes again); on PostgreSQL it is refused like the action. A key
+/// created meanwhile is refused with what happened to it.
 #[tokio::test]
 async fn a_refused_write_answers_503_until_the_database_takes_writes_again() {
     let app = TestApp::spawn().await;
+    let embedded = !app.database_url.starts_with("postgres");
     let (_, key) = app.integration(json!({"name": "Alertmanager"})).await;
+    let (s, b, _) = app
+        .v2(
+            "POST",
+            "/v2/alerts",
+            &key,
+            Some(json!({"message": "Before", "alias": "before"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
     let db = tocsin_store::Store::connect(&app.database_url)
         .await
         .unwrap();
     tocsin_store::testing::refuse_inserts(&db, "alert_requests", None).await;
 
-    let resp = app
-        .http
-        .post(format!("{}/v2/alerts", app.base))
-        .header("Authorization", format!("GenieKey {key}"))
-        .json(&json!({"message": "Disk full"}))
-        .send()
+    let post = |path: &str, body: Value| {
+        app.http
+            .post(format!("{}{path}", app.base))
+            .header("Authorization", format!("GenieKey {key}"))
+            .json(&body)
+            .send()
+    };
+    let create = post("/v2/alerts", json!({"message": "Disk full"}))
         .await
         .unwrap();
+    let accepted_meanwhile = if embedded {
+        assert_eq!(create.status(), StatusCode::ACCEPTED);
+        let b: Value = create.json().await.unwrap();
+        Some(b["requestId"].as_str().unwrap().to_owned())
+    } else {
+        assert_eq!(create.status(), StatusCode::SERVICE_UNAVAILABLE);
+        None
+    };
+    let resp = post(
+        "/v2/alerts/before/acknowledge?identifierType=alias",
+        json!({"user": "ops"}),
+    )
+    .await
+    .unwrap();
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(resp.headers()["retry-after"], "1");
     let b: Value = resp.json().await.unwrap();
@@ -2083,6 +2111,15 @@ async fn a_refused_write_answers_503_until_the_database_takes_writes_again() {
         .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{b}");
     assert_eq!(app.status_of(&key, &request).await["isSuccess"], true);
+    // The alert accepted while the tables refused writes is there, in its turn.
+    if let Some(request) = accepted_meanwhile {
+        let status = app.status_of(&key, &request).await;
+        assert_eq!(status["isSuccess"], true, "{status}");
+        let (s, b, _) = app
+            .v2("GET", "/v2/alerts/before?identifierType=alias", &key, None)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
     // The refused key's event was held: it is written on a later try (the tries wait 100 ms,
     // then twice as long each time), and /readyz counts it until then.
     let mut tries = 0;

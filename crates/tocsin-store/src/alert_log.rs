@@ -1,0 +1,554 @@
+//! The embedded store's alert log: a new alert is durable, and answered `202`, once it is
+//! appended to this file and the file is flushed; it is written into the SQLite tables
+//! afterwards, in large batches that no request waits on (issue #5).
+//!
+//! Why: a SQLite commit writes every page it touches in full, and a new alert touches the
+//! last pages of about a dozen b-trees (the alert, its indexes, its request status, the audit
+//! trail), so a commit of the fifteen or so alerts that 32 waiting connections gather costs
+//! about 2.5 pages of WAL per alert. Appended here, an alert costs its own few hundred bytes;
+//! the tables then take hundreds of alerts per commit, a fraction of a page each.
+//!
+//! Reads of alerts wait until everything logged before them is in the tables
+//! (`Store::alerts_settled`), so a client reads its own writes as before; the writer is told
+//! to commit at once when a read waits. Ops other than creates (acknowledge, close, ...) are
+//! not logged: they resolve an alert the request's audit event names, so they are answered
+//! when their commit is durable, as before, and they follow the logged creates through the
+//! writer in the order they came.
+//!
+//! The file is a sequence of records, each one batch of creates:
+//! `[length u32 LE][crc32 u32 LE][seq u64 LE][payload]`, the checksum covering the seq and
+//! the payload (JSON, since an alert's details are free-form JSON). Records are numbered
+//! from the last one the tables took (`meta` key `alert_log_applied`, written in the same
+//! transaction as the record's alerts), so a restart writes into the tables exactly the
+//! records after it. The file is made `LOG_BYTES` long, of zeros, when created, and records
+//! overwrite it from its start: a flush then writes the record's pages and nothing of the
+//! file's size or extents (growing the file made each flush write its metadata too, about a
+//! third of the log's cost). Each record is written with zeros after it, an end mark the
+//! next record overwrites. When the next record would pass the end and the tables hold
+//! every record, the log starts over at the beginning. What reads back is the run of whole,
+//! consecutively numbered records from the start up to the end mark; anything else where
+//! the end mark should be is a record cut short or damaged by a crash during its write
+//! (before its flush: nobody was answered), and the rest of the file is cleared. A record
+//! that does not fit even an empty file grows it.
+//! The file is locked while a process uses it: another process (an offline command beside a
+//! running server) neither writes it nor replays it.
+
+use crate::alerts::{AlertDraft, AlertOp, OpKind};
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use tocsin_core::OrgId;
+
+/// The `meta` key of the last record the tables hold.
+pub(crate) const APPLIED_KEY: &str = "alert_log_applied";
+/// The log file's size: records go round in it.
+pub(crate) const LOG_BYTES: u64 = 32 << 20;
+/// A record longer than this is damage, not a record.
+const MAX_RECORD: usize = 256 << 20;
+const HEADER: usize = 16;
+
+/// One logged create: the op as the writer takes it.
+#[derive(Serialize, Deserialize)]
+struct Logged {
+    org_id: String,
+    request_id: String,
+    integration_id: Option<String>,
+    draft: AlertDraft,
+}
+
+/// A record read back: its number and its creates.
+pub(crate) type Record = (u64, Vec<AlertOp>);
+
+/// The log file beside a SQLite database, locked by this process.
+pub(crate) struct AlertLog {
+    file: File,
+    path: PathBuf,
+    /// Where the next record goes: the end of the newest.
+    len: u64,
+    /// The file's size.
+    size: u64,
+    /// The number of the next record.
+    next_seq: u64,
+}
+
+/// The log's file name beside the database `db`.
+pub(crate) fn path_for(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-alerts");
+    PathBuf::from(name)
+}
+
+impl AlertLog {
+    /// Opens (creating) the log of the database at `db` and locks it. `applied` is the last
+    /// record the tables hold. Returns the log and the records after `applied`, oldest first;
+    /// `None` when another process holds the lock.
+    pub(crate) fn open(db: &Path, applied: u64) -> io::Result<Option<(AlertLog, Vec<Record>)>> {
+        let path = path_for(db);
+        let created = !path.exists();
+        // Private, as the database is: it holds what the alerts say.
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        let (records, whole) = parse(&bytes);
+        let size = (bytes.len() as u64).max(LOG_BYTES);
+        if (bytes.len() as u64) < size {
+            zero_fill(&file, bytes.len() as u64, size)?;
+        }
+        // Each record is written with zeros after it (an end mark the next record
+        // overwrites), so the run ends at zeros. Anything else is a record damaged or cut
+        // short (a crash during its write, before its flush: nobody was answered for it).
+        // The rest of the file is cleared then, so that nothing after the damage can ever
+        // follow a new record as if it were its successor.
+        let tail = &bytes[whole..];
+        if tail[..tail.len().min(HEADER)].iter().any(|b| *b != 0) {
+            tracing::warn!(
+                path = %path.display(),
+                at = whole,
+                "the alert log ends in a record cut short or damaged (a crash during its write, before anyone was answered for it); the rest of the file is cleared"
+            );
+            zero_fill(&file, whole as u64, size)?;
+        }
+        if created {
+            sync_dir(&path)?;
+        }
+        let mut pending = Vec::new();
+        let mut last = applied;
+        for (seq, payload) in records {
+            last = last.max(seq);
+            if seq <= applied {
+                continue;
+            }
+            let logged: Vec<Logged> = serde_json::from_slice(payload).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("record {seq} of {} does not read back: {e}", path.display()),
+                )
+            })?;
+            let ops = logged
+                .into_iter()
+                .map(Logged::into_op)
+                .collect::<io::Result<_>>()?;
+            pending.push((seq, ops));
+        }
+        let log = AlertLog {
+            file,
+            path,
+            len: whole as u64,
+            size,
+            next_seq: last + 1,
+        };
+        Ok(Some((log, pending)))
+    }
+
+    /// Appends one record of `creates` (ops of kind `Create`) and flushes it to the disk.
+    /// Returns its number. `all_applied` tells whether the tables hold every record so far:
+    /// only then may the log start over at the beginning of the file.
+    pub(crate) fn append(&mut self, creates: &[&AlertOp], all_applied: bool) -> io::Result<u64> {
+        let logged: Vec<LoggedRef<'_>> =
+            creates.iter().filter_map(|op| LoggedRef::of(op)).collect();
+        let seq = self.next_seq;
+        let mut record = vec![0u8; HEADER];
+        serde_json::to_writer(&mut record, &logged).map_err(io::Error::other)?;
+        let payload_len = record.len() - HEADER;
+        record[0..4].copy_from_slice(&(payload_len as u32).to_le_bytes());
+        record[8..16].copy_from_slice(&seq.to_le_bytes());
+        let crc = crc32fast::hash(&record[8..]);
+        record[4..8].copy_from_slice(&crc.to_le_bytes());
+        let n = record.len() as u64;
+        // The end mark, where the file has room for it.
+        record.extend_from_slice(&[0u8; HEADER]);
+        if self.len + n > self.size {
+            if all_applied && n <= self.size {
+                self.len = 0;
+            } else {
+                zero_fill(&self.file, self.size, self.len + n)?;
+                self.size = self.len + n;
+            }
+        }
+        let room = (self.size - self.len).min(record.len() as u64) as usize;
+        let written = self
+            .file
+            .write_all_at(&record[..room], self.len)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            // Nobody is answered for this record; spoil its header so that a restart does
+            // not create alerts whose requests were refused.
+            let _ = self
+                .file
+                .write_all_at(&[0u8; HEADER], self.len)
+                .and_then(|()| self.file.sync_data());
+            return Err(e);
+        }
+        self.len += n;
+        self.next_seq += 1;
+        Ok(seq)
+    }
+
+    /// Whether the next record of `about` bytes would have to wait for the tables to take
+    /// every record (to start over at the beginning of the file).
+    pub(crate) fn full(&self, about: u64) -> bool {
+        self.len + about > self.size
+    }
+
+    /// The number of the last record appended (0 before any).
+    pub(crate) fn last_seq(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// A create as logged, borrowed from its op.
+#[derive(Serialize)]
+struct LoggedRef<'a> {
+    org_id: &'a str,
+    request_id: &'a str,
+    integration_id: &'a Option<String>,
+    draft: &'a AlertDraft,
+}
+
+impl<'a> LoggedRef<'a> {
+    fn of(op: &'a AlertOp) -> Option<Self> {
+        match &op.kind {
+            OpKind::Create(draft) => Some(LoggedRef {
+                org_id: op.org_id.as_str(),
+                request_id: &op.request_id,
+                integration_id: &op.integration_id,
+                draft,
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl Logged {
+    fn into_op(self) -> io::Result<AlertOp> {
+        let org_id = OrgId::parse(&self.org_id).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "a logged alert names `{}`, which is not an organization id",
+                    self.org_id
+                ),
+            )
+        })?;
+        Ok(AlertOp {
+            org_id,
+            request_id: self.request_id,
+            integration_id: self.integration_id,
+            kind: OpKind::Create(Box::new(self.draft)),
+        })
+    }
+}
+
+/// The consecutive run of whole records at the start of `bytes` (number and payload), and
+/// where it ends.
+fn parse(bytes: &[u8]) -> (Vec<(u64, &[u8])>, usize) {
+    let mut records: Vec<(u64, &[u8])> = Vec::new();
+    let mut at = 0;
+    while bytes.len() - at >= HEADER {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or_default()) as usize;
+        let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap_or_default());
+        if len > MAX_RECORD || bytes.len() - at - HEADER < len {
+            break;
+        }
+        let body = &bytes[at + 8..at + HEADER + len];
+        if crc32fast::hash(body) != crc {
+            break;
+        }
+        let seq = u64::from_le_bytes(body[0..8].try_into().unwrap_or_default());
+        if records.last().is_some_and(|(last, _)| seq != last + 1) {
+            break;
+        }
+        records.push((seq, &body[8..]));
+        at += HEADER + len;
+    }
+    (records, at)
+}
+
+/// Writes zeros from `from` to `to` and flushes them, with the file's new size.
+fn zero_fill(file: &File, from: u64, to: u64) -> io::Result<()> {
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    file.sync_all()
+}
+
+/// Flushes the directory holding `path`, so that a new file's name survives a crash.
+fn sync_dir(path: &Path) -> io::Result<()> {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(dir) => File::open(dir)?.sync_all(),
+        None => File::open(".")?.sync_all(),
+    }
+}
+
+/// What the store, its readers and its writer share of the alert log.
+pub(crate) struct Shared {
+    /// The open log, until the writer takes it (`spawn_writers`).
+    pub(crate) file: std::sync::Mutex<Option<AlertLog>>,
+    /// The last record appended and flushed.
+    pub(crate) appended: std::sync::atomic::AtomicU64,
+    /// The last record the tables hold.
+    pub(crate) applied: tokio::sync::watch::Sender<u64>,
+    /// Rung by a read that waits for the tables: the writer commits what it holds at once.
+    pub(crate) urgent: std::sync::Arc<tokio::sync::Notify>,
+    /// Another process (a running server) held the log when this store opened it.
+    pub(crate) held_elsewhere: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("alert_log::Shared")
+            .field("appended", &self.appended)
+            .field("applied", &*self.applied.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a read of alerts waits for the tables to take what was logged before it.
+const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl Shared {
+    pub(crate) fn new() -> Self {
+        Shared {
+            file: std::sync::Mutex::new(None),
+            appended: std::sync::atomic::AtomicU64::new(0),
+            applied: tokio::sync::watch::Sender::new(0),
+            urgent: std::sync::Arc::new(tokio::sync::Notify::new()),
+            held_elsewhere: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Waits until the tables hold every alert logged before the call.
+    pub(crate) async fn settled(&self) -> crate::Result<()> {
+        let target = self.appended.load(std::sync::atomic::Ordering::Acquire);
+        let mut applied = self.applied.subscribe();
+        if *applied.borrow_and_update() >= target {
+            return Ok(());
+        }
+        self.urgent.notify_one();
+        match tokio::time::timeout(SETTLE_WAIT, applied.wait_for(|a| *a >= target)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(crate::StoreError::Closed),
+            Err(_) => Err(crate::StoreError::WriteFailed(format!(
+                "alerts accepted more than {} s ago are not in the database's tables yet (the writer is failing or stopped; they are kept in {} and written at the next start)",
+                SETTLE_WAIT.as_secs(),
+                self.file
+                    .lock()
+                    .ok()
+                    .and_then(|f| f.as_ref().map(|l| l.path().display().to_string()))
+                    .unwrap_or_else(|| "the alert log".into())
+            ))),
+        }
+    }
+
+    /// The tables now hold the log up to record `seq`.
+    pub(crate) fn applied(&self, seq: u64) {
+        self.applied.send_if_modified(|a| {
+            let newer = seq > *a;
+            if newer {
+                *a = seq;
+            }
+            newer
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::AlertDraft;
+
+    fn create(message: &str) -> AlertOp {
+        AlertOp {
+            org_id: OrgId::parse("org_0123456789abcdef0123456789abcdef").unwrap(),
+            request_id: format!("req-{message}"),
+            integration_id: Some("int_1".into()),
+            kind: OpKind::Create(Box::new(AlertDraft {
+                message: message.into(),
+                alias: None,
+                description: "d".into(),
+                responders: vec![],
+                teams: vec![],
+                visible_to: vec![],
+                owner_team_id: None,
+                integration: None,
+                actions: vec![],
+                tags: vec!["t".into()],
+                details: serde_json::from_str(r#"{"k": {"nested": [1, "two"]}}"#).unwrap(),
+                entity: String::new(),
+                source: "s".into(),
+                priority: "P3".into(),
+                user: "u".into(),
+                note: None,
+                adjustments: vec![],
+                write_teams: Some(vec!["team_1".into()]),
+            })),
+        }
+    }
+
+    fn messages(pending: &[Record]) -> Vec<(u64, Vec<String>)> {
+        pending
+            .iter()
+            .map(|(seq, ops)| {
+                let texts = ops
+                    .iter()
+                    .map(|op| match &op.kind {
+                        OpKind::Create(d) => d.message.clone(),
+                        _ => panic!("not a create"),
+                    })
+                    .collect();
+                (*seq, texts)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn records_read_back_after_what_the_tables_hold_and_a_second_process_is_kept_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("tocsin.db");
+        let (mut log, pending) = AlertLog::open(&db, 0).unwrap().unwrap();
+        assert!(pending.is_empty());
+        let (a, b, c) = (create("a"), create("b"), create("c"));
+        assert_eq!(log.append(&[&a, &b], true).unwrap(), 1);
+        assert_eq!(log.append(&[&c], false).unwrap(), 2);
+        // The file is made whole at once, and private.
+        let meta = std::fs::metadata(path_for(&db)).unwrap();
+        assert_eq!(meta.len(), LOG_BYTES);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        // Another opener finds it locked.
+        assert!(AlertLog::open(&db, 0).unwrap().is_none());
+        drop(log);
+
+        let (log, pending) = AlertLog::open(&db, 1).unwrap().unwrap();
+        assert_eq!(messages(&pending), vec![(2, vec!["c".to_owned()])]);
+        match &pending[0].1[0] {
+            AlertOp {
+                request_id,
+                integration_id,
+                kind: OpKind::Create(d),
+                ..
+            } => {
+                assert_eq!(request_id, "req-c");
+                assert_eq!(integration_id.as_deref(), Some("int_1"));
+                assert_eq!(d.details["k"]["nested"][1], "two");
+                assert_eq!(d.write_teams, Some(vec!["team_1".to_owned()]));
+            }
+            _ => panic!(),
+        }
+        assert_eq!(log.last_seq(), 2);
+        drop(log);
+        // Everything written: nothing to read back, and numbering goes on.
+        let (mut log, pending) = AlertLog::open(&db, 2).unwrap().unwrap();
+        assert!(pending.is_empty());
+        assert_eq!(log.append(&[&a], true).unwrap(), 3);
+    }
+
+    #[test]
+    fn a_record_cut_short_or_damaged_ends_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("tocsin.db");
+        let (mut log, _) = AlertLog::open(&db, 0).unwrap().unwrap();
+        log.append(&[&create("a")], true).unwrap();
+        let end_of_first = log.len;
+        log.append(&[&create("b")], true).unwrap();
+        log.append(&[&create("c")], true).unwrap();
+        drop(log);
+        // One byte of the second record's payload flipped: the first alone reads back.
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path_for(&db))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        file.read_exact_at(&mut byte, end_of_first + HEADER as u64 + 3)
+            .unwrap();
+        file.write_all_at(&[byte[0] ^ 0x20], end_of_first + HEADER as u64 + 3)
+            .unwrap();
+        let (mut log, pending) = AlertLog::open(&db, 0).unwrap().unwrap();
+        assert_eq!(messages(&pending), vec![(1, vec!["a".to_owned()])]);
+        // The next record goes where the damage began.
+        assert_eq!(log.len, end_of_first);
+        assert_eq!(log.append(&[&create("d")], true).unwrap(), 2);
+        drop(log);
+        let (_, pending) = AlertLog::open(&db, 0).unwrap().unwrap();
+        assert_eq!(
+            messages(&pending),
+            vec![(1, vec!["a".to_owned()]), (2, vec!["d".to_owned()])]
+        );
+    }
+
+    #[test]
+    fn the_log_starts_over_only_once_the_tables_hold_it_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("tocsin.db");
+        let (mut log, _) = AlertLog::open(&db, 0).unwrap().unwrap();
+        // Records of about 1 MiB each: about 30 fill the file.
+        let big = create(&"x".repeat(1 << 20));
+        let mut seq = 0;
+        while !log.full(2 << 20) {
+            seq = log.append(&[&big], false).unwrap();
+        }
+        // Not everything written: the file grows rather than overwrite a record.
+        let bigger = create(&"y".repeat(3 << 20));
+        let grown = log.append(&[&bigger], false).unwrap();
+        assert_eq!(grown, seq + 1);
+        assert!(log.size > LOG_BYTES);
+        // Everything written: the next record goes to the start.
+        let first = log.append(&[&create("again")], true).unwrap();
+        assert!(log.len < (1 << 20));
+        drop(log);
+        // Read back: the newest round only (its end mark hides what is left of the older
+        // round).
+        let (log, pending) = AlertLog::open(&db, first - 1).unwrap().unwrap();
+        assert_eq!(messages(&pending), vec![(first, vec!["again".to_owned()])]);
+        assert_eq!(log.last_seq(), first);
+        // No damage was seen, so the older round's bytes were left alone.
+        let mut byte = [0u8; 1];
+        log.file.read_exact_at(&mut byte, 5 << 20).unwrap();
+        assert_eq!(&byte, b"x");
+    }
+
+    #[test]
+    fn parse_stops_at_a_gap_in_the_numbering() {
+        let record = |seq: u64, payload: &[u8]| {
+            let mut r = vec![0u8; HEADER];
+            r.extend_from_slice(payload);
+            r[0..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+            r[8..16].copy_from_slice(&seq.to_le_bytes());
+            let crc = crc32fast::hash(&r[8..]);
+            r[4..8].copy_from_slice(&crc.to_le_bytes());
+            r
+        };
+        let mut bytes = record(7, b"[]");
+        bytes.extend(record(8, b"[]"));
+        let end = bytes.len();
+        bytes.extend(record(3, b"[]"));
+        bytes.extend([0u8; 64]);
+        let (records, whole) = parse(&bytes);
+        assert_eq!(records.iter().map(|r| r.0).collect::<Vec<_>>(), vec![7, 8]);
+        assert_eq!(whole, end);
+        // Zeros are no record.
+        assert_eq!(parse(&[0u8; 100]).1, 0);
+    }
+}
