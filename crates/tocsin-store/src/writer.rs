@@ -102,8 +102,9 @@ const ALERT_BATCH: usize = 4_096;
 /// The most ops one record of the alert log holds.
 const RECORD_OPS: usize = 512;
 /// The most logged creates not yet in the tables: past it, new creates wait (the writer is
-/// behind, or failing).
+/// behind, or failing), and are refused after `APPEND_WAIT`.
 const UNAPPLIED_MAX: usize = 16_384;
+const APPEND_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// How long a batch of plain audit events may gather after the last commit.
 const AUDIT_WINDOW: std::time::Duration = std::time::Duration::from_millis(30);
 
@@ -881,6 +882,8 @@ async fn append(
             // About as long as the record: the wait for a full file need not be exact.
             let about = (creates as u64) * 4096;
             let mut all_applied;
+            let since = tokio::time::Instant::now();
+            let mut refused_why = None;
             loop {
                 let done = *applied.borrow_and_update();
                 while let Some(&(seq, n)) = unapplied.front() {
@@ -896,11 +899,27 @@ async fn append(
                     break;
                 }
                 shared.urgent.notify_one();
-                if applied.changed().await.is_err() {
-                    return;
+                let left = APPEND_WAIT.saturating_sub(since.elapsed());
+                match tokio::time::timeout(left, applied.changed()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return,
+                    Err(_) => {
+                        refused_why = Some(format!(
+                            "the database has not taken the alerts accepted before these for {} s (its writes are failing, or it is far behind)",
+                            APPEND_WAIT.as_secs()
+                        ));
+                        break;
+                    }
                 }
             }
-            match log.append(&ops, all_applied) {
+            let appended = match refused_why {
+                Some(why) => Err(why),
+                None => log.append(&ops, all_applied).map_err(|e| {
+                    tracing::error!(error = %e, log = %log.path().display(), creates, "cannot write the alert log; the alerts are refused");
+                    format!("the alert log {} could not be written: {e}", log.path().display())
+                }),
+            };
+            match appended {
                 Ok(seq) => {
                     shared
                         .appended
@@ -919,12 +938,7 @@ async fn append(
                         }
                     }
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, log = %log.path().display(), creates, "cannot write the alert log; the alerts are refused");
-                    let why = format!(
-                        "the alert log {} could not be written: {e}",
-                        log.path().display()
-                    );
+                Err(why) => {
                     let mut refused = 0;
                     requests.retain_mut(|r| {
                         if !matches!(r.op.kind, OpKind::Create(_)) {
