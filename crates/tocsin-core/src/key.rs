@@ -288,6 +288,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let n: i64 = n
         .parse()
         .map_err(|_| format!("`{s}` is not a duration such as 30d, 12h or 1y"))?;
+    if unit.starts_with(['.', ',']) {
+        return Err(format!(
+            "`{s}` is not a whole number of units; use a smaller unit (36h rather than 1.5d)"
+        ));
+    }
     let seconds_per = match unit {
         "s" => 1,
         "m" => 60,
@@ -473,5 +478,11 @@ mod tests {
         assert!(parse_duration("5").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("99999999999999999d").is_err());
         assert!(parse_duration("100000y").is_err());
+        // A fraction is told as such, not as an unknown unit `.5d`.
+        let half = parse_duration("1.5d").unwrap_err();
+        assert!(
+            half.contains("whole number") && half.contains("36h"),
+            "{half}"
+        );
     }
 }
