@@ -52,7 +52,7 @@ impl fmt::Debug for ClientOpts {
 
 #[derive(Subcommand)]
 pub enum ClientCommand {
-    /// Create, list, show, rotate and revoke API keys.
+    /// Create, list, show, update, rotate and revoke API keys.
     Keys {
         #[command(subcommand)]
         cmd: KeysCommand,
@@ -111,6 +111,14 @@ pub enum KeysCommand {
     /// Show one key (never its token).
     Show {
         id: String,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Change a key's name, description, expiry, roles, networks or rate limit; its token stays.
+    Update {
+        id: String,
+        #[command(flatten)]
+        change: UpdateArgs,
         #[command(flatten)]
         opts: ClientOpts,
     },
@@ -335,6 +343,48 @@ pub struct CreateArgs {
     /// Accept this key only from this network, e.g. 10.0.0.0/8 (repeatable).
     #[arg(long = "allow-cidr", value_name = "CIDR")]
     pub allow_cidrs: Vec<String>,
+}
+
+/// What `keys update` changes: only what is given (at least one).
+#[derive(Args, Clone, Debug, Default)]
+pub struct UpdateArgs {
+    /// A new name (unique within its kind and scope).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A new description; an empty one clears it.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// A new lifetime from now: 30d, 12h, 2w, 1y (later than now only if you hold everything the key holds).
+    #[arg(long, value_parser = parse_lifetime, conflicts_with = "expires_at")]
+    pub expires_in: Option<Duration>,
+    /// A new expiry as RFC 3339, e.g. 2027-01-31T00:00:00Z.
+    #[arg(long)]
+    pub expires_at: Option<String>,
+    /// Replace the account roles with these (repeatable).
+    #[arg(long = "role", value_name = "ROLE", conflicts_with = "no_roles")]
+    pub roles: Option<Vec<String>>,
+    /// Remove every account role.
+    #[arg(long)]
+    pub no_roles: bool,
+    /// Replace the team roles with these (repeatable).
+    #[arg(long = "team-role", value_name = "ROLE")]
+    pub team_roles: Option<Vec<String>>,
+    /// Replace the networks the key is accepted from (repeatable), e.g. 10.0.0.0/8.
+    #[arg(
+        long = "allow-cidr",
+        value_name = "CIDR",
+        conflicts_with = "any_network"
+    )]
+    pub allow_cidrs: Option<Vec<String>>,
+    /// Accept the key from any network.
+    #[arg(long)]
+    pub any_network: bool,
+    /// Requests per minute the key may make.
+    #[arg(long, value_name = "PER_MINUTE", conflicts_with = "no_rate_limit")]
+    pub rate_limit: Option<u32>,
+    /// Remove the key's rate limit.
+    #[arg(long)]
+    pub no_rate_limit: bool,
 }
 
 #[derive(Args, Clone, Debug, Default)]
@@ -812,6 +862,56 @@ fn create_body(a: &CreateArgs, now: OffsetDateTime) -> Result<Value, String> {
     Ok(body)
 }
 
+/// The `PATCH` body of `keys update`: only the fields given.
+fn update_body(a: &UpdateArgs, now: OffsetDateTime) -> Result<Value, String> {
+    let mut body = Map::new();
+    if let Some(n) = &a.name {
+        body.insert("name".into(), json!(n));
+    }
+    if let Some(d) = &a.description {
+        body.insert("description".into(), json!(d));
+    }
+    match (a.expires_in, &a.expires_at) {
+        (Some(d), None) => {
+            body.insert("expires_at".into(), json!(fmt_rfc3339(now + d)));
+        }
+        (None, Some(t)) => {
+            body.insert("expires_at".into(), json!(t.trim()));
+        }
+        (Some(_), Some(_)) => return Err("give --expires-in or --expires-at, not both".into()),
+        (None, None) => {}
+    }
+    let lists = [
+        ("role_names", &a.roles, a.no_roles),
+        ("team_role_names", &a.team_roles, false),
+        ("allowed_cidrs", &a.allow_cidrs, a.any_network),
+    ];
+    for (field, given, cleared) in lists {
+        match (given, cleared) {
+            (Some(v), _) => {
+                body.insert(field.into(), json!(v));
+            }
+            (None, true) => {
+                body.insert(field.into(), json!([]));
+            }
+            (None, false) => {}
+        }
+    }
+    match (a.rate_limit, a.no_rate_limit) {
+        (Some(n), _) => {
+            body.insert("rate_limit".into(), json!(n));
+        }
+        (None, true) => {
+            body.insert("rate_limit".into(), Value::Null);
+        }
+        (None, false) => {}
+    }
+    if body.is_empty() {
+        return Err("nothing to change: give at least one of --name, --description, --expires-in, --expires-at, --role, --no-roles, --team-role, --allow-cidr, --any-network, --rate-limit, --no-rate-limit".into());
+    }
+    Ok(Value::Object(body))
+}
+
 fn page_query(q: &mut Query, limit: Option<u32>, cursor: &Option<String>, all: bool) {
     match (limit, all) {
         (Some(n), _) => q.push(("limit", n.to_string())),
@@ -1130,6 +1230,7 @@ const WHOAMI_FIELDS: &[&str] = &[
     "team_id",
     "integration_id",
     "user_id",
+    "user_role_name",
     "region",
     "role_names",
     "team_role_names",
@@ -1438,6 +1539,25 @@ async fn keys(cmd: KeysCommand) -> Result<i32, Failure> {
             if opts.json {
                 print_json(&key)?;
             } else {
+                outln!(
+                    "{}",
+                    fields_table(
+                        &key,
+                        KEY_FIELDS,
+                        &[("status", key_status(&key, now).into())]
+                    )
+                );
+            }
+        }
+        KeysCommand::Update { id, change, opts } => {
+            let body = update_body(&change, now).map_err(Failure::Usage)?;
+            let key = Client::new(&opts)?
+                .send(Method::PATCH, &["v1", "api_keys", &id], &[], Some(&body))
+                .await?;
+            if opts.json {
+                print_json(&key)?;
+            } else {
+                outln!("Updated key {} ({}).", text(&key["id"]), text(&key["name"]));
                 outln!(
                     "{}",
                     fields_table(
@@ -1920,6 +2040,68 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    fn update_args(args: &[&str]) -> Result<UpdateArgs, clap::Error> {
+        match parse(&[&["keys", "update", "key_1"], args].concat())? {
+            ClientCommand::Keys {
+                cmd: KeysCommand::Update { change, .. },
+            } => Ok(change),
+            _ => panic!("not keys update"),
+        }
+    }
+
+    #[test]
+    fn update_sends_only_what_is_given() {
+        let a = update_args(&["--name", "renamed", "--expires-in", "30d"]).unwrap();
+        assert_eq!(
+            update_body(&a, now()).unwrap(),
+            json!({"name": "renamed", "expires_at": "2026-01-31T00:00:00.000Z"})
+        );
+        let a = update_args(&[
+            "--role",
+            "viewer",
+            "--role",
+            "responder",
+            "--team-role",
+            "responder",
+            "--allow-cidr",
+            "10.0.0.0/8",
+            "--rate-limit",
+            "60",
+            "--description",
+            "",
+        ])
+        .unwrap();
+        assert_eq!(
+            update_body(&a, now()).unwrap(),
+            json!({
+                "role_names": ["viewer", "responder"], "team_role_names": ["responder"],
+                "allowed_cidrs": ["10.0.0.0/8"], "rate_limit": 60, "description": "",
+            })
+        );
+        // Clearing is said outright: an empty list, and null for no limit.
+        let a = update_args(&["--no-roles", "--any-network", "--no-rate-limit"]).unwrap();
+        assert_eq!(
+            update_body(&a, now()).unwrap(),
+            json!({"role_names": [], "allowed_cidrs": [], "rate_limit": null})
+        );
+        let a = update_args(&["--expires-at", " 2027-01-01T00:00:00Z "]).unwrap();
+        assert_eq!(
+            update_body(&a, now()).unwrap(),
+            json!({"expires_at": "2027-01-01T00:00:00Z"})
+        );
+        let nothing = update_body(&update_args(&[]).unwrap(), now()).unwrap_err();
+        assert!(nothing.contains("nothing to change"), "{nothing}");
+        for clash in [
+            &["--role", "viewer", "--no-roles"][..],
+            &["--allow-cidr", "10.0.0.0/8", "--any-network"],
+            &["--rate-limit", "5", "--no-rate-limit"],
+            &["--expires-in", "1d", "--expires-at", "2027-01-01T00:00:00Z"],
+        ] {
+            assert!(update_args(clash).is_err(), "{clash:?} parsed");
+        }
+        assert!(update_args(&["--expires-in", "0"]).is_err());
     }
 
     #[test]

@@ -61,6 +61,47 @@ fn walkthrough_with_the_cli_leaves_no_token_behind() {
     let e: Value = serde_json::from_slice(&refused.stdout).unwrap();
     assert_eq!(e["allowed"], false);
 
+    let updated = server.json(
+        &owner,
+        &[
+            "keys",
+            "update",
+            &id,
+            "--name",
+            "ci deploy v2",
+            "--description",
+            "the deploy job",
+            "--allow-cidr",
+            "127.0.0.0/8",
+            "--rate-limit",
+            "600",
+            "--json",
+        ],
+    );
+    assert_eq!(updated["name"], "ci deploy v2");
+    assert_eq!(updated["description"], "the deploy job");
+    assert_eq!(updated["allowed_cidrs"], serde_json::json!(["127.0.0.0/8"]));
+    assert_eq!(updated["rate_limit"], 600);
+    let table = server.cli(&owner, &["keys", "update", &id, "--no-rate-limit"]);
+    assert!(table.status.success(), "{}", stderr(&table));
+    let said = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        said.contains(&format!("Updated key {id} (ci deploy v2)")),
+        "{said}"
+    );
+    let shown = server.json(&owner, &["keys", "show", &id, "--json"]);
+    assert!(shown["rate_limit"].is_null(), "{shown}");
+    // The server's refusal names the field and the reason.
+    let refused = server.cli(&owner, &["keys", "update", &id, "--role", "no-such-role"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("role_names"),
+        "{}",
+        stderr(&refused)
+    );
+    // The token still works after the changes.
+    assert!(server.cli(&token, &["whoami"]).status.success());
+
     let rotated = server.json(&owner, &["keys", "rotate", &id, "--grace", "1h", "--json"]);
     let second = rotated["token"].as_str().unwrap().to_owned();
     assert!(server.cli(&token, &["whoami"]).status.success());

@@ -125,7 +125,8 @@ fn whoami_body(app: &App, p: &Principal) -> ApiResult<Value> {
     let (permissions, team_permissions) = views::permission_fields(&p.grants);
     let organization = json!({"id": org.id, "name": org.name});
     let body = match &p.key {
-        Some(k) => json!({
+        Some(k) => {
+            let mut body = json!({
             "id": k.id, "name": k.name, "kind": k.kind.name(), "organization": organization,
             "team_id": k.team_id, "team_ids": k.team_ids, "integration_id": k.integration_id, "user_id": k.user_id,
             "service_account_id": k.service_account_id, "region": k.region,
@@ -133,7 +134,14 @@ fn whoami_body(app: &App, p: &Principal) -> ApiResult<Value> {
             "permissions": permissions, "team_permissions": team_permissions,
             "expires_at": views::t(k.expires_at), "grace_period_ends_at": views::ot(p.state.grace_period_ends_at),
             "created_by": k.created_by, "token_hint": k.token_hint, "actor": p.actor,
-        }),
+            });
+            // A personal key acts as its user, narrowed to its own roles when it has any:
+            // the user's current role is the other half of its permissions.
+            if let (KeyKind::Personal, Some(u)) = (k.kind, &p.user) {
+                body["user_role_name"] = json!(u.role_name);
+            }
+            body
+        }
         None => {
             let u = p
                 .user

@@ -196,6 +196,23 @@ async fn a_refused_personal_key_names_its_users_role() {
         "{message}"
     );
     assert!(!message.contains("no roles"), "{message}");
+    // whoami names the user's role beside the key's own (none): the source of its permissions.
+    let (s, me) = app.get("/v1/auth/whoami", &key).await;
+    assert_eq!(s, StatusCode::OK, "{me}");
+    assert_eq!(
+        (&me["user_role_name"], &me["role_names"]),
+        (&json!("viewer"), &json!([])),
+        "{me}"
+    );
+    // Other kinds have no user to name.
+    let (_, org_key) = app
+        .key(
+            &app.owner,
+            json!({"name": "org", "kind": "organization", "role_names": ["viewer"]}),
+        )
+        .await;
+    let (_, me) = app.get("/v1/auth/whoami", &org_key).await;
+    assert!(me.get("user_role_name").is_none(), "{me}");
 }
 
 /// The organization's last active owner cannot be deactivated or demoted: nobody could then
