@@ -627,6 +627,7 @@ impl HeldOps {
             }
             Err(e) => {
                 health.failed();
+                self.why = e.to_string();
                 tracing::error!(error = %e, alerts = self.ops.len(), retry_in_ms = self.wait.as_millis() as u64, "accepted alerts still cannot be written to the tables (the alert log keeps them); retrying");
                 self.wait = (self.wait * 2).min(HELD_LAST_WAIT);
                 self.next_try = tokio::time::Instant::now() + self.wait;
@@ -795,8 +796,9 @@ async fn run(
                 held.keep(events);
                 health.held.store(held.events.len(), Ordering::Relaxed);
                 // The creates the alert log holds were accepted: they are held, in order, and
-                // tried again on their own (no alert op is taken until they are written).
-                // Every other op is answered with the failure. They are never dropped while
+                // tried again on their own (logged creates taken meanwhile join them; other
+                // alert ops are refused). Every other op of the batch is answered with the
+                // failure. They are never dropped while
                 // the writer runs: a later batch recording a later record as written would
                 // make a restart skip them. (A stop closes the store, which ends the writer;
                 // the log keeps them for the next start.)

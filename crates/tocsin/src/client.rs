@@ -354,7 +354,7 @@ pub struct UpdateArgs {
     /// A new description; an empty one clears it.
     #[arg(long)]
     pub description: Option<String>,
-    /// A new lifetime from now: 30d, 12h, 2w, 1y (later than now only if you hold everything the key holds).
+    /// A new lifetime from now: 30d, 12h, 2w, 1y (extending a key needs every permission it holds).
     #[arg(long, value_parser = parse_lifetime, conflicts_with = "expires_at")]
     pub expires_in: Option<Duration>,
     /// A new expiry as RFC 3339, e.g. 2027-01-31T00:00:00Z.
