@@ -86,7 +86,6 @@ impl AlertLog {
     /// `None` when another process holds the lock.
     pub(crate) fn open(db: &Path, applied: u64) -> io::Result<Option<(AlertLog, Vec<Record>)>> {
         let path = path_for(db);
-        let created = !path.exists();
         // Private, as the database is: it holds what the alerts say.
         let mut file = OpenOptions::new()
             .read(true)
@@ -121,11 +120,12 @@ impl AlertLog {
             );
             zero_fill(&file, whole as u64, size)?;
         }
-        if created {
-            sync_dir(&path)?;
-        }
+        // Every time, not only when this opening made the file: one that died between
+        // making it and this flush left its name unflushed.
+        sync_dir(&path)?;
         let mut pending = Vec::new();
         let mut last = applied;
+        let run_last = records.last().map(|(seq, _)| *seq);
         for (seq, payload) in records {
             last = last.max(seq);
             if seq <= applied {
@@ -143,10 +143,18 @@ impl AlertLog {
                 .collect::<io::Result<_>>()?;
             pending.push((seq, ops));
         }
+        // When the tables hold every record the file holds (a clean stop, or a crash during
+        // a write that started over at the beginning and left older records readable before
+        // the damage), the next record goes to the start: written after such a run, it would
+        // not follow its last record's number, and the next opening would read it as damage.
+        let len = match run_last {
+            Some(seq) if seq > applied => whole as u64,
+            _ => 0,
+        };
         let log = AlertLog {
             file,
             path,
-            len: whole as u64,
+            len,
             size,
             next_seq: last + 1,
         };
@@ -496,6 +504,37 @@ mod tests {
             messages(&pending),
             vec![(1, vec!["a".to_owned()]), (2, vec!["d".to_owned()])]
         );
+    }
+
+    /// A crash while a record that started over at the beginning of the file was being
+    /// written can leave older records readable before the damage. The tables hold them all,
+    /// so the next record goes to the start, and the opening after it reads it back (written
+    /// after them, it would not follow their numbers, and would be read as damage).
+    #[test]
+    fn after_a_torn_start_over_the_next_record_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("tocsin.db");
+        let (mut log, _) = AlertLog::open(&db, 0).unwrap().unwrap();
+        log.append(&[&create("a")], true).unwrap();
+        let end_of_first = log.len;
+        log.append(&[&create("b")], true).unwrap();
+        log.append(&[&create("c")], true).unwrap();
+        drop(log);
+        // Record 4 began at the start; only a later part of it reached the disk.
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path_for(&db))
+            .unwrap();
+        file.write_all_at(&[0x55; 40], end_of_first + 4).unwrap();
+        drop(file);
+        let (mut log, pending) = AlertLog::open(&db, 3).unwrap().unwrap();
+        assert!(pending.is_empty());
+        assert_eq!(log.len, 0);
+        assert_eq!(log.append(&[&create("d")], true).unwrap(), 4);
+        drop(log);
+        let (_, pending) = AlertLog::open(&db, 3).unwrap().unwrap();
+        assert_eq!(messages(&pending), vec![(4, vec!["d".to_owned()])]);
     }
 
     #[test]

@@ -963,7 +963,9 @@ async fn append(
             requests: std::mem::replace(&mut requests, Vec::with_capacity(RECORD_OPS)),
             record,
         };
+        let sent = msg.requests.len() as i64;
         if tx.send(msg).await.is_err() {
+            depth.fetch_sub(sent, Ordering::Relaxed);
             tracing::warn!(
                 "the writer stopped; the alert log keeps what it accepted, and the next start writes it"
             );

@@ -584,6 +584,16 @@ async fn an_accepted_alert_survives_refused_writes_and_a_stop() {
         "the alert log is beside the database"
     );
 
+    // The log's appender lets go of the file once its last sender is gone (its thread ends
+    // on its own, after the writer's task).
+    let log = std::fs::File::open(dir.path().join("t.db-alerts")).unwrap();
+    let mut waited = 0;
+    while log.try_lock().is_err() {
+        assert!(waited < 500, "the alert log is still locked");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    drop(log);
     let again = Store::open_sqlite(&path).await.unwrap();
     tocsin_store::testing::allow_inserts(&again, "alert_requests").await;
     again.migrate().await.unwrap();
