@@ -472,8 +472,9 @@ mod tests {
         assert_eq!(log.append(&[&a], true).unwrap(), 3);
     }
 
-    #[test]
-    fn a_record_cut_short_or_damaged_ends_the_log() {
+    /// A log of records 1 to 3 ("a", "b", "c"), closed: its directory, where the first
+    /// record ends, and the file opened to be damaged.
+    fn three_records() -> (tempfile::TempDir, u64, File) {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("tocsin.db");
         let (mut log, _) = AlertLog::open(&db, 0).unwrap().unwrap();
@@ -482,12 +483,19 @@ mod tests {
         log.append(&[&create("b")], true).unwrap();
         log.append(&[&create("c")], true).unwrap();
         drop(log);
-        // One byte of the second record's payload flipped: the first alone reads back.
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(path_for(&db))
             .unwrap();
+        (dir, end_of_first, file)
+    }
+
+    #[test]
+    fn a_record_cut_short_or_damaged_ends_the_log() {
+        let (dir, end_of_first, file) = three_records();
+        let db = dir.path().join("tocsin.db");
+        // One byte of the second record's payload flipped: the first alone reads back.
         let mut byte = [0u8; 1];
         file.read_exact_at(&mut byte, end_of_first + HEADER as u64 + 3)
             .unwrap();
@@ -512,20 +520,9 @@ mod tests {
     /// after them, it would not follow their numbers, and would be read as damage).
     #[test]
     fn after_a_torn_start_over_the_next_record_reads_back() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, end_of_first, file) = three_records();
         let db = dir.path().join("tocsin.db");
-        let (mut log, _) = AlertLog::open(&db, 0).unwrap().unwrap();
-        log.append(&[&create("a")], true).unwrap();
-        let end_of_first = log.len;
-        log.append(&[&create("b")], true).unwrap();
-        log.append(&[&create("c")], true).unwrap();
-        drop(log);
         // Record 4 began at the start; only a later part of it reached the disk.
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path_for(&db))
-            .unwrap();
         file.write_all_at(&[0x55; 40], end_of_first + 4).unwrap();
         drop(file);
         let (mut log, pending) = AlertLog::open(&db, 3).unwrap().unwrap();
