@@ -820,17 +820,24 @@ fn cause(e: &reqwest::Error) -> String {
 // ---------------------------------------------------------------------------------------------
 // Requests built from flags (pure, tested below).
 
+/// The `expires_at` that `--expires-in` or `--expires-at` give, if either does.
+fn expiry(
+    expires_in: Option<Duration>,
+    expires_at: &Option<String>,
+    now: OffsetDateTime,
+) -> Result<Option<String>, String> {
+    match (expires_in, expires_at) {
+        (Some(d), None) => Ok(Some(fmt_rfc3339(now + d))),
+        (None, Some(t)) => Ok(Some(t.trim().to_owned())),
+        (Some(_), Some(_)) => Err("give --expires-in or --expires-at, not both".into()),
+        (None, None) => Ok(None),
+    }
+}
+
 fn create_body(a: &CreateArgs, now: OffsetDateTime) -> Result<Value, String> {
-    let expires_at = match (a.expires_in, &a.expires_at) {
-        (Some(d), None) => fmt_rfc3339(now + d),
-        (None, Some(t)) => t.trim().to_owned(),
-        (Some(_), Some(_)) => return Err("give --expires-in or --expires-at, not both".into()),
-        (None, None) => {
-            return Err(
-                "every key expires: give --expires-in (30d, 1y) or --expires-at (RFC 3339)".into(),
-            );
-        }
-    };
+    let expires_at = expiry(a.expires_in, &a.expires_at, now)?.ok_or_else(|| {
+        "every key expires: give --expires-in (30d, 1y) or --expires-at (RFC 3339)".to_owned()
+    })?;
     let mut body = json!({
         "name": a.name,
         "kind": a.kind.name(),
@@ -871,15 +878,8 @@ fn update_body(a: &UpdateArgs, now: OffsetDateTime) -> Result<Value, String> {
     if let Some(d) = &a.description {
         body.insert("description".into(), json!(d));
     }
-    match (a.expires_in, &a.expires_at) {
-        (Some(d), None) => {
-            body.insert("expires_at".into(), json!(fmt_rfc3339(now + d)));
-        }
-        (None, Some(t)) => {
-            body.insert("expires_at".into(), json!(t.trim()));
-        }
-        (Some(_), Some(_)) => return Err("give --expires-in or --expires-at, not both".into()),
-        (None, None) => {}
+    if let Some(e) = expiry(a.expires_in, &a.expires_at, now)? {
+        body.insert("expires_at".into(), json!(e));
     }
     let lists = [
         ("role_names", &a.roles, a.no_roles),
