@@ -304,8 +304,9 @@ pub async fn start(settings: Settings, opts: ServeOptions) -> anyhow::Result<Run
         // Every alert write was answered only after its commit (a create on SQLite after its
         // flush to the alert log, and the wait above saw it committed), and the flush above
         // committed every audit event queued before it, unless the database refused some:
-        // the writer holds those. Once it finds the store closed (this flush's batch, or its next try of
-        // the held events) it logs them in full and ends; it is waited for, not aborted.
+        // the writer holds those. Once it finds the store closed (this flush's batch, or its
+        // next try of the held events) it logs them in full and ends; it is waited for, not
+        // aborted.
         let _ = tokio::time::timeout(SHUTDOWN_WAIT, app2.audit.flush()).await;
         let unwritten = app2.audit.unwritten();
         drop(app2);

@@ -35,6 +35,7 @@
 
 use crate::alerts::{AlertDraft, AlertOp, OpKind};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -49,17 +50,27 @@ pub(crate) const LOG_BYTES: u64 = 32 << 20;
 const MAX_RECORD: usize = 256 << 20;
 const HEADER: usize = 16;
 
-/// One logged create: the op as the writer takes it.
+/// One logged create: borrowed from its op when written, owned when read back.
 #[derive(Serialize, Deserialize)]
-struct Logged {
-    org_id: String,
-    request_id: String,
-    integration_id: Option<String>,
-    draft: AlertDraft,
+struct Logged<'a> {
+    org_id: Cow<'a, str>,
+    request_id: Cow<'a, str>,
+    integration_id: Cow<'a, Option<String>>,
+    draft: Cow<'a, AlertDraft>,
 }
 
 /// A record read back: its number and its creates.
 pub(crate) type Record = (u64, Vec<AlertOp>);
+
+/// A record as written: header, payload, and the end mark after it.
+pub(crate) struct Encoded(Vec<u8>);
+
+impl Encoded {
+    /// Its length without the end mark (which the next record overwrites).
+    fn len(&self) -> u64 {
+        (self.0.len() - HEADER) as u64
+    }
+}
 
 /// The log file beside a SQLite database, locked by this process.
 pub(crate) struct AlertLog {
@@ -161,23 +172,31 @@ impl AlertLog {
         Ok(Some((log, pending)))
     }
 
-    /// Appends one record of `creates` (ops of kind `Create`) and flushes it to the disk.
-    /// Returns its number. `all_applied` tells whether the tables hold every record so far:
-    /// only then may the log start over at the beginning of the file.
-    pub(crate) fn append(&mut self, creates: &[&AlertOp], all_applied: bool) -> io::Result<u64> {
-        let logged: Vec<LoggedRef<'_>> =
-            creates.iter().filter_map(|op| LoggedRef::of(op)).collect();
-        let seq = self.next_seq;
+    /// The next record, holding `creates` (other ops are left out), with its end mark.
+    pub(crate) fn encode(&self, creates: &[&AlertOp]) -> io::Result<Encoded> {
+        let logged: Vec<Logged<'_>> = creates.iter().filter_map(|op| Logged::of(op)).collect();
         let mut record = vec![0u8; HEADER];
         serde_json::to_writer(&mut record, &logged).map_err(io::Error::other)?;
         let payload_len = record.len() - HEADER;
         record[0..4].copy_from_slice(&(payload_len as u32).to_le_bytes());
-        record[8..16].copy_from_slice(&seq.to_le_bytes());
+        record[8..16].copy_from_slice(&self.next_seq.to_le_bytes());
         let crc = crc32fast::hash(&record[8..]);
         record[4..8].copy_from_slice(&crc.to_le_bytes());
-        let n = record.len() as u64;
-        // The end mark, where the file has room for it.
         record.extend_from_slice(&[0u8; HEADER]);
+        Ok(Encoded(record))
+    }
+
+    /// Whether `record` fits after the newest record; if not, it has to wait for the tables
+    /// to take every record, so that the log starts over at the beginning of the file.
+    pub(crate) fn fits(&self, record: &Encoded) -> bool {
+        self.len + record.len() <= self.size
+    }
+
+    /// Writes `record` (the latest `encode`) and flushes it to the disk; returns its number.
+    /// `all_applied` tells whether the tables hold every record so far: only then may the log
+    /// start over at the beginning of the file.
+    pub(crate) fn write(&mut self, record: &Encoded, all_applied: bool) -> io::Result<u64> {
+        let n = record.len();
         if self.len + n > self.size {
             if all_applied && n <= self.size {
                 self.len = 0;
@@ -186,10 +205,11 @@ impl AlertLog {
                 self.size = self.len + n;
             }
         }
-        let room = (self.size - self.len).min(record.len() as u64) as usize;
+        // The end mark, where the file has room for it.
+        let room = (self.size - self.len).min(record.0.len() as u64) as usize;
         let written = self
             .file
-            .write_all_at(&record[..room], self.len)
+            .write_all_at(&record.0[..room], self.len)
             .and_then(|()| self.file.sync_data());
         if let Err(e) = written {
             // Nobody is answered for this record; spoil its header so that a restart does
@@ -202,13 +222,14 @@ impl AlertLog {
         }
         self.len += n;
         self.next_seq += 1;
-        Ok(seq)
+        Ok(self.next_seq - 1)
     }
 
-    /// Whether the next record of `about` bytes would have to wait for the tables to take
-    /// every record (to start over at the beginning of the file).
-    pub(crate) fn full(&self, about: u64) -> bool {
-        self.len + about > self.size
+    /// `encode` and `write` at once.
+    #[cfg(test)]
+    fn append(&mut self, creates: &[&AlertOp], all_applied: bool) -> io::Result<u64> {
+        let record = self.encode(creates)?;
+        self.write(&record, all_applied)
     }
 
     /// The number of the last record appended (0 before any).
@@ -221,30 +242,20 @@ impl AlertLog {
     }
 }
 
-/// A create as logged, borrowed from its op.
-#[derive(Serialize)]
-struct LoggedRef<'a> {
-    org_id: &'a str,
-    request_id: &'a str,
-    integration_id: &'a Option<String>,
-    draft: &'a AlertDraft,
-}
-
-impl<'a> LoggedRef<'a> {
+impl<'a> Logged<'a> {
+    /// A create's entry (`None` for any other op).
     fn of(op: &'a AlertOp) -> Option<Self> {
         match &op.kind {
-            OpKind::Create(draft) => Some(LoggedRef {
-                org_id: op.org_id.as_str(),
-                request_id: &op.request_id,
-                integration_id: &op.integration_id,
-                draft,
+            OpKind::Create(draft) => Some(Logged {
+                org_id: Cow::Borrowed(op.org_id.as_str()),
+                request_id: Cow::Borrowed(&op.request_id),
+                integration_id: Cow::Borrowed(&op.integration_id),
+                draft: Cow::Borrowed(draft),
             }),
             _ => None,
         }
     }
-}
 
-impl Logged {
     fn into_op(self) -> io::Result<AlertOp> {
         let org_id = OrgId::parse(&self.org_id).ok_or_else(|| {
             io::Error::new(
@@ -257,9 +268,9 @@ impl Logged {
         })?;
         Ok(AlertOp {
             org_id,
-            request_id: self.request_id,
-            integration_id: self.integration_id,
-            kind: OpKind::Create(Box::new(self.draft)),
+            request_id: self.request_id.into_owned(),
+            integration_id: self.integration_id.into_owned(),
+            kind: OpKind::Create(Box::new(self.draft.into_owned())),
         })
     }
 }
@@ -321,6 +332,8 @@ pub(crate) struct Shared {
     pub(crate) urgent: std::sync::Arc<tokio::sync::Notify>,
     /// Another process (a running server) held the log when this store opened it.
     pub(crate) held_elsewhere: std::sync::atomic::AtomicBool,
+    /// Whether this store has opened (or tried to open) the log.
+    pub(crate) opened: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -343,6 +356,7 @@ impl Shared {
             applied: tokio::sync::watch::Sender::new(0),
             urgent: std::sync::Arc::new(tokio::sync::Notify::new()),
             held_elsewhere: std::sync::atomic::AtomicBool::new(false),
+            opened: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -542,7 +556,7 @@ mod tests {
         // Records of about 1 MiB each: about 30 fill the file.
         let big = create(&"x".repeat(1 << 20));
         let mut seq = 0;
-        while !log.full(2 << 20) {
+        while log.len + (2 << 20) <= log.size {
             seq = log.append(&[&big], false).unwrap();
         }
         // Not everything written: the file grows rather than overwrite a record.

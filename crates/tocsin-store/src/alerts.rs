@@ -405,6 +405,12 @@ pub struct AlertOp {
     pub kind: OpKind,
 }
 
+impl AlertOp {
+    pub(crate) fn is_create(&self) -> bool {
+        matches!(self.kind, OpKind::Create(_))
+    }
+}
+
 #[derive(Clone, Debug)]
 pub enum OpKind {
     Create(Box<AlertDraft>),

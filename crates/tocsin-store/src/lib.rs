@@ -530,11 +530,11 @@ impl Store {
         let (Some(shared), Db::Sqlite(pool)) = (&self.alert_log, &self.db) else {
             return Ok(());
         };
+        // Once per store: a second migrate must not find its own writer's lock and take it
+        // for another process's.
         if shared
-            .file
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some()
+            .opened
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
         {
             return Ok(());
         }

@@ -5,7 +5,7 @@
 
 use crate::Store;
 use crate::alert_log::{AlertLog, Shared};
-use crate::alerts::{AlertMsg, AlertOp, AlertWriter, OpKind, Reply};
+use crate::alerts::{AlertMsg, AlertOp, AlertWriter, Reply};
 use crate::audit::{AuditEntry, AuditRecord, RequestRecord};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -870,19 +870,15 @@ async fn append(
                 Err(_) => break,
             }
         }
-        let creates = requests
+        let ops: Vec<&AlertOp> = requests
             .iter()
-            .filter(|r| matches!(r.op.kind, OpKind::Create(_)))
-            .count();
+            .map(|r| &r.op)
+            .filter(|op| op.is_create())
+            .collect();
+        let creates = ops.len();
         let mut record = None;
         if creates > 0 {
-            let ops: Vec<&AlertOp> = requests
-                .iter()
-                .filter(|r| matches!(r.op.kind, OpKind::Create(_)))
-                .map(|r| &r.op)
-                .collect();
-            // About as long as the record: the wait for a full file need not be exact.
-            let about = (creates as u64) * 4096;
+            let encoded = log.encode(&ops).map_err(|e| e.to_string());
             let mut all_applied;
             let since = tokio::time::Instant::now();
             let mut refused_why = None;
@@ -896,7 +892,7 @@ async fn append(
                     unapplied_creates -= n;
                 }
                 all_applied = done >= log.last_seq();
-                let wraps_waits = log.full(about) && !all_applied;
+                let wraps_waits = encoded.as_ref().is_ok_and(|r| !log.fits(r)) && !all_applied;
                 if unapplied_creates <= UNAPPLIED_MAX && !wraps_waits {
                     break;
                 }
@@ -914,12 +910,14 @@ async fn append(
                     }
                 }
             }
-            let appended = match refused_why {
-                Some(why) => Err(why),
-                None => log.append(&ops, all_applied).map_err(|e| {
-                    tracing::error!(error = %e, log = %log.path().display(), creates, "cannot write the alert log; the alerts are refused");
-                    format!("the alert log {} could not be written: {e}", log.path().display())
-                }),
+            let appended = match (refused_why, encoded) {
+                (Some(why), _) => Err(why),
+                (None, encoded) => encoded
+                    .and_then(|r| log.write(&r, all_applied).map_err(|e| e.to_string()))
+                    .map_err(|e| {
+                        tracing::error!(error = %e, log = %log.path().display(), creates, "cannot write the alert log; the alerts are refused");
+                        format!("the alert log {} could not be written: {e}", log.path().display())
+                    }),
             };
             match appended {
                 Ok(seq) => {
@@ -930,7 +928,7 @@ async fn append(
                     unapplied_creates += creates;
                     record = Some(seq);
                     for r in requests.iter_mut() {
-                        if matches!(r.op.kind, OpKind::Create(_)) {
+                        if r.op.is_create() {
                             r.logged = true;
                             if !r.applied
                                 && let Some(reply) = r.reply.take()
@@ -943,7 +941,7 @@ async fn append(
                 Err(why) => {
                     let mut refused = 0;
                     requests.retain_mut(|r| {
-                        if !matches!(r.op.kind, OpKind::Create(_)) {
+                        if !r.op.is_create() {
                             return true;
                         }
                         refused += 1;

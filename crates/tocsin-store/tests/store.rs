@@ -546,6 +546,9 @@ async fn an_accepted_alert_survives_refused_writes_and_a_stop() {
     store.migrate().await.unwrap();
     let org = org(&store).await;
     let (_audit, alerts, task) = tocsin_store::spawn_writers(store.clone());
+    // Migrating again does not take the store's own writer for another process.
+    store.migrate().await.unwrap();
+    assert!(!store.alert_log_in_use());
     let before = create(&org, Some("before"), None);
     assert!(alerts.submit(before).await.unwrap().success);
 
