@@ -45,6 +45,9 @@ struct Health {
     failed_at: Mutex<Option<std::time::Instant>>,
     /// How many audit events of failed batches are not written yet.
     held: AtomicUsize,
+    /// How many accepted alerts (in the alert log) a failed batch left out of the tables:
+    /// while any are, writes are failing whatever else commits.
+    held_alerts: AtomicUsize,
     /// How many audit events the writer gave up on when it stopped (each logged in full).
     unwritten: AtomicUsize,
 }
@@ -74,7 +77,8 @@ impl Health {
 /// What `AuditWriter::health` tells.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WriterHealth {
-    /// Whether a write batch failed in the last 10 s with no write committed since.
+    /// Whether a write batch failed in the last 10 s with no write committed since, or accepted
+    /// alerts are held out of the tables by a failed batch.
     pub failing: bool,
     /// Audit events whose batch failed and that are retried on their own: batches of other
     /// writes go on meanwhile.
@@ -387,7 +391,8 @@ impl AuditWriter {
             .failed_at
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .is_some_and(|at| at.elapsed() < FAILURE_SHOWN);
+            .is_some_and(|at| at.elapsed() < FAILURE_SHOWN)
+            || self.health.held_alerts.load(Ordering::Relaxed) > 0;
         WriterHealth {
             failing,
             held_events: self.health.held.load(Ordering::Relaxed),
@@ -606,6 +611,7 @@ impl HeldOps {
         match store.apply_logged_batch(&self.ops, &[], self.record).await {
             Ok(statuses) => {
                 health.wrote();
+                health.held_alerts.store(0, Ordering::Relaxed);
                 if let (Some(log), Some(seq)) = (&queues.log, self.record.take()) {
                     log.applied(seq);
                 }
@@ -818,6 +824,9 @@ async fn run(
                 }
                 alert_depth.fetch_sub(refused, Ordering::Relaxed);
                 if kept {
+                    health
+                        .held_alerts
+                        .store(held_ops.ops.len(), Ordering::Relaxed);
                     held_ops.why = why.clone();
                     held_ops.record = record.take();
                     held_ops.wait = HELD_FIRST_WAIT;
