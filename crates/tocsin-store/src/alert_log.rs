@@ -577,6 +577,7 @@ mod tests {
                 note: None,
                 adjustments: vec![],
                 write_teams: Some(vec!["team_1".into()]),
+                received_at: None,
             })),
         }
     }
@@ -734,6 +735,23 @@ mod tests {
         assert_eq!(&byte, b"x");
     }
 
+    /// Whether the file system of `dir` takes direct opens.
+    #[cfg(target_os = "linux")]
+    fn direct_allowed(dir: &Path) -> bool {
+        let probe = dir.join("probe");
+        std::fs::write(&probe, b"").unwrap();
+        OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&probe)
+            .is_ok()
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn direct_allowed(_: &Path) -> bool {
+        false
+    }
+
     /// Records of every size, across page boundaries and a start-over, read back whole, with
     /// direct writes (where the file system takes them, as it does on these machines) and
     /// through the page cache.
@@ -744,14 +762,7 @@ mod tests {
             let db = dir.path().join("tocsin.db");
             let (mut log, _) = AlertLog::open(&db, 0).unwrap().unwrap();
             if direct {
-                let probe = dir.path().join("probe");
-                std::fs::write(&probe, b"").unwrap();
-                let allowed = OpenOptions::new()
-                    .write(true)
-                    .custom_flags(libc::O_DIRECT)
-                    .open(&probe)
-                    .is_ok();
-                assert_eq!(log.direct.is_some(), allowed);
+                assert_eq!(log.direct.is_some(), direct_allowed(dir.path()));
             } else {
                 log.direct = None;
             }

@@ -323,6 +323,13 @@ pub struct AlertDraft {
     /// is refused, not counted into that alert: a team's key never writes to, nor learns the
     /// id of, another team's alert.
     pub write_teams: Option<Vec<String>>,
+    /// When the create was received (ms since the epoch): the new alert's createdAt, or the
+    /// lastOccurredAt of the open alert it is counted into. Set when the create is queued
+    /// (`AlertWriter`), so that an alert the tables take after a restart (alert_log.rs), or a
+    /// batch's gathering later, keeps the time its request came. `None` (a draft read back
+    /// from an alert log written before this field) takes the time of its batch.
+    #[serde(default)]
+    pub received_at: Option<i64>,
 }
 
 impl AlertDraft {
@@ -952,7 +959,13 @@ async fn create_run<C: BatchConn>(
             None => per_org.push((org, 1)),
         }
         landings.push(Some(Landing::New(rows.len())));
-        rows.push(AlertInsert::new(id, alias, org, d, now));
+        rows.push(AlertInsert::new(
+            id,
+            alias,
+            org,
+            d,
+            d.received_at.unwrap_or(now),
+        ));
     }
     // The counter rows are taken in the organizations' order, as the chains' heads are
     // (audit::segments_in), so that two nodes' batches wait for each other, not deadlock.
@@ -987,7 +1000,8 @@ async fn create_run<C: BatchConn>(
             }
         }
     }
-    let mut counted: Vec<(&str, String, i64)> = Vec::new();
+    // (organization, alert, creates counted into it, the latest one's time)
+    let mut counted: Vec<(&str, String, i64, i64)> = Vec::new();
     let mut statuses = Vec::with_capacity(ops.len());
     for (op, landing) in ops.iter().zip(landings) {
         let (OpKind::Create(d), Some(landing)) = (&op.kind, landing) else {
@@ -995,6 +1009,7 @@ async fn create_run<C: BatchConn>(
             continue;
         };
         let org = op.org_id.as_str();
+        let at = d.received_at.unwrap_or(now);
         let refused = |alias: &str| {
             let mut s = failed(
                 op,
@@ -1025,17 +1040,17 @@ async fn create_run<C: BatchConn>(
                 continue;
             }
             Landing::Existing(id) => {
-                match counted.iter_mut().find(|(_, a, _)| *a == id) {
-                    Some((_, _, n)) => *n += 1,
-                    None => counted.push((org, id.clone(), 1)),
+                match counted.iter_mut().find(|(_, a, ..)| *a == id) {
+                    Some((_, _, n, last)) => (*n, *last) = (*n + 1, (*last).max(at)),
+                    None => counted.push((org, id.clone(), 1, at)),
                 }
                 (id, d.alias.clone().unwrap_or_default(), true)
             }
             Landing::Again(k) => {
                 let id = stored[k].0.clone();
-                match counted.iter_mut().find(|(_, a, _)| *a == id) {
-                    Some((_, _, n)) => *n += 1,
-                    None => counted.push((org, id.clone(), 1)),
+                match counted.iter_mut().find(|(_, a, ..)| *a == id) {
+                    Some((_, _, n, last)) => (*n, *last) = (*n + 1, (*last).max(at)),
+                    None => counted.push((org, id.clone(), 1, at)),
                 }
                 (id, rows[k].alias.clone(), true)
             }
@@ -1048,7 +1063,7 @@ async fn create_run<C: BatchConn>(
                 format!("Alert occurred again: {}", d.message),
                 "system",
                 &d.user,
-                now,
+                at,
             );
             // A repeat keeps only its message (in the log line), user and note: what was cut
             // of those is said; what was adjusted of the fields it ignores is not.
@@ -1066,7 +1081,7 @@ async fn create_run<C: BatchConn>(
             with_notes("Created alert", &d.adjustments)
         };
         if let Some(n) = &d.note {
-            out.note(org, &alert_id, n, &d.user, now);
+            out.note(org, &alert_id, n, &d.user, at);
         }
         statuses.push(RequestStatus {
             id: op.request_id.clone(),
@@ -1082,8 +1097,8 @@ async fn create_run<C: BatchConn>(
     // In the alerts' order, as another node's batch counts into them: two batches counting
     // into the same two alerts then wait for each other instead of deadlocking.
     counted.sort_unstable();
-    for (org, id, n) in counted {
-        conn.count_again(org, &id, n, now).await?;
+    for (org, id, n, at) in counted {
+        conn.count_again(org, &id, n, at).await?;
     }
     Ok(statuses)
 }
@@ -1732,7 +1747,10 @@ impl AlertWriter {
         self.send(op, false).await
     }
 
-    async fn send(&self, op: AlertOp, applied: bool) -> Result<Option<RequestStatus>> {
+    async fn send(&self, mut op: AlertOp, applied: bool) -> Result<Option<RequestStatus>> {
+        if let OpKind::Create(d) = &mut op.kind {
+            d.received_at.get_or_insert_with(crate::now_ms);
+        }
         let (reply, done) = oneshot::channel();
         self.depth.fetch_add(1, Ordering::Relaxed);
         let request = AlertRequest {

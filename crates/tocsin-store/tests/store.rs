@@ -307,6 +307,7 @@ fn create(org: &OrgId, alias: Option<&str>, note: Option<&str>) -> AlertOp {
             note: note.map(str::to_owned),
             adjustments: vec![],
             write_teams: None,
+            received_at: None,
         })),
     }
 }
@@ -555,8 +556,14 @@ async fn an_accepted_alert_survives_refused_writes_and_a_stop() {
     tocsin_store::testing::refuse_inserts(&store, "alert_requests", None).await;
     let accepted = create(&org, Some("accepted"), None);
     let request = accepted.request_id.clone();
+    // (In milliseconds, as stored.)
+    let received_from = OffsetDateTime::from_unix_timestamp_nanos(
+        OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000 * 1_000_000,
+    )
+    .unwrap();
     // Answered without a status: the log holds it.
     assert!(alerts.accept(accepted).await.unwrap().is_none());
+    let received_by = OffsetDateTime::now_utc();
     // An action behind it is refused with the database's reason.
     let ack = AlertOp {
         org_id: org.clone(),
@@ -606,6 +613,13 @@ async fn an_accepted_alert_survives_refused_writes_and_a_stop() {
         .unwrap()
         .expect("the accepted alert is written at the next opening");
     assert_eq!(alert.count, 1);
+    // Its time is when it was accepted, not when the tables took it (seconds later).
+    assert!(
+        (received_from..=received_by).contains(&alert.created_at),
+        "created {} outside {received_from}..={received_by}",
+        alert.created_at
+    );
+    assert_eq!(alert.last_occurred_at, alert.created_at);
     let status = again.request_status(&org, &request).await.unwrap().unwrap();
     assert!(status.success, "{status:?}");
     assert_eq!(status.alert_id, alert.id);

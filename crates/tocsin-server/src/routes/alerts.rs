@@ -362,6 +362,7 @@ pub async fn create(
                 .map(ToString::to_string)
                 .collect()
         }),
+        received_at: None,
     };
     submit(&app, &p, &v2, OpKind::Create(Box::new(draft))).await
 }

@@ -394,6 +394,7 @@ pub async fn sweep(app: &App, now: OffsetDateTime) -> ApiResult<usize> {
             // As a create from the heartbeat's team: never counted into another team's alert
             // that happens to hold the heartbeat's name as its alias.
             write_teams: h.owner_team_id.clone().map(|t| vec![t]),
+            received_at: None,
         };
         let op = AlertOp {
             org_id: h.org_id.clone(),
