@@ -638,6 +638,76 @@ async fn an_accepted_alert_survives_refused_writes_and_a_stop() {
     );
 }
 
+/// While the tables refuse writes, the alert log goes on accepting new alerts until 16,384 of
+/// them wait for the tables; past that, a create waits up to 5 s and is refused (the server
+/// answers it 503). Nothing accepted is lost: once the tables take writes again, they hold
+/// every accepted alert, and the log accepts again. (SQLite: PostgreSQL has no alert log.)
+#[tokio::test]
+async fn past_its_limit_the_alert_log_refuses_new_alerts_until_the_tables_catch_up() {
+    const UNAPPLIED_MAX: usize = 16_384;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
+    store.migrate().await.unwrap();
+    let org = org(&store).await;
+    let (_audit, alerts, _task) = tocsin_store::spawn_writers(store.clone());
+    tocsin_store::testing::refuse_inserts(&store, "alert_requests", None).await;
+    // One more than the limit, all at once: each record is appended while fewer than the
+    // limit wait before it, so all are accepted.
+    let mut waves = tokio::task::JoinSet::new();
+    for _ in 0..=UNAPPLIED_MAX {
+        let alerts = alerts.clone();
+        let op = create(&org, None, None);
+        waves.spawn(async move { alerts.accept(op).await });
+    }
+    while let Some(accepted) = waves.join_next().await {
+        assert!(
+            accepted.unwrap().unwrap().is_none(),
+            "accepted into the log"
+        );
+    }
+    let refused = alerts.accept(create(&org, Some("refused"), None)).await;
+    match refused {
+        Err(tocsin_store::StoreError::WriteFailed(why)) => assert!(
+            why.contains("has not taken the alerts accepted before these for 5 s"),
+            "{why}"
+        ),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+
+    tocsin_store::testing::allow_inserts(&store, "alert_requests").await;
+    let all = tocsin_store::alerts::AlertScope {
+        all: true,
+        teams: vec![],
+    };
+    let query = tocsin_core::search::Query::All;
+    // (The read waits for the tables to take every accepted alert.)
+    assert_eq!(
+        store.count_alerts(&org, &all, &query).await.unwrap(),
+        UNAPPLIED_MAX as i64 + 1
+    );
+    assert!(
+        store
+            .find_alert(&org, "refused", IdentifierType::Alias)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        alerts
+            .accept(create(&org, Some("after"), None))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .find_alert(&org, "after", IdentifierType::Alias)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
 /// Once the store is closed the writer stops: whatever still waits on it is answered at once
 /// instead of waiting on retries that cannot succeed, and its task ends.
 #[tokio::test]
