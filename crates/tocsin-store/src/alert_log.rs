@@ -233,14 +233,15 @@ impl AlertLog {
         let bytes = &record.0[..room];
         let written = match &mut self.direct {
             Some(direct) => match direct.write(bytes, self.len) {
-                // A file system that takes direct opens but not these writes: the page
-                // cache from now on, this record included.
-                Err(e) if e.raw_os_error() == Some(EINVAL) => {
-                    tracing::warn!(path = %self.path.display(), error = %e, "the alert log's direct writes are refused; writing it through the page cache");
+                // A file system that takes direct opens but not these writes (EINVAL,
+                // EOPNOTSUPP), or any other failure of it: the page cache from now on, this
+                // record included. (A failing disk fails that write or its flush too.)
+                Err(e) => {
+                    tracing::warn!(path = %self.path.display(), error = %e, "the alert log's direct write failed; writing it through the page cache from now on");
                     self.direct = None;
                     self.file.write_all_at(bytes, self.len)
                 }
-                other => other,
+                Ok(()) => Ok(()),
             },
             None => self.file.write_all_at(bytes, self.len),
         }
@@ -341,11 +342,6 @@ fn parse(bytes: &[u8]) -> (Vec<(u64, &[u8])>, usize) {
 fn round_up(n: u64) -> u64 {
     n.div_ceil(PAGE as u64) * PAGE as u64
 }
-
-#[cfg(target_os = "linux")]
-const EINVAL: i32 = libc::EINVAL;
-#[cfg(not(target_os = "linux"))]
-const EINVAL: i32 = 22;
 
 /// Direct writes of the log: a second descriptor of the file opened with `O_DIRECT`, the
 /// page-aligned memory a write is made in, and the bytes of the page the next record starts

@@ -1098,7 +1098,7 @@ async fn create_run<C: BatchConn>(
     // into the same two alerts then wait for each other instead of deadlocking.
     counted.sort_unstable();
     for (org, id, n, at) in counted {
-        conn.count_again(org, &id, n, at).await?;
+        conn.count_again(org, &id, n, at, now).await?;
     }
     Ok(statuses)
 }

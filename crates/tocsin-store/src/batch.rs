@@ -86,7 +86,9 @@ pub(crate) trait BatchConn: SegmentConn {
     ) -> Result<Vec<(String, String, String, i64, Option<String>)>>;
     async fn insert_rows<R: Serialize>(&mut self, table: Rows, rows: &[R]) -> Result<()>;
     /// Counts `n` more occurrences into an alert.
-    async fn count_again(&mut self, org: &str, id: &str, n: i64, now: i64) -> Result<()>;
+    /// Counts `n` repeats into an alert, the latest received at `at` (its lastOccurredAt,
+    /// never moved back), in a batch written at `now` (its updatedAt).
+    async fn count_again(&mut self, org: &str, id: &str, n: i64, at: i64, now: i64) -> Result<()>;
     async fn alert(&mut self, org: &str, id: &str) -> Result<Option<Alert>>;
     async fn update_alert(&mut self, row: &AlertUpdate<'_>) -> Result<()>;
     /// Deletes an alert with its notes and log.
@@ -172,8 +174,9 @@ pub(crate) const RESERVE_TINY_IDS: &str =
     "INSERT INTO alert_counters (org_id, next_tiny_id) VALUES ($1, $2 + 1)
      ON CONFLICT (org_id) DO UPDATE SET next_tiny_id = alert_counters.next_tiny_id + $2
      RETURNING next_tiny_id - $2";
-pub(crate) const COUNT_AGAIN: &str =
-    "UPDATE alerts SET count = count + $3, last_occurred_at = $4, updated_at = $4
+pub(crate) const COUNT_AGAIN: &str = "UPDATE alerts SET count = count + $3,
+       last_occurred_at = CASE WHEN last_occurred_at > $4 THEN last_occurred_at ELSE $4 END,
+       updated_at = $5
      WHERE org_id = $1 AND id = $2";
 /// The update of an alert after an action, written from `AlertUpdate::COLUMNS`: `$1` and
 /// `$2` name the alert, the rest are the columns set, so an `AlertUpdate`'s fields bind in
@@ -236,8 +239,11 @@ pub(crate) fn alerts_sql() -> &'static BulkSql {
             crate::alerts::INSERT_COLUMNS,
             "org_id, alias",
             "ON CONFLICT (org_id, alias) WHERE status = 'open'
-             DO UPDATE SET count = alerts.count + 1, last_occurred_at = excluded.last_occurred_at,
-               updated_at = excluded.updated_at
+             DO UPDATE SET count = alerts.count + 1,
+               last_occurred_at = CASE WHEN alerts.last_occurred_at > excluded.last_occurred_at
+                 THEN alerts.last_occurred_at ELSE excluded.last_occurred_at END,
+               updated_at = CASE WHEN alerts.updated_at > excluded.updated_at
+                 THEN alerts.updated_at ELSE excluded.updated_at END
              RETURNING org_id, alias, id, count, CASE WHEN count > 1 THEN teams END",
         )
     });
@@ -341,11 +347,12 @@ impl BatchConn for sqlx::PgConnection {
         Ok(crate::bulk::pg_execute(self, table.sql(), rows).await?)
     }
 
-    async fn count_again(&mut self, org: &str, id: &str, n: i64, now: i64) -> Result<()> {
+    async fn count_again(&mut self, org: &str, id: &str, n: i64, at: i64, now: i64) -> Result<()> {
         sqlx::query(COUNT_AGAIN)
             .bind(org)
             .bind(id)
             .bind(n)
+            .bind(at)
             .bind(now)
             .execute(self)
             .await?;

@@ -291,9 +291,9 @@ impl BatchConn for Embedded<'_> {
         self.insert_each(table.sql(), rows)
     }
 
-    async fn count_again(&mut self, org: &str, id: &str, n: i64, now: i64) -> Result<()> {
+    async fn count_again(&mut self, org: &str, id: &str, n: i64, at: i64, now: i64) -> Result<()> {
         self.prepare(batch::COUNT_AGAIN)?
-            .execute((org, id, n, now))?;
+            .execute((org, id, n, at, now))?;
         Ok(())
     }
 
