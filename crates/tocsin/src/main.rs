@@ -237,7 +237,7 @@ enum OrgsCommand {
 // Blocking work still goes to tokio's blocking pool. TOKIO_WORKER_THREADS is not read.
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
+    let matches = command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
@@ -266,6 +266,41 @@ async fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The settings only `serve` reads. The other commands that take the server's settings
+/// (`init`, `orgs create`, `migrate`, `audit verify`, `audit refusals`) accept them, so that one config file or environment
+/// serves every command, but do not list them in their help.
+const SERVE_ONLY: &[&str] = &[
+    "listen",
+    "regions",
+    "public_url",
+    "allow_query_api_key",
+    "failed_auth_per_minute",
+    "track_requests",
+    "max_body_bytes",
+    "max_header_bytes",
+    "header_timeout_seconds",
+    "request_timeout_seconds",
+];
+
+/// The command line, with `serve`'s own settings hidden from the other commands' help
+/// (`migrate` reads no region or secret either: it neither makes keys nor checks one).
+fn command() -> clap::Command {
+    let hide = |cmd: clap::Command, extra: &[&str]| {
+        SERVE_ONLY
+            .iter()
+            .chain(extra)
+            .fold(cmd, |cmd, arg| cmd.mut_arg(*arg, |a| a.hide(true)))
+    };
+    Cli::command()
+        .mut_subcommand("init", |c| hide(c, &[]))
+        .mut_subcommand("orgs", |c| c.mut_subcommand("create", |c| hide(c, &[])))
+        .mut_subcommand("migrate", |c| hide(c, &["region", "secret_file"]))
+        .mut_subcommand("audit", |c| {
+            c.mut_subcommand("verify", |c| hide(c, &[]))
+                .mut_subcommand("refusals", |c| hide(c, &[]))
+        })
 }
 
 /// Where the server settings of the command that ran came from, as clap parsed them.

@@ -1433,3 +1433,58 @@ fn a_closed_stderr_costs_the_message_not_the_exit_code() {
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     assert!(stdout(&out).contains("k2"), "{}", stdout(&out));
 }
+
+/// `serve`'s own settings (address, limits, timeouts, tracking) are listed in its help only:
+/// the other commands that take the server's settings accept them (one config file or
+/// environment serves every command) without listing them.
+#[test]
+fn serve_only_settings_are_listed_by_serve_alone_and_accepted_by_the_others() {
+    let help = |args: &[&str]| {
+        let out = Command::new(BIN).args(args).arg("--help").output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let serve = help(&["serve"]);
+    for flag in [
+        "--listen",
+        "--max-body-bytes",
+        "--track-requests",
+        "--region",
+    ] {
+        assert!(serve.contains(flag), "serve --help lacks {flag}");
+    }
+    for cmd in [
+        &["init"][..],
+        &["orgs", "create"],
+        &["migrate"],
+        &["audit", "verify"],
+        &["audit", "refusals"],
+    ] {
+        let text = help(cmd);
+        assert!(text.contains("--data-dir"), "{cmd:?}: {text}");
+        for flag in [
+            "--listen",
+            "--public-url",
+            "--max-body-bytes",
+            "--track-requests",
+        ] {
+            assert!(!text.contains(flag), "{cmd:?} --help lists {flag}");
+        }
+    }
+    assert!(help(&["init"]).contains("--region"));
+    assert!(!help(&["migrate"]).contains("--region"));
+    // Still accepted: migrate fails on the missing database, not on the flag.
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["migrate", "--listen", "127.0.0.1:1", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("TOCSIN_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("there is no database"),
+        "{}",
+        stderr(&out)
+    );
+}
