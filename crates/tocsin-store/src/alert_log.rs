@@ -349,10 +349,9 @@ fn round_up(n: u64) -> u64 {
 struct Direct {
     file: File,
     buf: Aligned,
-    /// The bytes from the start of the page holding the log's end up to the end.
+    /// The bytes from the start of the page holding the log's end up to the end. (`buf`
+    /// holds the last write from that page's start.)
     head: Vec<u8>,
-    /// The last write's pages in `buf`: its first page's offset in the file and its length.
-    last: (u64, usize),
 }
 
 impl Direct {
@@ -368,7 +367,6 @@ impl Direct {
                 file,
                 buf: Aligned::new(1 << 16)?,
                 head: head.to_vec(),
-                last: (0, 0),
             }),
             Err(e) => {
                 tracing::info!(path = %path.display(), error = %e, "the file system refuses direct writes; the alert log is written through the page cache");
@@ -403,21 +401,17 @@ impl Direct {
         pages[..before].copy_from_slice(&self.head);
         pages[before..before + bytes.len()].copy_from_slice(bytes);
         pages[before + bytes.len()..].fill(0);
-        self.file.write_all_at(pages, from)?;
-        self.last = (from, len);
-        Ok(())
+        self.file.write_all_at(pages, from)
     }
 
     /// The last write's first `n` bytes after the log's old end are now part of the log:
     /// keep what of them lies on the page where the next record starts.
     fn advance(&mut self, n: usize) {
-        let (from, _) = self.last;
-        let end = from as usize + self.head.len() + n;
-        let page = (end / PAGE) * PAGE;
-        let written = self.buf.slice(self.last.1);
+        // `buf` starts at the old end's page, `head` long before the old end.
+        let end = self.head.len() + n;
+        let written = self.buf.slice(end);
         self.head.clear();
-        self.head
-            .extend_from_slice(&written[page - from as usize..end - from as usize]);
+        self.head.extend_from_slice(&written[end / PAGE * PAGE..]);
     }
 
     /// The log starts over at the beginning of the file.

@@ -1002,6 +1002,10 @@ async fn create_run<C: BatchConn>(
     }
     // (organization, alert, creates counted into it, the latest one's time)
     let mut counted: Vec<(&str, String, i64, i64)> = Vec::new();
+    let mut count_into = |org, id: &String, at: i64| match counted.iter_mut().find(|c| c.1 == *id) {
+        Some((_, _, n, last)) => (*n, *last) = (*n + 1, (*last).max(at)),
+        None => counted.push((org, id.clone(), 1, at)),
+    };
     let mut statuses = Vec::with_capacity(ops.len());
     for (op, landing) in ops.iter().zip(landings) {
         let (OpKind::Create(d), Some(landing)) = (&op.kind, landing) else {
@@ -1040,18 +1044,12 @@ async fn create_run<C: BatchConn>(
                 continue;
             }
             Landing::Existing(id) => {
-                match counted.iter_mut().find(|(_, a, ..)| *a == id) {
-                    Some((_, _, n, last)) => (*n, *last) = (*n + 1, (*last).max(at)),
-                    None => counted.push((org, id.clone(), 1, at)),
-                }
+                count_into(org, &id, at);
                 (id, d.alias.clone().unwrap_or_default(), true)
             }
             Landing::Again(k) => {
                 let id = stored[k].0.clone();
-                match counted.iter_mut().find(|(_, a, ..)| *a == id) {
-                    Some((_, _, n, last)) => (*n, *last) = (*n + 1, (*last).max(at)),
-                    None => counted.push((org, id.clone(), 1, at)),
-                }
+                count_into(org, &id, at);
                 (id, rows[k].alias.clone(), true)
             }
             Landing::New(k) => (stored[k].0.clone(), rows[k].alias.clone(), stored[k].1),

@@ -85,7 +85,6 @@ pub(crate) trait BatchConn: SegmentConn {
         rows: &[AlertInsert<'_>],
     ) -> Result<Vec<(String, String, String, i64, Option<String>)>>;
     async fn insert_rows<R: Serialize>(&mut self, table: Rows, rows: &[R]) -> Result<()>;
-    /// Counts `n` more occurrences into an alert.
     /// Counts `n` repeats into an alert, the latest received at `at` (its lastOccurredAt,
     /// never moved back), in a batch written at `now` (its updatedAt).
     async fn count_again(&mut self, org: &str, id: &str, n: i64, at: i64, now: i64) -> Result<()>;

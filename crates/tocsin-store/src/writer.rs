@@ -804,9 +804,8 @@ async fn run(
                 // The creates the alert log holds were accepted: they are held, in order, and
                 // tried again on their own (logged creates taken meanwhile join them; other
                 // alert ops are refused). Every other op of the batch is answered with the
-                // failure. They are never dropped while
-                // the writer runs: a later batch recording a later record as written would
-                // make a restart skip them. (A stop closes the store, which ends the writer;
+                // failure. They are never dropped while the writer runs: a later batch
+                // recording a later record as written would make a restart skip them. (A stop closes the store, which ends the writer;
                 // the log keeps them for the next start.)
                 let mut refused = 0;
                 let mut kept = false;

@@ -269,8 +269,8 @@ async fn main() -> ExitCode {
 }
 
 /// The settings only `serve` reads. The other commands that take the server's settings
-/// (`init`, `orgs create`, `migrate`, `audit verify`, `audit refusals`) accept them, so that one config file or environment
-/// serves every command, but do not list them in their help.
+/// (`init`, `orgs create`, `migrate`, `audit verify`, `audit refusals`) accept them, so that
+/// one config file or environment serves every command, but do not list them in their help.
 const SERVE_ONLY: &[&str] = &[
     "listen",
     "regions",
