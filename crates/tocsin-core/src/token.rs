@@ -124,7 +124,14 @@ impl Token {
         if s.starts_with(['"', '\'']) || s.ends_with(['"', '\'']) {
             return Err(MalformedToken::Quoted);
         }
-        if s.chars().any(char::is_whitespace) {
+        // Every well-formed token is ASCII, whose whitespace is checked byte by byte (issue
+        // #5: decoding each character was a third of a parse); other text, by character.
+        let whitespace = if s.is_ascii() {
+            s.bytes().any(|b| matches!(b, b' ' | b'\t'..=b'\r'))
+        } else {
+            s.chars().any(char::is_whitespace)
+        };
+        if whitespace {
             return Err(MalformedToken::Whitespace);
         }
         let rest = s.strip_prefix(PREFIX).ok_or(MalformedToken::Prefix)?;
@@ -152,9 +159,8 @@ impl Token {
             return Err(MalformedToken::Length { found: body.len() });
         }
         let split = s.len() - CHECKSUM_LEN;
-        let expected = checksum(&s[..split]);
         // Not secret (anyone can compute it), so an ordinary compare is fine here.
-        if expected != s[split..] {
+        if checksum_digits(&s[..split]) != s.as_bytes()[split..] {
             return Err(MalformedToken::Checksum);
         }
         Ok(Token {
@@ -258,13 +264,18 @@ fn redact_plain(text: &str) -> String {
 
 /// CRC32 (IEEE) of `s`, in base62, most significant digit first, padded to six characters.
 pub fn checksum(s: &str) -> String {
+    String::from_utf8(checksum_digits(s).to_vec()).expect("base62 is ASCII")
+}
+
+/// `checksum`'s digits, without an allocation (every request's token is checked).
+fn checksum_digits(s: &str) -> [u8; CHECKSUM_LEN] {
     let mut n = crc32fast::hash(s.as_bytes());
     let mut out = [b'0'; CHECKSUM_LEN];
     for slot in out.iter_mut().rev() {
         *slot = BASE62[(n % 62) as usize];
         n /= 62;
     }
-    String::from_utf8(out.to_vec()).expect("base62 is ASCII")
+    out
 }
 
 /// The one-way, keyed digest under which a token is stored and looked up.
@@ -386,6 +397,25 @@ mod tests {
             Token::parse(&format!("{raw} ")),
             Err(MalformedToken::Whitespace)
         );
+        // Whitespace anywhere, ASCII (checked byte by byte) or not (by character).
+        for ws in [
+            '\t', '\n', '\u{b}', '\u{c}', '\r', ' ', '\u{85}', '\u{a0}', '\u{2003}',
+        ] {
+            let (head, tail) = raw.split_at(12);
+            assert_eq!(
+                Token::parse(&format!("{head}{ws}{tail}")),
+                Err(MalformedToken::Whitespace),
+                "{ws:?}"
+            );
+        }
+        for not_ws in ['\u{0}', '\u{8}', '\u{e}', '\u{1f}', '\u{7f}'] {
+            let (head, tail) = raw.split_at(12);
+            assert_ne!(
+                Token::parse(&format!("{head}{not_ws}{tail}")),
+                Err(MalformedToken::Whitespace),
+                "{not_ws:?}"
+            );
+        }
         assert_eq!(
             Token::parse(&raw[..raw.len() - 1]),
             Err(MalformedToken::Length { found: 37 })
