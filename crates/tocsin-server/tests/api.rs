@@ -1748,7 +1748,14 @@ async fn every_documented_route_exists_and_errors_are_json() {
     assert_eq!(code(&b), "method_not_allowed");
     let (s, m) = app.call("GET", "/metrics", None, None).await;
     assert_eq!(s, StatusCode::OK);
-    assert!(m.as_str().unwrap().contains("tocsin_auth_outcomes_total"));
+    let m = m.as_str().unwrap();
+    for name in [
+        "tocsin_auth_outcomes_total",
+        "tocsin_audit_queue_depth",
+        "tocsin_audit_queue_full_waits_total",
+    ] {
+        assert!(m.contains(name), "{name}");
+    }
     // The verification histogram's samples are folded into its buckets every second (so an
     // unscraped node does not keep every sample); none is lost by it.
     let before = verifications(&app).await;

@@ -10,7 +10,7 @@ use crate::audit::{AuditEntry, AuditRecord, RequestRecord};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use time::OffsetDateTime;
 use tocsin_core::KeyId;
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -50,6 +50,10 @@ struct Health {
     held_alerts: AtomicUsize,
     /// How many audit events the writer gave up on when it stopped (each logged in full).
     unwritten: AtomicUsize,
+    /// How many request events found the queue full and waited for room (their requests
+    /// waited with them), and when (unix seconds) that was last logged.
+    full_waits: AtomicU64,
+    full_logged_at: AtomicI64,
 }
 
 /// The count of audit events the writer gave up on when it stopped: for the last line of a
@@ -64,6 +68,28 @@ impl UnwrittenEvents {
 }
 
 impl Health {
+    /// A request event found the queue full: counted, and logged at most every
+    /// `FULL_LOGGED_EVERY` seconds (a stalled commit fills it in a second or two under load,
+    /// and every tracked request then waits: issue #5's benchmark saw a node stop answering
+    /// for 2 s once, with nothing in its log to say why).
+    fn queue_full(&self) {
+        let waits = self.full_waits.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let last = self.full_logged_at.load(Ordering::Relaxed);
+        if now - last >= FULL_LOGGED_EVERY
+            && self
+                .full_logged_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                capacity = QUEUE,
+                waits,
+                "the audit queue is full: requests wait for the audit writer to take their events (a slow commit or a failing database; the writer logs batches slower than 1 s)"
+            );
+        }
+    }
+
     fn failed(&self) {
         *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
     }
@@ -111,6 +137,12 @@ const UNAPPLIED_MAX: usize = 16_384;
 const APPEND_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// How long a batch of plain audit events may gather after the last commit.
 const AUDIT_WINDOW: std::time::Duration = std::time::Duration::from_millis(30);
+/// A batch that takes longer than this to commit is logged: the queue fills behind it (at
+/// 50,000 request events a second, 65,536 of them is 1.3 s), and then every tracked request
+/// waits for it.
+const SLOW_BATCH: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often, at most, a full queue is logged.
+const FULL_LOGGED_EVERY: i64 = 10;
 
 /// Starts the one writer task. Whatever is queued (alert ops and audit events) goes into one
 /// transaction, so a batch costs one disk flush however many requests share it; alert ops are
@@ -315,6 +347,7 @@ impl AuditWriter {
                 None
             }
             Err(mpsc::error::TrySendError::Full(msg)) => {
+                self.health.queue_full();
                 Some(Box::pin(self.send_queued(msg, place)))
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
@@ -401,6 +434,12 @@ impl AuditWriter {
 
     pub fn depth(&self) -> i64 {
         self.depth.load(Ordering::Relaxed)
+    }
+
+    /// How many request events have found the queue full and waited for room (with their
+    /// requests) since the start.
+    pub fn full_waits(&self) -> u64 {
+        self.health.full_waits.load(Ordering::Relaxed)
     }
 
     /// See `UnwrittenEvents`.
@@ -736,6 +775,7 @@ async fn run(
         batch.drain(&mut queues, take_events);
         held_ops.absorb(&mut batch, &alert_depth);
         last_commit = tokio::time::Instant::now();
+        let (n_ops, n_events) = (batch.ops.len(), batch.events.len());
         let Batch {
             events,
             acks,
@@ -744,7 +784,18 @@ async fn run(
             waited,
             record,
         } = &mut batch;
-        match store.apply_logged_batch(ops, events, *record).await {
+        let applied = store.apply_logged_batch(ops, events, *record).await;
+        let took = last_commit.elapsed();
+        if took > SLOW_BATCH {
+            tracing::warn!(
+                took_ms = took.as_millis() as u64,
+                ops = n_ops,
+                events = n_events,
+                queued_events = queues.audit_rx.len(),
+                "a write batch took more than 1 s (the disk or the database is slow); requests whose events find the audit queue full wait meanwhile"
+            );
+        }
+        match applied {
             Ok(statuses) => {
                 if !(ops.is_empty() && events.is_empty()) {
                     // (A batch of flushes alone writes nothing, so it proves nothing.)
@@ -1119,6 +1170,7 @@ mod tests {
         // place back (a request whose client went away, or that timed out).
         let waiting = writer.record_request(request_event());
         assert_eq!(writer.depth(), 2);
+        assert_eq!(writer.full_waits(), 1, "the wait for room is counted");
         drop(waiting);
         assert_eq!(
             writer.depth(),
@@ -1135,6 +1187,7 @@ mod tests {
             "the first (read, not yet written) and the second"
         );
         assert!(rx.try_recv().is_ok(), "the waiting event reached the queue");
+        assert_eq!(writer.full_waits(), 2);
         // A stopped writer: nothing is counted.
         drop(rx);
         writer.record_request(request_event()).await;

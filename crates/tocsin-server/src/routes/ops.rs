@@ -63,6 +63,7 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     };
     metrics::gauge!("tocsin_key_cache_hit_ratio").set(ratio);
     metrics::gauge!("tocsin_audit_queue_depth").set(app.audit.depth() as f64);
+    metrics::counter!("tocsin_audit_queue_full_waits_total").absolute(app.audit.full_waits());
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         prometheus().render(),
