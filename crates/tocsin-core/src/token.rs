@@ -126,6 +126,8 @@ impl Token {
         }
         // Every well-formed token is ASCII, whose whitespace is checked byte by byte (issue
         // #5: decoding each character was a third of a parse); other text, by character.
+        // The bytes are `char::is_whitespace`'s ASCII ones: U+0009 to U+000D and the space
+        // (`u8::is_ascii_whitespace` leaves out U+000B).
         let whitespace = if s.is_ascii() {
             s.bytes().any(|b| matches!(b, b' ' | b'\t'..=b'\r'))
         } else {
@@ -408,12 +410,14 @@ mod tests {
                 "{ws:?}"
             );
         }
-        for not_ws in ['\u{0}', '\u{8}', '\u{e}', '\u{1f}', '\u{7f}'] {
+        // Every ASCII character is whitespace to the parse exactly when it is to
+        // `char::is_whitespace` (which, unlike `u8::is_ascii_whitespace`, counts U+000B).
+        for c in (0u8..=0x7f).map(char::from) {
             let (head, tail) = raw.split_at(12);
-            assert_ne!(
-                Token::parse(&format!("{head}{not_ws}{tail}")),
-                Err(MalformedToken::Whitespace),
-                "{not_ws:?}"
+            assert_eq!(
+                Token::parse(&format!("{head}{c}{tail}")) == Err(MalformedToken::Whitespace),
+                c.is_whitespace(),
+                "{c:?}"
             );
         }
         assert_eq!(

@@ -1085,6 +1085,31 @@ mod tests {
         }
     }
 
+    /// A request event's id is written as `AuditEventId::generate` writes an id, and the bytes
+    /// kept beside it are those of the UUID it spells.
+    #[test]
+    fn a_request_events_id_is_written_as_generated_ids_are() {
+        let r = RequestRecord {
+            occurred_at: OffsetDateTime::now_utc(),
+            caller: None,
+            outcome: "allowed",
+            method: Cow::Borrowed("GET"),
+            route: Cow::Borrowed("/v1/auth/whoami"),
+            status: 200,
+            ip: None,
+            user_agent: None,
+            request_id: None,
+            target: None,
+        };
+        let text = RequestText::of(&r);
+        let generated = AuditEventId::generate();
+        assert!(AuditEventId::parse(text.id()).is_some(), "{}", text.id());
+        assert_eq!(text.id().len(), generated.as_str().len());
+        let (prefix, hex) = text.id().split_at(AuditEventId::PREFIX.len() + 1);
+        assert_eq!(prefix, &generated.as_str()[..prefix.len()]);
+        assert_eq!(hex, uuid::Uuid::from_bytes(text.id).simple().to_string());
+    }
+
     /// A request event stored from its cheap form hashes and stores as the same event built
     /// as an `AuditRecord` would: the two forms are one event.
     #[test]

@@ -50,10 +50,21 @@ struct Health {
     held_alerts: AtomicUsize,
     /// How many audit events the writer gave up on when it stopped (each logged in full).
     unwritten: AtomicUsize,
-    /// How many request events found the queue full and waited for room (their requests
-    /// waited with them), and when (unix seconds) that was last logged.
+    /// How many request events found the queue full (their requests then wait for room),
+    /// and when that was last logged (`log_full_at`).
     full_waits: AtomicU64,
     full_logged_at: AtomicI64,
+}
+
+/// Whether a full queue seen at `now_ms` (a monotonic clock's milliseconds) is logged: the
+/// first, then one every `FULL_LOGGED_EVERY` at most, however many threads see it. `logged`
+/// keeps the last logged time plus one (0: none yet).
+fn log_full_at(logged: &AtomicI64, now_ms: i64) -> bool {
+    let last = logged.load(Ordering::Relaxed);
+    (last == 0 || now_ms + 1 - last >= FULL_LOGGED_EVERY)
+        && logged
+            .compare_exchange(last, now_ms + 1, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
 }
 
 /// The count of audit events the writer gave up on when it stopped: for the last line of a
@@ -73,19 +84,15 @@ impl Health {
     /// and every tracked request then waits: issue #5's benchmark saw a node stop answering
     /// for 2 s once, with nothing in its log to say why).
     fn queue_full(&self) {
-        let waits = self.full_waits.fetch_add(1, Ordering::Relaxed) + 1;
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let last = self.full_logged_at.load(Ordering::Relaxed);
-        if now - last >= FULL_LOGGED_EVERY
-            && self
-                .full_logged_at
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        let total = self.full_waits.fetch_add(1, Ordering::Relaxed) + 1;
+        static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let now = STARTED.get_or_init(std::time::Instant::now).elapsed();
+        if log_full_at(&self.full_logged_at, now.as_millis() as i64) {
             tracing::warn!(
                 capacity = QUEUE,
-                waits,
-                "the audit queue is full: requests wait for the audit writer to take their events (a slow commit or a failing database; the writer logs batches slower than 1 s)"
+                total,
+                slow_batch_ms = SLOW_BATCH.as_millis() as u64,
+                "the audit queue is full: requests wait for the audit writer to take their events (a slow commit or a failing database: the writer logs batches slower than slow_batch_ms)"
             );
         }
     }
@@ -141,8 +148,8 @@ const AUDIT_WINDOW: std::time::Duration = std::time::Duration::from_millis(30);
 /// 50,000 request events a second, 65,536 of them is 1.3 s), and then every tracked request
 /// waits for it.
 const SLOW_BATCH: std::time::Duration = std::time::Duration::from_secs(1);
-/// How often, at most, a full queue is logged.
-const FULL_LOGGED_EVERY: i64 = 10;
+/// How often, at most, a full queue is logged (ms).
+const FULL_LOGGED_EVERY: i64 = 10_000;
 
 /// Starts the one writer task. Whatever is queued (alert ops and audit events) goes into one
 /// transaction, so a batch costs one disk flush however many requests share it; alert ops are
@@ -436,8 +443,8 @@ impl AuditWriter {
         self.depth.load(Ordering::Relaxed)
     }
 
-    /// How many request events have found the queue full and waited for room (with their
-    /// requests) since the start.
+    /// How many request events have found the queue full since the start (each request then
+    /// waits for room, unless it is dropped first).
     pub fn full_waits(&self) -> u64 {
         self.health.full_waits.load(Ordering::Relaxed)
     }
@@ -787,12 +794,16 @@ async fn run(
         let applied = store.apply_logged_batch(ops, events, *record).await;
         let took = last_commit.elapsed();
         if took > SLOW_BATCH {
+            // (Retries of held events and creates, which run while the database fails, are
+            // not timed: their failures are logged instead.)
             tracing::warn!(
                 took_ms = took.as_millis() as u64,
+                slow_batch_ms = SLOW_BATCH.as_millis() as u64,
                 ops = n_ops,
                 events = n_events,
-                queued_events = queues.audit_rx.len(),
-                "a write batch took more than 1 s (the disk or the database is slow); requests whose events find the audit queue full wait meanwhile"
+                // Messages: request and lifecycle events, and flushes.
+                queued_messages = queues.audit_rx.len(),
+                "a write batch was slow to commit (the disk or the database is slow); requests whose events find the audit queue full wait meanwhile"
             );
         }
         match applied {
@@ -1128,6 +1139,20 @@ mod tests {
         (writer, rx)
     }
 
+    /// A full queue is logged the first time, then at most once every 10 s.
+    #[test]
+    fn a_full_queue_is_logged_once_in_ten_seconds() {
+        let logged = AtomicI64::new(0);
+        assert!(log_full_at(&logged, 0), "the first");
+        assert!(!log_full_at(&logged, 0));
+        assert!(!log_full_at(&logged, 9_999));
+        assert!(log_full_at(&logged, 10_000));
+        assert!(!log_full_at(&logged, 19_999));
+        assert!(log_full_at(&logged, 25_000));
+        let later = AtomicI64::new(0);
+        assert!(log_full_at(&later, 123_456), "the first, whenever it comes");
+    }
+
     /// The writer thread runs on SCHED_BATCH at niceness 0, the default: the policy changes,
     /// its share of the cores does not. A thread started niced, or on another policy, is
     /// left as it was.
@@ -1170,7 +1195,7 @@ mod tests {
         // place back (a request whose client went away, or that timed out).
         let waiting = writer.record_request(request_event());
         assert_eq!(writer.depth(), 2);
-        assert_eq!(writer.full_waits(), 1, "the wait for room is counted");
+        assert_eq!(writer.full_waits(), 1, "the full queue is counted");
         drop(waiting);
         assert_eq!(
             writer.depth(),
