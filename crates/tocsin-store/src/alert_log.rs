@@ -490,6 +490,8 @@ impl std::fmt::Debug for Shared {
 
 /// How long a read of alerts waits for the tables to take what was logged before it.
 const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often a waiting read rings the writer again.
+const RING_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl Shared {
     pub(crate) fn new() -> Self {
@@ -510,11 +512,22 @@ impl Shared {
         if *applied.borrow_and_update() >= target {
             return Ok(());
         }
-        self.urgent.notify_one();
-        match tokio::time::timeout(SETTLE_WAIT, applied.wait_for(|a| *a >= target)).await {
+        // Rung again while the wait lasts: the writer may be in a commit when it is first rung,
+        // or holding creates the tables refused, whose next try a ring brings forward.
+        let deadline = tokio::time::Instant::now() + SETTLE_WAIT;
+        let settled = loop {
+            self.urgent.notify_one();
+            let slice = (tokio::time::Instant::now() + RING_EVERY).min(deadline);
+            match tokio::time::timeout_at(slice, applied.wait_for(|a| *a >= target)).await {
+                Ok(result) => break Ok(result),
+                Err(_) if tokio::time::Instant::now() >= deadline => break Err(()),
+                Err(_) => {}
+            }
+        };
+        match settled {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(_)) => Err(crate::StoreError::Closed),
-            Err(_) => Err(crate::StoreError::WriteFailed(format!(
+            Err(()) => Err(crate::StoreError::WriteFailed(format!(
                 "alerts accepted more than {} s ago are not in the database's tables yet (the writer is failing or stopped; they are kept in {} and written at the next start)",
                 SETTLE_WAIT.as_secs(),
                 self.file

@@ -715,9 +715,9 @@ async fn past_its_limit_the_alert_log_refuses_new_alerts_until_the_tables_catch_
         teams: vec![],
     };
     let query = tocsin_core::search::Query::All;
-    // The read waits for the tables to take every accepted alert (up to 10 s; the held
-    // creates are tried again when their wait, at most 5 s, is over: on a slow machine one
-    // read may give up first).
+    // The read waits for the tables to take every accepted alert (up to 10 s), ringing the
+    // writer, which tries the held creates again at once (then no sooner than ten times what
+    // the last try took): on a slow machine one read may still give up first.
     let mut tries = 0;
     let count = loop {
         match store.count_alerts(&org, &all, &query).await {
