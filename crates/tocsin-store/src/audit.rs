@@ -173,6 +173,25 @@ impl RequestRecord {
     }
 }
 
+#[cfg(test)]
+impl RequestRecord {
+    /// An allowed whoami's event with no caller, address, user agent or ids: for tests.
+    pub(crate) fn bare() -> Self {
+        RequestRecord {
+            occurred_at: OffsetDateTime::now_utc(),
+            caller: None,
+            outcome: "allowed",
+            method: Cow::Borrowed("GET"),
+            route: Cow::Borrowed("/v1/auth/whoami"),
+            status: 200,
+            ip: None,
+            user_agent: None,
+            request_id: None,
+            target: None,
+        }
+    }
+}
+
 /// What the audit writer is handed, queued by value. A record, the rarer and larger kind,
 /// is boxed: request events then move through the queue at less than half its size.
 #[derive(Clone, Debug)]
@@ -1089,19 +1108,7 @@ mod tests {
     /// kept beside it are those of the UUID it spells.
     #[test]
     fn a_request_events_id_is_written_as_generated_ids_are() {
-        let r = RequestRecord {
-            occurred_at: OffsetDateTime::now_utc(),
-            caller: None,
-            outcome: "allowed",
-            method: Cow::Borrowed("GET"),
-            route: Cow::Borrowed("/v1/auth/whoami"),
-            status: 200,
-            ip: None,
-            user_agent: None,
-            request_id: None,
-            target: None,
-        };
-        let text = RequestText::of(&r);
+        let text = RequestText::of(&RequestRecord::bare());
         let generated = AuditEventId::generate();
         assert!(AuditEventId::parse(text.id()).is_some(), "{}", text.id());
         assert_eq!(text.id().len(), generated.as_str().len());

@@ -1142,22 +1142,6 @@ impl LastUsedTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::borrow::Cow;
-
-    fn request_event() -> RequestRecord {
-        RequestRecord {
-            occurred_at: OffsetDateTime::now_utc(),
-            caller: None,
-            outcome: "allowed",
-            method: Cow::Borrowed("GET"),
-            route: Cow::Borrowed("/v1/auth/whoami"),
-            status: 200,
-            ip: None,
-            user_agent: None,
-            request_id: None,
-            target: None,
-        }
-    }
 
     /// A writer whose queue holds one message and is never read.
     fn stalled_writer() -> (AuditWriter, mpsc::Receiver<Msg>) {
@@ -1255,7 +1239,7 @@ mod tests {
     async fn a_request_event_counts_in_the_depth_until_written_and_not_after_it_is_dropped() {
         let (writer, mut rx) = stalled_writer();
         // Room in the queue: the event is in it before the future is polled, and counted.
-        let queued = writer.record_request(request_event());
+        let queued = writer.record_request(RequestRecord::bare());
         assert_eq!(writer.depth(), 1);
         drop(queued);
         assert_eq!(
@@ -1265,7 +1249,7 @@ mod tests {
         );
         // The queue is full now: a second event waits, counted, and a dropped wait gives its
         // place back (a request whose client went away, or that timed out).
-        let waiting = writer.record_request(request_event());
+        let waiting = writer.record_request(RequestRecord::bare());
         assert_eq!(writer.depth(), 2);
         assert_eq!(writer.full_waits(), 1, "the full queue is counted");
         drop(waiting);
@@ -1275,7 +1259,7 @@ mod tests {
             "an event that never reached the queue is not counted"
         );
         // Once there is room, a waiting event goes in when its future runs.
-        let waiting = writer.record_request(request_event());
+        let waiting = writer.record_request(RequestRecord::bare());
         assert!(rx.recv().await.is_some());
         waiting.await;
         assert_eq!(
@@ -1287,7 +1271,7 @@ mod tests {
         assert_eq!(writer.full_waits(), 2);
         // A stopped writer: nothing is counted.
         drop(rx);
-        writer.record_request(request_event()).await;
+        writer.record_request(RequestRecord::bare()).await;
         assert_eq!(writer.depth(), 2);
     }
 }
