@@ -633,7 +633,7 @@ fn user_agent(headers: &HeaderMap) -> Option<String> {
 }
 
 fn request_id(extensions: &axum::http::Extensions) -> Option<uuid::Uuid> {
-    extensions.get::<crate::envelope::RequestId>().map(|r| r.0)
+    extensions.get::<crate::envelope::RequestId>().map(|r| r.id)
 }
 
 /// The auth step of the door (lib.rs): authenticates, runs the handler, records the audit

@@ -12,13 +12,24 @@ use serde_json::{Map, Value, json};
 use std::time::Instant;
 use tracing::Instrument;
 
-/// The request's id, a UUIDv7 (time-ordered), written out where it is shown.
+/// The request's id, a UUIDv7 (time-ordered), written out where it is shown, and when the
+/// request arrived, for Opsgenie's `took`: one request extension for both (each insert is an
+/// allocation, and a fourth grows the request's extension map: issue #5).
 #[derive(Clone, Copy, Debug)]
-pub struct RequestId(pub uuid::Uuid);
+pub struct RequestId {
+    pub id: uuid::Uuid,
+    pub started: Instant,
+}
 
-/// When the request arrived, for Opsgenie's `took`.
-#[derive(Clone, Copy, Debug)]
-pub struct RequestStart(pub Instant);
+/// A path with any token in it redacted, written out only if a log line is: most requests
+/// log nothing, and the path's copy was an allocation per request.
+struct LoggedPath(axum::http::Uri);
+
+impl std::fmt::Display for LoggedPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&tocsin_core::token::redact(self.0.path()))
+    }
+}
 
 /// The envelope step of the door (lib.rs); `next` runs the rest of the request.
 /// `next` also gets the route template, `None` when no route matched.
@@ -30,11 +41,11 @@ pub(crate) async fn run<F: Future<Output = Response>>(
     let uuid = uuid::Uuid::now_v7();
     let mut id_buf = uuid::Uuid::encode_buffer();
     let id: &str = uuid.hyphenated().encode_lower(&mut id_buf);
-    req.extensions_mut().insert(RequestId(uuid));
-    req.extensions_mut().insert(RequestStart(started));
+    req.extensions_mut().insert(RequestId { id: uuid, started });
     let opsgenie = req.uri().path().starts_with("/v2/");
-    // A token pasted into a path (`/v1/api_keys/tcs_...`) must not reach the log.
-    let path = tocsin_core::token::redact(req.uri().path()).into_owned();
+    // A token pasted into a path (`/v1/api_keys/tcs_...`) must not reach the log. (A `Uri`'s
+    // clone shares its bytes.)
+    let path = LoggedPath(req.uri().clone());
     // Route templates only (bounded label values), never raw paths.
     let matched = req
         .extensions()

@@ -3,7 +3,7 @@
 //! write is durable before its 202: it goes through the group-commit writer.
 
 use crate::auth::Principal;
-use crate::envelope::{RequestId, RequestStart};
+use crate::envelope::RequestId;
 use crate::error::{ApiError, ApiResult, JsonBody};
 use crate::error::{Path, Query as QueryParams};
 use crate::state::{App, AppState};
@@ -44,19 +44,10 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for V2 {
         parts: &mut axum::http::request::Parts,
         _: &S,
     ) -> Result<Self, ApiError> {
-        let request_id = parts
-            .extensions
-            .get::<RequestId>()
-            .map(|r| r.0.to_string())
-            .unwrap_or_default();
-        let started = parts
-            .extensions
-            .get::<RequestStart>()
-            .map(|s| s.0)
-            .unwrap_or_else(std::time::Instant::now);
+        let ids = parts.extensions.get::<RequestId>();
         Ok(V2 {
-            request_id,
-            started,
+            request_id: ids.map(|r| r.id.to_string()).unwrap_or_default(),
+            started: ids.map_or_else(std::time::Instant::now, |r| r.started),
         })
     }
 }
