@@ -13,15 +13,23 @@ macro_rules! define_id {
         impl $name {
             pub const PREFIX: &'static str = $prefix;
 
+            /// The length of an id's text: the prefix, `_` and 32 hex digits.
+            pub const TEXT_LEN: usize = $prefix.len() + 1 + 32;
+
             /// A new, time-ordered id.
             pub fn generate() -> Self {
-                let mut buf = uuid::Uuid::encode_buffer();
-                let hex = uuid::Uuid::now_v7().simple().encode_lower(&mut buf);
-                let mut id = String::with_capacity($prefix.len() + 1 + hex.len());
-                id.push_str($prefix);
-                id.push('_');
-                id.push_str(hex);
-                Self(id)
+                let mut buf = [0u8; Self::TEXT_LEN];
+                Self(Self::write(uuid::Uuid::now_v7(), &mut buf).to_owned())
+            }
+
+            /// The id that `uuid` spells, written into `buf` (no allocation: the audit
+            /// writer makes one for every request event).
+            pub fn write(uuid: uuid::Uuid, buf: &mut [u8; Self::TEXT_LEN]) -> &str {
+                let prefix = $prefix.len();
+                buf[..prefix].copy_from_slice($prefix.as_bytes());
+                buf[prefix] = b'_';
+                uuid.simple().encode_lower(&mut buf[prefix + 1..]);
+                std::str::from_utf8(buf).expect("the prefix and hex digits are ASCII")
             }
 
             /// Accepts only ids of this type's shape; anything else is `None`

@@ -218,13 +218,10 @@ impl From<RequestRecord> for AuditEntry {
 /// keeps of each id, so that the segment need not read them back out of their text.
 pub(crate) struct RequestText {
     id: [u8; 16],
-    id_text: [u8; EVENT_ID_LEN],
+    id_text: [u8; AuditEventId::TEXT_LEN],
     ip: Option<IpText>,
     request_id: Option<([u8; 16], [u8; 36])>,
 }
-
-/// `evt_` and 32 lowercase hex digits, as `AuditEventId::generate` writes an id.
-const EVENT_ID_LEN: usize = AuditEventId::PREFIX.len() + 1 + 32;
 
 /// An address's text: IPv4, nearly every client, inline; an IPv6 address as `Display`
 /// writes it.
@@ -271,11 +268,8 @@ impl IpText {
 impl RequestText {
     fn of(r: &RequestRecord) -> Self {
         let uuid = uuid::Uuid::now_v7();
-        let mut id_text = [0u8; EVENT_ID_LEN];
-        let prefix = AuditEventId::PREFIX.len();
-        id_text[..prefix].copy_from_slice(AuditEventId::PREFIX.as_bytes());
-        id_text[prefix] = b'_';
-        uuid.simple().encode_lower(&mut id_text[prefix + 1..]);
+        let mut id_text = [0u8; AuditEventId::TEXT_LEN];
+        AuditEventId::write(uuid, &mut id_text);
         RequestText {
             id: uuid.into_bytes(),
             id_text,
@@ -1104,17 +1098,21 @@ mod tests {
         }
     }
 
-    /// A request event's id is written as `AuditEventId::generate` writes an id, and the bytes
-    /// kept beside it are those of the UUID it spells.
+    /// A request event's id is an audit event id, and the bytes kept beside it are those of
+    /// the UUID it spells.
     #[test]
-    fn a_request_events_id_is_written_as_generated_ids_are() {
+    fn a_request_events_id_is_an_audit_event_id_of_its_bytes() {
         let text = RequestText::of(&RequestRecord::bare());
-        let generated = AuditEventId::generate();
         assert!(AuditEventId::parse(text.id()).is_some(), "{}", text.id());
-        assert_eq!(text.id().len(), generated.as_str().len());
-        let (prefix, hex) = text.id().split_at(AuditEventId::PREFIX.len() + 1);
-        assert_eq!(prefix, &generated.as_str()[..prefix.len()]);
-        assert_eq!(hex, uuid::Uuid::from_bytes(text.id).simple().to_string());
+        let mut buf = [0u8; AuditEventId::TEXT_LEN];
+        assert_eq!(
+            text.id(),
+            AuditEventId::write(uuid::Uuid::from_bytes(text.id), &mut buf)
+        );
+        assert!(
+            text.id()
+                .ends_with(&uuid::Uuid::from_bytes(text.id).simple().to_string())
+        );
     }
 
     /// A request event stored from its cheap form hashes and stores as the same event built

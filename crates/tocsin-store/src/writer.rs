@@ -79,8 +79,8 @@ impl UnwrittenEvents {
 }
 
 impl Health {
-    /// A request event found the queue full: counted, and logged at most every
-    /// `FULL_LOGGED_EVERY` seconds (a stalled commit fills it in a second or two under load,
+    /// A request event found the queue full: counted, and logged at most once every
+    /// `FULL_LOGGED_EVERY` ms (a stalled commit fills it in a second or two under load,
     /// and every tracked request then waits: issue #5's benchmark saw a node stop answering
     /// for 2 s once, with nothing in its log to say why).
     fn queue_full(&self) {
@@ -898,8 +898,9 @@ async fn run(
                 // tried again on their own (logged creates taken meanwhile join them; other
                 // alert ops are refused). Every other op of the batch is answered with the
                 // failure. They are never dropped while the writer runs: a later batch
-                // recording a later record as written would make a restart skip them. (A stop closes the store, which ends the writer;
-                // the log keeps them for the next start.)
+                // recording a later record as written would make a restart skip them. (A stop
+                // closes the store, which ends the writer; the log keeps them for the next
+                // start.)
                 let mut refused = 0;
                 let mut kept = false;
                 for (op, (reply, logged)) in ops.drain(..).zip(replies.drain(..)) {
