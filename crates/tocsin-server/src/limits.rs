@@ -187,6 +187,8 @@ impl EventLoops {
                     };
                     let _ = ready.send(Ok(rt.handle().clone()));
                     rt.block_on(async {
+                        // Alert requests made on this loop are answered a batch at a time.
+                        tocsin_store::answer_here();
                         let _ = stopped.await;
                     })
                 })?;

@@ -3,6 +3,7 @@
 //! request is answered only once its batch has committed.
 
 use crate::alert_search::{SqlValue, to_sql};
+pub(crate) use crate::answer::Reply;
 use crate::batch::BatchConn;
 use crate::{Db, Result, Store, StoreError, from_json, from_ms, ms, on_db, safe, to_json};
 use serde::{Deserialize, Serialize};
@@ -11,7 +12,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use time::OffsetDateTime;
 use tocsin_core::OrgId;
 use tocsin_core::search::Query;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Responder {
@@ -1705,10 +1706,6 @@ pub struct AlertWriter {
     pub(crate) depth: Arc<AtomicI64>,
 }
 
-/// Where an op's outcome goes: its request status once its transaction commits, or `None`
-/// once it is durable in the alert log (a create sent with `accept`, alert_log.rs).
-pub(crate) type Reply = oneshot::Sender<Result<Option<RequestStatus>>>;
-
 /// An op on its way to the writer.
 pub(crate) struct AlertRequest {
     pub(crate) op: AlertOp,
@@ -1749,7 +1746,7 @@ impl AlertWriter {
         if let OpKind::Create(d) = &mut op.kind {
             d.received_at.get_or_insert_with(crate::now_ms);
         }
-        let (reply, done) = oneshot::channel();
+        let (reply, done) = Reply::new();
         self.depth.fetch_add(1, Ordering::Relaxed);
         let request = AlertRequest {
             op,

@@ -12,6 +12,8 @@ use time::OffsetDateTime;
 mod alert_log;
 pub mod alert_search;
 pub mod alerts;
+mod answer;
+pub use answer::answer_here;
 pub mod audit;
 mod audit_segment;
 mod batch;

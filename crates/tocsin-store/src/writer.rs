@@ -6,6 +6,7 @@
 use crate::Store;
 use crate::alert_log::{AlertLog, Shared};
 use crate::alerts::{AlertMsg, AlertOp, AlertWriter, Reply};
+use crate::answer::Answers;
 use crate::audit::{AuditEntry, AuditRecord, RequestRecord};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -646,6 +647,7 @@ impl HeldOps {
             return;
         }
         let mut refused = 0;
+        let mut answers = Answers::default();
         for (op, (reply, logged)) in batch.ops.drain(..).zip(batch.replies.drain(..)) {
             if logged {
                 self.ops.push(op);
@@ -657,10 +659,11 @@ impl HeldOps {
                         "alerts accepted before this request are not written yet: {}",
                         self.why
                     );
-                    let _ = reply.send(Err(crate::StoreError::WriteFailed(why)));
+                    answers.add(reply, Err(crate::StoreError::WriteFailed(why)));
                 }
             }
         }
+        answers.send();
         depth.fetch_sub(refused, Ordering::Relaxed);
         if let Some(record) = batch.record.take() {
             self.record = Some(record);
@@ -688,11 +691,13 @@ impl HeldOps {
                 }
                 depth.fetch_sub(self.ops.len() as i64, Ordering::Relaxed);
                 self.ops.clear();
+                let mut answers = Answers::default();
                 for (reply, status) in self.replies.drain(..).zip(statuses) {
                     if let Some(reply) = reply {
-                        let _ = reply.send(Ok(Some(status)));
+                        answers.add(reply, Ok(Some(status)));
                     }
                 }
+                answers.send();
                 true
             }
             Err(crate::StoreError::Closed) => {
@@ -849,11 +854,13 @@ async fn run(
                 alert_depth.fetch_sub(ops.len() as i64, Ordering::Relaxed);
                 ops.clear();
                 *waited = 0;
+                let mut answers = Answers::default();
                 for ((reply, _), status) in replies.drain(..).zip(statuses) {
                     if let Some(reply) = reply {
-                        let _ = reply.send(Ok(Some(status)));
+                        answers.add(reply, Ok(Some(status)));
                     }
                 }
+                answers.send();
                 audit_depth.fetch_sub(events.len() as i64, Ordering::Relaxed);
                 events.clear();
                 for ack in acks.drain(..) {
@@ -903,6 +910,7 @@ async fn run(
                 // start.)
                 let mut refused = 0;
                 let mut kept = false;
+                let mut answers = Answers::default();
                 for (op, (reply, logged)) in ops.drain(..).zip(replies.drain(..)) {
                     if logged {
                         held_ops.ops.push(op);
@@ -911,10 +919,11 @@ async fn run(
                     } else {
                         refused += 1;
                         if let Some(reply) = reply {
-                            let _ = reply.send(Err(crate::StoreError::WriteFailed(why.clone())));
+                            answers.add(reply, Err(crate::StoreError::WriteFailed(why.clone())));
                         }
                     }
                 }
+                answers.send();
                 alert_depth.fetch_sub(refused, Ordering::Relaxed);
                 if kept {
                     health
@@ -1030,29 +1039,33 @@ async fn append(
                     unapplied.push_back((seq, creates));
                     unapplied_creates += creates;
                     record = Some(seq);
+                    let mut answers = Answers::default();
                     for r in requests.iter_mut() {
                         if r.op.is_create() {
                             r.logged = true;
                             if !r.applied
                                 && let Some(reply) = r.reply.take()
                             {
-                                let _ = reply.send(Ok(None));
+                                answers.add(reply, Ok(None));
                             }
                         }
                     }
+                    answers.send();
                 }
                 Err(why) => {
                     let mut refused = 0;
+                    let mut answers = Answers::default();
                     requests.retain_mut(|r| {
                         if !r.op.is_create() {
                             return true;
                         }
                         refused += 1;
                         if let Some(reply) = r.reply.take() {
-                            let _ = reply.send(Err(crate::StoreError::WriteFailed(why.clone())));
+                            answers.add(reply, Err(crate::StoreError::WriteFailed(why.clone())));
                         }
                         false
                     });
+                    answers.send();
                     depth.fetch_sub(refused, Ordering::Relaxed);
                 }
             }
