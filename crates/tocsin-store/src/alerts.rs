@@ -349,10 +349,24 @@ fn stored_teams(json: &str) -> Vec<String> {
     serde_json::from_str(json).unwrap_or_default()
 }
 
+/// The open alert a new row was counted into instead of inserted (another node opened it
+/// after the batch looked for open aliases; the insert's upsert counted the row into it).
+#[derive(Clone, Debug)]
+pub(crate) struct Counted {
+    pub(crate) id: String,
+    /// Its teams as stored, when the backend returned them.
+    pub(crate) teams: Option<String>,
+}
+
 /// The teams of the alert a new row landed in: the row's own, or those of the open alert the
-/// insert counted it into (returned only then, as `stored`'s third field).
-fn landed_teams(stored: &(String, bool, Option<String>), row: &AlertInsert<'_>) -> Vec<String> {
-    stored_teams(stored.2.as_deref().unwrap_or(&row.teams))
+/// insert counted it into.
+fn landed_teams(counted: &Option<Counted>, row: &AlertInsert<'_>) -> Vec<String> {
+    stored_teams(
+        counted
+            .as_ref()
+            .and_then(|c| c.teams.as_deref())
+            .unwrap_or(&row.teams),
+    )
 }
 
 /// A change to an existing alert.
@@ -978,29 +992,18 @@ async fn create_run<C: BatchConn>(
             next += 1;
         }
     }
-    // Each new row's alert: its own, or the open alert the upsert counted it into (another
-    // node's, opened since the look above), with that alert's teams.
-    let mut stored: Vec<(String, bool, Option<String>)> = Vec::with_capacity(rows.len());
-    if !rows.is_empty() {
-        let returned: std::collections::HashMap<(String, String), (String, i64, Option<String>)> =
-            conn.insert_alerts(&rows)
-                .await?
-                .into_iter()
-                .map(|(org, alias, id, count, teams)| ((org, alias), (id, count, teams)))
-                .collect();
-        for row in &rows {
-            match returned.get(&(row.org_id.to_owned(), row.alias.clone())) {
-                Some((id, count, teams)) => {
-                    stored.push((id.clone(), *count > 1 || *id != row.id, teams.clone()))
-                }
-                None => {
-                    return Err(StoreError::Config(
-                        "an inserted alert was not returned".into(),
-                    ));
-                }
-            }
-        }
+    // Each new row's alert: its own (`None`), or the open alert the upsert counted it into
+    // (another node's, opened since the look above), with that alert's teams.
+    let landed: Vec<Option<Counted>> = match rows.is_empty() {
+        true => Vec::new(),
+        false => conn.insert_alerts(&rows).await?,
+    };
+    if landed.len() != rows.len() {
+        return Err(StoreError::Config(
+            "the alerts' insert answered for another number of rows".into(),
+        ));
     }
+    let id_of = |k: usize| landed[k].as_ref().map_or(&rows[k].id, |c| &c.id).clone();
     // (organization, alert, creates counted into it, the latest one's time)
     let mut counted: Vec<(&str, String, i64, i64)> = Vec::new();
     let mut count_into = |org, id: &String, at: i64| match counted.iter_mut().find(|c| c.1 == *id) {
@@ -1034,12 +1037,12 @@ async fn create_run<C: BatchConn>(
             // Counted into a row of this run, or (by the upsert) into an alert another node
             // opened since the look for open aliases. (The upsert has counted it already: a
             // race between nodes, which only the count shows.)
-            Landing::Again(k) if !d.may_add_to(|| landed_teams(&stored[k], &rows[k])) => {
+            Landing::Again(k) if !d.may_add_to(|| landed_teams(&landed[k], &rows[k])) => {
                 statuses.push(refused(&rows[k].alias));
                 continue;
             }
             Landing::New(k)
-                if stored[k].1 && !d.may_add_to(|| landed_teams(&stored[k], &rows[k])) =>
+                if landed[k].is_some() && !d.may_add_to(|| landed_teams(&landed[k], &rows[k])) =>
             {
                 statuses.push(refused(&rows[k].alias));
                 continue;
@@ -1049,11 +1052,11 @@ async fn create_run<C: BatchConn>(
                 (id, d.alias.clone().unwrap_or_default(), true)
             }
             Landing::Again(k) => {
-                let id = stored[k].0.clone();
+                let id = id_of(k);
                 count_into(org, &id, at);
                 (id, rows[k].alias.clone(), true)
             }
-            Landing::New(k) => (stored[k].0.clone(), rows[k].alias.clone(), stored[k].1),
+            Landing::New(k) => (id_of(k), rows[k].alias.clone(), landed[k].is_some()),
         };
         let status = if again {
             out.log(
@@ -1591,7 +1594,7 @@ impl<'a> RequestInsert<'a> {
 /// A new alert as a row of the bulk insert; its tinyId is filled in once reserved.
 #[derive(Serialize)]
 pub(crate) struct AlertInsert<'a> {
-    id: String,
+    pub(crate) id: String,
     pub(crate) org_id: &'a str,
     tiny_id: i64,
     pub(crate) alias: String,
@@ -1628,18 +1631,6 @@ pub(crate) struct AlertInsert<'a> {
 }
 
 impl<'a> AlertInsert<'a> {
-    /// `(org, alias, id, count, teams)`, as the insert's `RETURNING` gives it for a new row
-    /// (`teams` only of a row counted into another alert).
-    pub(crate) fn stored(&self) -> (String, String, String, i64, Option<String>) {
-        (
-            self.org_id.to_owned(),
-            self.alias.clone(),
-            self.id.clone(),
-            self.count,
-            None,
-        )
-    }
-
     fn new(id: String, alias: String, org: &'a str, d: &'a AlertDraft, now: i64) -> Self {
         AlertInsert {
             id,

@@ -9,7 +9,7 @@
 //! never wait (`embedded::now` runs them).
 
 use crate::Result;
-use crate::alerts::{Alert, AlertInsert, AlertRow, AlertUpdate};
+use crate::alerts::{Alert, AlertInsert, AlertRow, AlertUpdate, Counted};
 use crate::audit_segment::SegmentBuilder;
 use crate::bulk::BulkSql;
 use serde::Serialize;
@@ -78,12 +78,9 @@ pub(crate) trait BatchConn: SegmentConn {
     /// Takes `n` tinyIds of an organization at once; returns the first.
     async fn reserve_tiny_ids(&mut self, org: &str, n: i64) -> Result<i64>;
     /// Inserts new alerts, each counted into the open alert with its alias instead should one
-    /// have appeared meanwhile; returns `(org, alias, id, count, teams)` of each row's alert, in
-    /// no promised order, `teams` only for a row counted into an alert already there.
-    async fn insert_alerts(
-        &mut self,
-        rows: &[AlertInsert<'_>],
-    ) -> Result<Vec<(String, String, String, i64, Option<String>)>>;
+    /// have appeared meanwhile (another node's); returns, for each row in order, `None` for a
+    /// new alert of its own, or the alert it was counted into.
+    async fn insert_alerts(&mut self, rows: &[AlertInsert<'_>]) -> Result<Vec<Option<Counted>>>;
     async fn insert_rows<R: Serialize>(&mut self, table: Rows, rows: &[R]) -> Result<()>;
     /// Counts `n` repeats into an alert, the latest received at `at` (its lastOccurredAt,
     /// never moved back), in a batch written at `now` (its updatedAt).
@@ -330,16 +327,37 @@ impl BatchConn for sqlx::PgConnection {
         Ok(first)
     }
 
-    async fn insert_alerts(
-        &mut self,
-        rows: &[AlertInsert<'_>],
-    ) -> Result<Vec<(String, String, String, i64, Option<String>)>> {
+    async fn insert_alerts(&mut self, rows: &[AlertInsert<'_>]) -> Result<Vec<Option<Counted>>> {
         // In the aliases' order, as every node's batch inserts them: two batches opening (or
         // counting into, through the upsert) the same aliases wait for each other instead of
-        // deadlocking. The caller matches the answers by organization and alias.
+        // deadlocking.
         let mut sorted: Vec<&AlertInsert<'_>> = rows.iter().collect();
         sorted.sort_unstable_by(|a, b| (a.org_id, &a.alias).cmp(&(b.org_id, &b.alias)));
-        Ok(crate::bulk::pg_fetch(self, alerts_sql(), &sorted).await?)
+        // `(org, alias, id, count, teams)` of each row's alert, in no promised order (`teams`
+        // only of an alert that was there already): matched to the rows by org and alias.
+        let returned: Vec<(String, String, String, i64, Option<String>)> =
+            crate::bulk::pg_fetch(self, alerts_sql(), &sorted).await?;
+        let by_alias: std::collections::HashMap<(&str, &str), _> = returned
+            .iter()
+            .map(|(org, alias, id, count, teams)| {
+                ((org.as_str(), alias.as_str()), (id, *count, teams))
+            })
+            .collect();
+        rows.iter()
+            .map(
+                |row| match by_alias.get(&(row.org_id, row.alias.as_str())) {
+                    Some(&(id, count, teams)) => {
+                        Ok((count > 1 || *id != row.id).then(|| Counted {
+                            id: id.clone(),
+                            teams: teams.clone(),
+                        }))
+                    }
+                    None => Err(crate::StoreError::Config(
+                        "an inserted alert was not returned".into(),
+                    )),
+                },
+            )
+            .collect()
     }
 
     async fn insert_rows<R: Serialize>(&mut self, table: Rows, rows: &[R]) -> Result<()> {
