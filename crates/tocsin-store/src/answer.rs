@@ -112,8 +112,12 @@ thread_local! {
 
 /// Makes the runtime this thread drives (a current-thread runtime, in `Runtime::block_on`
 /// for as long as it serves) answer the alert requests made on it together: one wake-up
-/// of the loop per batch of answers instead of one per request. Call it inside the runtime,
-/// on the thread that drives it; elsewhere it does nothing.
+/// of the loop per batch of answers instead of one per request. Call it only from a task of
+/// a current-thread runtime that this thread drives with `Runtime::block_on` for the rest of
+/// the runtime's life (as each event loop does): the home's task runs only while the runtime
+/// is driven, so a home made where it is merely entered (`Runtime::enter`,
+/// `Handle::block_on` from another thread) would leave its requests waiting. On a
+/// multi-thread runtime, or outside one, it does nothing.
 pub fn answer_here() {
     let Ok(handle) = Handle::try_current() else {
         return;

@@ -78,8 +78,9 @@ pub(crate) trait BatchConn: SegmentConn {
     /// Takes `n` tinyIds of an organization at once; returns the first.
     async fn reserve_tiny_ids(&mut self, org: &str, n: i64) -> Result<i64>;
     /// Inserts new alerts, each counted into the open alert with its alias instead should one
-    /// have appeared meanwhile (another node's); returns, for each row in order, `None` for a
-    /// new alert of its own, or the alert it was counted into.
+    /// have appeared meanwhile (another node's, on PostgreSQL; on SQLite, the only writer,
+    /// such a clash fails the insert); returns, for each row in order, `None` for a new
+    /// alert of its own, or the alert it was counted into.
     async fn insert_alerts(&mut self, rows: &[AlertInsert<'_>]) -> Result<Vec<Option<Counted>>>;
     async fn insert_rows<R: Serialize>(&mut self, table: Rows, rows: &[R]) -> Result<()>;
     /// Counts `n` repeats into an alert, the latest received at `at` (its lastOccurredAt,
