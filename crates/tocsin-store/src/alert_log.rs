@@ -62,6 +62,11 @@ const HEADER: usize = 16;
 /// The alignment of direct writes: their memory, offset and length. (The logical block size
 /// of disks is 512 bytes or 4 KiB; the page size suits both.)
 const PAGE: usize = 4096;
+/// The direct writer's memory for a write: made this large, grown (to a power of two) for a
+/// larger record, and given back at the next record that fits this size once it has grown
+/// past `DIRECT_BUF_KEPT`, so that one large record does not hold its memory for good.
+const DIRECT_BUF: usize = 1 << 16;
+const DIRECT_BUF_KEPT: usize = 1 << 20;
 
 /// One logged create: borrowed from its op when written, owned when read back.
 #[derive(Serialize, Deserialize)]
@@ -365,7 +370,7 @@ impl Direct {
         match file {
             Ok(file) => Some(Direct {
                 file,
-                buf: Aligned::new(1 << 16)?,
+                buf: Aligned::new(DIRECT_BUF)?,
                 head: head.to_vec(),
             }),
             Err(e) => {
@@ -393,8 +398,11 @@ impl Direct {
         }
         let from = at - before as u64;
         let len = round_up((before + bytes.len()) as u64) as usize;
-        if self.buf.len() < len {
-            self.buf = Aligned::new(len.next_power_of_two())
+        // (The pages are made afresh from `head` and the record: the buffer's old content is
+        // not needed.)
+        let shrink = self.buf.len() > DIRECT_BUF_KEPT && len <= DIRECT_BUF;
+        if self.buf.len() < len || shrink {
+            self.buf = Aligned::new(len.next_power_of_two().max(DIRECT_BUF))
                 .ok_or_else(|| io::Error::other("no page-aligned memory for the alert log"))?;
         }
         let pages = self.buf.slice(len);
@@ -795,6 +803,35 @@ mod tests {
             let (_, pending) = AlertLog::open(&db, 0).unwrap().unwrap();
             assert_eq!(pending.len(), 2, "direct writes: {direct}");
         }
+    }
+
+    /// A record larger than `DIRECT_BUF_KEPT` grows the direct writer's buffer; the next
+    /// small record gives the memory back, and every record reads back.
+    #[test]
+    fn a_large_record_s_memory_is_given_back() {
+        let dir = tempfile::tempdir().unwrap();
+        if !direct_allowed(dir.path()) {
+            return;
+        }
+        let db = dir.path().join("tocsin.db");
+        let (mut log, _) = AlertLog::open(&db, 0).unwrap().unwrap();
+        let big = "b".repeat(2 * DIRECT_BUF_KEPT);
+        log.append(&[&create("small")], false).unwrap();
+        log.append(&[&create(&big)], false).unwrap();
+        let grown = log.direct.as_ref().unwrap().buf.len();
+        assert!(grown > DIRECT_BUF_KEPT, "grown to {grown}");
+        log.append(&[&create("after")], false).unwrap();
+        assert_eq!(log.direct.as_ref().unwrap().buf.len(), DIRECT_BUF);
+        drop(log);
+        let (_, pending) = AlertLog::open(&db, 0).unwrap().unwrap();
+        assert_eq!(
+            messages(&pending),
+            vec![
+                (1, vec!["small".to_owned()]),
+                (2, vec![big]),
+                (3, vec!["after".to_owned()]),
+            ]
+        );
     }
 
     #[test]
