@@ -89,6 +89,11 @@ impl From<Row> for Heartbeat {
     }
 }
 
+/// How long a sweep's claim on a missed heartbeat's alert stands before another sweep takes it
+/// again: far longer than writing an alert takes, and short enough that an alert owed by a node
+/// that stopped is raised within minutes (by another node, or this one once restarted).
+pub const CLAIM_RETRY_MS: i64 = 2 * 60 * 1000;
+
 const COLUMNS: &str = "org_id, name, description, interval_value, interval_unit, enabled, owner_team_id, alert_message,
     alert_tags, alert_priority, last_ping_at, enabled_at, expired, created_at";
 
@@ -151,7 +156,8 @@ impl Store {
     /// sweep, it would clear the mark of an alert that sweep had just opened. One change of
     /// its own: switching a disabled heartbeat on clears it, decided on the row as it is, so
     /// that the heartbeat is watched again from then (a disabled one is never swept, so no
-    /// sweep's mark is lost); an alert it left open is still closed by the next ping. The
+    /// sweep's mark is lost; an alert a sweep still owed it is owed no more, as a ping would
+    /// clear it); an alert it left open is still closed by the next ping. The
     /// owner team written is checked in the same transaction, as `insert_heartbeat` checks
     /// it: also the one of a copy read before the heartbeat moved to another team and that
     /// team was deleted.
@@ -163,7 +169,8 @@ impl Store {
             let n = sqlx::query(
                 "UPDATE heartbeats SET description = $3, interval_value = $4, interval_unit = $5, enabled = $6,
                    owner_team_id = $7, alert_message = $8, alert_tags = $9, alert_priority = $10, enabled_at = $11, updated_at = $12,
-                   expired = CASE WHEN $6 AND NOT enabled THEN FALSE ELSE expired END
+                   expired = CASE WHEN $6 AND NOT enabled THEN FALSE ELSE expired END,
+                   alert_pending_since = CASE WHEN $6 AND NOT enabled THEN NULL ELSE alert_pending_since END
                  WHERE org_id = $1 AND name = $2",
             )
             .bind(h.org_id.as_str())
@@ -210,47 +217,114 @@ impl Store {
     /// Records a ping of `h` (read by the caller, which checks who may ping it).
     pub async fn ping_heartbeat(&self, h: &Heartbeat, at: OffsetDateTime) -> Result<()> {
         on_db!(&self.db, |pool| {
-            sqlx::query("UPDATE heartbeats SET last_ping_at = $3, expired = $4 WHERE org_id = $1 AND name = $2")
-                .bind(h.org_id.as_str())
-                .bind(h.name.as_str())
-                .bind(ms(at))
-                .bind(false)
-                .execute(pool)
-                .await?;
+            sqlx::query(
+                "UPDATE heartbeats SET last_ping_at = $3, expired = $4, alert_pending_since = NULL
+                 WHERE org_id = $1 AND name = $2",
+            )
+            .bind(h.org_id.as_str())
+            .bind(h.name.as_str())
+            .bind(ms(at))
+            .bind(false)
+            .execute(pool)
+            .await?;
         });
         Ok(())
     }
 
-    /// Enabled heartbeats past due at `now` that were not yet expired; marks them expired.
+    /// The heartbeats owed an alert at `now`, taken for this caller to raise: enabled ones past
+    /// due and not yet expired, which are marked expired, and ones whose alert an earlier
+    /// sweep took and did not raise (released by `heartbeat_alert_failed`, or taken more than
+    /// `CLAIM_RETRY_MS` ago by a node that stopped). Each carries the claim `now` until
+    /// `heartbeat_alert_raised` clears it, so an alert is raised at least once. Read and
+    /// marked in one transaction (the rows locked on PostgreSQL; SQLite writes one at a
+    /// time): two sweeps at the same moment, on one node or two, never take the same
+    /// heartbeat, and one pinged since it was read is not taken.
     pub async fn take_expired_heartbeats(&self, now: OffsetDateTime) -> Result<Vec<Heartbeat>> {
-        let sql = format!("SELECT {COLUMNS} FROM heartbeats WHERE enabled = $1 AND expired = $2");
-        let candidates: Vec<Heartbeat> = on_db!(&self.db, |pool| {
+        let lock = if self.is_postgres() {
+            " FOR UPDATE"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM heartbeats
+             WHERE enabled = $1 AND (expired = $2 OR alert_pending_since <= $3){lock}"
+        );
+        let at = ms(now);
+        let taken = on_db!(&self.db, |pool| {
+            let mut tx = pool.begin_write().await?;
             let rows: Vec<Row> = sqlx::query_as(crate::safe(&sql))
                 .bind(true)
                 .bind(false)
-                .fetch_all(pool)
+                .bind(at.saturating_sub(CLAIM_RETRY_MS))
+                .fetch_all(&mut *tx)
                 .await?;
-            rows.into_iter().map(Heartbeat::from).collect()
-        });
-        let due: Vec<Heartbeat> = candidates
-            .into_iter()
-            .filter(|h| h.due_at() <= ms(now))
-            .collect();
-        if due.is_empty() {
-            return Ok(due);
-        }
-        on_db!(&self.db, |pool| {
-            let mut tx = pool.begin_write().await?;
-            for h in &due {
-                sqlx::query("UPDATE heartbeats SET expired = $3 WHERE org_id = $1 AND name = $2")
-                    .bind(h.org_id.as_str())
-                    .bind(&h.name)
-                    .bind(true)
-                    .execute(&mut *tx)
-                    .await?;
+            let taken: Vec<Heartbeat> = rows
+                .into_iter()
+                .map(Heartbeat::from)
+                .filter(|h| h.expired || h.due_at() <= at)
+                .collect();
+            for h in &taken {
+                sqlx::query(
+                    "UPDATE heartbeats SET expired = $3, alert_pending_since = $4 WHERE org_id = $1 AND name = $2",
+                )
+                .bind(h.org_id.as_str())
+                .bind(&h.name)
+                .bind(true)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
             }
             tx.commit().await?;
+            taken
         });
-        Ok(due)
+        Ok(taken
+            .into_iter()
+            .map(|mut h| {
+                h.expired = true;
+                h
+            })
+            .collect())
+    }
+
+    /// The alert of `h`, taken by the sweep at `taken_at`, is written: nothing more is owed.
+    /// Clears only that sweep's claim (another node may have taken the heartbeat again since;
+    /// a ping has cleared it already).
+    pub async fn heartbeat_alert_raised(
+        &self,
+        h: &Heartbeat,
+        taken_at: OffsetDateTime,
+    ) -> Result<()> {
+        self.end_claim(h, taken_at, None).await
+    }
+
+    /// The alert of `h`, taken by the sweep at `taken_at`, could not be written: the next
+    /// sweep takes it again.
+    pub async fn heartbeat_alert_failed(
+        &self,
+        h: &Heartbeat,
+        taken_at: OffsetDateTime,
+    ) -> Result<()> {
+        self.end_claim(h, taken_at, Some(0)).await
+    }
+
+    async fn end_claim(
+        &self,
+        h: &Heartbeat,
+        taken_at: OffsetDateTime,
+        to: Option<i64>,
+    ) -> Result<()> {
+        on_db!(&self.db, |pool| {
+            sqlx::query(
+                "UPDATE heartbeats SET alert_pending_since = $4
+                 WHERE org_id = $1 AND name = $2 AND alert_pending_since = $3",
+            )
+            .bind(h.org_id.as_str())
+            .bind(h.name.as_str())
+            .bind(ms(taken_at))
+            .bind(to)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
     }
 }

@@ -2256,6 +2256,175 @@ async fn deleting_a_team_never_strands_a_heartbeat_given_it_at_the_same_moment()
     }
 }
 
+fn heartbeat(
+    org: &OrgId,
+    name: &str,
+    created_at: OffsetDateTime,
+) -> tocsin_store::heartbeats::Heartbeat {
+    tocsin_store::heartbeats::Heartbeat {
+        org_id: org.clone(),
+        name: name.into(),
+        description: String::new(),
+        interval: 10,
+        interval_unit: "minutes".into(),
+        enabled: true,
+        owner_team_id: None,
+        alert_message: "missed".into(),
+        alert_tags: vec![],
+        alert_priority: "P3".into(),
+        last_ping_at: None,
+        enabled_at: None,
+        expired: false,
+        created_at,
+    }
+}
+
+/// A missed heartbeat's alert is owed until it is raised: a sweep that took it and then
+/// stopped (or failed to write the alert) leaves it to a later sweep, and only the alert
+/// being raised, a ping or switching it on again clears what is owed.
+#[tokio::test]
+async fn a_missed_heartbeat_is_taken_again_until_its_alert_is_raised() {
+    use tocsin_store::heartbeats::CLAIM_RETRY_MS;
+    let (_dir, store) = store().await;
+    let org = org(&store).await;
+    let t0 = OffsetDateTime::now_utc() - Duration::days(1);
+    let h = heartbeat(&org, "nightly", t0);
+    store.insert_heartbeat(&h).await.unwrap();
+    let names = |taken: Vec<tocsin_store::heartbeats::Heartbeat>| {
+        taken
+            .into_iter()
+            .map(|h| (h.name, h.expired))
+            .collect::<Vec<_>>()
+    };
+    let take = |at: OffsetDateTime| store.take_expired_heartbeats(at);
+
+    assert!(
+        take(t0 + Duration::minutes(9)).await.unwrap().is_empty(),
+        "not due yet"
+    );
+    let first = t0 + Duration::minutes(11);
+    assert_eq!(
+        names(take(first).await.unwrap()),
+        [("nightly".to_owned(), true)]
+    );
+    assert!(
+        store
+            .get_heartbeat(&org, "nightly")
+            .await
+            .unwrap()
+            .unwrap()
+            .expired
+    );
+    // Taken: a sweep at the same moment or soon after leaves it to the first.
+    assert!(take(first).await.unwrap().is_empty());
+    let retry = Duration::milliseconds(CLAIM_RETRY_MS);
+    assert!(
+        take(first + retry - Duration::seconds(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The first sweep stopped before raising the alert: a later one takes it again.
+    let second = first + retry;
+    assert_eq!(
+        names(take(second).await.unwrap()),
+        [("nightly".to_owned(), true)]
+    );
+    // The first sweep's word comes late: it clears nothing of the second's claim.
+    store.heartbeat_alert_raised(&h, first).await.unwrap();
+    store.heartbeat_alert_failed(&h, first).await.unwrap();
+    assert!(
+        take(second + Duration::seconds(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The second could not write the alert: the next sweep, 15 s on, takes it again.
+    store.heartbeat_alert_failed(&h, second).await.unwrap();
+    let third = second + Duration::seconds(15);
+    assert_eq!(take(third).await.unwrap().len(), 1);
+    // Raised: nothing more is owed, however long it stays expired.
+    store.heartbeat_alert_raised(&h, third).await.unwrap();
+    assert!(take(third + Duration::days(1)).await.unwrap().is_empty());
+
+    // A ping clears what is owed: taken, then pinged before its alert was raised.
+    let ping_at = third + Duration::minutes(1);
+    store.ping_heartbeat(&h, ping_at).await.unwrap();
+    assert_eq!(
+        take(ping_at + Duration::minutes(11)).await.unwrap().len(),
+        1
+    );
+    store
+        .ping_heartbeat(&h, ping_at + Duration::minutes(12))
+        .await
+        .unwrap();
+    assert!(
+        take(ping_at + Duration::minutes(12) + retry)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // So does switching it off and on again (watched afresh from then), and a disabled
+    // heartbeat is owed nothing while it is off.
+    let pinged = store.get_heartbeat(&org, "nightly").await.unwrap().unwrap();
+    let due = ping_at + Duration::minutes(23);
+    assert_eq!(take(due).await.unwrap().len(), 1);
+    let mut off = pinged.clone();
+    off.enabled = false;
+    store.update_heartbeat(&off).await.unwrap();
+    assert!(take(due + retry).await.unwrap().is_empty(), "disabled");
+    let mut on = pinged;
+    on.enabled = true;
+    on.enabled_at = Some(due + retry);
+    store.update_heartbeat(&on).await.unwrap();
+    let after = store.get_heartbeat(&org, "nightly").await.unwrap().unwrap();
+    assert!(!after.expired);
+    assert!(
+        take(due + retry + Duration::minutes(9))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        take(due + retry + Duration::minutes(11))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// Two sweeps at the same moment (two nodes on PostgreSQL, or two tasks on one SQLite file)
+/// share the missed heartbeats between them: each is taken once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sweeps_at_once_take_each_missed_heartbeat_once() {
+    let (_dir, store) = store().await;
+    let org = org(&store).await;
+    let t0 = OffsetDateTime::now_utc() - Duration::days(1);
+    for i in 0..20 {
+        store
+            .insert_heartbeat(&heartbeat(&org, &format!("hb {i}"), t0))
+            .await
+            .unwrap();
+    }
+    let at = t0 + Duration::hours(1);
+    let (a, b) = tokio::join!(
+        store.take_expired_heartbeats(at),
+        store.take_expired_heartbeats(at)
+    );
+    let mut names: Vec<String> = a
+        .unwrap()
+        .into_iter()
+        .chain(b.unwrap())
+        .map(|h| h.name)
+        .collect();
+    assert_eq!(names.len(), 20, "taken twice or not at all: {names:?}");
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 20, "a heartbeat taken twice");
+}
+
 /// The change log that tells every node to drop its cached credentials is written by the
 /// change itself (migration 0012's triggers), in its own transaction: by every store write
 /// that can alter a credential, and by raw SQL too. The background sweeps' writes to

@@ -358,9 +358,13 @@ pub async fn ping(
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
-/// Opens an alert for every enabled heartbeat that missed its interval at `now`.
+/// Opens an alert for every enabled heartbeat that missed its interval at `now`, and for any
+/// whose alert an earlier sweep took and did not raise. An alert that cannot be written is
+/// logged and left owed (`heartbeat_alert_failed`): the next sweep tries it again, and the
+/// heartbeats after it are still raised. Answers how many alerts were raised.
 pub async fn sweep(app: &App, now: OffsetDateTime) -> ApiResult<usize> {
     let expired = app.store.take_expired_heartbeats(now).await?;
+    let mut raised = 0;
     for h in &expired {
         let responders: Vec<Responder> = h
             .owner_team_id
@@ -402,14 +406,22 @@ pub async fn sweep(app: &App, now: OffsetDateTime) -> ApiResult<usize> {
             integration_id: None,
             kind: OpKind::Create(Box::new(draft)),
         };
-        let status = app
-            .alerts
-            .submit(op)
-            .await
-            .map_err(|e| ApiError::Internal(format!("heartbeat alert: {e}")))?;
-        if !status.success {
-            tracing::warn!(org = %h.org_id, heartbeat = %h.name, status = %status.status, "a missed heartbeat's alert was not raised");
+        match app.alerts.submit(op).await {
+            Ok(status) => {
+                // Refused for good (its alias is another team's open alert): trying again
+                // would be refused again, so nothing more is owed; the log says why.
+                if status.success {
+                    raised += 1;
+                } else {
+                    tracing::warn!(org = %h.org_id, heartbeat = %h.name, status = %status.status, "a missed heartbeat's alert was not raised");
+                }
+                app.store.heartbeat_alert_raised(h, now).await?;
+            }
+            Err(e) => {
+                tracing::error!(org = %h.org_id, heartbeat = %h.name, error = %e, "a missed heartbeat's alert could not be written; the next sweep tries again");
+                app.store.heartbeat_alert_failed(h, now).await?;
+            }
         }
     }
-    Ok(expired.len())
+    Ok(raised)
 }

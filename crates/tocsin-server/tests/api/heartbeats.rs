@@ -876,3 +876,32 @@ async fn a_team_owning_heartbeats_or_integrations_is_not_deleted() {
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
 }
+
+/// A node that marked a heartbeat missed and stopped before raising its alert (here: the
+/// store's take, with no alert after it) leaves the alert owed: a later sweep, once the
+/// claim is older than `CLAIM_RETRY_MS`, raises it. Before, the mark alone stayed and the
+/// alert was never raised.
+#[tokio::test]
+async fn a_missed_heartbeat_s_alert_is_raised_by_a_later_sweep_when_the_first_stopped() {
+    let app = TestApp::spawn().await;
+    app.old_heartbeat("hb-orphaned", true, Duration::hours(1), false)
+        .await;
+    let now = OffsetDateTime::now_utc();
+    let taken = app.app().store.take_expired_heartbeats(now).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(app.heartbeat("hb-orphaned").await["expired"], true);
+    let alias = "/v2/alerts/hb-orphaned?identifierType=alias";
+    // The claim is fresh: the first sweep may still be raising it.
+    assert_eq!(
+        sweep(app.app(), now + Duration::seconds(15)).await.unwrap(),
+        0
+    );
+    let (s, b, _) = app.v2("GET", alias, &app.owner, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+    let retry = Duration::milliseconds(tocsin_store::heartbeats::CLAIM_RETRY_MS);
+    assert_eq!(sweep(app.app(), now + retry).await.unwrap(), 1);
+    assert_eq!(app.alert_by_alias("hb-orphaned").await["status"], "open");
+    // Raised once: nothing more is owed.
+    assert_eq!(sweep(app.app(), now + retry * 3).await.unwrap(), 0);
+    assert_eq!(app.alert_by_alias("hb-orphaned").await["count"], 1);
+}
