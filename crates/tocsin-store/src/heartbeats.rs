@@ -235,10 +235,10 @@ impl Store {
     /// due and not yet expired, which are marked expired, and ones whose alert an earlier
     /// sweep took and did not raise (released by `heartbeat_alert_failed`, or taken more than
     /// `CLAIM_RETRY_MS` ago by a node that stopped). Each carries the claim `now` until
-    /// `heartbeat_alert_raised` clears it, so an alert is raised at least once. Read and
-    /// marked in one transaction (the rows locked on PostgreSQL; SQLite writes one at a
-    /// time): two sweeps at the same moment, on one node or two, never take the same
-    /// heartbeat, and one pinged since it was read is not taken.
+    /// `heartbeat_alert_raised` clears it, so an alert is raised at least once. Once a plain
+    /// read finds any owed, they are read again and marked in one transaction (the rows
+    /// locked on PostgreSQL; SQLite writes one at a time): two sweeps at the same moment, on
+    /// one node or two, never take the same heartbeat, and one pinged since is not taken.
     pub async fn take_expired_heartbeats(&self, now: OffsetDateTime) -> Result<Vec<Heartbeat>> {
         let lock = if self.is_postgres() {
             " FOR UPDATE"
@@ -247,22 +247,40 @@ impl Store {
         };
         let sql = format!(
             "SELECT {COLUMNS} FROM heartbeats
-             WHERE enabled = $1 AND (expired = $2 OR alert_pending_since <= $3){lock}"
+             WHERE enabled = $1 AND (expired = $2 OR alert_pending_since <= $3)"
         );
+        let locked = format!("{sql}{lock}");
         let at = ms(now);
-        let taken = on_db!(&self.db, |pool| {
-            let mut tx = pool.begin_write().await?;
+        let stale = at.saturating_sub(CLAIM_RETRY_MS);
+        let owed = |rows: Vec<Row>| -> Vec<Heartbeat> {
+            rows.into_iter()
+                .map(Heartbeat::from)
+                .filter(|h| h.expired || h.due_at() <= at)
+                .collect()
+        };
+        // A read first, without the write lock: most sweeps find nothing owed, and take no
+        // write transaction (on SQLite it would wait for, and hold up, every other writer).
+        let owed_now = on_db!(&self.db, |pool| {
             let rows: Vec<Row> = sqlx::query_as(crate::safe(&sql))
                 .bind(true)
                 .bind(false)
-                .bind(at.saturating_sub(CLAIM_RETRY_MS))
+                .bind(stale)
+                .fetch_all(pool)
+                .await?;
+            owed(rows)
+        });
+        if owed_now.is_empty() {
+            return Ok(owed_now);
+        }
+        let taken = on_db!(&self.db, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let rows: Vec<Row> = sqlx::query_as(crate::safe(&locked))
+                .bind(true)
+                .bind(false)
+                .bind(stale)
                 .fetch_all(&mut *tx)
                 .await?;
-            let taken: Vec<Heartbeat> = rows
-                .into_iter()
-                .map(Heartbeat::from)
-                .filter(|h| h.expired || h.due_at() <= at)
-                .collect();
+            let taken = owed(rows);
             for h in &taken {
                 sqlx::query(
                     "UPDATE heartbeats SET expired = $3, alert_pending_since = $4 WHERE org_id = $1 AND name = $2",
