@@ -234,54 +234,58 @@ impl Store {
     /// The heartbeats owed an alert at `now`, taken for this caller to raise: enabled ones past
     /// due and not yet expired, which are marked expired, and ones whose alert an earlier
     /// sweep took and did not raise (released by `heartbeat_alert_failed`, or taken more than
-    /// `CLAIM_RETRY_MS` ago by a node that stopped). Each carries the claim `now` until
-    /// `heartbeat_alert_raised` clears it, so an alert is raised at least once. Once a plain
-    /// read finds any owed, they are read again and marked in one transaction (the rows
-    /// locked on PostgreSQL; SQLite writes one at a time): two sweeps at the same moment, on
-    /// one node or two, never take the same heartbeat, and one pinged since is not taken.
+    /// `CLAIM_RETRY_MS` ago by a sweep that stopped or was refused). Each carries the claim
+    /// `now` until `heartbeat_alert_raised` clears it, so an alert is raised at least once.
+    /// A plain read finds those owed; each is then read again and marked in one transaction,
+    /// in (organization, name) order (its row locked on PostgreSQL; SQLite writes one at a
+    /// time): two sweeps at the same moment, on one node or two, never take the same
+    /// heartbeat, and one pinged since is not taken.
     pub async fn take_expired_heartbeats(&self, now: OffsetDateTime) -> Result<Vec<Heartbeat>> {
+        const OWED: &str = "enabled = $1 AND (expired = $2 OR alert_pending_since <= $3)";
+        let all = format!("SELECT {COLUMNS} FROM heartbeats WHERE {OWED}");
         let lock = if self.is_postgres() {
-            " FOR UPDATE"
+            " FOR NO KEY UPDATE"
         } else {
             ""
         };
-        let sql = format!(
-            "SELECT {COLUMNS} FROM heartbeats
-             WHERE enabled = $1 AND (expired = $2 OR alert_pending_since <= $3)"
+        let one = format!(
+            "SELECT {COLUMNS} FROM heartbeats WHERE {OWED} AND org_id = $4 AND name = $5{lock}"
         );
-        let locked = format!("{sql}{lock}");
         let at = ms(now);
         let stale = at.saturating_sub(CLAIM_RETRY_MS);
-        let owed = |rows: Vec<Row>| -> Vec<Heartbeat> {
-            rows.into_iter()
-                .map(Heartbeat::from)
-                .filter(|h| h.expired || h.due_at() <= at)
-                .collect()
-        };
-        // A read first, without the write lock: most sweeps find nothing owed, and take no
-        // write transaction (on SQLite it would wait for, and hold up, every other writer).
-        let owed_now = on_db!(&self.db, |pool| {
-            let rows: Vec<Row> = sqlx::query_as(crate::safe(&sql))
+        let owed = |h: &Heartbeat| h.expired || h.due_at() <= at;
+        // Without the write lock first: most sweeps find nothing owed, and take no write
+        // transaction (on SQLite it would wait for, and hold up, every other writer).
+        let mut candidates: Vec<Heartbeat> = on_db!(&self.db, |pool| {
+            let rows: Vec<Row> = sqlx::query_as(crate::safe(&all))
                 .bind(true)
                 .bind(false)
                 .bind(stale)
                 .fetch_all(pool)
                 .await?;
-            owed(rows)
+            rows.into_iter().map(Heartbeat::from).filter(owed).collect()
         });
-        if owed_now.is_empty() {
-            return Ok(owed_now);
+        if candidates.is_empty() {
+            return Ok(candidates);
         }
+        // One order for every sweep: two locking the same rows never wait on each other
+        // crosswise (a deadlock on PostgreSQL).
+        candidates.sort_by(|a, b| (a.org_id.as_str(), &a.name).cmp(&(b.org_id.as_str(), &b.name)));
         let taken = on_db!(&self.db, |pool| {
             let mut tx = pool.begin_write().await?;
-            let rows: Vec<Row> = sqlx::query_as(crate::safe(&locked))
-                .bind(true)
-                .bind(false)
-                .bind(stale)
-                .fetch_all(&mut *tx)
-                .await?;
-            let taken = owed(rows);
-            for h in &taken {
+            let mut taken = Vec::with_capacity(candidates.len());
+            for c in &candidates {
+                let row: Option<Row> = sqlx::query_as(crate::safe(&one))
+                    .bind(true)
+                    .bind(false)
+                    .bind(stale)
+                    .bind(c.org_id.as_str())
+                    .bind(&c.name)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(h) = row.map(Heartbeat::from).filter(owed) else {
+                    continue;
+                };
                 sqlx::query(
                     "UPDATE heartbeats SET expired = $3, alert_pending_since = $4 WHERE org_id = $1 AND name = $2",
                 )
@@ -291,17 +295,12 @@ impl Store {
                 .bind(at)
                 .execute(&mut *tx)
                 .await?;
+                taken.push(Heartbeat { expired: true, ..h });
             }
             tx.commit().await?;
             taken
         });
-        Ok(taken
-            .into_iter()
-            .map(|mut h| {
-                h.expired = true;
-                h
-            })
-            .collect())
+        Ok(taken)
     }
 
     /// The alert of `h`, taken by the sweep at `taken_at`, is written: nothing more is owed.
@@ -332,6 +331,9 @@ impl Store {
         to: Option<i64>,
     ) -> Result<()> {
         on_db!(&self.db, |pool| {
+            // A write transaction: on SQLite it waits its turn with the other writers rather
+            // than in the busy handler.
+            let mut tx = pool.begin_write().await?;
             sqlx::query(
                 "UPDATE heartbeats SET alert_pending_since = $4
                  WHERE org_id = $1 AND name = $2 AND alert_pending_since = $3",
@@ -340,8 +342,9 @@ impl Store {
             .bind(h.name.as_str())
             .bind(ms(taken_at))
             .bind(to)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
+            tx.commit().await?;
         });
         Ok(())
     }

@@ -359,9 +359,10 @@ pub async fn ping(
 }
 
 /// Opens an alert for every enabled heartbeat that missed its interval at `now`, and for any
-/// whose alert an earlier sweep took and did not raise. An alert that cannot be written is
-/// logged and left owed (`heartbeat_alert_failed`): the next sweep tries it again, and the
-/// heartbeats after it are still raised. Answers how many alerts were raised.
+/// whose alert an earlier sweep took and did not raise. An alert that is not raised is logged
+/// and left owed: one the writer could not take (`heartbeat_alert_failed`) is tried again by
+/// the next sweep, one refused or failed in its write two minutes on; the heartbeats after it
+/// are still raised. Answers how many alerts were raised.
 pub async fn sweep(app: &App, now: OffsetDateTime) -> ApiResult<usize> {
     let expired = app.store.take_expired_heartbeats(now).await?;
     let mut raised = 0;
@@ -407,19 +408,23 @@ pub async fn sweep(app: &App, now: OffsetDateTime) -> ApiResult<usize> {
             kind: OpKind::Create(Box::new(draft)),
         };
         match app.alerts.submit(op).await {
-            Ok(status) => {
-                // Refused for good (its alias is another team's open alert): trying again
-                // would be refused again, so nothing more is owed; the log says why.
-                if status.success {
-                    raised += 1;
-                } else {
-                    tracing::warn!(org = %h.org_id, heartbeat = %h.name, status = %status.status, "a missed heartbeat's alert was not raised");
+            Ok(status) if status.success => {
+                raised += 1;
+                if let Err(e) = app.store.heartbeat_alert_raised(h, now).await {
+                    tracing::error!(org = %h.org_id, heartbeat = %h.name, error = %e, "a missed heartbeat's alert was raised, but could not be marked so; it may be raised again (counted into the open alert)");
                 }
-                app.store.heartbeat_alert_raised(h, now).await?;
+            }
+            // Refused (its alias is another team's open alert) or failed in the write: the
+            // claim stands, and a sweep takes it again once it is `CLAIM_RETRY_MS` old, until
+            // the alert is raised or the heartbeat is pinged or switched off and on.
+            Ok(status) => {
+                tracing::warn!(org = %h.org_id, heartbeat = %h.name, status = %status.status, "a missed heartbeat's alert was not raised; tried again in two minutes");
             }
             Err(e) => {
                 tracing::error!(org = %h.org_id, heartbeat = %h.name, error = %e, "a missed heartbeat's alert could not be written; the next sweep tries again");
-                app.store.heartbeat_alert_failed(h, now).await?;
+                if let Err(e) = app.store.heartbeat_alert_failed(h, now).await {
+                    tracing::error!(org = %h.org_id, heartbeat = %h.name, error = %e, "a missed heartbeat's claim could not be released; tried again in two minutes");
+                }
             }
         }
     }

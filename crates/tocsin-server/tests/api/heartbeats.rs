@@ -905,3 +905,59 @@ async fn a_missed_heartbeat_s_alert_is_raised_by_a_later_sweep_when_the_first_st
     assert_eq!(sweep(app.app(), now + retry * 3).await.unwrap(), 0);
     assert_eq!(app.alert_by_alias("hb-orphaned").await["count"], 1);
 }
+
+/// A team's missed heartbeat whose alias is another alert's (an organization-wide one its
+/// team may not write) is refused, not dropped: once that alert is closed, a sweep two
+/// minutes on raises the heartbeat's own alert.
+#[tokio::test]
+async fn a_refused_heartbeat_alert_is_raised_once_its_alias_is_free() {
+    let app = TestApp::spawn().await;
+    let team = app.team("hb-refused-team").await;
+    let (s, b, _) = app
+        .v2(
+            "POST",
+            "/v2/alerts",
+            &app.owner,
+            Some(json!({"message": "org-wide", "alias": "hb-refused"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let (s, b, _) = app
+        .v2(
+            "POST",
+            "/v2/heartbeats",
+            &app.owner,
+            Some(json!({"name": "hb-refused", "interval": 1, "intervalUnit": "hours", "enabled": true, "ownerTeam": {"id": team}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let later = OffsetDateTime::now_utc() + Duration::hours(2);
+    assert_eq!(sweep(app.app(), later).await.unwrap(), 0, "refused");
+    let org_wide = app.alert_by_alias("hb-refused").await;
+    assert_eq!(org_wide["message"], "org-wide");
+    let (s, b, _) = app
+        .v2(
+            "POST",
+            "/v2/alerts/hb-refused/close?identifierType=alias",
+            &app.owner,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    // Still owed, and the claim stands until it is two minutes old.
+    assert_eq!(
+        sweep(app.app(), later + Duration::seconds(15))
+            .await
+            .unwrap(),
+        0
+    );
+    let retry = Duration::milliseconds(tocsin_store::heartbeats::CLAIM_RETRY_MS);
+    assert_eq!(sweep(app.app(), later + retry).await.unwrap(), 1);
+    let own = app.alert_by_alias("hb-refused").await;
+    assert_eq!(
+        (&own["status"], &own["source"], &own["count"]),
+        (&json!("open"), &json!("Heartbeat"), &json!(1)),
+        "{own}"
+    );
+    assert_ne!(own["id"], org_wide["id"]);
+}
