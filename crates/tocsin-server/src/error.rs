@@ -475,10 +475,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                 }
                 _ => ApiError::BadRequest(format!("The request body could not be read: {e}.")),
             })?;
-        if let Err(depth) = tocsin_core::json::check_depth(&bytes, tocsin_core::json::MAX_DEPTH) {
-            return Err(ApiError::validation("body", depth.to_string()));
-        }
-        if tocsin_core::json::holds_nul(&bytes)
+        let scanned = tocsin_core::json::scan(&bytes, tocsin_core::json::MAX_DEPTH)
+            .map_err(|depth| ApiError::validation("body", depth.to_string()))?;
+        if scanned.nul_escape
             && let Ok(value) = serde_json::from_slice::<Value>(&bytes)
             && let Some(field) = tocsin_core::json::nul_path(&value)
         {
