@@ -26,13 +26,17 @@ pub fn check_depth(body: &[u8], limit: usize) -> Result<(), TooDeep> {
 /// What `scan` found in a body nested no deeper than its limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Scanned {
-    /// A `\u0000` escape inside a string or a key (`holds_nul`).
+    /// A `\u0000` escape, a NUL character, inside a string or a key (an escaped backslash
+    /// before `u0000` is none). No text Tocsin stores may hold one: PostgreSQL refuses it in
+    /// text, and SQLite would keep a string that C code reads as ending there. Found in the
+    /// raw bytes, so a body without one (every real body) is not parsed again to look; in a
+    /// body that is not JSON it may be either (the parser refuses that body anyway).
     pub nul_escape: bool,
 }
 
-/// `check_depth` and `holds_nul` in one pass over the body: every request body goes
-/// through both, and the escapes `holds_nul` looks for are among those this pass steps over
-/// in strings anyway (issue #5: they were two passes, 1,800 instructions an alert).
+/// The nesting depth (`check_depth`) and the NUL escapes (`Scanned::nul_escape`) of a body,
+/// in one pass: the escapes are among those the depth pass steps over in strings anyway
+/// (issue #5: they were two passes, 1,800 instructions an alert).
 pub fn scan(body: &[u8], limit: usize) -> Result<Scanned, TooDeep> {
     let mut depth = 0usize;
     let mut position = 0;
@@ -164,16 +168,6 @@ mod tests {
     }
 }
 
-/// Whether `body` holds a `\u0000` escape, a NUL character in a string or a key. No text
-/// Tocsin stores may hold one: PostgreSQL refuses it in text, and SQLite would keep a
-/// string that C code reads as ending there. A scan of the raw bytes (`scan`), so a body
-/// without one (every real body) is not parsed again; an escaped backslash before `u0000`
-/// is no NUL. Escapes are read inside strings, as a parser reads them: in a body that is not
-/// JSON the answer may be either (the parser refuses that body anyway).
-pub fn holds_nul(body: &[u8]) -> bool {
-    scan(body, usize::MAX).is_ok_and(|s| s.nul_escape)
-}
-
 /// Where the first NUL character is in `value`: the path of the string (or of the object
 /// whose key holds it), as `details.host` or `tags[2]`; `body` for the top level.
 pub fn nul_path(value: &serde_json::Value) -> Option<String> {
@@ -210,6 +204,7 @@ mod nul_tests {
 
     #[test]
     fn a_nul_escape_is_found_and_named_an_escaped_backslash_is_not() {
+        let holds_nul = |body: &[u8]| scan(body, MAX_DEPTH).unwrap().nul_escape;
         assert!(!holds_nul(br#"{"message": "plain"}"#));
         assert!(!holds_nul(br#"{"message": "a\\u0000b"}"#));
         assert!(holds_nul(br#"{"message": "a\u0000b"}"#));
