@@ -40,12 +40,12 @@
 //! record is on stable storage, as a write and an `fdatasync` would (the kernel flushes the
 //! disk's cache after it, or writes it with FUA where the disk offers that): one system call
 //! and one wait a record instead of two (measured: about 3% less CPU an alert,
-//! bench/README.md). Through the page cache, a kernel that caches files in large folios (Linux 6.x on
-//! ext4 keeps a file written in 1 MiB pieces, as this one is made, in 1 MiB folios) wrote
-//! the whole folio holding a record at each flush: about 1 MiB to the disk for a record of a
-//! few hundred bytes (measured: 15 GB written for 72 MB of records in a 6 s benchmark round,
-//! bench/README.md). Where direct I/O is refused (a file system without it), records go
-//! through the page cache as before.
+//! bench/README.md). Through the page cache, a kernel that caches files in large folios
+//! (Linux 6.x on ext4 keeps a file written in 1 MiB pieces, as this one is made, in 1 MiB
+//! folios) wrote the whole folio holding a record at each flush: about 1 MiB to the disk for
+//! a record of a few hundred bytes (measured: 15 GB written for 72 MB of records in a 6 s
+//! benchmark round, bench/README.md). Where direct I/O is refused (a file system without
+//! it), records go through the page cache, each written and then flushed.
 
 use crate::alerts::{AlertDraft, AlertOp, OpKind};
 use serde::{Deserialize, Serialize};
@@ -240,24 +240,28 @@ impl AlertLog {
         // The end mark, where the file has room for it.
         let room = (self.size - self.len).min(record.0.len() as u64) as usize;
         let bytes = &record.0[..room];
-        let written = match &mut self.direct {
+        // A direct write is durable when it returns (`O_DSYNC`). A file system that takes
+        // direct opens but not these writes (EINVAL, EOPNOTSUPP), or any other failure of
+        // one: the page cache from now on, this record included, written and flushed. (A
+        // failing disk fails that write or its flush too.)
+        let durable = match &mut self.direct {
             Some(direct) => match direct.write(bytes, self.len) {
-                Ok(()) => Ok(()),
-                // A file system that takes direct opens but not these writes (EINVAL,
-                // EOPNOTSUPP), or any other failure of it: the page cache from now on, this
-                // record included. (A failing disk fails that write or its flush too.)
+                Ok(()) => true,
                 Err(e) => {
                     tracing::warn!(path = %self.path.display(), error = %e, "the alert log's direct write failed; writing it through the page cache from now on");
-                    self.direct = None;
-                    self.file
-                        .write_all_at(bytes, self.len)
-                        .and_then(|()| self.file.sync_data())
+                    false
                 }
             },
-            None => self
-                .file
-                .write_all_at(bytes, self.len)
-                .and_then(|()| self.file.sync_data()),
+            None => false,
+        };
+        let written = match durable {
+            true => Ok(()),
+            false => {
+                self.direct = None;
+                self.file
+                    .write_all_at(bytes, self.len)
+                    .and_then(|()| self.file.sync_data())
+            }
         };
         if let Err(e) = written {
             // Nobody is answered for this record; spoil its header so that a restart does
